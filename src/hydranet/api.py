@@ -1,0 +1,73 @@
+"""The Python API: `hn.Experiment(...).fit()` and `hn.load(run_dir).predict(...)`.
+
+An experiment comes from a built-in name, a YAML file, a dict or a `Config`; overrides use the same
+dotted keys as the CLI's `--set`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hydranet.config import Config, apply_override, experiment_dict, validate
+from hydranet.data import to_model_inputs
+from hydranet.predict import decode_outputs, evaluate_run, predict_paths
+from hydranet.train import Run, fit, load_run
+from hydranet.train.evaluation import predict_batches
+
+
+class Experiment:
+    """A validated config ready to train: `Experiment("quickstart", {"train.epochs": 3}).fit()`."""
+
+    def __init__(self, experiment: str | Path | Mapping | Config | None = None, overrides: Mapping[str, Any] | None = None):
+        if isinstance(experiment, Config):
+            data = experiment.model_dump(mode="json")
+        elif isinstance(experiment, Mapping):
+            data = dict(experiment)
+        else:
+            data = experiment_dict(experiment)
+        for key, value in (overrides or {}).items():
+            apply_override(data, key.split("."), value)
+        self.config = validate(data)
+
+    def fit(self, run_dir: str | Path | None = None, progress: bool = False) -> Run:
+        """Train into a run directory and return the Run (model, summary, history)."""
+        return fit(self.config, run_dir, progress=progress)
+
+
+class Model:
+    """A trained run's model with the preprocessing it was trained with."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.tasks = run.tasks
+        self.config = run.config
+
+    def predict(self, inputs: pd.DataFrame | np.ndarray | torch.Tensor | str | Path | Sequence[str | Path]) -> pd.DataFrame:
+        """Decoded predictions, one column per task. Inputs: a DataFrame (table runs), raw images as an
+        array/tensor (N, C, H, W) with the training value range (0–255 for uint8 sources), or file paths."""
+        if isinstance(inputs, (str, Path)):
+            inputs = [inputs]
+        if isinstance(inputs, (list, tuple)):
+            return predict_paths(self.run, inputs).drop(columns="input")
+        if isinstance(inputs, pd.DataFrame):
+            x = to_model_inputs(self.run.info, frame=inputs)
+        else:
+            x = to_model_inputs(self.run.info, images=torch.as_tensor(inputs))
+        return decode_outputs(self.run, self.predict_raw(x))
+
+    def predict_raw(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw outputs (logits/standardized values) for already-preprocessed inputs."""
+        return predict_batches(self.run.model, x, self.config.train.eval_batch_size)
+
+    def evaluate(self, split: str = "test") -> dict[str, dict[str, float]]:
+        return evaluate_run(self.run, split)
+
+
+def load(run_dir: str | Path) -> Model:
+    """Load a run directory for prediction and evaluation."""
+    return Model(load_run(run_dir))

@@ -1,0 +1,125 @@
+"""The `hydranet` command line: train, evaluate, predict, experiments, config.
+
+User errors end with one line on stderr and exit code 2 (no traceback); internal errors keep theirs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hydranet.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
+                  help="hydranet: multi-task deep learning — one shared trunk, one head per task.")
+console = Console()
+
+EXPERIMENT = typer.Argument(None, help="built-in experiment name or YAML file (default: quickstart)")
+SET = typer.Option([], "--set", "-s", help="override a config field: --set train.epochs=5 (repeatable)")
+
+
+@app.command()
+def train(
+    experiment: Optional[str] = EXPERIMENT,
+    overrides: List[str] = SET,
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="where to write the run (default: runs/<name>-<time>)"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted run directory"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Train an experiment and write a run directory."""
+    from hydranet.config import load_config
+    from hydranet.train import fit
+    from hydranet.train import resume as resume_run
+
+    if resume is not None:
+        if experiment is not None or overrides or run_dir is not None:
+            raise UserError("--resume: continues the run as it was configured; give no EXPERIMENT, --set or --run-dir with it")
+        run = resume_run(resume, progress=not quiet)
+    else:
+        cfg = load_config(experiment, overrides)
+        run = fit(cfg, run_dir, progress=not quiet and cfg.train.progress)
+    console.print(metrics_table(run.summary, title=f"{run.summary['experiment']} — {run.summary['epochs']} epochs, "
+                                                   f"{run.summary['train_seconds']:.1f}s, {run.summary['params']:,} params"))
+    console.print(f"run directory: [bold]{run.dir}[/bold]")
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    split: str = typer.Option("test", "--split", help="test | val | train"),
+) -> None:
+    """Score a trained run on one split; writes eval-<split>.json."""
+    from hydranet.predict import evaluate_run
+    from hydranet.train import load_run
+
+    metrics = evaluate_run(load_run(run_dir), split)
+    console.print(metrics_table({split: metrics}, title=f"{run_dir} — {split}"))
+    console.print(f"wrote {run_dir / f'eval-{split}.json'}")
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    inputs: List[Path] = typer.Argument(..., help="a CSV/Parquet file (table runs) or image files/folders (image runs)"),
+    output: Path = typer.Option(Path("predictions.csv"), "--output", "-o", help="CSV to write"),
+) -> None:
+    """Predict every task for new inputs; writes a CSV with one column per task."""
+    from hydranet.predict import predict_paths
+    from hydranet.train import load_run
+
+    frame = predict_paths(load_run(run_dir), inputs, output)
+    console.print(f"wrote {len(frame)} predictions to {output}")
+
+
+@app.command()
+def experiments() -> None:
+    """List the built-in experiments."""
+    from hydranet.config import experiment_description, experiment_names
+
+    table = Table("name", "description", title="built-in experiments")
+    for name in experiment_names():
+        table.add_row(name, experiment_description(name))
+    console.print(table)
+
+
+@app.command()
+def config(experiment: Optional[str] = EXPERIMENT, overrides: List[str] = SET) -> None:
+    """Print the resolved, validated config as YAML."""
+    from hydranet.config import load_config, to_yaml
+
+    typer.echo(to_yaml(load_config(experiment, overrides)), nl=False)
+
+
+def metrics_table(summary: dict, title: str) -> Table:
+    """task | metric | one column per split present in the summary (val, test)."""
+    splits = [s for s in ("train", "val", "test") if summary.get(s)]
+    table = Table("task", "metric", *splits, title=title)
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    for split in splits:
+        for task, metrics in summary[split].items():
+            for metric, value in metrics.items():
+                rows.setdefault((task, metric), {})[split] = value
+    for (task, metric), values in rows.items():
+        table.add_row(task, metric, *(f"{values[s]:.4f}" if s in values else "" for s in splits))
+    return table
+
+
+def main() -> None:
+    """Console entry point: turn UserError into one stderr line and exit code 2."""
+    try:
+        app()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted (an interrupted run continues with `hydranet train --resume RUN_DIR`)", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

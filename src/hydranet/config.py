@@ -1,0 +1,284 @@
+"""The experiment configuration: pydantic models, YAML loading and `--set a.b=value` overrides.
+
+Config is the single source of truth: every field has a default and a one-line description, unknown
+keys are refused, and errors name the dotted path and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hydranet.errors import UserError
+
+TaskKind = Literal["classification", "binary", "multilabel", "regression"]
+EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(Section):
+    val: float = Field(0.1, ge=0, lt=1, description="fraction of the examples held out for validation")
+    test: float = Field(0.2, ge=0, lt=1, description="fraction held out for test (when the source has no test split)")
+    stratify: str | None = Field(None, description="task whose labels stratify the split (null: plain random split)")
+
+
+class AugmentConfig(Section):
+    crop_padding: int = Field(0, ge=0, description="random crop after zero-padding by this many pixels (0: off)")
+    flip: bool = Field(False, description="random horizontal flip with probability 1/2")
+    cutout: int = Field(0, ge=0, description="side of a random square set to zero (0: off)")
+
+
+class DataConfig(Section):
+    source: str = Field("digits", description="where examples come from: digits, breast_cancer, csv, parquet, image_folder, cifar10, npz")
+    path: str | None = Field(None, description="file or folder for sources that read one (csv, parquet, image_folder, cifar10, npz)")
+    features: list[str] | None = Field(None, description="feature columns of a table (null: every column that is not a task column or `split`)")
+    split: SplitConfig = Field(default_factory=SplitConfig, description="how examples are split into train/val/test")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="batched image augmentation applied to training batches")
+    normalize: bool = Field(True, description="standardize inputs with statistics of the train split")
+    image_size: int | None = Field(None, ge=1, description="resize images to this square side (null: keep; all images must then share one size)")
+    limit: int | None = Field(None, ge=1, description="use only this many examples, drawn at random with the seed (quick runs)")
+    cache_dir: str | None = Field(None, description="where decoded image sets are cached (null: $HYDRANET_CACHE or ~/.cache/hydranet)")
+
+
+class TaskConfig(Section):
+    kind: TaskKind = Field("classification", description="classification | binary | multilabel | regression")
+    column: str | None = Field(None, description="source column or built-in target (null: the task's name)")
+    weight: float = Field(1.0, ge=0, description="loss weight, used by the `static` balancer")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing for classification")
+    loss: Literal["mse", "huber"] = Field("mse", description="regression loss")
+    positive: str | None = Field(None, description="binary: the value that counts as positive (null: the larger of the two values)")
+    separator: str = Field("|", min_length=1, description="multilabel: separator between labels in one cell")
+
+
+class TrunkConfig(Section):
+    name: str = Field("cnn", description="shared feature extractor: mlp, cnn, resnet")
+    hidden: list[int] = Field([256, 128], description="mlp: widths of the hidden layers")
+    channels: list[int] = Field([32, 64], description="cnn: conv widths (each conv is followed by 2x2 max-pool); resnet: stage widths")
+    kernel_size: int = Field(3, ge=1, description="cnn: convolution kernel size")
+    padding: Literal["valid", "same"] = Field("same", description="cnn: convolution padding (Keras' default is valid)")
+    dense: list[int] = Field([64], description="cnn: widths of the dense layers after flatten")
+    blocks: list[int] = Field([1, 1, 1], description="resnet: residual blocks per stage")
+    batch_norm: bool = Field(False, description="cnn/mlp: batch normalization after each conv/linear layer")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each dense layer")
+    activation: Literal["relu", "gelu", "silu"] = Field("relu", description="activation function")
+
+
+class ModelConfig(Section):
+    trunk: TrunkConfig = Field(default_factory=TrunkConfig, description="the shared trunk")
+    sharing: str = Field("hard", description="how tasks share the trunk: hard (one trunk for all)")
+    head_hidden: list[int] = Field([], description="hidden widths of each task head (empty: a linear head)")
+    head_dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each head")
+
+
+class OptimizerConfig(Section):
+    name: Literal["adamw", "adam", "sgd"] = Field("adamw", description="adamw | adam | sgd (with Nesterov momentum)")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate")
+    weight_decay: float = Field(0.01, ge=0, description="weight decay (decoupled for adamw)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd: momentum")
+    nesterov: bool = Field(True, description="sgd: Nesterov momentum")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="adam/adamw: betas")
+
+
+class ScheduleConfig(Section):
+    name: Literal["constant", "cosine", "onecycle"] = Field("constant", description="constant | cosine | onecycle")
+    warmup: float = Field(0.0, ge=0, lt=1, description="fraction of all steps spent warming up linearly from 0")
+    min_lr: float = Field(0.0, ge=0, description="cosine/onecycle: final learning rate as a fraction of the peak")
+
+
+class EarlyStopConfig(Section):
+    monitor: str | None = Field(None, description="metric to watch, `val/<task>/<metric>` or `val/loss` (null: off)")
+    mode: Literal["auto", "min", "max"] = Field("auto", description="whether lower or higher is better (auto: from the metric's name)")
+    patience: int = Field(5, ge=1, description="epochs without improvement before stopping")
+    min_delta: float = Field(0.0, ge=0, description="smallest change that counts as improvement")
+    restore_best: bool = Field(True, description="end with the weights of the best epoch")
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1, description="passes over the training split")
+    batch_size: int = Field(128, ge=1, description="examples per step")
+    eval_batch_size: int = Field(1024, ge=1, description="examples per forward pass when evaluating")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="the optimizer")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="the learning-rate schedule")
+    grad_clip: float | None = Field(None, gt=0, description="clip the global gradient norm to this (null: off)")
+    early_stopping: EarlyStopConfig = Field(default_factory=EarlyStopConfig, description="stop when a val metric stops improving")
+    bf16: bool = Field(False, description="bf16 autocast for forward and loss (pays on CPUs with AMX and on GPUs)")
+    channels_last: bool = Field(False, description="channels_last memory format for image models")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads (null: torch's default)")
+    tensorboard: bool = Field(False, description="also write TensorBoard event files to <run>/tensorboard")
+    progress: bool = Field(True, description="show a progress bar")
+
+
+class MTLConfig(Section):
+    balancer: str = Field("equal", description="how task losses are combined: equal, static (per-task weight)")
+
+
+class Config(Section):
+    name: str = Field("experiment", description="experiment name, used for the run directory")
+    seed: int = Field(0, description="seed of every random choice (split, init, shuffling, augmentation, dropout)")
+    data: DataConfig = Field(default_factory=DataConfig, description="where the examples come from and how they are split")
+    tasks: dict[str, TaskConfig] = Field(default_factory=lambda: {"label": TaskConfig()}, description="one entry per task: name → kind, column, weight")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="trunk, sharing and heads")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="optimization")
+    mtl: MTLConfig = Field(default_factory=MTLConfig, description="multi-task balancing")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Config":
+        if not self.tasks:
+            raise ValueError("tasks: at least one task is required")
+        if self.data.split.stratify is not None and self.data.split.stratify not in self.tasks:
+            raise ValueError(f"data.split.stratify: {self.data.split.stratify!r} is not a task (tasks: {', '.join(self.tasks)})")
+        monitor = self.train.early_stopping.monitor
+        if monitor is not None:
+            parts = monitor.split("/")
+            ok = monitor == "val/loss" or (len(parts) == 3 and parts[0] == "val" and parts[1] in self.tasks)
+            if not ok:
+                raise ValueError(f"train.early_stopping.monitor: {monitor!r} must be val/loss or val/<task>/<metric> with a task of {', '.join(self.tasks)}")
+        return self
+
+    def column(self, task: str) -> str:
+        """The source column of a task (its own name unless `column` says otherwise)."""
+        return self.tasks[task].column or task
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def experiment_names() -> list[str]:
+    """Built-in experiments shipped with hydranet."""
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+
+
+def experiment_description(name: str) -> str:
+    """The first comment line of a built-in experiment file."""
+    for line in (EXPERIMENTS_DIR / f"{name}.yaml").read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found (expected an experiment YAML file or a built-in name: {', '.join(experiment_names())})") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of config keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def experiment_dict(experiment: str | Path | None) -> dict[str, Any]:
+    """The raw dict of a built-in name, a YAML path or None (the default, `quickstart`)."""
+    if experiment is None:
+        experiment = "quickstart"
+    text = str(experiment)
+    if text in experiment_names():
+        return _read_yaml(EXPERIMENTS_DIR / f"{text}.yaml")
+    path = Path(text)
+    if path.suffix not in (".yaml", ".yml") and not path.exists():
+        raise UserError(f"experiment {text!r}: not a built-in experiment ({', '.join(experiment_names())}) nor a YAML file")
+    return _read_yaml(path)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b=value` → (['a', 'b'], value); the value is read as YAML so `3`, `0.1`, `[32,64]`, `null` work."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set {text!r}: expected KEY=VALUE, for example train.epochs=5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set a nested key, creating intermediate mappings (validation happens afterwards)."""
+    node = data
+    for i, key in enumerate(path[:-1]):
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise UserError(f"--set {'.'.join(path)}: {'.'.join(path[: i + 1])} is a value, not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def load_config(experiment: str | Path | dict | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Resolve an experiment (built-in name, YAML path, dict or None) plus overrides into a Config."""
+    data = dict(experiment) if isinstance(experiment, dict) else experiment_dict(experiment)
+    for text in overrides:
+        apply_override(data, *parse_override(text))
+    return validate(data)
+
+
+def validate(data: dict[str, Any]) -> Config:
+    """Validate a raw dict; the first problem becomes a one-line UserError with the dotted path."""
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as err:
+        raise UserError(_describe(err)) from None
+    _check_registered(config)
+    return config
+
+
+def _check_registered(config: Config) -> None:
+    """Names looked up in the registry (source, trunk, sharing, balancer) must exist."""
+    from hydranet import registry
+
+    registry.get("source", config.data.source, "data.source")
+    registry.get("trunk", config.model.trunk.name, "model.trunk.name")
+    registry.get("sharing", config.model.sharing, "model.sharing")
+    registry.get("balancer", config.mtl.balancer, "mtl.balancer")
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    path = ".".join(loc) or "config"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        return f"config: unknown key {path!r}" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
+    message = first["msg"]
+    if kind == "value_error":
+        return "config: " + message.removeprefix("Value error, ")
+    given = first.get("input")
+    shown = "" if isinstance(given, dict) else f", got {given!r}"
+    return f"config: {path}: {message}{shown}"
+
+
+def _allowed_keys(loc: list[str]) -> list[str]:
+    """Field names of the section at a location, so an unknown-key error can list what is allowed."""
+    node: Any = Config
+    keys = iter(loc)
+    for key in keys:
+        field = node.model_fields.get(key)
+        if field is None:
+            return []
+        node = field.annotation
+        if get_origin(node) is dict:  # tasks: the next key is a task name
+            node = get_args(node)[1]
+            if next(keys, None) is None:
+                return []
+        if not (isinstance(node, type) and issubclass(node, BaseModel)):
+            return []
+    return sorted(node.model_fields)
+
+
+def to_yaml(config: Config) -> str:
+    """The resolved config as YAML (what `hydranet config` prints and runs save)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,68 @@
+"""Batched image augmentation: random crop after zero padding, horizontal flip and cutout.
+
+Whole batches at once with tensor ops (airbench style): random numbers are drawn on a CPU generator, so
+a seed gives the same batch on any device, then the ops run where the batch lives.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from hydranet.config import AugmentConfig
+
+
+def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Augmented copy of a batch (B, C, H, W); `x` itself is returned when every option is off."""
+    params = draw(cfg, x.shape[0], x.shape[2], x.shape[3], generator)
+    params = {name: value.to(x.device) for name, value in params.items()}
+    if cfg.crop_padding:
+        x = crop_at(x, cfg.crop_padding, params["top"], params["left"])
+    if cfg.flip:
+        x = flip_where(x, params["flip"])
+    if cfg.cutout:
+        x = cut_at(x, cfg.cutout, params["cy"], params["cx"])
+    return x
+
+
+def draw(cfg: AugmentConfig, batch: int, height: int, width: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The random choices of one batch, in a fixed order (crop offsets, flips, cutout centres)."""
+    params = {}
+    if cfg.crop_padding:
+        span = 2 * cfg.crop_padding + 1  # offsets 0..2p inside the padded image; p is the identity
+        params["top"] = torch.randint(0, span, (batch,), generator=generator)
+        params["left"] = torch.randint(0, span, (batch,), generator=generator)
+    if cfg.flip:
+        params["flip"] = torch.rand(batch, generator=generator) < 0.5
+    if cfg.cutout:
+        params["cy"] = torch.randint(0, height, (batch,), generator=generator)
+        params["cx"] = torch.randint(0, width, (batch,), generator=generator)
+    return params
+
+
+def crop_at(x: torch.Tensor, padding: int, top: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
+    """Per-example H×W windows of the zero-padded batch, window b starting at (top[b], left[b])."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (padding, padding, padding, padding))  # (B, C, H+2p, W+2p), zeros outside
+    rows = (top[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
+    cols = (left[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
+    batch = torch.arange(b, device=x.device)[:, None, None]  # (B, 1, 1)
+    # Channels last for the gather: indices (B, H, W) pick whole pixels, then back to (B, C, H, W).
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+def flip_where(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the examples where `mask` (B,) is True."""
+    return torch.where(mask[:, None, None, None], x.flip(3), x)
+
+
+def cut_at(x: torch.Tensor, size: int, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
+    """Zero a size×size square centred at (cy[b], cx[b]) in each example, clipped at the borders."""
+    _, _, h, w = x.shape
+    top, left = (cy - size // 2)[:, None], (cx - size // 2)[:, None]  # (B, 1)
+    rows = torch.arange(h, device=x.device)[None, :]  # (1, H)
+    cols = torch.arange(w, device=x.device)[None, :]  # (1, W)
+    inside_rows = (rows >= top) & (rows < top + size)  # (B, H)
+    inside_cols = (cols >= left) & (cols < left + size)  # (B, W)
+    square = inside_rows[:, None, :, None] & inside_cols[:, None, None, :]  # (B, 1, H, W)
+    return x.masked_fill(square, 0)

@@ -1,0 +1,107 @@
+"""From a config to a `Dataset`: read the source, encode targets, split, normalize with train statistics.
+
+`to_model_inputs` applies the same fitted preprocessing to new images or tables at prediction time,
+from the JSON-able `Dataset.info` that a run directory stores as `data.json`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hydranet import registry
+from hydranet.config import Config
+from hydranet.data.dataset import Dataset, RawData
+from hydranet.data.split import make_splits
+from hydranet.data.targets import encode_target, labeled
+from hydranet.errors import UserError
+
+
+def build_dataset(cfg: Config) -> Dataset:
+    """Everything training needs, in memory, on the CPU (the trainer moves it to its device)."""
+    source = registry.get("source", cfg.data.source, "data.source")
+    raw = _limit(source(cfg), cfg)
+    targets, infos = {}, {}
+    for task, task_cfg in cfg.tasks.items():
+        column = cfg.column(task)
+        if column not in raw.labels:
+            known = ", ".join(sorted(raw.labels)) or "none"
+            raise UserError(f"tasks.{task}.column: source {cfg.data.source} has no column {column!r} (columns: {known})")
+        targets[task], infos[task] = encode_target(raw.labels[column], task_cfg, f"tasks.{task} (column {column!r})")
+    strata = targets[cfg.data.split.stratify].numpy() if cfg.data.split.stratify else None
+    if strata is not None and strata.dtype != np.int64:  # binary: NaN (missing) becomes its own stratum
+        strata = np.nan_to_num(strata, nan=-1).astype(np.int64)
+    index = make_splits(len(raw), cfg.data.split, cfg.seed, strata, raw.split)
+    train = index["train"]
+    for task, info in infos.items():
+        if not labeled(targets[task][train]).any():
+            raise UserError(f"tasks.{task}: no example of the train split has a label")
+        if info.kind == "regression":
+            y = targets[task][train]
+            y = y[~torch.isnan(y)]
+            info.mean, info.std = float(y.mean()), float(y.std()) if len(y) > 1 and float(y.std()) > 0 else 1.0
+    prep = fit_preprocessing(raw, train.numpy(), cfg)
+    x = to_model_inputs(prep, images=raw.images, frame=raw.frame)
+    info = {"tasks": {t: i.to_dict() for t, i in infos.items()}, **prep, "input_shape": list(x.shape[1:])}
+    return Dataset(x=x, targets=targets, index=index, info=info)
+
+
+def _limit(raw: RawData, cfg: Config) -> RawData:
+    """Keep a seeded random subset of `data.limit` examples (for quick runs)."""
+    limit = cfg.data.limit
+    if limit is None or limit >= len(raw):
+        return raw
+    keep = np.sort(np.random.default_rng(np.random.SeedSequence([cfg.seed, 2])).permutation(len(raw))[:limit])
+    return RawData(
+        labels={k: np.asarray(v, dtype=object)[keep] for k, v in raw.labels.items()},
+        images=raw.images[torch.from_numpy(keep)] if raw.images is not None else None,
+        frame=raw.frame.iloc[keep].reset_index(drop=True) if raw.frame is not None else None,
+        split=raw.split[keep] if raw.split is not None else None,
+    )
+
+
+def fit_preprocessing(raw: RawData, train: np.ndarray, cfg: Config) -> dict[str, Any]:
+    """JSON-able preprocessing fitted on the train split only (no leakage from val/test)."""
+    if raw.kind == "image":
+        images = raw.images[torch.from_numpy(train)]
+        scale = 255.0 if images.dtype == torch.uint8 else 1.0
+        mean = torch.zeros(images.shape[1])
+        std = torch.ones(images.shape[1])
+        if cfg.data.normalize:
+            # per-channel statistics in float64 over chunks, so 50k images need no float copy at once
+            total = torch.zeros(images.shape[1], dtype=torch.float64)
+            squares = torch.zeros_like(total)
+            for chunk in images.split(4096):
+                c = chunk.to(torch.float64) / scale
+                total += c.sum(dim=(0, 2, 3))
+                squares += (c * c).sum(dim=(0, 2, 3))
+            count = images.shape[0] * images.shape[2] * images.shape[3]
+            mean = (total / count).float()
+            std = (squares / count - (total / count) ** 2).clamp_min(1e-12).sqrt().float()
+        return {"kind": "image", "scale": scale, "mean": mean.tolist(), "std": std.tolist(),
+                "channels": int(images.shape[1]), "size": list(images.shape[2:])}
+    from hydranet.data.tabular import TableEncoder
+
+    encoder = TableEncoder().fit(raw.frame.iloc[train])
+    return {"kind": "table", "encoder": encoder.state_dict(), "features": list(raw.frame.columns)}
+
+
+def to_model_inputs(prep: dict[str, Any], images: torch.Tensor | None = None, frame: pd.DataFrame | None = None) -> torch.Tensor:
+    """Apply fitted preprocessing: images → normalized float (N, C, H, W); tables → encoded float (N, F)."""
+    if prep["kind"] == "image":
+        if images is None:
+            raise UserError("input: this model expects images")
+        mean = torch.tensor(prep["mean"]).view(1, -1, 1, 1)
+        std = torch.tensor(prep["std"]).view(1, -1, 1, 1)
+        x = torch.empty(images.shape, dtype=torch.float32)
+        for out, chunk in zip(x.split(4096), images.split(4096)):
+            out.copy_((chunk.float() / prep["scale"] - mean) / std)
+        return x
+    if frame is None:
+        raise UserError("input: this model expects a table (CSV/Parquet)")
+    from hydranet.data.tabular import TableEncoder
+
+    return torch.from_numpy(TableEncoder.from_state(prep["encoder"]).transform(frame))

@@ -1,0 +1,111 @@
+"""Tables from CSV (also .csv.gz) and Parquet files: task columns become labels, the rest features.
+
+Missing cells (`?`, empty, NaN, also with surrounding spaces) are read as missing; an optional `split`
+column gives predefined train/val/test splits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hydranet.config import Config
+from hydranet.data.dataset import MISSING_STRINGS, RawData
+from hydranet.errors import UserError
+from hydranet.registry import register
+
+SPLITS = ("train", "val", "test")
+SPLIT_COLUMN = "split"
+
+
+@register("source", "csv")
+def load_csv(cfg: Config) -> RawData:
+    """A CSV table (any compression pandas infers from the suffix, e.g. .csv.gz)."""
+    path = table_path(cfg, "csv", "a CSV file")
+    try:
+        frame = pd.read_csv(path, na_values=["?"], low_memory=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError) as err:
+        raise UserError(f"{path}: not a readable CSV table ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+    return table_data(clean(frame), cfg, str(path))
+
+
+@register("source", "parquet")
+def load_parquet(cfg: Config) -> RawData:
+    """A Parquet table."""
+    path = table_path(cfg, "parquet", "a Parquet file")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises its own error types for damaged files
+        raise UserError(f"{path}: not a readable Parquet table ({type(err).__name__}: {err})") from None
+    return table_data(clean(frame), cfg, str(path))
+
+
+def table_path(cfg: Config, source: str, expected: str) -> Path:
+    """`data.path` as an existing file, or a UserError saying what was expected."""
+    if cfg.data.path is None:
+        raise UserError(f"data.path: required for source {source} (expected {expected})")
+    path = Path(cfg.data.path).expanduser()
+    if not path.exists():
+        raise UserError(f"{path}: file not found (data.path of source {source}: expected {expected})")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder (data.path of source {source}: expected {expected})")
+    return path
+
+
+def clean(frame: pd.DataFrame) -> pd.DataFrame:
+    """Strip text cells, turn missing markers into NaN, and read text columns of numbers as numbers."""
+    frame = frame.copy()
+    frame.columns = [str(c).strip() for c in frame.columns]
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype != object and not pd.api.types.is_string_dtype(column):
+            continue
+        text = column.astype("string").str.strip()
+        text = text.mask(text.isin(MISSING_STRINGS))
+        # " 39" next to " ?" makes pandas read a numeric column as text; after stripping it parses again.
+        numbers = pd.to_numeric(text, errors="coerce")
+        frame[name] = numbers if numbers.notna().sum() == text.notna().sum() else text.astype(object).where(text.notna(), np.nan)
+    return frame
+
+
+def table_data(frame: pd.DataFrame, cfg: Config, where: str) -> RawData:
+    """Split a cleaned table into labels (one per task column), the optional split and feature columns."""
+    task_columns = list(dict.fromkeys(cfg.column(task) for task in cfg.tasks))
+    labels = {column: require_column(frame, column, where).to_numpy() for column in task_columns}
+    split = read_split(frame[SPLIT_COLUMN], where) if SPLIT_COLUMN in frame.columns else None
+    features = select_features(frame, cfg, exclude=[*task_columns, SPLIT_COLUMN], where=where)
+    return RawData(labels=labels, frame=features.reset_index(drop=True), split=split)
+
+
+def select_features(frame: pd.DataFrame, cfg: Config, exclude: list[str], where: str) -> pd.DataFrame:
+    """`data.features`, or every column not excluded; a task column is never a feature (it would leak)."""
+    if cfg.data.features is None:
+        return frame[[c for c in frame.columns if c not in exclude]]
+    for name in cfg.data.features:
+        require_column(frame, name, where)
+        if name in exclude:
+            raise UserError(f"data.features: {name!r} is a task column or `split`, it cannot also be a feature")
+    return frame[list(cfg.data.features)]
+
+
+def require_column(frame: pd.DataFrame, name: str, where: str) -> pd.Series:
+    if name not in frame.columns:
+        shown = [str(c) for c in frame.columns[:30]]
+        more = ", …" if len(frame.columns) > 30 else ""
+        raise UserError(f"{where}: no column {name!r} (columns: {', '.join(shown)}{more})")
+    return frame[name]
+
+
+def read_split(column: pd.Series, where: str, noun: str = "column") -> np.ndarray:
+    """The `split` column as an object array of 'train'/'val'/'test'; any other value is an error."""
+    values = column.astype("string").str.strip().str.lower()
+    bad = ~values.isin(SPLITS).fillna(False).to_numpy(dtype=bool)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise UserError(
+            f"{where}: {noun} {SPLIT_COLUMN!r} has value {column.iloc[row]!r} in row {row + 1}; "
+            f"expected one of {', '.join(SPLITS)}"
+        )
+    return values.to_numpy(dtype=object)

@@ -1,0 +1,57 @@
+"""Seeded train/val/test splits: by fraction, stratified on a task, or as the source predefined them.
+
+Vectorized: examples are ranked at random inside their stratum, and each rank's position in the
+stratum decides its split, so every class keeps about the same share in every split.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from hydranet.config import SplitConfig
+from hydranet.errors import UserError
+
+SPLITS = ("train", "val", "test")
+
+
+def make_splits(n: int, cfg: SplitConfig, seed: int, strata: np.ndarray | None = None,
+                predefined: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    """Index tensors of the train, val and test examples (sorted, disjoint, covering all n)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+    strata = np.zeros(n, dtype=np.int64) if strata is None else strata
+    if predefined is None:
+        split = _fractions(strata, rng, test=cfg.test, val=cfg.val)
+    else:
+        split = _carve(np.asarray(predefined, dtype=object), strata, rng, cfg)
+    index = {name: torch.from_numpy(np.flatnonzero(split == name)) for name in SPLITS}
+    if len(index["train"]) == 0:
+        raise UserError(f"data.split: the train split is empty ({n} examples, val={cfg.val}, test={cfg.test})")
+    return index
+
+
+def _fractions(strata: np.ndarray, rng: np.random.Generator, test: float, val: float) -> np.ndarray:
+    """Assign 'test' to the first `test` share of each stratum's random order, then 'val', then 'train'."""
+    n = len(strata)
+    order = np.lexsort((rng.random(n), strata))  # by stratum, randomly inside it
+    sorted_strata = strata[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_strata)) + 1]
+    sizes = np.diff(np.r_[starts, n])
+    rank = np.arange(n) - np.repeat(starts, sizes)
+    position = (rank + 0.5) / np.repeat(sizes, sizes)  # in (0, 1): where the example falls in its stratum
+    split_sorted = np.where(position < test, "test", np.where(position < test + val, "val", "train"))
+    split = np.empty(n, dtype=object)
+    split[order] = split_sorted
+    return split
+
+
+def _carve(predefined: np.ndarray, strata: np.ndarray, rng: np.random.Generator, cfg: SplitConfig) -> np.ndarray:
+    """Keep the source's splits; carve the missing val (and test) shares out of its train split."""
+    split = predefined.copy()
+    has = set(split.tolist())
+    train = np.flatnonzero(split == "train")
+    test = 0.0 if "test" in has else cfg.test
+    val = 0.0 if "val" in has else cfg.val
+    if (test or val) and len(train):
+        split[train] = _fractions(strata[train], rng, test=test, val=val)
+    return split

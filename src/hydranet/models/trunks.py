@@ -1,0 +1,182 @@
+"""Shared feature extractors (trunks) registered by name: mlp, cnn, resnet.
+
+A trunk factory takes `(TrunkConfig, input_shape)` and returns an nn.Module whose forward gives
+(B, out_dim) features and whose int attribute `out_dim` sizes the task heads.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from hydranet.config import TrunkConfig
+from hydranet.errors import UserError
+from hydranet.registry import register
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+def _image_shape(name: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """Convolutional trunks need (C, H, W); a table's (F,) is a config mistake, not a crash."""
+    shape = tuple(input_shape)
+    if len(shape) != 3:
+        raise UserError(f"model.trunk.name: {name} needs image inputs (C, H, W), got shape {shape}; use mlp for tables")
+    return shape  # type: ignore[return-value]
+
+
+def _dense_block(in_dim: int, width: int, cfg: TrunkConfig, dropout_first: bool) -> list[nn.Module]:
+    """[Dropout] → Linear → [BatchNorm1d] → activation; the bias is redundant before BatchNorm."""
+    layers: list[nn.Module] = [nn.Dropout(cfg.dropout)] if dropout_first and cfg.dropout > 0 else []
+    layers.append(nn.Linear(in_dim, width, bias=not cfg.batch_norm))
+    if cfg.batch_norm:
+        layers.append(nn.BatchNorm1d(width))
+    layers.append(ACTIVATIONS[cfg.activation]())
+    return layers
+
+
+class MLP(nn.Module):
+    """Flatten → (Linear → [BatchNorm] → activation) per hidden width.
+
+    Dropout sits before every dense layer but the first: dropping raw table features rarely helps, and
+    the features leaving the trunk get the heads' own dropout.
+    """
+
+    def __init__(self, cfg: TrunkConfig, input_shape: tuple[int, ...]):
+        super().__init__()
+        in_dim = int(torch.Size(input_shape).numel())
+        layers: list[nn.Module] = [nn.Flatten()]
+        for i, width in enumerate(cfg.hidden):
+            layers += _dense_block(in_dim, width, cfg, dropout_first=i > 0)
+            in_dim = width
+        self.layers = nn.Sequential(*layers)
+        self.out_dim = in_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)  # (B, ...) → (B, out_dim)
+
+
+class CNN(nn.Module):
+    """Per width: Conv → [BatchNorm] → activation → MaxPool(2); then Flatten → dense layers.
+
+    With channels [32, 64], kernel 3, padding valid and dense [64] this is exactly the TensorFlow CNN
+    tutorial's Conv32-Pool-Conv64-Pool-Flatten-Dense64 (122,912 parameters on 32×32×3 images).
+    """
+
+    def __init__(self, cfg: TrunkConfig, input_shape: tuple[int, ...]):
+        super().__init__()
+        c, _, _ = _image_shape("cnn", input_shape)
+        padding = 0 if cfg.padding == "valid" else "same"
+        convs: list[nn.Module] = []
+        for width in cfg.channels:
+            convs.append(nn.Conv2d(c, width, cfg.kernel_size, padding=padding, bias=not cfg.batch_norm))
+            if cfg.batch_norm:
+                convs.append(nn.BatchNorm2d(width))
+            convs += [ACTIVATIONS[cfg.activation](), nn.MaxPool2d(2)]
+            c = width
+        convs.append(nn.Flatten())
+        self.features = nn.Sequential(*convs)
+        self.channels = list(cfg.channels)
+        in_dim = self._flat_dim(input_shape)
+        dense: list[nn.Module] = []
+        for width in cfg.dense:
+            dense += _dense_block(in_dim, width, cfg, dropout_first=True)
+            in_dim = width
+        self.dense = nn.Sequential(*dense)
+        self.out_dim = in_dim
+
+    def _flat_dim(self, input_shape: tuple[int, ...]) -> int:
+        """Size after Flatten, from a dummy forward (eval mode: BatchNorm needs no batch statistics)."""
+        self.features.eval()
+        try:
+            with torch.no_grad():
+                flat = self.features(torch.zeros(1, *input_shape)).shape[1]
+        except RuntimeError:  # a conv kernel or pool window larger than what is left of the image
+            flat = 0
+        finally:
+            self.features.train()
+        if flat == 0:
+            raise UserError(
+                f"model.trunk.channels: input {tuple(input_shape)} shrinks to nothing after {len(self.channels)} "
+                "conv/pool layers; use model.trunk.padding=same, a smaller kernel_size or fewer channels"
+            )
+        return int(flat)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dense(self.features(x))  # (B, C, H, W) → (B, out_dim)
+
+
+class BasicBlock(nn.Module):
+    """Two 3×3 convs with BatchNorm and an identity (or 1×1 projection) shortcut (He et al., 2016)."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, activation: str):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.act = ACTIVATIONS[activation]()
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.act(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.act(out + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """Stem conv3×3 → stages of BasicBlocks (stride 2 between stages) → global average pool.
+
+    Sized for 32×32 images (CIFAR-style, no stem pooling), and still valid on 8×8 digits: padded
+    stride-2 convs never shrink a side below 1.
+    """
+
+    def __init__(self, cfg: TrunkConfig, input_shape: tuple[int, ...]):
+        super().__init__()
+        c, _, _ = _image_shape("resnet", input_shape)
+        if not cfg.channels or len(cfg.channels) != len(cfg.blocks):
+            raise UserError(
+                f"model.trunk.blocks: resnet needs one block count per stage width in model.trunk.channels, "
+                f"got channels {cfg.channels} and blocks {cfg.blocks}"
+            )
+        width = cfg.channels[0]
+        self.stem = nn.Sequential(nn.Conv2d(c, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), ACTIVATIONS[cfg.activation]())
+        blocks: list[nn.Module] = []
+        for stage, (out_ch, n) in enumerate(zip(cfg.channels, cfg.blocks)):
+            for i in range(n):
+                stride = 2 if stage > 0 and i == 0 else 1
+                blocks.append(BasicBlock(width, out_ch, stride, cfg.activation))
+                width = out_ch
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.out_dim = width
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # Kaiming init suits ReLU-family convs (He et al., 2015). Zeroing each block's last BatchNorm
+        # scale starts every residual branch as the identity, which speeds early training (Goyal et al., 2017).
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        for m in self.modules():
+            if isinstance(m, BasicBlock):
+                nn.init.zeros_(m.bn2.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pool(self.blocks(self.stem(x)))  # (B, C, H, W) → (B, out_dim)
+
+
+@register("trunk", "mlp")
+def mlp(cfg: TrunkConfig, input_shape: tuple[int, ...]) -> MLP:
+    return MLP(cfg, input_shape)
+
+
+@register("trunk", "cnn")
+def cnn(cfg: TrunkConfig, input_shape: tuple[int, ...]) -> CNN:
+    return CNN(cfg, input_shape)
+
+
+@register("trunk", "resnet")
+def resnet(cfg: TrunkConfig, input_shape: tuple[int, ...]) -> ResNet:
+    return ResNet(cfg, input_shape)

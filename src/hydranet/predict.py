@@ -1,0 +1,102 @@
+"""Predictions and evaluation from a run directory: new inputs → decoded per-task outputs.
+
+New inputs go through the preprocessing fitted at training time (`data.json`), so a CSV row or an image
+file is turned into exactly what the model saw.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hydranet.data import build_dataset, to_model_inputs
+from hydranet.errors import UserError
+from hydranet.train.evaluation import evaluate_split, predict_batches
+from hydranet.train.run import Run
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+
+
+def decode_outputs(run: Run, outputs: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """One column per task: class label (classification), probability of the positive class (binary),
+    labels joined by the task's separator (multilabel, probability ≥ 0.5), value (regression)."""
+    columns: dict[str, Any] = {}
+    for name, task in run.tasks.items():
+        decoded = task.decode(outputs[name]).cpu().numpy()
+        classes = task.info.classes
+        if task.kind == "classification":
+            columns[name] = np.asarray(classes, dtype=object)[decoded]
+        elif task.kind == "multilabel":
+            sep = task.cfg.separator
+            columns[name] = [sep.join(c for c, on in zip(classes, row) if on) for row in decoded >= 0.5]
+        else:
+            columns[name] = decoded
+    return pd.DataFrame(columns)
+
+
+def inputs_from_files(run: Run, paths: Sequence[str | Path]) -> tuple[torch.Tensor, list[str]]:
+    """Model inputs from a CSV/Parquet table (table runs) or image files / folders (image runs)."""
+    info = run.info
+    if info["kind"] == "table":
+        if len(paths) != 1:
+            raise UserError("INPUT: a table run predicts from exactly one CSV or Parquet file")
+        frame = read_table(Path(paths[0]))
+        return to_model_inputs(info, frame=frame), [str(i) for i in range(len(frame))]
+    files = image_files(paths)
+    from hydranet.data.images import load_image_files
+
+    images = load_image_files(files, size=info["size"][0], channels=info["channels"])
+    return to_model_inputs(info, images=images), [str(f) for f in files]
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise UserError(f"{path}: file not found (expected a CSV or Parquet table)")
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path, na_values=["?"], skipinitialspace=True)
+
+
+def image_files(paths: Sequence[str | Path]) -> list[Path]:
+    """Image files named directly or found (recursively, sorted) in the given folders."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise UserError(f"{path}: file not found (expected image files or a folder of images)")
+    if not files:
+        raise UserError(f"INPUT: no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, paths))}")
+    return files
+
+
+def predict_paths(run: Run, paths: Sequence[str | Path], output: Path | None = None) -> pd.DataFrame:
+    """Predict for files and write a CSV with an `input` column and one column per task."""
+    x, ids = inputs_from_files(run, paths)
+    outputs = predict_batches(run.model, x, run.config.train.eval_batch_size)
+    frame = decode_outputs(run, outputs)
+    frame.insert(0, "input", ids)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(output, index=False)
+    return frame
+
+
+def evaluate_run(run: Run, split: str = "test") -> dict[str, dict[str, float]]:
+    """Rebuild the run's data (same seed → same split), score one split, write eval-<split>.json."""
+    if split not in ("train", "val", "test"):
+        raise UserError(f"--split: {split!r} is not a split (expected train, val or test)")
+    data = build_dataset(run.config)
+    if len(data.index[split]) == 0:
+        raise UserError(f"--split: the {split} split of this run is empty")
+    metrics = evaluate_split(run.model, run.tasks, data.split(split), run.config.train.eval_batch_size)
+    (run.dir / f"eval-{split}.json").write_text(json.dumps(metrics, indent=2))
+    return metrics

@@ -1,0 +1,54 @@
+"""Name → implementation tables for the extension points of DESIGN.md.
+
+YAML names a source, trunk, balancer or sharing by string; `@register(kind, name)` adds one, so
+users can plug in their own without touching hydranet.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from hydranet.errors import UserError
+
+KINDS = ("source", "trunk", "balancer", "sharing", "perturbation", "objective", "callback")
+_TABLES: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+# Modules whose import registers the built-in implementations (imported lazily on first lookup).
+_BUILTINS = ("hydranet.data.sources", "hydranet.models.trunks", "hydranet.models.sharing", "hydranet.mtl")
+_loaded = False
+
+
+def register(kind: str, name: str) -> Callable[[Any], Any]:
+    """Decorator: `@register("balancer", "my_method")` makes `mtl.balancer: my_method` work."""
+    if kind not in _TABLES:
+        raise ValueError(f"unknown extension kind {kind!r} (known: {', '.join(KINDS)})")
+
+    def add(obj: Any) -> Any:
+        _TABLES[kind][name] = obj
+        return obj
+
+    return add
+
+
+def _load_builtins() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for module in _BUILTINS:
+            importlib.import_module(module)
+
+
+def names(kind: str) -> list[str]:
+    """The registered names of one kind, sorted."""
+    _load_builtins()
+    return sorted(_TABLES[kind])
+
+
+def get(kind: str, name: str, field: str | None = None) -> Any:
+    """Look a name up; an unknown one is a UserError naming the config field and the known names."""
+    _load_builtins()
+    try:
+        return _TABLES[kind][name]
+    except KeyError:
+        where = f"{field}: " if field else ""
+        raise UserError(f"{where}unknown {kind} {name!r} (known: {', '.join(names(kind))})") from None

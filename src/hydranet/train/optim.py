@@ -1,0 +1,53 @@
+"""Optimizers and learning-rate schedules.
+
+The schedule is a pure function of the global step (no scheduler object with hidden state), so a run
+resumed from a checkpoint sets exactly the learning rates the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from hydranet.config import OptimizerConfig, ScheduleConfig
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Decay weights of linear/conv layers only: decaying biases and norm scales only hurts (standard practice)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(cfg: OptimizerConfig, groups: list[dict]) -> torch.optim.Optimizer:
+    """AdamW (default), Adam, or SGD with Nesterov momentum over the given parameter groups."""
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+    cls = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
+    return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+
+
+def lr_factor(cfg: ScheduleConfig, step: int, total: int) -> float:
+    """Multiplier of the peak learning rate at a global step (0-based) out of `total` steps."""
+    warmup = int(cfg.warmup * total)
+    if cfg.name == "onecycle" and warmup == 0:
+        warmup = max(1, int(0.3 * total))  # one-cycle's usual 30% ramp when none is given
+    if step < warmup:
+        return (step + 1) / warmup
+    if cfg.name == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    if cfg.name == "cosine":
+        return cfg.min_lr + (1 - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.min_lr + (1 - cfg.min_lr) * (1 - progress)  # onecycle: linear decay after the ramp
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set each group's lr, honouring a per-group `lr_mult` (discriminative learning rates)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_mult", 1.0)

@@ -1,0 +1,181 @@
+"""A training run and its directory: config.yaml, data.json, metrics.jsonl, model.safetensors, checkpoint/,
+summary.json, plots/. Everything after training (evaluate, predict, …) starts from such a directory.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+import hydranet
+from hydranet import registry
+from hydranet.config import Config, to_yaml, validate
+from hydranet.data import Dataset, build_dataset
+from hydranet.errors import UserError
+from hydranet.models import HydraNet, build_model
+from hydranet.tasks import Task, TaskInfo
+from hydranet.train.callbacks import make_callbacks
+from hydranet.train.checkpoint import atomic_write_text, load_state, load_tensors, save_tensors
+from hydranet.train.trainer import Trainer
+
+CHECKPOINT = Path("checkpoint") / "last.safetensors"
+
+
+@dataclass
+class Run:
+    """A finished (or loaded) run: where it lives, what it was, what it scored, and the model."""
+
+    dir: Path
+    config: Config
+    model: HydraNet
+    tasks: dict[str, Task]
+    info: dict[str, Any]
+    summary: dict[str, Any] = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"train.device: {name!r} is not a device (expected auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"train.device: {name!r} requested but CUDA is not available here")
+    return device
+
+
+def new_run_dir(cfg: Config, run_dir: str | Path | None) -> Path:
+    """Create the run directory; refuse one that already holds a run, so nothing saved is overwritten."""
+    path = Path(run_dir) if run_dir else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (path / "config.yaml").exists():
+        raise UserError(f"{path}: already holds a run (use --resume {path} to continue it, or another --run-dir)")
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: exists and is not a folder")
+    (path / "checkpoint").mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def build_model_for(cfg: Config, info: dict[str, Any], device: torch.device) -> tuple[HydraNet, dict[str, Task]]:
+    """Tasks from the data info and a freshly initialized model, seeded so init is reproducible."""
+    tasks = {name: Task(name, cfg.tasks[name], TaskInfo.from_dict(info["tasks"][name])) for name in cfg.tasks}
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, tuple(info["input_shape"]), tasks).to(device)
+    if cfg.train.channels_last and len(info["input_shape"]) == 3:
+        model = model.to(memory_format=torch.channels_last)
+    return model, tasks
+
+
+def fit(cfg: Config, run_dir: str | Path | None = None, progress: bool = True) -> Run:
+    """Train an experiment into a new run directory."""
+    path = new_run_dir(cfg, run_dir)
+    atomic_write_text(path / "config.yaml", to_yaml(cfg))
+    _write_run_json(path, status="running")
+    return _train(cfg, path, progress, state=None)
+
+
+def resume(run_dir: str | Path, progress: bool = True) -> Run:
+    """Continue a run that was interrupted (even by SIGKILL mid-epoch) from its last complete epoch."""
+    path = Path(run_dir)
+    cfg = read_config(path)
+    checkpoint = path / CHECKPOINT
+    state = _load_checkpoint(checkpoint) if checkpoint.exists() else None
+    return _train(cfg, path, progress, state)
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        return load_state(path)
+    except (UserError, KeyError, ValueError) as err:
+        raise UserError(f"{path}: checkpoint is unreadable ({err}); start a new run") from None
+
+
+def _train(cfg: Config, path: Path, progress: bool, state: dict | None) -> Run:
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    data = build_dataset(cfg)
+    atomic_write_text(path / "data.json", json.dumps(data.info))
+    model, tasks = build_model_for(cfg, data.info, device)
+    balancer = registry.get("balancer", cfg.mtl.balancer, "mtl.balancer")(cfg, tasks)
+    trainer = Trainer(model, tasks, cfg, balancer, device=device, callbacks=make_callbacks(cfg, path, progress))
+    if state is not None:
+        trainer.load_state_dict(state)
+    history = trainer.fit(data)
+    save_tensors(path / "model.safetensors", model.state_dict())
+    summary = _summary(cfg, trainer, data, model)
+    atomic_write_text(path / "summary.json", json.dumps(summary, indent=2))
+    from hydranet.train.plots import plot_curves
+
+    plot_curves(history, path / "plots" / "curves.png")
+    _write_run_json(path, status="finished")
+    return Run(dir=path, config=cfg, model=model, tasks=tasks, info=data.info, summary=summary, history=history)
+
+
+def _summary(cfg: Config, trainer: Trainer, data: Dataset, model: HydraNet) -> dict[str, Any]:
+    """summary.json: the numbers a user compares runs by (val from the final weights, and test)."""
+    splits = {}
+    for name in ("val", "test"):
+        if len(data.index[name]):
+            splits[name] = trainer.evaluate(trainer._to_device(data.split(name)))[0]
+        else:
+            splits[name] = {}
+    return {"experiment": cfg.name, "epochs": trainer.epoch, "train_seconds": round(trainer.train_seconds, 3),
+            "params": sum(p.numel() for p in model.parameters()), **splits}
+
+
+def _write_run_json(path: Path, status: str) -> None:
+    """Provenance: hydranet version, git commit, torch, machine, so a result can be traced and repeated."""
+    meta_path = path / "run.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {
+        "hydranet": hydranet.__version__, "git_commit": _git_commit(), "torch": torch.__version__,
+        "python": platform.python_version(), "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cpus": torch.get_num_threads(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    meta["status"] = status
+    atomic_write_text(meta_path, json.dumps(meta, indent=2))
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# --- reading a run directory -------------------------------------------------------------------
+
+
+def read_config(path: Path) -> Config:
+    """The resolved config of a run directory; a folder that is not a run is a clear error."""
+    if not path.is_dir():
+        raise UserError(f"{path}: not a folder (expected a run directory)")
+    config_file = path / "config.yaml"
+    if not config_file.exists():
+        raise UserError(f"{path}: not a hydranet run directory (no config.yaml)")
+    return validate(yaml.safe_load(config_file.read_text()) or {})
+
+
+def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
+    """A trained run: config, data info, tasks and the model with its final weights (eval mode)."""
+    path = Path(run_dir)
+    cfg = read_config(path)
+    for needed in ("data.json", "model.safetensors"):
+        if not (path / needed).exists():
+            raise UserError(f"{path}: run has no {needed} (did training finish? `hydranet train --resume {path}`)")
+    info = json.loads((path / "data.json").read_text())
+    model, tasks = build_model_for(cfg, info, resolve_device(device))
+    model.load_state_dict(load_tensors(path / "model.safetensors")[0])
+    model.eval()
+    summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").exists() else {}
+    return Run(dir=path, config=cfg, model=model, tasks=tasks, info=info, summary=summary)

@@ -1,0 +1,207 @@
+"""The multi-task training loop: batches → (perturbations) → forward → task losses → balancer → step.
+
+Read it top to bottom: the loop never names a method. Balancer, perturbations, objectives and callbacks
+all receive the same optional lifecycle hooks (`on_fit_start`, `on_epoch_start`, `on_step_end`,
+`on_epoch_end`, `on_fit_end`) and put their state into the checkpoint through `state_dict`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from hydranet.config import Config
+from hydranet.data.augment import augment
+from hydranet.data.dataset import Dataset
+from hydranet.tasks import Task
+from hydranet.train.evaluation import evaluate_split
+from hydranet.train.optim import build_optimizer, lr_factor, param_groups, set_lr
+
+# Purposes of the per-epoch random streams (shuffling, augmentation, dropout): one generator each.
+SHUFFLE, AUGMENT, DROPOUT = 1, 2, 3
+
+
+def epoch_seed(seed: int, epoch: int, purpose: int) -> int:
+    """A seed that depends only on (seed, epoch, purpose), so a resumed run replays the same randomness."""
+    return int(np.random.SeedSequence([seed, epoch, purpose]).generate_state(1)[0])
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast when asked (pays with AMX on CPU and on GPUs), a no-op context otherwise."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+class Trainer:
+    """Trains a HydraNet on a Dataset; `state_dict` / `load_state_dict` make it resumable."""
+
+    def __init__(self, model: nn.Module, tasks: dict[str, Task], cfg: Config, balancer: Any, *,
+                 device: torch.device, callbacks: Iterable = (), perturbations: Iterable = (), objectives: Iterable = ()):
+        self.model, self.tasks, self.cfg, self.balancer, self.device = model, tasks, cfg, balancer, device
+        self.callbacks, self.perturbations, self.objectives = list(callbacks), list(perturbations), list(objectives)
+        train = cfg.train
+        self.optimizer = build_optimizer(train.optimizer, param_groups(model, train.optimizer.weight_decay))
+        self.shared = [p for p in getattr(model, "shared_parameters", model.parameters)() if p.requires_grad]
+        self.epoch = 0  # completed epochs
+        self.step = 0  # completed optimizer steps
+        self.history: list[dict] = []
+        self.train_seconds = 0.0
+        self.should_stop = False
+        self.total_steps = 0
+        self.lr = train.optimizer.lr
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def components(self) -> list:
+        return [self.balancer, *self.perturbations, *self.objectives, *self.callbacks]
+
+    def hook(self, name: str, *args: Any) -> None:
+        """Call an optional hook on every component that defines it."""
+        for component in self.components:
+            method = getattr(component, name, None)
+            if method is not None:
+                method(self, *args)
+
+    def fit(self, data: Dataset) -> list[dict]:
+        """Train until `train.epochs` or until a callback sets `should_stop`; returns the history."""
+        train = self._to_device(data.split("train"))
+        val = self._to_device(data.split("val")) if len(data.index["val"]) else None
+        n, batch_size = len(train["x"]), self.cfg.train.batch_size
+        self.total_steps = self.cfg.train.epochs * -(-n // batch_size)
+        self.hook("on_fit_start")
+        while self.epoch < self.cfg.train.epochs and not self.should_stop:
+            start = time.perf_counter()
+            record = self._train_epoch(train)
+            if val is not None:
+                record["val"], record["val_loss"] = self.evaluate(val)
+            record["seconds"] = round(time.perf_counter() - start, 4)
+            self.train_seconds += record["seconds"]
+            self.history.append(record)
+            self.epoch += 1
+            self.hook("on_epoch_end", record)
+        self.hook("on_fit_end")
+        return self.history
+
+    # --- one epoch ------------------------------------------------------------------------------
+
+    def _train_epoch(self, train: dict[str, torch.Tensor]) -> dict:
+        cfg = self.cfg
+        shuffle = torch.Generator().manual_seed(epoch_seed(cfg.seed, self.epoch, SHUFFLE))
+        aug = torch.Generator().manual_seed(epoch_seed(cfg.seed, self.epoch, AUGMENT))
+        torch.manual_seed(epoch_seed(cfg.seed, self.epoch, DROPOUT))  # dropout draws from the global RNG
+        augmenting = train["x"].ndim == 4 and (cfg.data.augment.crop_padding or cfg.data.augment.flip or cfg.data.augment.cutout)
+        n, batch_size = len(train["x"]), cfg.train.batch_size
+        order = torch.randperm(n, generator=shuffle).to(self.device)
+        sums: dict[str, torch.Tensor] = {}  # running sums stay tensors: no sync inside the epoch
+        weights: dict[str, Any] = {}
+        self.model.train()
+        self.hook("on_epoch_start")
+        for begin in range(0, n, batch_size):
+            idx = order[begin:begin + batch_size]
+            batch = {k: v.index_select(0, idx) for k, v in train.items()}
+            if augmenting:
+                batch["x"] = augment(batch["x"], cfg.data.augment, aug)
+            losses, stats, weights = self.train_step(batch)
+            size = len(idx)
+            for name, loss in losses.items():
+                sums[name] = sums.get(name, 0) + loss.detach().float() * size
+            for name, (total, count) in stats.items():
+                sums[name] = sums.get(name, 0) + total
+                sums[name + "#count"] = sums.get(name + "#count", 0) + count
+            self.hook("on_step_end", losses)
+        return self._epoch_record(sums, n, weights)
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict, dict, dict]:
+        """One optimizer step; returns the loss terms, running stats and the balancer's weights."""
+        self.lr = self.cfg.train.optimizer.lr * lr_factor(self.cfg.train.schedule, self.step, self.total_steps)
+        set_lr(self.optimizer, self.lr)
+        for perturb in self.perturbations:
+            batch = perturb(self.model, batch, self.loss_terms)
+        with autocast(self.device, self.cfg.train.bf16):
+            preds = self.model(batch["x"])  # {task: (B, outputs) or (B,)}
+        losses = self.task_losses(preds, batch)
+        for objective in self.objectives:
+            losses.update(objective(self.model, batch))
+        weights = self.balancer.backward(losses, self.shared)
+        if self.cfg.train.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        with torch.no_grad():
+            stats = {f"{t}/{k}": v for t, task in self.tasks.items() for k, v in task.train_stats(preds[t].float(), batch[t]).items()}
+        return losses, stats, weights
+
+    def task_losses(self, preds: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One named loss term per task, computed in float32 even under autocast."""
+        return {t: task.loss(preds[t].float(), batch[t]) for t, task in self.tasks.items()}
+
+    def loss_terms(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The loss function handed to perturbations (attacks maximize it)."""
+        with autocast(self.device, self.cfg.train.bf16):
+            preds = model(batch["x"])
+        return self.task_losses(preds, batch)
+
+    def _epoch_record(self, sums: dict[str, torch.Tensor], n: int, weights: dict[str, Any]) -> dict:
+        """Turn the epoch's running sums into plain numbers (the one sync per epoch)."""
+        values = {k: float(v) for k, v in sums.items()}
+        train: dict[str, Any] = {t: {} for t in self.tasks}
+        total = 0.0
+        for name, value in values.items():
+            if name.endswith("#count"):
+                continue
+            if "/" in name:  # a running stat "task/metric"
+                task, metric = name.split("/", 1)
+                count = values[name + "#count"]
+                train[task][metric] = value / count if count else float("nan")
+            else:
+                mean = value / n
+                total += mean
+                train.setdefault(name, {})["loss"] = mean
+        train["loss"] = total
+        return {"epoch": self.epoch + 1, "lr": self.lr, "train": train,
+                "weights": {k: float(v) for k, v in weights.items()}}
+
+    # --- evaluation -----------------------------------------------------------------------------
+
+    def evaluate(self, split: dict[str, torch.Tensor]) -> tuple[dict, float]:
+        """Metrics per task on a whole split, and the sum of the task losses."""
+        metrics = evaluate_split(self.model, self.tasks, split, self.cfg.train.eval_batch_size, self.cfg.train.bf16)
+        return metrics, sum(m.get("loss", 0.0) for m in metrics.values())
+
+    def _to_device(self, split: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {k: v.to(self.device) for k, v in split.items()}
+        if self.cfg.train.channels_last and out["x"].ndim == 4:
+            out["x"] = out["x"].contiguous(memory_format=torch.channels_last)
+        return out
+
+    # --- checkpointing --------------------------------------------------------------------------
+
+    def _named_components(self) -> dict[str, Any]:
+        named = {"balancer": self.balancer}
+        for c in [*self.perturbations, *self.objectives, *self.callbacks]:
+            named[type(c).__name__] = c
+        return {k: c for k, c in named.items() if hasattr(c, "state_dict")}
+
+    def state_dict(self) -> dict:
+        return {
+            "epoch": self.epoch, "step": self.step, "history": self.history, "train_seconds": self.train_seconds,
+            "should_stop": self.should_stop, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "components": {k: c.state_dict() for k, c in self._named_components().items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.step, self.history = state["epoch"], state["step"], list(state["history"])
+        self.train_seconds, self.should_stop = state["train_seconds"], state["should_stop"]
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for name, component in self._named_components().items():
+            if name in state["components"]:
+                component.load_state_dict(state["components"][name])

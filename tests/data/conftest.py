@@ -1,0 +1,73 @@
+"""Fixtures of the data tests: configs pointing at files made in tmp_path, tiny PNG folders and archives.
+
+Everything is generated per test, and every cache lives in tmp_path (never ~/.cache).
+"""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hydranet.config import Config
+
+SHARED_DATA = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """make_cfg(source, path=None, tasks=None, **data_fields) → Config with its cache in tmp_path."""
+
+    def make(source: str, path=None, tasks=None, **data) -> Config:
+        data = {"source": source, "path": None if path is None else str(path), "cache_dir": str(tmp_path / "cache"), **data}
+        return Config.model_validate({"data": data, "tasks": tasks or {"label": {}}})
+
+    return make
+
+
+def write_png(path: Path, array: np.ndarray) -> None:
+    """uint8 (H, W) or (H, W, 3) array → PNG (lossless, so tests can compare pixels exactly)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def pixels(seed: int, size=(4, 5), grey: bool = False) -> np.ndarray:
+    """A deterministic random image of (H, W) = size."""
+    shape = size if grey else (*size, 3)
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+@pytest.fixture
+def class_folder(tmp_path) -> Path:
+    """root/<class>/<i>.png: 2 cats, 3 dogs, RGB 4×5 (H×W)."""
+    root = tmp_path / "pets"
+    for i in range(2):
+        write_png(root / "cat" / f"{i}.png", pixels(i))
+    for i in range(3):
+        write_png(root / "dog" / f"{i}.png", pixels(10 + i))
+    return root
+
+
+@pytest.fixture
+def split_folder(tmp_path) -> Path:
+    """root/{train,test}/<class>/<i>.png, grey 6×6."""
+    root = tmp_path / "split"
+    seed = 100
+    for split, n in (("train", 3), ("test", 2)):
+        for cls in ("a", "b"):
+            for i in range(n):
+                seed += 1
+                write_png(root / split / cls / f"{i}.png", pixels(seed, (6, 6), grey=True))
+    return root
+
+
+def make_tar(folder: Path, archive: Path, wrapper: str | None = None) -> Path:
+    """Pack a folder's content into a .tar.gz, optionally under one top-level folder."""
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(folder.rglob("*")):
+            rel = path.relative_to(folder).as_posix()
+            tar.add(path, arcname=f"{wrapper}/{rel}" if wrapper else rel, recursive=False)
+    return archive

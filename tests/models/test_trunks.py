@@ -1,0 +1,85 @@
+"""Trunks: output shapes and `out_dim`, the Keras CNN tutorial's parameter count, clear shape errors.
+
+Factories are called directly (not through the registry) so these tests need nothing but the trunks.
+"""
+
+import pytest
+import torch
+
+from hydranet.config import TrunkConfig
+from hydranet.errors import UserError
+from hydranet.models.trunks import cnn, mlp, resnet
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize(
+    "factory,cfg,shape",
+    [
+        (mlp, TrunkConfig(name="mlp", hidden=[16, 8], batch_norm=True, dropout=0.2), (30,)),
+        (mlp, TrunkConfig(name="mlp", hidden=[]), (1, 8, 8)),
+        (cnn, TrunkConfig(channels=[8, 16], dense=[12]), (3, 32, 32)),
+        (cnn, TrunkConfig(channels=[4], padding="valid", batch_norm=True, dropout=0.3, activation="gelu"), (1, 8, 8)),
+        (cnn, TrunkConfig(channels=[4, 8], dense=[]), (1, 8, 8)),
+        (resnet, TrunkConfig(name="resnet", channels=[8, 16, 32], blocks=[1, 2, 1]), (3, 32, 32)),
+        (resnet, TrunkConfig(name="resnet", channels=[8, 16, 32], blocks=[1, 1, 1], activation="silu"), (1, 8, 8)),
+    ],
+)
+def test_output_shape_matches_out_dim(factory, cfg, shape):
+    trunk = factory(cfg, shape)
+    assert isinstance(trunk.out_dim, int)
+    out = trunk(torch.randn(4, *shape))
+    assert out.shape == (4, trunk.out_dim)
+    params = list(trunk.parameters())  # an mlp without hidden layers is a parameter-free flatten
+    if params:
+        out.sum().backward()  # every parameter is on the path to the features
+        assert all(p.grad is not None for p in params)
+
+
+def test_mlp_out_dim_is_flattened_input_without_hidden_layers():
+    assert mlp(TrunkConfig(hidden=[]), (1, 8, 8)).out_dim == 64
+    assert mlp(TrunkConfig(hidden=[16, 8]), (30,)).out_dim == 8
+
+
+def test_cnn_matches_keras_tutorial_parameter_count():
+    """TensorFlow CNN tutorial: Conv2D(32,3) 896, Conv2D(64,3) 18,496, Dense(64) 147,520 on 32×32×3."""
+    cfg = TrunkConfig(name="cnn", channels=[32, 64], kernel_size=3, padding="valid", dense=[64])
+    trunk = cnn(cfg, (3, 32, 32))
+    convs = [m for m in trunk.modules() if isinstance(m, torch.nn.Conv2d)]
+    dense = [m for m in trunk.modules() if isinstance(m, torch.nn.Linear)]
+    assert [n_params(m) for m in convs] == [896, 18_496]
+    assert [n_params(m) for m in dense] == [147_520]
+    assert dense[0].in_features == 6 * 6 * 64  # 32 → conv 30 → pool 15 → conv 13 → pool 6
+    assert n_params(trunk) == 896 + 18_496 + 147_520
+    assert trunk.out_dim == 64
+
+
+def test_cnn_same_padding_keeps_spatial_size_until_pooling():
+    trunk = cnn(TrunkConfig(channels=[32, 64], padding="same", dense=[]), (3, 32, 32))
+    assert trunk.out_dim == 8 * 8 * 64
+
+
+@pytest.mark.parametrize("factory,name", [(cnn, "cnn"), (resnet, "resnet")])
+def test_table_input_to_image_trunk_is_a_user_error(factory, name):
+    cfg = TrunkConfig(name=name, channels=[8, 16], blocks=[1, 1])
+    with pytest.raises(UserError, match=rf"model\.trunk\.name: {name} needs image inputs \(C, H, W\), got shape \(30,\)"):
+        factory(cfg, (30,))
+
+
+def test_cnn_too_small_input_is_a_user_error():
+    with pytest.raises(UserError, match="model.trunk"):
+        cnn(TrunkConfig(channels=[8, 16, 32, 64], padding="valid"), (1, 8, 8))
+
+
+def test_resnet_needs_one_block_count_per_stage():
+    with pytest.raises(UserError, match="model.trunk.blocks"):
+        resnet(TrunkConfig(channels=[8, 16], blocks=[1, 1, 1]), (3, 32, 32))
+
+
+def test_resnet_downsamples_between_stages_and_pools_globally():
+    trunk = resnet(TrunkConfig(channels=[8, 16, 32], blocks=[1, 1, 1]), (3, 32, 32))
+    stem_and_blocks = torch.nn.Sequential(trunk.stem, trunk.blocks)
+    assert stem_and_blocks(torch.randn(2, 3, 32, 32)).shape == (2, 32, 8, 8)
+    assert trunk.out_dim == 32

@@ -1,0 +1,72 @@
+"""Config: defaults, YAML, --set overrides with type checks, and one-line errors naming the dotted path."""
+
+import pytest
+
+from hydranet.config import Config, experiment_names, load_config, to_yaml, validate
+from hydranet.errors import UserError
+
+
+def test_every_field_has_a_description():
+    def walk(model):
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no description"
+            ann = field.annotation
+            if isinstance(ann, type) and hasattr(ann, "model_fields"):
+                walk(ann)
+
+    walk(Config)
+
+
+def test_builtins_resolve():
+    assert {"quickstart", "seed-cnn"} <= set(experiment_names())
+    for name in experiment_names():
+        assert load_config(name).name == name
+
+
+def test_default_is_quickstart():
+    assert load_config(None).name == "quickstart"
+
+
+def test_overrides_are_typed():
+    cfg = load_config("quickstart", ["train.epochs=3", "train.optimizer.lr=0.01", "model.trunk.channels=[8,16]",
+                                     "tasks.digit.weight=2", "train.grad_clip=null"])
+    assert cfg.train.epochs == 3 and cfg.train.optimizer.lr == 0.01
+    assert cfg.model.trunk.channels == [8, 16] and cfg.tasks["digit"].weight == 2.0
+    assert cfg.train.grad_clip is None
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("train.epochz=3", "unknown key 'train.epochz' (allowed: "),
+    ("tasks.digit.kindd=binary", "unknown key 'tasks.digit.kindd' (allowed: column, kind"),
+    ("train.epochs=many", "train.epochs: Input should be a valid integer"),
+    ("train.epochs=0", "train.epochs: Input should be greater than or equal to 1"),
+    ("tasks.digit.kind=ranking", "tasks.digit.kind: Input should be 'classification', 'binary', 'multilabel' or 'regression'"),
+    ("data.source=mnist", "data.source: unknown source 'mnist' (known: "),
+    ("model.trunk.name=vit", "model.trunk.name: unknown trunk 'vit' (known: "),
+    ("mtl.balancer=magic", "mtl.balancer: unknown balancer 'magic'"),
+    ("data.split.stratify=color", "data.split.stratify: 'color' is not a task"),
+    ("train.early_stopping.monitor=val/nope/accuracy", "train.early_stopping.monitor"),
+    ("train.epochs.x=1", "train.epochs is a value, not a section"),
+])
+def test_bad_overrides_name_the_path(override, expected):
+    with pytest.raises(UserError) as err:
+        load_config("quickstart", [override])
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_yaml_file(tmp_path):
+    with pytest.raises(UserError, match="file not found"):
+        load_config(str(tmp_path / "nope.yaml"))
+
+
+def test_yaml_roundtrip(tmp_path):
+    cfg = load_config("quickstart", ["seed=7"])
+    path = tmp_path / "exp.yaml"
+    path.write_text(to_yaml(cfg))
+    assert load_config(str(path)) == cfg
+
+
+def test_empty_tasks_refused():
+    with pytest.raises(UserError, match="at least one task"):
+        validate({"tasks": {}})

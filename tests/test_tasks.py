@@ -31,7 +31,10 @@ def gen():
 # --- heads ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind,outputs,shape", [("classification", 4, (5, 4)), ("multilabel", 3, (5, 3)), ("binary", 1, (5,)), ("regression", 1, (5,))])
+@pytest.mark.parametrize(
+    "kind,outputs,shape",
+    [("classification", 4, (5, 4)), ("multilabel", 3, (5, 3)), ("binary", 1, (5,)), ("regression", 1, (5,))],
+)
 def test_head_shapes(kind, outputs, shape):
     task = make_task(kind, outputs)
     for hidden, dropout in [((), 0.0), ([16, 8], 0.5)]:
@@ -184,6 +187,17 @@ def test_multilabel_metrics_match_sklearn_on_labeled_rows(gen):
     m = task.metrics(pred, target)
     assert m["f1_micro"] == pytest.approx(skm.f1_score(y, y_hat, average="micro", zero_division=0))
     assert m["f1_macro"] == pytest.approx(skm.f1_score(y, y_hat, average="macro", zero_division=0))
+
+
+def test_multilabel_metrics_skip_single_missing_cells():
+    task = make_task("multilabel", 2)
+    pred = torch.tensor([[1.0, -1.0], [-1.0, 1.0], [1.0, 1.0], [-1.0, -1.0]])
+    target = torch.tensor([[1.0, 0.0], [NAN, 1.0], [0.0, 1.0], [0.0, NAN]])
+    # label 0 over rows 0, 2, 3: predicted 1, 1, 0 vs 1, 0, 0; label 1 over rows 0, 1, 2: 0, 1, 1 vs 0, 1, 1
+    f1_label0 = skm.f1_score([1, 0, 0], [1, 1, 0])
+    m = task.metrics(pred, target)
+    assert m["f1_macro"] == pytest.approx((f1_label0 + 1.0) / 2)
+    assert m["f1_micro"] == pytest.approx(skm.f1_score([1, 0, 0, 0, 1, 1], [1, 1, 0, 0, 1, 1]))
 
 
 def test_regression_metrics_are_in_original_units():

@@ -3,11 +3,20 @@
 `import hydranet as hn`; `hn.Experiment("quickstart").fit()`; `hn.load(run_dir).predict(...)`.
 """
 
+from importlib import import_module
+
 __version__ = "0.1.0"
 
-from hydranet.api import Experiment, Model, load  # noqa: E402
-from hydranet.config import Config, load_config  # noqa: E402
-from hydranet.errors import UserError  # noqa: E402
-from hydranet.registry import register  # noqa: E402
+# Loaded on first use, so `import hydranet.config` does not pull in training, data and plotting.
+_LAZY = {
+    "Experiment": "hydranet.api", "Model": "hydranet.api", "load": "hydranet.api",
+    "Config": "hydranet.config", "load_config": "hydranet.config",
+    "UserError": "hydranet.errors", "register": "hydranet.registry",
+}
+__all__ = ["__version__", *_LAZY]
 
-__all__ = ["Config", "Experiment", "Model", "UserError", "__version__", "load", "load_config", "register"]
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hydranet' has no attribute {name!r}")

@@ -65,7 +65,7 @@ class TrunkConfig(Section):
     kernel_size: int = Field(3, ge=1, description="cnn: convolution kernel size")
     padding: Literal["valid", "same"] = Field("same", description="cnn: convolution padding (Keras' default is valid)")
     dense: list[int] = Field([64], description="cnn: widths of the dense layers after flatten")
-    blocks: list[int] = Field([1, 1, 1], description="resnet: residual blocks per stage")
+    blocks: list[int] = Field([1, 1], description="resnet: residual blocks per stage")
     batch_norm: bool = Field(False, description="cnn/mlp: batch normalization after each conv/linear layer")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each dense layer")
     activation: Literal["relu", "gelu", "silu"] = Field("relu", description="activation function")

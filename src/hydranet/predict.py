@@ -15,11 +15,11 @@ import pandas as pd
 import torch
 
 from hydranet.data import build_dataset, to_model_inputs
+from hydranet.data.images import image_files, load_image_files
+from hydranet.data.sources.table import clean
 from hydranet.errors import UserError
 from hydranet.train.evaluation import evaluate_split, predict_batches
 from hydranet.train.run import Run
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
 def decode_outputs(run: Run, outputs: dict[str, torch.Tensor]) -> pd.DataFrame:
@@ -47,34 +47,35 @@ def inputs_from_files(run: Run, paths: Sequence[str | Path]) -> tuple[torch.Tens
             raise UserError("INPUT: a table run predicts from exactly one CSV or Parquet file")
         frame = read_table(Path(paths[0]))
         return to_model_inputs(info, frame=frame), [str(i) for i in range(len(frame))]
-    files = image_files(paths)
-    from hydranet.data.images import load_image_files
-
-    images = load_image_files(files, size=info["size"][0], channels=info["channels"])
+    files = input_images(paths)
+    height, width = info["size"]
+    images = load_image_files(files, size=height if height == width else None, channels=info["channels"])
+    if list(images.shape[2:]) != [height, width]:
+        raise UserError(f"INPUT: images are {tuple(images.shape[2:])}, this model was trained on {height}x{width}")
     return to_model_inputs(info, images=images), [str(f) for f in files]
 
 
 def read_table(path: Path) -> pd.DataFrame:
+    """A table read and cleaned exactly as the csv/parquet sources read training data."""
     if not path.exists():
         raise UserError(f"{path}: file not found (expected a CSV or Parquet table)")
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    return pd.read_csv(path, na_values=["?"], skipinitialspace=True)
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, na_values=["?"], low_memory=False)
+    return clean(frame)
 
 
-def image_files(paths: Sequence[str | Path]) -> list[Path]:
+def input_images(paths: Sequence[str | Path]) -> list[Path]:
     """Image files named directly or found (recursively, sorted) in the given folders."""
     files: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            files += image_files(path)
         elif path.exists():
             files.append(path)
         else:
             raise UserError(f"{path}: file not found (expected image files or a folder of images)")
     if not files:
-        raise UserError(f"INPUT: no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, paths))}")
+        raise UserError(f"INPUT: no image files in {', '.join(map(str, paths))}")
     return files
 
 

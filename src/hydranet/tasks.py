@@ -132,7 +132,11 @@ def _multilabel_metrics(task: "Task", pred: np.ndarray, target: np.ndarray) -> d
     y_hat = (pred > 0).astype(int)
     y = np.nan_to_num(target).astype(int)
     micro = skm.f1_score(y[keep], y_hat[keep], zero_division=0)
-    per_label = [skm.f1_score(y[keep[:, j], j], y_hat[keep[:, j], j], zero_division=0) for j in range(y.shape[1]) if keep[:, j].any()]
+    per_label = [
+        skm.f1_score(y[rows, j], y_hat[rows, j], zero_division=0)
+        for j, rows in enumerate(keep.T)
+        if rows.any()
+    ]
     return {"f1_micro": float(micro), "f1_macro": float(np.mean(per_label))}
 
 

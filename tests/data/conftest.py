@@ -1,20 +1,16 @@
-"""Fixtures of the data tests: configs pointing at files made in tmp_path, tiny PNG folders and archives.
+"""Fixtures of the data tests: configs pointing at files made in tmp_path, tiny PNG folders.
 
 Everything is generated per test, and every cache lives in tmp_path (never ~/.cache).
 """
 
 from __future__ import annotations
 
-import tarfile
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from datafiles import pixels, write_png
 
 from hydranet.config import Config
-
-SHARED_DATA = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
 
 
 @pytest.fixture
@@ -26,18 +22,6 @@ def make_cfg(tmp_path):
         return Config.model_validate({"data": data, "tasks": tasks or {"label": {}}})
 
     return make
-
-
-def write_png(path: Path, array: np.ndarray) -> None:
-    """uint8 (H, W) or (H, W, 3) array → PNG (lossless, so tests can compare pixels exactly)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-
-
-def pixels(seed: int, size=(4, 5), grey: bool = False) -> np.ndarray:
-    """A deterministic random image of (H, W) = size."""
-    shape = size if grey else (*size, 3)
-    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
 
 
 @pytest.fixture
@@ -62,12 +46,3 @@ def split_folder(tmp_path) -> Path:
                 seed += 1
                 write_png(root / split / cls / f"{i}.png", pixels(seed, (6, 6), grey=True))
     return root
-
-
-def make_tar(folder: Path, archive: Path, wrapper: str | None = None) -> Path:
-    """Pack a folder's content into a .tar.gz, optionally under one top-level folder."""
-    with tarfile.open(archive, "w:gz") as tar:
-        for path in sorted(folder.rglob("*")):
-            rel = path.relative_to(folder).as_posix()
-            tar.add(path, arcname=f"{wrapper}/{rel}" if wrapper else rel, recursive=False)
-    return archive

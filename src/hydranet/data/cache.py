@@ -9,11 +9,12 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from hydranet.config import Config
@@ -108,8 +109,8 @@ def cached(cfg: Config, source: str, content: str, build: Callable[[], RawData],
         data = build()
         try:
             save(path, data)
-        except OSError:  # a read-only or full cache folder must not stop a run; it only costs the next one time
-            pass
+        except (OSError, SafetensorError) as err:  # a read-only or full cache folder costs time, not the run
+            warnings.warn(f"{path}: could not write the decoded-image cache ({err})", stacklevel=2)
     return data
 
 

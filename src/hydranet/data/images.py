@@ -76,7 +76,7 @@ def decode_many(items: Sequence[tuple[str, bytes]], size: int | None = None, cha
             first = name
         elif image.size != (width, height):
             raise UserError(
-                f"{name}: image is {image.size[0]}×{image.size[1]} but {first} is {width}×{height} "
+                f"{name}: image is {image.size[0]}×{image.size[1]} (width×height) but {first} is {width}×{height} "
                 "(set data.image_size to resize every image to one square side)"
             )
         array = np.asarray(image)

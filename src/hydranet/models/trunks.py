@@ -141,7 +141,9 @@ class ResNet(nn.Module):
                 f"got channels {cfg.channels} and blocks {cfg.blocks}"
             )
         width = cfg.channels[0]
-        self.stem = nn.Sequential(nn.Conv2d(c, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), ACTIVATIONS[cfg.activation]())
+        self.stem = nn.Sequential(
+            nn.Conv2d(c, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), ACTIVATIONS[cfg.activation]()
+        )
         blocks: list[nn.Module] = []
         for stage, (out_ch, n) in enumerate(zip(cfg.channels, cfg.blocks)):
             for i in range(n):

@@ -56,7 +56,13 @@ def resolve_device(name: str) -> torch.device:
 
 def new_run_dir(cfg: Config, run_dir: str | Path | None) -> Path:
     """Create the run directory; refuse one that already holds a run, so nothing saved is overwritten."""
-    path = Path(run_dir) if run_dir else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if run_dir is None:
+        stem = Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        path, n = stem, 1
+        while path.exists():  # two runs started in the same second
+            path, n = stem.with_name(f"{stem.name}-{n}"), n + 1
+    else:
+        path = Path(run_dir)
     if (path / "config.yaml").exists():
         raise UserError(f"{path}: already holds a run (use --resume {path} to continue it, or another --run-dir)")
     if path.exists() and not path.is_dir():
@@ -76,20 +82,28 @@ def build_model_for(cfg: Config, info: dict[str, Any], device: torch.device) -> 
 
 
 def fit(cfg: Config, run_dir: str | Path | None = None, progress: bool = True) -> Run:
-    """Train an experiment into a new run directory."""
+    """Train an experiment into a new run directory (created only once the data has loaded)."""
+    _set_threads(cfg)
+    data = build_dataset(cfg)
     path = new_run_dir(cfg, run_dir)
     atomic_write_text(path / "config.yaml", to_yaml(cfg))
     _write_run_json(path, status="running")
-    return _train(cfg, path, progress, state=None)
+    return _train(cfg, path, progress, state=None, data=data)
 
 
 def resume(run_dir: str | Path, progress: bool = True) -> Run:
     """Continue a run that was interrupted (even by SIGKILL mid-epoch) from its last complete epoch."""
     path = Path(run_dir)
     cfg = read_config(path)
+    _set_threads(cfg)
     checkpoint = path / CHECKPOINT
     state = _load_checkpoint(checkpoint) if checkpoint.exists() else None
-    return _train(cfg, path, progress, state)
+    return _train(cfg, path, progress, state, build_dataset(cfg))
+
+
+def _set_threads(cfg: Config) -> None:
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
 
 
 def _load_checkpoint(path: Path) -> dict:
@@ -99,11 +113,8 @@ def _load_checkpoint(path: Path) -> dict:
         raise UserError(f"{path}: checkpoint is unreadable ({err}); start a new run") from None
 
 
-def _train(cfg: Config, path: Path, progress: bool, state: dict | None) -> Run:
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+def _train(cfg: Config, path: Path, progress: bool, state: dict | None, data: Dataset) -> Run:
     device = resolve_device(cfg.train.device)
-    data = build_dataset(cfg)
     atomic_write_text(path / "data.json", json.dumps(data.info))
     model, tasks = build_model_for(cfg, data.info, device)
     balancer = registry.get("balancer", cfg.mtl.balancer, "mtl.balancer")(cfg, tasks)

@@ -39,9 +39,13 @@ ALLOWED_GLOBALS = {
 def load_cifar10(cfg: Config) -> RawData:
     """The 60,000 32×32 colour images (50,000 train, 10,000 test), cached after the first read."""
     path = _source_path(cfg)
-    digest = cache.file_digest(path) if path.is_file() else cache.files_digest(_folder_batches(path).items())
     size = cfg.data.image_size
-    return cache.cached(cfg, "cifar10", digest, lambda: _build(_read_batches(path), str(path), size), image_size=size)
+    if path.is_file():
+        digest = cache.file_digest(path)
+        return cache.cached(cfg, "cifar10", digest, lambda: _build(_archive_batches(path), str(path), size), image_size=size)
+    batches = _folder_batches(path)  # read once: the bytes give both the cache key and, on a miss, the images
+    digest = cache.files_digest(batches.items())
+    return cache.cached(cfg, "cifar10", digest, lambda: _build(batches, str(path), size), image_size=size)
 
 
 def _source_path(cfg: Config) -> Path:
@@ -51,10 +55,6 @@ def _source_path(cfg: Config) -> Path:
     if not path.exists():
         raise UserError(f"{path}: not found (data.path of source cifar10: expected {EXPECTED})")
     return path
-
-
-def _read_batches(path: Path) -> dict[str, bytes]:
-    return _archive_batches(path) if path.is_file() else _folder_batches(path)
 
 
 def _folder_batches(path: Path) -> dict[str, bytes]:

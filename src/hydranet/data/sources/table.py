@@ -66,7 +66,10 @@ def clean(frame: pd.DataFrame) -> pd.DataFrame:
         text = text.mask(text.isin(MISSING_STRINGS))
         # " 39" next to " ?" makes pandas read a numeric column as text; after stripping it parses again.
         numbers = pd.to_numeric(text, errors="coerce")
-        frame[name] = numbers if numbers.notna().sum() == text.notna().sum() else text.astype(object).where(text.notna(), np.nan)
+        if numbers.notna().sum() == text.notna().sum():
+            frame[name] = numbers.to_numpy(dtype=np.float64, na_value=np.nan)  # plain float, not pandas' nullable Int64
+        else:
+            frame[name] = text.astype(object).where(text.notna(), np.nan)
     return frame
 
 

@@ -1,0 +1,62 @@
+"""Shared fixtures: a tiny two-task table, a CLI runner that returns (exit code, stdout, stderr)."""
+
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hydranet.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(monkeypatch, tmp_path_factory):
+    """Decoded-image caches go to a temporary folder, never to ~/.cache."""
+    monkeypatch.setenv("HYDRANET_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def tiny_csv(tmp_path):
+    """A two-task table (class `kind` from x1, value `size` from x2), a categorical column and gaps."""
+    rng = np.random.default_rng(0)
+    n = 240
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    frame = pd.DataFrame({
+        "x1": x1, "x2": x2,
+        "color": rng.choice(["red", "green", "blue"], size=n),
+        "kind": np.where(x1 > 0, "up", "down"),
+        "size": 3 * x2 + 1,
+    })
+    frame.loc[::7, "size"] = np.nan  # some examples lack the regression label
+    frame.loc[::11, "color"] = "?"
+    path = tmp_path / "tiny.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def tiny_table_config(path, **train):
+    """A fast two-task experiment on tiny_csv, as a dict."""
+    return {
+        "name": "tiny", "data": {"source": "csv", "path": str(path), "split": {"val": 0.2, "test": 0.2}},
+        "tasks": {"kind": {"kind": "binary"}, "size": {"kind": "regression"}},
+        "model": {"trunk": {"name": "mlp", "hidden": [16]}},
+        "train": {"epochs": 3, "batch_size": 32, "progress": False, **train},
+    }
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys, tmp_path):
+    """Run `hydranet ARGS…` in-process from tmp_path; returns (exit code, stdout, stderr)."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["hydranet", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

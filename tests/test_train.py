@@ -1,0 +1,106 @@
+"""Trainer: schedules, optimizer groups, checkpoints, early stopping, and kill-and-resume equality."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from hydranet import Experiment
+from hydranet.config import ScheduleConfig
+from hydranet.train.checkpoint import load_state, save_state
+from hydranet.train.optim import lr_factor, param_groups
+from tests.conftest import tiny_table_config
+
+
+def test_schedules():
+    total = 100
+    const = ScheduleConfig(name="constant", warmup=0.1)
+    assert lr_factor(const, 0, total) == pytest.approx(0.1) and lr_factor(const, 9, total) == 1.0
+    assert lr_factor(const, 50, total) == 1.0
+    cos = ScheduleConfig(name="cosine")
+    assert lr_factor(cos, 0, total) == 1.0 and lr_factor(cos, 50, total) == pytest.approx(0.5)
+    assert lr_factor(cos, 100, total) == pytest.approx(0.0, abs=1e-12)
+    one = ScheduleConfig(name="onecycle", warmup=0.2, min_lr=0.1)
+    assert lr_factor(one, 19, total) == 1.0 and lr_factor(one, 100, total) == pytest.approx(0.1)
+    assert lr_factor(one, 60, total) == pytest.approx(0.1 + 0.9 * 0.5)
+
+
+def test_no_weight_decay_on_biases():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    decay, no_decay = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and [p.shape for p in decay["params"]] == [(4, 3)]
+    assert no_decay["weight_decay"] == 0.0 and len(no_decay["params"]) == 3
+
+
+def test_state_roundtrip_keeps_int_keys_and_tuples(tmp_path):
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 2)).sum().backward()
+    opt.step()
+    state = {"optimizer": opt.state_dict(), "history": [{"a": 1.5}], "t": (1, 2), "none": None}
+    save_state(tmp_path / "s.safetensors", state)
+    back = load_state(tmp_path / "s.safetensors")
+    assert set(back["optimizer"]["state"]) == {0, 1} and back["t"] == (1, 2) and back["none"] is None
+    assert torch.equal(back["optimizer"]["state"][0]["exp_avg"], state["optimizer"]["state"][0]["exp_avg"])
+    torch.optim.AdamW(model.parameters()).load_state_dict(back["optimizer"])
+
+
+def test_early_stopping_stops_and_restores_best(tmp_path, tiny_csv):
+    cfg = tiny_table_config(tiny_csv, epochs=40, optimizer={"lr": 0.05})
+    cfg["train"]["early_stopping"] = {"monitor": "val/size/mae", "patience": 2, "min_delta": 10.0}
+    run = Experiment(cfg).fit(tmp_path / "run")
+    # min_delta is huge, so nothing after epoch 1 counts as improvement: stop after 1 + patience epochs
+    assert run.summary["epochs"] == 3
+    first = run.history[0]["val"]["size"]["mae"]
+    assert run.summary["val"]["size"]["mae"] == pytest.approx(first, rel=1e-5)  # weights of epoch 1 restored
+
+
+def test_missing_labels_are_masked_not_dropped(tmp_path, tiny_csv):
+    run = Experiment(tiny_table_config(tiny_csv, epochs=2)).fit(tmp_path / "run")
+    assert math.isfinite(run.history[-1]["train"]["size"]["loss"])
+    assert run.summary["test"]["kind"]["accuracy"] > 0
+
+
+@pytest.mark.parametrize("options", [{"bf16": True}, {"channels_last": True, "grad_clip": 1.0},
+                                     {"optimizer": {"name": "sgd", "lr": 0.05}, "schedule": {"name": "cosine"}}])
+def test_training_options_run(tmp_path, options):
+    run = Experiment("quickstart", {"train.epochs": 1, "data.limit": 300, "train.progress": False,
+                                    **{f"train.{k}": v for k, v in options.items()}}).fit(tmp_path / "run")
+    assert math.isfinite(run.history[0]["train"]["loss"])
+
+
+def _train_cmd(run_dir, *extra):
+    sets = ["train.epochs=5", "train.batch_size=8", "train.early_stopping.patience=2", "data.augment.flip=true"]
+    args = [sys.executable, "-m", "hydranet.cli", "train", "-q", *extra]
+    return args + [a for s in sets for a in ("--set", s)] + ["--run-dir", str(run_dir)]
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path):
+    """SIGKILL mid-epoch, resume, and end with bit-identical weights and the same metrics."""
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    subprocess.run(_train_cmd(full), check=True, env=env, capture_output=True)
+
+    proc = subprocess.Popen(_train_cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = killed / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        time.sleep(0.02)
+    time.sleep(0.05)  # well inside epoch 3
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert json.loads((killed / "run.json").read_text())["status"] == "running", "run finished before the kill"
+    done = len(metrics.read_text().splitlines())
+    assert 2 <= done < 5
+
+    subprocess.run([sys.executable, "-m", "hydranet.cli", "train", "-q", "--resume", str(killed)], check=True, env=env,
+                   capture_output=True)
+    assert (killed / "model.safetensors").read_bytes() == (full / "model.safetensors").read_bytes()
+    strip = lambda path: [{k: v for k, v in json.loads(l).items() if k != "seconds"} for l in path.read_text().splitlines()]
+    assert strip(killed / "metrics.jsonl") == strip(full / "metrics.jsonl")

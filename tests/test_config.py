@@ -70,3 +70,14 @@ def test_yaml_roundtrip(tmp_path):
 def test_empty_tasks_refused():
     with pytest.raises(UserError, match="at least one task"):
         validate({"tasks": {}})
+
+
+def test_configuration_reference_is_in_sync():
+    """docs/configuration.md is generated from the models; regenerate it when a field changes."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "scripts" / "config_reference.py")], capture_output=True, text=True, check=True)
+    assert out.stdout == (root / "docs" / "configuration.md").read_text(), "run: python scripts/config_reference.py > docs/configuration.md"

@@ -34,9 +34,10 @@ class Experiment:
             apply_override(data, key.split("."), value)
         self.config = validate(data)
 
-    def fit(self, run_dir: str | Path | None = None, progress: bool = False) -> Run:
-        """Train into a run directory and return the Run (model, summary, history)."""
-        return fit(self.config, run_dir, progress=progress)
+    def fit(self, run_dir: str | Path | None = None, progress: bool = False, callbacks: Sequence = ()) -> Run:
+        """Train into a run directory and return the Run (model, summary, history); `callbacks` are extra
+        trainer callbacks (any object with some of the hooks `on_fit_start`, `on_epoch_end`, …)."""
+        return fit(self.config, run_dir, progress=progress, callbacks=callbacks)
 
 
 class Model:

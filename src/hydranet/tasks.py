@@ -60,12 +60,6 @@ class _SqueezeLast(nn.Module):
 # masked-out term still poisons the gradient through torch.where.
 
 
-def _classification_terms(task: "Task", pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    # pred (B, C) logits, target (B,) int64 with -1 = missing; ignored rows come back as 0.
-    terms = F.cross_entropy(pred, target, ignore_index=-1, reduction="none", label_smoothing=task.cfg.label_smoothing)
-    return terms, target != -1
-
-
 def _bce_terms(task: "Task", pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     # binary: pred/target (B,); multilabel: (B, L); NaN = missing.
     labeled = ~torch.isnan(target)
@@ -83,7 +77,6 @@ def _regression_terms(task: "Task", pred: Tensor, target: Tensor) -> tuple[Tenso
 
 
 _TERMS: dict[str, Callable[["Task", Tensor, Tensor], tuple[Tensor, Tensor]]] = {
-    "classification": _classification_terms,
     "binary": _bce_terms,
     "multilabel": _bce_terms,
     "regression": _regression_terms,
@@ -195,7 +188,11 @@ class Task:
 
         No `.item()` and no branch on values: this runs every step and must not sync with the device.
         """
-        terms, labeled = _TERMS[self.kind](self, pred.float(), target)
+        pred = pred.float()
+        if self.kind == "classification":  # fast path: ignore_index already zeroes missing rows (fewer ops per step)
+            total = F.cross_entropy(pred, target, ignore_index=-1, reduction="sum", label_smoothing=self.cfg.label_smoothing)
+            return total / (target != -1).sum().clamp(min=1)
+        terms, labeled = _TERMS[self.kind](self, pred, target)
         terms = torch.where(labeled, terms, torch.zeros_like(terms))
         return terms.sum() / labeled.sum().clamp(min=1)
 

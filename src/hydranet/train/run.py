@@ -10,7 +10,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import yaml
@@ -81,14 +81,17 @@ def build_model_for(cfg: Config, info: dict[str, Any], device: torch.device) -> 
     return model, tasks
 
 
-def fit(cfg: Config, run_dir: str | Path | None = None, progress: bool = True) -> Run:
-    """Train an experiment into a new run directory (created only once the data has loaded)."""
+def fit(cfg: Config, run_dir: str | Path | None = None, progress: bool = True, callbacks: Sequence = ()) -> Run:
+    """Train an experiment into a new run directory (created only once the data has loaded).
+
+    `callbacks` are extra trainer callbacks (objects with any of the hooks), called after the built-in ones.
+    """
     _set_threads(cfg)
     data = build_dataset(cfg)
     path = new_run_dir(cfg, run_dir)
     atomic_write_text(path / "config.yaml", to_yaml(cfg))
     _write_run_json(path, status="running")
-    return _train(cfg, path, progress, state=None, data=data)
+    return _train(cfg, path, progress, state=None, data=data, callbacks=callbacks)
 
 
 def resume(run_dir: str | Path, progress: bool = True) -> Run:
@@ -113,12 +116,12 @@ def _load_checkpoint(path: Path) -> dict:
         raise UserError(f"{path}: checkpoint is unreadable ({err}); start a new run") from None
 
 
-def _train(cfg: Config, path: Path, progress: bool, state: dict | None, data: Dataset) -> Run:
+def _train(cfg: Config, path: Path, progress: bool, state: dict | None, data: Dataset, callbacks: Sequence = ()) -> Run:
     device = resolve_device(cfg.train.device)
     atomic_write_text(path / "data.json", json.dumps(data.info))
     model, tasks = build_model_for(cfg, data.info, device)
     balancer = registry.get("balancer", cfg.mtl.balancer, "mtl.balancer")(cfg, tasks)
-    trainer = Trainer(model, tasks, cfg, balancer, device=device, callbacks=make_callbacks(cfg, path, progress))
+    trainer = Trainer(model, tasks, cfg, balancer, device=device, callbacks=[*make_callbacks(cfg, path, progress), *callbacks])
     if state is not None:
         trainer.load_state_dict(state)
     history = trainer.fit(data)

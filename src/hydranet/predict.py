@@ -21,6 +21,8 @@ from hydranet.errors import UserError
 from hydranet.train.evaluation import evaluate_split, predict_batches
 from hydranet.train.run import Run
 
+TABLE_SUFFIXES = (".csv", ".parquet")
+
 
 def decode_outputs(run: Run, outputs: dict[str, torch.Tensor]) -> pd.DataFrame:
     """One column per task: class label (classification), probability of the positive class (binary),
@@ -42,9 +44,12 @@ def decode_outputs(run: Run, outputs: dict[str, torch.Tensor]) -> pd.DataFrame:
 def inputs_from_files(run: Run, paths: Sequence[str | Path]) -> tuple[torch.Tensor, list[str]]:
     """Model inputs from a CSV/Parquet table (table runs) or image files / folders (image runs)."""
     info = run.info
+    tables = [str(p) for p in paths if Path(p).suffix.lower() in TABLE_SUFFIXES or str(p).endswith(".csv.gz")]
+    if info["kind"] == "image" and tables:
+        raise UserError(f"{tables[0]}: this run was trained on images; give image files or a folder of images")
     if info["kind"] == "table":
-        if len(paths) != 1:
-            raise UserError("INPUT: a table run predicts from exactly one CSV or Parquet file")
+        if len(paths) != 1 or not tables:
+            raise UserError("INPUT: this run was trained on a table; give exactly one CSV or Parquet file")
         frame = read_table(Path(paths[0]))
         return to_model_inputs(info, frame=frame), [str(i) for i in range(len(frame))]
     files = input_images(paths)

@@ -140,7 +140,7 @@ def _summary(cfg: Config, trainer: Trainer, data: Dataset, model: HydraNet) -> d
     splits = {}
     for name in ("val", "test"):
         if len(data.index[name]):
-            splits[name] = trainer.evaluate(trainer._to_device(data.split(name)))[0]
+            splits[name] = trainer.evaluate(trainer.to_device(data.split(name)))[0]
         else:
             splits[name] = {}
     return {"experiment": cfg.name, "epochs": trainer.epoch, "train_seconds": round(trainer.train_seconds, 3),

@@ -38,6 +38,21 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+class RunningMeans:
+    """Per-epoch (sum, count) pairs kept as tensors, so adding a step's values never syncs with the device."""
+
+    def __init__(self):
+        self.sums: dict[str, tuple[Any, Any]] = {}
+
+    def add(self, name: str, total: Any, count: Any) -> None:
+        old = self.sums.get(name)
+        self.sums[name] = (total, count) if old is None else (old[0] + total, old[1] + count)
+
+    def means(self) -> dict[str, float]:
+        """The epoch's means as plain numbers (the one sync per epoch); NaN where nothing was counted."""
+        return {k: float(t) / float(c) if float(c) else float("nan") for k, (t, c) in self.sums.items()}
+
+
 class Trainer:
     """Trains a HydraNet on a Dataset; `state_dict` / `load_state_dict` make it resumable."""
 
@@ -71,8 +86,8 @@ class Trainer:
 
     def fit(self, data: Dataset) -> list[dict]:
         """Train until `train.epochs` or until a callback sets `should_stop`; returns the history."""
-        train = self._to_device(data.split("train"))
-        val = self._to_device(data.split("val")) if len(data.index["val"]) else None
+        train = self.to_device(data.split("train"))
+        val = self.to_device(data.split("val")) if len(data.index["val"]) else None
         n, batch_size = len(train["x"]), self.cfg.train.batch_size
         self.total_steps = self.cfg.train.epochs * -(-n // batch_size)
         self.hook("on_fit_start")
@@ -99,7 +114,7 @@ class Trainer:
         augmenting = train["x"].ndim == 4 and (cfg.data.augment.crop_padding or cfg.data.augment.flip or cfg.data.augment.cutout)
         n, batch_size = len(train["x"]), cfg.train.batch_size
         order = torch.randperm(n, generator=shuffle).to(self.device)
-        sums: dict[str, torch.Tensor] = {}  # running sums stay tensors: no sync inside the epoch
+        running = RunningMeans()
         weights: dict[str, Any] = {}
         self.model.train()
         self.hook("on_epoch_start")
@@ -109,14 +124,12 @@ class Trainer:
             if augmenting:
                 batch["x"] = augment(batch["x"], cfg.data.augment, aug)
             losses, stats, weights = self.train_step(batch)
-            size = len(idx)
             for name, loss in losses.items():
-                sums[name] = sums.get(name, 0) + loss.detach().float() * size
+                running.add(name, loss.detach().float() * len(idx), len(idx))
             for name, (total, count) in stats.items():
-                sums[name] = sums.get(name, 0) + total
-                sums[name + "#count"] = sums.get(name + "#count", 0) + count
+                running.add(name, total, count)
             self.hook("on_step_end", losses)
-        return self._epoch_record(sums, n, weights)
+        return self._epoch_record(running.means(), weights)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict, dict, dict]:
         """One optimizer step; returns the loss terms, running stats and the balancer's weights."""
@@ -149,23 +162,13 @@ class Trainer:
             preds = model(batch["x"])
         return self.task_losses(preds, batch)
 
-    def _epoch_record(self, sums: dict[str, torch.Tensor], n: int, weights: dict[str, Any]) -> dict:
-        """Turn the epoch's running sums into plain numbers (the one sync per epoch)."""
-        values = {k: float(v) for k, v in sums.items()}
+    def _epoch_record(self, means: dict[str, float], weights: dict[str, Any]) -> dict:
+        """{"epoch", "lr", "train": {term: {"loss", stats…}, "loss": Σ terms}, "weights": {term: w}}."""
         train: dict[str, Any] = {t: {} for t in self.tasks}
-        total = 0.0
-        for name, value in values.items():
-            if name.endswith("#count"):
-                continue
-            if "/" in name:  # a running stat "task/metric"
-                task, metric = name.split("/", 1)
-                count = values[name + "#count"]
-                train[task][metric] = value / count if count else float("nan")
-            else:
-                mean = value / n
-                total += mean
-                train.setdefault(name, {})["loss"] = mean
-        train["loss"] = total
+        for name, value in means.items():
+            owner, _, metric = name.partition("/")  # "digit" is a loss term, "digit/accuracy" a running stat
+            train.setdefault(owner, {})[metric or "loss"] = value
+        train["loss"] = sum(v for k, v in means.items() if "/" not in k)
         return {"epoch": self.epoch + 1, "lr": self.lr, "train": train,
                 "weights": {k: float(v) for k, v in weights.items()}}
 
@@ -176,7 +179,7 @@ class Trainer:
         metrics = evaluate_split(self.model, self.tasks, split, self.cfg.train.eval_batch_size, self.cfg.train.bf16)
         return metrics, sum(m.get("loss", 0.0) for m in metrics.values())
 
-    def _to_device(self, split: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def to_device(self, split: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {k: v.to(self.device) for k, v in split.items()}
         if self.cfg.train.channels_last and out["x"].ndim == 4:
             out["x"] = out["x"].contiguous(memory_format=torch.channels_last)

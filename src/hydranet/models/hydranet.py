@@ -23,6 +23,8 @@ class HydraNet(nn.Module):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         features = self.trunk(x)
+        # kept for methods that work on the shared representation (MGDA-UB); replaced every forward
+        self.features = features
         if isinstance(features, dict):
             return {task: head(features[task]) for task, head in self.heads.items()}
         return {task: head(features) for task, head in self.heads.items()}

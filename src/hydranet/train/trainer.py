@@ -1,8 +1,9 @@
 """The multi-task training loop: batches → (perturbations) → forward → task losses → balancer → step.
 
 Read it top to bottom: the loop never names a method. Balancer, perturbations, objectives and callbacks
-all receive the same optional lifecycle hooks (`on_fit_start`, `on_epoch_start`, `on_step_end`,
-`on_epoch_end`, `on_fit_end`) and put their state into the checkpoint through `state_dict`.
+all receive the same optional lifecycle hooks (`on_fit_start`, `on_epoch_start`, `on_losses`,
+`on_step_end`, `on_epoch_end`, `on_fit_end`) and put their state into the checkpoint through
+`state_dict`; a component with `parameters()` (a balancer's learnable task weights) is optimized too.
 """
 
 from __future__ import annotations
@@ -60,8 +61,15 @@ class Trainer:
                  device: torch.device, callbacks: Iterable = (), perturbations: Iterable = (), objectives: Iterable = ()):
         self.model, self.tasks, self.cfg, self.balancer, self.device = model, tasks, cfg, balancer, device
         self.callbacks, self.perturbations, self.objectives = list(callbacks), list(perturbations), list(objectives)
+        for component in self.components:
+            if isinstance(component, nn.Module):  # components with tensors live on the training device
+                component.to(device)
         train = cfg.train
-        self.optimizer = build_optimizer(train.optimizer, param_groups(model, train.optimizer.weight_decay))
+        groups = param_groups(model, train.optimizer.weight_decay)
+        extra = [p for c in self.components if hasattr(c, "parameters") for p in c.parameters()]
+        if extra:  # learnable parts of components (e.g. a balancer's task weights): optimized, never decayed
+            groups.append({"params": extra, "weight_decay": 0.0})
+        self.optimizer = build_optimizer(train.optimizer, groups)
         self.shared = [p for p in getattr(model, "shared_parameters", model.parameters)() if p.requires_grad]
         self.epoch = 0  # completed epochs
         self.step = 0  # completed optimizer steps
@@ -142,6 +150,7 @@ class Trainer:
         losses = self.task_losses(preds, batch)
         for objective in self.objectives:
             losses.update(objective(self.model, batch))
+        self.hook("on_losses", losses)  # before backward: diagnostics may take per-term gradients here
         weights = self.balancer.backward(losses, self.shared)
         if self.cfg.train.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)

@@ -81,3 +81,27 @@ def test_configuration_reference_is_in_sync():
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, str(root / "scripts" / "config_reference.py")], capture_output=True, text=True, check=True)
     assert out.stdout == (root / "docs" / "configuration.md").read_text(), "run: python scripts/config_reference.py > docs/configuration.md"
+
+
+def test_monitor_metric_must_exist_for_the_kind():
+    with pytest.raises(UserError, match="a classification task has no metric 'acc' \\(metrics: loss, accuracy, f1_macro\\)"):
+        load_config("quickstart", ["train.early_stopping.monitor=val/digit/acc"])
+
+
+def test_stratify_needs_classes():
+    with pytest.raises(UserError, match="'ink' is a regression task; stratify needs a classification or binary task"):
+        load_config("quickstart", ["data.split.stratify=ink"])
+
+
+def test_plugins_register_custom_parts(tmp_path, monkeypatch):
+    (tmp_path / "my_plugin_mod.py").write_text(
+        "from hydranet import register\n"
+        "from hydranet.models.trunks import MLP\n"
+        "register('trunk', 'my_mlp')(lambda cfg, shape: MLP(cfg, shape))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(UserError, match="unknown trunk 'my_mlp'"):
+        load_config("quickstart", ["model.trunk.name=my_mlp"])
+    cfg = load_config("quickstart", ["plugins=[my_plugin_mod]", "model.trunk.name=my_mlp"])
+    assert cfg.plugins == ["my_plugin_mod"]
+    with pytest.raises(UserError, match="plugins: cannot import 'no_such_module_x'"):
+        load_config("quickstart", ["plugins=[no_such_module_x]"])

@@ -63,7 +63,7 @@ class Model:
 
     def predict_raw(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw outputs (logits/standardized values) for already-preprocessed inputs."""
-        return predict_batches(self.run.model, x, self.config.train.eval_batch_size)
+        return predict_batches(self.run.model, x, self.config.train.eval_batch_size, self.config.train.bf16)
 
     def evaluate(self, split: str = "test") -> dict[str, dict[str, float]]:
         return evaluate_run(self.run, split)

@@ -1,10 +1,11 @@
-"""The `hydranet` command line: train, evaluate, predict, experiments, config.
+"""The `hydranet` command line: train, evaluate, predict, experiments, config, bench mtl.
 
 User errors end with one line on stderr and exit code 2 (no traceback); internal errors keep theirs.
 """
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -42,7 +43,7 @@ def train(
         run = resume_run(resume, progress=not quiet)
     else:
         cfg = load_config(experiment, overrides)
-        run = fit(cfg, run_dir, progress=not quiet and cfg.train.progress)
+        run = fit(cfg, run_dir, progress=not quiet)
     console.print(metrics_table(run.summary, title=f"{run.summary['experiment']} — {run.summary['epochs']} epochs, "
                                                    f"{run.summary['train_seconds']:.1f}s, {run.summary['params']:,} params"))
     console.print(f"run directory: [bold]{run.dir}[/bold]")
@@ -93,6 +94,29 @@ def config(experiment: Optional[str] = EXPERIMENT, overrides: List[str] = SET) -
     from hydranet.config import load_config, to_yaml
 
     typer.echo(to_yaml(load_config(experiment, overrides)), nl=False)
+
+
+bench_app = typer.Typer(no_args_is_help=True, help="Compare methods over seeds against single-task baselines.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("mtl")
+def bench_mtl(
+    experiment: Optional[str] = EXPERIMENT,
+    balancers: Optional[str] = typer.Option(None, "--balancers", help="comma-separated balancers (default: every registered one)"),
+    sharings: str = typer.Option("hard", "--sharings", help="comma-separated sharing architectures"),
+    seeds: int = typer.Option(3, "--seeds", help="seeds per method (seed, seed+1, …)"),
+    overrides: List[str] = SET,
+    out: Optional[Path] = typer.Option(None, "--out", help="folder for the runs and bench.md/json/png (default: runs/bench-<name>-<time>)"),
+) -> None:
+    """Each task alone, then every balancer × sharing: main metric per task, Δm and time per epoch."""
+    from hydranet.mtl.bench import run_bench
+
+    def names(text: Optional[str]) -> Optional[list[str]]:
+        return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+    run_bench(experiment, names(balancers), names(sharings), seeds, overrides, out,
+              command="hydranet " + shlex.join(sys.argv[1:]), echo=typer.echo)
 
 
 def metrics_table(summary: dict, title: str) -> Table:

@@ -15,6 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from hydranet.errors import UserError
 
 TaskKind = Literal["classification", "binary", "multilabel", "regression"]
+# What Task.metrics reports per kind (early stopping may monitor any of them).
+METRIC_NAMES = {
+    "classification": ("loss", "accuracy", "f1_macro"),
+    "binary": ("loss", "accuracy", "roc_auc", "f1"),
+    "multilabel": ("loss", "f1_micro", "f1_macro"),
+    "regression": ("loss", "mae", "rmse", "r2"),
+}
 EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
 
 
@@ -42,7 +49,7 @@ class DataConfig(Section):
     features: list[str] | None = Field(None, description="feature columns of a table (null: every column that is not a task column or `split`)")
     split: SplitConfig = Field(default_factory=SplitConfig, description="how examples are split into train/val/test")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="batched image augmentation applied to training batches")
-    normalize: bool = Field(True, description="standardize inputs with statistics of the train split")
+    normalize: bool = Field(True, description="images: standardize each channel with train-split statistics (false: scale to [0, 1]); tables are always standardized")
     image_size: int | None = Field(None, ge=1, description="resize images to this square side (null: keep; all images must then share one size)")
     limit: int | None = Field(None, ge=1, description="use only this many examples, drawn at random with the seed (quick runs)")
     cache_dir: str | None = Field(None, description="where decoded image sets are cached (null: $HYDRANET_CACHE or ~/.cache/hydranet)")
@@ -73,7 +80,13 @@ class TrunkConfig(Section):
 
 class ModelConfig(Section):
     trunk: TrunkConfig = Field(default_factory=TrunkConfig, description="the shared trunk")
-    sharing: str = Field("hard", description="how tasks share the trunk: hard (one trunk for all)")
+    sharing: str = Field("hard", description="how tasks share the trunk: hard (one trunk for all), mmoe, cgc, cross_stitch")
+    experts: int = Field(4, ge=1, description="mmoe: experts (each a copy of the trunk) mixed by one softmax gate per task")
+    shared_experts: int = Field(2, ge=0, description="cgc: experts every task's gate may use")
+    task_experts: int = Field(1, ge=0, description="cgc: experts of each task's own, used by that task's gate only")
+    expert_width_mult: float = Field(1.0, gt=0, description="mmoe/cgc: scale every trunk width (hidden, channels, dense) of each expert")
+    gate_pool: int = Field(4, ge=1, description="mmoe/cgc on images: gates see the input average-pooled to this square side (tables: the flat input)")
+    cross_stitch_self: float = Field(0.9, gt=0, le=1, description="cross_stitch: initial weight of a column on itself; the rest is split evenly among the others")
     head_hidden: list[int] = Field([], description="hidden widths of each task head (empty: a linear head)")
     head_dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each head")
 
@@ -109,7 +122,7 @@ class TrainConfig(Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="the learning-rate schedule")
     grad_clip: float | None = Field(None, gt=0, description="clip the global gradient norm to this (null: off)")
     early_stopping: EarlyStopConfig = Field(default_factory=EarlyStopConfig, description="stop when a val metric stops improving")
-    bf16: bool = Field(False, description="bf16 autocast for forward and loss (pays on CPUs with AMX and on GPUs)")
+    bf16: bool = Field(False, description="bf16 autocast for the forward pass (pays on CPUs with AVX-512 BF16 or AMX and on GPUs; slows older CPUs)")
     channels_last: bool = Field(False, description="channels_last memory format for image models")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (null: torch's default)")
@@ -118,11 +131,21 @@ class TrainConfig(Section):
 
 
 class MTLConfig(Section):
-    balancer: str = Field("equal", description="how task losses are combined: equal, static (per-task weight)")
+    balancer: str = Field("equal", description="how task losses are combined: equal, static, uncertainty, dwa, gradnorm, rlw, pcgrad, mgda, cagrad, nash_mtl, famo")
+    dwa_temperature: float = Field(2.0, gt=0, description="dwa: softmax temperature of the loss-descent ratios (Liu et al., 2019)")
+    gradnorm_alpha: float = Field(1.5, ge=0, description="gradnorm: asymmetry α, how strongly slow tasks are pulled up (Chen et al., 2018)")
+    gradnorm_lr: float = Field(0.025, gt=0, description="gradnorm: Adam learning rate of the task weights")
+    cagrad_c: float = Field(0.4, ge=0, description="cagrad: radius c of the ball around the mean gradient (0: the mean gradient)")
+    nash_update_every: int = Field(1, ge=1, description="nash_mtl: re-solve the weights every this many steps, reuse them in between")
+    nash_max_norm: float = Field(1.0, ge=0, description="nash_mtl: clip the shared gradient to this norm (0: off)")
+    famo_lr: float = Field(0.025, gt=0, description="famo: Adam learning rate of the task logits ξ")
+    famo_gamma: float = Field(0.001, ge=0, description="famo: weight decay γ of the task logits ξ")
+    diagnostics_every: int = Field(25, ge=0, description="every this many steps, log the cosine and conflict rate of task gradients on the shared parameters (0: off)")
 
 
 class Config(Section):
     name: str = Field("experiment", description="experiment name, used for the run directory")
+    plugins: list[str] = Field([], description="Python modules imported before names are looked up (they register custom sources, trunks, balancers)")
     seed: int = Field(0, description="seed of every random choice (split, init, shuffling, augmentation, dropout)")
     data: DataConfig = Field(default_factory=DataConfig, description="where the examples come from and how they are split")
     tasks: dict[str, TaskConfig] = Field(default_factory=lambda: {"label": TaskConfig()}, description="one entry per task: name → kind, column, weight")
@@ -134,14 +157,20 @@ class Config(Section):
     def _cross_checks(self) -> "Config":
         if not self.tasks:
             raise ValueError("tasks: at least one task is required")
-        if self.data.split.stratify is not None and self.data.split.stratify not in self.tasks:
-            raise ValueError(f"data.split.stratify: {self.data.split.stratify!r} is not a task (tasks: {', '.join(self.tasks)})")
+        stratify = self.data.split.stratify
+        if stratify is not None and stratify not in self.tasks:
+            raise ValueError(f"data.split.stratify: {stratify!r} is not a task (tasks: {', '.join(self.tasks)})")
+        if stratify is not None and self.tasks[stratify].kind not in ("classification", "binary"):
+            raise ValueError(f"data.split.stratify: {stratify!r} is a {self.tasks[stratify].kind} task; stratify needs a classification or binary task")
         monitor = self.train.early_stopping.monitor
         if monitor is not None:
             parts = monitor.split("/")
             ok = monitor == "val/loss" or (len(parts) == 3 and parts[0] == "val" and parts[1] in self.tasks)
             if not ok:
                 raise ValueError(f"train.early_stopping.monitor: {monitor!r} must be val/loss or val/<task>/<metric> with a task of {', '.join(self.tasks)}")
+            known = METRIC_NAMES[self.tasks[parts[1]].kind] if len(parts) == 3 else ("loss",)
+            if parts[-1] not in known:
+                raise ValueError(f"train.early_stopping.monitor: a {self.tasks[parts[1]].kind} task has no metric {parts[-1]!r} (metrics: {', '.join(known)})")
         return self
 
     def column(self, task: str) -> str:
@@ -231,8 +260,20 @@ def validate(data: dict[str, Any]) -> Config:
         config = Config.model_validate(data)
     except ValidationError as err:
         raise UserError(_describe(err)) from None
+    _import_plugins(config.plugins)
     _check_registered(config)
     return config
+
+
+def _import_plugins(modules: list[str]) -> None:
+    """Import the modules that register a run's custom parts, so predict/evaluate/resume find them too."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise UserError(f"plugins: cannot import {module!r} ({err})") from None
 
 
 def _check_registered(config: Config) -> None:

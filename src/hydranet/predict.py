@@ -87,7 +87,7 @@ def input_images(paths: Sequence[str | Path]) -> list[Path]:
 def predict_paths(run: Run, paths: Sequence[str | Path], output: Path | None = None) -> pd.DataFrame:
     """Predict for files and write a CSV with an `input` column and one column per task."""
     x, ids = inputs_from_files(run, paths)
-    outputs = predict_batches(run.model, x, run.config.train.eval_batch_size)
+    outputs = predict_batches(run.model, x, run.config.train.eval_batch_size, run.config.train.bf16)
     frame = decode_outputs(run, outputs)
     frame.insert(0, "input", ids)
     if output is not None:
@@ -103,6 +103,6 @@ def evaluate_run(run: Run, split: str = "test") -> dict[str, dict[str, float]]:
     data = build_dataset(run.config)
     if len(data.index[split]) == 0:
         raise UserError(f"--split: the {split} split of this run is empty")
-    metrics = evaluate_split(run.model, run.tasks, data.split(split), run.config.train.eval_batch_size)
+    metrics = evaluate_split(run.model, run.tasks, data.split(split), run.config.train.eval_batch_size, run.config.train.bf16)
     (run.dir / f"eval-{split}.json").write_text(json.dumps(metrics, indent=2))
     return metrics

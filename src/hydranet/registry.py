@@ -7,11 +7,13 @@ users can plug in their own without touching hydranet.
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any, Callable
 
 from hydranet.errors import UserError
 
-KINDS = ("source", "trunk", "balancer", "sharing", "perturbation", "objective", "callback")
+# Perturbations and objectives (adversarial training, self-supervised losses) join when they ship.
+KINDS = ("source", "trunk", "balancer", "sharing")
 _TABLES: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
 # Modules whose import registers the built-in implementations (imported lazily on first lookup).
 _BUILTINS = ("hydranet.data.sources", "hydranet.models.trunks", "hydranet.models.sharing", "hydranet.mtl")
@@ -24,6 +26,9 @@ def register(kind: str, name: str) -> Callable[[Any], Any]:
         raise ValueError(f"unknown extension kind {kind!r} (known: {', '.join(KINDS)})")
 
     def add(obj: Any) -> Any:
+        old = _TABLES[kind].get(name)
+        if old is not None and getattr(old, "__qualname__", None) != getattr(obj, "__qualname__", None):
+            warnings.warn(f"{kind} {name!r} registered again: {obj!r} replaces {old!r}", stacklevel=2)
         _TABLES[kind][name] = obj
         return obj
 

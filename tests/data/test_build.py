@@ -31,6 +31,23 @@ def test_binary_refuses_three_values():
         encode_target(np.array(["a", "b", "c"], dtype=object), TaskConfig(kind="binary"), "tasks.x")
 
 
+def test_binary_positive_of_many_values_means_equal_to_it():
+    """marital_status → never-married (the MMoE census task): seven values, one of them positive."""
+    values = np.array(["Divorced", "Never-married", None, " Never-married ", "Widowed", "Married-civ-spouse"], dtype=object)
+    y, info = encode_target(values, TaskConfig(kind="binary", positive="Never-married"), "t")
+    assert y[[0, 1, 3, 4, 5]].tolist() == [0.0, 1.0, 1.0, 0.0, 0.0] and torch.isnan(y[2])
+    assert info.classes == ["not Never-married", "Never-married"]
+    with pytest.raises(UserError, match="positive value 'Single' not in the column"):
+        encode_target(values, TaskConfig(kind="binary", positive="Single"), "t")
+
+
+def test_binary_positive_refuses_a_near_twin():
+    """UCI Adult's test file writes '>50K.': counting it negative under `positive: >50K` would be silent and wrong."""
+    values = np.array(["<=50K", ">50K", "<=50K.", ">50K."], dtype=object)
+    with pytest.raises(UserError, match="'>50K' and '>50K.' differ only by case or a trailing period"):
+        encode_target(values, TaskConfig(kind="binary", positive=">50K"), "t")
+
+
 def test_multilabel_cells():
     y, info = encode_target(np.array(["cat|dog", "dog", None], dtype=object), TaskConfig(kind="multilabel"), "t")
     assert info.classes == ["cat", "dog"]

@@ -83,3 +83,32 @@ def test_resnet_downsamples_between_stages_and_pools_globally():
     stem_and_blocks = torch.nn.Sequential(trunk.stem, trunk.blocks)
     assert stem_and_blocks(torch.randn(2, 3, 32, 32)).shape == (2, 32, 8, 8)
     assert trunk.out_dim == 32
+
+
+@pytest.mark.parametrize(
+    "factory,cfg,shape",
+    [
+        (mlp, TrunkConfig(name="mlp", hidden=[16, 8], batch_norm=True, dropout=0.2), (30,)),
+        (mlp, TrunkConfig(name="mlp", hidden=[]), (1, 8, 8)),
+        (cnn, TrunkConfig(channels=[4, 8], dense=[12, 6], batch_norm=True, dropout=0.3), (1, 8, 8)),
+        (cnn, TrunkConfig(channels=[4, 8], dense=[]), (3, 8, 8)),
+        (resnet, TrunkConfig(name="resnet", channels=[4, 8], blocks=[1, 2]), (3, 8, 8)),
+    ],
+)
+def test_stages_compose_to_forward(factory, cfg, shape):
+    """Cross-stitch runs a trunk stage by stage; the stages must be the trunk's own modules, in order."""
+    trunk = factory(cfg, shape).eval()  # eval: dropout off, BatchNorm on running statistics
+    stages = trunk.stages()
+    x = torch.randn(4, *shape)
+    h = x
+    for stage in stages:
+        h = stage(h)
+    torch.testing.assert_close(h, trunk(x), rtol=0, atol=0)
+    assert {id(p) for s in stages for p in s.parameters()} == {id(p) for p in trunk.parameters()}
+
+
+def test_stages_end_where_cross_stitch_units_go():
+    """Misra et al. stitch after each pooling and each fully connected layer: one stage for each."""
+    assert len(cnn(TrunkConfig(channels=[4, 8], dense=[12, 6]), (1, 8, 8)).stages()) == 4
+    assert len(mlp(TrunkConfig(hidden=[16, 8, 4]), (30,)).stages()) == 3
+    assert len(resnet(TrunkConfig(channels=[4, 8], blocks=[1, 2]), (3, 8, 8)).stages()) == 4  # stem + 3 blocks

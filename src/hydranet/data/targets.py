@@ -54,20 +54,34 @@ def _classification(values, missing, cfg, where):
 
 def _binary(values, missing, cfg, where):
     distinct, names = _sorted_values(values[~missing])
-    if len(distinct) > 2:
-        shown = ", ".join(names[:5]) + (" …" if len(names) > 5 else "")
-        raise UserError(f"{where}: a binary task needs at most two distinct values, found {len(names)} ({shown})")
     if cfg.positive is not None:
-        if cfg.positive not in names:
-            raise UserError(f"{where}: positive value {cfg.positive!r} not in the column (values: {', '.join(names)})")
-        positive = names.index(cfg.positive)
-    else:
-        positive = len(names) - 1  # the larger value: 1 of {0, 1}, '>50K' of {'<=50K', '>50K'}
+        _check_positive(cfg.positive, names, where)
+    elif len(distinct) > 2:
+        shown = ", ".join(names[:5]) + (" …" if len(names) > 5 else "")
+        raise UserError(f"{where}: a binary task needs at most two distinct values, found {len(names)} ({shown}); "
+                        f"set `positive` to make the task 'value == positive'")
+    # More than two values with `positive` set: the task is "value == positive" (e.g. marital status
+    # Never-married against the rest, the derived census task of the MMoE paper).
+    positive = names.index(cfg.positive) if cfg.positive is not None else len(names) - 1  # default: '>50K' of {'<=50K', '>50K'}
     codes = _codes(values, missing, distinct)
     target = torch.from_numpy((codes == positive).astype(np.float32))
     target[torch.from_numpy(missing)] = float("nan")
-    negative = [n for i, n in enumerate(names) if i != positive] or [f"not {names[positive]}"]
-    return target, TaskInfo(kind="binary", outputs=1, classes=[negative[0], names[positive]])
+    negative = [n for i, n in enumerate(names) if i != positive]
+    negative_name = negative[0] if len(negative) == 1 else f"not {names[positive]}"
+    return target, TaskInfo(kind="binary", outputs=1, classes=[negative_name, names[positive]])
+
+
+def _check_positive(positive: str, names: list[str], where: str) -> None:
+    """The positive value must occur, and no other value may differ from it only by case or a trailing
+    period (UCI Adult's test file writes ">50K."), which "value == positive" would silently count negative."""
+    if positive not in names:
+        shown = ", ".join(names[:10]) + (" …" if len(names) > 10 else "")
+        raise UserError(f"{where}: positive value {positive!r} not in the column (values: {shown})")
+    key = positive.rstrip(".").casefold()
+    twins = [n for n in names if n != positive and n.rstrip(".").casefold() == key]
+    if twins:
+        raise UserError(f"{where}: values {positive!r} and {twins[0]!r} differ only by case or a trailing period; "
+                        f"make them one value in the data")
 
 
 def _multilabel(values, missing, cfg, where):

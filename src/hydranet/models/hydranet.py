@@ -1,7 +1,7 @@
 """The HydraNet module: one shared trunk, one head per task, forward → {task: prediction}.
 
 How the trunk is shared (hard, or soft architectures whose trunk returns per-task features) is decided
-by the sharing factories in `models/sharing.py`; this module only routes features to heads.
+by the sharing factories in `models/sharing/`; this module only routes features to heads.
 """
 
 from __future__ import annotations
@@ -23,16 +23,24 @@ class HydraNet(nn.Module):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         features = self.trunk(x)
-        # kept for methods that work on the shared representation (MGDA-UB); replaced every forward
+        # kept for methods that work on the shared representation (MGDA-UB); replaced every forward.
+        # Soft sharing (mmoe, cgc, cross_stitch) gives a dict {task: (B, D)}: each task's own features.
         self.features = features
         if isinstance(features, dict):
             return {task: head(features[task]) for task, head in self.heads.items()}
         return {task: head(features) for task, head in self.heads.items()}
 
     def shared_parameters(self) -> list[nn.Parameter]:
-        """Parameters every task's loss reaches (gradient-balancing methods act on these)."""
-        return list(self.trunk.parameters())
+        """Parameters every task's loss reaches (gradient-balancing methods act on these).
+
+        The whole trunk, unless the trunk says otherwise with its own `shared_parameters()` (MMoE's
+        gates, CGC's task experts are reached by one task's loss only).
+        """
+        own = getattr(self.trunk, "shared_parameters", None)
+        return list(own()) if callable(own) else list(self.trunk.parameters())
 
     def task_parameters(self, task: str) -> list[nn.Parameter]:
-        """Parameters of one task's head only."""
-        return list(self.heads[task].parameters())
+        """Parameters only this task's loss reaches: its head, plus the trunk's `task_parameters(task)` if any."""
+        own = getattr(self.trunk, "task_parameters", None)
+        trunk_part = list(own(task)) if callable(own) else []
+        return [*self.heads[task].parameters(), *trunk_part]

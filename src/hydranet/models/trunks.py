@@ -1,7 +1,8 @@
 """Shared feature extractors (trunks) registered by name: mlp, cnn, resnet.
 
 A trunk factory takes `(TrunkConfig, input_shape)` and returns an nn.Module whose forward gives
-(B, out_dim) features and whose int attribute `out_dim` sizes the task heads.
+(B, out_dim) features and whose int attribute `out_dim` sizes the task heads. A trunk may also offer
+`stages()`: modules that, applied in order, equal `forward` (cross-stitch mixes columns between them).
 """
 
 from __future__ import annotations
@@ -22,6 +23,27 @@ def _image_shape(name: str, input_shape: tuple[int, ...]) -> tuple[int, int, int
     if len(shape) != 3:
         raise UserError(f"model.trunk.name: {name} needs image inputs (C, H, W), got shape {shape}; use mlp for tables")
     return shape  # type: ignore[return-value]
+
+
+def _split_after(modules: list[nn.Module], ends: tuple[type[nn.Module], ...]) -> list[nn.Module]:
+    """Group consecutive modules into stages, each closed by a module of a type in `ends`.
+
+    Trailing modules (a Flatten) join the last stage: a stage boundary right after a reshape adds nothing.
+    The stages hold the trunk's own modules, so they share its parameters and state-dict keys.
+    """
+    groups: list[list[nn.Module]] = []
+    current: list[nn.Module] = []
+    for module in modules:
+        current.append(module)
+        if isinstance(module, ends):
+            groups.append(current)
+            current = []
+    if current:
+        if groups:
+            groups[-1] += current
+        else:
+            groups.append(current)
+    return [nn.Sequential(*group) for group in groups]
 
 
 def _dense_block(in_dim: int, width: int, cfg: TrunkConfig, dropout_first: bool) -> list[nn.Module]:
@@ -53,6 +75,10 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)  # (B, ...) → (B, out_dim)
+
+    def stages(self) -> list[nn.Module]:
+        """One stage per hidden layer, ending at its activation (Flatten opens the first)."""
+        return _split_after(list(self.layers), tuple(ACTIVATIONS.values()))
 
 
 class CNN(nn.Module):
@@ -103,6 +129,12 @@ class CNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.dense(self.features(x))  # (B, C, H, W) → (B, out_dim)
+
+    def stages(self) -> list[nn.Module]:
+        """One stage per conv block (ending at its pool), then one per dense layer: where Misra et al.
+        (2016) put cross-stitch units in AlexNet, after pooling and fully connected layers."""
+        convs = _split_after(list(self.features), (nn.MaxPool2d,))
+        return convs + _split_after(list(self.dense), tuple(ACTIVATIONS.values()))
 
 
 class BasicBlock(nn.Module):
@@ -167,6 +199,11 @@ class ResNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.pool(self.blocks(self.stem(x)))  # (B, C, H, W) → (B, out_dim)
+
+    def stages(self) -> list[nn.Module]:
+        """The stem, then one stage per residual block; the global pool joins the last one."""
+        parts = [self.stem, *self.blocks]
+        return [*parts[:-1], nn.Sequential(parts[-1], self.pool)]
 
 
 @register("trunk", "mlp")

@@ -4,4 +4,16 @@ A balancer factory takes `(Config, tasks)`; the object's `backward(losses, share
 backward pass itself, leaves `.grad` set and returns the weight it gave each loss term.
 """
 
-from hydranet.mtl import equal, static  # noqa: F401  (importing registers the built-in balancers)
+from hydranet.mtl import (  # noqa: F401  (importing registers the built-in balancers)
+    cagrad,
+    dwa,
+    equal,
+    famo,
+    gradnorm,
+    mgda,
+    nash_mtl,
+    pcgrad,
+    rlw,
+    static,
+    uncertainty,
+)

@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from hydranet.errors import UserError
+from hydranet.mtl.diagnostics import GradientDiagnostics
 from hydranet.tasks import higher_is_better
 from hydranet.train.checkpoint import atomic_write_text, load_tensors, save_state, save_tensors
 
@@ -90,7 +92,10 @@ class TensorBoardLog:
     """Scalars of every epoch record as TensorBoard events (needs the `tensorboard` package)."""
 
     def __init__(self, log_dir: Path):
-        from torch.utils.tensorboard import SummaryWriter  # lazy: optional dependency
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # lazy: optional dependency
+        except ImportError:
+            raise UserError("train.tensorboard: needs the tensorboard package (pip install 'hydranet[tensorboard]')") from None
 
         self.writer = SummaryWriter(str(log_dir))
 
@@ -159,14 +164,16 @@ def epoch_line(record: dict, epochs: int) -> str:
     return "  ".join(parts)
 
 
-def make_callbacks(cfg: Any, run_dir: Path, progress: bool) -> list:
-    """The standard callbacks of a run, in the order their hooks must fire."""
+def make_callbacks(cfg: Any, run_dir: Path, progress: bool, extra: Sequence = ()) -> list:
+    """The callbacks of a run in the order their hooks must fire: whatever changes the epoch record or
+    `should_stop` (diagnostics, early stopping, the user's `extra`) before the record and state are saved."""
     stop = cfg.train.early_stopping
-    callbacks: list = []
+    # first: the gradient diagnostics write into the epoch record before MetricsLog and Checkpointer save it
+    callbacks: list = [GradientDiagnostics(cfg.mtl.diagnostics_every)] if cfg.mtl.diagnostics_every else []
     if stop.monitor:
         callbacks.append(EarlyStopping(stop.monitor, stop.mode, stop.patience, stop.min_delta, stop.restore_best,
                                        run_dir / "checkpoint" / "best.safetensors"))
-    callbacks += [MetricsLog(run_dir / "metrics.jsonl"), Checkpointer(run_dir / "checkpoint" / "last.safetensors")]
+    callbacks += [*extra, MetricsLog(run_dir / "metrics.jsonl"), Checkpointer(run_dir / "checkpoint" / "last.safetensors")]
     if cfg.train.tensorboard:
         callbacks.append(TensorBoardLog(run_dir / "tensorboard"))
     if progress:

@@ -84,24 +84,25 @@ def build_model_for(cfg: Config, info: dict[str, Any], device: torch.device) -> 
 def fit(cfg: Config, run_dir: str | Path | None = None, progress: bool = True, callbacks: Sequence = ()) -> Run:
     """Train an experiment into a new run directory (created only once the data has loaded).
 
-    `callbacks` are extra trainer callbacks (objects with any of the hooks), called after the built-in ones.
+    `callbacks` are extra trainer callbacks (objects with any of the hooks), called before the metrics and the
+    checkpoint of each epoch are written, so what they set (a `should_stop`, their state) is saved with it.
     """
     _set_threads(cfg)
     data = build_dataset(cfg)
     path = new_run_dir(cfg, run_dir)
     atomic_write_text(path / "config.yaml", to_yaml(cfg))
     _write_run_json(path, status="running")
-    return _train(cfg, path, progress, state=None, data=data, callbacks=callbacks)
+    return _train(cfg, path, progress and cfg.train.progress, state=None, data=data, callbacks=callbacks)
 
 
-def resume(run_dir: str | Path, progress: bool = True) -> Run:
+def resume(run_dir: str | Path, progress: bool = True, callbacks: Sequence = ()) -> Run:
     """Continue a run that was interrupted (even by SIGKILL mid-epoch) from its last complete epoch."""
     path = Path(run_dir)
     cfg = read_config(path)
     _set_threads(cfg)
     checkpoint = path / CHECKPOINT
     state = _load_checkpoint(checkpoint) if checkpoint.exists() else None
-    return _train(cfg, path, progress, state, build_dataset(cfg))
+    return _train(cfg, path, progress and cfg.train.progress, state, build_dataset(cfg), callbacks)
 
 
 def _set_threads(cfg: Config) -> None:
@@ -121,7 +122,7 @@ def _train(cfg: Config, path: Path, progress: bool, state: dict | None, data: Da
     atomic_write_text(path / "data.json", json.dumps(data.info))
     model, tasks = build_model_for(cfg, data.info, device)
     balancer = registry.get("balancer", cfg.mtl.balancer, "mtl.balancer")(cfg, tasks)
-    trainer = Trainer(model, tasks, cfg, balancer, device=device, callbacks=[*make_callbacks(cfg, path, progress), *callbacks])
+    trainer = Trainer(model, tasks, cfg, balancer, device=device, callbacks=make_callbacks(cfg, path, progress, callbacks))
     if state is not None:
         trainer.load_state_dict(state)
     history = trainer.fit(data)

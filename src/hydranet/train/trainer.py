@@ -199,7 +199,10 @@ class Trainer:
     def _named_components(self) -> dict[str, Any]:
         named = {"balancer": self.balancer}
         for c in [*self.perturbations, *self.objectives, *self.callbacks]:
-            named[type(c).__name__] = c
+            key, n = type(c).__name__, 1
+            while key in named:  # two components of one class keep separate states
+                key, n = f"{type(c).__name__}#{n}", n + 1
+            named[key] = c
         return {k: c for k, c in named.items() if hasattr(c, "state_dict")}
 
     def state_dict(self) -> dict:

@@ -1,0 +1,21 @@
+"""How tasks share a model, registered by name (`model.sharing`), and `build_model` that picks one.
+
+One module per architecture: hard (one trunk for all), mmoe and cgc (gated experts), cross_stitch
+(one column per task, mixed between stages). Importing this package registers all of them.
+"""
+
+from __future__ import annotations
+
+from hydranet import registry
+from hydranet.config import ModelConfig
+from hydranet.models.hydranet import HydraNet
+from hydranet.models.sharing import cgc, cross_stitch, hard, mmoe  # noqa: F401  (register the built-ins)
+from hydranet.tasks import Task
+
+
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], tasks: dict[str, Task]) -> HydraNet:
+    """The model of a config: the sharing named by `model.sharing` wires trunk and heads."""
+    return registry.get("sharing", cfg.sharing, "model.sharing")(cfg, tuple(input_shape), tasks)
+
+
+__all__ = ["build_model"]

@@ -1,0 +1,81 @@
+"""Cross-stitch networks (Misra et al., 2016, CVPR): one trunk column per task, mixed between stages.
+
+After every stage a cross-stitch unit, a learned T×T matrix α, replaces each column's activation by
+Σ_u α[t, u]·h_u, so the network learns how much to share at each depth instead of a fixed split point.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from hydranet.config import ModelConfig
+from hydranet.errors import UserError
+from hydranet.models.hydranet import HydraNet
+from hydranet.models.sharing.base import build_heads, build_trunk
+from hydranet.registry import register
+from hydranet.tasks import Task
+
+
+def unit_init(n_tasks: int, self_weight: float) -> Tensor:
+    """(T, T) with `self_weight` on the diagonal and the rest of each row split evenly: rows sum to 1.
+
+    Misra et al. found a near-identity start, (α_S, α_D) = (0.9, 0.1), works best: each column begins
+    close to its own single-task network.
+    """
+    if n_tasks == 1:
+        return torch.ones(1, 1)
+    unit = torch.full((n_tasks, n_tasks), (1 - self_weight) / (n_tasks - 1))
+    return unit.fill_diagonal_(self_weight)
+
+
+class CrossStitch(nn.Module):
+    """Columns split into stages; forward gives {task: (B, D)}, task t reading column t after the last unit.
+
+    The columns' stages are registered here (the trunk objects are not), so each parameter has one name.
+    Units are stored flat, (T·T,), so the optimizer treats them like norm scales and does not decay them:
+    weight decay would pull every unit toward zero and shrink all activations with it.
+    """
+
+    def __init__(self, columns: list[nn.Module], tasks: list[str], self_weight: float):
+        super().__init__()
+        self.tasks = list(tasks)
+        self.columns = nn.ModuleList(nn.ModuleList(column.stages()) for column in columns)  # T × S stages
+        n_stages = len(self.columns[0])
+        init = unit_init(len(tasks), self_weight).flatten()
+        self.units = nn.ParameterList(nn.Parameter(init.clone()) for _ in range(n_stages))
+        self.out_dim = int(columns[0].out_dim)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        n = len(self.tasks)
+        hidden = [x] * n  # T × (B, ...)
+        for s, unit in enumerate(self.units):
+            stacked = torch.stack([column[s](h) for column, h in zip(self.columns, hidden)])  # (T, B, ...)
+            hidden = list(torch.einsum("tu,u...->t...", unit.view(n, n), stacked).unbind(0))
+        return dict(zip(self.tasks, hidden))  # {task: (B, D)}
+
+    def mixing(self) -> list[Tensor]:
+        """The units as (T, T) matrices, row t = what column t takes from each column (for inspection)."""
+        n = len(self.tasks)
+        return [unit.detach().view(n, n) for unit in self.units]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Everything: through the off-diagonal α every task's loss reaches every column and every unit."""
+        return list(self.parameters())
+
+    def task_parameters(self, task: str) -> list[nn.Parameter]:
+        """None: column t is task t's by position only, since the units feed it to every other task."""
+        return []
+
+
+@register("sharing", "cross_stitch")
+def cross_stitch(cfg: ModelConfig, input_shape: tuple[int, ...], tasks: dict[str, Task]) -> HydraNet:
+    """One independently initialized trunk per task, stitched after each of its stages."""
+    columns = [build_trunk(cfg.trunk, input_shape) for _ in tasks]
+    if not callable(getattr(columns[0], "stages", None)):
+        raise UserError(
+            f"model.sharing: cross_stitch needs a trunk with stages() (the built-in mlp, cnn and resnet have them); "
+            f"model.trunk.name {cfg.trunk.name!r} has none"
+        )
+    trunk = CrossStitch(columns, list(tasks), cfg.cross_stitch_self)
+    return HydraNet(trunk, build_heads(cfg, tasks, trunk.out_dim))

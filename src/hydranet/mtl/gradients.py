@@ -1,0 +1,99 @@
+"""Helpers shared by the gradient balancers: per-term gradients on the shared parameters, a combined
+gradient written into `.grad`, and one backward for everything that is not shared.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def term_gradients(losses: list[Tensor], params: list[Tensor]) -> Tensor:
+    """(T, P) flat float32 gradients of each loss on `params`; the graph is kept for the backward after.
+
+    A loss that does not reach a parameter (or no parameter at all) contributes zeros there.
+    """
+    rows = []
+    for loss in losses:
+        if loss.requires_grad:
+            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        else:
+            grads = (None,) * len(params)
+        rows.append(flatten(grads, params))
+    return torch.stack(rows)  # (T, P)
+
+
+def flatten(grads: tuple[Tensor | None, ...] | list[Tensor | None], params: list[Tensor]) -> Tensor:
+    """One (P,) float32 vector; None (an unused parameter) becomes zeros of that parameter's size."""
+    parts = [(g if g is not None else torch.zeros_like(p)).reshape(-1).float() for g, p in zip(grads, params)]
+    return torch.cat(parts)
+
+
+def set_grad(params: list[Tensor], flat: Tensor) -> None:
+    """Add a flat (P,) gradient into `.grad` of each parameter, as `backward()` would accumulate it."""
+    offset = 0
+    for p in params:
+        n = p.numel()
+        g = flat[offset:offset + n].view_as(p).to(p.dtype)
+        p.grad = g.clone() if p.grad is None else p.grad + g
+        offset += n
+
+
+def private_leaves(losses: list[Tensor], shared: list[Tensor]) -> list[Tensor]:
+    """Leaf tensors the losses reach that are not shared (heads, objectives' projection layers…).
+
+    Found by walking the autograd graph (~0.03 ms for the quickstart CNN), so no model needs to list its
+    task-specific parameters and terms added by objectives are covered too.
+    """
+    excluded = {id(p) for p in shared}
+    seen, stack, found = set(), [loss.grad_fn for loss in losses], []
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        leaf = getattr(fn, "variable", None)  # AccumulateGrad nodes hold the leaf they write into
+        if leaf is not None:
+            if id(leaf) not in excluded:
+                found.append(leaf)
+            continue
+        stack.extend(next_fn for next_fn, _ in fn.next_functions)
+    return found
+
+
+def backward_private(losses: dict[str, Tensor], weights: dict[str, float | Tensor], shared: list[Tensor]) -> None:
+    """Backward of Σ_t w_t·L_t into the non-shared leaves only; the trunk is not traversed again."""
+    terms = [loss for loss in losses.values() if loss.requires_grad]
+    leaves = private_leaves(terms, shared)
+    if leaves:
+        total = sum(weights[name] * loss for name, loss in losses.items() if loss.requires_grad)
+        torch.autograd.backward(total, inputs=leaves)
+
+
+def combine_and_backward(losses: dict[str, Tensor], shared: list[Tensor], grads: Tensor, coeffs: Tensor,
+                         head_weights: dict[str, float | Tensor]) -> None:
+    """Shared `.grad` = coeffs @ grads ((T,) @ (T, P)); the rest gets the backward of Σ head_weights·L.
+
+    The pattern of every gradient method: grads = term_gradients(…), a method-specific (T,) coefficient
+    vector, then this. The trunk is traversed T times (once per term), never T + 1, since the private
+    backward stops where the shared parameters begin. CPU coefficients are copied without waiting (a
+    blocking host-to-device copy would sync the step).
+    """
+    coeffs = coeffs.to(grads.device, non_blocking=True).to(grads.dtype)
+    set_grad(shared, coeffs @ grads)
+    backward_private(losses, head_weights, shared)
+
+
+def last_matrix(params: list[Tensor]) -> Tensor:
+    """The last parameter with ndim ≥ 2 (the last shared layer's weight), else the last parameter."""
+    matrices = [p for p in params if p.ndim >= 2]
+    return matrices[-1] if matrices else params[-1]
+
+
+def seeded_generator(seed: int, purpose: str) -> torch.Generator:
+    """A CPU generator whose stream depends only on (seed, purpose): methods never share draws."""
+    state = np.random.SeedSequence([seed, zlib.crc32(purpose.encode())]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))

@@ -1,0 +1,83 @@
+"""Nash-MTL (Navon, Shamsian, Achituve, Maron, Kawaguchi, Chechik & Fetaya, 2022, "Multi-Task Learning as a
+Bargaining Game", ICML): the update is the Nash bargaining solution Σ α_t g_t with Gᵀ G α = 1/α.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from hydranet.config import Config
+from hydranet.mtl.gradients import combine_and_backward, term_gradients
+from hydranet.registry import register
+
+
+def nash_alpha(gram: np.ndarray, start: np.ndarray | None = None, tol: float = 1e-12,
+               max_iter: int = 100) -> np.ndarray:
+    """α > 0 with α_t·(K α)_t = 1 for every t (K = gram), by damped Newton on f(α) = ½αᵀKα − Σ log α_t.
+
+    ∇f = Kα − 1/α vanishes exactly at the bargaining solution, and f is convex and self-concordant, so
+    Newton steps damped by 1/(1 + λ) (λ: the Newton decrement) stay positive and converge from any start
+    (Boyd & Vandenberghe §9.6). It replaces the paper's sequence of cvxpy problems, which is not available.
+    A row of zeros (a term with no gradient on the shared parameters) has no solution: it gets α = 0.
+    """
+    gram = np.asarray(gram, dtype=np.float64)
+    alpha = np.zeros(len(gram))
+    live = np.diag(gram) > 1e-12 * max(np.diag(gram).max(), 1e-300)
+    k = gram[np.ix_(live, live)] + 1e-12 * np.trace(gram) * np.eye(live.sum())  # tiny ridge: near-singular K
+    a = start[live] if start is not None and np.all(start[live] > 0) else 1.0 / np.sqrt(np.diag(k))
+    for _ in range(max_iter):
+        grad = k @ a - 1.0 / a
+        hess = k + np.diag(1.0 / a**2)
+        step = np.linalg.solve(hess, -grad)
+        decrement = float(np.sqrt(max(-grad @ step, 0.0)))  # λ
+        if decrement**2 / 2 < tol:
+            break
+        a = a + step / (1.0 + decrement) if decrement > 0.25 else a + step
+    alpha[live] = a
+    return alpha
+
+
+@register("balancer", "nash_mtl")
+class NashMTL:
+    """Backward with weights α from Gᵀ G (normalized by its Frobenius norm, as in the authors' code):
+    shared parameters get Σ α_t g_t, clipped to norm `mtl.nash_max_norm` (0: off), and task-specific
+    ones the gradient of Σ α_t L_t. Every loss term counts as a task.
+
+    `mtl.nash_update_every` = k re-solves α every k steps only (the paper's speed-up); the other steps
+    are one plain backward of Σ α_t L_t. The solve runs on the CPU, so solving steps sync with the
+    device once; reused steps do not. The step counter and α are checkpointed (exact resume).
+    """
+
+    def __init__(self, cfg: Config, tasks: dict):
+        self.update_every = cfg.mtl.nash_update_every
+        self.max_norm = cfg.mtl.nash_max_norm
+        self.step = 0
+        self.alpha: np.ndarray | None = None
+
+    def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float]:
+        names = list(losses)
+        stale = self.alpha is None or len(self.alpha) != len(names)
+        if stale or self.step % self.update_every == 0:
+            grads = term_gradients(list(losses.values()), shared_params)  # (T, P)
+            gram = (grads @ grads.T).double().cpu().numpy()  # (T, T); the sync of a solving step
+            norm = np.linalg.norm(gram)
+            self.alpha = nash_alpha(gram / norm if norm > 0 else gram, None if stale else self.alpha)
+            weights = {name: float(a) for name, a in zip(names, self.alpha)}
+            combine_and_backward(losses, shared_params, grads, torch.from_numpy(self.alpha), weights)
+        else:
+            weights = {name: float(a) for name, a in zip(names, self.alpha)}
+            sum(weights[name] * loss for name, loss in losses.items()).backward()
+        if self.max_norm > 0:
+            nn.utils.clip_grad_norm_(shared_params, self.max_norm)
+        self.step += 1
+        return weights
+
+    def state_dict(self) -> dict:
+        alpha = torch.zeros(0) if self.alpha is None else torch.from_numpy(self.alpha.copy())
+        return {"step": self.step, "alpha": alpha}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.alpha = state["alpha"].double().numpy() if len(state["alpha"]) else None

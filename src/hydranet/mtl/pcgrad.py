@@ -1,0 +1,60 @@
+"""PCGrad, gradient surgery (Yu, Kumar, Gupta, Levine, Hausman & Finn, 2020, "Gradient Surgery for
+Multi-Task Learning", NeurIPS): project away the part of a task gradient that conflicts with another.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from hydranet.config import Config
+from hydranet.mtl.gradients import combine_and_backward, seeded_generator, term_gradients
+from hydranet.registry import register
+
+
+def pcgrad_coefficients(gram: Tensor, orders: list[list[int]]) -> Tensor:
+    """(T,) c with Σ_i g_i^PC = Σ_t c_t g_t, from the Gram matrix G·Gᵀ alone.
+
+    g_i^PC starts as g_i and, for each j in orders[i], loses its component along g_j when the two conflict
+    (g_i^PC·g_j < 0): g_i^PC −= (g_i^PC·g_j)/|g_j|²·g_j. Every projected vector stays a combination
+    Σ_k C[i, k] g_k of the original gradients, so only (T, T) numbers move, never (P,) vectors.
+    """
+    eye = torch.eye(len(gram), dtype=gram.dtype, device=gram.device)  # row i of the result: g_i^PC in the g basis
+    tiny = torch.finfo(gram.dtype).tiny
+    rows = []
+    for i, order in enumerate(orders):
+        row = eye[i]
+        for j in order:
+            conflict = (row @ gram[:, j]).clamp(max=0)  # g_i^PC · g_j when negative, else 0 (no branch, no sync)
+            row = row - conflict / gram[j, j].clamp(min=tiny) * eye[j]
+        rows.append(row)
+    return torch.stack(rows).sum(0)
+
+
+@register("balancer", "pcgrad")
+class PCGrad:
+    """Shared parameters get Σ_i g_i^PC (the paper's sum); task-specific ones their own gradient (weight 1).
+
+    Order: each task visits the other tasks in a fresh random order every step (as the paper's code
+    shuffles), drawn from a CPU generator seeded from `seed` and checkpointed for exact resume. All
+    arithmetic stays on the device, so a step never syncs. Returned weights: each term's coefficient in
+    the shared gradient. Cost: one backward through the trunk per term (T instead of 1).
+    """
+
+    def __init__(self, cfg: Config, tasks: dict):
+        self.generator = seeded_generator(cfg.seed, "pcgrad")
+
+    def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, Tensor]:
+        names = list(losses)
+        grads = term_gradients(list(losses.values()), shared_params)  # (T, P)
+        orders = [[j for j in torch.randperm(len(names), generator=self.generator).tolist() if j != i]
+                  for i in range(len(names))]
+        coeffs = pcgrad_coefficients(grads @ grads.T, orders)  # (T,)
+        combine_and_backward(losses, shared_params, grads, coeffs, {name: 1.0 for name in names})
+        return {name: coeffs[i].detach() for i, name in enumerate(names)}
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"].clone())

@@ -1,0 +1,135 @@
+"""MGDA, CAGrad and Nash-MTL against closed forms and independent solvers (scipy SLSQP)."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+from toys import LinearToy, task_losses, tiny_problem
+
+from hydranet.config import Config
+from hydranet.mtl.cagrad import CAGrad, cagrad_coefficients
+from hydranet.mtl.mgda import MGDA
+from hydranet.mtl.min_norm import min_norm_weights
+from hydranet.mtl.nash_mtl import NashMTL, nash_alpha
+
+
+def config(**mtl) -> Config:
+    return Config(mtl=mtl)
+
+
+def check_private_grads(toy: LinearToy, weights) -> None:
+    for i, head in enumerate(toy.heads):
+        assert torch.allclose(head.grad, weights[i] * toy.head_grad(i), atol=1e-6)
+
+
+# --- MGDA ----------------------------------------------------------------------------------------
+
+
+def test_min_norm_two_vectors_closed_form():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        g1, g2 = rng.normal(size=(2, 5))
+        expected = np.clip((g2 - g1) @ g2 / ((g1 - g2) @ (g1 - g2)), 0, 1)
+        gram = np.array([[g1 @ g1, g1 @ g2], [g1 @ g2, g2 @ g2]])
+        assert np.allclose(min_norm_weights(gram), [expected, 1 - expected])
+
+
+def test_min_norm_frank_wolfe_matches_slsqp():
+    """Optimality (every vertex is at least as far along the point as the point itself) and SLSQP's value."""
+    rng = np.random.default_rng(2)
+    for t in (3, 5, 8):
+        grads = rng.normal(size=(t, 4)) + 0.5
+        gram = grads @ grads.T
+        alpha = min_norm_weights(gram)
+        ref = minimize(lambda a: a @ gram @ a, np.full(t, 1 / t), method="SLSQP", bounds=[(0, 1)] * t,
+                       constraints={"type": "eq", "fun": lambda a: a.sum() - 1}, options={"ftol": 1e-14}).x
+        assert alpha.min() >= 0 and math.isclose(alpha.sum(), 1)
+        assert (gram @ alpha).min() >= alpha @ gram @ alpha - 1e-8
+        assert alpha @ gram @ alpha <= ref @ gram @ ref + 1e-9
+
+
+def test_mgda_on_shared_params_uses_the_closed_form():
+    toy = LinearToy([[1.0, 0.0], [-1.0, 2.0]])
+    weights = MGDA(config(), {}).backward(toy.losses(), [toy.w])
+    g1, g2 = toy.grads.double().numpy()
+    a = np.clip((g2 - g1) @ g2 / ((g1 - g2) @ (g1 - g2)), 0, 1)
+    assert np.allclose(list(weights.values()), [a, 1 - a])
+    assert torch.allclose(toy.w.grad, a * toy.grads[0] + (1 - a) * toy.grads[1])
+    check_private_grads(toy, [a, 1 - a])
+
+
+def test_mgda_ub_solves_on_the_features():
+    cfg, tasks, model, batch = tiny_problem()
+    balancer = MGDA(cfg, tasks)
+    balancer.on_fit_start(SimpleNamespace(model=model))
+    losses = task_losses(tasks, model, batch)
+    z = model.features  # (B, D)
+    rows = [torch.autograd.grad(loss, z, retain_graph=True)[0].flatten() for loss in losses.values()]
+    gram = torch.stack(rows) @ torch.stack(rows).T
+    weights = balancer.backward(losses, model.shared_parameters())
+    assert np.allclose(list(weights.values()), min_norm_weights(gram.double().numpy()), atol=1e-6)
+    reference = torch.autograd.grad(sum(weights[n] * l for n, l in task_losses(tasks, model, batch).items()),
+                                    list(model.parameters()))
+    for p, ref in zip(model.parameters(), reference):
+        assert torch.allclose(p.grad, ref, atol=1e-6)
+
+
+# --- CAGrad --------------------------------------------------------------------------------------
+
+
+def test_cagrad_with_c_zero_is_the_mean_gradient():
+    toy = LinearToy([[1.0, 0.0], [-1.0, 3.0], [0.5, 0.5]])
+    CAGrad(config(cagrad_c=0.0), {}).backward(toy.losses(), [toy.w])
+    assert torch.allclose(toy.w.grad, toy.grads.mean(0))
+    check_private_grads(toy, [1.0, 1.0, 1.0])
+
+
+def test_cagrad_solves_the_primal_problem():
+    """(1+c²)·d must be argmax_d min_t g_t·d over the ball |d − g0| ≤ c|g0| (solved here directly)."""
+    grads = np.array([[1.0, 0.2], [-0.6, 1.0], [0.3, -0.4]])
+    c = 0.5
+    d = cagrad_coefficients(grads @ grads.T, c) @ grads * (1 + c * c)
+    g0 = grads.mean(0)
+    radius = c * np.linalg.norm(g0)
+    cons = [{"type": "ineq", "fun": lambda v: radius**2 - (v[:2] - g0) @ (v[:2] - g0)},
+            {"type": "ineq", "fun": lambda v: grads @ v[:2] - v[2]}]
+    ref = minimize(lambda v: -v[2], np.r_[g0, 0.0], method="SLSQP", constraints=cons, options={"ftol": 1e-12}).x[:2]
+    assert np.allclose(d, ref, atol=1e-4)
+    assert (grads @ d).min() > (grads @ g0).min()  # improves the worst task over plain averaging
+
+
+# --- Nash-MTL ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("t", [2, 3, 5, 8])
+def test_nash_alpha_solves_the_bargaining_equation(t):
+    rng = np.random.default_rng(t)
+    for _ in range(5):
+        grads = rng.normal(size=(t, 3 * t)) * rng.uniform(0.1, 10, size=(t, 1))
+        gram = grads @ grads.T
+        alpha = nash_alpha(gram / np.linalg.norm(gram))
+        assert (alpha > 0).all()
+        assert np.allclose(alpha * (gram / np.linalg.norm(gram) @ alpha), 1.0, atol=1e-8)
+
+
+def test_nash_mtl_orthogonal_gradients_closed_form():
+    """K = diag(4, 1)/√17 gives α_t = 1/√K_tt; Σ α_t g_t = 17^¼·(1, 1) is then clipped to norm 1."""
+    toy = LinearToy([[2.0, 0.0], [0.0, 1.0]])
+    weights = NashMTL(config(nash_max_norm=1.0), {}).backward(toy.losses(), [toy.w])
+    expected = [17**0.25 / 2, 17**0.25]
+    assert np.allclose(list(weights.values()), expected)
+    assert torch.allclose(toy.w.grad, torch.tensor([1.0, 1.0]) / math.sqrt(2), atol=1e-5)
+    check_private_grads(toy, expected)
+
+
+def test_nash_mtl_reuses_alpha_between_updates():
+    toy = LinearToy([[2.0, 0.0], [0.0, 1.0]])
+    balancer = NashMTL(config(nash_update_every=3, nash_max_norm=0.0), {})
+    seen = []
+    for step in range(4):
+        toy.grads = torch.tensor([[2.0 + step, 0.0], [0.0, 1.0]])
+        seen.append(list(balancer.backward(toy.losses(), [toy.w]).values()))
+    assert seen[0] == seen[1] == seen[2] != seen[3]

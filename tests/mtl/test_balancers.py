@@ -85,3 +85,16 @@ def test_static_differs_from_equal_when_weights_differ():
     model.zero_grad()
     Equal(cfg, tasks).backward(loss_terms(tasks, model, batch), model.shared_parameters())
     assert not all(torch.allclose(s, p.grad) for s, p in zip(static, model.parameters()))
+
+
+@pytest.mark.parametrize("name", registry.names("balancer"))
+def test_balancer_without_shared_parameters(name):
+    """A trunk with no parameters (mlp with no hidden layer): every balancer still trains each head."""
+    cfg, tasks, _, batch = setup()
+    trunk = mlp(TrunkConfig(hidden=[]), (1, 4, 4))
+    model = HydraNet(trunk, {n: task.head(trunk.out_dim) for n, task in tasks.items()})
+    assert model.shared_parameters() == []
+    balancer = registry.get("balancer", name)(cfg, tasks)
+    weights = balancer.backward(loss_terms(tasks, model, batch), [])
+    assert all(math.isfinite(float(w)) for w in weights.values())
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())

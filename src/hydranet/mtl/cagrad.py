@@ -10,7 +10,7 @@ from scipy.optimize import minimize
 from torch import Tensor, nn
 
 from hydranet.config import Config
-from hydranet.mtl.gradients import combine_and_backward, term_gradients
+from hydranet.mtl.gradients import combine_and_backward, independent_backward, term_gradients
 from hydranet.registry import register
 
 
@@ -64,6 +64,8 @@ class CAGrad:
         self.c = cfg.mtl.cagrad_c
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float | Tensor]:
+        if not shared_params:
+            return independent_backward(losses)
         names = list(losses)
         grads = term_gradients(list(losses.values()), shared_params)  # (T, P)
         if self.c == 0:

@@ -8,20 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-def term_gradients(losses: dict[str, Tensor], params: list[torch.nn.Parameter]) -> tuple[list[str], Tensor]:
-    """(names, (T, P)) flat gradients of each term that reaches `params`; never touches `.grad`.
-
-    `retain_graph=True` leaves the graph for the balancer's own backward right after.
-    """
-    names, rows = [], []
-    for name, loss in losses.items():
-        if not loss.requires_grad:
-            continue
-        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-        rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float() for g, p in zip(grads, params)]))
-        names.append(name)
-    return names, torch.stack(rows) if rows else torch.empty(0)
+from hydranet.mtl.gradients import term_gradients
 
 
 def cosine_matrix(grads: Tensor) -> tuple[Tensor, Tensor]:
@@ -51,9 +38,10 @@ class GradientDiagnostics:
         self.count += 1
         if not due or len(losses) < 2 or not trainer.shared:
             return
-        names, grads = term_gradients(losses, trainer.shared)
+        names = [name for name, loss in losses.items() if loss.requires_grad]
         if len(names) < 2:
             return
+        grads = term_gradients([losses[name] for name in names], trainer.shared)  # (T, P); .grad untouched
         cos, defined = cosine_matrix(grads.detach())
         if self.names != names:  # first sample of the epoch (the terms do not change within one)
             self.names, self.samples = names, 0

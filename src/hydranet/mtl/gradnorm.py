@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from hydranet.config import Config
-from hydranet.mtl.gradients import last_matrix
+from hydranet.mtl.gradients import independent_backward, last_matrix
 from hydranet.registry import register
 
 
@@ -44,6 +44,8 @@ class GradNorm:
             self.initial = state["initial"].to(losses.device)
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, Tensor]:
+        if not shared_params:
+            return independent_backward(losses)
         names, terms = list(losses), list(losses.values())
         current = torch.stack([loss.detach().float() for loss in terms])  # (T,)
         if self.names != names:

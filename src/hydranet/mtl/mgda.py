@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from hydranet.config import Config
-from hydranet.mtl.gradients import combine_and_backward, term_gradients
+from hydranet.mtl.gradients import combine_and_backward, independent_backward, term_gradients
 from hydranet.mtl.min_norm import min_norm_weights
 from hydranet.registry import register
 
@@ -49,6 +49,8 @@ class MGDA:
         self.model = trainer.model
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float]:
+        if not shared_params:
+            return independent_backward(losses)
         names, terms = list(losses), list(losses.values())
         grads = feature_gradients(terms, getattr(self.model, "features", None))  # (T, B·D) or None
         on_features = grads is not None

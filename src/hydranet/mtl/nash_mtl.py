@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from hydranet.config import Config
-from hydranet.mtl.gradients import combine_and_backward, term_gradients
+from hydranet.mtl.gradients import combine_and_backward, independent_backward, term_gradients
 from hydranet.registry import register
 
 
@@ -57,6 +57,8 @@ class NashMTL:
         self.alpha: np.ndarray | None = None
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float]:
+        if not shared_params:
+            return independent_backward(losses)
         names = list(losses)
         stale = self.alpha is None or len(self.alpha) != len(names)
         if stale or self.step % self.update_every == 0:

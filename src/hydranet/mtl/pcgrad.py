@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from hydranet.config import Config
-from hydranet.mtl.gradients import combine_and_backward, seeded_generator, term_gradients
+from hydranet.mtl.gradients import combine_and_backward, independent_backward, seeded_generator, term_gradients
 from hydranet.registry import register
 
 
@@ -45,6 +45,8 @@ class PCGrad:
         self.generator = seeded_generator(cfg.seed, "pcgrad")
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, Tensor]:
+        if not shared_params:
+            return independent_backward(losses)
         names = list(losses)
         grads = term_gradients(list(losses.values()), shared_params)  # (T, P)
         orders = [[j for j in torch.randperm(len(names), generator=self.generator).tolist() if j != i]

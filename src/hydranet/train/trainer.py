@@ -122,8 +122,7 @@ class Trainer:
         augmenting = train["x"].ndim == 4 and (cfg.data.augment.crop_padding or cfg.data.augment.flip or cfg.data.augment.cutout)
         n, batch_size = len(train["x"]), cfg.train.batch_size
         order = torch.randperm(n, generator=shuffle).to(self.device)
-        running = RunningMeans()
-        weights: dict[str, Any] = {}
+        running, weights = RunningMeans(), RunningMeans()  # weights: epoch means (RLW, FAMO change every step)
         self.model.train()
         self.hook("on_epoch_start")
         for begin in range(0, n, batch_size):
@@ -131,13 +130,15 @@ class Trainer:
             batch = {k: v.index_select(0, idx) for k, v in train.items()}
             if augmenting:
                 batch["x"] = augment(batch["x"], cfg.data.augment, aug)
-            losses, stats, weights = self.train_step(batch)
+            losses, stats, step_weights = self.train_step(batch)
             for name, loss in losses.items():
                 running.add(name, loss.detach().float() * len(idx), len(idx))
             for name, (total, count) in stats.items():
                 running.add(name, total, count)
+            for name, weight in step_weights.items():
+                weights.add(name, weight, 1)
             self.hook("on_step_end", losses)
-        return self._epoch_record(running.means(), weights)
+        return self._epoch_record(running.means(), weights.means())
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict, dict, dict]:
         """One optimizer step; returns the loss terms, running stats and the balancer's weights."""
@@ -171,15 +172,14 @@ class Trainer:
             preds = model(batch["x"])
         return self.task_losses(preds, batch)
 
-    def _epoch_record(self, means: dict[str, float], weights: dict[str, Any]) -> dict:
-        """{"epoch", "lr", "train": {term: {"loss", stats…}, "loss": Σ terms}, "weights": {term: w}}."""
+    def _epoch_record(self, means: dict[str, float], weights: dict[str, float]) -> dict:
+        """{"epoch", "lr", "train": {term: {"loss", stats…}, "loss": Σ terms}, "weights": {term: mean w}}."""
         train: dict[str, Any] = {t: {} for t in self.tasks}
         for name, value in means.items():
             owner, _, metric = name.partition("/")  # "digit" is a loss term, "digit/accuracy" a running stat
             train.setdefault(owner, {})[metric or "loss"] = value
         train["loss"] = sum(v for k, v in means.items() if "/" not in k)
-        return {"epoch": self.epoch + 1, "lr": self.lr, "train": train,
-                "weights": {k: float(v) for k, v in weights.items()}}
+        return {"epoch": self.epoch + 1, "lr": self.lr, "train": train, "weights": weights}
 
     # --- evaluation -----------------------------------------------------------------------------
 

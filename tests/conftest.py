@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from hydranet.cli import main
 
@@ -13,6 +14,15 @@ from hydranet.cli import main
 def _private_cache(monkeypatch, tmp_path_factory):
     """Decoded-image caches go to a temporary folder, never to ~/.cache."""
     monkeypatch.setenv("HYDRANET_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny runs are faster on one thread, and the shared machine's other core stays free."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

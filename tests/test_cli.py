@@ -1,7 +1,6 @@
 """The command line end to end: train → evaluate → predict, and the bad inputs a user would make."""
 
 import json
-import tarfile
 
 import pandas as pd
 import pytest

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from hydranet.config import load_config
 from hydranet.errors import UserError
@@ -32,14 +31,6 @@ def test_plan_baselines_share_the_split_and_watch_their_own_task():
     assert list(single_ink.tasks) == ["ink"] and single_ink.seed == 1 and single_ink.mtl.balancer == "equal"
     assert single_ink.train.early_stopping.monitor == "val/ink/mae"
     assert all(cfg.data.split.stratify is None for _, _, cfg in plan)  # same examples in every run of a seed
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_run_bench_end_to_end(tmp_path, one_thread):

@@ -12,15 +12,6 @@ from hydranet.mtl.diagnostics import GradientDiagnostics
 from hydranet.train.checkpoint import load_tensors
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny runs are faster on one thread, and the shared machine's other core stays free."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def toy_losses(w, x, y):
     """Terms whose gradients on w are x, −x, y and 2x: cosines −1, 0 and 1 by construction."""
     return {"a": w @ x, "b": -(w @ x), "c": w @ y, "d": 2 * (w @ x), "const": torch.tensor(3.0)}

@@ -143,7 +143,7 @@ class ProgressBar:
     def on_step_end(self, trainer, losses: dict) -> None:
         self.count += 1
         if self.count % self.every == 0:  # reading a loss is a device sync: only every few steps
-            text = "  ".join(f"{k} {float(v):.3f}" for k, v in losses.items())
+            text = "  ".join(f"{k} {float(v.detach()):.3f}" for k, v in losses.items())
             self.progress.update(self.bar, completed=self.count, losses=text)
 
     def on_epoch_end(self, trainer, record: dict) -> None:

@@ -66,3 +66,9 @@ def test_registered_custom_balancer_drops_in(tmp_path):
 
     run = hn.Experiment("quickstart", {"train.epochs": 1, "data.limit": 200, "mtl.balancer": "first_only_test"}).fit(tmp_path / "r")
     assert run.history[0]["weights"] == {"digit": 1.0, "parity": 0.0, "ink": 0.0}
+
+
+def test_progress_bar_runs_without_warnings(tmp_path, recwarn):
+    run = hn.Experiment("quickstart", {"train.epochs": 1, "data.limit": 300}).fit(tmp_path / "run", progress=True)
+    assert run.summary["epochs"] == 1
+    assert not [w for w in recwarn if "requires_grad" in str(w.message)]

@@ -1,4 +1,4 @@
-"""The `hydranet` command line: train, evaluate, predict, experiments, config, bench mtl.
+"""The `hydranet` command line: train, evaluate, predict, attack, experiments, config, bench mtl.
 
 User errors end with one line on stderr and exit code 2 (no traceback); internal errors keep theirs.
 """
@@ -78,6 +78,57 @@ def predict(
 
 
 @app.command()
+def attack(
+    run_dir: Path = typer.Argument(..., help="a run directory (image runs)"),
+    name: str = typer.Option("pgd", "--attack", help="fgsm | pgd | apgd"),
+    eps: Optional[str] = typer.Option(None, "--eps", help="budget in raw pixels [0, 1], e.g. 8/255; with --sweep a comma list"),
+    norm: str = typer.Option("linf", "--norm", help="linf | l2"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="gradient steps (default: pgd 10, apgd 100)"),
+    restarts: int = typer.Option(1, "--restarts", help="random restarts; each example keeps its worst"),
+    task: Optional[str] = typer.Option(None, "--task", help="attack this task's loss (default: the sum of all)"),
+    split: str = typer.Option("test", "--split", help="test | val | train"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="attack only the first N examples of the split"),
+    sweep: bool = typer.Option(False, "--sweep", help="several eps (default 0…16/255) with gradient-masking checks"),
+) -> None:
+    """Attack a trained run; writes attack-<name>.json (or attack-<name>-sweep.json)."""
+    from hydranet.robust import attack_run, sweep_run
+    from hydranet.train import load_run
+
+    run = load_run(run_dir)
+    options = dict(norm=norm, steps=steps, restarts=restarts, task=task, split=split, limit=limit)
+    if sweep:
+        result = sweep_run(run, name, eps.split(",") if eps else None, **options)
+        console.print(sweep_table(result))
+        for warning in result["warnings"]:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"wrote {run_dir / f'attack-{name}-sweep.json'}")
+        return
+    if eps is None:
+        raise UserError("--eps: give the attack budget, e.g. --eps 8/255 (or use --sweep)")
+    result = attack_run(run, name, eps, **options)
+    title = (f"{name} {norm} eps={result['eps']:.4g}, {result['steps']} steps, {result['restarts']} restarts — "
+             f"{result['examples']} examples, {result['seconds']:.1f}s, success rate {_fmt(result['success_rate'])}")
+    console.print(metrics_table({"clean": result["clean"], "robust": result["robust"]}, title, ("clean", "robust")))
+    console.print(f"wrote {run_dir / f'attack-{name}.json'}")
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def sweep_table(result: dict) -> Table:
+    """eps | eps·255 | robust accuracy | success rate, then the stronger check at the largest eps."""
+    table = Table("eps", "eps·255", "robust accuracy", "success rate",
+                  title=f"{result['attack']} {result['norm']} sweep — clean accuracy {result['clean_accuracy']}")
+    for p in result["points"]:
+        table.add_row(f"{p['eps']:.4g}", f"{p['eps'] * 255:.3g}", _fmt(p["robust_accuracy"]), _fmt(p["success_rate"]))
+    check = result["check"]
+    table.add_row(f"{check['eps']:.4g}", f"{check['eps'] * 255:.3g}", _fmt(check["robust_accuracy"]),
+                  f"check: {check['attack']} {check['steps']} steps")
+    return table
+
+
+@app.command()
 def experiments() -> None:
     """List the built-in experiments."""
     from hydranet.config import experiment_description, experiment_names
@@ -119,9 +170,9 @@ def bench_mtl(
               command="hydranet " + shlex.join(sys.argv[1:]), echo=typer.echo)
 
 
-def metrics_table(summary: dict, title: str) -> Table:
-    """task | metric | one column per split present in the summary (val, test)."""
-    splits = [s for s in ("train", "val", "test") if summary.get(s)]
+def metrics_table(summary: dict, title: str, columns: tuple[str, ...] = ("train", "val", "test")) -> Table:
+    """task | metric | one column per split (or other column) present in the summary (val, test)."""
+    splits = [s for s in columns if summary.get(s)]
     table = Table("task", "metric", *splits, title=title)
     rows: dict[tuple[str, str], dict[str, float]] = {}
     for split in splits:

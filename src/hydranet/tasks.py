@@ -196,6 +196,21 @@ class Task:
         terms = torch.where(labeled, terms, torch.zeros_like(terms))
         return terms.sum() / labeled.sum().clamp(min=1)
 
+    def example_losses(self, pred: Tensor, target: Tensor) -> Tensor:
+        """Loss per example (B,), 0 where unlabeled (multilabel: mean over labeled cells).
+
+        Attacks need it to keep, for each example, the perturbation with the highest loss; its mean over
+        labeled examples is `loss` without label smoothing.
+        """
+        pred = pred.float()
+        if self.kind == "classification":
+            return F.cross_entropy(pred, target, ignore_index=-1, reduction="none")
+        terms, labeled = _TERMS[self.kind](self, pred, target)
+        terms = torch.where(labeled, terms, torch.zeros_like(terms))
+        if terms.dim() == 2:  # multilabel (B, L)
+            return terms.sum(-1) / labeled.sum(-1).clamp(min=1)
+        return terms
+
     def train_stats(self, pred: Tensor, target: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
         """Running-accuracy (sum, count) as detached tensors, summed by the trainer without syncing."""
         pred, target = pred.detach(), target.detach()

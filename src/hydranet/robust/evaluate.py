@@ -1,0 +1,142 @@
+"""Robustness of a run directory: one attack on one split (`attack_run`) and an eps sweep with
+gradient-masking checks (`sweep_run`); both write JSON into the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from fractions import Fraction
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from hydranet.data import build_dataset
+from hydranet.errors import UserError
+from hydranet.robust.apgd import apgd
+from hydranet.robust.attacks import Objective, PixelSpace, check_norm, fgsm, pgd
+from hydranet.train.evaluation import predict_batches
+from hydranet.train.run import Run
+
+ATTACKS: dict[str, Callable[..., Tensor]] = {"fgsm": fgsm, "pgd": pgd, "apgd": apgd}
+DEFAULT_STEPS = {"fgsm": 1, "pgd": 10, "apgd": 100}
+SWEEP = ("0", "1/255", "2/255", "4/255", "8/255", "16/255")  # raw pixels are in [0, 1], so these are pixel levels
+LARGE_LINF = 16 / 255  # an undefended model should be near 0% here; well above chance smells of masking
+ABOVE_CHANCE = 0.10
+
+
+def parse_eps(text: str | float, option: str = "--eps") -> float:
+    """'8/255', '0.03' or a number → a float ≥ 0; anything else is a UserError naming the option."""
+    try:
+        value = float(Fraction(str(text).strip()))
+    except (ValueError, ZeroDivisionError):
+        raise UserError(f"{option}: {text!r} is not a number or fraction (expected e.g. 8/255 or 0.03)") from None
+    if value < 0:
+        raise UserError(f"{option}: {text!r} is negative (expected eps ≥ 0)")
+    return value
+
+
+def get_attack(name: str) -> Callable[..., Tensor]:
+    if name not in ATTACKS:
+        raise UserError(f"--attack: {name!r} is not an attack (expected {', '.join(ATTACKS)})")
+    return ATTACKS[name]
+
+
+def load_split(run: Run, split: str, limit: int | None) -> dict[str, Tensor]:
+    """The run's split rebuilt from its config (same seed → same split), first `limit` examples, on the model's device."""
+    if split not in ("train", "val", "test"):
+        raise UserError(f"--split: {split!r} is not a split (expected train, val or test)")
+    PixelSpace.from_info(run.info)  # refuse table runs before building their data
+    data = build_dataset(run.config)
+    if len(data.index[split]) == 0:
+        raise UserError(f"--split: the {split} split of this run is empty")
+    device = next(run.model.parameters()).device
+    return {k: v[:limit].to(device) for k, v in data.split(split).items()}
+
+
+def attacked_tasks(run: Run, task: str | None) -> list[str]:
+    """Tasks the attack maximizes the loss of whose predictions can be right or wrong (classification, binary)."""
+    names = [task] if task else list(run.tasks)
+    return [n for n in names if run.tasks[n].kind in ("classification", "binary")]
+
+
+def correct(run: Run, name: str, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """(right, labeled), both (B,) bool, for a classification or binary task."""
+    if run.tasks[name].kind == "classification":
+        return pred.argmax(-1) == target, target != -1
+    return (pred > 0) == (target > 0.5), ~torch.isnan(target)
+
+
+def success_rate(run: Run, names: Sequence[str], clean: dict, adv: dict, batch: dict) -> float | None:
+    """Share of examples right on every attacked task before the attack that are wrong on one after it."""
+    if not names:
+        return None
+    right_clean = right_adv = torch.ones(len(batch["x"]), dtype=torch.bool, device=batch["x"].device)
+    for name in names:
+        before, labeled = correct(run, name, clean[name], batch[name])
+        after, _ = correct(run, name, adv[name], batch[name])
+        right_clean = right_clean & (before | ~labeled)
+        right_adv = right_adv & (after | ~labeled)
+    count = int(right_clean.sum())
+    return float((right_clean & ~right_adv).sum()) / count if count else None
+
+
+def metrics(run: Run, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, dict[str, float]]:
+    result = {name: task.metrics(outputs[name], batch[name]) for name, task in run.tasks.items()}
+    return {name: m for name, m in result.items() if m}
+
+
+def adversarial_inputs(run: Run, batch: dict[str, Tensor], attack: str, eps: float, norm: str, steps: int,
+                       restarts: int, task: str | None, step_size: float | None, seed: int) -> Tensor:
+    """The attacked split (N, C, H, W), attacked in chunks of `train.eval_batch_size` (batched within a chunk)."""
+    space = PixelSpace.from_info(run.info, batch["x"].device)
+    generator = torch.Generator(device=batch["x"].device).manual_seed(seed)
+    size, attack_fn, chunks = run.config.train.eval_batch_size, get_attack(attack), []
+    for start in range(0, len(batch["x"]), size):
+        part = {k: v[start:start + size] for k, v in batch.items()}
+        objective = Objective(run.tasks, {n: part[n] for n in run.tasks}, task)
+        chunks.append(attack_fn(run.model, part["x"], objective, space, eps, norm=norm, steps=steps,
+                                restarts=restarts, step_size=step_size, generator=generator))
+    return torch.cat(chunks)
+
+
+def attack_run(run: Run, attack: str = "pgd", eps: str | float = 8 / 255, norm: str = "linf", steps: int | None = None,
+               restarts: int = 1, task: str | None = None, split: str = "test", limit: int | None = None,
+               step_size: float | None = None, seed: int = 0, write: bool = True,
+               batch: dict[str, Tensor] | None = None) -> dict[str, Any]:
+    """Clean and robust metrics of one attack on one split; writes attack-<name>.json into the run directory."""
+    started = time.perf_counter()
+    get_attack(attack), check_norm(norm)
+    eps = parse_eps(eps)
+    steps = DEFAULT_STEPS[attack] if attack == "fgsm" or steps is None else steps
+    restarts = 1 if attack == "fgsm" else restarts
+    batch = load_split(run, split, limit) if batch is None else batch
+    x_adv = adversarial_inputs(run, batch, attack, eps, norm, steps, restarts, task, step_size, seed)
+    size = run.config.train.eval_batch_size
+    clean = predict_batches(run.model, batch["x"], size)
+    adv = predict_batches(run.model, x_adv, size)
+    result = {"attack": attack, "eps": eps, "norm": norm, "steps": steps, "restarts": restarts, "task": task,
+              "split": split, "examples": len(batch["x"]), "clean": metrics(run, clean, batch),
+              "robust": metrics(run, adv, batch),
+              "success_rate": success_rate(run, attacked_tasks(run, task), clean, adv, batch),
+              "seconds": round(time.perf_counter() - started, 3)}
+    if write:
+        (run.dir / f"attack-{attack}.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def robust_accuracy(result: dict, names: Sequence[str], key: str = "robust") -> float | None:
+    """Mean accuracy over the attacked classification/binary tasks (None when there are none)."""
+    values = [result[key][n]["accuracy"] for n in names if n in result[key]]
+    return sum(values) / len(values) if values else None
+
+
+def chance(run: Run, names: Sequence[str], batch: dict[str, Tensor]) -> float:
+    """Accuracy of always answering the most common label of the split, averaged over the tasks."""
+    shares = []
+    for name in names:
+        y = batch[name]
+        y = y[y != -1] if run.tasks[name].kind == "classification" else (y[~torch.isnan(y)] > 0.5).long()
+        shares.append(float(torch.bincount(y.cpu()).max()) / max(len(y), 1))
+    return sum(shares) / len(shares)

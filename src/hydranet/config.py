@@ -143,6 +143,19 @@ class MTLConfig(Section):
     diagnostics_every: int = Field(25, ge=0, description="every this many steps, log the cosine and conflict rate of task gradients on the shared parameters (0: off)")
 
 
+class AdversarialConfig(Section):
+    method: str = Field("none", description="adversarial training: none | fgsm_rs (FGSM with random start, Wong et al. 2020) | pgd (Madry et al. 2018) | trades (Zhang et al. 2019); image runs only")
+    eps: float = Field(8 / 255, ge=0, description="L∞ budget in raw pixels [0, 1] (8/255 ≈ 0.0314)")
+    steps: int = Field(7, ge=1, description="pgd, trades: attack steps per training batch (fgsm_rs always takes one)")
+    step_size: float | None = Field(None, gt=0, description="raw-pixel step of the attack (null: fgsm_rs 1.25·eps, Wong et al. 2020; pgd and trades 2.5·eps/steps, Madry et al. 2018)")
+    beta: float = Field(6.0, ge=0, description="trades: weight β of the KL(f(x) ‖ f(x_adv)) term (Zhang et al. 2019)")
+    warmup_epochs: int = Field(0, ge=0, description="grow eps linearly over this many epochs, reaching the full eps in the last of them (0: off)")
+    tasks: list[str] = Field([], description="tasks whose losses the attack maximizes (empty: all tasks; trades: their classification tasks)")
+    guard_every: int = Field(1, ge=0, description="every this many epochs, PGD on held-out val examples: record robust accuracy, keep the best-robust weights, warn on a collapse (0: off)")
+    guard_examples: int = Field(256, ge=1, description="guard: val examples attacked (the first ones of the val split)")
+    guard_steps: int = Field(10, ge=1, description="guard: PGD steps of the check")
+
+
 class Config(Section):
     name: str = Field("experiment", description="experiment name, used for the run directory")
     plugins: list[str] = Field([], description="Python modules imported before names are looked up (they register custom sources, trunks, balancers)")
@@ -152,6 +165,7 @@ class Config(Section):
     model: ModelConfig = Field(default_factory=ModelConfig, description="trunk, sharing and heads")
     train: TrainConfig = Field(default_factory=TrainConfig, description="optimization")
     mtl: MTLConfig = Field(default_factory=MTLConfig, description="multi-task balancing")
+    adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig, description="adversarial training against L∞ perturbations of the raw pixels")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":
@@ -162,6 +176,9 @@ class Config(Section):
             raise ValueError(f"data.split.stratify: {stratify!r} is not a task (tasks: {', '.join(self.tasks)})")
         if stratify is not None and self.tasks[stratify].kind not in ("classification", "binary"):
             raise ValueError(f"data.split.stratify: {stratify!r} is a {self.tasks[stratify].kind} task; stratify needs a classification or binary task")
+        unknown = [t for t in self.adversarial.tasks if t not in self.tasks]
+        if unknown:
+            raise ValueError(f"adversarial.tasks: {unknown[0]!r} is not a task (tasks: {', '.join(self.tasks)})")
         monitor = self.train.early_stopping.monitor
         if monitor is not None:
             parts = monitor.split("/")
@@ -284,6 +301,10 @@ def _check_registered(config: Config) -> None:
     registry.get("trunk", config.model.trunk.name, "model.trunk.name")
     registry.get("sharing", config.model.sharing, "model.sharing")
     registry.get("balancer", config.mtl.balancer, "mtl.balancer")
+    method = config.adversarial.method
+    known = ["none", *registry.names("perturbation"), *registry.names("objective")]
+    if method not in known:
+        raise UserError(f"adversarial.method: unknown method {method!r} (known: {', '.join(known)})")
 
 
 def _describe(err: ValidationError) -> str:

@@ -1,7 +1,7 @@
 """Name → implementation tables for the extension points of DESIGN.md.
 
-YAML names a source, trunk, balancer or sharing by string; `@register(kind, name)` adds one, so
-users can plug in their own without touching hydranet.
+YAML names a source, trunk, balancer, sharing, perturbation or objective by string; `@register(kind, name)`
+adds one, so users can plug in their own without touching hydranet.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Any, Callable
 
 from hydranet.errors import UserError
 
-# Perturbations and objectives (adversarial training, self-supervised losses) join when they ship.
-KINDS = ("source", "trunk", "balancer", "sharing")
+KINDS = ("source", "trunk", "balancer", "sharing", "perturbation", "objective")
 _TABLES: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
 # Modules whose import registers the built-in implementations (imported lazily on first lookup).
-_BUILTINS = ("hydranet.data.sources", "hydranet.models.trunks", "hydranet.models.sharing", "hydranet.mtl")
+_BUILTINS = ("hydranet.data.sources", "hydranet.models.trunks", "hydranet.models.sharing", "hydranet.mtl",
+             "hydranet.robust.training", "hydranet.robust.trades")
 _loaded = False
 
 

@@ -1,5 +1,5 @@
-"""Adversarial robustness: attacks in raw pixel space (FGSM, PGD, APGD-CE) and their evaluation on a run
-directory (`attack_run`, `sweep_run` with gradient-masking checks). Adversarial training comes later.
+"""Adversarial robustness: attacks in raw pixel space (FGSM, PGD, APGD-CE), their evaluation on a run
+directory (`attack_run`, `sweep_run` with gradient-masking checks), and adversarial training (`adversarial:`).
 """
 
 from hydranet.robust.apgd import apgd

@@ -122,7 +122,9 @@ def _train(cfg: Config, path: Path, progress: bool, state: dict | None, data: Da
     atomic_write_text(path / "data.json", json.dumps(data.info))
     model, tasks = build_model_for(cfg, data.info, device)
     balancer = registry.get("balancer", cfg.mtl.balancer, "mtl.balancer")(cfg, tasks)
-    trainer = Trainer(model, tasks, cfg, balancer, device=device, callbacks=make_callbacks(cfg, path, progress, callbacks))
+    perturbations, objectives, guard = _adversarial(cfg, tasks, data, path, device)
+    trainer = Trainer(model, tasks, cfg, balancer, device=device, perturbations=perturbations, objectives=objectives,
+                      callbacks=make_callbacks(cfg, path, progress, [*guard, *callbacks]))
     if state is not None:
         trainer.load_state_dict(state)
     history = trainer.fit(data)
@@ -134,6 +136,22 @@ def _train(cfg: Config, path: Path, progress: bool, state: dict | None, data: Da
     plot_curves(history, path / "plots" / "curves.png")
     _write_run_json(path, status="finished")
     return Run(dir=path, config=cfg, model=model, tasks=tasks, info=data.info, summary=summary, history=history)
+
+
+def _adversarial(cfg: Config, tasks: dict[str, Task], data: Dataset, path: Path, device: torch.device) -> tuple[list, list, list]:
+    """Perturbations, objectives and the robustness guard of `adversarial:` (all empty for method none)."""
+    from hydranet.robust.guard import RobustGuard
+    from hydranet.robust.training import build_adversarial
+
+    perturbations, objectives = build_adversarial(cfg, tasks, data.info, device)
+    adv = cfg.adversarial
+    if adv.method == "none" or not adv.guard_every:
+        return perturbations, objectives, []
+    if not len(data.index["val"]):
+        raise UserError("adversarial.guard_every: the guard needs val examples (set data.split.val > 0, or guard_every 0)")
+    val = {k: v[:adv.guard_examples].to(device) for k, v in data.split("val").items()}
+    space = (perturbations + objectives)[0].space
+    return perturbations, objectives, [RobustGuard(adv, tasks, space, val, path / "checkpoint" / "best_robust.safetensors")]
 
 
 def _summary(cfg: Config, trainer: Trainer, data: Dataset, model: HydraNet) -> dict[str, Any]:

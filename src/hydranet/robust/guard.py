@@ -1,0 +1,94 @@
+"""The catastrophic-overfitting guard: a small PGD check on held-out val examples after each epoch.
+
+It records robust accuracy, keeps the best-robust weights, and says when robustness collapsed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from hydranet.config import AdversarialConfig
+from hydranet.robust.attacks import Objective, PixelSpace, pgd
+from hydranet.robust.training import attacked
+from hydranet.tasks import Task
+from hydranet.train.checkpoint import load_tensors, save_tensors
+from hydranet.train.evaluation import predict_batches
+from hydranet.train.trainer import epoch_seed
+
+GUARD_SEED = 5  # purpose of the guard's random-start stream
+
+
+def mean_accuracy(tasks: dict[str, Task], outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> float:
+    """Mean accuracy over the classification and binary tasks, labeled examples only."""
+    values = []
+    for name, task in tasks.items():
+        y = batch[name]
+        if task.kind == "classification":
+            right, labeled = outputs[name].argmax(-1) == y, y != -1
+        else:
+            right, labeled = (outputs[name] > 0) == (y > 0.5), ~torch.isnan(y)
+        if labeled.any():
+            values.append(float((right & labeled).sum()) / float(labeled.sum()))
+    return sum(values) / len(values) if values else float("nan")
+
+
+class RobustGuard:
+    """Each `every` epochs: PGD (`steps`, full eps) on `examples` val images → `record["robust"]`.
+
+    FGSM training can "catastrophically overfit" within one epoch: PGD accuracy drops to about 0 while clean
+    accuracy holds or rises (Wong et al. 2020, §5). A collapse here is robust accuracy below half its best
+    while clean accuracy stays within `clean_slack` of its value at the best epoch. The best-robust weights
+    are kept in `checkpoint/best_robust.safetensors` and restored at fit end when a collapse happened.
+    """
+
+    def __init__(self, cfg: AdversarialConfig, tasks: dict[str, Task], space: PixelSpace, val: dict[str, Tensor],
+                 best_path: Path, clean_slack: float = 0.1):
+        self.cfg, self.space, self.best_path, self.clean_slack = cfg, space, best_path, clean_slack
+        self.tasks = {n: t for n, t in attacked(tasks, cfg.tasks).items() if t.kind in ("classification", "binary")}
+        self.val = {k: v[:cfg.guard_examples] for k, v in val.items()}
+        self.best: float | None = None
+        self.best_clean = float("nan")
+        self.best_epoch = 0
+        self.collapsed = False
+
+    def check(self, trainer) -> dict[str, float]:
+        """Clean and PGD accuracy of the current model on the guard's examples."""
+        model, x = trainer.model, self.val["x"]
+        generator = torch.Generator(device=x.device).manual_seed(epoch_seed(trainer.cfg.seed, trainer.epoch, GUARD_SEED))
+        objective = Objective(self.tasks, {n: self.val[n] for n in self.tasks})
+        x_adv = pgd(model, x, objective, self.space, self.cfg.eps, steps=self.cfg.guard_steps, generator=generator)
+        size = trainer.cfg.train.eval_batch_size
+        clean = mean_accuracy(self.tasks, predict_batches(model, x, size), self.val)
+        robust = mean_accuracy(self.tasks, predict_batches(model, x_adv, size), self.val)
+        return {"pgd_accuracy": robust, "clean_accuracy": clean, "eps": self.cfg.eps, "steps": self.cfg.guard_steps}
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        if not self.tasks or record["epoch"] % self.cfg.guard_every:
+            return
+        result = self.check(trainer)
+        robust, clean = result["pgd_accuracy"], result["clean_accuracy"]
+        if self.best is None or robust > self.best:
+            self.best, self.best_clean, self.best_epoch = robust, clean, record["epoch"]
+            save_tensors(self.best_path, trainer.model.state_dict())
+        collapsed = robust < self.best / 2 and clean >= self.best_clean - self.clean_slack
+        if collapsed:
+            self.collapsed = True
+            print(f"warning: robust accuracy collapsed at epoch {record['epoch']}: PGD {robust:.3f} vs best "
+                  f"{self.best:.3f} (epoch {self.best_epoch}) while clean accuracy is {clean:.3f} — catastrophic "
+                  f"overfitting; the best-robust weights will be restored at the end", file=sys.stderr)
+        record["robust"] = {**result, "best": self.best, "best_epoch": self.best_epoch, "collapsed": collapsed}
+
+    def on_fit_end(self, trainer) -> None:
+        if self.collapsed and self.best_path.exists():
+            trainer.model.load_state_dict(load_tensors(self.best_path)[0])
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_clean": self.best_clean, "best_epoch": self.best_epoch, "collapsed": self.collapsed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_clean = state["best"], state["best_clean"]
+        self.best_epoch, self.collapsed = state["best_epoch"], state["collapsed"]

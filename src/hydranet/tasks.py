@@ -192,9 +192,13 @@ class Task:
         if self.kind == "classification":  # fast path: ignore_index already zeroes missing rows (fewer ops per step)
             total = F.cross_entropy(pred, target, ignore_index=-1, reduction="sum", label_smoothing=self.cfg.label_smoothing)
             return total / (target != -1).sum().clamp(min=1)
-        terms, labeled = _TERMS[self.kind](self, pred, target)
-        terms = torch.where(labeled, terms, torch.zeros_like(terms))
+        terms, labeled = self._masked_terms(pred, target)
         return terms.sum() / labeled.sum().clamp(min=1)
+
+    def _masked_terms(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-element loss terms of binary/multilabel/regression with unlabeled ones set to 0, and the mask."""
+        terms, labeled = _TERMS[self.kind](self, pred, target)
+        return torch.where(labeled, terms, torch.zeros_like(terms)), labeled
 
     def example_losses(self, pred: Tensor, target: Tensor) -> Tensor:
         """Loss per example (B,), 0 where unlabeled (multilabel: mean over labeled cells).
@@ -205,8 +209,7 @@ class Task:
         pred = pred.float()
         if self.kind == "classification":
             return F.cross_entropy(pred, target, ignore_index=-1, reduction="none")
-        terms, labeled = _TERMS[self.kind](self, pred, target)
-        terms = torch.where(labeled, terms, torch.zeros_like(terms))
+        terms, labeled = self._masked_terms(pred, target)
         if terms.dim() == 2:  # multilabel (B, L)
             return terms.sum(-1) / labeled.sum(-1).clamp(min=1)
         return terms

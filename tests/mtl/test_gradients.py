@@ -2,20 +2,12 @@
 
 import numpy as np
 import torch
-from toys import LinearToy, task_losses, tiny_problem
+from toys import LinearToy, check_private_grads, config, task_losses, tiny_problem
 
-from hydranet.config import Config
 from hydranet.mtl import gradients
 from hydranet.mtl.pcgrad import PCGrad, pcgrad_coefficients
 
 
-def config(**mtl) -> Config:
-    return Config(mtl=mtl)
-
-
-def check_private_grads(toy: LinearToy, weights) -> None:
-    for i, head in enumerate(toy.heads):
-        assert torch.allclose(head.grad, weights[i] * toy.head_grad(i), atol=1e-6)
 
 
 # --- shared helpers ------------------------------------------------------------------------------

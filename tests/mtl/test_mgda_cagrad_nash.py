@@ -7,22 +7,14 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import minimize
-from toys import LinearToy, task_losses, tiny_problem
+from toys import LinearToy, check_private_grads, config, task_losses, tiny_problem
 
-from hydranet.config import Config
 from hydranet.mtl.cagrad import CAGrad, cagrad_coefficients
 from hydranet.mtl.mgda import MGDA
 from hydranet.mtl.min_norm import min_norm_weights
 from hydranet.mtl.nash_mtl import NashMTL, nash_alpha
 
 
-def config(**mtl) -> Config:
-    return Config(mtl=mtl)
-
-
-def check_private_grads(toy: LinearToy, weights) -> None:
-    for i, head in enumerate(toy.heads):
-        assert torch.allclose(head.grad, weights[i] * toy.head_grad(i), atol=1e-6)
 
 
 # --- MGDA ----------------------------------------------------------------------------------------

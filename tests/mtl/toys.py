@@ -43,3 +43,12 @@ def tiny_problem(seed: int = 0):
 def task_losses(tasks, model, batch) -> dict:
     preds = model(batch["x"])
     return {name: task.loss(preds[name], batch[name]) for name, task in tasks.items()}
+
+
+def config(**mtl) -> Config:
+    return Config(mtl=mtl)
+
+
+def check_private_grads(toy: LinearToy, weights) -> None:
+    for i, head in enumerate(toy.heads):
+        assert torch.allclose(head.grad, weights[i] * toy.head_grad(i), atol=1e-6)

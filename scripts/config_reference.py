@@ -10,7 +10,9 @@ import typing
 
 from pydantic import BaseModel
 
-from hydranet.config import Config, TaskConfig
+from hydranet.config import Config
+
+KEY_NAMES = {"search": "key"}  # what the keys of a mapping section are called in the table
 
 
 def rows(model: type[BaseModel], prefix: str) -> list[str]:
@@ -18,9 +20,9 @@ def rows(model: type[BaseModel], prefix: str) -> list[str]:
     for name, field in model.model_fields.items():
         ann = field.annotation
         path = f"{prefix}{name}"
-        if typing.get_origin(ann) is dict:  # tasks: one TaskConfig per task name
+        if typing.get_origin(ann) is dict:  # tasks: one TaskConfig per task name; search: one SearchParam per key
             out.append(f"| `{path}` | mapping | | {field.description} |")
-            out += rows(TaskConfig, f"{path}.<name>.")
+            out += rows(typing.get_args(ann)[1], f"{path}.<{KEY_NAMES.get(name, 'name')}>.")
         elif isinstance(ann, type) and issubclass(ann, BaseModel):
             out += rows(ann, f"{path}.")
         else:

@@ -39,6 +39,15 @@ class Experiment:
         trainer callbacks (any object with some of the hooks `on_fit_start`, `on_epoch_end`, …)."""
         return fit(self.config, run_dir, progress=progress, callbacks=callbacks)
 
+    def tune(self, trials: int = 20, *, objectives: str | Sequence[str] | None = None, **options: Any) -> Any:
+        """Search the experiment's `search:` space on Optuna (the options of `hydranet tune`: workers, storage,
+        study, sampler, pruner, timeout, dir); returns a TuneResult (study, dir, best config, Pareto trials)."""
+        from hydranet.tune.study import tune
+
+        if objectives is not None and not isinstance(objectives, str):
+            objectives = ",".join(objectives)
+        return tune(self.config, trials, objectives=objectives, **options)
+
 
 class Model:
     """A trained run's model with the preprocessing it was trained with."""

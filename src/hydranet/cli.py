@@ -1,4 +1,4 @@
-"""The `hydranet` command line: train, evaluate, predict, attack, experiments, config, bench mtl.
+"""The `hydranet` command line: train, evaluate, predict, attack, tune, experiments, config, bench mtl.
 
 User errors end with one line on stderr and exit code 2 (no traceback); internal errors keep theirs.
 """
@@ -168,6 +168,35 @@ def bench_mtl(
 
     run_bench(experiment, names(balancers), names(sharings), seeds, overrides, out,
               command="hydranet " + shlex.join(sys.argv[1:]), echo=typer.echo)
+
+
+@app.command()
+def tune(
+    experiment: Optional[str] = EXPERIMENT,
+    overrides: List[str] = SET,
+    trials: int = typer.Option(20, "--trials", "-n", help="finished trials the study should hold; rerunning the command resumes it up to this"),
+    workers: int = typer.Option(1, "--workers", "-w", help="worker processes on this machine, sharing the study's storage"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="database URL that workers on several machines share, e.g. postgresql://user@host/db (default: a journal file in the study directory)"),
+    study: Optional[str] = typer.Option(None, "--study", help="study name (default: the experiment's name)"),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe | random | cmaes | grid"),
+    pruner: Optional[str] = typer.Option(None, "--pruner", help="median | asha | hyperband | none (default: median; none for several objectives)"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="start no new trial after this many seconds"),
+    objectives: Optional[str] = typer.Option(None, "--objectives", help="NAME[:min|max],… of val/<task>/<metric>, val/loss, params, latency (default: the early-stopping monitor, else val/loss)"),
+    out: Optional[Path] = typer.Option(None, "--dir", help="study directory (default: studies/<study>)"),
+) -> None:
+    """Search the experiment's `search:` space on Optuna: one training run per trial, pruned, resumable."""
+    from hydranet.config import load_config
+    from hydranet.tune.report import best_table
+    from hydranet.tune.study import tune as run_tune
+
+    cfg = load_config(experiment, overrides)
+    try:
+        result = run_tune(cfg, trials, workers, storage, study, sampler, pruner, timeout, objectives, out, echo=typer.echo)
+    except KeyboardInterrupt:
+        print("interrupted: the finished trials are kept; run the same command again to resume the study", file=sys.stderr)
+        raise typer.Exit(130) from None
+    if result.best is not None or result.pareto:
+        console.print(best_table(result))
 
 
 def metrics_table(summary: dict, title: str, columns: tuple[str, ...] = ("train", "val", "test")) -> Table:

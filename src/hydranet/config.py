@@ -25,6 +25,17 @@ METRIC_NAMES = {
 EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
 
 
+def metric_problem(tasks: dict[str, TaskConfig], metric: str) -> str | None:
+    """Why `metric` is not `val/loss` or a `val/<task>/<metric>` that some task reports (None: it is fine)."""
+    parts = metric.split("/")
+    if not (metric == "val/loss" or (len(parts) == 3 and parts[0] == "val" and parts[1] in tasks)):
+        return f"{metric!r} must be val/loss or val/<task>/<metric> with a task of {', '.join(tasks)}"
+    known = METRIC_NAMES[tasks[parts[1]].kind] if len(parts) == 3 else ("loss",)
+    if parts[-1] not in known:
+        return f"a {tasks[parts[1]].kind} task has no metric {parts[-1]!r} (metrics: {', '.join(known)})"
+    return None
+
+
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, assignments are validated."""
 
@@ -156,6 +167,39 @@ class AdversarialConfig(Section):
     guard_steps: int = Field(10, ge=1, description="guard: PGD steps of the check")
 
 
+class SearchParam(Section):
+    """One searched field of `hydranet tune`: a float or int range, or a list of choices."""
+
+    type: Literal["float", "int", "categorical"] = Field("float", description="float | int (a range from low to high) | categorical (one of choices)")
+    low: int | float | None = Field(None, description="float/int: smallest value")
+    high: int | float | None = Field(None, description="float/int: largest value")
+    log: bool = Field(False, description="float/int: sample on a log scale (low must be > 0)")
+    step: int | float | None = Field(None, gt=0, description="float/int: only values low + k·step (null: any float; 1 for int)")
+    choices: list[Any] = Field([], description="categorical: the values to choose from (any YAML value: numbers, names, lists)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchParam:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("categorical needs a non-empty `choices` list")
+            if self.low is not None or self.high is not None or self.log or self.step is not None:
+                raise ValueError("categorical takes only `choices` (low, high, log and step are for float and int)")
+            return self
+        if self.choices:
+            raise ValueError(f"{self.type} takes low and high, not choices (use type: categorical)")
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.type} needs both low and high")
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0, got {self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined")
+        if self.type == "int" and not all(float(v).is_integer() for v in (self.low, self.high, self.step or 1)):
+            raise ValueError("int needs whole numbers for low, high and step")
+        return self
+
+
 class Config(Section):
     name: str = Field("experiment", description="experiment name, used for the run directory")
     plugins: list[str] = Field([], description="Python modules imported before names are looked up (they register custom sources, trunks, balancers)")
@@ -166,6 +210,7 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description="optimization")
     mtl: MTLConfig = Field(default_factory=MTLConfig, description="multi-task balancing")
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig, description="adversarial training against L∞ perturbations of the raw pixels")
+    search: dict[str, SearchParam] = Field({}, description="`hydranet tune` only: dotted config key → range or choices to search (training ignores it)")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":
@@ -180,14 +225,9 @@ class Config(Section):
         if unknown:
             raise ValueError(f"adversarial.tasks: {unknown[0]!r} is not a task (tasks: {', '.join(self.tasks)})")
         monitor = self.train.early_stopping.monitor
-        if monitor is not None:
-            parts = monitor.split("/")
-            ok = monitor == "val/loss" or (len(parts) == 3 and parts[0] == "val" and parts[1] in self.tasks)
-            if not ok:
-                raise ValueError(f"train.early_stopping.monitor: {monitor!r} must be val/loss or val/<task>/<metric> with a task of {', '.join(self.tasks)}")
-            known = METRIC_NAMES[self.tasks[parts[1]].kind] if len(parts) == 3 else ("loss",)
-            if parts[-1] not in known:
-                raise ValueError(f"train.early_stopping.monitor: a {self.tasks[parts[1]].kind} task has no metric {parts[-1]!r} (metrics: {', '.join(known)})")
+        problem = None if monitor is None else metric_problem(self.tasks, monitor)
+        if problem:
+            raise ValueError(f"train.early_stopping.monitor: {problem}")
         return self
 
     def column(self, task: str) -> str:
@@ -251,7 +291,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
-    """Set a nested key, creating intermediate mappings (validation happens afterwards)."""
+    """Set a nested key, creating intermediate mappings (validation happens afterwards). Under `search` the
+    rest of the path is one key, itself a dotted config key: `search.train.optimizer.lr={type: float, …}`."""
+    if path[0] == "search" and len(path) > 2:
+        path = ["search", ".".join(path[1:])]
     node = data
     for i, key in enumerate(path[:-1]):
         child = node.get(key)
@@ -279,6 +322,11 @@ def validate(data: dict[str, Any]) -> Config:
         raise UserError(_describe(err)) from None
     _import_plugins(config.plugins)
     _check_registered(config)
+    if config.search:
+        # lazy: tune.space imports this module
+        from hydranet.tune.space import check_search
+
+        check_search(config)
     return config
 
 
@@ -316,8 +364,8 @@ def _describe(err: ValidationError) -> str:
         allowed = _allowed_keys(loc[:-1])
         return f"config: unknown key {path!r}" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
     message = first["msg"]
-    if kind == "value_error":
-        return "config: " + message.removeprefix("Value error, ")
+    if kind == "value_error":  # a section's own check; Config's cross-checks (no location) name their fields
+        return "config: " + (f"{path}: " if loc else "") + message.removeprefix("Value error, ")
     given = first.get("input")
     shown = "" if isinstance(given, dict) else f", got {given!r}"
     return f"config: {path}: {message}{shown}"

@@ -1,0 +1,15 @@
+"""Hyperparameter search on Optuna (`hydranet tune`): the search space, the study and its workers, the report.
+
+Attributes load on first use: config validation imports `tune.space` and must not pull in torch or Optuna.
+"""
+
+from importlib import import_module
+
+_LAZY = {"tune": "hydranet.tune.study", "TuneResult": "hydranet.tune.report"}
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hydranet.tune' has no attribute {name!r}")

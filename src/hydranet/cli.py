@@ -176,7 +176,7 @@ def tune(
     overrides: List[str] = SET,
     trials: int = typer.Option(20, "--trials", "-n", help="finished trials the study should hold; rerunning the command resumes it up to this"),
     workers: int = typer.Option(1, "--workers", "-w", help="worker processes on this machine, sharing the study's storage"),
-    storage: Optional[str] = typer.Option(None, "--storage", help="database URL that workers on several machines share, e.g. postgresql://user@host/db (default: a journal file in the study directory)"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="database URL that workers on several machines share, e.g. postgresql+psycopg://user@host/db (default: a journal file in the study directory)"),
     study: Optional[str] = typer.Option(None, "--study", help="study name (default: the experiment's name)"),
     sampler: str = typer.Option("tpe", "--sampler", help="tpe | random | cmaes | grid"),
     pruner: Optional[str] = typer.Option(None, "--pruner", help="median | asha | hyperband | none (default: median; none for several objectives)"),

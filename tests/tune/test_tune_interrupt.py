@@ -9,9 +9,12 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
+import hydranet as hn
+from hydranet.tune.interrupts import Interrupts
 from hydranet.tune.study import _stop
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -44,8 +47,14 @@ def test_sigint_stops_cleanly_and_keeps_the_finished_trials(tiny_search_yaml, tm
         assert process.poll() is None, process.communicate()
         assert time.time() < deadline, "no two trials finished within two minutes"
         time.sleep(0.2)
+    status = [line for line in Path(f"/proc/{process.pid}/status").read_text().splitlines() if line.startswith("Sig")]
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    try:
+        _, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        raise AssertionError(f"still running 60 s after SIGINT; signal status before {status}; stdout {out[-2000:]}; stderr {err[-2000:]}") from None
 
     assert process.returncode == 130, err
     assert "interrupted: the finished trials are kept" in err and "Traceback" not in err
@@ -65,3 +74,37 @@ def test_the_parent_forwards_ctrl_c_to_workers_that_did_not_get_it():
     start = time.time()
     _stop(workers, grace=0.1)
     assert [w.returncode for w in workers] == [130, 130] and time.time() - start < 30
+
+
+def test_ctrl_c_raises_inside_the_training_and_waits_outside_it():
+    interrupts = Interrupts()
+    with interrupts.installed():
+        os.kill(os.getpid(), signal.SIGINT)  # outside the training: only noted
+        time.sleep(0.01)
+        assert interrupts.pending
+        with pytest.raises(KeyboardInterrupt), interrupts.immediate():  # a training that would start now does not
+            pass
+        interrupts.pending = False
+        with pytest.raises(KeyboardInterrupt), interrupts.immediate():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_ctrl_c_while_optuna_records_a_trial_keeps_the_record(tiny_search, tmp_path, monkeypatch, one_thread):
+    """Ctrl-C just as Optuna writes a finished trial: raised there, it would leave the trial running and make Optuna
+    fail with UnboundLocalError; noted instead, the record is written, and no next trial starts."""
+    real = JournalStorage.set_trial_state_values
+
+    def ctrl_c_then_record(self, trial_id, state, values=None):
+        if state == TrialState.COMPLETE:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, trial_id, state, values)
+
+    monkeypatch.setattr(JournalStorage, "set_trial_state_values", ctrl_c_then_record)
+    with pytest.raises(KeyboardInterrupt):
+        hn.Experiment(tiny_search).tune(5, dir=tmp_path / "s", sampler="random", echo=lambda line: None)
+    monkeypatch.undo()
+    trials = optuna.load_study(study_name="tiny", storage=JournalStorage(JournalFileBackend(str(tmp_path / "s" / "journal.log")))).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE]
+    assert (tmp_path / "s" / "best.yaml").exists()

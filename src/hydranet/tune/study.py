@@ -1,9 +1,9 @@
 """`hydranet tune`: one Optuna study over an experiment's `search:` space. Each trial is an ordinary training
 run in `<study dir>/trials/<number>`; W worker processes share one storage; re-running resumes the study.
 
-The default storage is Optuna's JournalStorage on a file in the study directory: an append-only log guarded
-by a lock file, safe for concurrent processes on one machine (SQLite is not: its single write lock makes
-busy workers fail with "database is locked"). `--storage postgresql://…` lets workers on many machines join.
+The default storage is Optuna's JournalStorage on a file in the study directory: an append-only log whose appends
+take a lock file and whose readers never wait, safe for concurrent processes, also on NFS where SQLite's fcntl()
+locks are unreliable. `--storage postgresql://…` lets workers on many machines join.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from hydranet.config import Config, SearchParam
 from hydranet.errors import UserError
 from hydranet.train import fit
 from hydranet.train.callbacks import monitored_value
+from hydranet.tune.interrupts import Interrupts
 from hydranet.tune.objectives import (
     Objective,
     model_latency_ms,
@@ -238,8 +239,12 @@ def run_worker(settings: Settings, worker: int, n_trials: int, echo: Callable[[s
         if counted(study.get_trials(deepcopy=False)) >= settings.budget:
             study.stop()
 
-    study.optimize(TrialRunner(settings, echo, optuna), n_trials=n_trials, timeout=timeout, catch=(Exception,),
-                   callbacks=[stop_at_budget])
+    interrupts = Interrupts()
+    with interrupts.installed():
+        study.optimize(TrialRunner(settings, echo, optuna, interrupts), n_trials=n_trials, timeout=timeout,
+                       catch=(Exception,), callbacks=[stop_at_budget, interrupts.stop_study])
+    if interrupts.pending:
+        raise KeyboardInterrupt
 
 
 def _run_processes(settings: Settings, remaining: int) -> None:
@@ -306,8 +311,8 @@ class PruningReporter:
 class TrialRunner:
     """The objective Optuna calls: sample a config, train it into trials/<number>, return the objectives."""
 
-    def __init__(self, settings: Settings, echo: Callable[[str], None], optuna: Any):
-        self.settings, self.echo, self.optuna = settings, echo, optuna
+    def __init__(self, settings: Settings, echo: Callable[[str], None], optuna: Any, interrupts: Interrupts):
+        self.settings, self.echo, self.optuna, self.interrupts = settings, echo, optuna, interrupts
         self.search = settings.search
         self.prune = settings.pruner != "none"
 
@@ -319,8 +324,9 @@ class TrialRunner:
             cfg = trial_config(self.settings.base, suggest(trial, self.search))
             trial.set_user_attr("config", cfg.model_dump(mode="json"))
             reporter = PruningReporter(trial, self.settings.objectives[0].name) if self.prune else None
-            run = fit(cfg, run_dir, progress=False, callbacks=[reporter] if reporter else [])
-            values = self._measure(run)
+            with self.interrupts.immediate():  # Ctrl-C stops the training at once
+                run = fit(cfg, run_dir, progress=False, callbacks=[reporter] if reporter else [])
+                values = self._measure(run)
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)
             raise

@@ -7,7 +7,7 @@ dotted keys as the CLI's `--set`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,9 @@ from hydranet.data import to_model_inputs
 from hydranet.predict import decode_outputs, evaluate_run, predict_paths
 from hydranet.train import Run, fit, load_run
 from hydranet.train.evaluation import predict_batches
+
+if TYPE_CHECKING:
+    from hydranet.tune.report import TuneResult
 
 
 class Experiment:
@@ -39,7 +42,7 @@ class Experiment:
         trainer callbacks (any object with some of the hooks `on_fit_start`, `on_epoch_end`, …)."""
         return fit(self.config, run_dir, progress=progress, callbacks=callbacks)
 
-    def tune(self, trials: int = 20, *, objectives: str | Sequence[str] | None = None, **options: Any) -> Any:
+    def tune(self, trials: int = 20, *, objectives: str | Sequence[str] | None = None, **options: Any) -> TuneResult:
         """Search the experiment's `search:` space on Optuna (the options of `hydranet tune`: workers, storage,
         study, sampler, pruner, timeout, dir); returns a TuneResult (study, dir, best config, Pareto trials)."""
         from hydranet.tune.study import tune

@@ -49,6 +49,8 @@ def test_rerunning_resumes_the_study_up_to_its_budget(tiny_search, tmp_path, one
     trials = second.study.trials
     assert [t.number for t in trials] == [0, 1, 2] and all(t.state == TrialState.COMPLETE for t in trials)
     assert trials[2].params not in (trials[0].params, trials[1].params)  # the resumed sampler does not replay draws
+    again = experiment.tune(2, dir=tmp_path / "again", sampler="random", **QUIET).study.trials
+    assert [t.params for t in again] == [t.params for t in trials[:2]]  # one worker, same seed: the same study
     assert second.best == load_config(tmp_path / "s" / "best.yaml")
     assert len(experiment.tune(3, dir=tmp_path / "s", **QUIET).study.trials) == 3  # budget reached: nothing to run
     with pytest.raises(UserError, match=r"optimizes val/loss:min, not params:min; use the same objectives or another --study"):

@@ -35,7 +35,8 @@ SPACE = {
 
 def study(sampler: str, pruner: str, seed: int, args: argparse.Namespace) -> dict:
     """One arm at one seed: the best value after each trial, epochs trained and seconds."""
-    overrides = {"seed": seed, "train.progress": False, "search": SPACE}
+    # the per-step gradient diagnostics are no part of what is compared, and cost time: off, as in `bench mtl`
+    overrides = {"seed": seed, "train.progress": False, "mtl.diagnostics_every": 0, "search": SPACE}
     if args.epochs:
         overrides["train.epochs"] = args.epochs
     if args.limit:

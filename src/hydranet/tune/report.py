@@ -33,6 +33,7 @@ class TuneResult:
 
 
 def write_report(study: Any, settings: Settings, echo: Callable[[str], None] = print) -> TuneResult:
+    """Rewrite the study directory's results from the whole study (every machine's trials, every session)."""
     out = Path(settings.dir)
     out.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
@@ -54,6 +55,8 @@ def write_report(study: Any, settings: Settings, echo: Callable[[str], None] = p
         result.pareto = [t.number for t in front]
         trials_frame(front, names).to_csv(out / "pareto.csv", index=False)
         (out / "pareto").mkdir(exist_ok=True)
+        for stale in (out / "pareto").glob("trial-*.yaml"):  # the front of an earlier session may have changed
+            stale.unlink()
         for t in front:
             header = f"# Pareto-optimal trial {t.number} of study {settings.study!r}: " + ", ".join(
                 f"{n} {v:.6g}" for n, v in zip(names, t.values)) + "\n"

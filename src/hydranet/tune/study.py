@@ -268,8 +268,10 @@ def _run_processes(settings: Settings, remaining: int) -> None:
     except KeyboardInterrupt:
         _stop(processes)
         raise
-    if any(codes):
+    if any(code not in (0, 130) for code in codes):
         raise RuntimeError(f"tune: worker processes exited with codes {codes}")
+    if 130 in codes:  # a worker was interrupted on its own (kill -INT): the study is unfinished, as after Ctrl-C
+        raise KeyboardInterrupt
 
 
 def _stop(processes: list[subprocess.Popen], grace: float = 3.0) -> None:

@@ -39,6 +39,20 @@ class Experiment:
         trainer callbacks (any object with some of the hooks `on_fit_start`, `on_epoch_end`, …)."""
         return fit(self.config, run_dir, progress=progress, callbacks=callbacks)
 
+    def pretrain(self, run_dir: str | Path | None = None, progress: bool = False, callbacks: Sequence = ()) -> Run:
+        """Self-supervised pretraining of the trunk (`ssl.objective`); the run directory holds trunk.safetensors,
+        which `model.init_from` accepts."""
+        from hydranet.ssl import pretrain
+
+        return pretrain(self.config, run_dir, progress=progress, callbacks=callbacks)
+
+    def probe(self, run_dir: str | Path | None, mode: str = "linear", labels_fraction: float = 1.0) -> dict:
+        """Probe the frozen trunk of `run_dir` on this experiment's data and tasks (linear or knn); None
+        probes a randomly initialized trunk (the no-pretraining baseline)."""
+        from hydranet.ssl import probe
+
+        return probe(run_dir, mode, labels_fraction, experiment=self.config)
+
 
 class Model:
     """A trained run's model with the preprocessing it was trained with."""

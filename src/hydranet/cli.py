@@ -1,4 +1,4 @@
-"""The `hydranet` command line: train, evaluate, predict, attack, experiments, config, bench mtl.
+"""The `hydranet` command line: train, pretrain, probe, evaluate, predict, attack, experiments, config, bench mtl.
 
 User errors end with one line on stderr and exit code 2 (no traceback); internal errors keep theirs.
 """
@@ -47,6 +47,54 @@ def train(
     console.print(metrics_table(run.summary, title=f"{run.summary['experiment']} — {run.summary['epochs']} epochs, "
                                                    f"{run.summary['train_seconds']:.1f}s, {run.summary['params']:,} params"))
     console.print(f"run directory: [bold]{run.dir}[/bold]")
+
+
+@app.command()
+def pretrain(
+    experiment: Optional[str] = EXPERIMENT,
+    overrides: List[str] = SET,
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="where to write the run (default: runs/<name>-<time>)"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted pretraining run directory"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Pretrain the trunk without labels (ssl.objective); writes a run directory with trunk.safetensors."""
+    from hydranet.config import load_config
+    from hydranet.ssl import pretrain as pretrain_run
+    from hydranet.ssl import resume_pretrain
+
+    if resume is not None:
+        if experiment is not None or overrides or run_dir is not None:
+            raise UserError("--resume: continues the run as it was configured; give no EXPERIMENT, --set or --run-dir with it")
+        run = resume_pretrain(resume, progress=not quiet)
+    else:
+        run = pretrain_run(load_config(experiment, overrides), run_dir, progress=not quiet)
+    s = run.summary
+    knn = "  ".join(f"kNN {t} accuracy {m['accuracy']:.4f}" for t, m in s["knn"].items())
+    console.print(f"{s['experiment']}: {s['objective']} {s['epochs']} epochs, {s['train_seconds']:.1f}s, "
+                  f"{s['params']:,} trunk params, loss {s['loss']:.4f}  {knn}")
+    console.print(f"run directory: [bold]{run.dir}[/bold] (trunk: {run.dir / 'trunk.safetensors'})")
+
+
+@app.command()
+def probe(
+    run_dir: Path = typer.Argument(..., help="a pretraining or training run directory"),
+    mode: str = typer.Option("linear", "--mode", help="linear | knn"),
+    labels_fraction: float = typer.Option(1.0, "--labels-fraction", help="use this fraction of the train labels (class-balanced)"),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="probe on another experiment's data and tasks (default: the run's own)"),
+    overrides: List[str] = SET,
+) -> None:
+    """Evaluate a run's frozen trunk features on tasks: linear probe or kNN; writes probe-<mode>.json."""
+    from hydranet.config import load_config
+    from hydranet.ssl import probe as probe_run
+
+    if overrides and experiment is None:
+        raise UserError("--set: give --experiment too (without it the run's own config is probed as it was)")
+    cfg = load_config(experiment, overrides) if experiment is not None else None
+    result = probe_run(run_dir, mode, labels_fraction, experiment=cfg)
+    title = (f"{mode} probe of {run_dir} on {result['experiment']} — {result['train_examples']} labeled train examples, "
+             f"{result['seconds']:.1f}s")
+    console.print(metrics_table(result, title, ("val", "test")))
+    console.print(f"wrote {run_dir / f'probe-{mode}.json'}")
 
 
 @app.command()

@@ -15,7 +15,7 @@ import torch
 from hydranet import registry
 from hydranet.config import Config
 from hydranet.data.dataset import Dataset, RawData
-from hydranet.data.split import make_splits
+from hydranet.data.split import label_subset, make_splits
 from hydranet.data.targets import encode_target, labeled
 from hydranet.errors import UserError
 
@@ -35,6 +35,7 @@ def build_dataset(cfg: Config) -> Dataset:
     if strata is not None and strata.dtype != np.int64:  # binary: NaN (missing) becomes its own stratum
         strata = np.nan_to_num(strata, nan=-1).astype(np.int64)
     index = make_splits(len(raw), cfg.data.split, cfg.seed, strata, raw.split)
+    index["train"] = label_subset(index["train"], cfg.data.labels_fraction, cfg.seed, _label_strata(cfg, targets, strata))
     train = index["train"]
     for task, info in infos.items():
         if not labeled(targets[task][train]).any():
@@ -47,6 +48,14 @@ def build_dataset(cfg: Config) -> Dataset:
     x = to_model_inputs(prep, images=raw.images, frame=raw.frame)
     info = {"tasks": {t: i.to_dict() for t, i in infos.items()}, **prep, "input_shape": list(x.shape[1:])}
     return Dataset(x=x, targets=targets, index=index, info=info)
+
+
+def _label_strata(cfg: Config, targets: dict[str, torch.Tensor], strata: np.ndarray | None) -> np.ndarray | None:
+    """Strata of a labels_fraction subset: the split's, else the first classification task's classes."""
+    if strata is not None:
+        return strata
+    task = next((t for t, c in cfg.tasks.items() if c.kind == "classification"), None)
+    return targets[task].numpy() if task else None
 
 
 def _limit(raw: RawData, cfg: Config) -> RawData:

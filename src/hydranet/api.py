@@ -46,7 +46,7 @@ class Experiment:
 
         return pretrain(self.config, run_dir, progress=progress, callbacks=callbacks)
 
-    def probe(self, run_dir: str | Path | None, mode: str = "linear", labels_fraction: float = 1.0) -> dict:
+    def probe(self, run_dir: str | Path | None, mode: str = "linear", labels_fraction: float | None = None) -> dict:
         """Probe the frozen trunk of `run_dir` on this experiment's data and tasks (linear or knn); None
         probes a randomly initialized trunk (the no-pretraining baseline)."""
         from hydranet.ssl import probe

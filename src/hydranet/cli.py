@@ -79,7 +79,7 @@ def pretrain(
 def probe(
     run_dir: Path = typer.Argument(..., help="a pretraining or training run directory"),
     mode: str = typer.Option("linear", "--mode", help="linear | knn"),
-    labels_fraction: float = typer.Option(1.0, "--labels-fraction", help="use this fraction of the train labels (class-balanced)"),
+    labels_fraction: Optional[float] = typer.Option(None, "--labels-fraction", help="use this fraction of the train labels, class-balanced (default: the experiment's data.labels_fraction)"),
     experiment: Optional[str] = typer.Option(None, "--experiment", help="probe on another experiment's data and tasks (default: the run's own)"),
     overrides: List[str] = SET,
 ) -> None:

@@ -30,10 +30,11 @@ MODES = ("linear", "knn")
 L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2)  # per-example L2 strengths tried; the best on val wins
 
 
-def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: float = 1.0,
+def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: float | None = None,
           experiment: Config | None = None, out: str | Path | None = None) -> dict:
     """Probe the trunk of a run (pretraining or training) on its own experiment or on `experiment`.
 
+    `labels_fraction` (None: the experiment's `data.labels_fraction`) picks the labeled train examples.
     `run_dir` None probes a randomly initialized trunk of `experiment`: the baseline that shows how much
     of a probe's score the pretraining earned. Writes probe-<mode>.json into the run directory (or `out`)
     and returns the same dict.
@@ -43,7 +44,8 @@ def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: flo
     if run_dir is None and experiment is None:
         raise ValueError("probe: a random trunk (run_dir None) needs the experiment")
     cfg = experiment if experiment is not None else read_config(Path(run_dir))
-    cfg = _with_fraction(cfg, labels_fraction)
+    if labels_fraction is not None:
+        cfg = _with_fraction(cfg, labels_fraction)
     set_threads(cfg)
     start = time.perf_counter()
     data = build_dataset(cfg)
@@ -55,7 +57,7 @@ def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: flo
     splits = {name: data.split(name) for name in ("train", "val", "test") if len(data.index[name])}
     feats = {name: trunk_features(model.trunk, s["x"], cfg.train.eval_batch_size) for name, s in splits.items()}
     fit = _linear if mode == "linear" else _knn
-    result: dict = {"mode": mode, "run": None if run_dir is None else str(run_dir), "experiment": cfg.name, "labels_fraction": labels_fraction,
+    result: dict = {"mode": mode, "run": None if run_dir is None else str(run_dir), "experiment": cfg.name, "labels_fraction": cfg.data.labels_fraction,
                     "train_examples": len(data.index["train"]), "val": {}, "test": {}}
     for name, task in tasks.items():
         predict = fit(task, feats, splits, cfg)

@@ -33,7 +33,7 @@ CIFAR = str(ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz")
 # linear_random: the same probe of a random trunk (what the probe gets without any pretraining)
 METHODS = ("scratch", "finetune", "linear", "linear_random")
 # (data limit over the 60,000 images, pretraining epochs, fine-tuning epochs at 100% labels, minimum steps)
-SIZES = {"toy": (None, 6, 10, 150), "quick": (12000, 3, 2, 80), "full": (None, 15, 5, 300)}
+SIZES = {"toy": (None, 6, 10, 150), "quick": (12000, 3, 2, 80), "full": (None, 8, 4, 300)}
 
 
 def cifar_recipe(limit: int | None) -> dict:

@@ -92,3 +92,16 @@ def test_interrupted_pretraining_resumes_exactly(tmp_path, one_thread):
     resumed = resume_pretrain(tmp_path / "cut", progress=False)
     a, b = load_tensors(whole.dir / "trunk.safetensors")[0], load_tensors(resumed.dir / "trunk.safetensors")[0]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("objective", ["simclr", "denoising"])
+def test_tables_pretrain_with_scarf_views_and_transfer(tmp_path, tiny_csv, one_thread, objective):
+    from tests.conftest import tiny_table_config
+
+    cfg = tiny_table_config(tiny_csv, epochs=3)
+    cfg["ssl"] = {"objective": objective, "projection_hidden": 16, "projection_dim": 8, "decoder_hidden": 16}
+    run = hn.Experiment(cfg).pretrain(tmp_path / "pre")
+    assert 0.5 <= run.summary["knn"]["kind"]["accuracy"] <= 1.0  # kNN on the binary task `kind` (x1 > 0)
+    cfg["model"]["init_from"] = str(run.dir)
+    fine = hn.Experiment(cfg).fit(tmp_path / "fine")
+    assert json.loads((fine.dir / "init.json").read_text())["missing"] == []

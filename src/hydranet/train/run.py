@@ -89,6 +89,7 @@ def fit(cfg: Config, run_dir: str | Path | None = None, progress: bool = True, c
     """
     _set_threads(cfg)
     data = build_dataset(cfg)
+    _check_adversarial(cfg, data)
     path = new_run_dir(cfg, run_dir)
     atomic_write_text(path / "config.yaml", to_yaml(cfg))
     _write_run_json(path, status="running")
@@ -138,17 +139,23 @@ def _train(cfg: Config, path: Path, progress: bool, state: dict | None, data: Da
     return Run(dir=path, config=cfg, model=model, tasks=tasks, info=data.info, summary=summary, history=history)
 
 
+def _check_adversarial(cfg: Config, data: Dataset) -> None:
+    """Refuse an `adversarial:` section the data cannot serve (a table, no val for the guard), creating nothing."""
+    from hydranet.robust.training import check_data
+
+    check_data(cfg, data.info, len(data.index["val"]))
+
+
 def _adversarial(cfg: Config, tasks: dict[str, Task], data: Dataset, path: Path, device: torch.device) -> tuple[list, list, list]:
     """Perturbations, objectives and the robustness guard of `adversarial:` (all empty for method none)."""
     from hydranet.robust.guard import RobustGuard
     from hydranet.robust.training import build_adversarial
 
+    _check_adversarial(cfg, data)  # fit checked it already; a resumed run's data may have changed since
     perturbations, objectives = build_adversarial(cfg, tasks, data.info, device)
     adv = cfg.adversarial
     if adv.method == "none" or not adv.guard_every:
         return perturbations, objectives, []
-    if not len(data.index["val"]):
-        raise UserError("adversarial.guard_every: the guard needs val examples (set data.split.val > 0, or guard_every 0)")
     val = {k: v[:adv.guard_examples].to(device) for k, v in data.split("val").items()}
     space = (perturbations + objectives)[0].space
     return perturbations, objectives, [RobustGuard(adv, tasks, space, val, path / "checkpoint" / "best_robust.safetensors")]

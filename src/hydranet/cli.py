@@ -88,6 +88,8 @@ def attack(
     task: Optional[str] = typer.Option(None, "--task", help="attack this task's loss (default: the sum of all)"),
     split: str = typer.Option("test", "--split", help="test | val | train"),
     limit: Optional[int] = typer.Option(None, "--limit", help="attack only the first N examples of the split"),
+    target: Optional[str] = typer.Option(None, "--target", help="targeted attack on --task: a class name or index, or "
+                                         "random (a random class other than the label, per example)"),
     sweep: bool = typer.Option(False, "--sweep", help="several eps (default 0…16/255) with gradient-masking checks"),
 ) -> None:
     """Attack a trained run; writes attack-<name>.json (or attack-<name>-sweep.json)."""
@@ -96,6 +98,8 @@ def attack(
 
     run = load_run(run_dir)
     options = dict(norm=norm, steps=steps, restarts=restarts, task=task, split=split, limit=limit)
+    if sweep and target is not None:
+        raise UserError("--target: the sweep's gradient-masking checks are for untargeted attacks (drop --sweep or --target)")
     if sweep:
         result = sweep_run(run, name, eps.split(",") if eps else None, **options)
         console.print(sweep_table(result))
@@ -105,8 +109,9 @@ def attack(
         return
     if eps is None:
         raise UserError("--eps: give the attack budget, e.g. --eps 8/255 (or use --sweep)")
-    result = attack_run(run, name, eps, **options)
-    title = (f"{name} {norm} eps={result['eps']:.4g}, {result['steps']} steps, {result['restarts']} restarts — "
+    result = attack_run(run, name, eps, target=target, **options)
+    aim = f", target {target} on {result['task']}" if target is not None else ""
+    title = (f"{name} {norm} eps={result['eps']:.4g}, {result['steps']} steps, {result['restarts']} restarts{aim} — "
              f"{result['examples']} examples, {result['seconds']:.1f}s, success rate {_fmt(result['success_rate'])}")
     console.print(metrics_table({"clean": result["clean"], "robust": result["robust"]}, title, ("clean", "robust")))
     console.print(f"wrote {run_dir / f'attack-{name}.json'}")

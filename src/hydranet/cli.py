@@ -90,7 +90,7 @@ def attack(
     limit: Optional[int] = typer.Option(None, "--limit", help="attack only the first N examples of the split"),
     target: Optional[str] = typer.Option(None, "--target", help="targeted attack on --task: a class name or index, or "
                                          "random (a random class other than the label, per example)"),
-    sweep: bool = typer.Option(False, "--sweep", help="several eps (default 0…16/255) with gradient-masking checks"),
+    sweep: bool = typer.Option(False, "--sweep", help="several eps (default linf 0…16/255, l2 0…2) with gradient-masking checks"),
 ) -> None:
     """Attack a trained run; writes attack-<name>.json (or attack-<name>-sweep.json)."""
     from hydranet.robust import attack_run, sweep_run
@@ -122,14 +122,14 @@ def _fmt(value: float | None) -> str:
 
 
 def sweep_table(result: dict) -> Table:
-    """eps | eps·255 | robust accuracy | success rate, then the stronger check at the largest eps."""
+    """eps | eps·255 | robust accuracy | success rate, then the steps, restarts and reach checks."""
     table = Table("eps", "eps·255", "robust accuracy", "success rate",
                   title=f"{result['attack']} {result['norm']} sweep — clean accuracy {result['clean_accuracy']}")
     for p in result["points"]:
         table.add_row(f"{p['eps']:.4g}", f"{p['eps'] * 255:.3g}", _fmt(p["robust_accuracy"]), _fmt(p["success_rate"]))
-    check = result["check"]
-    table.add_row(f"{check['eps']:.4g}", f"{check['eps'] * 255:.3g}", _fmt(check["robust_accuracy"]),
-                  f"check: {check['attack']} {check['steps']} steps")
+    for name, check in result["checks"].items():
+        table.add_row(f"{check['eps']:.4g}", f"{check['eps'] * 255:.3g}", _fmt(check["robust_accuracy"]),
+                      f"{name} check: {check['attack']}, {check['steps']} steps, {check['restarts']} restarts")
     return table
 
 

@@ -18,13 +18,6 @@ from hydranet.train import load_run
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    path = tmp_path_factory.mktemp("r") / "run"
-    hn.Experiment("quickstart", {"train.epochs": 3, "train.progress": False}).fit(path)
-    return load_run(path)
-
-
-@pytest.fixture(scope="module")
 def batch(run):
     return load_split(run, "test", 120)
 
@@ -177,7 +170,9 @@ def test_cli_sweep(cli, run):
     result = json.loads((run.dir / "attack-pgd-sweep.json").read_text())
     assert [p["eps"] for p in result["points"]] == pytest.approx([0, 4 / 255, 64 / 255])
     assert result["points"][0]["robust_accuracy"] == result["clean_accuracy"]
-    assert result["check"]["steps"] == 4 and isinstance(result["warnings"], list)
+    checks = result["checks"]
+    assert (checks["steps"]["steps"], checks["restarts"]["restarts"], checks["reach"]["eps"]) == (4, 2, 0.5)
+    assert "reach check: pgd, 2 steps, 1 restarts" in out, out
 
 
 @pytest.mark.parametrize("args,needle", [(("--eps", "8/25x"), "--eps"), (("--eps", "1/255", "--attack", "cw"), "--attack"),

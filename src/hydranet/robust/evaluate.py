@@ -21,9 +21,6 @@ from hydranet.train.run import Run
 
 ATTACKS: dict[str, Callable[..., Tensor]] = {"fgsm": fgsm, "pgd": pgd, "apgd": apgd}
 DEFAULT_STEPS = {"fgsm": 1, "pgd": 10, "apgd": 100}
-SWEEP = ("0", "1/255", "2/255", "4/255", "8/255", "16/255")  # raw pixels are in [0, 1], so these are pixel levels
-LARGE_LINF = 16 / 255  # an undefended model should be near 0% here; well above chance smells of masking
-ABOVE_CHANCE = 0.10
 
 
 def parse_eps(text: str | float, option: str = "--eps") -> float:
@@ -182,13 +179,3 @@ def robust_accuracy(result: dict, names: Sequence[str], key: str = "robust") -> 
     """Mean accuracy over the attacked classification/binary tasks (None when there are none)."""
     values = [result[key][n]["accuracy"] for n in names if n in result[key]]
     return sum(values) / len(values) if values else None
-
-
-def chance(run: Run, names: Sequence[str], batch: dict[str, Tensor]) -> float:
-    """Accuracy of always answering the most common label of the split, averaged over the tasks."""
-    shares = []
-    for name in names:
-        y = batch[name]
-        y = y[y != -1] if run.tasks[name].kind == "classification" else (y[~torch.isnan(y)] > 0.5).long()
-        shares.append(float(torch.bincount(y.cpu()).max()) / max(len(y), 1))
-    return sum(shares) / len(shares)

@@ -122,14 +122,19 @@ def _fmt(value: float | None) -> str:
 
 
 def sweep_table(result: dict) -> Table:
-    """eps | eps·255 | robust accuracy | success rate, then the steps, restarts and reach checks."""
-    table = Table("eps", "eps·255", "robust accuracy", "success rate",
-                  title=f"{result['attack']} {result['norm']} sweep — clean accuracy {result['clean_accuracy']}")
+    """eps (and eps·255 for L∞) | robust accuracy | success rate, then the steps, restarts and reach checks."""
+    levels = result["norm"] == "linf"  # pixel levels of an 8-bit image mean something for L∞ only
+    table = Table("eps", *(["eps·255"] if levels else []), "robust accuracy", "success rate",
+                  title=f"{result['attack']} {result['norm']} sweep — clean accuracy {_fmt(result['clean_accuracy'])}")
+
+    def row(eps: float, accuracy: float | None, last: str) -> None:
+        table.add_row(f"{eps:.4g}", *([f"{eps * 255:.3g}"] if levels else []), _fmt(accuracy), last)
+
     for p in result["points"]:
-        table.add_row(f"{p['eps']:.4g}", f"{p['eps'] * 255:.3g}", _fmt(p["robust_accuracy"]), _fmt(p["success_rate"]))
+        row(p["eps"], p["robust_accuracy"], _fmt(p["success_rate"]))
     for name, check in result["checks"].items():
-        table.add_row(f"{check['eps']:.4g}", f"{check['eps'] * 255:.3g}", _fmt(check["robust_accuracy"]),
-                      f"{name} check: {check['attack']}, {check['steps']} steps, {check['restarts']} restarts")
+        row(check["eps"], check["robust_accuracy"],
+            f"{name} check: {check['attack']}, {check['steps']} steps, {check['restarts']} restarts")
     return table
 
 

@@ -53,7 +53,7 @@ def test_reach_check_compares_with_chance():
 
 
 def test_an_honest_digits_model_raises_no_masking_warning(run, one_thread):
-    """On 8×8 digits 16/255 is about a quarter of one of the 17 grey levels: an undefended model keeps ~0.66
+    """On 8×8 digits (17 grey levels) 16/255 is one level step: an undefended model keeps ~0.66
     there, which the old fixed "16/255 ⇒ near 0%" rule called masking. The reach check does not."""
     for norm in ("linf", "l2"):
         result = sweep_run(run, "pgd", norm=norm, task="digit", limit=100, steps=5)

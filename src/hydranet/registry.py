@@ -59,7 +59,6 @@ def get(kind: str, name: str, field: str | None = None) -> Any:
         raise UserError(f"{where}unknown {kind} {name!r} (known: {', '.join(names(kind))})") from None
 
 
-
 def find(name: str, kinds: tuple[str, ...]) -> tuple[str, Any] | None:
     """(kind, implementation) of a name registered under one of `kinds` (an adversarial method is a
     perturbation or an objective), or None."""

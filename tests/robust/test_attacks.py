@@ -188,7 +188,9 @@ def test_cli_bad_input_is_one_line(cli, run, args, needle):
 
 def test_targeted_success_rate_counts_only_hits_on_the_target(run):
     labels = torch.tensor([0, 1, 2, 3, 3])
-    logits = lambda classes: F.one_hot(torch.tensor(classes), 10).float()  # noqa: E731
+    def logits(classes):
+        return F.one_hot(torch.tensor(classes), 10).float()
+
     batch = {"x": torch.zeros(5, 1, 8, 8), "digit": labels}
     clean, adv = {"digit": logits([0, 1, 5, 3, 3])}, {"digit": logits([3, 7, 3, 3, 0])}
     # right before and not already of class 3: examples 0 and 1; only example 0 is turned into a 3
@@ -230,5 +232,5 @@ def test_cli_targeted_attack_reaches_its_target(cli, run):
 @pytest.mark.parametrize("args", [("--task", "digit", "--target", "10"), ("--task", "parity", "--target", "odd"),
                                   ("--target", "3"), ("--task", "digit", "--target", "3", "--sweep")])
 def test_cli_bad_target_is_one_line(cli, run, args):
-    code, out, err = cli("attack", run.dir, "--eps", "8/255", *args)
+    code, _, err = cli("attack", run.dir, "--eps", "8/255", *args)
     assert code == 2 and "--target" in err and len(err.strip().splitlines()) == 1, err

@@ -23,7 +23,9 @@ def test_reach_eps_is_half_the_range_or_half_the_l2_diameter():
 
 
 def sweep_record(last: float, steps: float | None = None, restarts: float | None = None, reach: float = 0.0) -> dict:
-    check = lambda acc, **kw: {"attack": "pgd", "eps": 0.1, "steps": 10, "restarts": 1, "robust_accuracy": acc, **kw}  # noqa: E731
+    def check(acc, **kw):
+        return {"attack": "pgd", "eps": 0.1, "steps": 10, "restarts": 1, "robust_accuracy": acc, **kw}
+
     checks = {"reach": check(reach, eps=0.5)}
     if steps is not None:
         checks["steps"] = check(steps, steps=20)
@@ -34,10 +36,10 @@ def sweep_record(last: float, steps: float | None = None, restarts: float | None
 
 
 @pytest.mark.parametrize("restarts, needle", [
-    (0.45, "pgd with 2 restarts leaves robust accuracy higher (0.450 vs 0.400) at eps 0.1: more restarts can only "
-           "lower it for a working attack; likely gradient masking"),
-    (0.35, "pgd with 2 restarts lowers robust accuracy to 0.350 (from 0.400) at eps 0.1: the attack has not "
-           "converged; use more restarts"),
+    (0.45, ("pgd with 2 restarts leaves robust accuracy higher (0.450 vs 0.400) at eps 0.1: more restarts can "
+            "only lower it for a working attack; likely gradient masking")),
+    (0.35, ("pgd with 2 restarts lowers robust accuracy to 0.350 (from 0.400) at eps 0.1: the attack has not "
+            "converged; use more restarts")),
     (0.405, None),  # within noise (1 pp at 500 examples)
 ])
 def test_restart_check_mirrors_the_steps_check(restarts, needle):
@@ -74,10 +76,11 @@ class Binarized(nn.Module):
 
 
 def test_a_masked_model_is_flagged_at_the_reach_eps(run, one_thread):
-    masked = dataclasses.replace(run, model=Binarized(run.model, PixelSpace.from_info(run.info)))
+    masked = dataclasses.replace(run, model=Binarized(run.model, PixelSpace.from_info(run.info)).eval())  # as loaded
     result = sweep_run(masked, "pgd", task="digit", limit=100, steps=5)
     assert result["checks"]["reach"]["robust_accuracy"] > 0.5, result["checks"]  # measured 0.70 at eps 0.5
     assert any("every input can be turned into the same mid-grey image" in w for w in result["warnings"])
+    assert not run.model.training  # the shared run is left as loaded
 
 
 def test_a_broken_restart_logic_is_flagged(run, monkeypatch, one_thread):
@@ -90,3 +93,9 @@ def test_a_broken_restart_logic_is_flagged(run, monkeypatch, one_thread):
     result = sweep_run(run, "pgd", eps_values=["0", "32/255"], task="digit", limit=60, steps=5)
     assert result["checks"]["restarts"]["robust_accuracy"] > result["points"][-1]["robust_accuracy"] + 0.2
     assert any("more restarts can only lower it" in w for w in result["warnings"]), result["warnings"]
+
+
+def test_the_reach_check_takes_its_own_step_size(run, one_thread):
+    """A step size chosen for eps 2/255 (5 steps of 1/255) could never cross the reach ball (½)."""
+    result = sweep_run(run, "pgd", eps_values=["0", "2/255"], task="digit", limit=60, steps=5, step_size=1 / 255)
+    assert result["checks"]["reach"]["robust_accuracy"] <= result["chance"] and result["warnings"] == []

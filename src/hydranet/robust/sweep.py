@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from hydranet.robust.attacks import check_norm
 from hydranet.robust.evaluate import attack_run, attacked_tasks, get_attack, load_split, parse_eps, robust_accuracy
 from hydranet.train.run import Run
 
@@ -55,21 +56,24 @@ def sweep_run(run: Run, attack: str = "pgd", eps_values: Sequence[str | float] |
               limit: int | None = None, step_size: float | None = None, seed: int = 0) -> dict[str, Any]:
     """Robust accuracy per eps, the steps, restarts and reach checks, and gradient-masking warnings."""
     started = time.perf_counter()
-    get_attack(attack)
-    values = sorted(parse_eps(e) for e in (eps_values or SWEEPS.get(norm, SWEEPS["linf"])))
+    get_attack(attack), check_norm(norm)
+    values = sorted(parse_eps(e) for e in (eps_values or SWEEPS[norm]))
     batch = load_split(run, split, limit)
-    common = dict(norm=norm, task=task, split=split, step_size=step_size, write=False, batch=batch)
-    points = [attack_run(run, attack, eps, steps=steps, restarts=restarts, seed=seed, **common) for eps in values]
+    common = dict(norm=norm, task=task, split=split, write=False, batch=batch)
+    points = [attack_run(run, attack, eps, steps=steps, restarts=restarts, step_size=step_size, seed=seed, **common)
+              for eps in values]
     names = attacked_tasks(run, task)
     steps, restarts, reach = points[-1]["steps"], points[-1]["restarts"], reach_eps(norm, batch["x"])
     # name → (attack, eps, steps, restarts). FGSM has neither steps nor restarts to add: a 10-step PGD
-    # stands in for "more steps" (it must not do worse) and for the reach check.
+    # stands in for "more steps" (it must not do worse) and for the reach check. The reach check takes the
+    # default step size (2.5·eps/steps): a step_size set for small eps could never cross its large ball.
     plan = {"steps": ("pgd", values[-1], 10, 1), "reach": ("pgd", reach, 10, 1)} if attack == "fgsm" else {
         "steps": (attack, values[-1], 2 * steps, restarts), "restarts": (attack, values[-1], steps, 2 * restarts),
         "reach": (attack, reach, steps, restarts)}
     checks = {}
     for offset, (name, (check_attack, eps, check_steps, check_restarts)) in enumerate(plan.items(), start=1):
-        result = attack_run(run, check_attack, eps, steps=check_steps, restarts=check_restarts, seed=seed + offset, **common)
+        result = attack_run(run, check_attack, eps, steps=check_steps, restarts=check_restarts, seed=seed + offset,
+                            step_size=None if name == "reach" else step_size, **common)
         checks[name] = {"attack": check_attack, "eps": eps, "steps": check_steps, "restarts": result["restarts"],
                         "robust_accuracy": robust_accuracy(result, names)}
     result = {"attack": attack, "norm": norm, "steps": points[0]["steps"], "restarts": points[0]["restarts"],

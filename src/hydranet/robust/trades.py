@@ -8,7 +8,7 @@ predicts a point, not a distribution, so TRADES refuses it.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

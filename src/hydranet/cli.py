@@ -136,7 +136,9 @@ def attack(
     task: Optional[str] = typer.Option(None, "--task", help="attack this task's loss (default: the sum of all)"),
     split: str = typer.Option("test", "--split", help="test | val | train"),
     limit: Optional[int] = typer.Option(None, "--limit", help="attack only the first N examples of the split"),
-    sweep: bool = typer.Option(False, "--sweep", help="several eps (default 0…16/255) with gradient-masking checks"),
+    target: Optional[str] = typer.Option(None, "--target", help="targeted attack on --task: a class name or index, or "
+                                         "random (a random class other than the label, per example)"),
+    sweep: bool = typer.Option(False, "--sweep", help="several eps (default linf 0…16/255, l2 0…2) with gradient-masking checks"),
 ) -> None:
     """Attack a trained run; writes attack-<name>.json (or attack-<name>-sweep.json)."""
     from hydranet.robust import attack_run, sweep_run
@@ -144,6 +146,8 @@ def attack(
 
     run = load_run(run_dir)
     options = dict(norm=norm, steps=steps, restarts=restarts, task=task, split=split, limit=limit)
+    if sweep and target is not None:
+        raise UserError("--target: the sweep's gradient-masking checks are for untargeted attacks (drop --sweep or --target)")
     if sweep:
         result = sweep_run(run, name, eps.split(",") if eps else None, **options)
         console.print(sweep_table(result))
@@ -153,8 +157,9 @@ def attack(
         return
     if eps is None:
         raise UserError("--eps: give the attack budget, e.g. --eps 8/255 (or use --sweep)")
-    result = attack_run(run, name, eps, **options)
-    title = (f"{name} {norm} eps={result['eps']:.4g}, {result['steps']} steps, {result['restarts']} restarts — "
+    result = attack_run(run, name, eps, target=target, **options)
+    aim = f", target {target} on {result['task']}" if target is not None else ""
+    title = (f"{name} {norm} eps={result['eps']:.4g}, {result['steps']} steps, {result['restarts']} restarts{aim} — "
              f"{result['examples']} examples, {result['seconds']:.1f}s, success rate {_fmt(result['success_rate'])}")
     console.print(metrics_table({"clean": result["clean"], "robust": result["robust"]}, title, ("clean", "robust")))
     console.print(f"wrote {run_dir / f'attack-{name}.json'}")
@@ -165,14 +170,19 @@ def _fmt(value: float | None) -> str:
 
 
 def sweep_table(result: dict) -> Table:
-    """eps | eps·255 | robust accuracy | success rate, then the stronger check at the largest eps."""
-    table = Table("eps", "eps·255", "robust accuracy", "success rate",
-                  title=f"{result['attack']} {result['norm']} sweep — clean accuracy {result['clean_accuracy']}")
+    """eps (and eps·255 for L∞) | robust accuracy | success rate, then the steps, restarts and reach checks."""
+    levels = result["norm"] == "linf"  # pixel levels of an 8-bit image mean something for L∞ only
+    table = Table("eps", *(["eps·255"] if levels else []), "robust accuracy", "success rate",
+                  title=f"{result['attack']} {result['norm']} sweep — clean accuracy {_fmt(result['clean_accuracy'])}")
+
+    def row(eps: float, accuracy: float | None, last: str) -> None:
+        table.add_row(f"{eps:.4g}", *([f"{eps * 255:.3g}"] if levels else []), _fmt(accuracy), last)
+
     for p in result["points"]:
-        table.add_row(f"{p['eps']:.4g}", f"{p['eps'] * 255:.3g}", _fmt(p["robust_accuracy"]), _fmt(p["success_rate"]))
-    check = result["check"]
-    table.add_row(f"{check['eps']:.4g}", f"{check['eps'] * 255:.3g}", _fmt(check["robust_accuracy"]),
-                  f"check: {check['attack']} {check['steps']} steps")
+        row(p["eps"], p["robust_accuracy"], _fmt(p["success_rate"]))
+    for name, check in result["checks"].items():
+        row(check["eps"], check["robust_accuracy"],
+            f"{name} check: {check['attack']}, {check['steps']} steps, {check['restarts']} restarts")
     return table
 
 

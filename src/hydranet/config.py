@@ -151,14 +151,18 @@ class MTLConfig(Section):
     diagnostics_every: int = Field(25, ge=0, description="every this many steps, log the cosine and conflict rate of task gradients on the shared parameters (0: off)")
 
 
+ADVERSARIAL_KINDS = ("perturbation", "objective")  # an adversarial method replaces the inputs or adds a loss term
+
+
 class AdversarialConfig(Section):
     method: str = Field("none", description="adversarial training: none | fgsm_rs (FGSM with random start, Wong et al. 2020) | pgd (Madry et al. 2018) | trades (Zhang et al. 2019); image runs only")
-    eps: float = Field(8 / 255, ge=0, description="L∞ budget in raw pixels [0, 1] (8/255 ≈ 0.0314)")
+    norm: Literal["linf", "l2"] = Field("linf", description="the threat model: linf bounds every pixel's change by eps, l2 the Euclidean length of the whole change")
+    eps: float = Field(8 / 255, ge=0, description="budget in raw pixels [0, 1]: per pixel for linf (8/255 ≈ 0.0314), over the whole image for l2 (e.g. 0.5 on CIFAR-10)")
     steps: int = Field(7, ge=1, description="pgd, trades: attack steps per training batch (fgsm_rs always takes one)")
     step_size: float | None = Field(None, gt=0, description="raw-pixel step of the attack (null: fgsm_rs 1.25·eps, Wong et al. 2020; pgd and trades 2.5·eps/steps, Madry et al. 2018)")
     beta: float = Field(6.0, ge=0, description="trades: weight β of the KL(f(x) ‖ f(x_adv)) term (Zhang et al. 2019)")
     warmup_epochs: int = Field(0, ge=0, description="grow eps linearly over this many epochs, reaching the full eps in the last of them (0: off)")
-    tasks: list[str] = Field([], description="tasks whose losses the attack maximizes (empty: all tasks; trades: their classification tasks)")
+    tasks: list[str] = Field([], description="tasks whose losses the attack maximizes (empty: all tasks; trades: their classification, binary and multilabel tasks, and it refuses a regression task)")
     guard_every: int = Field(1, ge=0, description="every this many epochs, PGD on held-out val examples: record robust accuracy, keep the best-robust weights, warn on a collapse (0: off)")
     guard_examples: int = Field(256, ge=1, description="guard: val examples attacked (the first ones of the val split)")
     guard_steps: int = Field(10, ge=1, description="guard: PGD steps of the check")
@@ -192,7 +196,7 @@ class Config(Section):
     model: ModelConfig = Field(default_factory=ModelConfig, description="trunk, sharing and heads")
     train: TrainConfig = Field(default_factory=TrainConfig, description="optimization")
     mtl: MTLConfig = Field(default_factory=MTLConfig, description="multi-task balancing")
-    adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig, description="adversarial training against L∞ perturbations of the raw pixels")
+    adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig, description="adversarial training against L∞ or L2 perturbations of the raw pixels")
     ssl: SSLConfig = Field(default_factory=SSLConfig, description="self-supervised pretraining of the trunk (`hydranet pretrain`)")
 
     @model_validator(mode="after")
@@ -341,9 +345,14 @@ def _check_registered(config: Config) -> None:
     registry.get("balancer", config.mtl.balancer, "mtl.balancer")
     registry.get("ssl", config.ssl.objective, "ssl.objective")
     method = config.adversarial.method
-    known = ["none", *registry.names("perturbation"), *registry.names("objective")]
-    if method not in known:
+    found = registry.find(method, ADVERSARIAL_KINDS)
+    if method != "none" and found is None:
+        known = ["none", *sorted(n for kind in ADVERSARIAL_KINDS for n in registry.names(kind))]
         raise UserError(f"adversarial.method: unknown method {method!r} (known: {', '.join(known)})")
+    if found is not None:
+        check = getattr(found[1], "check_config", None)  # a method may refuse what it cannot train (trades: a regression)
+        if check is not None:
+            check(config)
 
 
 def _describe(err: ValidationError) -> str:

@@ -57,3 +57,10 @@ def get(kind: str, name: str, field: str | None = None) -> Any:
     except KeyError:
         where = f"{field}: " if field else ""
         raise UserError(f"{where}unknown {kind} {name!r} (known: {', '.join(names(kind))})") from None
+
+
+def find(name: str, kinds: tuple[str, ...]) -> tuple[str, Any] | None:
+    """(kind, implementation) of a name registered under one of `kinds` (an adversarial method is a
+    perturbation or an objective), or None."""
+    _load_builtins()
+    return next(((kind, _TABLES[kind][name]) for kind in kinds if name in _TABLES[kind]), None)

@@ -94,6 +94,7 @@ def fit(cfg: Config, run_dir: str | Path | None = None, progress: bool = True, c
     if cfg.model.init_from is not None:
         weights_file(cfg.model.init_from)  # a wrong path fails before the run directory exists
     data = build_dataset(cfg)
+    _check_adversarial(cfg, data)
     path = new_run_dir(cfg, run_dir)
     atomic_write_text(path / "config.yaml", to_yaml(cfg))
     write_run_json(path, status="running")
@@ -154,17 +155,23 @@ def initialize(model: torch.nn.Module, cfg: Config, path: Path) -> None:
     atomic_write_text(path / "init.json", json.dumps(report.to_dict(), indent=2))
 
 
+def _check_adversarial(cfg: Config, data: Dataset) -> None:
+    """Refuse an `adversarial:` section the data cannot serve (a table, no val for the guard), creating nothing."""
+    from hydranet.robust.training import check_data
+
+    check_data(cfg, data.info, len(data.index["val"]))
+
+
 def _adversarial(cfg: Config, tasks: dict[str, Task], data: Dataset, path: Path, device: torch.device) -> tuple[list, list, list]:
     """Perturbations, objectives and the robustness guard of `adversarial:` (all empty for method none)."""
     from hydranet.robust.guard import RobustGuard
     from hydranet.robust.training import build_adversarial
 
+    _check_adversarial(cfg, data)  # fit checked it already; a resumed run's data may have changed since
     perturbations, objectives = build_adversarial(cfg, tasks, data.info, device)
     adv = cfg.adversarial
     if adv.method == "none" or not adv.guard_every:
         return perturbations, objectives, []
-    if not len(data.index["val"]):
-        raise UserError("adversarial.guard_every: the guard needs val examples (set data.split.val > 0, or guard_every 0)")
     val = {k: v[:adv.guard_examples].to(device) for k, v in data.split("val").items()}
     space = (perturbations + objectives)[0].space
     return perturbations, objectives, [RobustGuard(adv, tasks, space, val, path / "checkpoint" / "best_robust.safetensors")]

@@ -105,3 +105,23 @@ def test_tables_pretrain_with_scarf_views_and_transfer(tmp_path, tiny_csv, one_t
     cfg["model"]["init_from"] = str(run.dir)
     fine = hn.Experiment(cfg).fit(tmp_path / "fine")
     assert json.loads((fine.dir / "init.json").read_text())["missing"] == []
+
+
+def test_unlabeled_image_folder_pretrains_but_does_not_train(cli, tmp_path):
+    from tests.data.datafiles import pixels, write_png
+
+    folder = tmp_path / "unlabeled"
+    folder.mkdir()
+    for i in range(40):
+        write_png(folder / f"img{i:02d}.png", pixels(i, size=(8, 8)))
+    args = ["--set", "data.source=image_folder", "--set", f"data.path={folder}", "--set", "model.trunk.channels=[8]",
+            "--set", "model.trunk.dense=[16]", "--set", "train.epochs=1", "--set", "train.batch_size=16",
+            "--set", "train.early_stopping.monitor=null"]
+    code, out, err = cli("pretrain", "quickstart", *args, "--set", "tasks={label: {kind: classification}}",
+                         "--set", "data.split.stratify=null", "--run-dir", "pre", "-q")
+    assert code == 0, err
+    assert (tmp_path / "pre" / "trunk.safetensors").exists()
+    assert "knn" not in json.loads((tmp_path / "pre" / "metrics.jsonl").read_text().splitlines()[0])  # nothing to monitor
+    code, out, err = cli("train", "quickstart", *args, "--set", "tasks={label: {kind: classification}}",
+                         "--set", "data.split.stratify=null")
+    assert code == 2 and "has no labels" in err

@@ -35,7 +35,7 @@ def pretrain(cfg: Config, run_dir: str | Path | None = None, progress: bool = Tr
     set_threads(cfg)
     if cfg.model.init_from is not None:
         weights_file(cfg.model.init_from)
-    data = build_dataset(cfg)
+    data = build_dataset(cfg, labels_required=False)
     path = new_run_dir(cfg, run_dir)
     atomic_write_text(path / "config.yaml", to_yaml(cfg))
     write_run_json(path, status="running", kind="pretrain")
@@ -48,7 +48,7 @@ def resume_pretrain(run_dir: str | Path, progress: bool = True, callbacks: Seque
     cfg = read_config(path)
     set_threads(cfg)
     state = load_checkpoint(path / CHECKPOINT) if (path / CHECKPOINT).exists() else None
-    return _pretrain(cfg, path, progress and cfg.train.progress, state, build_dataset(cfg), callbacks)
+    return _pretrain(cfg, path, progress and cfg.train.progress, state, build_dataset(cfg, labels_required=False), callbacks)
 
 
 def _check(cfg: Config) -> None:
@@ -69,7 +69,7 @@ def _pretrain(cfg: Config, path: Path, progress: bool, state: dict | None, data:
         initialize(model, cfg, path)
     objective = registry.get("ssl", cfg.ssl.objective, "ssl.objective")(cfg, model.trunk, data.info)
     balancer = registry.get("balancer", "equal")(cfg, {})
-    tasks = {t: Task(t, cfg.tasks[t], TaskInfo.from_dict(data.info["tasks"][t])) for t in cfg.tasks}
+    tasks = {t: Task(t, cfg.tasks[t], TaskInfo.from_dict(info)) for t, info in data.info["tasks"].items()}  # labeled ones
     monitor = _knn_monitor(cfg, tasks, data, device)
     trainer = Trainer(model, {}, cfg, balancer, device=device, objectives=[objective],
                       callbacks=make_callbacks(cfg, path, progress, [*monitor, *callbacks]))

@@ -20,7 +20,7 @@ def test_simclr_features_beat_random_features_with_few_labels(tmp_path, one_thre
     accuracy = {r["method"]: r["test_accuracy"] for r in rows}
     assert set(accuracy) == set(bench.METHODS) and rows[0]["labels"] == 63  # 5% of 1,257, class-balanced
     # 63 labels: a linear probe of 3 epochs of SimCLR features beats the same probe of random features by far
-    # (measured 0.88 vs 0.72); fine-tuning and scratch training both learn something
+    # (measured 0.90 vs 0.73); fine-tuning and scratch training both learn something
     assert accuracy["linear"] > accuracy["linear_random"] + 0.08
     assert accuracy["finetune"] > 0.5 and accuracy["scratch"] > 0.3
     assert "| linear_random |" in bench.table(rows)

@@ -1,8 +1,8 @@
 """`hydranet probe`: how good are a trunk's frozen features for the experiment's tasks?
 
 `linear`: one linear layer per task on standardized features, fitted full-batch with L-BFGS on the
-task's own loss, its L2 strength chosen on val (the usual linear evaluation protocol of self-supervised
-learning). `knn`: the similarity-weighted mean of the k nearest train examples' targets (Wu et al. 2018),
+task's own loss, its L2 strength chosen on val or on held-out train labels (the usual linear evaluation
+protocol of self-supervised learning). `knn`: the similarity-weighted mean of the k nearest train examples' targets (Wu et al. 2018),
 no fitting at all. Both report the task's own metrics on val and test.
 """
 
@@ -27,7 +27,7 @@ from hydranet.train.checkpoint import atomic_write_text
 from hydranet.train.run import read_config, set_threads
 
 MODES = ("linear", "knn")
-L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2)  # per-example L2 strengths tried; the best on val wins
+L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # per-example L2 strengths tried; the best on held-out labels wins
 
 
 def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: float | None = None,
@@ -95,22 +95,34 @@ def _labeled(task: Task, target: Tensor) -> Tensor:
 
 
 def _linear(task: Task, feats: dict[str, Tensor], splits: dict, cfg: Config):
-    """Fit one linear layer per L2 strength; keep the one with the lowest val loss (train loss if no val)."""
-    train_y = splits["train"][task.name]
-    keep = _labeled(task, train_y)
-    mean, std = feats["train"][keep].mean(0), feats["train"][keep].std(0).clamp_min(1e-6)
-    x = (feats["train"][keep] - mean) / std
-    best, best_loss = None, float("inf")
+    """A linear layer on standardized features; its L2 strength is the one with the lowest loss on val, or
+    (no val split) on a seeded fifth of the labeled train examples held out while choosing; then refit."""
+    y = splits["train"][task.name]
+    keep = _labeled(task, y)
+    x, y = feats["train"][keep], y[keep]
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    x = (x - mean) / std
+    if "val" in splits:
+        fit_x, fit_y, check_x, check_y = x, y, (feats["val"] - mean) / std, splits["val"][task.name]
+    else:
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
+        held, used = order[: max(1, len(x) // 5)], order[max(1, len(x) // 5):]
+        fit_x, fit_y, check_x, check_y = x[used], y[used], x[held], y[held]
+    heads, losses = {}, {}
     for l2 in L2_GRID:
-        torch.manual_seed(cfg.seed)
-        head = task.head(x.shape[1])
-        _lbfgs(head, lambda: task.loss(head(x), train_y[keep]), l2)
-        check = "val" if "val" in splits else "train"
+        heads[l2] = _fit_head(task, fit_x, fit_y, l2, cfg.seed)
         with torch.no_grad():
-            loss = float(task.loss(head((feats[check] - mean) / std), splits[check][task.name]))
-        if loss < best_loss:
-            best, best_loss = head, loss
-    return lambda f: best((f - mean) / std).detach()
+            losses[l2] = float(task.loss(heads[l2](check_x), check_y))
+    best = min(losses, key=losses.get)
+    head = heads[best] if "val" in splits else _fit_head(task, x, y, best, cfg.seed)
+    return lambda f: head((f - mean) / std).detach()
+
+
+def _fit_head(task: Task, x: Tensor, y: Tensor, l2: float, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    head = task.head(x.shape[1])
+    _lbfgs(head, lambda: task.loss(head(x), y), l2)
+    return head
 
 
 def _lbfgs(head: nn.Module, loss_fn, l2: float, iterations: int = 200) -> None:

@@ -20,9 +20,10 @@ def rows(model: type[BaseModel], prefix: str) -> list[str]:
     for name, field in model.model_fields.items():
         ann = field.annotation
         path = f"{prefix}{name}"
-        if typing.get_origin(ann) is dict:  # tasks: one TaskConfig per task name; search: one SearchParam per key
+        value = typing.get_args(ann)[1] if typing.get_origin(ann) is dict else None
+        if isinstance(value, type) and issubclass(value, BaseModel):  # tasks: a TaskConfig per name; search: a SearchParam per key
             out.append(f"| `{path}` | mapping | | {field.description} |")
-            out += rows(typing.get_args(ann)[1], f"{path}.<{KEY_NAMES.get(name, 'name')}>.")
+            out += rows(value, f"{path}.<{KEY_NAMES.get(name, 'name')}>.")
         elif isinstance(ann, type) and issubclass(ann, BaseModel):
             out += rows(ann, f"{path}.")
         else:

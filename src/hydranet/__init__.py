@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 # Loaded on first use, so `import hydranet.config` does not pull in training, data and plotting.
 _LAZY = {
     "Experiment": "hydranet.api", "Model": "hydranet.api", "load": "hydranet.api",
-    "Config": "hydranet.config", "load_config": "hydranet.config",
+    "Config": "hydranet.config", "load_config": "hydranet.config", "probe": "hydranet.ssl",
     "UserError": "hydranet.errors", "register": "hydranet.registry",
 }
 __all__ = ["__version__", *_LAZY]

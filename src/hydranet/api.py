@@ -42,6 +42,20 @@ class Experiment:
         trainer callbacks (any object with some of the hooks `on_fit_start`, `on_epoch_end`, …)."""
         return fit(self.config, run_dir, progress=progress, callbacks=callbacks)
 
+    def pretrain(self, run_dir: str | Path | None = None, progress: bool = False, callbacks: Sequence = ()) -> Run:
+        """Self-supervised pretraining of the trunk (`ssl.objective`); the run directory holds trunk.safetensors,
+        which `model.init_from` accepts."""
+        from hydranet.ssl import pretrain
+
+        return pretrain(self.config, run_dir, progress=progress, callbacks=callbacks)
+
+    def probe(self, run_dir: str | Path | None, mode: str = "linear", labels_fraction: float | None = None) -> dict:
+        """Probe the frozen trunk of `run_dir` on this experiment's data and tasks (linear or knn); None
+        probes a randomly initialized trunk (the no-pretraining baseline)."""
+        from hydranet.ssl import probe
+
+        return probe(run_dir, mode, labels_fraction, experiment=self.config)
+
     def tune(self, trials: int = 20, *, objectives: str | Sequence[str] | None = None, **options: Any) -> TuneResult:
         """Search the experiment's `search:` space on Optuna (the options of `hydranet tune`: workers, storage,
         study, sampler, pruner, timeout, dir); returns a TuneResult (study, dir, best config, Pareto trials)."""

@@ -1,4 +1,5 @@
-"""The `hydranet` command line: train, evaluate, predict, attack, tune, experiments, config, bench mtl.
+"""The `hydranet` command line: train, pretrain, probe, evaluate, predict, attack, tune, experiments, config,
+bench mtl.
 
 User errors end with one line on stderr and exit code 2 (no traceback); internal errors keep theirs.
 """
@@ -50,6 +51,54 @@ def train(
 
 
 @app.command()
+def pretrain(
+    experiment: Optional[str] = EXPERIMENT,
+    overrides: List[str] = SET,
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="where to write the run (default: runs/<name>-<time>)"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted pretraining run directory"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Pretrain the trunk without labels (ssl.objective); writes a run directory with trunk.safetensors."""
+    from hydranet.config import load_config
+    from hydranet.ssl import pretrain as pretrain_run
+    from hydranet.ssl import resume_pretrain
+
+    if resume is not None:
+        if experiment is not None or overrides or run_dir is not None:
+            raise UserError("--resume: continues the run as it was configured; give no EXPERIMENT, --set or --run-dir with it")
+        run = resume_pretrain(resume, progress=not quiet)
+    else:
+        run = pretrain_run(load_config(experiment, overrides), run_dir, progress=not quiet)
+    s = run.summary
+    knn = "  ".join(f"kNN {t} accuracy {m['accuracy']:.4f}" for t, m in s["knn"].items())
+    console.print(f"{s['experiment']}: {s['objective']} {s['epochs']} epochs, {s['train_seconds']:.1f}s, "
+                  f"{s['params']:,} trunk params, loss {s['loss']:.4f}  {knn}")
+    console.print(f"run directory: [bold]{run.dir}[/bold] (trunk: {run.dir / 'trunk.safetensors'})")
+
+
+@app.command()
+def probe(
+    run_dir: Path = typer.Argument(..., help="a pretraining or training run directory"),
+    mode: str = typer.Option("linear", "--mode", help="linear | knn"),
+    labels_fraction: Optional[float] = typer.Option(None, "--labels-fraction", help="use this fraction of the train labels, class-balanced (default: the experiment's data.labels_fraction)"),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="probe on another experiment's data and tasks (default: the run's own)"),
+    overrides: List[str] = SET,
+) -> None:
+    """Evaluate a run's frozen trunk features on tasks: linear probe or kNN; writes probe-<mode>.json."""
+    from hydranet.config import load_config
+    from hydranet.ssl import probe as probe_run
+
+    if overrides and experiment is None:
+        raise UserError("--set: give --experiment too (without it the run's own config is probed as it was)")
+    cfg = load_config(experiment, overrides) if experiment is not None else None
+    result = probe_run(run_dir, mode, labels_fraction, experiment=cfg)
+    title = (f"{mode} probe of {run_dir} on {result['experiment']} — {result['train_examples']} labeled train examples, "
+             f"{result['seconds']:.1f}s")
+    console.print(metrics_table(result, title, ("val", "test")))
+    console.print(f"wrote {run_dir / f'probe-{mode}.json'}")
+
+
+@app.command()
 def evaluate(
     run_dir: Path = typer.Argument(..., help="a run directory"),
     split: str = typer.Option("test", "--split", help="test | val | train"),
@@ -88,7 +137,9 @@ def attack(
     task: Optional[str] = typer.Option(None, "--task", help="attack this task's loss (default: the sum of all)"),
     split: str = typer.Option("test", "--split", help="test | val | train"),
     limit: Optional[int] = typer.Option(None, "--limit", help="attack only the first N examples of the split"),
-    sweep: bool = typer.Option(False, "--sweep", help="several eps (default 0…16/255) with gradient-masking checks"),
+    target: Optional[str] = typer.Option(None, "--target", help="targeted attack on --task: a class name or index, or "
+                                         "random (a random class other than the label, per example)"),
+    sweep: bool = typer.Option(False, "--sweep", help="several eps (default linf 0…16/255, l2 0…2) with gradient-masking checks"),
 ) -> None:
     """Attack a trained run; writes attack-<name>.json (or attack-<name>-sweep.json)."""
     from hydranet.robust import attack_run, sweep_run
@@ -96,6 +147,8 @@ def attack(
 
     run = load_run(run_dir)
     options = dict(norm=norm, steps=steps, restarts=restarts, task=task, split=split, limit=limit)
+    if sweep and target is not None:
+        raise UserError("--target: the sweep's gradient-masking checks are for untargeted attacks (drop --sweep or --target)")
     if sweep:
         result = sweep_run(run, name, eps.split(",") if eps else None, **options)
         console.print(sweep_table(result))
@@ -105,8 +158,9 @@ def attack(
         return
     if eps is None:
         raise UserError("--eps: give the attack budget, e.g. --eps 8/255 (or use --sweep)")
-    result = attack_run(run, name, eps, **options)
-    title = (f"{name} {norm} eps={result['eps']:.4g}, {result['steps']} steps, {result['restarts']} restarts — "
+    result = attack_run(run, name, eps, target=target, **options)
+    aim = f", target {target} on {result['task']}" if target is not None else ""
+    title = (f"{name} {norm} eps={result['eps']:.4g}, {result['steps']} steps, {result['restarts']} restarts{aim} — "
              f"{result['examples']} examples, {result['seconds']:.1f}s, success rate {_fmt(result['success_rate'])}")
     console.print(metrics_table({"clean": result["clean"], "robust": result["robust"]}, title, ("clean", "robust")))
     console.print(f"wrote {run_dir / f'attack-{name}.json'}")
@@ -117,14 +171,19 @@ def _fmt(value: float | None) -> str:
 
 
 def sweep_table(result: dict) -> Table:
-    """eps | eps·255 | robust accuracy | success rate, then the stronger check at the largest eps."""
-    table = Table("eps", "eps·255", "robust accuracy", "success rate",
-                  title=f"{result['attack']} {result['norm']} sweep — clean accuracy {result['clean_accuracy']}")
+    """eps (and eps·255 for L∞) | robust accuracy | success rate, then the steps, restarts and reach checks."""
+    levels = result["norm"] == "linf"  # pixel levels of an 8-bit image mean something for L∞ only
+    table = Table("eps", *(["eps·255"] if levels else []), "robust accuracy", "success rate",
+                  title=f"{result['attack']} {result['norm']} sweep — clean accuracy {_fmt(result['clean_accuracy'])}")
+
+    def row(eps: float, accuracy: float | None, last: str) -> None:
+        table.add_row(f"{eps:.4g}", *([f"{eps * 255:.3g}"] if levels else []), _fmt(accuracy), last)
+
     for p in result["points"]:
-        table.add_row(f"{p['eps']:.4g}", f"{p['eps'] * 255:.3g}", _fmt(p["robust_accuracy"]), _fmt(p["success_rate"]))
-    check = result["check"]
-    table.add_row(f"{check['eps']:.4g}", f"{check['eps'] * 255:.3g}", _fmt(check["robust_accuracy"]),
-                  f"check: {check['attack']} {check['steps']} steps")
+        row(p["eps"], p["robust_accuracy"], _fmt(p["success_rate"]))
+    for name, check in result["checks"].items():
+        row(check["eps"], check["robust_accuracy"],
+            f"{name} check: {check['attack']}, {check['steps']} steps, {check['restarts']} restarts")
     return table
 
 

@@ -63,6 +63,7 @@ class DataConfig(Section):
     normalize: bool = Field(True, description="images: standardize each channel with train-split statistics (false: scale to [0, 1]); tables are always standardized")
     image_size: int | None = Field(None, ge=1, description="resize images to this square side (null: keep; all images must then share one size)")
     limit: int | None = Field(None, ge=1, description="use only this many examples, drawn at random with the seed (quick runs)")
+    labels_fraction: float = Field(1.0, gt=0, le=1, description="train on a seeded fraction of the train split, stratified by the first classification task (label-efficiency studies; val and test stay whole)")
     cache_dir: str | None = Field(None, description="where decoded image sets are cached (null: $HYDRANET_CACHE or ~/.cache/hydranet)")
 
 
@@ -100,6 +101,9 @@ class ModelConfig(Section):
     cross_stitch_self: float = Field(0.9, gt=0, le=1, description="cross_stitch: initial weight of a column on itself; the rest is split evenly among the others")
     head_hidden: list[int] = Field([], description="hidden widths of each task head (empty: a linear head)")
     head_dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each head")
+    init_from: str | None = Field(None, description="start from these weights: a run directory (its trunk.safetensors or model.safetensors) or a .safetensors/.pt state-dict file (null: random init)")
+    init_map: dict[str, str] = Field({}, description="init_from: rename source key prefixes before matching, e.g. {'backbone.': 'trunk.'} for a plain PyTorch state dict")
+    init_heads: bool = Field(False, description="init_from: also load task heads whose names and shapes match (default: trunk only, fresh heads)")
 
 
 class OptimizerConfig(Section):
@@ -137,6 +141,10 @@ class TrainConfig(Section):
     channels_last: bool = Field(False, description="channels_last memory format for image models")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (null: torch's default)")
+    freeze: str | list[str] = Field("none", description="parameters kept fixed: none, trunk, or a list of trunk stages such as [stage1, stage2] (frozen BatchNorm layers also keep their statistics)")
+    unfreeze_at: int | None = Field(None, ge=1, description="epoch (1-based) from which frozen parts train again (null: never)")
+    unfreeze_gradual: bool = Field(False, description="unfreeze one trunk stage per epoch from the top, starting at unfreeze_at (ULMFiT's gradual unfreezing)")
+    trunk_lr_mult: float = Field(1.0, ge=0, description="learning rate of the trunk as a multiple of the heads' (discriminative learning rates, e.g. 0.1 when fine-tuning)")
     tensorboard: bool = Field(False, description="also write TensorBoard event files to <run>/tensorboard")
     progress: bool = Field(True, description="show a progress bar")
 
@@ -154,17 +162,40 @@ class MTLConfig(Section):
     diagnostics_every: int = Field(25, ge=0, description="every this many steps, log the cosine and conflict rate of task gradients on the shared parameters (0: off)")
 
 
+ADVERSARIAL_KINDS = ("perturbation", "objective")  # an adversarial method replaces the inputs or adds a loss term
+
+
 class AdversarialConfig(Section):
     method: str = Field("none", description="adversarial training: none | fgsm_rs (FGSM with random start, Wong et al. 2020) | pgd (Madry et al. 2018) | trades (Zhang et al. 2019); image runs only")
-    eps: float = Field(8 / 255, ge=0, description="L∞ budget in raw pixels [0, 1] (8/255 ≈ 0.0314)")
+    norm: Literal["linf", "l2"] = Field("linf", description="the threat model: linf bounds every pixel's change by eps, l2 the Euclidean length of the whole change")
+    eps: float = Field(8 / 255, ge=0, description="budget in raw pixels [0, 1]: per pixel for linf (8/255 ≈ 0.0314), over the whole image for l2 (e.g. 0.5 on CIFAR-10)")
     steps: int = Field(7, ge=1, description="pgd, trades: attack steps per training batch (fgsm_rs always takes one)")
     step_size: float | None = Field(None, gt=0, description="raw-pixel step of the attack (null: fgsm_rs 1.25·eps, Wong et al. 2020; pgd and trades 2.5·eps/steps, Madry et al. 2018)")
     beta: float = Field(6.0, ge=0, description="trades: weight β of the KL(f(x) ‖ f(x_adv)) term (Zhang et al. 2019)")
     warmup_epochs: int = Field(0, ge=0, description="grow eps linearly over this many epochs, reaching the full eps in the last of them (0: off)")
-    tasks: list[str] = Field([], description="tasks whose losses the attack maximizes (empty: all tasks; trades: their classification tasks)")
+    tasks: list[str] = Field([], description="tasks whose losses the attack maximizes (empty: all tasks; trades: their classification, binary and multilabel tasks, and it refuses a regression task)")
     guard_every: int = Field(1, ge=0, description="every this many epochs, PGD on held-out val examples: record robust accuracy, keep the best-robust weights, warn on a collapse (0: off)")
     guard_examples: int = Field(256, ge=1, description="guard: val examples attacked (the first ones of the val split)")
     guard_steps: int = Field(10, ge=1, description="guard: PGD steps of the check")
+
+
+class SSLConfig(Section):
+    objective: str = Field("simclr", description="self-supervised objective of `hydranet pretrain`: simclr (Chen et al. 2020), byol (Grill et al. 2020), denoising (Vincent et al. 2008)")
+    temperature: float = Field(0.5, gt=0, description="simclr: temperature τ of the NT-Xent loss")
+    projection_dim: int = Field(128, ge=1, description="simclr/byol: output width of the projection head")
+    projection_hidden: int = Field(512, ge=1, description="simclr/byol: hidden width of the projection (and byol predictor) head")
+    crop_scale: float = Field(0.2, gt=0, le=1, description="images: smallest area fraction of the random resized crop of a view")
+    flip: bool = Field(True, description="images: random horizontal flip of a view")
+    color_jitter: float = Field(0.4, ge=0, le=1, description="images: strength of the random brightness, contrast and saturation change of a view (0: off)")
+    grayscale: float = Field(0.2, ge=0, le=1, description="images: probability that a view is turned to grey")
+    corruption: float = Field(0.6, ge=0, lt=1, description="tables: fraction of a view's features replaced by the same feature of another random row (SCARF, Bahri et al. 2022)")
+    mask_ratio: float = Field(0.3, ge=0, lt=1, description="denoising: fraction of input values set to zero (the train mean) before reconstruction")
+    noise_std: float = Field(0.1, ge=0, description="denoising: std of the Gaussian noise added to the (normalized) input")
+    decoder_hidden: int = Field(512, ge=1, description="denoising: hidden width of the MLP decoder from features back to the input")
+    byol_tau: float = Field(0.99, ge=0, le=1, description="byol: base EMA rate of the target network, raised to 1 along a cosine over training")
+    knn_k: int = Field(20, ge=1, description="neighbours of the kNN monitor and of `hydranet probe --mode knn`")
+    knn_bank: int = Field(10000, ge=1, description="kNN monitor: labeled train examples in the memory bank (the first ones)")
+    knn_queries: int = Field(2000, ge=1, description="kNN monitor: val (else test) examples classified each epoch")
 
 
 class SearchParam(Section):
@@ -209,7 +240,8 @@ class Config(Section):
     model: ModelConfig = Field(default_factory=ModelConfig, description="trunk, sharing and heads")
     train: TrainConfig = Field(default_factory=TrainConfig, description="optimization")
     mtl: MTLConfig = Field(default_factory=MTLConfig, description="multi-task balancing")
-    adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig, description="adversarial training against L∞ perturbations of the raw pixels")
+    adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig, description="adversarial training against L∞ or L2 perturbations of the raw pixels")
+    ssl: SSLConfig = Field(default_factory=SSLConfig, description="self-supervised pretraining of the trunk (`hydranet pretrain`)")
     search: dict[str, SearchParam] = Field({}, description="`hydranet tune` only: dotted config key → range or choices to search (training ignores it)")
 
     @model_validator(mode="after")
@@ -224,11 +256,21 @@ class Config(Section):
         unknown = [t for t in self.adversarial.tasks if t not in self.tasks]
         if unknown:
             raise ValueError(f"adversarial.tasks: {unknown[0]!r} is not a task (tasks: {', '.join(self.tasks)})")
+        self._check_freeze()
         monitor = self.train.early_stopping.monitor
         problem = None if monitor is None else metric_problem(self.tasks, monitor)
         if problem:
             raise ValueError(f"train.early_stopping.monitor: {problem}")
         return self
+
+    def _check_freeze(self) -> None:
+        freeze = self.train.freeze
+        if isinstance(freeze, str) and freeze not in ("none", "trunk"):
+            raise ValueError(f"train.freeze: {freeze!r} must be none, trunk or a list of stages such as [stage1, stage2]")
+        if isinstance(freeze, list) and not all(s.startswith("stage") and s[5:].isdigit() for s in freeze):
+            raise ValueError(f"train.freeze: {freeze!r} must list trunk stages named stage1, stage2, …")
+        if self.train.unfreeze_at is not None and freeze == "none":
+            raise ValueError("train.unfreeze_at: nothing is frozen (set train.freeze to trunk or a list of stages)")
 
     def column(self, task: str) -> str:
         """The source column of a task (its own name unless `column` says otherwise)."""
@@ -349,10 +391,16 @@ def _check_registered(config: Config) -> None:
     registry.get("trunk", config.model.trunk.name, "model.trunk.name")
     registry.get("sharing", config.model.sharing, "model.sharing")
     registry.get("balancer", config.mtl.balancer, "mtl.balancer")
+    registry.get("ssl", config.ssl.objective, "ssl.objective")
     method = config.adversarial.method
-    known = ["none", *registry.names("perturbation"), *registry.names("objective")]
-    if method not in known:
+    found = registry.find(method, ADVERSARIAL_KINDS)
+    if method != "none" and found is None:
+        known = ["none", *sorted(n for kind in ADVERSARIAL_KINDS for n in registry.names(kind))]
         raise UserError(f"adversarial.method: unknown method {method!r} (known: {', '.join(known)})")
+    if found is not None:
+        check = getattr(found[1], "check_config", None)  # a method may refuse what it cannot train (trades: a regression)
+        if check is not None:
+            check(config)
 
 
 def _describe(err: ValidationError) -> str:

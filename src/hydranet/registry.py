@@ -1,6 +1,6 @@
 """Name → implementation tables for the extension points of DESIGN.md.
 
-YAML names a source, trunk, balancer, sharing, perturbation or objective by string; `@register(kind, name)`
+YAML names a source, trunk, balancer, sharing, perturbation, objective or ssl objective by string; `@register(kind, name)`
 adds one, so users can plug in their own without touching hydranet.
 """
 
@@ -12,11 +12,11 @@ from typing import Any, Callable
 
 from hydranet.errors import UserError
 
-KINDS = ("source", "trunk", "balancer", "sharing", "perturbation", "objective")
+KINDS = ("source", "trunk", "balancer", "sharing", "perturbation", "objective", "ssl")
 _TABLES: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
 # Modules whose import registers the built-in implementations (imported lazily on first lookup).
 _BUILTINS = ("hydranet.data.sources", "hydranet.models.trunks", "hydranet.models.sharing", "hydranet.mtl",
-             "hydranet.robust.training", "hydranet.robust.trades")
+             "hydranet.robust.training", "hydranet.robust.trades", "hydranet.ssl.objectives")
 _loaded = False
 
 
@@ -57,3 +57,10 @@ def get(kind: str, name: str, field: str | None = None) -> Any:
     except KeyError:
         where = f"{field}: " if field else ""
         raise UserError(f"{where}unknown {kind} {name!r} (known: {', '.join(names(kind))})") from None
+
+
+def find(name: str, kinds: tuple[str, ...]) -> tuple[str, Any] | None:
+    """(kind, implementation) of a name registered under one of `kinds` (an adversarial method is a
+    perturbation or an objective), or None."""
+    _load_builtins()
+    return next(((kind, _TABLES[kind][name]) for kind in kinds if name in _TABLES[kind]), None)

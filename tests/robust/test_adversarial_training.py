@@ -2,6 +2,7 @@
 errors, the guard, one run per method, and the headline — PGD training buys robust accuracy on digits."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -13,13 +14,8 @@ from hydranet.data import build_dataset
 from hydranet.errors import UserError
 from hydranet.robust import PixelSpace, attack_run
 from hydranet.robust.guard import RobustGuard
-from hydranet.robust.trades import TRADES
-from hydranet.robust.training import (
-    FGSMRandomStart,
-    PGDTraining,
-    build_adversarial,
-    warmup_eps,
-)
+from hydranet.robust.trades import DIVERGENCES, TRADES, bernoulli_kl, categorical_kl
+from hydranet.robust.training import PGDTraining, build_adversarial, warmup_eps
 from hydranet.train import load_run
 from hydranet.train.run import build_model_for
 from tests.conftest import tiny_table_config
@@ -38,30 +34,40 @@ def setup():
     return cfg, model.train(), tasks, PixelSpace.from_info(data.info), batch
 
 
-@pytest.mark.parametrize("method", [FGSMRandomStart, PGDTraining])
-def test_perturbations_stay_in_the_ball_and_in_range(setup, method):
+def craft(cfg, method: str, model, tasks, space, batch):
+    """The adversarial inputs `adversarial.method` trains on, for one batch."""
+    cfg = cfg.model_copy(update={"adversarial": cfg.adversarial.model_copy(update={"method": method})})
+    info = {"kind": "image", "mean": space.mean.flatten().tolist(), "std": space.std.flatten().tolist()}
+    perturbations, objectives = build_adversarial(cfg, tasks, info)
+    return perturbations[0](model, batch)["x"] if perturbations else objectives[0].adversarial(model, batch["x"])
+
+
+@pytest.mark.parametrize("method", ["fgsm_rs", "pgd", "trades"])
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.0)])
+def test_perturbations_stay_in_the_ball_and_in_range(setup, method, norm, eps):
     cfg, model, tasks, space, batch = setup
-    out = method(cfg.adversarial, tasks, space)(model, batch)
-    delta = space.raw(out["x"]) - space.raw(batch["x"])
-    assert delta.abs().max() <= 0.1 + 1e-5 and delta.abs().max() > 0.05
-    raw = out["x"] * space.std + space.mean  # unclamped: the model input itself must be a valid image
+    cfg = cfg.model_copy(update={"adversarial": cfg.adversarial.model_copy(update={"norm": norm, "eps": eps})})
+    x_adv = craft(cfg, method, model, tasks, space, batch)
+    delta = (space.raw(x_adv) - space.raw(batch["x"])).flatten(1)
+    size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)  # an L∞ step of 1.0 would be ‖δ‖₂ ≫ 1
+    assert size.max() <= eps + 1e-5 and size.max() > eps / 2
+    raw = x_adv * space.std + space.mean  # unclamped: the model input itself must be a valid image
     assert raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5
-    assert all(torch.equal(out[k], batch[k]) for k in batch if k != "x")
+
+
+def test_a_perturbation_changes_only_the_inputs(setup):
+    cfg, model, tasks, space, batch = setup
+    out = PGDTraining(cfg.adversarial, tasks, space)(model, batch)
+    assert all(torch.equal(out[k], batch[k]) for k in batch if k != "x") and not torch.equal(out["x"], batch["x"])
 
 
 @pytest.mark.parametrize("method", ["fgsm_rs", "pgd", "trades"])
 def test_crafting_leaves_parameters_grads_and_batchnorm_alone(setup, method):
     cfg, model, tasks, space, batch = setup
-    cfg = cfg.model_copy(update={"adversarial": cfg.adversarial.model_copy(update={"method": method})})
     for p in model.parameters():
         p.grad = torch.full_like(p, 0.5)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    perturbations, objectives = build_adversarial(cfg, tasks, {"kind": "image", "mean": space.mean.flatten().tolist(),
-                                                               "std": space.std.flatten().tolist()})
-    if perturbations:
-        perturbations[0](model, batch)
-    else:
-        objectives[0].adversarial(model, batch["x"])
+    craft(cfg, method, model, tasks, space, batch)
     assert model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # includes BN running stats
     assert all(torch.equal(p.grad, torch.full_like(p, 0.5)) for p in model.parameters())
@@ -80,13 +86,41 @@ def test_trades_term_is_beta_times_the_kl(setup):
         trades.generator = torch.Generator().manual_seed(0)
         terms = trades(model, small)
         with torch.no_grad():
-            p, log_q = F.softmax(model(small["x"])["digit"], -1), F.log_softmax(model(x_adv)["digit"], -1)
+            clean, adv = model(small["x"]), model(x_adv)
     finally:
         model.train()
-    assert list(terms) == ["digit@trades"]  # parity is binary, ink a regression: no KL of theirs
+    assert list(terms) == ["digit@trades", "parity@trades"]  # ink is a regression: no distribution, no KL
+    p, log_q = F.softmax(clean["digit"], -1), F.log_softmax(adv["digit"], -1)
     expected = 3.0 * F.kl_div(log_q, p, reduction="batchmean")
     torch.testing.assert_close(terms["digit@trades"].detach(), expected, atol=1e-6, rtol=1e-5)
-    assert expected > 0
+    p, q = torch.sigmoid(clean["parity"].double()), torch.sigmoid(adv["parity"].double())  # Bernoulli, by hand
+    bernoulli = (p * (p / q).log() + (1 - p) * ((1 - p) / (1 - q)).log()).mean()
+    torch.testing.assert_close(terms["parity@trades"].detach().double(), 3.0 * bernoulli, atol=1e-6, rtol=1e-4)
+    assert expected > 0 and bernoulli > 0
+
+
+def test_bernoulli_kl_closed_form_and_its_two_class_softmax():
+    # p = σ(0) = 1/2, q = σ(ln 3) = 3/4: KL = ½·ln(½/¾) + ½·ln(½/¼) = ½·ln(4/3)
+    kl = bernoulli_kl(torch.tensor([0.0]), torch.tensor([math.log(3)]))
+    torch.testing.assert_close(kl, torch.tensor([0.5 * math.log(4 / 3)]))
+    a, b = torch.randn(50) * 4, torch.randn(50) * 4  # a Bernoulli is a softmax over the logits (0, a)
+    two_class = categorical_kl(torch.stack([torch.zeros(50), a], -1), torch.stack([torch.zeros(50), b], -1))
+    torch.testing.assert_close(bernoulli_kl(a, b), two_class, atol=1e-5, rtol=1e-4)
+    assert torch.isfinite(bernoulli_kl(torch.tensor([80.0]), torch.tensor([-80.0]))).all()  # saturated σ
+    labels = torch.randn(4, 3), torch.randn(4, 3)  # multilabel: independent labels, so the KLs add
+    torch.testing.assert_close(DIVERGENCES["multilabel"](*labels), bernoulli_kl(*labels).sum(-1))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["adversarial.method=trades", "adversarial.tasks=[digit,ink]"],
+     "adversarial.tasks: trades needs a predictive distribution, and 'ink' is a regression task"),
+    (["adversarial.method=trades", "tasks={ink: {kind: regression}}", "data.split.stratify=null",
+      "train.early_stopping.monitor=null"], "adversarial.method: trades needs a classification, binary, multilabel task"),
+])
+def test_trades_refuses_a_regression_when_the_config_is_read(overrides, message):
+    with pytest.raises(UserError) as err:
+        load_config("quickstart", overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_eps_warmup_is_linear_then_flat():
@@ -104,10 +138,35 @@ def test_config_errors_are_one_line(override, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_a_table_run_is_refused(tiny_csv, tmp_path):
+def test_a_table_run_is_refused_before_the_run_directory_exists(tiny_csv, tmp_path):
     cfg = {**tiny_table_config(tiny_csv), "adversarial": {"method": "pgd"}}
     with pytest.raises(UserError, match="adversarial.method: pgd needs an image run"):
         hn.Experiment(cfg).fit(tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_guard_without_val_is_refused_before_the_run_directory_exists(cli, tmp_path):
+    code, _, err = cli("train", "--set", "data.split.val=0", "--set", "train.early_stopping.monitor=null",
+                       "--set", "adversarial.method=pgd", "--set", "data.limit=200", "--run-dir", tmp_path / "run")
+    assert code == 2 and "adversarial.guard_every: the guard needs val examples" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_guard_attacks_in_the_training_norm(setup, monkeypatch, tmp_path):
+    cfg, model, tasks, space, batch = setup
+    seen = {}
+
+    def spy(model, x, objective, space, eps, norm="linf", **kwargs):
+        seen.update(eps=eps, norm=norm)
+        return x
+
+    monkeypatch.setattr("hydranet.robust.guard.pgd", spy)
+    adv = cfg.adversarial.model_copy(update={"norm": "l2", "eps": 1.5})
+    guard = RobustGuard(adv, tasks, space, batch, tmp_path / "best.safetensors")
+    trainer = type("T", (), {"model": model, "epoch": 1, "cfg": cfg})()
+    result = guard.check(trainer)
+    assert seen == {"eps": 1.5, "norm": "l2"} and result["norm"] == "l2"
+    assert result["pgd_accuracy"] == result["clean_accuracy"]  # the spy left the inputs clean
 
 
 def test_the_guard_flags_a_collapse_and_restores_the_best_weights(setup, tmp_path, capsys):
@@ -146,13 +205,29 @@ def test_a_run_per_method_writes_the_guard_numbers(method, tmp_path):
     assert ("digit@trades" in lines[0]["train"]) == (method == "trades")
 
 
-def test_pgd_training_buys_robust_accuracy_on_digits(tmp_path):
-    """The headline, on the digit task alone: standard vs PGD training, PGD-10 at eps 0.15 on 200 test images."""
-    base = {**FAST, "data.limit": None, "train.epochs": 6, "tasks": {"digit": {"kind": "classification"}},
-            "adversarial.eps": 0.15, "adversarial.steps": 3, "adversarial.guard_every": 0}
+HEADLINE = {**FAST, "data.limit": None, "train.epochs": 6, "tasks": {"digit": {"kind": "classification"}},
+            "adversarial.steps": 3, "adversarial.guard_every": 0}
+
+
+@pytest.fixture(scope="module")
+def standard_digits(tmp_path_factory):
+    """The digit task alone, standard training: what adversarial training is measured against."""
+    path = tmp_path_factory.mktemp("standard") / "run"
+    hn.Experiment("quickstart", {**HEADLINE, "adversarial.method": "none"}).fit(path)
+    return load_run(path)
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.15), ("l2", 1.0)])
+def test_pgd_training_buys_robust_accuracy_on_digits(standard_digits, tmp_path, norm, eps):
+    """The headline: standard vs PGD training in the same norm, PGD-10 at eps on 200 test images.
+
+    Measured: L∞ 0.15 about 0.25 → 0.63; L2 1.0 (an 8×8 image's L2 diameter is 8) about 0.05 → 0.35.
+    """
+    overrides = {**HEADLINE, "adversarial.method": "pgd", "adversarial.norm": norm, "adversarial.eps": eps}
+    hn.Experiment("quickstart", overrides).fit(tmp_path / "pgd")
     accuracy = {}
-    for method in ("none", "pgd"):
-        hn.Experiment("quickstart", {**base, "adversarial.method": method}).fit(tmp_path / method)
-        result = attack_run(load_run(tmp_path / method), "pgd", 0.15, steps=10, limit=200, write=False)
-        accuracy[method] = result["robust"]["digit"]["accuracy"]
+    for name, run in (("none", standard_digits), ("pgd", load_run(tmp_path / "pgd"))):
+        result = attack_run(run, "pgd", eps, norm=norm, steps=10, limit=200, write=False)
+        accuracy[name] = result["robust"]["digit"]["accuracy"]
+        assert result["clean"]["digit"]["accuracy"] >= 0.85, (name, result["clean"])  # trained in the intended ball
     assert accuracy["pgd"] >= accuracy["none"] + 0.15, accuracy

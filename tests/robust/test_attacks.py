@@ -12,16 +12,9 @@ import hydranet as hn
 from hydranet.config import TaskConfig
 from hydranet.robust import Objective, PixelSpace, apgd, attack_run, fgsm, parse_eps, pgd
 from hydranet.robust.apgd import checkpoints
-from hydranet.robust.evaluate import load_split
+from hydranet.robust.evaluate import load_split, success_rate, target_classes, target_index
 from hydranet.tasks import Task, TaskInfo
 from hydranet.train import load_run
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    path = tmp_path_factory.mktemp("r") / "run"
-    hn.Experiment("quickstart", {"train.epochs": 3, "train.progress": False}).fit(path)
-    return load_run(path)
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +170,9 @@ def test_cli_sweep(cli, run):
     result = json.loads((run.dir / "attack-pgd-sweep.json").read_text())
     assert [p["eps"] for p in result["points"]] == pytest.approx([0, 4 / 255, 64 / 255])
     assert result["points"][0]["robust_accuracy"] == result["clean_accuracy"]
-    assert result["check"]["steps"] == 4 and isinstance(result["warnings"], list)
+    checks = result["checks"]
+    assert (checks["steps"]["steps"], checks["restarts"]["restarts"], checks["reach"]["eps"]) == (4, 2, 0.5)
+    assert "reach check: pgd, 2 steps, 1 restarts" in out, out
 
 
 @pytest.mark.parametrize("args,needle", [(("--eps", "8/25x"), "--eps"), (("--eps", "1/255", "--attack", "cw"), "--attack"),
@@ -186,3 +181,56 @@ def test_cli_sweep(cli, run):
 def test_cli_bad_input_is_one_line(cli, run, args, needle):
     code, out, err = cli("attack", run.dir, *args)
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+# --- targeted attacks ----------------------------------------------------------------------------------
+
+
+def test_targeted_success_rate_counts_only_hits_on_the_target(run):
+    labels = torch.tensor([0, 1, 2, 3, 3])
+    def logits(classes):
+        return F.one_hot(torch.tensor(classes), 10).float()
+
+    batch = {"x": torch.zeros(5, 1, 8, 8), "digit": labels}
+    clean, adv = {"digit": logits([0, 1, 5, 3, 3])}, {"digit": logits([3, 7, 3, 3, 0])}
+    # right before and not already of class 3: examples 0 and 1; only example 0 is turned into a 3
+    assert success_rate(run, ["digit"], clean, adv, batch, goal=torch.full((5,), 3)) == 0.5
+    assert success_rate(run, ["digit"], clean, adv, batch) == 0.75  # untargeted: 0, 1 and 4 flipped of 0, 1, 3, 4
+
+
+def test_target_classes():
+    labels = torch.arange(10).repeat(100)
+    random = target_classes(None, 10, labels, seed=0)
+    assert (random != labels).all() and (random >= 0).all() and (random < 10).all()
+    counts = torch.bincount(random[labels == 4], minlength=10)  # uniform over the 9 other classes
+    assert counts[4] == 0 and counts.min() == 0 and sorted(counts.tolist())[1] >= 3
+    assert torch.equal(target_classes(None, 10, labels, seed=0), random)  # seeded
+    assert torch.equal(target_classes(7, 10, labels, seed=0), torch.full_like(labels, 7))
+
+
+def test_target_index_by_name_or_index(run):
+    assert target_index(run, "digit", "3") == 3 and target_index(run, "digit", 9) == 9
+    assert target_index(run, "digit", "random") is None
+    with pytest.raises(hn.UserError, match="--target: '10' is not a class of 'digit'"):
+        target_index(run, "digit", "10")
+
+
+def test_cli_targeted_attack_reaches_its_target(cli, run):
+    code, out, err = cli("attack", run.dir, "--eps", "96/255", "--steps", "10", "--limit", "60", "--task", "digit",
+                         "--target", "3")
+    assert code == 0, err
+    result = json.loads((run.dir / "attack-pgd.json").read_text())
+    assert result["target"] == "3" and result["task"] == "digit" and "target 3 on digit" in out
+    assert result["success_rate"] >= 0.8, result  # measured 0.98
+    assert result["robust"]["digit"]["accuracy"] < result["clean"]["digit"]["accuracy"] - 0.3  # true labels lost too
+    code, out, err = cli("attack", run.dir, "--eps", "96/255", "--steps", "10", "--limit", "60", "--task", "digit",
+                         "--target", "random")
+    assert code == 0, err
+    assert json.loads((run.dir / "attack-pgd.json").read_text())["success_rate"] >= 0.8, out  # measured 0.98
+
+
+@pytest.mark.parametrize("args", [("--task", "digit", "--target", "10"), ("--task", "parity", "--target", "odd"),
+                                  ("--target", "3"), ("--task", "digit", "--target", "3", "--sweep")])
+def test_cli_bad_target_is_one_line(cli, run, args):
+    code, _, err = cli("attack", run.dir, "--eps", "8/255", *args)
+    assert code == 2 and "--target" in err and len(err.strip().splitlines()) == 1, err

@@ -14,27 +14,35 @@ import torch
 
 from hydranet import registry
 from hydranet.config import Config
-from hydranet.data.dataset import Dataset, RawData
-from hydranet.data.split import make_splits
+from hydranet.data.dataset import Dataset, RawData, missing_mask
+from hydranet.data.split import label_subset, make_splits
 from hydranet.data.targets import encode_target, labeled
 from hydranet.errors import UserError
 
 
-def build_dataset(cfg: Config) -> Dataset:
-    """Everything training needs, in memory, on the CPU (the trainer moves it to its device)."""
+def build_dataset(cfg: Config, labels_required: bool = True) -> Dataset:
+    """Everything training needs, in memory, on the CPU (the trainer moves it to its device).
+
+    With `labels_required` false (self-supervised pretraining), tasks whose column is absent or holds no
+    label at all are left out instead of refused: unlabeled data is what pretraining is for.
+    """
     source = registry.get("source", cfg.data.source, "data.source")
     raw = _limit(source(cfg), cfg)
     targets, infos = {}, {}
     for task, task_cfg in cfg.tasks.items():
         column = cfg.column(task)
+        if not labels_required and (column not in raw.labels or missing_mask(np.asarray(raw.labels[column], dtype=object)).all()):
+            continue
         if column not in raw.labels:
             known = ", ".join(sorted(raw.labels)) or "none"
             raise UserError(f"tasks.{task}.column: source {cfg.data.source} has no column {column!r} (columns: {known})")
         targets[task], infos[task] = encode_target(raw.labels[column], task_cfg, f"tasks.{task} (column {column!r})")
-    strata = targets[cfg.data.split.stratify].numpy() if cfg.data.split.stratify else None
+    stratify = cfg.data.split.stratify if cfg.data.split.stratify in targets else None
+    strata = targets[stratify].numpy() if stratify else None
     if strata is not None and strata.dtype != np.int64:  # binary: NaN (missing) becomes its own stratum
         strata = np.nan_to_num(strata, nan=-1).astype(np.int64)
     index = make_splits(len(raw), cfg.data.split, cfg.seed, strata, raw.split)
+    index["train"] = label_subset(index["train"], cfg.data.labels_fraction, cfg.seed, _label_strata(cfg, targets, strata))
     train = index["train"]
     for task, info in infos.items():
         if not labeled(targets[task][train]).any():
@@ -47,6 +55,14 @@ def build_dataset(cfg: Config) -> Dataset:
     x = to_model_inputs(prep, images=raw.images, frame=raw.frame)
     info = {"tasks": {t: i.to_dict() for t, i in infos.items()}, **prep, "input_shape": list(x.shape[1:])}
     return Dataset(x=x, targets=targets, index=index, info=info)
+
+
+def _label_strata(cfg: Config, targets: dict[str, torch.Tensor], strata: np.ndarray | None) -> np.ndarray | None:
+    """Strata of a labels_fraction subset: the split's, else the first classification task's classes."""
+    if strata is not None:
+        return strata
+    task = next((t for t, c in cfg.tasks.items() if c.kind == "classification" and t in targets), None)
+    return targets[task].numpy() if task else None
 
 
 def _limit(raw: RawData, cfg: Config) -> RawData:

@@ -55,3 +55,16 @@ def _carve(predefined: np.ndarray, strata: np.ndarray, rng: np.random.Generator,
     if (test or val) and len(train):
         split[train] = _fractions(strata[train], rng, test=test, val=val)
     return split
+
+
+def label_subset(train: torch.Tensor, fraction: float, seed: int, strata: np.ndarray | None = None) -> torch.Tensor:
+    """A seeded `fraction` of the train indices, the same share of every stratum (class-balanced few-label
+    subsets, as label-efficiency studies use); nested: a smaller fraction keeps a subset of a larger one."""
+    if fraction >= 1:
+        return train
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
+    strata = np.zeros(len(train), dtype=np.int64) if strata is None else strata[train.numpy()]
+    keep = _fractions(strata, rng, test=fraction, val=0.0) == "test"
+    if not keep.any():
+        raise UserError(f"data.labels_fraction: {fraction} of {len(train)} train examples keeps none; use a larger fraction")
+    return train[torch.from_numpy(keep)]

@@ -21,9 +21,6 @@ from hydranet.train.run import Run
 
 ATTACKS: dict[str, Callable[..., Tensor]] = {"fgsm": fgsm, "pgd": pgd, "apgd": apgd}
 DEFAULT_STEPS = {"fgsm": 1, "pgd": 10, "apgd": 100}
-SWEEP = ("0", "1/255", "2/255", "4/255", "8/255", "16/255")  # raw pixels are in [0, 1], so these are pixel levels
-LARGE_LINF = 16 / 255  # an undefended model should be near 0% here; well above chance smells of masking
-ABOVE_CHANCE = 0.10
 
 
 def parse_eps(text: str | float, option: str = "--eps") -> float:
@@ -68,8 +65,11 @@ def correct(run: Run, name: str, pred: Tensor, target: Tensor) -> tuple[Tensor, 
     return (pred > 0) == (target > 0.5), ~torch.isnan(target)
 
 
-def success_rate(run: Run, names: Sequence[str], clean: dict, adv: dict, batch: dict) -> float | None:
-    """Share of examples right on every attacked task before the attack that are wrong on one after it."""
+def success_rate(run: Run, names: Sequence[str], clean: dict, adv: dict, batch: dict,
+                 goal: Tensor | None = None) -> float | None:
+    """Untargeted: the share of examples right on every attacked task before the attack that are wrong on
+    one after it. Targeted (`goal`, one classification task): the share of examples right before the attack
+    and not of the target class that the attack turns into the target class."""
     if not names:
         return None
     right_clean = right_adv = torch.ones(len(batch["x"]), dtype=torch.bool, device=batch["x"].device)
@@ -78,8 +78,45 @@ def success_rate(run: Run, names: Sequence[str], clean: dict, adv: dict, batch: 
         after, _ = correct(run, name, adv[name], batch[name])
         right_clean = right_clean & (before | ~labeled)
         right_adv = right_adv & (after | ~labeled)
+    if goal is not None:
+        (name,) = names
+        eligible = right_clean & (batch[name] != -1) & (batch[name] != goal)
+        hit = adv[name].argmax(-1) == goal
+        count = int(eligible.sum())
+        return float((eligible & hit).sum()) / count if count else None
     count = int(right_clean.sum())
     return float((right_clean & ~right_adv).sum()) / count if count else None
+
+
+def targeted_task(run: Run, task: str | None) -> str:
+    """The one classification task a targeted attack pulls towards its target: `--task`, or the run's only task."""
+    name = task if task is not None else (next(iter(run.tasks)) if len(run.tasks) == 1 else None)
+    if name is None or run.tasks[name].kind != "classification":
+        raise UserError("--target: a targeted attack needs --task naming a classification task"
+                        + (f" ({name!r} is {run.tasks[name].kind})" if name else ""))
+    return name
+
+
+def target_index(run: Run, task: str, target: str | int) -> int | None:
+    """A target class by name or index → its index; "random" → None."""
+    if str(target) == "random":
+        return None
+    classes, k, text = run.tasks[task].info.classes or [], run.tasks[task].info.outputs, str(target)
+    if text in classes:
+        return classes.index(text)
+    if text.isdigit() and int(text) < k:
+        return int(text)
+    raise UserError(f"--target: {text!r} is not a class of {task!r} (expected random, a name of "
+                    f"{', '.join(classes[:12])}{', …' if len(classes) > 12 else ''} or an index below {k})")
+
+
+def target_classes(index: int | None, classes: int, labels: Tensor, seed: int) -> Tensor:
+    """The target class of every example (N,): `index`, or for None a class drawn uniformly from those
+    other than the example's own label (the "random target" of Carlini & Wagner 2017)."""
+    if index is not None:
+        return torch.full_like(labels, index)
+    offset = torch.randint(1, classes, (len(labels),), generator=torch.Generator().manual_seed(seed))
+    return (labels.clamp(min=0) + offset.to(labels.device)) % classes  # never the label itself
 
 
 def metrics(run: Run, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, dict[str, float]]:
@@ -88,14 +125,18 @@ def metrics(run: Run, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> d
 
 
 def adversarial_inputs(run: Run, batch: dict[str, Tensor], attack: str, eps: float, norm: str, steps: int,
-                       restarts: int, task: str | None, step_size: float | None, seed: int) -> Tensor:
-    """The attacked split (N, C, H, W), attacked in chunks of `train.eval_batch_size` (batched within a chunk)."""
+                       restarts: int, task: str | None, step_size: float | None, seed: int,
+                       goal: Tensor | None = None) -> Tensor:
+    """The attacked split (N, C, H, W), attacked in chunks of `train.eval_batch_size` (batched within a chunk).
+
+    `goal` (N,): target classes of a targeted attack on `task` (None: untargeted)."""
     space = PixelSpace.from_info(run.info, batch["x"].device)
     generator = torch.Generator(device=batch["x"].device).manual_seed(seed)
     size, attack_fn, chunks = run.config.train.eval_batch_size, get_attack(attack), []
     for start in range(0, len(batch["x"]), size):
         part = {k: v[start:start + size] for k, v in batch.items()}
-        objective = Objective(run.tasks, {n: part[n] for n in run.tasks}, task)
+        objective = Objective(run.tasks, {n: part[n] for n in run.tasks}, task,
+                              target_class=None if goal is None else goal[start:start + size])
         chunks.append(attack_fn(run.model, part["x"], objective, space, eps, norm=norm, steps=steps,
                                 restarts=restarts, step_size=step_size, generator=generator))
     return torch.cat(chunks)
@@ -104,22 +145,30 @@ def adversarial_inputs(run: Run, batch: dict[str, Tensor], attack: str, eps: flo
 def attack_run(run: Run, attack: str = "pgd", eps: str | float = 8 / 255, norm: str = "linf", steps: int | None = None,
                restarts: int = 1, task: str | None = None, split: str = "test", limit: int | None = None,
                step_size: float | None = None, seed: int = 0, write: bool = True,
-               batch: dict[str, Tensor] | None = None) -> dict[str, Any]:
-    """Clean and robust metrics of one attack on one split; writes attack-<name>.json into the run directory."""
+               batch: dict[str, Tensor] | None = None, target: str | int | None = None) -> dict[str, Any]:
+    """Clean and robust metrics of one attack on one split; writes attack-<name>.json into the run directory.
+
+    `target`: a class (name or index) or "random" makes the attack targeted on `task` (see `target_classes`);
+    `success_rate` then means reaching the target.
+    """
     started = time.perf_counter()
     get_attack(attack), check_norm(norm)
     eps = parse_eps(eps)
     steps = DEFAULT_STEPS[attack] if attack == "fgsm" or steps is None else steps
     restarts = 1 if attack == "fgsm" else restarts
+    if target is not None:
+        task = targeted_task(run, task)
+        index = target_index(run, task, target)  # checked before the data loads
     batch = load_split(run, split, limit) if batch is None else batch
-    x_adv = adversarial_inputs(run, batch, attack, eps, norm, steps, restarts, task, step_size, seed)
+    goal = None if target is None else target_classes(index, run.tasks[task].info.outputs, batch[task], seed)
+    x_adv = adversarial_inputs(run, batch, attack, eps, norm, steps, restarts, task, step_size, seed, goal)
     size = run.config.train.eval_batch_size
     clean = predict_batches(run.model, batch["x"], size)
     adv = predict_batches(run.model, x_adv, size)
     result = {"attack": attack, "eps": eps, "norm": norm, "steps": steps, "restarts": restarts, "task": task,
-              "split": split, "examples": len(batch["x"]), "clean": metrics(run, clean, batch),
-              "robust": metrics(run, adv, batch),
-              "success_rate": success_rate(run, attacked_tasks(run, task), clean, adv, batch),
+              "target": None if target is None else str(target), "split": split, "examples": len(batch["x"]),
+              "clean": metrics(run, clean, batch), "robust": metrics(run, adv, batch),
+              "success_rate": success_rate(run, attacked_tasks(run, task), clean, adv, batch, goal),
               "seconds": round(time.perf_counter() - started, 3)}
     if write:
         (run.dir / f"attack-{attack}.json").write_text(json.dumps(result, indent=2))
@@ -130,13 +179,3 @@ def robust_accuracy(result: dict, names: Sequence[str], key: str = "robust") -> 
     """Mean accuracy over the attacked classification/binary tasks (None when there are none)."""
     values = [result[key][n]["accuracy"] for n in names if n in result[key]]
     return sum(values) / len(values) if values else None
-
-
-def chance(run: Run, names: Sequence[str], batch: dict[str, Tensor]) -> float:
-    """Accuracy of always answering the most common label of the split, averaged over the tasks."""
-    shares = []
-    for name in names:
-        y = batch[name]
-        y = y[y != -1] if run.tasks[name].kind == "classification" else (y[~torch.isnan(y)] > 0.5).long()
-        shares.append(float(torch.bincount(y.cpu()).max()) / max(len(y), 1))
-    return sum(shares) / len(shares)

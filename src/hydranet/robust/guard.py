@@ -37,7 +37,7 @@ def mean_accuracy(tasks: dict[str, Task], outputs: dict[str, Tensor], batch: dic
 
 
 class RobustGuard:
-    """Each `every` epochs: PGD (`steps`, full eps) on `examples` val images → `record["robust"]`.
+    """Each `every` epochs: PGD (`steps`, full eps, `adversarial.norm`) on `examples` val images → `record["robust"]`.
 
     FGSM training can "catastrophically overfit" within one epoch: PGD accuracy drops to about 0 while clean
     accuracy holds or rises (Wong et al. 2020, §5). A collapse here is robust accuracy below half its best
@@ -60,11 +60,13 @@ class RobustGuard:
         model, x = trainer.model, self.val["x"]
         generator = torch.Generator(device=x.device).manual_seed(epoch_seed(trainer.cfg.seed, trainer.epoch, GUARD_SEED))
         objective = Objective(self.tasks, {n: self.val[n] for n in self.tasks})
-        x_adv = pgd(model, x, objective, self.space, self.cfg.eps, steps=self.cfg.guard_steps, generator=generator)
+        x_adv = pgd(model, x, objective, self.space, self.cfg.eps, norm=self.cfg.norm, steps=self.cfg.guard_steps,
+                    generator=generator)
         size = trainer.cfg.train.eval_batch_size
         clean = mean_accuracy(self.tasks, predict_batches(model, x, size), self.val)
         robust = mean_accuracy(self.tasks, predict_batches(model, x_adv, size), self.val)
-        return {"pgd_accuracy": robust, "clean_accuracy": clean, "eps": self.cfg.eps, "steps": self.cfg.guard_steps}
+        return {"pgd_accuracy": robust, "clean_accuracy": clean, "eps": self.cfg.eps, "norm": self.cfg.norm,
+                "steps": self.cfg.guard_steps}
 
     def on_epoch_end(self, trainer, record: dict) -> None:
         if not self.tasks or record["epoch"] % self.cfg.guard_every:

@@ -1,9 +1,14 @@
-"""TRADES as a trainer objective: β·KL(f(x) ‖ f(x_adv)) per classification task, x_adv from PGD on that KL.
+"""TRADES as a trainer objective: β·KL(f(x) ‖ f(x_adv)) per task, x_adv from PGD on that KL.
 
-Zhang et al. 2019, "Theoretically Principled Trade-off between Robustness and Accuracy".
+Zhang et al. 2019, "Theoretically Principled Trade-off between Robustness and Accuracy". The KL compares
+the clean and adversarial predictive distributions, so it is defined for the kinds whose head predicts one:
+a softmax (classification), a Bernoulli (binary), independent Bernoullis (multilabel). A regression head
+predicts a point, not a distribution, so TRADES refuses it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -13,14 +18,44 @@ from hydranet.config import AdversarialConfig
 from hydranet.errors import UserError
 from hydranet.registry import register
 from hydranet.robust.attacks import PixelSpace, frozen, pgd
-from hydranet.robust.training import attacked, epoch_generator, warmup_eps
+from hydranet.robust.training import epoch_generator, warmup_eps
 from hydranet.tasks import Task
 
 
-def kl_per_example(clean_logits: Tensor, adv_logits: Tensor) -> Tensor:
+def categorical_kl(clean_logits: Tensor, adv_logits: Tensor) -> Tensor:
     """KL(softmax(clean) ‖ softmax(adv)) per example (B,), in float32."""
     p_log = F.log_softmax(clean_logits.float(), -1)
     return (p_log.exp() * (p_log - F.log_softmax(adv_logits.float(), -1))).sum(-1)
+
+
+def bernoulli_kl(clean_logits: Tensor, adv_logits: Tensor) -> Tensor:
+    """KL(Bern(σ(a)) ‖ Bern(σ(b))) elementwise, from logits via log σ, so it stays finite when σ saturates."""
+    a, b = clean_logits.float(), adv_logits.float()
+    p = torch.sigmoid(a)
+    return p * (F.logsigmoid(a) - F.logsigmoid(b)) + (1 - p) * (F.logsigmoid(-a) - F.logsigmoid(-b))
+
+
+# Per-example KL of each kind's predictive distribution; multilabel labels are independent, so their KLs add.
+DIVERGENCES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "classification": categorical_kl,
+    "binary": bernoulli_kl,
+    "multilabel": lambda clean, adv: bernoulli_kl(clean, adv).sum(-1),
+}
+
+
+def trades_tasks(kinds: dict[str, str], chosen: list[str]) -> list[str]:
+    """The tasks TRADES regularizes: `adversarial.tasks` (all of them must have a KL), or every task that has one.
+
+    A one-line UserError when a chosen task is a regression or when no task has a predictive distribution.
+    """
+    undefined = [n for n in chosen if kinds[n] not in DIVERGENCES]
+    if undefined:
+        raise UserError(f"adversarial.tasks: trades needs a predictive distribution, and {undefined[0]!r} is a "
+                        f"{kinds[undefined[0]]} task (trades supports {', '.join(DIVERGENCES)})")
+    names = [n for n in (chosen or kinds) if kinds[n] in DIVERGENCES]
+    if not names:
+        raise UserError(f"adversarial.method: trades needs a {', '.join(DIVERGENCES)} task (all tasks are regressions)")
+    return names
 
 
 @register("objective", "trades")
@@ -28,15 +63,20 @@ class TRADES:
     """The robust term of TRADES; the trainer's task losses are its natural (clean) term.
 
     The split keeps accuracy and robustness as two named terms the balancer can weigh. x_adv maximizes the
-    summed KL over the classification tasks with `robust.attacks.pgd` (eval mode, gradients in δ only, so
-    parameters, `.grad` and BatchNorm statistics stay as they were), from a uniform random start in the ball
-    (the paper starts at x + 0.001·N(0, I); at δ = 0 the KL's gradient vanishes, so some start is needed).
+    summed KL over the tasks with `robust.attacks.pgd` (eval mode, gradients in δ only, so parameters,
+    `.grad` and BatchNorm statistics stay as they were), from a uniform random start in the ball of
+    `adversarial.norm` (the paper starts at x + 0.001·N(0, I); at δ = 0 the KL's gradient vanishes, so some
+    start is needed).
     """
 
+    @staticmethod
+    def check_config(config) -> None:
+        """Called when a config is validated, so an undefined KL is refused before anything runs."""
+        trades_tasks({n: t.kind for n, t in config.tasks.items()}, config.adversarial.tasks)
+
     def __init__(self, cfg: AdversarialConfig, tasks: dict[str, Task], space: PixelSpace):
-        self.tasks = [n for n, t in attacked(tasks, cfg.tasks).items() if t.kind == "classification"]
-        if not self.tasks:
-            raise UserError("adversarial.method: trades needs a classification task among adversarial.tasks")
+        names = trades_tasks({n: t.kind for n, t in tasks.items()}, cfg.tasks)
+        self.kl = {n: DIVERGENCES[tasks[n].kind] for n in names}
         self.cfg, self.space = cfg, space
         self.ratio = cfg.step_size / cfg.eps if cfg.step_size and cfg.eps else 2.5 / cfg.steps
         self.eps = warmup_eps(cfg.eps, 0, cfg.warmup_epochs)
@@ -46,18 +86,22 @@ class TRADES:
         self.eps = warmup_eps(self.cfg.eps, trainer.epoch, self.cfg.warmup_epochs)
         self.generator = epoch_generator(trainer, trainer.device)
 
+    def divergence(self, clean: dict[str, Tensor], adv: dict[str, Tensor]) -> dict[str, Tensor]:
+        """KL per example (B,) of each regularized task."""
+        return {n: kl(clean[n], adv[n]) for n, kl in self.kl.items()}
+
     def adversarial(self, model: nn.Module, x: Tensor) -> Tensor:
         """PGD inputs maximizing Σ_tasks KL(f(x) ‖ f(x+δ)), the clean side fixed (eval mode, no grad)."""
         with frozen(model), torch.no_grad():
             clean = model(x)
 
         def objective(outputs: dict[str, Tensor]) -> Tensor:
-            return sum(kl_per_example(clean[n], outputs[n]) for n in self.tasks)
+            return sum(self.divergence(clean, outputs).values())
 
-        return pgd(model, x, objective, self.space, self.eps, steps=self.cfg.steps,
+        return pgd(model, x, objective, self.space, self.eps, norm=self.cfg.norm, steps=self.cfg.steps,
                    step_size=self.ratio * self.eps, generator=self.generator)
 
     def __call__(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         x_adv = self.adversarial(model, batch["x"])
         clean, adv = model(batch["x"]), model(x_adv)  # train mode: gradients flow through both sides
-        return {f"{n}@trades": self.cfg.beta * kl_per_example(clean[n], adv[n]).mean() for n in self.tasks}
+        return {f"{n}@trades": self.cfg.beta * kl.mean() for n, kl in self.divergence(clean, adv).items()}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hydranet.config import AdversarialConfig
+from hydranet.config import ADVERSARIAL_KINDS, AdversarialConfig
 from hydranet.errors import UserError
 from hydranet.registry import register
 from hydranet.robust.attacks import Objective, PixelSpace, pgd
@@ -40,7 +40,10 @@ def epoch_generator(trainer, device: torch.device) -> torch.Generator:
 
 
 class AttackTraining:
-    """Train on PGD-crafted inputs: Madry et al.'s min-max, `min_θ E[max_{‖δ‖∞≤eps} L(f(x+δ), y)]`.
+    """Train on PGD-crafted inputs: Madry et al.'s min-max, `min_θ E[max_{‖δ‖≤eps} L(f(x+δ), y)]`.
+
+    The ball is `adversarial.norm`'s: L∞, or L2 (random start uniform in the L2 ball, steps along g/‖g‖₂,
+    projection onto the L2 ball); both keep x+δ in [0, 1], all by `robust.attacks`, shared with evaluation.
 
     The inner max runs in eval mode (`attacks.frozen`) with gradients taken with respect to δ only, so
     parameters, their `.grad` and BatchNorm statistics are left as they were. The trainer's `loss_fn` is
@@ -62,7 +65,7 @@ class AttackTraining:
 
     def __call__(self, model: nn.Module, batch: dict[str, Tensor], loss_fn=None) -> dict[str, Tensor]:
         objective = Objective(self.tasks, {n: batch[n] for n in self.tasks})
-        x_adv = pgd(model, batch["x"], objective, self.space, self.eps, steps=self.steps,
+        x_adv = pgd(model, batch["x"], objective, self.space, self.eps, norm=self.cfg.norm, steps=self.steps,
                     step_size=self.ratio * self.eps, generator=self.generator)
         return {**batch, "x": x_adv}
 
@@ -89,6 +92,21 @@ class PGDTraining(AttackTraining):
         super().__init__(cfg, tasks, space)
 
 
+def check_data(cfg, info: dict, val_examples: int | None) -> None:
+    """What `adversarial:` needs of the data: images, and val examples for the guard (None: not known yet).
+
+    `fit` calls it once the data has loaded and before the run directory exists, so a refused config leaves
+    nothing behind. It cannot be a config check: a source may bring its own val split even with data.split.val 0.
+    """
+    adv = cfg.adversarial
+    if adv.method == "none":
+        return
+    if info.get("kind") != "image":
+        raise UserError(f"adversarial.method: {adv.method} needs an image run (this run is a table)")
+    if adv.guard_every and val_examples == 0:
+        raise UserError("adversarial.guard_every: the guard needs val examples (set data.split.val > 0, or guard_every 0)")
+
+
 def build_adversarial(cfg, tasks: dict[str, Task], info: dict, device: torch.device | str = "cpu") -> tuple[list, list]:
     """(perturbations, objectives) of `cfg.adversarial`, looked up in the registry by method name."""
     from hydranet import registry
@@ -96,10 +114,8 @@ def build_adversarial(cfg, tasks: dict[str, Task], info: dict, device: torch.dev
     method = cfg.adversarial.method
     if method == "none":
         return [], []
-    try:
-        space = PixelSpace.from_info(info, device)
-    except UserError:
-        raise UserError(f"adversarial.method: {method} needs an image run (this run is a table)") from None
-    kind = "perturbation" if method in registry.names("perturbation") else "objective"
-    component = registry.get(kind, method, "adversarial.method")(cfg.adversarial, tasks, space)
+    check_data(cfg, info, val_examples=None)
+    space = PixelSpace.from_info(info, device)
+    kind, make = registry.find(method, ADVERSARIAL_KINDS)  # the config's validation checked the name
+    component = make(cfg.adversarial, tasks, space)
     return ([component], []) if kind == "perturbation" else ([], [component])

@@ -160,6 +160,8 @@ def epoch_line(record: dict, epochs: int) -> str:
     for task, metrics in record.get("val", {}).items():
         shown = [(k, v) for k, v in metrics.items() if k != "loss"][:2]
         parts.append(f"val {task} " + " ".join(f"{k} {v:.4f}" for k, v in shown))
+    for task, metrics in record.get("knn", {}).items():  # self-supervised pretraining's progress meter
+        parts.append(f"kNN {task} accuracy {metrics['accuracy']:.4f}")
     parts.append(f"{record['seconds']:.1f}s")
     return "  ".join(parts)
 

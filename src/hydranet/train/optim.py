@@ -14,16 +14,25 @@ from torch import nn
 from hydranet.config import OptimizerConfig, ScheduleConfig
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Decay weights of linear/conv layers only: decaying biases and norm scales only hurts (standard practice)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    if weight_decay == 0:  # one group: one fused optimizer update instead of two
-        return [{"params": decay + no_decay, "weight_decay": 0.0}]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+def param_groups(model: nn.Module, weight_decay: float, trunk_lr_mult: float = 1.0) -> list[dict]:
+    """Decay weights of linear/conv layers only (decaying biases and norm scales only hurts, standard
+    practice); with `trunk_lr_mult` ≠ 1 the trunk's parameters get their own groups whose `lr_mult`
+    scales the learning rate (discriminative learning rates, Howard & Ruder 2018).
+
+    Frozen parameters are included: they get no gradient, so the optimizer skips them until unfrozen.
+    """
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        decay = p.ndim >= 2 and weight_decay > 0  # weight_decay 0: one group, one fused update instead of two
+        trunk = trunk_lr_mult != 1.0 and name.startswith("trunk.")
+        groups.setdefault((decay, trunk), []).append(p)
+    out = []
+    for (decay, trunk), params in sorted(groups.items(), key=lambda item: (not item[0][0], item[0][1])):  # decayed first
+        group = {"params": params, "weight_decay": weight_decay if decay else 0.0}
+        if trunk:
+            group["lr_mult"] = trunk_lr_mult
+        out.append(group)
+    return out
 
 
 def build_optimizer(cfg: OptimizerConfig, groups: list[dict]) -> torch.optim.Optimizer:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +22,11 @@ from hydranet.config import Config, to_yaml, validate
 from hydranet.data import Dataset, build_dataset
 from hydranet.errors import UserError
 from hydranet.models import HydraNet, build_model
+from hydranet.models.init import init_from, weights_file
 from hydranet.tasks import Task, TaskInfo
 from hydranet.train.callbacks import make_callbacks
 from hydranet.train.checkpoint import atomic_write_text, load_state, load_tensors, save_tensors
+from hydranet.train.freeze import make_freezer
 from hydranet.train.trainer import Trainer
 
 CHECKPOINT = Path("checkpoint") / "last.safetensors"
@@ -87,11 +90,14 @@ def fit(cfg: Config, run_dir: str | Path | None = None, progress: bool = True, c
     `callbacks` are extra trainer callbacks (objects with any of the hooks), called before the metrics and the
     checkpoint of each epoch are written, so what they set (a `should_stop`, their state) is saved with it.
     """
-    _set_threads(cfg)
+    set_threads(cfg)
+    if cfg.model.init_from is not None:
+        weights_file(cfg.model.init_from)  # a wrong path fails before the run directory exists
     data = build_dataset(cfg)
+    _check_adversarial(cfg, data)
     path = new_run_dir(cfg, run_dir)
     atomic_write_text(path / "config.yaml", to_yaml(cfg))
-    _write_run_json(path, status="running")
+    write_run_json(path, status="running")
     return _train(cfg, path, progress and cfg.train.progress, state=None, data=data, callbacks=callbacks)
 
 
@@ -99,18 +105,18 @@ def resume(run_dir: str | Path, progress: bool = True, callbacks: Sequence = ())
     """Continue a run that was interrupted (even by SIGKILL mid-epoch) from its last complete epoch."""
     path = Path(run_dir)
     cfg = read_config(path)
-    _set_threads(cfg)
+    set_threads(cfg)
     checkpoint = path / CHECKPOINT
-    state = _load_checkpoint(checkpoint) if checkpoint.exists() else None
+    state = load_checkpoint(checkpoint) if checkpoint.exists() else None
     return _train(cfg, path, progress and cfg.train.progress, state, build_dataset(cfg), callbacks)
 
 
-def _set_threads(cfg: Config) -> None:
+def set_threads(cfg: Config) -> None:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
 
 
-def _load_checkpoint(path: Path) -> dict:
+def load_checkpoint(path: Path) -> dict:
     try:
         return load_state(path)
     except (UserError, KeyError, ValueError) as err:
@@ -121,10 +127,12 @@ def _train(cfg: Config, path: Path, progress: bool, state: dict | None, data: Da
     device = resolve_device(cfg.train.device)
     atomic_write_text(path / "data.json", json.dumps(data.info))
     model, tasks = build_model_for(cfg, data.info, device)
+    if state is None:
+        initialize(model, cfg, path)
     balancer = registry.get("balancer", cfg.mtl.balancer, "mtl.balancer")(cfg, tasks)
     perturbations, objectives, guard = _adversarial(cfg, tasks, data, path, device)
     trainer = Trainer(model, tasks, cfg, balancer, device=device, perturbations=perturbations, objectives=objectives,
-                      callbacks=make_callbacks(cfg, path, progress, [*guard, *callbacks]))
+                      callbacks=make_callbacks(cfg, path, progress, [*make_freezer(model, cfg), *guard, *callbacks]))
     if state is not None:
         trainer.load_state_dict(state)
     history = trainer.fit(data)
@@ -134,8 +142,24 @@ def _train(cfg: Config, path: Path, progress: bool, state: dict | None, data: Da
     from hydranet.train.plots import plot_curves
 
     plot_curves(history, path / "plots" / "curves.png")
-    _write_run_json(path, status="finished")
+    write_run_json(path, status="finished")
     return Run(dir=path, config=cfg, model=model, tasks=tasks, info=data.info, summary=summary, history=history)
+
+
+def initialize(model: torch.nn.Module, cfg: Config, path: Path) -> None:
+    """Apply `model.init_from` to a fresh model: print the load report and keep it as init.json."""
+    if cfg.model.init_from is None:
+        return
+    report = init_from(model, cfg.model.init_from, cfg.model.init_map, cfg.model.init_heads)
+    print(report, file=sys.stderr)
+    atomic_write_text(path / "init.json", json.dumps(report.to_dict(), indent=2))
+
+
+def _check_adversarial(cfg: Config, data: Dataset) -> None:
+    """Refuse an `adversarial:` section the data cannot serve (a table, no val for the guard), creating nothing."""
+    from hydranet.robust.training import check_data
+
+    check_data(cfg, data.info, len(data.index["val"]))
 
 
 def _adversarial(cfg: Config, tasks: dict[str, Task], data: Dataset, path: Path, device: torch.device) -> tuple[list, list, list]:
@@ -143,12 +167,11 @@ def _adversarial(cfg: Config, tasks: dict[str, Task], data: Dataset, path: Path,
     from hydranet.robust.guard import RobustGuard
     from hydranet.robust.training import build_adversarial
 
+    _check_adversarial(cfg, data)  # fit checked it already; a resumed run's data may have changed since
     perturbations, objectives = build_adversarial(cfg, tasks, data.info, device)
     adv = cfg.adversarial
     if adv.method == "none" or not adv.guard_every:
         return perturbations, objectives, []
-    if not len(data.index["val"]):
-        raise UserError("adversarial.guard_every: the guard needs val examples (set data.split.val > 0, or guard_every 0)")
     val = {k: v[:adv.guard_examples].to(device) for k, v in data.split("val").items()}
     space = (perturbations + objectives)[0].space
     return perturbations, objectives, [RobustGuard(adv, tasks, space, val, path / "checkpoint" / "best_robust.safetensors")]
@@ -166,11 +189,12 @@ def _summary(cfg: Config, trainer: Trainer, data: Dataset, model: HydraNet) -> d
             "params": sum(p.numel() for p in model.parameters()), **splits}
 
 
-def _write_run_json(path: Path, status: str) -> None:
-    """Provenance: hydranet version, git commit, torch, machine, so a result can be traced and repeated."""
+def write_run_json(path: Path, status: str, kind: str = "train") -> None:
+    """Provenance: hydranet version, git commit, torch, machine, so a result can be traced and repeated;
+    `kind` tells a training run from a pretraining run."""
     meta_path = path / "run.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {
-        "hydranet": hydranet.__version__, "git_commit": _git_commit(), "torch": torch.__version__,
+        "kind": kind, "hydranet": hydranet.__version__, "git_commit": _git_commit(), "torch": torch.__version__,
         "python": platform.python_version(), "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "cpus": torch.get_num_threads(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -65,8 +65,8 @@ class Trainer:
             if isinstance(component, nn.Module):  # components with tensors live on the training device
                 component.to(device)
         train = cfg.train
-        groups = param_groups(model, train.optimizer.weight_decay)
-        extra = [p for c in self.components if hasattr(c, "parameters") for p in c.parameters()]
+        groups = param_groups(model, train.optimizer.weight_decay, train.trunk_lr_mult)
+        extra = [p for c in self.components if hasattr(c, "parameters") for p in c.parameters() if p.requires_grad]
         if extra:  # learnable parts of components (e.g. a balancer's task weights): optimized, never decayed
             groups.append({"params": extra, "weight_decay": 0.0})
         self.optimizer = build_optimizer(train.optimizer, groups)
@@ -102,7 +102,7 @@ class Trainer:
         while self.epoch < self.cfg.train.epochs and not self.should_stop:
             start = time.perf_counter()
             record = self._train_epoch(train)
-            if val is not None:
+            if val is not None and self.tasks:
                 record["val"], record["val_loss"] = self.evaluate(val)
             record["seconds"] = round(time.perf_counter() - start, 4)
             self.train_seconds += record["seconds"]
@@ -146,8 +146,10 @@ class Trainer:
         set_lr(self.optimizer, self.lr)
         for perturb in self.perturbations:
             batch = perturb(self.model, batch, self.loss_terms)
-        with autocast(self.device, self.cfg.train.bf16):
-            preds = self.model(batch["x"])  # {task: (B, outputs) or (B,)}
+        preds = {}
+        if self.tasks:  # a model without tasks (self-supervised pretraining) is trained by objectives only
+            with autocast(self.device, self.cfg.train.bf16):
+                preds = self.model(batch["x"])  # {task: (B, outputs) or (B,)}
         losses = self.task_losses(preds, batch)
         for objective in self.objectives:
             losses.update(objective(self.model, batch))

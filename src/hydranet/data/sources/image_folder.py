@@ -21,7 +21,7 @@ from hydranet.registry import register
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-LAYOUTS = "<class>/<image> or <train|val|test>/<class>/<image>"
+LAYOUTS = "<class>/<image> or <train|val|test>/<class>/<image>, or unlabeled <image> files only"
 
 
 @register("source", "image_folder")
@@ -79,8 +79,14 @@ def decode_set(items: list[tuple[str, bytes]], size: int | None, prefix: str) ->
 
 
 def parse_layout(names: list[str], prefix: str = "") -> tuple[np.ndarray | None, np.ndarray]:
-    """(split per file or None, class per file) from relative paths; one wrapping top folder is ignored."""
+    """(split per file or None, class per file) from relative paths; one wrapping top folder is ignored.
+
+    Images directly in the root (no class folders) are unlabeled: their class is None (missing), which
+    self-supervised pretraining accepts.
+    """
     parts = [name.split("/") for name in names]
+    if all(len(p) == 1 for p in parts):
+        return None, np.full(len(names), None, dtype=object)
     tops = {p[0] for p in parts}
     if len(tops) == 1 and min(map(len, parts)) >= 3 and next(iter(tops)).lower() not in SPLIT_NAMES:
         parts = [p[1:] for p in parts]  # archive made of `dataset/…`: the wrapper is not a class

@@ -1,0 +1,157 @@
+"""Label efficiency: does a self-supervised trunk beat training from scratch when labels are few?
+
+One self-supervised pretraining on the training images without their labels, then for each labels
+fraction (class-balanced, nested subsets of the train split): training from scratch, fine-tuning the
+pretrained trunk (`model.init_from`), and a linear probe of the frozen pretrained features — test accuracy
+and seconds for each. The same recipe (trunk, optimizer, schedule, augmentation, number of steps) serves
+scratch and fine-tuning; only the initial weights differ. Prints one JSON line per row and a table.
+
+    python benchmarks/label_efficiency.py --toy      # bundled 8×8 digits, seconds (also run by the test suite)
+    python benchmarks/label_efficiency.py --quick    # CIFAR-10, 10,000 train images, under 5 minutes on 2 cores
+    python benchmarks/label_efficiency.py            # CIFAR-10, all 50,000 train images (sizes in SIZES)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import hydranet as hn
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR = str(ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz")
+
+# scratch: random init; finetune: from the pretrained trunk; linear: probe of the frozen pretrained trunk;
+# linear_random: the same probe of a random trunk (what the probe gets without any pretraining)
+METHODS = ("scratch", "finetune", "linear", "linear_random")
+# (data limit over the 60,000 images, pretraining epochs, fine-tuning epochs at 100% labels, minimum steps)
+SIZES = {"toy": (None, 6, 10, 150), "quick": (12000, 3, 2, 80), "full": (None, 8, 4, 300)}
+
+
+def cifar_recipe(limit: int | None) -> dict:
+    """A small BatchNorm CNN (21 MFLOP per image) that 2 cores pretrain on 50,000 images in minutes."""
+    return {
+        "name": "label-efficiency", "seed": 0,
+        "data": {"source": "image_folder", "path": CIFAR, "limit": limit, "split": {"val": 0.0},
+                 "augment": {"crop_padding": 4, "flip": True}},
+        "tasks": {"label": {"kind": "classification"}},
+        "model": {"trunk": {"name": "cnn", "channels": [32, 64, 128], "padding": "same", "batch_norm": True, "dense": [128]}},
+        "train": {"batch_size": 256, "optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 0.0005},
+                  "schedule": {"name": "onecycle", "warmup": 0.2}, "bf16": True, "channels_last": True, "progress": False},
+        "ssl": {"knn_bank": 5000, "knn_queries": 1000},
+    }
+
+
+def digits_recipe() -> dict:
+    """The quickstart trunk on the bundled digits, one task (digit), small enough for the test suite."""
+    return {
+        "name": "label-efficiency-toy", "seed": 0,
+        "data": {"source": "digits", "split": {"val": 0.0, "test": 0.3, "stratify": "digit"}},
+        "tasks": {"digit": {"kind": "classification"}},
+        "model": {"trunk": {"name": "cnn", "channels": [16, 32], "padding": "same", "batch_norm": True, "dense": [64]}},
+        "train": {"batch_size": 64, "optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 0.0005},
+                  "schedule": {"name": "onecycle", "warmup": 0.2}, "progress": False},
+        "ssl": {"crop_scale": 0.5, "color_jitter": 0.4, "grayscale": 0.0, "flip": False},  # digits: no mirror images
+    }
+
+
+def epochs_for(fraction: float, train_size: int, batch: int, epochs_full: int, min_steps: int) -> int:
+    """At least `min_steps` optimizer steps however few the labels (1% of CIFAR is 2 batches per epoch)."""
+    steps_per_epoch = math.ceil(max(1, round(train_size * fraction)) / batch)
+    return max(epochs_full, math.ceil(min_steps / steps_per_epoch))
+
+
+def with_(cfg: dict, **sections) -> dict:
+    """A deep copy of cfg with some sections' keys replaced."""
+    out = copy.deepcopy(cfg)
+    for section, values in sections.items():
+        out.setdefault(section, {}).update(values)
+    return out
+
+
+def label_efficiency(recipe: dict, fractions: list[float], pretrain_epochs: int, epochs_full: int, min_steps: int,
+                     objective: str, workdir: Path, echo=print) -> list[dict]:
+    """Pretrain once, then scratch / fine-tune / linear probe per fraction; one dict per (method, fraction)."""
+    task = next(iter(recipe["tasks"]))
+    pre_cfg = with_(recipe, train={"epochs": pretrain_epochs}, ssl={"objective": objective})
+    start = time.perf_counter()
+    pretrained = hn.Experiment(pre_cfg).pretrain(workdir / "pretrain")
+    pretrain_seconds = round(time.perf_counter() - start, 1)
+    echo(json.dumps({"pretrain": objective, "epochs": pretrain_epochs, "seconds": pretrain_seconds,
+                     "knn_accuracy": pretrained.summary["knn"].get(task, {}).get("accuracy")}))
+    train_size = _train_size(pre_cfg)
+    rows = []
+    for fraction in fractions:
+        epochs = epochs_for(fraction, train_size, recipe["train"]["batch_size"], epochs_full, min_steps)
+        for method in METHODS:
+            start = time.perf_counter()
+            if method.startswith("linear"):
+                trunk = workdir / "pretrain" if method == "linear" else None  # linear_random: an untrained trunk
+                accuracy = hn.Experiment(pre_cfg).probe(trunk, "linear", fraction)["test"][task]["accuracy"]
+            else:
+                model = {"init_from": str(workdir / "pretrain")} if method == "finetune" else {}
+                cfg = with_(recipe, data={"labels_fraction": fraction}, train={"epochs": epochs}, model=model)
+                run = hn.Experiment(cfg).fit(workdir / f"{method}-{fraction}")
+                accuracy = run.summary["test"][task]["accuracy"]
+            rows.append({"benchmark": "label_efficiency", "method": method, "labels_fraction": fraction,
+                         "labels": round(train_size * fraction), "epochs": None if method.startswith("linear") else epochs,
+                         "test_accuracy": round(accuracy, 4), "seconds": round(time.perf_counter() - start, 1),
+                         "pretrain": objective, "pretrain_epochs": pretrain_epochs, "pretrain_seconds": pretrain_seconds})
+            echo(json.dumps(rows[-1]))
+    return rows
+
+
+def _train_size(cfg: dict) -> int:
+    from hydranet.config import validate
+    from hydranet.data import build_dataset
+
+    return len(build_dataset(validate(with_(cfg, data={"labels_fraction": 1.0}))).index["train"])
+
+
+def table(rows: list[dict]) -> str:
+    fractions = sorted({r["labels_fraction"] for r in rows})
+    lines = ["| method | " + " | ".join(f"{f:.0%} labels ({next(r['labels'] for r in rows if r['labels_fraction'] == f):,})" for f in fractions) + " |",
+             "|---|" + "---|" * len(fractions)]
+    for method in METHODS:
+        cells = []
+        for f in fractions:
+            r = next(r for r in rows if r["method"] == method and r["labels_fraction"] == f)
+            cells.append(f"{r['test_accuracy']:.3f} ({r['seconds']:.0f} s)")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--toy", action="store_true", help="bundled digits, seconds")
+    size.add_argument("--quick", action="store_true", help="CIFAR-10 on 12,000 images, under 5 minutes")
+    parser.add_argument("--objective", default="simclr", help="ssl.objective of the pretraining")
+    parser.add_argument("--fractions", default="0.01,0.1,1.0")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    name = "toy" if args.toy else "quick" if args.quick else "full"
+    limit, pretrain_epochs, epochs_full, min_steps = SIZES[name]
+    recipe = digits_recipe() if args.toy else cifar_recipe(limit)
+    fractions = [float(f) for f in args.fractions.split(",")]
+    if args.toy:
+        fractions = [f for f in fractions if f >= 0.05] or [0.1]  # 1% of 1,257 digits is 13 images
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = label_efficiency(recipe, fractions, pretrain_epochs, epochs_full, min_steps, args.objective, Path(tmp))
+    print(f"\n{name}: {platform.machine()} {platform.processor()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+          f"{args.objective} pretraining {rows[0]['pretrain_epochs']} epochs ({rows[0]['pretrain_seconds']} s); test accuracy (seconds)")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

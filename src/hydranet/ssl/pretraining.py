@@ -1,0 +1,102 @@
+"""`hydranet pretrain`: train a trunk without labels, into a run directory with `trunk.safetensors`.
+
+The ordinary trainer does the work: a HydraNet without heads, the `ssl.objective` as its only loss term,
+a kNN monitor as a callback; so checkpoints, exact `--resume`, metrics.jsonl, progress, schedules and bf16
+behave as in supervised training. Labels are never used for training; where the experiment has
+classification or binary tasks, the kNN monitor reports how well the features separate them each epoch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from hydranet import registry
+from hydranet.config import Config, to_yaml
+from hydranet.data import Dataset, build_dataset
+from hydranet.errors import UserError
+from hydranet.models import HydraNet, build_model
+from hydranet.models.init import TRUNK_FILE, weights_file
+from hydranet.ssl.knn import KNNMonitor
+from hydranet.tasks import Task, TaskInfo
+from hydranet.train.callbacks import make_callbacks
+from hydranet.train.checkpoint import atomic_write_text, save_tensors
+from hydranet.train.run import (CHECKPOINT, Run, initialize, load_checkpoint, new_run_dir, read_config, resolve_device,
+                                set_threads, write_run_json)
+from hydranet.train.trainer import Trainer
+
+
+def pretrain(cfg: Config, run_dir: str | Path | None = None, progress: bool = True, callbacks: Sequence = ()) -> Run:
+    """Self-supervised pretraining of `cfg.model.trunk` on the experiment's train split."""
+    _check(cfg)
+    set_threads(cfg)
+    if cfg.model.init_from is not None:
+        weights_file(cfg.model.init_from)
+    data = build_dataset(cfg, labels_required=False)
+    path = new_run_dir(cfg, run_dir)
+    atomic_write_text(path / "config.yaml", to_yaml(cfg))
+    write_run_json(path, status="running", kind="pretrain")
+    return _pretrain(cfg, path, progress and cfg.train.progress, None, data, callbacks)
+
+
+def resume_pretrain(run_dir: str | Path, progress: bool = True, callbacks: Sequence = ()) -> Run:
+    """Continue an interrupted pretraining run from its last complete epoch."""
+    path = Path(run_dir)
+    cfg = read_config(path)
+    set_threads(cfg)
+    state = load_checkpoint(path / CHECKPOINT) if (path / CHECKPOINT).exists() else None
+    return _pretrain(cfg, path, progress and cfg.train.progress, state, build_dataset(cfg, labels_required=False), callbacks)
+
+
+def _check(cfg: Config) -> None:
+    if cfg.model.sharing != "hard":
+        raise UserError(f"model.sharing: pretraining learns one trunk; {cfg.model.sharing!r} has one per task (use hard)")
+    if cfg.adversarial.method != "none":
+        raise UserError("adversarial.method: pretraining has no task loss to attack (set it to none)")
+    if cfg.train.freeze != "none":
+        raise UserError("train.freeze: pretraining trains the trunk (set it to none)")
+
+
+def _pretrain(cfg: Config, path: Path, progress: bool, state: dict | None, data: Dataset, callbacks: Sequence) -> Run:
+    device = resolve_device(cfg.train.device)
+    atomic_write_text(path / "data.json", json.dumps(data.info))
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, tuple(data.info["input_shape"]), {}).to(device)  # the trunk, no heads
+    if state is None:
+        initialize(model, cfg, path)
+    objective = registry.get("ssl", cfg.ssl.objective, "ssl.objective")(cfg, model.trunk, data.info)
+    balancer = registry.get("balancer", "equal")(cfg, {})
+    tasks = {t: Task(t, cfg.tasks[t], TaskInfo.from_dict(info)) for t, info in data.info["tasks"].items()}  # labeled ones
+    monitor = _knn_monitor(cfg, tasks, data, device)
+    trainer = Trainer(model, {}, cfg, balancer, device=device, objectives=[objective],
+                      callbacks=make_callbacks(cfg, path, progress, [*monitor, *callbacks]))
+    if state is not None:
+        trainer.load_state_dict(state)
+    history = trainer.fit(data)
+    save_tensors(path / TRUNK_FILE, {f"trunk.{k}": v for k, v in model.trunk.state_dict().items()})
+    summary = _summary(cfg, trainer, model)
+    atomic_write_text(path / "summary.json", json.dumps(summary, indent=2))
+    write_run_json(path, status="finished")
+    return Run(dir=path, config=cfg, model=model, tasks=tasks, info=data.info, summary=summary, history=history)
+
+
+def _knn_monitor(cfg: Config, tasks: dict[str, Task], data: Dataset, device: torch.device) -> list[KNNMonitor]:
+    """A kNN monitor on the first labeled train examples (bank) and val (else test) examples (queries)."""
+    if not any(t.kind in ("classification", "binary") for t in tasks.values()):
+        return []
+    held_out = "val" if len(data.index["val"]) else "test"
+    if not len(data.index[held_out]):
+        return []
+    bank = {k: v[:cfg.ssl.knn_bank].to(device) for k, v in data.split("train").items()}
+    queries = {k: v[:cfg.ssl.knn_queries].to(device) for k, v in data.split(held_out).items()}
+    return [KNNMonitor(tasks, bank, queries, cfg.ssl.knn_k, cfg.train.eval_batch_size)]
+
+
+def _summary(cfg: Config, trainer: Trainer, model: HydraNet) -> dict:
+    last = trainer.history[-1] if trainer.history else {}
+    return {"experiment": cfg.name, "objective": cfg.ssl.objective, "epochs": trainer.epoch,
+            "train_seconds": round(trainer.train_seconds, 3), "params": sum(p.numel() for p in model.trunk.parameters()),
+            "loss": last.get("train", {}).get("loss"), "knn": last.get("knn", {})}

@@ -1,0 +1,91 @@
+"""Random views of a batch for self-supervised objectives: whole batches at once, no per-example Python.
+
+Images (normalized (B, C, H, W)): random resized crop with flip through one affine `grid_sample`, then
+colour jitter and greyscale in raw pixel space [0, 1] (SimCLR's CIFAR recipe without blur and hue,
+Chen et al. 2020). Tables (encoded (B, F)): SCARF corruption, each feature replaced with probability p by
+the same feature of another random row, i.e. a draw from its empirical marginal (Bahri et al. 2022).
+Random numbers come from a CPU generator, so a seed gives the same views on any device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from hydranet.config import SSLConfig
+
+GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, what PIL's convert("L") uses
+
+
+def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> Tensor:
+    return low + (high - low) * torch.rand(n, generator=generator)
+
+
+def crop_flip(x: Tensor, scale_min: float, flip: bool, generator: torch.Generator) -> Tensor:
+    """Random resized crops (area fraction in [scale_min, 1], aspect ratio in [3/4, 4/3]), resized back to
+    the input size by bilinear sampling, each mirrored with probability 1/2 when `flip`."""
+    b = x.shape[0]
+    area = _uniform(b, scale_min, 1.0, generator)
+    log_ratio = _uniform(b, math.log(3 / 4), math.log(4 / 3), generator)
+    ratio = log_ratio.exp()
+    width = (area * ratio).sqrt().clamp(max=1.0)  # half-extent in grid units [-1, 1] is `width`
+    height = (area / ratio).sqrt().clamp(max=1.0)
+    cx = (2 * torch.rand(b, generator=generator) - 1) * (1 - width)  # the window stays inside the image
+    cy = (2 * torch.rand(b, generator=generator) - 1) * (1 - height)
+    sign = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0) if flip else torch.ones(b)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2] = width * sign, cx
+    theta[:, 1, 1], theta[:, 1, 2] = height, cy
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _grey(raw: Tensor) -> Tensor:
+    """(B, 3, H, W) → luma (B, 1, H, W); a one-channel image is its own grey."""
+    if raw.shape[1] != 3:
+        return raw
+    weights = torch.tensor(GREY, device=raw.device, dtype=raw.dtype).view(1, 3, 1, 1)
+    return (raw * weights).sum(1, keepdim=True)
+
+
+def colour(raw: Tensor, strength: float, grey_p: float, generator: torch.Generator) -> Tensor:
+    """Brightness, contrast and saturation factors in [1 − s, 1 + s] (each view with probability 0.8, as
+    SimCLR), then greyscale with probability `grey_p`; raw pixels in [0, 1] stay in [0, 1]."""
+    b = raw.shape[0]
+
+    def factor() -> Tensor:
+        f = _uniform(b, 1 - strength, 1 + strength, generator)
+        return torch.where(jitter, f, torch.ones(b)).view(b, 1, 1, 1).to(raw.device, raw.dtype)
+
+    if strength > 0:
+        jitter = torch.rand(b, generator=generator) < 0.8
+        brightness, contrast, saturation = factor(), factor(), factor()
+        raw = (raw * brightness).clamp(0, 1)
+        mean = _grey(raw).mean(dim=(1, 2, 3), keepdim=True)
+        raw = (mean + contrast * (raw - mean)).clamp(0, 1)
+        grey = _grey(raw)
+        raw = (grey + saturation * (raw - grey)).clamp(0, 1)
+    if grey_p > 0:
+        to_grey = (torch.rand(b, generator=generator) < grey_p).view(b, 1, 1, 1).to(raw.device)
+        raw = torch.where(to_grey, _grey(raw).expand_as(raw), raw)
+    return raw
+
+
+def image_view(x: Tensor, cfg: SSLConfig, mean: Tensor, std: Tensor, generator: torch.Generator) -> Tensor:
+    """One random view of a normalized image batch, normalized again."""
+    x = crop_flip(x, cfg.crop_scale, cfg.flip, generator)
+    if cfg.color_jitter > 0 or cfg.grayscale > 0:
+        raw = (x * std + mean).clamp(0, 1)
+        x = (colour(raw, cfg.color_jitter, cfg.grayscale, generator) - mean) / std
+    return x
+
+
+def scarf(x: Tensor, p: float, generator: torch.Generator) -> Tensor:
+    """Replace each value with probability p by the same column's value in a random row of the batch."""
+    b, f = x.shape
+    replace = (torch.rand(b, f, generator=generator) < p).to(x.device)
+    rows = torch.randint(0, b, (b, f), generator=generator).to(x.device)
+    return torch.where(replace, x.gather(0, rows), x)

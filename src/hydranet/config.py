@@ -194,8 +194,8 @@ class SSLConfig(Section):
     decoder_hidden: int = Field(512, ge=1, description="denoising: hidden width of the MLP decoder from features back to the input")
     byol_tau: float = Field(0.99, ge=0, le=1, description="byol: base EMA rate of the target network, raised to 1 along a cosine over training")
     knn_k: int = Field(20, ge=1, description="neighbours of the kNN monitor and of `hydranet probe --mode knn`")
-    knn_bank: int = Field(10000, ge=1, description="kNN monitor: labeled train examples in the memory bank (the first ones)")
-    knn_queries: int = Field(2000, ge=1, description="kNN monitor: val (else test) examples classified each epoch")
+    knn_bank: int = Field(10000, ge=1, description="kNN monitor: labeled train examples in the memory bank (a seeded random sample)")
+    knn_queries: int = Field(2000, ge=1, description="kNN monitor: val (else test) examples classified each epoch (a seeded random sample)")
 
 
 class SearchParam(Section):

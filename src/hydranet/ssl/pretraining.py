@@ -84,15 +84,21 @@ def _pretrain(cfg: Config, path: Path, progress: bool, state: dict | None, data:
 
 
 def _knn_monitor(cfg: Config, tasks: dict[str, Task], data: Dataset, device: torch.device) -> list[KNNMonitor]:
-    """A kNN monitor on the first labeled train examples (bank) and val (else test) examples (queries)."""
+    """A kNN monitor: a seeded random sample of labeled train examples (bank) and of val, else test, examples
+    (queries); random, because sources often list examples class by class."""
     if not any(t.kind in ("classification", "binary") for t in tasks.values()):
         return []
     held_out = "val" if len(data.index["val"]) else "test"
     if not len(data.index[held_out]):
         return []
-    bank = {k: v[:cfg.ssl.knn_bank].to(device) for k, v in data.split("train").items()}
-    queries = {k: v[:cfg.ssl.knn_queries].to(device) for k, v in data.split(held_out).items()}
+    bank = _sample(data.split("train"), cfg.ssl.knn_bank, cfg.seed, device)
+    queries = _sample(data.split(held_out), cfg.ssl.knn_queries, cfg.seed, device)
     return [KNNMonitor(tasks, bank, queries, cfg.ssl.knn_k, cfg.train.eval_batch_size)]
+
+
+def _sample(split: dict[str, torch.Tensor], n: int, seed: int, device: torch.device) -> dict[str, torch.Tensor]:
+    pick = torch.randperm(len(split["x"]), generator=torch.Generator().manual_seed(seed))[:n]
+    return {k: v[pick].to(device) for k, v in split.items()}
 
 
 def _summary(cfg: Config, trainer: Trainer, model: HydraNet) -> dict:

@@ -34,7 +34,7 @@ def experiment(data: str, epochs: int, limit: int | None, method: str, eps: floa
         "tasks": {"label": {"kind": "classification"}},
         "model": {"trunk": {"name": "resnet", "channels": [32, 64, 128], "blocks": [1, 1, 1]}},
         "train": {"epochs": epochs, "batch_size": 128, "optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 0.0005},
-                  "schedule": {"name": "onecycle", "warmup": 0.2}, "bf16": True, "channels_last": True, "progress": False},
+                  "schedule": {"name": "onecycle", "warmup": 0.2}, "precision": "bf16", "channels_last": True, "progress": False},
         # pgd/trades: 3 attack steps per batch keep training affordable on a CPU (Wong et al. show few steps suffice)
         "adversarial": {"method": method, "eps": eps, "steps": 3, "warmup_epochs": 1 if method != "none" else 0,
                         "guard_examples": 200, "guard_steps": 5, "guard_every": 1 if method != "none" else 0},

@@ -67,7 +67,7 @@ def test_missing_labels_are_masked_not_dropped(tmp_path, tiny_csv):
     assert run.summary["test"]["kind"]["accuracy"] > 0
 
 
-@pytest.mark.parametrize("options", [{"bf16": True}, {"channels_last": True, "grad_clip": 1.0},
+@pytest.mark.parametrize("options", [{"precision": "bf16"}, {"precision": "auto"}, {"channels_last": True, "grad_clip": 1.0},
                                      {"optimizer": {"name": "sgd", "lr": 0.05}, "schedule": {"name": "cosine"}}])
 def test_training_options_run(tmp_path, options):
     run = Experiment("quickstart", {"train.epochs": 1, "data.limit": 300, "train.progress": False,

@@ -16,12 +16,18 @@ import torch
 from torch import nn
 
 from hydranet.config import Config
-from hydranet.data.augment import augment
+from hydranet.data.augment import apply, draw_epoch
 from hydranet.data.dataset import Dataset
 from hydranet.tasks import Task
 from hydranet.train.ema import WeightEMA
 from hydranet.train.evaluation import eval_settings, evaluate_split
-from hydranet.train.optim import build_optimizer, lr_factor, param_groups, set_lr
+from hydranet.train.optim import (
+    build_optimizer,
+    load_optimizer_state,
+    lr_factor,
+    param_groups,
+    set_lr,
+)
 from hydranet.train.precision import autocast, resolve_precision
 
 # Purposes of the per-epoch random streams (shuffling, augmentation, dropout): one generator each.
@@ -123,6 +129,9 @@ class Trainer:
         augmenting = train["x"].ndim == 4 and (cfg.data.augment.crop_padding or cfg.data.augment.flip or cfg.data.augment.cutout)
         n, batch_size = len(train["x"]), cfg.train.batch_size
         order = torch.randperm(n, generator=shuffle).to(self.device)
+        if augmenting:  # the whole epoch's random choices, moved to the device in one copy
+            _, _, height, width = train["x"].shape
+            choices = {k: v.to(self.device) for k, v in draw_epoch(cfg.data.augment, n, batch_size, height, width, aug).items()}
         running, weights = RunningMeans(), RunningMeans()  # weights: epoch means (RLW, FAMO change every step)
         self.model.train()
         self.hook("on_epoch_start")
@@ -132,7 +141,7 @@ class Trainer:
             if self.inputs is not None:
                 batch["x"] = self.inputs(batch["x"])
             if augmenting:
-                batch["x"] = augment(batch["x"], cfg.data.augment, aug)
+                batch["x"] = apply(batch["x"], cfg.data.augment, {k: v[begin:begin + batch_size] for k, v in choices.items()})
             losses, stats, step_weights = self.train_step(batch)
             for name, loss in losses.items():
                 running.add(name, loss.detach().float() * len(idx), len(idx))
@@ -228,7 +237,7 @@ class Trainer:
         self.epoch, self.step, self.history = state["epoch"], state["step"], list(state["history"])
         self.train_seconds, self.should_stop = state["train_seconds"], state["should_stop"]
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
         for name, component in self._named_components().items():

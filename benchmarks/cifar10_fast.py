@@ -95,4 +95,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except hn.UserError as err:  # a bad --set or no CUDA: one line, as the CLI does
+        raise SystemExit(f"error: {err}") from None

@@ -112,15 +112,15 @@ def test_images_are_stored_as_read_and_normalized_by_batch():
     assert data.x.dtype == torch.uint8 and stored["x"].dtype == torch.uint8
     assert normalized["x"].dtype == torch.float32
     idx = torch.tensor([5, 0, 17, 3])
-    batch = data.normalizer(stored["x"].index_select(0, idx))
+    batch = data.normalizer()(stored["x"].index_select(0, idx))
     assert torch.equal(batch, normalized["x"].index_select(0, idx))
     assert torch.equal(stored["digit"], normalized["digit"])
-    last = data.normalizer(stored["x"].contiguous(memory_format=torch.channels_last))
+    last = data.normalizer()(stored["x"].contiguous(memory_format=torch.channels_last))
     assert last.is_contiguous(memory_format=torch.channels_last) and torch.equal(last, normalized["x"])
 
 
 def test_tables_have_no_normalizer():
     frame_cfg = load_config("breast-cancer")
     data = build_dataset(frame_cfg)
-    assert data.normalizer is None and data.x.dtype == torch.float32
+    assert data.normalizer() is None and data.x.dtype == torch.float32
     assert torch.equal(data.split("train", stored=True)["x"], data.split("train")["x"])

@@ -47,11 +47,6 @@ class ImageNormalizer:
         self.mean = torch.tensor(prep["mean"], device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(prep["std"], device=device).view(1, -1, 1, 1)
 
-    def to(self, device: torch.device | str) -> ImageNormalizer:
-        moved = ImageNormalizer.__new__(ImageNormalizer)
-        moved.scale, moved.mean, moved.std = self.scale, self.mean.to(device), self.std.to(device)
-        return moved
-
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return (images.float() / self.scale - self.mean) / self.std  # keeps the memory format (channels_last)
 
@@ -75,15 +70,14 @@ class Dataset:
         """One split as a batch-like dict {"x": …, task: …} of contiguous tensors; `x` as model inputs
         (normalized float32), or as stored when `stored` (then `normalizer` makes model inputs of batches)."""
         idx = self.index[name]
-        x = self.x[idx]
-        out = {"x": x if stored or self.normalizer is None else self.normalizer(x)}
+        normalize = None if stored else self.normalizer()
+        out = {"x": self.x[idx] if normalize is None else normalize(self.x[idx])}
         out.update({task: y[idx] for task, y in self.targets.items()})
         return out
 
-    @property
-    def normalizer(self) -> ImageNormalizer | None:
-        """What turns stored images into model inputs; None for tables (stored already encoded)."""
-        return ImageNormalizer(self.info) if self.info.get("kind") == "image" else None
+    def normalizer(self, device: torch.device | str = "cpu") -> ImageNormalizer | None:
+        """What turns stored images into model inputs on `device`; None for tables (stored already encoded)."""
+        return ImageNormalizer(self.info, device) if self.info.get("kind") == "image" else None
 
     @property
     def input_shape(self) -> tuple[int, ...]:

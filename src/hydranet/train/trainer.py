@@ -98,8 +98,7 @@ class Trainer:
     def fit(self, data: Dataset) -> list[dict]:
         """Train until `train.epochs` or until a callback sets `should_stop`; returns the history."""
         train = self.to_device(data.split("train", stored=True))  # images stay uint8; batches are normalized
-        normalizer = data.normalizer
-        self.inputs = normalizer.to(self.device) if normalizer is not None else None
+        self.inputs = data.normalizer(self.device)
         val = self.to_device(data.split("val")) if len(data.index["val"]) else None
         n, batch_size = len(train["x"]), self.cfg.train.batch_size
         self.total_steps = self.cfg.train.epochs * -(-n // batch_size)

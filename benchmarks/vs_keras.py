@@ -13,7 +13,10 @@ verbose=2 (one line per epoch) and hydranet without its progress bar, so neither
 
     python benchmarks/vs_keras.py [--epochs 10] [--batch-sizes 32,256] [--repeats 2] [--limit N | --quick]
 
-Run it on an otherwise idle machine: a process that takes one of two cores halves either side's speed.
+Run it on an otherwise idle machine. When another process takes one of two cores, PyTorch's OpenMP threads
+wait for each other at every operation and hydranet with two threads collapses (measured: to under a tenth
+of its speed) while TensorFlow's work-stealing pool slows down gracefully; `--threads 1` compares the two
+on one thread each.
 """
 
 from __future__ import annotations
@@ -39,11 +42,15 @@ QUICK = {"epochs": 2, "limit": 3000}
 # --- the Keras side (runs in the Keras venv: standard library, numpy, keras, tensorflow only) ------------
 
 
-def keras_child(npz: str, epochs: int, batch_size: int, seed: int) -> dict:
+def keras_child(npz: str, epochs: int, batch_size: int, seed: int, threads: int | None) -> dict:
     """The article's example on the given arrays; returns epoch seconds (training only) and test accuracy."""
     import keras
     import numpy as np
+    import tensorflow as tf
 
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     keras.utils.set_random_seed(seed)
     data = np.load(npz)
     x, y, split = data["x"].transpose(0, 2, 3, 1), data["label"], data["split"]  # NCHW → NHWC, as Keras wants
@@ -77,20 +84,20 @@ def keras_child(npz: str, epochs: int, batch_size: int, seed: int) -> dict:
     model.fit(train_images, train_labels, epochs=epochs, batch_size=batch_size, verbose=2, callbacks=[clock])
     _, accuracy = model.evaluate(test_images, test_labels, verbose=0)
     return {"epoch_seconds": clock.seconds, "test_accuracy": float(accuracy),
-            "version": f"keras {keras.__version__}, tensorflow {__import__('tensorflow').__version__}"}
+            "version": f"keras {keras.__version__}, tensorflow {tf.__version__}"}
 
 
 # --- the hydranet side (runs in this interpreter) ---------------------------------------------------------
 
 
-def hydranet_child(npz: str, epochs: int, batch_size: int, seed: int) -> dict:
+def hydranet_child(npz: str, epochs: int, batch_size: int, seed: int, threads: int | None) -> dict:
     """`seed-cnn` as shipped, on the same arrays through the npz source."""
     import torch
 
     import hydranet as hn
 
     overrides = {"data.source": "npz", "data.path": npz, "train.epochs": epochs, "train.batch_size": batch_size,
-                 "seed": seed, "train.progress": False}
+                 "seed": seed, "train.progress": False, "train.threads": threads}
     with tempfile.TemporaryDirectory() as tmp:
         run = hn.Experiment("seed-cnn", overrides).fit(Path(tmp) / "run")
     config = run.config.train
@@ -134,11 +141,12 @@ def write_arrays(data_path: str, limit: int | None, out: Path) -> int:
     return int((split == "train").sum())
 
 
-def run_child(python: Path, side: str, npz: Path, epochs: int, batch_size: int, seed: int, tmp: Path) -> dict:
+def run_child(python: Path, side: str, npz: Path, args: argparse.Namespace, batch_size: int, seed: int, tmp: Path) -> dict:
     """One training in a fresh process; adds its peak resident memory (MiB) from the kernel's accounting."""
     result = tmp / f"{side}-{batch_size}-{seed}.json"
-    cmd = [str(python), str(Path(__file__).resolve()), "--child", side, "--npz", str(npz), "--epochs", str(epochs),
+    cmd = [str(python), str(Path(__file__).resolve()), "--child", side, "--npz", str(npz), "--epochs", str(args.epochs),
            "--batch-size", str(batch_size), "--seed", str(seed), "--result", str(result)]
+    cmd += ["--threads", str(args.threads)] if args.threads else []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
            "TF_CPP_MIN_LOG_LEVEL": "2"}
     log = tmp / f"{side}-{batch_size}-{seed}.log"
@@ -159,12 +167,12 @@ def img_per_s(runs: list[dict], images: int) -> float:
 def compare(python: Path, npz: Path, images: int, args: argparse.Namespace, batch_size: int, tmp: Path) -> dict:
     keras, hydra = [], []
     for seed in range(args.repeats):  # A B A B: both sides see the machine in the same state, in turn
-        keras.append(run_child(python, "keras", npz, args.epochs, batch_size, seed, tmp))
-        hydra.append(run_child(Path(sys.executable), "hydranet", npz, args.epochs, batch_size, seed, tmp))
+        keras.append(run_child(python, "keras", npz, args, batch_size, seed, tmp))
+        hydra.append(run_child(Path(sys.executable), "hydranet", npz, args, batch_size, seed, tmp))
     k, h = img_per_s(keras, images), img_per_s(hydra, images)
     return {
         "benchmark": "vs_keras", "batch_size": batch_size, "epochs": args.epochs, "train_images": images,
-        "repeats": args.repeats, "keras_img_s": k, "hydranet_img_s": h, "ratio": round(h / k, 3),
+        "repeats": args.repeats, "threads": args.threads, "keras_img_s": k, "hydranet_img_s": h, "ratio": round(h / k, 3),
         "keras_test_accuracy": round(statistics.mean(r["test_accuracy"] for r in keras), 4),
         "hydranet_test_accuracy": round(statistics.mean(r["test_accuracy"] for r in hydra), 4),
         "keras_peak_rss_mib": max(r["peak_rss_mib"] for r in keras),
@@ -206,6 +214,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="use only this many images (train + test), drawn with the seed")
     parser.add_argument("--quick", action="store_true", help=f"smoke test: --epochs {QUICK['epochs']} --limit {QUICK['limit']} --repeats 1")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="intra-op threads of both sides (default: each framework's own; 1 is fairer on a busy machine)")
     parser.add_argument("--child", choices=["keras", "hydranet"], help=argparse.SUPPRESS)
     parser.add_argument("--npz", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)
@@ -214,7 +224,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         train = keras_child if args.child == "keras" else hydranet_child
-        Path(args.result).write_text(json.dumps(train(args.npz, args.epochs, args.batch_size, args.seed)))
+        Path(args.result).write_text(json.dumps(train(args.npz, args.epochs, args.batch_size, args.seed, args.threads)))
         return
     if args.quick:
         args.epochs, args.limit, args.repeats = QUICK["epochs"], args.limit or QUICK["limit"], 1

@@ -46,7 +46,7 @@ def cifar_recipe(limit: int | None) -> dict:
         "tasks": {"label": {"kind": "classification"}},
         "model": {"trunk": {"name": "cnn", "channels": [32, 64], "padding": "same", "batch_norm": True, "dense": [128]}},
         "train": {"batch_size": 256, "optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 0.0005},
-                  "schedule": {"name": "onecycle", "warmup": 0.2}, "bf16": True, "channels_last": True, "progress": False},
+                  "schedule": {"name": "onecycle", "warmup": 0.2}, "precision": "bf16", "channels_last": True, "progress": False},
         "ssl": {"knn_bank": 5000, "knn_queries": 1000},
     }
 

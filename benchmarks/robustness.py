@@ -40,7 +40,7 @@ def experiment(data: str, epochs: int, limit: int | None, method: str, eps: floa
         "tasks": {"label": {"kind": "classification"}},
         "model": {"trunk": {"name": "resnet", "channels": [32, 64, 128], "blocks": [1, 1, 1]}},
         "train": {"epochs": epochs, "batch_size": 128, "optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 0.0005},
-                  "schedule": {"name": "onecycle", "warmup": 0.2}, "bf16": True, "channels_last": True, "progress": False},
+                  "schedule": {"name": "onecycle", "warmup": 0.2}, "precision": "bf16", "channels_last": True, "progress": False},
         # pgd/trades: 3 attack steps per batch keep training affordable on a CPU (Wong et al. show few steps
         # suffice); no eps warm-up (the first table ran with warmup_epochs 1, which reaches full eps at once)
         "adversarial": {"method": method, "eps": eps, "steps": 3, "warmup_epochs": 0,

@@ -28,7 +28,7 @@ def test_train_evaluate_predict_table(cli, tiny_csv, tmp_path):
                  "plots/curves.png", "data.json", "run.json"):
         assert (run / name).exists(), name
     summary = json.loads((run / "summary.json").read_text())
-    assert set(summary) == {"experiment", "epochs", "train_seconds", "params", "val", "test"}
+    assert set(summary) == {"experiment", "epochs", "train_seconds", "precision", "params", "val", "test"}
     assert {"accuracy", "roc_auc"} <= set(summary["test"]["kind"]) and {"mae", "rmse", "r2"} <= set(summary["test"]["size"])
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(l)["epoch"] for l in lines] == [1, 2, 3]

@@ -1,9 +1,13 @@
 """Config: defaults, YAML, --set overrides with type checks, and one-line errors naming the dotted path."""
 
+from pathlib import Path
+
 import pytest
 
 from hydranet.config import Config, experiment_names, load_config, to_yaml, validate
 from hydranet.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_field_has_a_description():
@@ -105,3 +109,21 @@ def test_plugins_register_custom_parts(tmp_path, monkeypatch):
     assert cfg.plugins == ["my_plugin_mod"]
     with pytest.raises(UserError, match="plugins: cannot import 'no_such_module_x'"):
         load_config("quickstart", ["plugins=[no_such_module_x]"])
+
+
+def test_cifar10_fast_cuda_recipe_builds():
+    """The GPU recipe of benchmarks/cifar10_fast.py is a valid config whose ResNet has the planned depth."""
+    import importlib.util
+
+    from hydranet.models import build_model
+    from hydranet.tasks import Task, TaskInfo
+
+    spec = importlib.util.spec_from_file_location("cifar10_fast", ROOT / "benchmarks" / "cifar10_fast.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    recipe = {k: v for k, v in module.CUDA_RECIPE.items() if k != "train.device"}  # no GPU needed to build it
+    cfg = load_config("cifar10-fast", [f"{k}={v}" for k, v in recipe.items()])
+    tasks = {"label": Task("label", cfg.tasks["label"], TaskInfo(kind="classification", outputs=10))}
+    model = build_model(cfg.model, (3, 32, 32), tasks)
+    assert len(model.trunk.blocks) == 8 and model.trunk.out_dim == 512
+    assert cfg.train.ema.decay and cfg.train.eval_tta == "flip" and cfg.tasks["label"].label_smoothing == 0.2

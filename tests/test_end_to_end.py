@@ -46,3 +46,22 @@ def test_benchmark_prints_json(tmp_path):
     assert out.returncode == 0, out.stderr
     row = json.loads(out.stdout.splitlines()[0])
     assert {"hydranet_img_s", "bare_img_s", "ratio", "hydranet_test_accuracy", "bare_test_accuracy"} <= set(row)
+
+
+def test_cifar10_fast_benchmark_smoke(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cifar10_fast.py"), "--limit", "1500", "--set", "train.epochs=1",
+                          "--data", str(CIFAR)], cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout.splitlines()[-1])
+    assert summary["epochs_run"] == 1 and summary["target"] == 0.8 and 0.1 < summary["final_test_accuracy"] < 1
+
+
+@pytest.mark.skipif(not (ROOT / "benchmarks" / ".venv-keras" / "bin" / "python").exists(),
+                    reason="needs the Keras venv that benchmarks/vs_keras.py installs on first use")
+def test_vs_keras_quick(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "vs_keras.py"), "--quick", "--batch-sizes", "256",
+                          "--data", str(CIFAR)], cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False)
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout.splitlines()[0])
+    assert row["ratio"] > 0 and row["keras_peak_rss_mib"] > 0 and row["hydranet_peak_rss_mib"] > 0
+    assert 0 < row["keras_test_accuracy"] < 1 and 0 < row["hydranet_test_accuracy"] < 1

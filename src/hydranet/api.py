@@ -17,7 +17,7 @@ from hydranet.config import Config, apply_override, experiment_dict, validate
 from hydranet.data import to_model_inputs
 from hydranet.predict import decode_outputs, evaluate_run, predict_paths
 from hydranet.train import Run, fit, load_run
-from hydranet.train.evaluation import predict_batches
+from hydranet.train.evaluation import eval_settings, predict_batches
 
 if TYPE_CHECKING:
     from hydranet.tune.report import TuneResult
@@ -89,7 +89,7 @@ class Model:
 
     def predict_raw(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw outputs (logits/standardized values) for already-preprocessed inputs."""
-        return predict_batches(self.run.model, x, self.config.train.eval_batch_size, self.config.train.bf16)
+        return predict_batches(self.run.model, x, *eval_settings(self.config.train))
 
     def evaluate(self, split: str = "test") -> dict[str, dict[str, float]]:
         return evaluate_run(self.run, split)

@@ -129,6 +129,12 @@ class EarlyStopConfig(Section):
     restore_best: bool = Field(True, description="end with the weights of the best epoch")
 
 
+class EMAConfig(Section):
+    decay: float | None = Field(None, gt=0, lt=1, description="per-step decay of an exponential moving average of the weights, which evaluation, early stopping and the saved model then use (e.g. 0.99; null: off)")
+    every: int = Field(1, ge=1, description="update the average every this many steps, with decay**every (fewer updates: less time on GPUs)")
+    warmup: bool = Field(True, description="decay at most (1 + n) / (10 + n) at update n, so the first evaluations are not dominated by the initial weights")
+
+
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1, description="passes over the training split")
     batch_size: int = Field(128, ge=1, description="examples per step")
@@ -137,8 +143,10 @@ class TrainConfig(Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="the learning-rate schedule")
     grad_clip: float | None = Field(None, gt=0, description="clip the global gradient norm to this (null: off)")
     early_stopping: EarlyStopConfig = Field(default_factory=EarlyStopConfig, description="stop when a val metric stops improving")
-    bf16: bool = Field(False, description="bf16 autocast for the forward pass (pays on CPUs with AVX-512 BF16 or AMX and on GPUs; slows older CPUs)")
-    channels_last: bool = Field(False, description="channels_last memory format for image models")
+    precision: Literal["fp32", "bf16", "auto"] = Field("fp32", description="fp32 | bf16 (autocast of the forward pass; fp32 weights, losses and optimizer) | auto (bf16 where the device has it natively: CPUs with AVX-512 BF16 or AMX, CUDA GPUs with bf16; else fp32)")
+    channels_last: bool = Field(True, description="channels_last memory format for image models and batches (faster convolutions and pooling on CPUs; no effect on tables)")
+    ema: EMAConfig = Field(default_factory=EMAConfig, description="exponential moving average of the weights")
+    eval_tta: Literal["none", "flip"] = Field("none", description="test-time augmentation when evaluating and predicting: flip averages the raw outputs of each image and its mirror image (image runs only)")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (null: torch's default)")
     freeze: str | list[str] = Field("none", description="parameters kept fixed: none, trunk, or a list of trunk stages such as [stage1, stage2] (frozen BatchNorm layers also keep their statistics)")
@@ -147,6 +155,15 @@ class TrainConfig(Section):
     trunk_lr_mult: float = Field(1.0, ge=0, description="learning rate of the trunk as a multiple of the heads' (discriminative learning rates, e.g. 0.1 when fine-tuning)")
     tensorboard: bool = Field(False, description="also write TensorBoard event files to <run>/tensorboard")
     progress: bool = Field(True, description="show a progress bar")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_bf16(cls, data: Any) -> Any:
+        """Run directories written before `precision` existed say `bf16: true|false`: read that as the precision."""
+        if isinstance(data, dict) and isinstance(data.get("bf16"), bool) and "precision" not in data:
+            data = {**data, "precision": "bf16" if data["bf16"] else "fp32"}
+            del data["bf16"]
+        return data
 
 
 class MTLConfig(Section):

@@ -18,7 +18,7 @@ from hydranet.data import build_dataset, to_model_inputs
 from hydranet.data.images import image_files, load_image_files
 from hydranet.data.sources.table import clean
 from hydranet.errors import UserError
-from hydranet.train.evaluation import evaluate_split, predict_batches
+from hydranet.train.evaluation import eval_settings, evaluate_split, predict_batches
 from hydranet.train.run import Run
 
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -87,7 +87,7 @@ def input_images(paths: Sequence[str | Path]) -> list[Path]:
 def predict_paths(run: Run, paths: Sequence[str | Path], output: Path | None = None) -> pd.DataFrame:
     """Predict for files and write a CSV with an `input` column and one column per task."""
     x, ids = inputs_from_files(run, paths)
-    outputs = predict_batches(run.model, x, run.config.train.eval_batch_size, run.config.train.bf16)
+    outputs = predict_batches(run.model, x, *eval_settings(run.config.train))
     frame = decode_outputs(run, outputs)
     frame.insert(0, "input", ids)
     if output is not None:
@@ -103,6 +103,6 @@ def evaluate_run(run: Run, split: str = "test") -> dict[str, dict[str, float]]:
     data = build_dataset(run.config)
     if len(data.index[split]) == 0:
         raise UserError(f"--split: the {split} split of this run is empty")
-    metrics = evaluate_split(run.model, run.tasks, data.split(split), run.config.train.eval_batch_size, run.config.train.bf16)
+    metrics = evaluate_split(run.model, run.tasks, data.split(split), *eval_settings(run.config.train))
     (run.dir / f"eval-{split}.json").write_text(json.dumps(metrics, indent=2))
     return metrics

@@ -8,7 +8,15 @@ import torch
 import torch.nn.functional as F
 
 from hydranet.config import AugmentConfig
-from hydranet.data.augment import augment, crop_at, cut_at, draw, flip_where
+from hydranet.data.augment import (
+    apply,
+    augment,
+    crop_at,
+    cut_at,
+    draw,
+    draw_epoch,
+    flip_where,
+)
 
 
 def batch(b=64, c=3, h=7, w=9, seed=0):
@@ -118,3 +126,25 @@ def test_cpu_generator_drives_a_batch_on_the_gpu():
     cfg = AugmentConfig(crop_padding=2, flip=True, cutout=4)
     on_gpu = augment(x.cuda(), cfg, gen(4))
     assert on_gpu.is_cuda and torch.equal(on_gpu.cpu(), augment(x, cfg, gen(4)))
+
+
+def test_epoch_draw_equals_batch_by_batch_draws():
+    """The trainer draws an epoch's choices at once; batch k must get what the k-th per-batch draw gives."""
+    cfg = AugmentConfig(crop_padding=2, flip=True, cutout=3)
+    epoch, per_batch = gen(11), gen(11)
+    drawn = draw_epoch(cfg, n=70, batch_size=32, height=7, width=9, generator=epoch)
+    assert {name: len(v) for name, v in drawn.items()} == {"top": 70, "left": 70, "flip": 70, "cy": 70, "cx": 70}
+    for begin, size in ((0, 32), (32, 32), (64, 6)):
+        expected = draw(cfg, size, 7, 9, per_batch)
+        for name, values in expected.items():
+            assert torch.equal(drawn[name][begin:begin + size], values), (begin, name)
+    x = batch(b=6)
+    assert torch.equal(apply(x, cfg, {k: v[64:] for k, v in drawn.items()}), augment(x, cfg, gen_after(11, cfg)))
+
+
+def gen_after(seed, cfg):
+    """A generator advanced past two 32-example batches, so the next draw is the epoch's third batch."""
+    g = gen(seed)
+    draw(cfg, 32, 7, 9, g)
+    draw(cfg, 32, 7, 9, g)
+    return g

@@ -102,3 +102,25 @@ def test_limit_and_missing_column():
     assert len(data.x) == 100
     with pytest.raises(UserError, match="tasks.digit.column: source digits has no column 'nope'"):
         build_dataset(load_config("quickstart", ["tasks.digit.column=nope"]))
+
+
+def test_images_are_stored_as_read_and_normalized_by_batch():
+    """uint8 in memory (a quarter of float32); a normalized batch of the stored split equals the batch of
+    the normalized split, bit for bit, so training on stored images changes no number."""
+    data = build_dataset(load_config("quickstart"))
+    stored, normalized = data.split("train", stored=True), data.split("train")
+    assert data.x.dtype == torch.uint8 and stored["x"].dtype == torch.uint8
+    assert normalized["x"].dtype == torch.float32
+    idx = torch.tensor([5, 0, 17, 3])
+    batch = data.normalizer()(stored["x"].index_select(0, idx))
+    assert torch.equal(batch, normalized["x"].index_select(0, idx))
+    assert torch.equal(stored["digit"], normalized["digit"])
+    last = data.normalizer()(stored["x"].contiguous(memory_format=torch.channels_last))
+    assert last.is_contiguous(memory_format=torch.channels_last) and torch.equal(last, normalized["x"])
+
+
+def test_tables_have_no_normalizer():
+    frame_cfg = load_config("breast-cancer")
+    data = build_dataset(frame_cfg)
+    assert data.normalizer() is None and data.x.dtype == torch.float32
+    assert torch.equal(data.split("train", stored=True)["x"], data.split("train")["x"])

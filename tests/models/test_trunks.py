@@ -5,6 +5,7 @@ Factories are called directly (not through the registry) so these tests need not
 
 import pytest
 import torch
+from torch import nn
 
 from hydranet.config import TrunkConfig
 from hydranet.errors import UserError
@@ -54,6 +55,30 @@ def test_cnn_matches_keras_tutorial_parameter_count():
     assert dense[0].in_features == 6 * 6 * 64  # 32 → conv 30 → pool 15 → conv 13 → pool 6
     assert n_params(trunk) == 896 + 18_496 + 147_520
     assert trunk.out_dim == 64
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_cnn_pooling_before_relu_is_the_textbook_order(batch_norm):
+    """Conv → [BN] → MaxPool → ReLU gives the outputs and gradients of Conv → [BN] → ReLU → MaxPool."""
+    torch.manual_seed(0)
+    trunk = cnn(TrunkConfig(channels=[4, 6], padding="valid", dense=[5], batch_norm=batch_norm), (3, 12, 12))
+    layers = [m for m in trunk.features if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]  # the trunk's own weights
+    per_conv = 2 if batch_norm else 1
+    first, second = layers[:per_conv], layers[per_conv:]
+    textbook = nn.Sequential(*first, nn.ReLU(), nn.MaxPool2d(2), *second, nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), *trunk.dense)
+    x = torch.randn(8, 3, 12, 12, requires_grad=True)
+    ours, ref = trunk(x), textbook(x)
+    assert torch.equal(ours, ref)
+    grads = torch.autograd.grad(ours.square().sum(), [x, *trunk.parameters()])
+    ref_grads = torch.autograd.grad(ref.square().sum(), [x, *trunk.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(grads, ref_grads))
+    assert [type(m) for m in trunk.features][per_conv:per_conv + 2] == [nn.MaxPool2d, nn.ReLU]
+
+
+def test_cnn_keeps_textbook_order_for_non_monotonic_activations():
+    trunk = cnn(TrunkConfig(channels=[4], dense=[], activation="gelu"), (3, 8, 8))
+    assert [type(m) for m in trunk.features][1:3] == [torch.nn.GELU, torch.nn.MaxPool2d]
+    assert len(trunk.stages()) == 1
 
 
 def test_cnn_same_padding_keeps_spatial_size_until_pooling():

@@ -172,7 +172,7 @@ def test_the_guard_attacks_in_the_training_norm(setup, monkeypatch, tmp_path):
 def test_the_guard_flags_a_collapse_and_restores_the_best_weights(setup, tmp_path, capsys):
     cfg, model, tasks, space, batch = setup
     guard = RobustGuard(cfg.adversarial, tasks, space, batch, tmp_path / "best.safetensors")
-    trainer = type("T", (), {"model": model})()
+    trainer = type("T", (), {"model": model, "eval_model": model})()  # eval_model: what the guard scores and keeps
     checks = iter([(0.5, 0.8), (0.6, 0.85), (0.2, 0.9)])  # (robust, clean): the third epoch collapses
     guard.check = lambda trainer: dict(zip(("pgd_accuracy", "clean_accuracy"), next(checks)), eps=0.1, steps=10)
     best = None

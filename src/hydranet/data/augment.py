@@ -15,7 +15,20 @@ from hydranet.config import AugmentConfig
 def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
     """Augmented copy of a batch (B, C, H, W); `x` itself is returned when every option is off."""
     params = draw(cfg, x.shape[0], x.shape[2], x.shape[3], generator)
-    params = {name: value.to(x.device) for name, value in params.items()}
+    return apply(x, cfg, {name: value.to(x.device) for name, value in params.items()})
+
+
+def draw_epoch(cfg: AugmentConfig, n: int, batch_size: int, height: int, width: int,
+               generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The choices of every batch of an epoch, drawn batch after batch (so equal to per-batch `draw`s) and
+    concatenated: the trainer moves them to the device once per epoch, not once per step (on a GPU each
+    small copy from the CPU would wait for the queued work)."""
+    parts = [draw(cfg, min(batch_size, n - begin), height, width, generator) for begin in range(0, n, batch_size)]
+    return {name: torch.cat([part[name] for part in parts]) for name in parts[0]} if parts else {}
+
+
+def apply(x: torch.Tensor, cfg: AugmentConfig, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Augment a batch with choices already drawn (and on x's device)."""
     if cfg.crop_padding:
         x = crop_at(x, cfg.crop_padding, params["top"], params["left"])
     if cfg.flip:

@@ -1,4 +1,4 @@
-"""From a config to a `Dataset`: read the source, encode targets, split, normalize with train statistics.
+"""From a config to a `Dataset`: read the source, encode targets, split, fit normalization on train statistics.
 
 `to_model_inputs` applies the same fitted preprocessing to new images or tables at prediction time,
 from the JSON-able `Dataset.info` that a run directory stores as `data.json`.
@@ -14,7 +14,7 @@ import torch
 
 from hydranet import registry
 from hydranet.config import Config
-from hydranet.data.dataset import Dataset, RawData, missing_mask
+from hydranet.data.dataset import Dataset, ImageNormalizer, RawData, missing_mask
 from hydranet.data.split import label_subset, make_splits
 from hydranet.data.targets import encode_target, labeled
 from hydranet.errors import UserError
@@ -52,7 +52,8 @@ def build_dataset(cfg: Config, labels_required: bool = True) -> Dataset:
             y = y[~torch.isnan(y)]
             info.mean, info.std = float(y.mean()), float(y.std()) if len(y) > 1 and float(y.std()) > 0 else 1.0
     prep = fit_preprocessing(raw, train.numpy(), cfg)
-    x = to_model_inputs(prep, images=raw.images, frame=raw.frame)
+    # images stay as read (uint8: 4x smaller than float32) and are normalized per batch or split
+    x = raw.images if raw.kind == "image" else to_model_inputs(prep, frame=raw.frame)
     info = {"tasks": {t: i.to_dict() for t, i in infos.items()}, **prep, "input_shape": list(x.shape[1:])}
     return Dataset(x=x, targets=targets, index=index, info=info)
 
@@ -110,11 +111,10 @@ def to_model_inputs(prep: dict[str, Any], images: torch.Tensor | None = None, fr
     if prep["kind"] == "image":
         if images is None:
             raise UserError("input: this model expects images")
-        mean = torch.tensor(prep["mean"]).view(1, -1, 1, 1)
-        std = torch.tensor(prep["std"]).view(1, -1, 1, 1)
+        normalize = ImageNormalizer(prep)
         x = torch.empty(images.shape, dtype=torch.float32)
         for out, chunk in zip(x.split(4096), images.split(4096)):
-            out.copy_((chunk.float() / prep["scale"] - mean) / std)
+            out.copy_(normalize(chunk))
         return x
     if frame is None:
         raise UserError("input: this model expects a table (CSV/Parquet)")

@@ -36,13 +36,29 @@ class RawData:
         return "image" if self.images is not None else "table"
 
 
+class ImageNormalizer:
+    """Stored images (uint8 0..255, or floats) → model inputs: divided by `scale`, then standardized per channel.
+
+    One function for training batches, whole splits and prediction, so they all see the same numbers.
+    """
+
+    def __init__(self, prep: dict[str, Any], device: torch.device | str = "cpu"):
+        self.scale = prep["scale"]
+        self.mean = torch.tensor(prep["mean"], device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(prep["std"], device=device).view(1, -1, 1, 1)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.float() / self.scale - self.mean) / self.std  # keeps the memory format (channels_last)
+
+
 @dataclass
 class Dataset:
-    """Encoded, normalized tensors in memory plus the index of each split.
+    """Examples in memory plus the index of each split.
 
-    `x` is float32 ((N, C, H, W) images or (N, F) tables); `targets[task]` is int64 class indices with
-    -1 for missing (classification) or float32 with NaN for missing (binary, multilabel, regression).
-    `info` is JSON-able and is all that `predict` needs to turn new inputs into model inputs.
+    `x` holds images as the source read them ((N, C, H, W), usually uint8: a quarter of float32's memory,
+    normalized batch by batch) or tables already encoded as float32 (N, F). `targets[task]` is int64 class
+    indices with -1 for missing (classification) or float32 with NaN for missing (binary, multilabel,
+    regression). `info` is JSON-able and is all that `predict` needs to turn new inputs into model inputs.
     """
 
     x: torch.Tensor
@@ -50,12 +66,18 @@ class Dataset:
     index: dict[str, torch.Tensor]
     info: dict[str, Any] = field(default_factory=dict)
 
-    def split(self, name: str) -> dict[str, torch.Tensor]:
-        """One split as a batch-like dict {"x": …, task: …} of contiguous tensors."""
+    def split(self, name: str, stored: bool = False) -> dict[str, torch.Tensor]:
+        """One split as a batch-like dict {"x": …, task: …} of contiguous tensors; `x` as model inputs
+        (normalized float32), or as stored when `stored` (then `normalizer` makes model inputs of batches)."""
         idx = self.index[name]
-        out = {"x": self.x[idx]}
+        normalize = None if stored else self.normalizer()
+        out = {"x": self.x[idx] if normalize is None else normalize(self.x[idx])}
         out.update({task: y[idx] for task, y in self.targets.items()})
         return out
+
+    def normalizer(self, device: torch.device | str = "cpu") -> ImageNormalizer | None:
+        """What turns stored images into model inputs on `device`; None for tables (stored already encoded)."""
+        return ImageNormalizer(self.info, device) if self.info.get("kind") == "image" else None
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -57,7 +57,7 @@ class RobustGuard:
 
     def check(self, trainer) -> dict[str, float]:
         """Clean and PGD accuracy of the current model on the guard's examples."""
-        model, x = trainer.model, self.val["x"]
+        model, x = trainer.eval_model, self.val["x"]
         generator = torch.Generator(device=x.device).manual_seed(epoch_seed(trainer.cfg.seed, trainer.epoch, GUARD_SEED))
         objective = Objective(self.tasks, {n: self.val[n] for n in self.tasks})
         x_adv = pgd(model, x, objective, self.space, self.cfg.eps, norm=self.cfg.norm, steps=self.cfg.guard_steps,
@@ -75,7 +75,7 @@ class RobustGuard:
         robust, clean = result["pgd_accuracy"], result["clean_accuracy"]
         if self.best is None or robust > self.best:
             self.best, self.best_clean, self.best_epoch = robust, clean, record["epoch"]
-            save_tensors(self.best_path, trainer.model.state_dict())
+            save_tensors(self.best_path, trainer.eval_model.state_dict())
         collapsed = robust < self.best / 2 and clean >= self.best_clean - self.clean_slack
         if collapsed:
             self.collapsed = True

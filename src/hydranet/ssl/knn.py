@@ -7,22 +7,21 @@ It needs no training, so it measures the features alone.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from hydranet.train.precision import autocast
 
 VOTE_TEMPERATURE = 0.07
 
 
 @torch.inference_mode()
-def trunk_features(trunk: nn.Module, x: Tensor, batch_size: int, bf16: bool = False) -> Tensor:
+def trunk_features(trunk: nn.Module, x: Tensor, batch_size: int, precision: str = "fp32") -> Tensor:
     """Trunk outputs (N, D) in eval mode, as float32; the trunk's train/eval mode is restored."""
     was_training = trunk.training
     trunk.eval()
-    cast = torch.autocast(device_type=x.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    with cast:
+    with autocast(x.device, precision):
         out = torch.cat([trunk(chunk).float() for chunk in x.split(batch_size)])
     trunk.train(was_training)
     return out
@@ -64,8 +63,8 @@ class KNNMonitor:
         if not self.tasks:
             return
         trunk = trainer.model.trunk
-        bank = trunk_features(trunk, self.bank["x"], self.batch_size, trainer.cfg.train.bf16)
-        queries = trunk_features(trunk, self.queries["x"], self.batch_size, trainer.cfg.train.bf16)
+        bank = trunk_features(trunk, self.bank["x"], self.batch_size, trainer.cfg.train.precision)
+        queries = trunk_features(trunk, self.queries["x"], self.batch_size, trainer.cfg.train.precision)
         record["knn"] = {t: {"accuracy": knn_accuracy(bank, _classes(task, self.bank[t]), queries,
                                                       _classes(task, self.queries[t]), self.k, max(2, task.info.outputs))}
                          for t, task in self.tasks.items()}

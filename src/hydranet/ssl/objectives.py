@@ -18,7 +18,8 @@ from torch import Tensor, nn
 from hydranet.config import Config
 from hydranet.registry import register
 from hydranet.ssl.views import image_view, scarf
-from hydranet.train.trainer import autocast, epoch_seed
+from hydranet.train.precision import autocast
+from hydranet.train.trainer import epoch_seed
 
 VIEWS = 4  # purpose id of the view generator's per-epoch seed (the trainer uses 1–3)
 
@@ -41,7 +42,7 @@ def mlp_head(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
 
 class ViewMaker(nn.Module):
     """Base of objectives that draw random views or corruptions: a per-epoch generator, image or table
-    views, and the run's bf16 autocast around their forward passes."""
+    views, and the run's train.precision (bf16 autocast) around their forward passes."""
 
     def __init__(self, cfg: Config, info: dict):
         super().__init__()
@@ -56,7 +57,7 @@ class ViewMaker(nn.Module):
         self.generator = torch.Generator().manual_seed(epoch_seed(self.cfg.seed, trainer.epoch, VIEWS))
 
     def cast(self, x: Tensor):
-        return autocast(x.device, self.cfg.train.bf16)
+        return autocast(x.device, self.cfg.train.precision)
 
     def views(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Two views: two random image views, or for tables the row and its SCARF corruption."""

@@ -51,7 +51,7 @@ class EarlyStopping:
         if self._improved(value):
             self.best, self.best_epoch, self.bad_epochs = value, record["epoch"], 0
             if self.restore_best and self.best_path is not None:
-                save_tensors(self.best_path, trainer.model.state_dict())
+                save_tensors(self.best_path, trainer.eval_model.state_dict())
         else:
             self.bad_epochs += 1
             if self.bad_epochs >= self.patience:

@@ -2,34 +2,58 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
+from hydranet.config import TrainConfig
+from hydranet.errors import UserError
 from hydranet.tasks import Task
+from hydranet.train.precision import autocast
 
 
-@torch.no_grad()
-def predict_batches(model: nn.Module, x: torch.Tensor, batch_size: int, bf16: bool = False) -> dict[str, torch.Tensor]:
-    """Raw model outputs per task for all of x, in eval mode, as float32 on x's device."""
+def eval_settings(train: TrainConfig) -> tuple[int, str, str]:
+    """(batch size, precision, tta) of a run's evaluation: `predict_batches(model, x, *eval_settings(cfg.train))`."""
+    return train.eval_batch_size, train.precision, train.eval_tta
+
+
+def forward_tta(model: nn.Module, x: torch.Tensor, tta: str) -> dict[str, torch.Tensor]:
+    """Raw outputs per task as float32; with tta "flip", the mean over x and its left-right mirror.
+
+    Averaging the logits of both orientations is the test-time augmentation of the CIFAR-10 speed runs:
+    training with random flips makes the model nearly, but not exactly, mirror-invariant.
+    """
+    outputs = {task: pred.float() for task, pred in model(x).items()}
+    if tta == "flip":
+        mirrored = model(x.flip(3))
+        outputs = {task: (pred + mirrored[task].float()) / 2 for task, pred in outputs.items()}
+    return outputs
+
+
+@torch.inference_mode()
+def predict_batches(model: nn.Module, x: torch.Tensor, batch_size: int, precision: str = "fp32",
+                    tta: str = "none") -> dict[str, torch.Tensor]:
+    """Raw model outputs per task for all of x, in eval mode, as float32 on x's device.
+
+    `precision` and `tta` are the run's `train.precision` (fp32, bf16 or auto, resolved for x's device)
+    and `train.eval_tta`.
+    """
+    if tta == "flip" and x.ndim != 4:
+        raise UserError(f"train.eval_tta: flip needs image inputs (N, C, H, W), got shape {tuple(x.shape)}")
     was_training = model.training
     model.eval()
-    device = x.device
-    cast = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     outputs: dict[str, list[torch.Tensor]] = {}
-    with cast:
+    with autocast(x.device, precision):
         for chunk in x.split(batch_size):
-            for task, pred in model(chunk).items():
-                outputs.setdefault(task, []).append(pred.float())
+            for task, pred in forward_tta(model, chunk, tta).items():
+                outputs.setdefault(task, []).append(pred)
     model.train(was_training)
     return {task: torch.cat(parts) for task, parts in outputs.items()}
 
 
 def evaluate_split(model: nn.Module, tasks: dict[str, Task], split: dict[str, torch.Tensor],
-                   batch_size: int, bf16: bool = False) -> dict[str, dict[str, float]]:
+                   batch_size: int, precision: str = "fp32", tta: str = "none") -> dict[str, dict[str, float]]:
     """{task: {metric: value}} over one split; tasks without any label in it are left out."""
-    preds = predict_batches(model, split["x"], batch_size, bf16)
+    preds = predict_batches(model, split["x"], batch_size, precision, tta)
     result = {}
     for name, task in tasks.items():
         metrics = task.metrics(preds[name].cpu(), split[name].cpu())

@@ -36,11 +36,30 @@ def param_groups(model: nn.Module, weight_decay: float, trunk_lr_mult: float = 1
 
 
 def build_optimizer(cfg: OptimizerConfig, groups: list[dict]) -> torch.optim.Optimizer:
-    """AdamW (default), Adam, or SGD with Nesterov momentum over the given parameter groups."""
+    """AdamW (default), Adam, or SGD with Nesterov momentum over the given parameter groups.
+
+    The fused implementations update every parameter in one kernel per group instead of about ten small
+    ops per parameter tensor (PyTorch's CPU default), which pays most on small models.
+    """
     if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0, fused=True)
     cls = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
-    return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+    return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=True)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a saved optimizer state, each moment tensor back in its parameter's memory layout.
+
+    Checkpoints store contiguous tensors, but a channels_last model's Adam moments are channels_last. The
+    fused optimizers walk the parameter and its moments as flat memory, so moments in another layout
+    would silently pair the wrong elements (torch 2.13; a checkpoint resumed that way trains on wrong
+    updates). Restoring the layout keeps the update, and a resumed run, exact.
+    """
+    optimizer.load_state_dict(state)
+    for param, moments in optimizer.state.items():
+        for key, value in moments.items():
+            if isinstance(value, torch.Tensor) and value.shape == param.shape and value.stride() != param.stride():
+                moments[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def lr_factor(cfg: ScheduleConfig, step: int, total: int) -> float:

@@ -186,7 +186,7 @@ def _summary(cfg: Config, trainer: Trainer, data: Dataset, model: HydraNet) -> d
         else:
             splits[name] = {}
     return {"experiment": cfg.name, "epochs": trainer.epoch, "train_seconds": round(trainer.train_seconds, 3),
-            "params": sum(p.numel() for p in model.parameters()), **splits}
+            "precision": trainer.precision, "params": sum(p.numel() for p in model.parameters()), **splits}
 
 
 def write_run_json(path: Path, status: str, kind: str = "train") -> None:

@@ -8,7 +8,6 @@ all receive the same optional lifecycle hooks (`on_fit_start`, `on_epoch_start`,
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any, Iterable
 
@@ -17,11 +16,19 @@ import torch
 from torch import nn
 
 from hydranet.config import Config
-from hydranet.data.augment import augment
+from hydranet.data.augment import apply, draw_epoch
 from hydranet.data.dataset import Dataset
 from hydranet.tasks import Task
-from hydranet.train.evaluation import evaluate_split
-from hydranet.train.optim import build_optimizer, lr_factor, param_groups, set_lr
+from hydranet.train.ema import WeightEMA
+from hydranet.train.evaluation import eval_settings, evaluate_split
+from hydranet.train.optim import (
+    build_optimizer,
+    load_optimizer_state,
+    lr_factor,
+    param_groups,
+    set_lr,
+)
+from hydranet.train.precision import autocast, resolve_precision
 
 # Purposes of the per-epoch random streams (shuffling, augmentation, dropout): one generator each.
 SHUFFLE, AUGMENT, DROPOUT = 1, 2, 3
@@ -30,13 +37,6 @@ SHUFFLE, AUGMENT, DROPOUT = 1, 2, 3
 def epoch_seed(seed: int, epoch: int, purpose: int) -> int:
     """A seed that depends only on (seed, epoch, purpose), so a resumed run replays the same randomness."""
     return int(np.random.SeedSequence([seed, epoch, purpose]).generate_state(1)[0])
-
-
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast when asked (pays with AMX on CPU and on GPUs), a no-op context otherwise."""
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 class RunningMeans:
@@ -78,6 +78,9 @@ class Trainer:
         self.should_stop = False
         self.total_steps = 0
         self.lr = train.optimizer.lr
+        self.precision = resolve_precision(train.precision, device)  # fp32 or bf16, decided once
+        self.inputs = None  # stored images → model inputs, set by `fit`
+        self.ema = WeightEMA(model, train.ema) if train.ema.decay else None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -94,7 +97,8 @@ class Trainer:
 
     def fit(self, data: Dataset) -> list[dict]:
         """Train until `train.epochs` or until a callback sets `should_stop`; returns the history."""
-        train = self.to_device(data.split("train"))
+        train = self.to_device(data.split("train", stored=True))  # images stay uint8; batches are normalized
+        self.inputs = data.normalizer(self.device)
         val = self.to_device(data.split("val")) if len(data.index["val"]) else None
         n, batch_size = len(train["x"]), self.cfg.train.batch_size
         self.total_steps = self.cfg.train.epochs * -(-n // batch_size)
@@ -109,6 +113,8 @@ class Trainer:
             self.history.append(record)
             self.epoch += 1
             self.hook("on_epoch_end", record)
+        if self.ema is not None:  # the run ends with (and saves) the averaged weights
+            self.model.load_state_dict(self.ema.module.state_dict())
         self.hook("on_fit_end")
         return self.history
 
@@ -122,14 +128,19 @@ class Trainer:
         augmenting = train["x"].ndim == 4 and (cfg.data.augment.crop_padding or cfg.data.augment.flip or cfg.data.augment.cutout)
         n, batch_size = len(train["x"]), cfg.train.batch_size
         order = torch.randperm(n, generator=shuffle).to(self.device)
+        if augmenting:  # the whole epoch's random choices, moved to the device in one copy
+            _, _, height, width = train["x"].shape
+            choices = {k: v.to(self.device) for k, v in draw_epoch(cfg.data.augment, n, batch_size, height, width, aug).items()}
         running, weights = RunningMeans(), RunningMeans()  # weights: epoch means (RLW, FAMO change every step)
         self.model.train()
         self.hook("on_epoch_start")
         for begin in range(0, n, batch_size):
             idx = order[begin:begin + batch_size]
             batch = {k: v.index_select(0, idx) for k, v in train.items()}
+            if self.inputs is not None:
+                batch["x"] = self.inputs(batch["x"])
             if augmenting:
-                batch["x"] = augment(batch["x"], cfg.data.augment, aug)
+                batch["x"] = apply(batch["x"], cfg.data.augment, {k: v[begin:begin + batch_size] for k, v in choices.items()})
             losses, stats, step_weights = self.train_step(batch)
             for name, loss in losses.items():
                 running.add(name, loss.detach().float() * len(idx), len(idx))
@@ -148,7 +159,7 @@ class Trainer:
             batch = perturb(self.model, batch, self.loss_terms)
         preds = {}
         if self.tasks:  # a model without tasks (self-supervised pretraining) is trained by objectives only
-            with autocast(self.device, self.cfg.train.bf16):
+            with autocast(self.device, self.precision):
                 preds = self.model(batch["x"])  # {task: (B, outputs) or (B,)}
         losses = self.task_losses(preds, batch)
         for objective in self.objectives:
@@ -160,6 +171,8 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        if self.ema is not None:
+            self.ema.update(self.model, self.step)
         with torch.no_grad():
             stats = {f"{t}/{k}": v for t, task in self.tasks.items() for k, v in task.train_stats(preds[t].float(), batch[t]).items()}
         return losses, stats, weights
@@ -170,7 +183,7 @@ class Trainer:
 
     def loss_terms(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The loss function handed to perturbations (attacks maximize it)."""
-        with autocast(self.device, self.cfg.train.bf16):
+        with autocast(self.device, self.precision):
             preds = model(batch["x"])
         return self.task_losses(preds, batch)
 
@@ -185,9 +198,15 @@ class Trainer:
 
     # --- evaluation -----------------------------------------------------------------------------
 
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that evaluation, early stopping and saving use: the moving average when `train.ema` is on."""
+        return self.ema.module if self.ema is not None else self.model
+
     def evaluate(self, split: dict[str, torch.Tensor]) -> tuple[dict, float]:
-        """Metrics per task on a whole split, and the sum of the task losses."""
-        metrics = evaluate_split(self.model, self.tasks, split, self.cfg.train.eval_batch_size, self.cfg.train.bf16)
+        """Metrics per task on a whole split (with the eval model), and the sum of the task losses."""
+        batch_size, _, tta = eval_settings(self.cfg.train)
+        metrics = evaluate_split(self.eval_model, self.tasks, split, batch_size, self.precision, tta)
         return metrics, sum(m.get("loss", 0.0) for m in metrics.values())
 
     def to_device(self, split: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -212,13 +231,16 @@ class Trainer:
             "epoch": self.epoch, "step": self.step, "history": self.history, "train_seconds": self.train_seconds,
             "should_stop": self.should_stop, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "components": {k: c.state_dict() for k, c in self._named_components().items()},
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.step, self.history = state["epoch"], state["step"], list(state["history"])
         self.train_seconds, self.should_stop = state["train_seconds"], state["should_stop"]
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         for name, component in self._named_components().items():
             if name in state["components"]:
                 component.load_state_dict(state["components"][name])

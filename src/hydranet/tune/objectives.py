@@ -89,14 +89,14 @@ def latency_ms(predict: Callable[[], object], repeats: int = 30, warmup: int = 5
     return 1000 * statistics.median(times)
 
 
-def model_latency_ms(model: nn.Module, input_shape: tuple[int, ...], bf16: bool) -> float:
-    """Inference latency of one example: eval mode, no gradients, the run's bf16 setting, on the model's device."""
+def model_latency_ms(model: nn.Module, input_shape: tuple[int, ...], precision: str) -> float:
+    """Inference latency of one example: eval mode, no gradients, the run's train.precision, on the model's device."""
     device = next(model.parameters()).device
     x = torch.zeros(1, *input_shape, device=device)
 
     def predict() -> None:
         with torch.inference_mode():
-            predict_batches(model, x, 1, bf16)
+            predict_batches(model, x, 1, precision)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 

@@ -163,7 +163,7 @@ def test_the_guard_attacks_in_the_training_norm(setup, monkeypatch, tmp_path):
     monkeypatch.setattr("hydranet.robust.guard.pgd", spy)
     adv = cfg.adversarial.model_copy(update={"norm": "l2", "eps": 1.5})
     guard = RobustGuard(adv, tasks, space, batch, tmp_path / "best.safetensors")
-    trainer = type("T", (), {"model": model, "epoch": 1, "cfg": cfg})()
+    trainer = type("T", (), {"model": model, "eval_model": model, "epoch": 1, "cfg": cfg})()
     result = guard.check(trainer)
     assert seen == {"eps": 1.5, "norm": "l2"} and result["norm"] == "l2"
     assert result["pgd_accuracy"] == result["clean_accuracy"]  # the spy left the inputs clean

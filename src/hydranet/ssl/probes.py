@@ -2,8 +2,8 @@
 
 `linear`: one linear layer per task on standardized features, fitted full-batch with L-BFGS on the
 task's own loss, its L2 strength chosen on val or on held-out train labels (the usual linear evaluation
-protocol of self-supervised learning). `knn`: the similarity-weighted mean of the k nearest train examples' targets (Wu et al. 2018),
-no fitting at all. Both report the task's own metrics on val and test.
+protocol of self-supervised learning). `knn`: the similarity-weighted mean of the k nearest train
+examples' targets (Wu et al. 2018), no fitting at all. Both report the task's own metrics on val and test.
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: flo
     splits = {name: data.split(name) for name in ("train", "val", "test") if len(data.index[name])}
     feats = {name: trunk_features(model.trunk, s["x"], cfg.train.eval_batch_size) for name, s in splits.items()}
     fit = _linear if mode == "linear" else _knn
-    result: dict = {"mode": mode, "run": None if run_dir is None else str(run_dir), "experiment": cfg.name, "labels_fraction": cfg.data.labels_fraction,
-                    "train_examples": len(data.index["train"]), "val": {}, "test": {}}
+    result: dict = {"mode": mode, "run": None if run_dir is None else str(run_dir), "experiment": cfg.name,
+                    "labels_fraction": cfg.data.labels_fraction, "train_examples": len(data.index["train"]),
+                    "val": {}, "test": {}}
     for name, task in tasks.items():
         predict = fit(task, feats, splits, cfg)
         for split in ("val", "test"):

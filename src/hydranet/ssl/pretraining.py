@@ -18,14 +18,14 @@ from hydranet import registry
 from hydranet.config import Config, to_yaml
 from hydranet.data import Dataset, build_dataset
 from hydranet.errors import UserError
-from hydranet.models import HydraNet, build_model
+from hydranet.models import HydraNet
 from hydranet.models.init import TRUNK_FILE, weights_file
 from hydranet.ssl.knn import KNNMonitor
 from hydranet.tasks import Task, TaskInfo
 from hydranet.train.callbacks import make_callbacks
 from hydranet.train.checkpoint import atomic_write_text, save_tensors
-from hydranet.train.run import (CHECKPOINT, Run, initialize, load_checkpoint, new_run_dir, read_config, resolve_device,
-                                set_threads, write_run_json)
+from hydranet.train.run import (CHECKPOINT, Run, fresh_model, initialize, load_checkpoint, new_run_dir, read_config,
+                                resolve_device, set_threads, write_run_json)
 from hydranet.train.trainer import Trainer
 
 
@@ -63,8 +63,7 @@ def _check(cfg: Config) -> None:
 def _pretrain(cfg: Config, path: Path, progress: bool, state: dict | None, data: Dataset, callbacks: Sequence) -> Run:
     device = resolve_device(cfg.train.device)
     atomic_write_text(path / "data.json", json.dumps(data.info))
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, tuple(data.info["input_shape"]), {}).to(device)  # the trunk, no heads
+    model = fresh_model(cfg, data.info, {}, device)  # the trunk, no heads
     if state is None:
         initialize(model, cfg, path)
     objective = registry.get("ssl", cfg.ssl.objective, "ssl.objective")(cfg, model.trunk, data.info)

@@ -77,11 +77,16 @@ def new_run_dir(cfg: Config, run_dir: str | Path | None) -> Path:
 def build_model_for(cfg: Config, info: dict[str, Any], device: torch.device) -> tuple[HydraNet, dict[str, Task]]:
     """Tasks from the data info and a freshly initialized model, seeded so init is reproducible."""
     tasks = {name: Task(name, cfg.tasks[name], TaskInfo.from_dict(info["tasks"][name])) for name in cfg.tasks}
+    return fresh_model(cfg, info, tasks, device), tasks
+
+
+def fresh_model(cfg: Config, info: dict[str, Any], tasks: dict[str, Task], device: torch.device) -> HydraNet:
+    """The seeded model for these tasks on `device`, channels_last for images when the config asks."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, tuple(info["input_shape"]), tasks).to(device)
     if cfg.train.channels_last and len(info["input_shape"]) == 3:
         model = model.to(memory_format=torch.channels_last)
-    return model, tasks
+    return model
 
 
 def fit(cfg: Config, run_dir: str | Path | None = None, progress: bool = True, callbacks: Sequence = ()) -> Run:

@@ -50,11 +50,11 @@ def test_sigint_stops_cleanly_and_keeps_the_finished_trials(tiny_search_yaml, tm
     status = [line for line in Path(f"/proc/{process.pid}/status").read_text().splitlines() if line.startswith("Sig")]
     process.send_signal(signal.SIGINT)
     try:
-        _, err = process.communicate(timeout=60)
+        _, err = process.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         process.kill()
         out, err = process.communicate()
-        raise AssertionError(f"still running 60 s after SIGINT; signal status before {status}; stdout {out[-2000:]}; stderr {err[-2000:]}") from None
+        raise AssertionError(f"still running 120 s after SIGINT; signal status before {status}; stdout {out[-2000:]}; stderr {err[-2000:]}") from None
 
     assert process.returncode == 130, err
     assert "interrupted: the finished trials are kept" in err and "Traceback" not in err

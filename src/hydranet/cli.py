@@ -23,28 +23,35 @@ console = Console()
 
 EXPERIMENT = typer.Argument(None, help="built-in experiment name or YAML file (default: quickstart)")
 SET = typer.Option([], "--set", "-s", help="override a config field: --set train.epochs=5 (repeatable)")
+RUN_DIR = typer.Option(None, "--run-dir", help="where to write the run (default: runs/<name>-<time>)")
+QUIET = typer.Option(False, "--quiet", "-q", help="no progress bar")
+
+
+def start_or_resume(experiment, overrides, run_dir, resume, quiet, start, continue_):
+    """`start(config, run_dir, progress=…)` a new run, or `continue_(resume, progress=…)` an interrupted one;
+    a resumed run keeps its own config, so EXPERIMENT, --set and --run-dir are refused with --resume."""
+    from hydranet.config import load_config
+
+    if resume is None:
+        return start(load_config(experiment, overrides), run_dir, progress=not quiet)
+    if experiment is not None or overrides or run_dir is not None:
+        raise UserError("--resume: continues the run as it was configured; give no EXPERIMENT, --set or --run-dir with it")
+    return continue_(resume, progress=not quiet)
 
 
 @app.command()
 def train(
     experiment: Optional[str] = EXPERIMENT,
     overrides: List[str] = SET,
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="where to write the run (default: runs/<name>-<time>)"),
+    run_dir: Optional[Path] = RUN_DIR,
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted run directory"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    quiet: bool = QUIET,
 ) -> None:
     """Train an experiment and write a run directory."""
-    from hydranet.config import load_config
     from hydranet.train import fit
     from hydranet.train import resume as resume_run
 
-    if resume is not None:
-        if experiment is not None or overrides or run_dir is not None:
-            raise UserError("--resume: continues the run as it was configured; give no EXPERIMENT, --set or --run-dir with it")
-        run = resume_run(resume, progress=not quiet)
-    else:
-        cfg = load_config(experiment, overrides)
-        run = fit(cfg, run_dir, progress=not quiet)
+    run = start_or_resume(experiment, overrides, run_dir, resume, quiet, fit, resume_run)
     console.print(metrics_table(run.summary, title=f"{run.summary['experiment']} — {run.summary['epochs']} epochs, "
                                                    f"{run.summary['train_seconds']:.1f}s, {run.summary['params']:,} params"))
     console.print(f"run directory: [bold]{run.dir}[/bold]")
@@ -54,21 +61,15 @@ def train(
 def pretrain(
     experiment: Optional[str] = EXPERIMENT,
     overrides: List[str] = SET,
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="where to write the run (default: runs/<name>-<time>)"),
+    run_dir: Optional[Path] = RUN_DIR,
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted pretraining run directory"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    quiet: bool = QUIET,
 ) -> None:
     """Pretrain the trunk without labels (ssl.objective); writes a run directory with trunk.safetensors."""
-    from hydranet.config import load_config
     from hydranet.ssl import pretrain as pretrain_run
     from hydranet.ssl import resume_pretrain
 
-    if resume is not None:
-        if experiment is not None or overrides or run_dir is not None:
-            raise UserError("--resume: continues the run as it was configured; give no EXPERIMENT, --set or --run-dir with it")
-        run = resume_pretrain(resume, progress=not quiet)
-    else:
-        run = pretrain_run(load_config(experiment, overrides), run_dir, progress=not quiet)
+    run = start_or_resume(experiment, overrides, run_dir, resume, quiet, pretrain_run, resume_pretrain)
     s = run.summary
     knn = "  ".join(f"kNN {t} accuracy {m['accuracy']:.4f}" for t, m in s["knn"].items())
     console.print(f"{s['experiment']}: {s['objective']} {s['epochs']} epochs, {s['train_seconds']:.1f}s, "

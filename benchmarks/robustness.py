@@ -2,7 +2,11 @@
 
 Each method trains the same ResNet on CIFAR-10 (image_folder source on the JPEG archive) and is scored on
 clean test accuracy and PGD-20 L∞ robust accuracy at eps (default 8/255) on the first `--eval` test
-images. Prints one JSON line per method and a Markdown table. Sized for 2 CPU cores, by scaling the
+images. With `--sweep N` (default: 300 at full size, 100 for --quick; 0 turns it off) each trained model
+also gets `hydranet attack --sweep` on the first N test images (eps 0–16/255, the steps, restarts and reach
+checks) and the table shows its gradient-masking warnings, so the robust numbers are checked, not only
+reported. `--keep DIR` keeps the run directories (checkpoints, metrics, attack JSON) for later attacks.
+Prints one JSON line per method and a Markdown table. Sized for 2 CPU cores, by scaling the
 first measured --quick run (6,000 images, 4 epochs: 8 min 53 s) by train images × epochs — the
 arithmetic is in docs/robustness.md:
 
@@ -22,13 +26,14 @@ from pathlib import Path
 import torch
 
 import hydranet as hn
-from hydranet.robust import attack_run
+from hydranet.robust import attack_run, sweep_run
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("none", "fgsm_rs", "pgd", "trades")
 # epochs, images drawn from the 60,000 (None: all; the test split's 10,000 stay test, 2% of train is val),
 # test images attacked. Cost is about proportional to train images × epochs (docs/robustness.md).
-SIZES = {"quick": {"epochs": 3, "limit": 2400, "eval": 200}, "full": {"epochs": 3, "limit": None, "eval": 1000}}
+SIZES = {"quick": {"epochs": 3, "limit": 2400, "eval": 200, "sweep": 100},
+         "full": {"epochs": 3, "limit": None, "eval": 1000, "sweep": 300}}
 
 
 def experiment(data: str, epochs: int, limit: int | None, method: str, eps: float, seed: int) -> dict:
@@ -52,9 +57,11 @@ def run(method: str, args: argparse.Namespace) -> dict:
     eps = 8 / 255
     cfg = experiment(args.data, args.epochs, args.limit, method, eps, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        result = hn.Experiment(cfg).fit(Path(tmp) / "run")
-        attack = attack_run(result, "pgd", eps, steps=20, limit=args.eval, write=False)
-    return {
+        run_dir = Path(args.keep) / method if args.keep else Path(tmp) / "run"
+        result = hn.Experiment(cfg).fit(run_dir)
+        attack = attack_run(result, "pgd", eps, steps=20, limit=args.eval, write=bool(args.keep))
+        sweep = sweep_run(result, "pgd", limit=args.sweep) if args.sweep else None
+    row = {
         "benchmark": "robustness", "method": method, "epochs": args.epochs, "train_limit": args.limit,
         "eval_examples": attack["examples"], "eps": round(eps, 5),
         "clean_accuracy": round(attack["clean"]["label"]["accuracy"], 4),
@@ -62,6 +69,11 @@ def run(method: str, args: argparse.Namespace) -> dict:
         "train_seconds": result.summary["train_seconds"],
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
+    if sweep:
+        row["sweep"] = {"examples": sweep["examples"], "seconds": sweep["seconds"], "warnings": sweep["warnings"],
+                        "robust_accuracy": {f"{p['eps'] * 255:.3g}/255": round(p["robust_accuracy"], 4) for p in sweep["points"]},
+                        "checks": {name: round(c["robust_accuracy"], 4) for name, c in sweep["checks"].items()}}
+    return row
 
 
 def main() -> None:
@@ -70,6 +82,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="override the size's epochs (full and quick: 3)")
     parser.add_argument("--limit", type=int, help="override the images drawn from the 60,000 (full: all, quick: 2,400)")
     parser.add_argument("--eval", type=int, help="override the test images attacked (full: 1,000, quick: 200)")
+    parser.add_argument("--sweep", type=int, help="test images for the gradient-masking sweep per model (full: 300, quick: 100; 0: off)")
+    parser.add_argument("--keep", help="keep each method's run directory under this folder")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"))
     parser.add_argument("--seed", type=int, default=0)
@@ -82,10 +96,13 @@ def main() -> None:
         rows.append(run(method, args))
         print(json.dumps(rows[-1]), flush=True)
     print(f"\n{rows[0]['machine']}; {args.epochs} epochs; PGD-20 L∞ eps 8/255 on {rows[0]['eval_examples']} test images")
-    print("| method | clean accuracy | PGD-20 accuracy | train seconds |")
-    print("|---|---|---|---|")
+    print("| method | clean accuracy | PGD-20 accuracy | train seconds | sweep: robust accuracy at eps 0, 1, 2, 4, 8, 16 /255 | sweep warnings |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['method']} | {r['clean_accuracy']} | {r['pgd20_accuracy']} | {r['train_seconds']} |")
+        sweep = r.get("sweep")
+        curve = " · ".join(f"{v:.2f}" for v in sweep["robust_accuracy"].values()) if sweep else "—"
+        warnings = ("; ".join(sweep["warnings"]) or "none") if sweep else "—"
+        print(f"| {r['method']} | {r['clean_accuracy']} | {r['pgd20_accuracy']} | {r['train_seconds']} | {curve} | {warnings} |")
 
 
 if __name__ == "__main__":

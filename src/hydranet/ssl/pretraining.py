@@ -24,15 +24,15 @@ from hydranet.ssl.knn import KNNMonitor
 from hydranet.tasks import Task, TaskInfo
 from hydranet.train.callbacks import make_callbacks
 from hydranet.train.checkpoint import atomic_write_text, save_tensors
-from hydranet.train.run import (CHECKPOINT, Run, fresh_model, initialize, load_checkpoint, new_run_dir, read_config,
-                                resolve_device, set_threads, write_run_json)
+from hydranet.train.run import (CHECKPOINT, Run, apply_process_settings, fresh_model, initialize, load_checkpoint,
+                                new_run_dir, read_config, resolve_device, write_run_json)
 from hydranet.train.trainer import Trainer
 
 
 def pretrain(cfg: Config, run_dir: str | Path | None = None, progress: bool = True, callbacks: Sequence = ()) -> Run:
     """Self-supervised pretraining of `cfg.model.trunk` on the experiment's train split."""
     _check(cfg)
-    set_threads(cfg)
+    apply_process_settings(cfg)
     if cfg.model.init_from is not None:
         weights_file(cfg.model.init_from)
     data = build_dataset(cfg, labels_required=False)
@@ -46,7 +46,7 @@ def resume_pretrain(run_dir: str | Path, progress: bool = True, callbacks: Seque
     """Continue an interrupted pretraining run from its last complete epoch."""
     path = Path(run_dir)
     cfg = read_config(path)
-    set_threads(cfg)
+    apply_process_settings(cfg)
     state = load_checkpoint(path / CHECKPOINT) if (path / CHECKPOINT).exists() else None
     return _pretrain(cfg, path, progress and cfg.train.progress, state, build_dataset(cfg, labels_required=False), callbacks)
 

@@ -24,7 +24,7 @@ from hydranet.models.init import init_from
 from hydranet.ssl.knn import knn_average, trunk_features
 from hydranet.tasks import Task, TaskInfo
 from hydranet.train.checkpoint import atomic_write_text
-from hydranet.train.run import read_config, set_threads
+from hydranet.train.run import apply_process_settings, read_config
 
 MODES = ("linear", "knn")
 L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # per-example L2 strengths tried; the best on held-out labels wins
@@ -46,7 +46,7 @@ def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: flo
     cfg = experiment if experiment is not None else read_config(Path(run_dir))
     if labels_fraction is not None:
         cfg = _with_fraction(cfg, labels_fraction)
-    set_threads(cfg)
+    apply_process_settings(cfg)
     start = time.perf_counter()
     data = build_dataset(cfg)
     tasks = {t: Task(t, cfg.tasks[t], TaskInfo.from_dict(data.info["tasks"][t])) for t in cfg.tasks}

@@ -24,6 +24,7 @@ from hydranet.errors import UserError
 from hydranet.models import HydraNet, build_model
 from hydranet.models.init import init_from, weights_file
 from hydranet.tasks import Task, TaskInfo
+from hydranet.train.allocator import keep_freed_memory
 from hydranet.train.callbacks import make_callbacks
 from hydranet.train.checkpoint import atomic_write_text, load_state, load_tensors, save_tensors
 from hydranet.train.freeze import make_freezer
@@ -95,7 +96,7 @@ def fit(cfg: Config, run_dir: str | Path | None = None, progress: bool = True, c
     `callbacks` are extra trainer callbacks (objects with any of the hooks), called before the metrics and the
     checkpoint of each epoch are written, so what they set (a `should_stop`, their state) is saved with it.
     """
-    set_threads(cfg)
+    apply_process_settings(cfg)
     if cfg.model.init_from is not None:
         weights_file(cfg.model.init_from)  # a wrong path fails before the run directory exists
     data = build_dataset(cfg)
@@ -110,15 +111,18 @@ def resume(run_dir: str | Path, progress: bool = True, callbacks: Sequence = ())
     """Continue a run that was interrupted (even by SIGKILL mid-epoch) from its last complete epoch."""
     path = Path(run_dir)
     cfg = read_config(path)
-    set_threads(cfg)
+    apply_process_settings(cfg)
     checkpoint = path / CHECKPOINT
     state = load_checkpoint(checkpoint) if checkpoint.exists() else None
     return _train(cfg, path, progress and cfg.train.progress, state, build_dataset(cfg), callbacks)
 
 
-def set_threads(cfg: Config) -> None:
+def apply_process_settings(cfg: Config) -> None:
+    """Process-wide settings of a run: intra-op threads and how freed CPU memory is kept (allocator.py)."""
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    if cfg.train.cpu_memory == "keep":
+        keep_freed_memory()
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -1,18 +1,20 @@
 """CIFAR-10 robustness: standard training vs fgsm_rs vs pgd vs trades with the same small ResNet.
 
 Each method trains the same ResNet on CIFAR-10 (image_folder source on the JPEG archive) and is scored on
-clean test accuracy and PGD-20 L∞ robust accuracy at eps (default 8/255) on the first `--eval` test
-images. With `--sweep N` (default: 300 at full size, 100 for --quick; 0 turns it off) each trained model
-also gets `hydranet attack --sweep` on the first N test images (eps 0–16/255, the steps, restarts and reach
-checks) and the table shows its gradient-masking warnings, so the robust numbers are checked, not only
-reported. `--keep DIR` keeps the run directories (checkpoints, metrics, attack JSON) for later attacks.
-Prints one JSON line per method and a Markdown table. Sized for 2 CPU cores, by scaling the
-first measured --quick run (6,000 images, 4 epochs: 8 min 53 s) by train images × epochs — the
-arithmetic is in docs/robustness.md:
+clean test accuracy and PGD-20 L∞ robust accuracy at eps 8/255 on `--eval` test images drawn at random
+(seeded; not the first ones: the test folder is sorted by class). With `--sweep N` (default: 300 at full
+size, 100 for --quick; 0 turns it off) each model also gets `hydranet attack --sweep` on N test images
+drawn the same way (eps 0–16/255, the steps, restarts and reach checks), and the table shows its
+gradient-masking warnings, so the robust numbers are checked, not only reported. `--keep DIR` keeps the
+run directories (checkpoints, metrics, attack JSON) for later attacks; `--rescore DIR` scores kept runs
+again without training.
+Prints one JSON line per method and a Markdown table. Sized for 2 CPU cores (docs/robustness.md has the
+measured table):
 
-    python benchmarks/robustness.py --quick   # 2,400 of the 60,000 images (~1,960 train), 3 epochs, 200 attacked: ~3.5 min
-    python benchmarks/robustness.py           # all 49,000 train images, 3 epochs, 1,000 attacked: ~1 hour
-    python benchmarks/robustness.py --limit 300 --epochs 1 --eval 16   # smoke test: ~1 min
+    python benchmarks/robustness.py --quick   # 2,400 of the 60,000 images (~1,960 train), 3 epochs, 200 attacked: 2.5 min before the sweep was added
+    python benchmarks/robustness.py --keep runs   # all 49,000 train images, 3 epochs, 1,000 attacked: 52 min measured
+    python benchmarks/robustness.py --rescore runs   # score the kept runs again (PGD-20 and sweep): ~7 min
+    python benchmarks/robustness.py --limit 300 --epochs 1 --eval 16 --sweep 16   # smoke test: under a minute
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ import torch
 
 import hydranet as hn
 from hydranet.robust import attack_run, sweep_run
+from hydranet.train.run import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("none", "fgsm_rs", "pgd", "trades")
 # epochs, images drawn from the 60,000 (None: all; the test split's 10,000 stay test, 2% of train is val),
 # test images attacked. Cost is about proportional to train images × epochs (docs/robustness.md).
+EPS = 8 / 255
 SIZES = {"quick": {"epochs": 3, "limit": 2400, "eval": 200, "sweep": 100},
          "full": {"epochs": 3, "limit": None, "eval": 1000, "sweep": 300}}
 
@@ -54,16 +58,22 @@ def experiment(data: str, epochs: int, limit: int | None, method: str, eps: floa
 
 
 def run(method: str, args: argparse.Namespace) -> dict:
-    eps = 8 / 255
-    cfg = experiment(args.data, args.epochs, args.limit, method, eps, args.seed)
+    """Train `method`'s model (or, with --rescore, load the kept one) and score it."""
+    if args.rescore:
+        return score(load_run(Path(args.rescore) / method), method, args, write=True)
+    cfg = experiment(args.data, args.epochs, args.limit, method, EPS, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = Path(args.keep) / method if args.keep else Path(tmp) / "run"
-        result = hn.Experiment(cfg).fit(run_dir)
-        attack = attack_run(result, "pgd", eps, steps=20, limit=args.eval, write=bool(args.keep))
-        sweep = sweep_run(result, "pgd", limit=args.sweep) if args.sweep else None
+        result = hn.Experiment(cfg).fit(Path(args.keep) / method if args.keep else Path(tmp) / "run")
+        return score(result, method, args, write=bool(args.keep))
+
+
+def score(result, method: str, args: argparse.Namespace, write: bool) -> dict:
+    """Clean and PGD-20 accuracy on `--eval` test images drawn at random, and the sweep on `--sweep` of them."""
+    attack = attack_run(result, "pgd", EPS, steps=20, limit=args.eval, write=write)
+    sweep = sweep_run(result, "pgd", limit=args.sweep) if args.sweep else None
     row = {
-        "benchmark": "robustness", "method": method, "epochs": args.epochs, "train_limit": args.limit,
-        "eval_examples": attack["examples"], "eps": round(eps, 5),
+        "benchmark": "robustness", "method": method, "epochs": result.config.train.epochs,
+        "train_limit": result.config.data.limit, "eval_examples": attack["examples"], "eps": round(EPS, 5),
         "clean_accuracy": round(attack["clean"]["label"]["accuracy"], 4),
         "pgd20_accuracy": round(attack["robust"]["label"]["accuracy"], 4),
         "train_seconds": result.summary["train_seconds"],
@@ -84,6 +94,7 @@ def main() -> None:
     parser.add_argument("--eval", type=int, help="override the test images attacked (full: 1,000, quick: 200)")
     parser.add_argument("--sweep", type=int, help="test images for the gradient-masking sweep per model (full: 300, quick: 100; 0: off)")
     parser.add_argument("--keep", help="keep each method's run directory under this folder")
+    parser.add_argument("--rescore", help="do not train: score the runs kept by an earlier --keep in this folder")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"))
     parser.add_argument("--seed", type=int, default=0)

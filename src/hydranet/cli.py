@@ -137,7 +137,7 @@ def attack(
     restarts: int = typer.Option(1, "--restarts", help="random restarts; each example keeps its worst"),
     task: Optional[str] = typer.Option(None, "--task", help="attack this task's loss (default: the sum of all)"),
     split: str = typer.Option("test", "--split", help="test | val | train"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="attack only the first N examples of the split"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="attack N examples of the split, drawn at random (seeded by the run's seed)"),
     target: Optional[str] = typer.Option(None, "--target", help="targeted attack on --task: a class name or index, or "
                                          "random (a random class other than the label, per example)"),
     sweep: bool = typer.Option(False, "--sweep", help="several eps (default linf 0…16/255, l2 0…2) with gradient-masking checks"),

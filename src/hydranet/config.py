@@ -101,6 +101,7 @@ class ModelConfig(Section):
     cross_stitch_self: float = Field(0.9, gt=0, le=1, description="cross_stitch: initial weight of a column on itself; the rest is split evenly among the others")
     head_hidden: list[int] = Field([], description="hidden widths of each task head (empty: a linear head)")
     head_dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each head")
+    weight_init: Literal["default", "glorot"] = Field("default", description="default: each layer's own init (PyTorch's; Kaiming for the resnet trunk) | glorot: Glorot-uniform weights and zero biases in every conv and linear layer, as Keras starts them (for models ported from Keras)")
     init_from: str | None = Field(None, description="start from these weights: a run directory (its trunk.safetensors or model.safetensors) or a .safetensors/.pt state-dict file (null: random init)")
     init_map: dict[str, str] = Field({}, description="init_from: rename source key prefixes before matching, e.g. {'backbone.': 'trunk.'} for a plain PyTorch state dict")
     init_heads: bool = Field(False, description="init_from: also load task heads whose names and shapes match (default: trunk only, fresh heads)")
@@ -193,7 +194,7 @@ class AdversarialConfig(Section):
     warmup_epochs: int = Field(0, ge=0, description="grow eps linearly over this many epochs, reaching the full eps in the last of them (0: off)")
     tasks: list[str] = Field([], description="tasks whose losses the attack maximizes (empty: all tasks; trades: their classification, binary and multilabel tasks, and it refuses a regression task)")
     guard_every: int = Field(1, ge=0, description="every this many epochs, PGD on held-out val examples: record robust accuracy, keep the best-robust weights, warn on a collapse (0: off)")
-    guard_examples: int = Field(256, ge=1, description="guard: val examples attacked (the first ones of the val split)")
+    guard_examples: int = Field(256, ge=1, description="guard: val examples attacked (drawn at random from the val split, seeded by the run's seed)")
     guard_steps: int = Field(10, ge=1, description="guard: PGD steps of the check")
 
 

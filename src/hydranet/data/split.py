@@ -68,3 +68,14 @@ def label_subset(train: torch.Tensor, fraction: float, seed: int, strata: np.nda
     if not keep.any():
         raise UserError(f"data.labels_fraction: {fraction} of {len(train)} train examples keeps none; use a larger fraction")
     return train[torch.from_numpy(keep)]
+
+
+def random_rows(arrays: dict[str, torch.Tensor], limit: int | None, seed: int) -> dict[str, torch.Tensor]:
+    """`limit` rows of every array drawn at random (seeded), kept in their split order; all rows when `limit`
+    is None or not smaller. Not the first `limit`: a predefined split is often stored sorted by class
+    (CIFAR-10's folders are), and its first 1,000 test images would all be airplanes."""
+    n = len(next(iter(arrays.values())))
+    if limit is None or limit >= n:
+        return arrays
+    pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+    return {k: v[pick.to(v.device)] for k, v in arrays.items()}

@@ -13,11 +13,12 @@ import torch
 from torch import Tensor
 
 from hydranet.data import build_dataset
+from hydranet.data.split import random_rows
 from hydranet.errors import UserError
 from hydranet.robust.apgd import apgd
 from hydranet.robust.attacks import Objective, PixelSpace, check_norm, fgsm, pgd
 from hydranet.train.evaluation import predict_batches
-from hydranet.train.run import Run
+from hydranet.train.run import Run, apply_process_settings
 
 ATTACKS: dict[str, Callable[..., Tensor]] = {"fgsm": fgsm, "pgd": pgd, "apgd": apgd}
 DEFAULT_STEPS = {"fgsm": 1, "pgd": 10, "apgd": 100}
@@ -41,7 +42,8 @@ def get_attack(name: str) -> Callable[..., Tensor]:
 
 
 def load_split(run: Run, split: str, limit: int | None) -> dict[str, Tensor]:
-    """The run's split rebuilt from its config (same seed → same split), first `limit` examples, on the model's device."""
+    """The run's split rebuilt from its config (same seed → same split) on the model's device; with `limit`,
+    that many examples drawn at random, seeded by the run's seed (`random_rows`)."""
     if split not in ("train", "val", "test"):
         raise UserError(f"--split: {split!r} is not a split (expected train, val or test)")
     PixelSpace.from_info(run.info)  # refuse table runs before building their data
@@ -49,7 +51,7 @@ def load_split(run: Run, split: str, limit: int | None) -> dict[str, Tensor]:
     if len(data.index[split]) == 0:
         raise UserError(f"--split: the {split} split of this run is empty")
     device = next(run.model.parameters()).device
-    return {k: v[:limit].to(device) for k, v in data.split(split).items()}
+    return {k: v.to(device) for k, v in random_rows(data.split(split), limit, run.config.seed).items()}
 
 
 def attacked_tasks(run: Run, task: str | None) -> list[str]:
@@ -153,6 +155,7 @@ def attack_run(run: Run, attack: str = "pgd", eps: str | float = 8 / 255, norm: 
     """
     started = time.perf_counter()
     get_attack(attack), check_norm(norm)
+    apply_process_settings(run.config)  # threads; freed memory kept (attacks allocate like training steps)
     eps = parse_eps(eps)
     steps = DEFAULT_STEPS[attack] if attack == "fgsm" or steps is None else steps
     restarts = 1 if attack == "fgsm" else restarts

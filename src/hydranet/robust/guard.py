@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from hydranet.config import AdversarialConfig
+from hydranet.data.split import random_rows
 from hydranet.robust.attacks import Objective, PixelSpace, pgd
 from hydranet.robust.training import attacked
 from hydranet.tasks import Task
@@ -46,10 +47,10 @@ class RobustGuard:
     """
 
     def __init__(self, cfg: AdversarialConfig, tasks: dict[str, Task], space: PixelSpace, val: dict[str, Tensor],
-                 best_path: Path, clean_slack: float = 0.1):
+                 best_path: Path, seed: int = 0, clean_slack: float = 0.1):
         self.cfg, self.space, self.best_path, self.clean_slack = cfg, space, best_path, clean_slack
         self.tasks = {n: t for n, t in attacked(tasks, cfg.tasks).items() if t.kind in ("classification", "binary")}
-        self.val = {k: v[:cfg.guard_examples] for k, v in val.items()}
+        self.val = random_rows(val, cfg.guard_examples, seed)  # all classes, not the first in file order
         self.best: float | None = None
         self.best_clean = float("nan")
         self.best_epoch = 0

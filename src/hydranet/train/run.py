@@ -23,6 +23,7 @@ from hydranet.data import Dataset, build_dataset
 from hydranet.errors import UserError
 from hydranet.models import HydraNet, build_model
 from hydranet.models.init import init_from, weights_file
+from hydranet.models.weight_init import apply_weight_init
 from hydranet.tasks import Task, TaskInfo
 from hydranet.train.allocator import keep_freed_memory
 from hydranet.train.callbacks import make_callbacks
@@ -84,7 +85,7 @@ def build_model_for(cfg: Config, info: dict[str, Any], device: torch.device) -> 
 def fresh_model(cfg: Config, info: dict[str, Any], tasks: dict[str, Task], device: torch.device) -> HydraNet:
     """The seeded model for these tasks on `device`, channels_last for images when the config asks."""
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, tuple(info["input_shape"]), tasks).to(device)
+    model = apply_weight_init(build_model(cfg.model, tuple(info["input_shape"]), tasks), cfg.model.weight_init).to(device)
     if cfg.train.channels_last and len(info["input_shape"]) == 3:
         model = model.to(memory_format=torch.channels_last)
     return model
@@ -181,9 +182,9 @@ def _adversarial(cfg: Config, tasks: dict[str, Task], data: Dataset, path: Path,
     adv = cfg.adversarial
     if adv.method == "none" or not adv.guard_every:
         return perturbations, objectives, []
-    val = {k: v[:adv.guard_examples].to(device) for k, v in data.split("val").items()}
+    val = {k: v.to(device) for k, v in data.split("val").items()}  # the guard draws its examples from it
     space = (perturbations + objectives)[0].space
-    return perturbations, objectives, [RobustGuard(adv, tasks, space, val, path / "checkpoint" / "best_robust.safetensors")]
+    return perturbations, objectives, [RobustGuard(adv, tasks, space, val, path / "checkpoint" / "best_robust.safetensors", cfg.seed)]
 
 
 def _summary(cfg: Config, trainer: Trainer, data: Dataset, model: HydraNet) -> dict[str, Any]:

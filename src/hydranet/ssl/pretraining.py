@@ -17,6 +17,7 @@ import torch
 from hydranet import registry
 from hydranet.config import Config, to_yaml
 from hydranet.data import Dataset, build_dataset
+from hydranet.data.split import random_rows
 from hydranet.errors import UserError
 from hydranet.models import HydraNet
 from hydranet.models.init import TRUNK_FILE, weights_file
@@ -90,14 +91,13 @@ def _knn_monitor(cfg: Config, tasks: dict[str, Task], data: Dataset, device: tor
     held_out = "val" if len(data.index["val"]) else "test"
     if not len(data.index[held_out]):
         return []
-    bank = _sample(data.split("train"), cfg.ssl.knn_bank, cfg.seed, device)
-    queries = _sample(data.split(held_out), cfg.ssl.knn_queries, cfg.seed, device)
+    bank = _on(random_rows(data.split("train"), cfg.ssl.knn_bank, cfg.seed), device)
+    queries = _on(random_rows(data.split(held_out), cfg.ssl.knn_queries, cfg.seed), device)
     return [KNNMonitor(tasks, bank, queries, cfg.ssl.knn_k, cfg.train.eval_batch_size)]
 
 
-def _sample(split: dict[str, torch.Tensor], n: int, seed: int, device: torch.device) -> dict[str, torch.Tensor]:
-    pick = torch.randperm(len(split["x"]), generator=torch.Generator().manual_seed(seed))[:n]
-    return {k: v[pick].to(device) for k, v in split.items()}
+def _on(arrays: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in arrays.items()}
 
 
 def _summary(cfg: Config, trainer: Trainer, model: HydraNet) -> dict:

@@ -21,13 +21,7 @@ from hydranet.data.dataset import Dataset
 from hydranet.tasks import Task
 from hydranet.train.ema import WeightEMA
 from hydranet.train.evaluation import eval_settings, evaluate_split
-from hydranet.train.optim import (
-    build_optimizer,
-    load_optimizer_state,
-    lr_factor,
-    param_groups,
-    set_lr,
-)
+from hydranet.train.optim import build_optimizer, load_optimizer_state, lr_factor, param_groups, set_lr
 from hydranet.train.precision import autocast, resolve_precision
 
 # Purposes of the per-epoch random streams (shuffling, augmentation, dropout): one generator each.

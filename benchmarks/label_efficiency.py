@@ -79,14 +79,14 @@ def with_(cfg: dict, **sections) -> dict:
 
 
 def label_efficiency(recipe: dict, fractions: list[float], pretrain_epochs: int, epochs_full: int, min_steps: int,
-                     objective: str, workdir: Path, echo=print) -> list[dict]:
+                     method: str, workdir: Path, echo=print) -> list[dict]:
     """Pretrain once, then scratch / fine-tune / linear probe per fraction; one dict per (method, fraction)."""
     task = next(iter(recipe["tasks"]))
-    pre_cfg = with_(recipe, train={"epochs": pretrain_epochs}, ssl={"objective": objective})
+    pre_cfg = with_(recipe, train={"epochs": pretrain_epochs}, ssl={"method": method})
     start = time.perf_counter()
     pretrained = hn.Experiment(pre_cfg).pretrain(workdir / "pretrain")
     pretrain_seconds = round(time.perf_counter() - start, 1)
-    echo(json.dumps({"pretrain": objective, "epochs": pretrain_epochs, "seconds": pretrain_seconds,
+    echo(json.dumps({"pretrain": method, "epochs": pretrain_epochs, "seconds": pretrain_seconds,
                      "knn_accuracy": pretrained.summary["knn"].get(task, {}).get("accuracy")}))
     train_size = _train_size(pre_cfg)
     rows = []
@@ -105,7 +105,7 @@ def label_efficiency(recipe: dict, fractions: list[float], pretrain_epochs: int,
             rows.append({"benchmark": "label_efficiency", "method": method, "labels_fraction": fraction,
                          "labels": round(train_size * fraction), "epochs": None if method.startswith("linear") else epochs,
                          "test_accuracy": round(accuracy, 4), "seconds": round(time.perf_counter() - start, 1),
-                         "pretrain": objective, "pretrain_epochs": pretrain_epochs, "pretrain_seconds": pretrain_seconds})
+                         "pretrain": method, "pretrain_epochs": pretrain_epochs, "pretrain_seconds": pretrain_seconds})
             echo(json.dumps(rows[-1]))
     return rows
 
@@ -135,7 +135,7 @@ def main() -> None:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--toy", action="store_true", help="bundled digits, seconds")
     size.add_argument("--quick", action="store_true", help="CIFAR-10 on 12,000 images, under 5 minutes")
-    parser.add_argument("--objective", default="simclr", help="ssl.objective of the pretraining")
+    parser.add_argument("--method", default="simclr", help="ssl.method of the pretraining")
     parser.add_argument("--fractions", default="0.01,0.1,1.0")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
@@ -148,9 +148,9 @@ def main() -> None:
     if args.toy:
         fractions = [f for f in fractions if f >= 0.05] or [0.1]  # 1% of 1,257 digits is 13 images
     with tempfile.TemporaryDirectory() as tmp:
-        rows = label_efficiency(recipe, fractions, pretrain_epochs, epochs_full, min_steps, args.objective, Path(tmp))
+        rows = label_efficiency(recipe, fractions, pretrain_epochs, epochs_full, min_steps, args.method, Path(tmp))
     print(f"\n{name}: {platform.machine()} {platform.processor()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
-          f"{args.objective} pretraining {rows[0]['pretrain_epochs']} epochs ({rows[0]['pretrain_seconds']} s); test accuracy (seconds)")
+          f"{args.method} pretraining {rows[0]['pretrain_epochs']} epochs ({rows[0]['pretrain_seconds']} s); test accuracy (seconds)")
     print(table(rows))
 
 

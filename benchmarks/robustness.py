@@ -52,7 +52,7 @@ def experiment(data: str, epochs: int, limit: int | None, method: str, eps: floa
                   "schedule": {"name": "onecycle", "warmup": 0.2}, "precision": "bf16", "channels_last": True, "progress": False},
         # pgd/trades: 3 attack steps per batch keep training affordable on a CPU (Wong et al. show few steps
         # suffice); no eps warm-up (the first table ran with warmup_epochs 1, which reaches full eps at once)
-        "adversarial": {"method": method, "eps": eps, "steps": 3, "warmup_epochs": 0,
+        "adversarial": {"method": {"name": method, **({} if method in ("none", "fgsm_rs") else {"steps": 3})}, "eps": eps, "warmup_epochs": 0,
                         "guard_examples": 200, "guard_steps": 5, "guard_every": 1 if method != "none" else 0},
     }
 

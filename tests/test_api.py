@@ -56,7 +56,7 @@ def test_tensorboard_events(tmp_path):
 def test_registered_custom_balancer_drops_in(tmp_path):
     @hn.register("balancer", "first_only_test")
     class FirstOnly:
-        def __init__(self, cfg, tasks):
+        def __init__(self, options, tasks, seed):
             self.calls = 0
 
         def backward(self, losses, shared_params):

@@ -100,12 +100,12 @@ def test_stratify_needs_classes():
 def test_plugins_register_custom_parts(tmp_path, monkeypatch):
     (tmp_path / "my_plugin_mod.py").write_text(
         "from hydranet import register\n"
-        "from hydranet.models.trunks import MLP\n"
-        "register('trunk', 'my_mlp')(lambda cfg, shape: MLP(cfg, shape))\n")
+        "from hydranet.models.trunks import MLP, MLPOptions\n"
+        "register('trunk', 'my_mlp', options=MLPOptions)(lambda options, shape: MLP(options, shape))\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(UserError, match="unknown trunk 'my_mlp'"):
         load_config("quickstart", ["model.trunk.name=my_mlp"])
-    cfg = load_config("quickstart", ["plugins=[my_plugin_mod]", "model.trunk.name=my_mlp"])
+    cfg = load_config("quickstart", ["plugins=[my_plugin_mod]", "model.trunk.name=my_mlp", "model.trunk.hidden=[8]"])
     assert cfg.plugins == ["my_plugin_mod"]
     with pytest.raises(UserError, match="plugins: cannot import 'no_such_module_x'"):
         load_config("quickstart", ["plugins=[no_such_module_x]"])

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import hydranet as hn
-from hydranet.config import EMAConfig, load_config
+from hydranet.config import EMAConfig, NoOptions, load_config
 from hydranet.data import build_dataset
 from hydranet.mtl.equal import Equal
 from hydranet.train.checkpoint import load_state, save_state
@@ -61,7 +61,7 @@ def test_warmup_caps_the_decay():
 
 def _trainer(cfg, data) -> Trainer:
     model, tasks = build_model_for(cfg, data.info, torch.device("cpu"))
-    return Trainer(model, tasks, cfg, Equal(cfg, tasks), device=torch.device("cpu"))
+    return Trainer(model, tasks, cfg, Equal(NoOptions(), tasks, 0), device=torch.device("cpu"))
 
 
 def test_resumed_run_ends_with_identical_average(tiny_csv, one_thread):

@@ -43,7 +43,7 @@ class Experiment:
         return fit(self.config, run_dir, progress=progress, callbacks=callbacks)
 
     def pretrain(self, run_dir: str | Path | None = None, progress: bool = False, callbacks: Sequence = ()) -> Run:
-        """Self-supervised pretraining of the trunk (`ssl.objective`); the run directory holds trunk.safetensors,
+        """Self-supervised pretraining of the trunk (`ssl.method`); the run directory holds trunk.safetensors,
         which `model.init_from` accepts."""
         from hydranet.ssl import pretrain
 

@@ -65,14 +65,14 @@ def pretrain(
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted pretraining run directory"),
     quiet: bool = QUIET,
 ) -> None:
-    """Pretrain the trunk without labels (ssl.objective); writes a run directory with trunk.safetensors."""
+    """Pretrain the trunk without labels (ssl.method); writes a run directory with trunk.safetensors."""
     from hydranet.ssl import pretrain as pretrain_run
     from hydranet.ssl import resume_pretrain
 
     run = start_or_resume(experiment, overrides, run_dir, resume, quiet, pretrain_run, resume_pretrain)
     s = run.summary
     knn = "  ".join(f"kNN {t} accuracy {m['accuracy']:.4f}" for t, m in s["knn"].items())
-    console.print(f"{s['experiment']}: {s['objective']} {s['epochs']} epochs, {s['train_seconds']:.1f}s, "
+    console.print(f"{s['experiment']}: {s['method']} {s['epochs']} epochs, {s['train_seconds']:.1f}s, "
                   f"{s['params']:,} trunk params, loss {s['loss']:.4f}  {knn}")
     console.print(f"run directory: [bold]{run.dir}[/bold] (trunk: {run.dir / 'trunk.safetensors'})")
 

@@ -1,7 +1,8 @@
 """Name → implementation tables for the extension points of DESIGN.md.
 
-YAML names a source, trunk, balancer, sharing, perturbation, objective or ssl objective by string; `@register(kind, name)`
-adds one, so users can plug in their own without touching hydranet.
+YAML names a source, trunk, sharing, balancer, perturbation, (extra) loss or self-supervised method by string;
+`@register(kind, name, options=Model)` adds one together with the pydantic model of its own config options, so
+users can plug in their own, with validated settings, without touching hydranet.
 """
 
 from __future__ import annotations
@@ -12,16 +13,19 @@ from typing import Any, Callable
 
 from hydranet.errors import UserError
 
-KINDS = ("source", "trunk", "balancer", "sharing", "perturbation", "objective", "ssl")
+KINDS = ("source", "trunk", "balancer", "sharing", "perturbation", "loss", "ssl")
 _TABLES: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+_OPTIONS: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}  # kind → name → options model (or None)
 # Modules whose import registers the built-in implementations (imported lazily on first lookup).
 _BUILTINS = ("hydranet.data.sources", "hydranet.models.trunks", "hydranet.models.sharing", "hydranet.mtl",
-             "hydranet.robust.training", "hydranet.robust.trades", "hydranet.ssl.objectives")
+             "hydranet.robust.training", "hydranet.robust.trades", "hydranet.ssl.methods")
 _loaded = False
 
 
-def register(kind: str, name: str) -> Callable[[Any], Any]:
-    """Decorator: `@register("balancer", "my_method")` makes `mtl.balancer: my_method` work."""
+def register(kind: str, name: str, options: Any = None) -> Callable[[Any], Any]:
+    """Decorator: `@register("balancer", "my_method", options=MyOptions)` makes
+    `mtl.balancer: {name: my_method, <option>: …}` work; the factory then receives a validated `MyOptions`.
+    Without `options`, the implementation's own `Options` attribute is used if it has one (else: no options)."""
     if kind not in _TABLES:
         raise ValueError(f"unknown extension kind {kind!r} (known: {', '.join(KINDS)})")
 
@@ -30,6 +34,7 @@ def register(kind: str, name: str) -> Callable[[Any], Any]:
         if old is not None and getattr(old, "__qualname__", None) != getattr(obj, "__qualname__", None):
             warnings.warn(f"{kind} {name!r} registered again: {obj!r} replaces {old!r}", stacklevel=2)
         _TABLES[kind][name] = obj
+        _OPTIONS[kind][name] = options if options is not None else getattr(obj, "Options", None)
         return obj
 
     return add
@@ -57,6 +62,12 @@ def get(kind: str, name: str, field: str | None = None) -> Any:
     except KeyError:
         where = f"{field}: " if field else ""
         raise UserError(f"{where}unknown {kind} {name!r} (known: {', '.join(names(kind))})") from None
+
+
+def options(kind: str, name: str) -> Any:
+    """The options model a method declared (None: it takes none)."""
+    _load_builtins()
+    return _OPTIONS[kind].get(name)
 
 
 def find(name: str, kinds: tuple[str, ...]) -> tuple[str, Any] | None:

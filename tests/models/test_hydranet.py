@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from hydranet.config import ModelConfig, TaskConfig, TrunkConfig
+from hydranet.config import ModelConfig, TaskConfig
 from hydranet.errors import UserError
 from hydranet.models import HydraNet, build_model
-from hydranet.models.trunks import cnn
+from hydranet.models.trunks import CNNOptions, cnn
 from hydranet.tasks import Task, TaskInfo
 
 
@@ -24,7 +24,7 @@ def two_tasks() -> dict[str, Task]:
 
 def test_forward_gives_one_prediction_per_task():
     tasks = two_tasks()
-    trunk = cnn(TrunkConfig(channels=[4, 8], dense=[16]), (1, 8, 8))
+    trunk = cnn(CNNOptions(channels=[4, 8], dense=[16]), (1, 8, 8))
     model = HydraNet(trunk, {name: task.head(trunk.out_dim) for name, task in tasks.items()})
     out = model(torch.randn(5, 1, 8, 8))
     assert set(out) == {"digit", "even"}
@@ -57,7 +57,7 @@ def test_dict_trunk_routes_each_task_its_own_features():
 
 
 def test_build_model_hard_sharing():
-    cfg = ModelConfig(trunk=TrunkConfig(name="mlp", hidden=[16]), head_hidden=[8], head_dropout=0.1)
+    cfg = ModelConfig(trunk={"name": "mlp", "hidden": [16]}, head_hidden=[8], head_dropout=0.1)
     model = build_model(cfg, (1, 8, 8), two_tasks())
     assert isinstance(model, HydraNet) and model.trunk.out_dim == 16
     out = model(torch.randn(3, 1, 8, 8))
@@ -68,4 +68,4 @@ def test_build_model_unknown_names_are_user_errors():
     with pytest.raises(UserError, match="model.sharing"):
         build_model(ModelConfig(sharing="nope"), (1, 8, 8), two_tasks())
     with pytest.raises(UserError, match="model.trunk.name"):
-        build_model(ModelConfig(trunk=TrunkConfig(name="nope")), (1, 8, 8), two_tasks())
+        build_model(ModelConfig(trunk="nope"), (1, 8, 8), two_tasks())

@@ -10,21 +10,26 @@ from torch import nn
 
 import hydranet as hn
 from hydranet import registry
-from hydranet.config import ModelConfig, TaskConfig, TrunkConfig
+from hydranet.config import ModelConfig, TaskConfig
 from hydranet.errors import UserError
 from hydranet.models import build_model
-from hydranet.models.sharing.base import build_trunk
+from hydranet.models.sharing.base import ModelParts
 from hydranet.models.sharing.cross_stitch import CrossStitch
 from hydranet.tasks import Task, TaskInfo
 from tests.conftest import tiny_table_config
 
 NAMES = ["hard", "mmoe", "cgc", "cross_stitch"]
 TRUNKS = {
-    "mlp": (TrunkConfig(name="mlp", hidden=[16, 8]), (1, 8, 8)),
-    "cnn": (TrunkConfig(name="cnn", channels=[4, 8], dense=[12]), (1, 8, 8)),
-    "resnet": (TrunkConfig(name="resnet", channels=[4, 8], blocks=[1, 1]), (3, 8, 8)),
-    "table": (TrunkConfig(name="mlp", hidden=[16], batch_norm=True, dropout=0.1), (30,)),
+    "mlp": ({"name": "mlp", "hidden": [16, 8]}, (1, 8, 8)),
+    "cnn": ({"name": "cnn", "channels": [4, 8], "dense": [12]}, (1, 8, 8)),
+    "resnet": ({"name": "resnet", "channels": [4, 8], "blocks": [1, 1]}, (3, 8, 8)),
+    "table": ({"name": "mlp", "hidden": [16], "batch_norm": True, "dropout": 0.1}, (30,)),
 }
+
+
+def build_trunk(spec: dict, shape: tuple[int, ...]) -> nn.Module:
+    """A fresh trunk of a `model.trunk` mapping, as every sharing builds one."""
+    return ModelParts.of(ModelConfig(trunk=spec), shape, {}).new_trunk()
 
 
 def three_tasks() -> dict[str, Task]:
@@ -36,10 +41,13 @@ def three_tasks() -> dict[str, Task]:
     }
 
 
-def make(name: str, trunk: str = "mlp", **fields) -> tuple[nn.Module, torch.Tensor]:
+def make(name: str, trunk: str = "mlp", **options) -> tuple[nn.Module, torch.Tensor]:
+    """A model of the sharing `name` with those of `options` that it declares (`experts` is mmoe's only)."""
     torch.manual_seed(0)
     cfg, shape = TRUNKS[trunk]
-    model = build_model(ModelConfig(sharing=name, trunk=cfg, **fields), shape, three_tasks())
+    declared = registry.options("sharing", name)
+    own = {k: v for k, v in options.items() if declared is not None and k in declared.model_fields}
+    model = build_model(ModelConfig(sharing={"name": name, **own}, trunk=cfg), shape, three_tasks())
     return model, torch.randn(5, *shape)
 
 
@@ -141,7 +149,7 @@ def test_cgc_task_never_receives_another_tasks_experts():
 
 
 def test_cgc_without_any_expert_is_a_user_error():
-    with pytest.raises(UserError, match="model.task_experts"):
+    with pytest.raises(UserError, match="model.sharing.task_experts"):
         make("cgc", shared_experts=0, task_experts=0)
 
 
@@ -196,7 +204,7 @@ def test_cross_stitch_needs_a_trunk_with_stages(monkeypatch):
 
     monkeypatch.setitem(registry._TABLES["trunk"], "plain", lambda cfg, shape: Plain(shape[0], 4))
     with pytest.raises(UserError, match=r"model.sharing: cross_stitch needs a trunk with stages\(\)"):
-        build_model(ModelConfig(sharing="cross_stitch", trunk=TrunkConfig(name="plain")), (30,), three_tasks())
+        build_model(ModelConfig(sharing="cross_stitch", trunk="plain"), (30,), three_tasks())
 
 
 # --- parameter counts ----------------------------------------------------------------------------
@@ -214,7 +222,7 @@ def test_parameter_counts_scale_with_experts_and_tasks():
 
 def test_expert_width_mult_narrows_each_expert():
     cfg, shape = TRUNKS["cnn"]
-    half = n_params(build_trunk(TrunkConfig(name="cnn", channels=[2, 4], dense=[6]), shape))
+    half = n_params(build_trunk({"name": "cnn", "channels": [2, 4], "dense": [6]}, shape))
     model, x = make("mmoe", "cnn", experts=2, expert_width_mult=0.5)
     assert [n_params(e) for e in model.trunk.experts] == [half, half]
     assert model(x)["digit"].shape == (5, 10) and model.trunk.out_dim == 6
@@ -227,7 +235,7 @@ def test_expert_width_mult_narrows_each_expert():
 def test_quickstart_trains_with_each_sharing(name, tmp_path):
     overrides = {"train.epochs": 1, "data.limit": 300, "model.sharing": name, "train.progress": False}
     run = hn.Experiment("quickstart", overrides).fit(tmp_path / name)
-    assert run.config.model.sharing == name
+    assert run.config.model.sharing.name == name
     assert set(run.summary["test"]) == {"digit", "parity", "ink"}
     assert hn.load(run.dir).evaluate("test").keys() == {"digit", "parity", "ink"}  # weights reload
 

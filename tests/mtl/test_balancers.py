@@ -8,10 +8,12 @@ import math
 import pytest
 import torch
 
+from toys import make_balancer
+
 from hydranet import registry
-from hydranet.config import Config, TaskConfig, TrunkConfig
+from hydranet.config import Config, TaskConfig
 from hydranet.models import HydraNet
-from hydranet.models.trunks import mlp
+from hydranet.models.trunks import MLPOptions, mlp
 from hydranet.mtl.equal import Equal
 from hydranet.mtl.static import Static
 from hydranet.tasks import Task, TaskInfo
@@ -25,7 +27,7 @@ def setup():
     infos = {"digit": TaskInfo("classification", 4, list("abcd")), "even": TaskInfo("binary", 1, ["odd", "even"])}
     tasks = {name: Task(name, cfg.tasks[name], infos[name]) for name in cfg.tasks}
     torch.manual_seed(0)
-    trunk = mlp(TrunkConfig(hidden=[8]), (1, 4, 4))
+    trunk = mlp(MLPOptions(hidden=[8]), (1, 4, 4))
     model = HydraNet(trunk, {name: task.head(trunk.out_dim) for name, task in tasks.items()})
     gen = torch.Generator().manual_seed(1)
     batch = {
@@ -47,7 +49,7 @@ def loss_terms(tasks, model, batch):
 @pytest.mark.parametrize("name", registry.names("balancer"))
 def test_balancer_contract(name):
     cfg, tasks, model, batch = setup()
-    balancer = registry.get("balancer", name)(cfg, tasks)
+    balancer = make_balancer(name, cfg, tasks)
     losses = loss_terms(tasks, model, batch)
     weights = balancer.backward(losses, model.shared_parameters())
     assert set(weights) == set(losses)
@@ -65,13 +67,13 @@ def reference_grads(model, tasks, batch, weights):
 
 
 @pytest.mark.parametrize(
-    "balancer,expected",
+    "method,expected",
     [(Equal, {"digit": 1.0, "even": 1.0, "digit@adv": 1.0}), (Static, {"digit": 2.0, "even": 0.5, "digit@adv": 1.0})],
 )
-def test_gradients_equal_autograd_of_weighted_sum(balancer, expected):
+def test_gradients_equal_autograd_of_weighted_sum(method, expected):
     cfg, tasks, model, batch = setup()
     reference = reference_grads(model, tasks, batch, expected)
-    weights = balancer(cfg, tasks).backward(loss_terms(tasks, model, batch), model.shared_parameters())
+    weights = make_balancer(method, cfg, tasks).backward(loss_terms(tasks, model, batch), model.shared_parameters())
     assert weights == expected
     for p, ref in zip(model.parameters(), reference):
         assert torch.allclose(p.grad, ref, atol=1e-6)
@@ -80,10 +82,10 @@ def test_gradients_equal_autograd_of_weighted_sum(balancer, expected):
 def test_static_differs_from_equal_when_weights_differ():
     """Guards the oracle test against weights that silently collapse to 1."""
     cfg, tasks, model, batch = setup()
-    Static(cfg, tasks).backward(loss_terms(tasks, model, batch), model.shared_parameters())
+    make_balancer(Static, cfg, tasks).backward(loss_terms(tasks, model, batch), model.shared_parameters())
     static = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
-    Equal(cfg, tasks).backward(loss_terms(tasks, model, batch), model.shared_parameters())
+    make_balancer(Equal, cfg, tasks).backward(loss_terms(tasks, model, batch), model.shared_parameters())
     assert not all(torch.allclose(s, p.grad) for s, p in zip(static, model.parameters()))
 
 
@@ -91,10 +93,10 @@ def test_static_differs_from_equal_when_weights_differ():
 def test_balancer_without_shared_parameters(name):
     """A trunk with no parameters (mlp with no hidden layer): every balancer still trains each head."""
     cfg, tasks, _, batch = setup()
-    trunk = mlp(TrunkConfig(hidden=[]), (1, 4, 4))
+    trunk = mlp(MLPOptions(hidden=[]), (1, 4, 4))
     model = HydraNet(trunk, {n: task.head(trunk.out_dim) for n, task in tasks.items()})
     assert model.shared_parameters() == []
-    balancer = registry.get("balancer", name)(cfg, tasks)
+    balancer = make_balancer(name, cfg, tasks)
     weights = balancer.backward(loss_terms(tasks, model, batch), [])
     assert all(math.isfinite(float(w)) for w in weights.values())
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())

@@ -28,7 +28,7 @@ def test_plan_baselines_share_the_split_and_watch_their_own_task():
     labels = [label for label, _, _ in plan]
     assert labels[:3] == ["single-digit-s0", "single-parity-s0", "single-ink-s0"] and len(plan) == 6 + 4
     single_ink = dict((label, cfg) for label, _, cfg in plan)["single-ink-s1"]
-    assert list(single_ink.tasks) == ["ink"] and single_ink.seed == 1 and single_ink.mtl.balancer == "equal"
+    assert list(single_ink.tasks) == ["ink"] and single_ink.seed == 1 and single_ink.mtl.balancer.name == "equal"
     assert single_ink.train.early_stopping.monitor == "val/ink/mae"
     assert all(cfg.data.split.stratify is None for _, _, cfg in plan)  # same examples in every run of a seed
 

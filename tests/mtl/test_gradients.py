@@ -2,7 +2,7 @@
 
 import numpy as np
 import torch
-from toys import LinearToy, check_private_grads, config, task_losses, tiny_problem
+from toys import LinearToy, check_private_grads, config, make_balancer, task_losses, tiny_problem
 
 from hydranet.mtl import gradients
 from hydranet.mtl.pcgrad import PCGrad, pcgrad_coefficients
@@ -51,7 +51,7 @@ def test_private_backward_never_reaches_the_trunk():
 def test_pcgrad_hand_computed_projection():
     """g1=(1,0), g2=(-1,1) conflict: g1' = g1 + g2/2 = (.5,.5), g2' = g2 + g1 = (0,1); the sum is (.5, 1.5)."""
     toy = LinearToy([[1.0, 0.0], [-1.0, 1.0]])
-    weights = PCGrad(config(), {}).backward(toy.losses(), [toy.w])
+    weights = make_balancer(PCGrad).backward(toy.losses(), [toy.w])
     assert torch.allclose(toy.w.grad, torch.tensor([0.5, 1.5]))
     assert torch.allclose(torch.stack(list(weights.values())), torch.tensor([2.0, 1.5]))
     check_private_grads(toy, [1.0, 1.0])  # task-specific parameters: their own gradient
@@ -59,7 +59,7 @@ def test_pcgrad_hand_computed_projection():
 
 def test_pcgrad_leaves_agreeing_gradients_alone():
     toy = LinearToy([[1.0, 0.0], [1.0, 1.0]])
-    PCGrad(config(), {}).backward(toy.losses(), [toy.w])
+    make_balancer(PCGrad).backward(toy.losses(), [toy.w])
     assert torch.allclose(toy.w.grad, torch.tensor([2.0, 1.0]))
 
 

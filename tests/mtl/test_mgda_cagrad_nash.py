@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import minimize
-from toys import LinearToy, check_private_grads, config, task_losses, tiny_problem
+from toys import LinearToy, check_private_grads, config, make_balancer, task_losses, tiny_problem
 
 from hydranet.mtl.cagrad import CAGrad, cagrad_coefficients
 from hydranet.mtl.mgda import MGDA
@@ -45,7 +45,7 @@ def test_min_norm_frank_wolfe_matches_slsqp():
 
 def test_mgda_on_shared_params_uses_the_closed_form():
     toy = LinearToy([[1.0, 0.0], [-1.0, 2.0]])
-    weights = MGDA(config(), {}).backward(toy.losses(), [toy.w])
+    weights = make_balancer(MGDA).backward(toy.losses(), [toy.w])
     g1, g2 = toy.grads.double().numpy()
     a = np.clip((g2 - g1) @ g2 / ((g1 - g2) @ (g1 - g2)), 0, 1)
     assert np.allclose(list(weights.values()), [a, 1 - a])
@@ -55,7 +55,7 @@ def test_mgda_on_shared_params_uses_the_closed_form():
 
 def test_mgda_ub_solves_on_the_features():
     cfg, tasks, model, batch = tiny_problem()
-    balancer = MGDA(cfg, tasks)
+    balancer = make_balancer(MGDA, cfg, tasks)
     balancer.on_fit_start(SimpleNamespace(model=model))
     losses = task_losses(tasks, model, batch)
     z = model.features  # (B, D)
@@ -74,7 +74,7 @@ def test_mgda_ub_solves_on_the_features():
 
 def test_cagrad_with_c_zero_is_the_mean_gradient():
     toy = LinearToy([[1.0, 0.0], [-1.0, 3.0], [0.5, 0.5]])
-    CAGrad(config(cagrad_c=0.0), {}).backward(toy.losses(), [toy.w])
+    make_balancer(CAGrad, c=0.0).backward(toy.losses(), [toy.w])
     assert torch.allclose(toy.w.grad, toy.grads.mean(0))
     check_private_grads(toy, [1.0, 1.0, 1.0])
 
@@ -110,7 +110,7 @@ def test_nash_alpha_solves_the_bargaining_equation(t):
 def test_nash_mtl_orthogonal_gradients_closed_form():
     """K = diag(4, 1)/√17 gives α_t = 1/√K_tt; Σ α_t g_t = 17^¼·(1, 1) is then clipped to norm 1."""
     toy = LinearToy([[2.0, 0.0], [0.0, 1.0]])
-    weights = NashMTL(config(nash_max_norm=1.0), {}).backward(toy.losses(), [toy.w])
+    weights = make_balancer(NashMTL, max_norm=1.0).backward(toy.losses(), [toy.w])
     expected = [17**0.25 / 2, 17**0.25]
     assert np.allclose(list(weights.values()), expected)
     assert torch.allclose(toy.w.grad, torch.tensor([1.0, 1.0]) / math.sqrt(2), atol=1e-5)
@@ -119,7 +119,7 @@ def test_nash_mtl_orthogonal_gradients_closed_form():
 
 def test_nash_mtl_reuses_alpha_between_updates():
     toy = LinearToy([[2.0, 0.0], [0.0, 1.0]])
-    balancer = NashMTL(config(nash_update_every=3, nash_max_norm=0.0), {})
+    balancer = make_balancer(NashMTL, update_every=3, max_norm=0.0)
     seen = []
     for step in range(4):
         toy.grads = torch.tensor([[2.0 + step, 0.0], [0.0, 1.0]])

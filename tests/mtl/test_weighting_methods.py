@@ -4,7 +4,7 @@ import math
 
 import torch
 from torch import nn
-from toys import LinearToy, task_losses, tiny_problem
+from toys import LinearToy, make_balancer, task_losses, tiny_problem
 
 from hydranet.config import Config
 from hydranet.mtl.dwa import DWA
@@ -19,7 +19,7 @@ from hydranet.train.trainer import Trainer
 
 def test_uncertainty_loss_matches_its_formula():
     cfg, tasks, model, batch = tiny_problem()
-    balancer = Uncertainty(cfg, tasks)
+    balancer = make_balancer(Uncertainty, cfg, tasks)
     with torch.no_grad():
         balancer.log_vars.copy_(torch.tensor([0.5, -1.0]))
     s = balancer.log_vars.detach()
@@ -36,7 +36,7 @@ def test_uncertainty_loss_matches_its_formula():
 
 def test_uncertainty_non_task_terms_share_the_base_task():
     cfg, tasks, model, batch = tiny_problem()
-    balancer = Uncertainty(cfg, tasks)
+    balancer = make_balancer(Uncertainty, cfg, tasks)
     losses = task_losses(tasks, model, batch)
     losses["digit@adv"], losses["simclr"] = 2 * losses["digit"], losses["even"] * 0.5
     weights = balancer.backward(losses, model.shared_parameters())
@@ -46,7 +46,7 @@ def test_uncertainty_non_task_terms_share_the_base_task():
 
 def test_uncertainty_log_variances_are_trained_by_the_trainer_optimizer():
     cfg, tasks, model, _ = tiny_problem()
-    balancer = Uncertainty(cfg, tasks)
+    balancer = make_balancer(Uncertainty, cfg, tasks)
     trainer = Trainer(model, tasks, cfg, balancer, device=torch.device("cpu"))
     group = [g for g in trainer.optimizer.param_groups if any(p is balancer.log_vars for p in g["params"])]
     assert len(group) == 1 and group[0]["weight_decay"] == 0.0
@@ -60,7 +60,7 @@ def epoch_record(**losses) -> dict:
 
 
 def test_dwa_weights_from_hand_set_epoch_losses():
-    balancer = DWA(Config(), {})
+    balancer = make_balancer(DWA)
     toy = LinearToy([[1.0], [1.0]], names=["a", "b"])
     assert balancer.backward(toy.losses(), [toy.w]) == {"a": 1.0, "b": 1.0}
     balancer.on_epoch_end(None, epoch_record(a=1.0, b=2.0))
@@ -79,7 +79,7 @@ def test_dwa_weights_from_hand_set_epoch_losses():
 
 
 def draws(seed: int, steps: int = 3) -> list[list[float]]:
-    balancer, toy = RLW(Config(seed=seed), {}), LinearToy([[1.0], [2.0], [3.0]])
+    balancer, toy = make_balancer(RLW, Config(seed=seed)), LinearToy([[1.0], [2.0], [3.0]])
     return [[float(w) for w in balancer.backward(toy.losses(), [toy.w]).values()] for _ in range(steps)]
 
 
@@ -101,7 +101,7 @@ def test_gradnorm_lowers_the_weight_of_the_task_that_trains_faster():
     targets = {"slow": 10 * torch.sin(3 * x[:, 0] * x[:, 1]), "fast": x @ torch.tensor([1.0, -2.0, 0.5, 1.0])}
     trunk = nn.Sequential(nn.Linear(4, 16), nn.Tanh())
     heads = nn.ModuleDict({name: nn.Linear(16, 1) for name in targets})
-    balancer = GradNorm(Config(), {})
+    balancer = make_balancer(GradNorm)
     optimizer = torch.optim.SGD([*trunk.parameters(), *heads.parameters()], lr=0.01)
     for _ in range(30):
         z = trunk(x)
@@ -117,7 +117,7 @@ def test_gradnorm_lowers_the_weight_of_the_task_that_trains_faster():
 
 
 def test_famo_weights_follow_the_formula_and_favour_the_slowest_task():
-    balancer = FAMO(Config(), {})
+    balancer = make_balancer(FAMO)
     p = nn.Parameter(torch.ones(1))
     values = {"fast": 4.0, "slow": 2.0, "mid": 1.0}
     rates = {"fast": 0.8, "slow": 0.99, "mid": 0.9}  # each loss is multiplied by its rate every step

@@ -3,9 +3,10 @@
 import torch
 from torch import nn
 
-from hydranet.config import Config, TaskConfig, TrunkConfig
+from hydranet import registry
+from hydranet.config import Config, TaskConfig
 from hydranet.models import HydraNet
-from hydranet.models.trunks import mlp
+from hydranet.models.trunks import MLPOptions, mlp
 from hydranet.tasks import Task, TaskInfo
 
 
@@ -32,7 +33,7 @@ def tiny_problem(seed: int = 0):
     infos = {"digit": TaskInfo("classification", 4, list("abcd")), "even": TaskInfo("binary", 1, ["odd", "even"])}
     tasks = {name: Task(name, cfg.tasks[name], infos[name]) for name in cfg.tasks}
     torch.manual_seed(seed)
-    trunk = mlp(TrunkConfig(hidden=[8]), (1, 4, 4))
+    trunk = mlp(MLPOptions(hidden=[8]), (1, 4, 4))
     model = HydraNet(trunk, {name: task.head(trunk.out_dim) for name, task in tasks.items()})
     gen = torch.Generator().manual_seed(seed + 1)
     batch = {"x": torch.randn(8, 1, 4, 4, generator=gen), "digit": torch.tensor([0, 3, -1, 1, 2, 2, 0, 1]),
@@ -47,6 +48,16 @@ def task_losses(tasks, model, batch) -> dict:
 
 def config(**mtl) -> Config:
     return Config(mtl=mtl)
+
+
+def make_balancer(cls_or_name, cfg: Config | None = None, tasks: dict | None = None, **options):
+    """A balancer (its class or registered name) made as a run makes it: its own options (given here, or else
+    `cfg.mtl.balancer`'s when that names the same method), the tasks and the seed."""
+    cfg = cfg or Config()
+    name = cls_or_name if isinstance(cls_or_name, str) else next(
+        n for n in registry.names("balancer") if registry.get("balancer", n) is cls_or_name)
+    method = cfg.mtl.balancer if cfg.mtl.balancer.name == name and not options else Config(mtl={"balancer": {"name": name, **options}}).mtl.balancer
+    return registry.get("balancer", name)(method.options, tasks or {}, cfg.seed)
 
 
 def check_private_grads(toy: LinearToy, weights) -> None:

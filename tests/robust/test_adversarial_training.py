@@ -14,8 +14,8 @@ from hydranet.data import build_dataset
 from hydranet.errors import UserError
 from hydranet.robust import PixelSpace, attack_run
 from hydranet.robust.guard import RobustGuard
-from hydranet.robust.trades import DIVERGENCES, TRADES, bernoulli_kl, categorical_kl
-from hydranet.robust.training import PGDTraining, build_adversarial, warmup_eps
+from hydranet.robust.trades import DIVERGENCES, TRADES, TRADESOptions, bernoulli_kl, categorical_kl
+from hydranet.robust.training import PGDOptions, PGDTraining, build_adversarial, warmup_eps
 from hydranet.train import load_run
 from hydranet.train.run import build_model_for
 from tests.conftest import tiny_table_config
@@ -36,7 +36,8 @@ def setup():
 
 def craft(cfg, method: str, model, tasks, space, batch):
     """The adversarial inputs `adversarial.method` trains on, for one batch."""
-    cfg = cfg.model_copy(update={"adversarial": cfg.adversarial.model_copy(update={"method": method})})
+    cfg = cfg.model_copy(update={"adversarial": cfg.adversarial.model_copy()})
+    cfg.adversarial.method = method  # validated: the method's default options
     info = {"kind": "image", "mean": space.mean.flatten().tolist(), "std": space.std.flatten().tolist()}
     perturbations, objectives = build_adversarial(cfg, tasks, info)
     return perturbations[0](model, batch)["x"] if perturbations else objectives[0].adversarial(model, batch["x"])
@@ -57,7 +58,7 @@ def test_perturbations_stay_in_the_ball_and_in_range(setup, method, norm, eps):
 
 def test_a_perturbation_changes_only_the_inputs(setup):
     cfg, model, tasks, space, batch = setup
-    out = PGDTraining(cfg.adversarial, tasks, space)(model, batch)
+    out = PGDTraining(PGDOptions(), cfg.adversarial, tasks, space)(model, batch)
     assert all(torch.equal(out[k], batch[k]) for k in batch if k != "x") and not torch.equal(out["x"], batch["x"])
 
 
@@ -77,7 +78,7 @@ def test_crafting_leaves_parameters_grads_and_batchnorm_alone(setup, method):
 
 def test_trades_term_is_beta_times_the_kl(setup):
     cfg, model, tasks, space, batch = setup
-    trades = TRADES(cfg.adversarial.model_copy(update={"beta": 3.0, "steps": 2}), tasks, space)
+    trades = TRADES(TRADESOptions(beta=3.0, steps=2), cfg.adversarial, tasks, space)
     small = {k: v[:5] for k, v in batch.items()}
     model.eval()  # no dropout, BN fixed: both calls see the same function
     try:
@@ -129,7 +130,7 @@ def test_eps_warmup_is_linear_then_flat():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("adversarial.method=fgsm", "adversarial.method: unknown method 'fgsm' (known: none, fgsm_rs, pgd, trades)"),
+    ("adversarial.method=fgsm", "adversarial.method: unknown adversarial method 'fgsm' (known: none, fgsm_rs, pgd, trades)"),
     ("adversarial.tasks=[digit,colour]", "adversarial.tasks: 'colour' is not a task"),
 ])
 def test_config_errors_are_one_line(override, message):
@@ -192,7 +193,8 @@ def test_the_guard_flags_a_collapse_and_restores_the_best_weights(setup, tmp_pat
 
 @pytest.mark.parametrize("method", ["fgsm_rs", "pgd", "trades"])
 def test_a_run_per_method_writes_the_guard_numbers(method, tmp_path):
-    overrides = {**FAST, "adversarial.method": method, "adversarial.steps": 2, "adversarial.guard_examples": 32,
+    steps = {} if method == "fgsm_rs" else {"steps": 2}  # fgsm_rs always takes one step
+    overrides = {**FAST, "adversarial.method": {"name": method, **steps}, "adversarial.guard_examples": 32,
                  "adversarial.guard_steps": 3, "adversarial.warmup_epochs": 2}
     hn.Experiment("quickstart", overrides).fit(tmp_path / "run")
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -206,7 +208,7 @@ def test_a_run_per_method_writes_the_guard_numbers(method, tmp_path):
 
 
 HEADLINE = {**FAST, "data.limit": None, "train.epochs": 6, "tasks": {"digit": {"kind": "classification"}},
-            "adversarial.steps": 3, "adversarial.guard_every": 0}
+            "adversarial.guard_every": 0}
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +225,7 @@ def test_pgd_training_buys_robust_accuracy_on_digits(standard_digits, tmp_path, 
 
     Measured: L∞ 0.15 about 0.25 → 0.63; L2 1.0 (an 8×8 image's L2 diameter is 8) about 0.05 → 0.35.
     """
-    overrides = {**HEADLINE, "adversarial.method": "pgd", "adversarial.norm": norm, "adversarial.eps": eps}
+    overrides = {**HEADLINE, "adversarial.method": {"name": "pgd", "steps": 3}, "adversarial.norm": norm, "adversarial.eps": eps}
     hn.Experiment("quickstart", overrides).fit(tmp_path / "pgd")
     accuracy = {}
     for name, run in (("none", standard_digits), ("pgd", load_run(tmp_path / "pgd"))):

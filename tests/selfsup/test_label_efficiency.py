@@ -16,7 +16,7 @@ def load_benchmark():
 def test_simclr_features_beat_random_features_with_few_labels(tmp_path, one_thread):
     bench = load_benchmark()
     rows = bench.label_efficiency(bench.digits_recipe(), [0.05], pretrain_epochs=3, epochs_full=3, min_steps=40,
-                                  objective="simclr", workdir=tmp_path, echo=lambda line: None)
+                                  method="simclr", workdir=tmp_path, echo=lambda line: None)
     accuracy = {r["method"]: r["test_accuracy"] for r in rows}
     assert set(accuracy) == set(bench.METHODS) and rows[0]["labels"] == 63  # 5% of 1,257, class-balanced
     # 63 labels: a linear probe of 3 epochs of SimCLR features beats the same probe of random features by far

@@ -5,10 +5,14 @@ import math
 import pytest
 import torch
 
-from hydranet.config import Config, SSLConfig
+from hydranet.config import SSLConfig
 from hydranet.ssl.knn import knn_accuracy, knn_average
-from hydranet.ssl.objectives import BYOL, Denoising, nt_xent
-from hydranet.ssl.views import colour, crop_flip, scarf
+from hydranet.ssl.methods.byol import BYOL, BYOLOptions
+from hydranet.ssl.methods.denoising import Denoising, DenoisingOptions
+from hydranet.ssl.methods.simclr import nt_xent
+from hydranet.ssl.views import ViewMaker, colour, crop_flip, scarf
+
+TABLE = {"kind": "table", "input_shape": [4]}
 
 
 def nt_xent_by_hand(z1, z2, tau):
@@ -87,9 +91,8 @@ class Trunk(torch.nn.Module):
 
 
 def test_byol_target_is_an_ema_of_the_online_network():
-    cfg = Config(ssl=SSLConfig(byol_tau=0.9, projection_hidden=8, projection_dim=2))
     trunk = Trunk()
-    byol = BYOL(cfg, trunk, {"kind": "table", "input_shape": [4]})
+    byol = BYOL(BYOLOptions(tau=0.9, projection_hidden=8, projection_dim=2), trunk, ViewMaker(SSLConfig(), 0, "fp32", TABLE))
     assert byol.tau(0, 10) == pytest.approx(0.9) and byol.tau(10, 10) == pytest.approx(1.0)
     with torch.no_grad():
         trunk.net.weight.add_(1.0)
@@ -108,9 +111,9 @@ def test_byol_target_is_an_ema_of_the_online_network():
 
 def test_denoising_loss_decreases():
     torch.manual_seed(0)
-    cfg = Config(ssl=SSLConfig(objective="denoising", mask_ratio=0.3, noise_std=0.1, decoder_hidden=32))
     trunk = Trunk()
-    objective = Denoising(cfg, trunk, {"kind": "table", "input_shape": [4]})
+    options = DenoisingOptions(mask_ratio=0.3, noise_std=0.1, decoder_hidden=32)
+    objective = Denoising(options, trunk, ViewMaker(SSLConfig(), 0, "fp32", TABLE))
     basis = torch.randn(2, 4)
     x = torch.randn(256, 2) @ basis  # rank-2 data: a 3-wide code can reconstruct it
     model = type("M", (), {"trunk": trunk})()

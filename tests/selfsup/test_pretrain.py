@@ -15,7 +15,7 @@ SMALL = ["--set", "model.trunk.channels=[8,16]", "--set", "model.trunk.dense=[32
 
 @pytest.mark.parametrize("objective", ["simclr", "byol", "denoising"])
 def test_pretrain_probe_and_transfer_from_the_cli(cli, tmp_path, objective):
-    code, out, err = cli("pretrain", "quickstart", *SMALL, "--set", f"ssl.objective={objective}", "--run-dir", "pre", "-q")
+    code, out, err = cli("pretrain", "quickstart", *SMALL, "--set", f"ssl.method={objective}", "--run-dir", "pre", "-q")
     assert code == 0, err
     pre = tmp_path / "pre"
     trunk = load_tensors(pre / "trunk.safetensors")[0]
@@ -40,9 +40,9 @@ def test_pretrain_probe_and_transfer_from_the_cli(cli, tmp_path, objective):
 
 def test_python_api_pretrain_and_probe(tmp_path, one_thread):
     exp = hn.Experiment("quickstart", {"model.trunk.channels": [8], "model.trunk.dense": [16], "data.limit": 300,
-                                       "train.epochs": 1, "ssl.objective": "denoising"})
+                                       "train.epochs": 1, "ssl.method": "denoising"})
     run = exp.pretrain(tmp_path / "pre")
-    assert (run.dir / "trunk.safetensors").exists() and run.summary["objective"] == "denoising"
+    assert (run.dir / "trunk.safetensors").exists() and run.summary["method"] == "denoising"
     linear = exp.probe(run.dir, "linear", 0.5)
     assert linear["mode"] == "linear" and 0 < linear["test"]["digit"]["accuracy"] <= 1
     assert hn.probe(run.dir, "knn")["test"]["parity"]["accuracy"] > 0.4
@@ -55,7 +55,7 @@ def test_python_api_pretrain_and_probe(tmp_path, one_thread):
     (["train", "quickstart", "--set", "train.freeze=head"], "train.freeze: 'head' must be none, trunk or a list"),
     (["train", "quickstart", "--set", "train.unfreeze_at=2"], "train.unfreeze_at: nothing is frozen"),
     (["pretrain", "quickstart", "--set", "model.sharing=mmoe"], "model.sharing: pretraining learns one trunk"),
-    (["pretrain", "quickstart", "--set", "ssl.objective=mae"], "ssl.objective: unknown ssl 'mae'"),
+    (["pretrain", "quickstart", "--set", "ssl.method=mae"], "ssl.method: unknown self-supervised method 'mae'"),
     (["train", "quickstart", "--set", "data.labels_fraction=0"], "data.labels_fraction"),
 ])
 def test_bad_input_is_one_line_and_exit_2(cli, tmp_path, args, message):
@@ -85,7 +85,7 @@ def test_interrupted_pretraining_resumes_exactly(tmp_path, one_thread):
     from hydranet.ssl import resume_pretrain
 
     exp = hn.Experiment("quickstart", {"model.trunk.channels": [8], "model.trunk.dense": [16], "data.limit": 300,
-                                       "train.epochs": 3, "ssl.objective": "byol"})
+                                       "train.epochs": 3, "ssl.method": "byol"})
     whole = exp.pretrain(tmp_path / "whole")
     with pytest.raises(KeyboardInterrupt):
         exp.pretrain(tmp_path / "cut", callbacks=[StopAt(2)])
@@ -99,7 +99,8 @@ def test_tables_pretrain_with_scarf_views_and_transfer(tmp_path, tiny_csv, one_t
     from tests.conftest import tiny_table_config
 
     cfg = tiny_table_config(tiny_csv, epochs=3)
-    cfg["ssl"] = {"objective": objective, "projection_hidden": 16, "projection_dim": 8, "decoder_hidden": 16}
+    small = {"decoder_hidden": 16} if objective == "denoising" else {"projection_hidden": 16, "projection_dim": 8}
+    cfg["ssl"] = {"method": {"name": objective, **small}}
     run = hn.Experiment(cfg).pretrain(tmp_path / "pre")
     assert 0.5 <= run.summary["knn"]["kind"]["accuracy"] <= 1.0  # kNN on the binary task `kind` (x1 > 0)
     cfg["model"]["init_from"] = str(run.dir)

@@ -1,20 +1,62 @@
 """Shared feature extractors (trunks) registered by name: mlp, cnn, resnet.
 
-A trunk factory takes `(TrunkConfig, input_shape)` and returns an nn.Module whose forward gives
+A trunk factory takes `(options, input_shape)` and returns an nn.Module whose forward gives
 (B, out_dim) features and whose int attribute `out_dim` sizes the task heads. A trunk may also offer
 `stages()`: modules that, applied in order, equal `forward` (cross-stitch mixes columns between them).
+Each trunk's options (`model.trunk: {name: cnn, channels: […], …}`) are declared next to it; `widths` names the
+options that mixture-of-experts sharings scale to make narrower experts.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar, Literal
+
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-from hydranet.config import TrunkConfig
+from hydranet.config import Options
 from hydranet.errors import UserError
 from hydranet.registry import register
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+Activation = Literal["relu", "gelu", "silu"]
+
+
+class TrunkOptions(Options):
+    """What every built-in trunk takes; `widths`: the list-of-widths options an expert's width multiplier scales."""
+
+    widths: ClassVar[tuple[str, ...]] = ()
+    activation: Activation = Field("relu", description="activation function: relu, gelu, silu")
+
+
+class MLPOptions(TrunkOptions):
+    """Options of `model.trunk: {name: mlp, …}`."""
+
+    widths: ClassVar[tuple[str, ...]] = ("hidden",)
+    hidden: list[int] = Field([256, 128], description="widths of the hidden layers")
+    batch_norm: bool = Field(False, description="batch normalization after each linear layer")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each hidden layer but the first")
+
+
+class CNNOptions(TrunkOptions):
+    """Options of `model.trunk: {name: cnn, …}`."""
+
+    widths: ClassVar[tuple[str, ...]] = ("channels", "dense")
+    channels: list[int] = Field([32, 64], description="conv widths (each conv is followed by 2x2 max-pool)")
+    kernel_size: int = Field(3, ge=1, description="convolution kernel size")
+    padding: Literal["valid", "same"] = Field("same", description="convolution padding (Keras' default is valid)")
+    dense: list[int] = Field([64], description="widths of the dense layers after flatten")
+    batch_norm: bool = Field(False, description="batch normalization after each conv and dense layer")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each dense layer")
+
+
+class ResNetOptions(TrunkOptions):
+    """Options of `model.trunk: {name: resnet, …}`."""
+
+    widths: ClassVar[tuple[str, ...]] = ("channels",)
+    channels: list[int] = Field([32, 64], description="stage widths (stride 2 between stages)")
+    blocks: list[int] = Field([1, 1], description="residual blocks per stage")
 
 
 def _image_shape(name: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -46,7 +88,7 @@ def _split_after(modules: list[nn.Module], ends: tuple[type[nn.Module], ...]) ->
     return [nn.Sequential(*group) for group in groups]
 
 
-def _dense_block(in_dim: int, width: int, cfg: TrunkConfig, dropout_first: bool) -> list[nn.Module]:
+def _dense_block(in_dim: int, width: int, cfg: MLPOptions | CNNOptions, dropout_first: bool) -> list[nn.Module]:
     """[Dropout] → Linear → [BatchNorm1d] → activation; the bias is redundant before BatchNorm."""
     layers: list[nn.Module] = [nn.Dropout(cfg.dropout)] if dropout_first and cfg.dropout > 0 else []
     layers.append(nn.Linear(in_dim, width, bias=not cfg.batch_norm))
@@ -63,7 +105,7 @@ class MLP(nn.Module):
     the features leaving the trunk get the heads' own dropout.
     """
 
-    def __init__(self, cfg: TrunkConfig, input_shape: tuple[int, ...]):
+    def __init__(self, cfg: MLPOptions, input_shape: tuple[int, ...]):
         super().__init__()
         in_dim = int(torch.Size(input_shape).numel())
         layers: list[nn.Module] = [nn.Flatten()]
@@ -91,7 +133,7 @@ class CNN(nn.Module):
     CPU, 1 thread, bf16: +31% images/s on that model at batch 256, +1–8% at batch 32).
     """
 
-    def __init__(self, cfg: TrunkConfig, input_shape: tuple[int, ...]):
+    def __init__(self, cfg: CNNOptions, input_shape: tuple[int, ...]):
         super().__init__()
         c, _, _ = _image_shape("cnn", input_shape)
         padding = 0 if cfg.padding == "valid" else "same"
@@ -170,7 +212,7 @@ class ResNet(nn.Module):
     stride-2 convs never shrink a side below 1.
     """
 
-    def __init__(self, cfg: TrunkConfig, input_shape: tuple[int, ...]):
+    def __init__(self, cfg: ResNetOptions, input_shape: tuple[int, ...]):
         super().__init__()
         c, _, _ = _image_shape("resnet", input_shape)
         if not cfg.channels or len(cfg.channels) != len(cfg.blocks):
@@ -212,16 +254,16 @@ class ResNet(nn.Module):
         return [*parts[:-1], nn.Sequential(parts[-1], self.pool)]
 
 
-@register("trunk", "mlp")
-def mlp(cfg: TrunkConfig, input_shape: tuple[int, ...]) -> MLP:
+@register("trunk", "mlp", options=MLPOptions)
+def mlp(cfg: MLPOptions, input_shape: tuple[int, ...]) -> MLP:
     return MLP(cfg, input_shape)
 
 
-@register("trunk", "cnn")
-def cnn(cfg: TrunkConfig, input_shape: tuple[int, ...]) -> CNN:
+@register("trunk", "cnn", options=CNNOptions)
+def cnn(cfg: CNNOptions, input_shape: tuple[int, ...]) -> CNN:
     return CNN(cfg, input_shape)
 
 
-@register("trunk", "resnet")
-def resnet(cfg: TrunkConfig, input_shape: tuple[int, ...]) -> ResNet:
+@register("trunk", "resnet", options=ResNetOptions)
+def resnet(cfg: ResNetOptions, input_shape: tuple[int, ...]) -> ResNet:
     return ResNet(cfg, input_shape)

@@ -1,9 +1,12 @@
 """Multi-task loss balancing: the Balancer extension point (`mtl.balancer`), one method per file.
 
-A balancer factory takes `(Config, tasks)`; the object's `backward(losses, shared_params)` runs the
-backward pass itself, leaves `.grad` set and returns the weight it gave each loss term.
+A balancer factory takes `(options, tasks, seed)`: its own validated options (`mtl.balancer: {name, …}`), the
+Task objects and the run's seed; the object's `backward(losses, shared_params)` runs the backward pass itself,
+leaves `.grad` set and returns the weight it gave each loss term.
 """
 
+from hydranet import registry
+from hydranet.config import Method
 from hydranet.mtl import (  # noqa: F401  (importing registers the built-in balancers)
     cagrad,
     dwa,
@@ -17,3 +20,8 @@ from hydranet.mtl import (  # noqa: F401  (importing registers the built-in bala
     static,
     uncertainty,
 )
+
+
+def build_balancer(method: Method, tasks: dict, seed: int):
+    """The balancer `mtl.balancer` names, made with its own options."""
+    return registry.get("balancer", method.name, "mtl.balancer")(method.options, tasks, seed)

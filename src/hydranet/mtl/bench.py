@@ -101,7 +101,11 @@ def _variant(base: Config, seed: int, tasks: list[str], balancer: str, sharing: 
     data = base.model_dump(mode="json")
     data["seed"] = seed
     data["tasks"] = {t: data["tasks"][t] for t in tasks}
-    data["model"]["sharing"], data["mtl"]["balancer"] = sharing, balancer
+    # a method named as in the experiment keeps its options there; another one starts from its defaults
+    if base.model.sharing.name != sharing:
+        data["model"]["sharing"] = sharing
+    if base.mtl.balancer.name != balancer:
+        data["mtl"]["balancer"] = balancer
     if len(base.tasks) > 1:
         data["data"]["split"]["stratify"] = None
     stop = data["train"]["early_stopping"]
@@ -120,7 +124,7 @@ def _train(cfg: Config, run_dir: Path, label: str, echo: Callable[[str], None]) 
     seconds = run.summary["train_seconds"] / max(run.summary["epochs"], 1)
     shown = "  ".join(f"{t} {MAIN_METRIC[cfg.tasks[t].kind]} {v:.4f}" for t, v in scores.items())
     echo(f"{label}: {shown}  {seconds:.2f}s/epoch")
-    return {"balancer": cfg.mtl.balancer, "sharing": cfg.model.sharing, "tasks": list(cfg.tasks), "seed": cfg.seed,
+    return {"balancer": cfg.mtl.balancer.name, "sharing": cfg.model.sharing.name, "tasks": list(cfg.tasks), "seed": cfg.seed,
             "scores": scores, "epoch_seconds": seconds, "split": split, "dir": str(run_dir)}
 
 

@@ -5,11 +5,12 @@ Descent for Multi-task Learning", NeurIPS): the update that most improves the wo
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 import torch
 from scipy.optimize import minimize
 from torch import Tensor, nn
 
-from hydranet.config import Config
+from hydranet.config import Options
 from hydranet.mtl.gradients import combine_and_backward, independent_backward, term_gradients
 from hydranet.registry import register
 
@@ -50,7 +51,13 @@ def cagrad_coefficients(gram: np.ndarray, c: float) -> np.ndarray:
     return (1.0 / t + scale * w) / (1 + c * c)
 
 
-@register("balancer", "cagrad")
+class CAGradOptions(Options):
+    """Options of `mtl.balancer: {name: cagrad, …}`."""
+
+    c: float = Field(0.4, ge=0, description="radius c of the ball around the mean gradient (0: the mean gradient)")
+
+
+@register("balancer", "cagrad", options=CAGradOptions)
 class CAGrad:
     """Shared parameters get d (above, scaled as the mean gradient, not the sum); task-specific
     parameters get their own gradient (weight 1), as in the authors' and LibMTL's code.
@@ -60,8 +67,8 @@ class CAGrad:
     (none when c = 0). Returned weights: each term's coefficient in the shared gradient.
     """
 
-    def __init__(self, cfg: Config, tasks: dict):
-        self.c = cfg.mtl.cagrad_c
+    def __init__(self, options: CAGradOptions, tasks: dict, seed: int):
+        self.c = options.c
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float | Tensor]:
         if not shared_params:

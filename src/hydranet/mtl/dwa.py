@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import math
 
+from pydantic import Field
 from torch import Tensor, nn
 
-from hydranet.config import Config
+from hydranet.config import Options
 from hydranet.registry import register
 
 
@@ -24,7 +25,13 @@ def dwa_weights(before: dict[str, float], last: dict[str, float], temperature: f
     return {name: e * scale for name, e in exps.items()}
 
 
-@register("balancer", "dwa")
+class DWAOptions(Options):
+    """Options of `mtl.balancer: {name: dwa, …}`."""
+
+    temperature: float = Field(2.0, gt=0, description="softmax temperature of the loss-descent ratios (Liu et al., 2019)")
+
+
+@register("balancer", "dwa", options=DWAOptions)
 class DWA:
     """Weights change once per epoch (in `on_epoch_end`), so a step is one backward and never syncs.
 
@@ -32,8 +39,8 @@ class DWA:
     later keeps weight 1 until it has two epochs of history. Every loss term counts as a task.
     """
 
-    def __init__(self, cfg: Config, tasks: dict):
-        self.temperature = cfg.mtl.dwa_temperature
+    def __init__(self, options: DWAOptions, tasks: dict, seed: int):
+        self.temperature = options.temperature
         self.epoch_losses: list[dict[str, float]] = []  # mean train loss per term of the last two epochs
         self.weights: dict[str, float] = {}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from hydranet.config import Config
+from hydranet.config import Options
 from hydranet.registry import register
 
 
@@ -16,7 +16,7 @@ from hydranet.registry import register
 class Equal:
     """Backward of Σ_t L_t; every term (task, adversarial, self-supervised) gets weight 1."""
 
-    def __init__(self, cfg: Config, tasks: dict):
+    def __init__(self, options: Options, tasks: dict, seed: int):
         self.tasks = tasks
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float]:

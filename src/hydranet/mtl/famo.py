@@ -4,17 +4,25 @@ Multitask Optimization", NeurIPS): balances the tasks' loss *decrease rates* wit
 
 from __future__ import annotations
 
+from pydantic import Field
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hydranet.config import Config
+from hydranet.config import Options
 from hydranet.registry import register
 
 EPS = 1e-8  # the paper's ε in log(L_t − min L_t + ε); min L_t is 0 (every hydranet loss is ≥ 0)
 
 
-@register("balancer", "famo")
+class FAMOOptions(Options):
+    """Options of `mtl.balancer: {name: famo, …}`."""
+
+    lr: float = Field(0.025, gt=0, description="Adam learning rate of the task logits ξ")
+    gamma: float = Field(0.001, ge=0, description="weight decay γ of the task logits ξ")
+
+
+@register("balancer", "famo", options=FAMOOptions)
 class FAMO:
     """z = softmax(ξ); backward of Σ_t z_t·log(L_t + ε) / c with c = Σ_t z_t/(L_t + ε), i.e. of Σ_t w_t·L_t
     with w_t = z_t / (c·(L_t + ε)) (Σ w = 1, as in the authors' code). One backward, no per-task pass.
@@ -28,8 +36,8 @@ class FAMO:
     its Adam state and the previous losses are checkpointed, and nothing syncs with the device.
     """
 
-    def __init__(self, cfg: Config, tasks: dict):
-        self.lr, self.gamma = cfg.mtl.famo_lr, cfg.mtl.famo_gamma
+    def __init__(self, options: FAMOOptions, tasks: dict, seed: int):
+        self.lr, self.gamma = options.lr, options.gamma
         self.names: list[str] | None = None
         self.pending: dict | None = None  # a loaded state, applied once the device is known
 

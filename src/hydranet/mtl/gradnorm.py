@@ -4,15 +4,23 @@ Loss Balancing in Deep Multitask Networks", ICML): weights that equalize the tas
 
 from __future__ import annotations
 
+from pydantic import Field
 import torch
 from torch import Tensor, nn
 
-from hydranet.config import Config
+from hydranet.config import Options
 from hydranet.mtl.gradients import independent_backward, last_matrix
 from hydranet.registry import register
 
 
-@register("balancer", "gradnorm")
+class GradNormOptions(Options):
+    """Options of `mtl.balancer: {name: gradnorm, …}`."""
+
+    alpha: float = Field(1.5, ge=0, description="asymmetry α, how strongly slow tasks are pulled up (Chen et al., 2018)")
+    lr: float = Field(0.025, gt=0, description="Adam learning rate of the task weights")
+
+
+@register("balancer", "gradnorm", options=GradNormOptions)
 class GradNorm:
     """Backward of Σ_t w_t·L_t; then w takes one Adam step (lr `mtl.gradnorm_lr`) on the grad-norm loss
     L_grad = Σ_t |G_t − Ḡ·r_t^α| and is renormalized to Σ w = T (Algorithm 1 of the paper).
@@ -25,8 +33,8 @@ class GradNorm:
     kept ≥ 1e-3 before renormalizing, and is checkpointed. Every loss term counts as a task; nothing syncs.
     """
 
-    def __init__(self, cfg: Config, tasks: dict):
-        self.alpha, self.lr = cfg.mtl.gradnorm_alpha, cfg.mtl.gradnorm_lr
+    def __init__(self, options: GradNormOptions, tasks: dict, seed: int):
+        self.alpha, self.lr = options.alpha, options.lr
         self.names: list[str] | None = None
         self.pending: dict | None = None  # a loaded state, applied once the device is known
 

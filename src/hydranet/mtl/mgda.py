@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hydranet.config import Config
+from hydranet.config import Options
 from hydranet.mtl.gradients import combine_and_backward, independent_backward, term_gradients
 from hydranet.mtl.min_norm import min_norm_weights
 from hydranet.registry import register
@@ -42,7 +42,7 @@ class MGDA:
     term counts as a task. The solver runs on the CPU, so each step syncs with the device once.
     """
 
-    def __init__(self, cfg: Config, tasks: dict):
+    def __init__(self, options: Options, tasks: dict, seed: int):
         self.model = None  # set by on_fit_start; without it (a bare backward call) the shared parameters are used
 
     def on_fit_start(self, trainer) -> None:

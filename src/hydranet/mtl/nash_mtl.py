@@ -5,10 +5,11 @@ Bargaining Game", ICML): the update is the Nash bargaining solution Σ α_t g_t 
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 import torch
 from torch import Tensor, nn
 
-from hydranet.config import Config
+from hydranet.config import Options
 from hydranet.mtl.gradients import combine_and_backward, independent_backward, term_gradients
 from hydranet.registry import register
 
@@ -39,7 +40,14 @@ def nash_alpha(gram: np.ndarray, start: np.ndarray | None = None, tol: float = 1
     return alpha
 
 
-@register("balancer", "nash_mtl")
+class NashMTLOptions(Options):
+    """Options of `mtl.balancer: {name: nash_mtl, …}`."""
+
+    update_every: int = Field(1, ge=1, description="re-solve the weights every this many steps, reuse them in between")
+    max_norm: float = Field(1.0, ge=0, description="clip the shared gradient to this norm (0: off)")
+
+
+@register("balancer", "nash_mtl", options=NashMTLOptions)
 class NashMTL:
     """Backward with weights α from Gᵀ G (normalized by its Frobenius norm, as in the authors' code):
     shared parameters get Σ α_t g_t, clipped to norm `mtl.nash_max_norm` (0: off), and task-specific
@@ -50,9 +58,9 @@ class NashMTL:
     device once; reused steps do not. The step counter and α are checkpointed (exact resume).
     """
 
-    def __init__(self, cfg: Config, tasks: dict):
-        self.update_every = cfg.mtl.nash_update_every
-        self.max_norm = cfg.mtl.nash_max_norm
+    def __init__(self, options: NashMTLOptions, tasks: dict, seed: int):
+        self.update_every = options.update_every
+        self.max_norm = options.max_norm
         self.step = 0
         self.alpha: np.ndarray | None = None
 

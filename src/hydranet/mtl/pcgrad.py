@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hydranet.config import Config
+from hydranet.config import Options
 from hydranet.mtl.gradients import combine_and_backward, independent_backward, seeded_generator, term_gradients
 from hydranet.registry import register
 
@@ -41,8 +41,8 @@ class PCGrad:
     the shared gradient. Cost: one backward through the trunk per term (T instead of 1).
     """
 
-    def __init__(self, cfg: Config, tasks: dict):
-        self.generator = seeded_generator(cfg.seed, "pcgrad")
+    def __init__(self, options: Options, tasks: dict, seed: int):
+        self.generator = seeded_generator(seed, "pcgrad")
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, Tensor]:
         if not shared_params:

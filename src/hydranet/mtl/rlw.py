@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hydranet.config import Config
+from hydranet.config import Options
 from hydranet.mtl.gradients import seeded_generator
 from hydranet.registry import register
 
@@ -22,8 +22,8 @@ class RLW:
     uninterrupted one would have; moving T numbers to the device never waits for it.
     """
 
-    def __init__(self, cfg: Config, tasks: dict):
-        self.generator = seeded_generator(cfg.seed, "rlw")
+    def __init__(self, options: Options, tasks: dict, seed: int):
+        self.generator = seeded_generator(seed, "rlw")
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, Tensor]:
         names = list(losses)

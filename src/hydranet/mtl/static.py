@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from hydranet.config import Config
+from hydranet.config import Options
 from hydranet.registry import register
 
 
@@ -16,8 +16,8 @@ from hydranet.registry import register
 class Static:
     """Backward of the weighted sum; the weights never change, so there is no state to checkpoint."""
 
-    def __init__(self, cfg: Config, tasks: dict):
-        self.weights = {name: task_cfg.weight for name, task_cfg in cfg.tasks.items()}
+    def __init__(self, options: Options, tasks: dict, seed: int):
+        self.weights = {name: task.cfg.weight for name, task in tasks.items()}
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float]:
         used = {name: self.weights.get(name, 1.0) for name in losses}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hydranet.config import Config
+from hydranet.config import Options
 from hydranet.registry import register
 
 
@@ -26,7 +26,7 @@ class Uncertainty(nn.Module):
     perturbed inputs) shares its task's s, and a term of no task (e.g. "simclr") keeps weight 1.
     """
 
-    def __init__(self, cfg: Config, tasks: dict):
+    def __init__(self, options: Options, tasks: dict, seed: int):
         super().__init__()
         self.index = {name: i for i, name in enumerate(tasks)}
         self.log_vars = nn.Parameter(torch.zeros(len(self.index)))  # (T,) s_t

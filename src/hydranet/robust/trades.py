@@ -12,13 +12,14 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
-from hydranet.config import AdversarialConfig
+from hydranet.config import AdversarialConfig, Options
 from hydranet.errors import UserError
 from hydranet.registry import register
 from hydranet.robust.attacks import PixelSpace, frozen, pgd
-from hydranet.robust.training import epoch_generator, warmup_eps
+from hydranet.robust.training import STEP_SIZE, epoch_generator, warmup_eps
 from hydranet.tasks import Task
 
 
@@ -58,7 +59,15 @@ def trades_tasks(kinds: dict[str, str], chosen: list[str]) -> list[str]:
     return names
 
 
-@register("objective", "trades")
+class TRADESOptions(Options):
+    """Options of `adversarial.method: {name: trades, …}`."""
+
+    steps: int = Field(7, ge=1, description="attack steps per training batch")
+    step_size: float | None = Field(None, gt=0, description=STEP_SIZE)
+    beta: float = Field(6.0, ge=0, description="weight β of the KL(f(x) ‖ f(x_adv)) term (Zhang et al. 2019)")
+
+
+@register("loss", "trades", options=TRADESOptions)
 class TRADES:
     """The robust term of TRADES; the trainer's task losses are its natural (clean) term.
 
@@ -74,11 +83,11 @@ class TRADES:
         """Called when a config is validated, so an undefined KL is refused before anything runs."""
         trades_tasks({n: t.kind for n, t in config.tasks.items()}, config.adversarial.tasks)
 
-    def __init__(self, cfg: AdversarialConfig, tasks: dict[str, Task], space: PixelSpace):
+    def __init__(self, options: TRADESOptions, cfg: AdversarialConfig, tasks: dict[str, Task], space: PixelSpace):
         names = trades_tasks({n: t.kind for n, t in tasks.items()}, cfg.tasks)
         self.kl = {n: DIVERGENCES[tasks[n].kind] for n in names}
-        self.cfg, self.space = cfg, space
-        self.ratio = cfg.step_size / cfg.eps if cfg.step_size and cfg.eps else 2.5 / cfg.steps
+        self.cfg, self.options, self.space = cfg, options, space
+        self.ratio = options.step_size / cfg.eps if options.step_size and cfg.eps else 2.5 / options.steps
         self.eps = warmup_eps(cfg.eps, 0, cfg.warmup_epochs)
         self.generator: torch.Generator | None = None
 
@@ -98,10 +107,10 @@ class TRADES:
         def objective(outputs: dict[str, Tensor]) -> Tensor:
             return sum(self.divergence(clean, outputs).values())
 
-        return pgd(model, x, objective, self.space, self.eps, norm=self.cfg.norm, steps=self.cfg.steps,
+        return pgd(model, x, objective, self.space, self.eps, norm=self.cfg.norm, steps=self.options.steps,
                    step_size=self.ratio * self.eps, generator=self.generator)
 
     def __call__(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         x_adv = self.adversarial(model, batch["x"])
         clean, adv = model(batch["x"]), model(x_adv)  # train mode: gradients flow through both sides
-        return {f"{n}@trades": self.cfg.beta * kl.mean() for n, kl in self.divergence(clean, adv).items()}
+        return {f"{n}@trades": self.options.beta * kl.mean() for n, kl in self.divergence(clean, adv).items()}

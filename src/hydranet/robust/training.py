@@ -6,10 +6,12 @@ Each replaces a training batch's inputs by adversarial ones crafted with `robust
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-from hydranet.config import ADVERSARIAL_KINDS, AdversarialConfig
+from hydranet.config import ADVERSARIAL_KINDS, AdversarialConfig, Options
 from hydranet.errors import UserError
+from hydranet import registry
 from hydranet.registry import register
 from hydranet.robust.attacks import Objective, PixelSpace, pgd
 from hydranet.tasks import Task
@@ -39,6 +41,22 @@ def epoch_generator(trainer, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(epoch_seed(trainer.cfg.seed, trainer.epoch, ATTACK_SEED))
 
 
+STEP_SIZE = "raw-pixel step of the attack (null: 2.5·eps/steps, Madry et al. 2018)"
+
+
+class FGSMOptions(Options):
+    """Options of `adversarial.method: {name: fgsm_rs, …}`."""
+
+    step_size: float | None = Field(None, gt=0, description="raw-pixel step of the attack (null: 1.25·eps, Wong et al. 2020)")
+
+
+class PGDOptions(Options):
+    """Options of `adversarial.method: {name: pgd, …}`."""
+
+    steps: int = Field(7, ge=1, description="attack steps per training batch")
+    step_size: float | None = Field(None, gt=0, description=STEP_SIZE)
+
+
 class AttackTraining:
     """Train on PGD-crafted inputs: Madry et al.'s min-max, `min_θ E[max_{‖δ‖≤eps} L(f(x+δ), y)]`.
 
@@ -53,9 +71,9 @@ class AttackTraining:
     steps: int = 1
     default_ratio: float = 1.0  # step size as a multiple of eps when `step_size` is null
 
-    def __init__(self, cfg: AdversarialConfig, tasks: dict[str, Task], space: PixelSpace):
+    def __init__(self, options: FGSMOptions | PGDOptions, cfg: AdversarialConfig, tasks: dict[str, Task], space: PixelSpace):
         self.cfg, self.tasks, self.space = cfg, attacked(tasks, cfg.tasks), space
-        self.ratio = cfg.step_size / cfg.eps if cfg.step_size and cfg.eps else self.default_ratio
+        self.ratio = options.step_size / cfg.eps if options.step_size and cfg.eps else self.default_ratio
         self.eps = warmup_eps(cfg.eps, 0, cfg.warmup_epochs)
         self.generator: torch.Generator | None = None
 
@@ -70,7 +88,7 @@ class AttackTraining:
         return {**batch, "x": x_adv}
 
 
-@register("perturbation", "fgsm_rs")
+@register("perturbation", "fgsm_rs", options=FGSMOptions)
 class FGSMRandomStart(AttackTraining):
     """FGSM from a uniform random start, step 1.25·eps (Wong et al. 2020, "Fast is better than free").
 
@@ -81,15 +99,15 @@ class FGSMRandomStart(AttackTraining):
     steps, default_ratio = 1, 1.25
 
 
-@register("perturbation", "pgd")
+@register("perturbation", "pgd", options=PGDOptions)
 class PGDTraining(AttackTraining):
     """PGD with random start, `steps` steps of 2.5·eps/steps (Madry et al. 2018): the reference defence."""
 
     default_ratio = None  # set per instance from steps
 
-    def __init__(self, cfg: AdversarialConfig, tasks: dict[str, Task], space: PixelSpace):
-        self.steps, self.default_ratio = cfg.steps, 2.5 / cfg.steps
-        super().__init__(cfg, tasks, space)
+    def __init__(self, options: PGDOptions, cfg: AdversarialConfig, tasks: dict[str, Task], space: PixelSpace):
+        self.steps, self.default_ratio = options.steps, 2.5 / options.steps
+        super().__init__(options, cfg, tasks, space)
 
 
 def check_data(cfg, info: dict, val_examples: int | None) -> None:
@@ -99,23 +117,21 @@ def check_data(cfg, info: dict, val_examples: int | None) -> None:
     nothing behind. It cannot be a config check: a source may bring its own val split even with data.split.val 0.
     """
     adv = cfg.adversarial
-    if adv.method == "none":
+    if adv.method.name == "none":
         return
     if info.get("kind") != "image":
-        raise UserError(f"adversarial.method: {adv.method} needs an image run (this run is a table)")
+        raise UserError(f"adversarial.method: {adv.method.name} needs an image run (this run is a table)")
     if adv.guard_every and val_examples == 0:
         raise UserError("adversarial.guard_every: the guard needs val examples (set data.split.val > 0, or guard_every 0)")
 
 
 def build_adversarial(cfg, tasks: dict[str, Task], info: dict, device: torch.device | str = "cpu") -> tuple[list, list]:
-    """(perturbations, objectives) of `cfg.adversarial`, looked up in the registry by method name."""
-    from hydranet import registry
-
+    """(perturbations, extra losses) of `cfg.adversarial`, looked up in the registry by method name."""
     method = cfg.adversarial.method
-    if method == "none":
+    if method.name == "none":
         return [], []
     check_data(cfg, info, val_examples=None)
     space = PixelSpace.from_info(info, device)
-    kind, make = registry.find(method, ADVERSARIAL_KINDS)  # the config's validation checked the name
-    component = make(cfg.adversarial, tasks, space)
+    kind, make = registry.find(method.name, ADVERSARIAL_KINDS)  # the config's validation checked the name
+    component = make(method.options, cfg.adversarial, tasks, space)
     return ([component], []) if kind == "perturbation" else ([], [component])

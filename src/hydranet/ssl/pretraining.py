@@ -1,6 +1,6 @@
 """`hydranet pretrain`: train a trunk without labels, into a run directory with `trunk.safetensors`.
 
-The ordinary trainer does the work: a HydraNet without heads, the `ssl.objective` as its only loss term,
+The ordinary trainer does the work: a HydraNet without heads, the `ssl.method` as its only loss term,
 a kNN monitor as a callback; so checkpoints, exact `--resume`, metrics.jsonl, progress, schedules and bf16
 behave as in supervised training. Labels are never used for training; where the experiment has
 classification or binary tasks, the kNN monitor reports how well the features separate them each epoch.
@@ -15,13 +15,14 @@ from typing import Sequence
 import torch
 
 from hydranet import registry
-from hydranet.config import Config, to_yaml
+from hydranet.config import Config, NoOptions, to_yaml
 from hydranet.data import Dataset, build_dataset
 from hydranet.data.split import random_rows
 from hydranet.errors import UserError
 from hydranet.models import HydraNet
 from hydranet.models.init import TRUNK_FILE, weights_file
 from hydranet.ssl.knn import KNNMonitor
+from hydranet.ssl.views import ViewMaker
 from hydranet.tasks import Task, TaskInfo
 from hydranet.train.callbacks import make_callbacks
 from hydranet.train.checkpoint import atomic_write_text, save_tensors
@@ -53,9 +54,9 @@ def resume_pretrain(run_dir: str | Path, progress: bool = True, callbacks: Seque
 
 
 def _check(cfg: Config) -> None:
-    if cfg.model.sharing != "hard":
-        raise UserError(f"model.sharing: pretraining learns one trunk; {cfg.model.sharing!r} has one per task (use hard)")
-    if cfg.adversarial.method != "none":
+    if cfg.model.sharing.name != "hard":
+        raise UserError(f"model.sharing: pretraining learns one trunk; {cfg.model.sharing.name!r} has one per task (use hard)")
+    if cfg.adversarial.method.name != "none":
         raise UserError("adversarial.method: pretraining has no task loss to attack (set it to none)")
     if cfg.train.freeze != "none":
         raise UserError("train.freeze: pretraining trains the trunk (set it to none)")
@@ -67,11 +68,12 @@ def _pretrain(cfg: Config, path: Path, progress: bool, state: dict | None, data:
     model = fresh_model(cfg, data.info, {}, device)  # the trunk, no heads
     if state is None:
         initialize(model, cfg, path)
-    objective = registry.get("ssl", cfg.ssl.objective, "ssl.objective")(cfg, model.trunk, data.info)
-    balancer = registry.get("balancer", "equal")(cfg, {})
+    views = ViewMaker(cfg.ssl, cfg.seed, cfg.train.precision, data.info)
+    method = registry.get("ssl", cfg.ssl.method.name, "ssl.method")(cfg.ssl.method.options, model.trunk, views)
+    balancer = registry.get("balancer", "equal")(NoOptions(), {}, cfg.seed)
     tasks = {t: Task(t, cfg.tasks[t], TaskInfo.from_dict(info)) for t, info in data.info["tasks"].items()}  # labeled ones
     monitor = _knn_monitor(cfg, tasks, data, device)
-    trainer = Trainer(model, {}, cfg, balancer, device=device, objectives=[objective],
+    trainer = Trainer(model, {}, cfg, balancer, device=device, objectives=[method],
                       callbacks=make_callbacks(cfg, path, progress, [*monitor, *callbacks]))
     if state is not None:
         trainer.load_state_dict(state)
@@ -102,6 +104,6 @@ def _on(arrays: dict[str, torch.Tensor], device: torch.device) -> dict[str, torc
 
 def _summary(cfg: Config, trainer: Trainer, model: HydraNet) -> dict:
     last = trainer.history[-1] if trainer.history else {}
-    return {"experiment": cfg.name, "objective": cfg.ssl.objective, "epochs": trainer.epoch,
+    return {"experiment": cfg.name, "method": cfg.ssl.method.name, "epochs": trainer.epoch,
             "train_seconds": round(trainer.train_seconds, 3), "params": sum(p.numel() for p in model.trunk.parameters()),
             "loss": last.get("train", {}).get("loss"), "knn": last.get("knn", {})}

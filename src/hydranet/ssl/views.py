@@ -4,7 +4,8 @@ Images (normalized (B, C, H, W)): random resized crop with flip through one affi
 colour jitter and greyscale in raw pixel space [0, 1] (SimCLR's CIFAR recipe without blur and hue,
 Chen et al. 2020). Tables (encoded (B, F)): SCARF corruption, each feature replaced with probability p by
 the same feature of another random row, i.e. a draw from its empirical marginal (Bahri et al. 2022).
-Random numbers come from a CPU generator, so a seed gives the same views on any device.
+Random numbers come from a CPU generator, so a seed gives the same views on any device. `ViewMaker` holds
+the settings, the per-epoch generator and the run's precision that every self-supervised method shares.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+
 
 from hydranet.config import SSLConfig
+from hydranet.train.precision import autocast
+from hydranet.train.trainer import epoch_seed
 
+VIEWS = 4  # purpose id of the view generator's per-epoch seed (the trainer uses 1–3)
 GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, what PIL's convert("L") uses
 
 
@@ -89,3 +94,35 @@ def scarf(x: Tensor, p: float, generator: torch.Generator) -> Tensor:
     replace = (torch.rand(b, f, generator=generator) < p).to(x.device)
     rows = torch.randint(0, b, (b, f), generator=generator).to(x.device)
     return torch.where(replace, x.gather(0, rows), x)
+
+
+class ViewMaker(nn.Module):
+    """Random views or corruptions for a self-supervised method: a generator reseeded every epoch (so a resumed
+    pretraining replays the same views), image or table views, and the run's precision for forward passes.
+
+    A method holds one as a submodule (its mean/std buffers follow the method to the device) and forwards its
+    `on_epoch_start` hook to it.
+    """
+
+    def __init__(self, cfg: SSLConfig, seed: int, precision: str, info: dict):
+        super().__init__()
+        self.cfg, self.seed, self.precision = cfg, seed, precision
+        self.input_shape = tuple(info["input_shape"])
+        self.is_image = info.get("kind") == "image"
+        if self.is_image:
+            self.register_buffer("mean", torch.tensor(info["mean"]).view(1, -1, 1, 1), persistent=False)
+            self.register_buffer("std", torch.tensor(info["std"]).view(1, -1, 1, 1), persistent=False)
+        self.generator = torch.Generator().manual_seed(epoch_seed(seed, 0, VIEWS))
+
+    def on_epoch_start(self, trainer) -> None:
+        self.generator = torch.Generator().manual_seed(epoch_seed(self.seed, trainer.epoch, VIEWS))
+
+    def cast(self, x: Tensor):
+        return autocast(x.device, self.precision)
+
+    def pair(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Two views: two random image views, or for tables the row and its SCARF corruption."""
+        if self.is_image:
+            return (image_view(x, self.cfg, self.mean, self.std, self.generator),
+                    image_view(x, self.cfg, self.mean, self.std, self.generator))
+        return x, scarf(x, self.cfg.corruption, self.generator)

@@ -24,6 +24,7 @@ from hydranet.errors import UserError
 from hydranet.models import HydraNet, build_model
 from hydranet.models.init import init_from, weights_file
 from hydranet.models.weight_init import apply_weight_init
+from hydranet.mtl import build_balancer
 from hydranet.tasks import Task, TaskInfo
 from hydranet.train.allocator import keep_freed_memory
 from hydranet.train.callbacks import make_callbacks
@@ -139,7 +140,7 @@ def _train(cfg: Config, path: Path, progress: bool, state: dict | None, data: Da
     model, tasks = build_model_for(cfg, data.info, device)
     if state is None:
         initialize(model, cfg, path)
-    balancer = registry.get("balancer", cfg.mtl.balancer, "mtl.balancer")(cfg, tasks)
+    balancer = build_balancer(cfg.mtl.balancer, tasks, cfg.seed)
     perturbations, objectives, guard = _adversarial(cfg, tasks, data, path, device)
     trainer = Trainer(model, tasks, cfg, balancer, device=device, perturbations=perturbations, objectives=objectives,
                       callbacks=make_callbacks(cfg, path, progress, [*make_freezer(model, cfg), *guard, *callbacks]))
@@ -180,7 +181,7 @@ def _adversarial(cfg: Config, tasks: dict[str, Task], data: Dataset, path: Path,
     _check_adversarial(cfg, data)  # fit checked it already; a resumed run's data may have changed since
     perturbations, objectives = build_adversarial(cfg, tasks, data.info, device)
     adv = cfg.adversarial
-    if adv.method == "none" or not adv.guard_every:
+    if adv.method.name == "none" or not adv.guard_every:
         return perturbations, objectives, []
     val = {k: v.to(device) for k, v in data.split("val").items()}  # the guard draws its examples from it
     space = (perturbations + objectives)[0].space
@@ -230,7 +231,7 @@ def read_config(path: Path) -> Config:
     config_file = path / "config.yaml"
     if not config_file.exists():
         raise UserError(f"{path}: not a hydranet run directory (no config.yaml)")
-    return validate(yaml.safe_load(config_file.read_text()) or {})
+    return validate(yaml.safe_load(config_file.read_text()) or {}, stored=True)
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> Run:

@@ -1,6 +1,6 @@
 """Hyperparameter search on Optuna (`hydranet tune`): the search space, the study and its workers, the report.
 
-Attributes load on first use: config validation imports `tune.space` and must not pull in torch or Optuna.
+Attributes load on first use, so that importing `tune.space` (sampling, trial configs) does not pull in Optuna.
 """
 
 from importlib import import_module

@@ -1,7 +1,5 @@
-"""The search space of `hydranet tune`: checking `search:` against the real config fields, sampling a
-trial's values from Optuna, and turning them into the trial's complete config.
-
-Nothing here imports Optuna, so `hydranet config` can check a search space without it installed.
+"""The search space of `hydranet tune`: sampling a trial's values from Optuna and turning them into the trial's
+complete config (the `search:` section itself is checked by config/search.py when the config loads).
 """
 
 from __future__ import annotations
@@ -9,90 +7,13 @@ from __future__ import annotations
 import copy
 import json
 import math
-import types
-import typing
-from typing import Any, Union
+from typing import Any
 
-from hydranet.config import Config, SearchParam, apply_override, validate
+from hydranet.config import SearchParam, apply_override, plain_experiment, validate
 from hydranet.errors import UserError
 
 # Optuna stores only these as categorical choices; other choices (lists, mappings) travel as JSON text.
 PRIMITIVE = (type(None), bool, int, float, str)
-
-
-def check_search(config: Config) -> None:
-    """Every searched key is an existing field, its type fits the field, and every choice and end of a range
-    is a value the field accepts: a bad space is refused before any trial has run."""
-    base = plain_experiment(config)
-    for key, param in config.search.items():
-        where = f"config: search.{key}"
-        path = key.split(".")
-        _check_path(base, path, where)
-        _check_type(path, param, where)
-        for label, value in _candidates(param):
-            data = copy.deepcopy(base)
-            apply_override(data, path, value)
-            try:
-                validate(data)
-            except UserError as err:
-                raise UserError(f"{where}: {label} {value!r} is refused ({err.message.removeprefix('config: ')})") from None
-
-
-def plain_experiment(config: Config) -> dict[str, Any]:
-    """The config as a dict without its `search:` section: what each trial starts from."""
-    data = config.model_dump(mode="json")
-    data["search"] = {}
-    return data
-
-
-def _check_path(data: dict[str, Any], path: list[str], where: str) -> None:
-    """The key must name a field that holds a value (tasks.<name>.… only for existing tasks)."""
-    if path[0] == "search":
-        raise UserError(f"{where}: the search section cannot search itself")
-    node: Any = data
-    for i, key in enumerate(path):
-        if not isinstance(node, dict) or key not in node:
-            known = ", ".join(node) if isinstance(node, dict) else ""
-            shown = ".".join(path[:i + 1])
-            raise UserError(f"{where}: {shown!r} is not a config field" + (f" (known here: {known})" if known else ""))
-        node = node[key]
-    if isinstance(node, dict):
-        raise UserError(f"{where}: {'.'.join(path)} is a section; search one of its fields ({', '.join(node)})")
-
-
-def _field_type(path: list[str]) -> Any:
-    """The annotation of the field at a dotted path, with `| None` removed."""
-    node: Any = Config
-    keys = iter(path)
-    for key in keys:
-        node = node.model_fields[key].annotation
-        if typing.get_origin(node) is dict:  # tasks: the next key is a task name
-            node = typing.get_args(node)[1]
-            next(keys, None)
-    if typing.get_origin(node) in (Union, types.UnionType):
-        args = [a for a in typing.get_args(node) if a is not type(None)]
-        node = args[0] if len(args) == 1 else node
-    return node
-
-
-def _check_type(path: list[str], param: SearchParam, where: str) -> None:
-    """A float range needs a float field; an int range a numeric one (categorical fits any field)."""
-    if param.type == "categorical":
-        return
-    field = _field_type(path)
-    allowed = (float,) if param.type == "float" else (int, float)
-    if field not in allowed:
-        name = field.__name__ if isinstance(field, type) and typing.get_origin(field) is None else str(field).replace("typing.", "")
-        hint = "int" if field is int else "categorical"
-        raise UserError(f"{where}: type {param.type} does not fit {'.'.join(path)}, which holds {name} values (use type: {hint})")
-
-
-def _candidates(param: SearchParam) -> list[tuple[str, Any]]:
-    """The values whose acceptance proves the whole space valid: both ends of a range, or every choice."""
-    if param.type == "categorical":
-        return [("choice", c) for c in param.choices]
-    cast = int if param.type == "int" else float
-    return [("low", cast(param.low)), ("high", cast(param.high))]
 
 
 # --- sampling -------------------------------------------------------------------------------

@@ -10,12 +10,14 @@ from hydranet import registry
 from hydranet.config import ModelConfig
 from hydranet.models.hydranet import HydraNet
 from hydranet.models.sharing import cgc, cross_stitch, hard, mmoe  # noqa: F401  (register the built-ins)
+from hydranet.models.sharing.base import ModelParts
 from hydranet.tasks import Task
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], tasks: dict[str, Task]) -> HydraNet:
     """The model of a config: the sharing named by `model.sharing` wires trunk and heads."""
-    return registry.get("sharing", cfg.sharing, "model.sharing")(cfg, tuple(input_shape), tasks)
+    factory = registry.get("sharing", cfg.sharing.name, "model.sharing")
+    return factory(cfg.sharing.options, ModelParts.of(cfg, input_shape, tasks))
 
 
-__all__ = ["build_model"]
+__all__ = ["ModelParts", "build_model"]

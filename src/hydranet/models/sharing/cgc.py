@@ -1,18 +1,25 @@
 """CGC, Customized Gate Control (Tang et al., 2020, RecSys; one level of PLE): shared plus per-task experts.
 
-Task t's gate mixes its own `model.task_experts` experts and the `model.shared_experts` shared ones;
+Task t's gate mixes its own `task_experts` experts and the `shared_experts` shared ones;
 separating the two eases the "seesaw" where one task improves at another's expense.
 """
 
 from __future__ import annotations
 
-from hydranet.config import ModelConfig
+from pydantic import Field
+
 from hydranet.errors import UserError
 from hydranet.models.hydranet import HydraNet
-from hydranet.models.sharing.base import build_heads
-from hydranet.models.sharing.experts import GatedExperts, build_experts
+from hydranet.models.sharing.base import ModelParts
+from hydranet.models.sharing.experts import ExpertOptions, GatedExperts, build_experts
 from hydranet.registry import register
-from hydranet.tasks import Task
+
+
+class CGCOptions(ExpertOptions):
+    """Options of `model.sharing: {name: cgc, …}`."""
+
+    shared_experts: int = Field(2, ge=0, description="experts every task's gate may use")
+    task_experts: int = Field(1, ge=0, description="experts of each task's own, used by that task's gate only")
 
 
 def cgc_routes(tasks: list[str], shared: int, own: int) -> dict[str, list[int]]:
@@ -20,12 +27,12 @@ def cgc_routes(tasks: list[str], shared: int, own: int) -> dict[str, list[int]]:
     return {task: [*range(shared), *range(shared + i * own, shared + (i + 1) * own)] for i, task in enumerate(tasks)}
 
 
-@register("sharing", "cgc")
-def cgc(cfg: ModelConfig, input_shape: tuple[int, ...], tasks: dict[str, Task]) -> HydraNet:
+@register("sharing", "cgc", options=CGCOptions)
+def cgc(options: CGCOptions, parts: ModelParts) -> HydraNet:
     """Shared experts (the shared parameters) plus experts of each task's own, one gate per task."""
-    if cfg.shared_experts + cfg.task_experts == 0:
-        raise UserError("model.task_experts: cgc needs at least one expert per task; model.shared_experts and model.task_experts are both 0")
-    n = cfg.shared_experts + len(tasks) * cfg.task_experts
-    routes = cgc_routes(list(tasks), cfg.shared_experts, cfg.task_experts)
-    trunk = GatedExperts(build_experts(cfg, input_shape, n), routes, input_shape, cfg.gate_pool)
-    return HydraNet(trunk, build_heads(cfg, tasks, trunk.out_dim))
+    if options.shared_experts + options.task_experts == 0:
+        raise UserError("model.sharing.task_experts: cgc needs at least one expert per task; shared_experts and task_experts are both 0")
+    n = options.shared_experts + len(parts.tasks) * options.task_experts
+    routes = cgc_routes(list(parts.tasks), options.shared_experts, options.task_experts)
+    experts = build_experts(parts, n, options.expert_width_mult)
+    return parts.model(GatedExperts(experts, routes, parts.input_shape, options.gate_pool))

@@ -7,14 +7,20 @@ After every stage a cross-stitch unit, a learned T×T matrix α, replaces each c
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-from hydranet.config import ModelConfig
+from hydranet.config import Options
 from hydranet.errors import UserError
 from hydranet.models.hydranet import HydraNet
-from hydranet.models.sharing.base import build_heads, build_trunk
+from hydranet.models.sharing.base import ModelParts
 from hydranet.registry import register
-from hydranet.tasks import Task
+
+
+class CrossStitchOptions(Options):
+    """Options of `model.sharing: {name: cross_stitch, …}`."""
+
+    self_weight: float = Field(0.9, gt=0, le=1, description="initial weight of a column on itself; the rest is split evenly among the others")
 
 
 def unit_init(n_tasks: int, self_weight: float) -> Tensor:
@@ -68,14 +74,13 @@ class CrossStitch(nn.Module):
         return []
 
 
-@register("sharing", "cross_stitch")
-def cross_stitch(cfg: ModelConfig, input_shape: tuple[int, ...], tasks: dict[str, Task]) -> HydraNet:
+@register("sharing", "cross_stitch", options=CrossStitchOptions)
+def cross_stitch(options: CrossStitchOptions, parts: ModelParts) -> HydraNet:
     """One independently initialized trunk per task, stitched after each of its stages."""
-    columns = [build_trunk(cfg.trunk, input_shape) for _ in tasks]
+    columns = [parts.new_trunk() for _ in parts.tasks]
     if not callable(getattr(columns[0], "stages", None)):
         raise UserError(
             f"model.sharing: cross_stitch needs a trunk with stages() (the built-in mlp, cnn and resnet have them); "
-            f"model.trunk.name {cfg.trunk.name!r} has none"
+            f"model.trunk.name {parts.trunk.name!r} has none"
         )
-    trunk = CrossStitch(columns, list(tasks), cfg.cross_stitch_self)
-    return HydraNet(trunk, build_heads(cfg, tasks, trunk.out_dim))
+    return parts.model(CrossStitch(columns, list(parts.tasks), options.self_weight))

@@ -9,22 +9,24 @@ from __future__ import annotations
 import math
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-from hydranet.config import ModelConfig, TrunkConfig
-from hydranet.models.sharing.base import build_trunk
+from hydranet.config import Options
+from hydranet.models.sharing.base import ModelParts
 
 
-def expert_config(cfg: TrunkConfig, mult: float) -> TrunkConfig:
-    """The trunk config with every width scaled by `mult`: narrower experts keep an MoE's cost near one trunk's."""
-    scale = lambda widths: [max(1, round(w * mult)) for w in widths]  # noqa: E731
-    return cfg.model_copy(update={"hidden": scale(cfg.hidden), "channels": scale(cfg.channels), "dense": scale(cfg.dense)})
+class ExpertOptions(Options):
+    """What MMoE and CGC share: how wide each expert is and what its gate sees."""
+
+    expert_width_mult: float = Field(1.0, gt=0, description="scale every trunk width (the trunk's `widths` options) of each expert")
+    gate_pool: int = Field(4, ge=1, description="on images: gates see the input average-pooled to this square side (tables: the flat input)")
 
 
-def build_experts(cfg: ModelConfig, input_shape: tuple[int, ...], n: int) -> list[nn.Module]:
-    """`n` independently initialized trunks (different inits let experts specialize)."""
-    expert_cfg = expert_config(cfg.trunk, cfg.expert_width_mult)
-    return [build_trunk(expert_cfg, input_shape) for _ in range(n)]
+def build_experts(parts: ModelParts, n: int, width_mult: float) -> list[nn.Module]:
+    """`n` independently initialized trunks (different inits let experts specialize); narrower experts
+    (`width_mult` < 1) keep an MoE's cost near one trunk's."""
+    return [parts.new_trunk(width_mult) for _ in range(n)]
 
 
 class Gate(nn.Module):

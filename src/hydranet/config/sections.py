@@ -1,18 +1,16 @@
-"""The experiment configuration: pydantic models, YAML loading and `--set a.b=value` overrides.
+"""The experiment schema: one pydantic section per concern, every field with a default and a description.
 
-Config is the single source of truth: every field has a default and a one-line description, unknown
-keys are refused, and errors name the dotted path and what is allowed.
+Methods (trunk, sharing, balancer, adversarial method, self-supervised method) are named by `Method` fields
+whose options live in the method's own file (config/methods.py); this file lists only what every run shares.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from hydranet.errors import UserError
+from hydranet.config.methods import Options, method_of
 
 TaskKind = Literal["classification", "binary", "multilabel", "regression"]
 # What Task.metrics reports per kind (early stopping may monitor any of them).
@@ -22,7 +20,6 @@ METRIC_NAMES = {
     "multilabel": ("loss", "f1_micro", "f1_macro"),
     "regression": ("loss", "mae", "rmse", "r2"),
 }
-EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
 
 
 def metric_problem(tasks: dict[str, TaskConfig], metric: str) -> str | None:
@@ -36,10 +33,16 @@ def metric_problem(tasks: dict[str, TaskConfig], metric: str) -> str | None:
     return None
 
 
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are validated."""
+ADVERSARIAL_KINDS = ("perturbation", "loss")  # an adversarial method replaces the inputs or adds a loss term
+TrunkMethod = method_of("trunk")
+SharingMethod = method_of("sharing")
+BalancerMethod = method_of("balancer")
+AdversarialMethod = method_of(*ADVERSARIAL_KINDS, none=True, word="adversarial method")
+SSLMethod = method_of("ssl", word="self-supervised method")
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+class Section(Options):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
 
 
 class SplitConfig(Section):
@@ -77,28 +80,9 @@ class TaskConfig(Section):
     separator: str = Field("|", min_length=1, description="multilabel: separator between labels in one cell")
 
 
-class TrunkConfig(Section):
-    name: str = Field("cnn", description="shared feature extractor: mlp, cnn, resnet")
-    hidden: list[int] = Field([256, 128], description="mlp: widths of the hidden layers")
-    channels: list[int] = Field([32, 64], description="cnn: conv widths (each conv is followed by 2x2 max-pool); resnet: stage widths")
-    kernel_size: int = Field(3, ge=1, description="cnn: convolution kernel size")
-    padding: Literal["valid", "same"] = Field("same", description="cnn: convolution padding (Keras' default is valid)")
-    dense: list[int] = Field([64], description="cnn: widths of the dense layers after flatten")
-    blocks: list[int] = Field([1, 1], description="resnet: residual blocks per stage")
-    batch_norm: bool = Field(False, description="cnn/mlp: batch normalization after each conv/linear layer")
-    dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each dense layer")
-    activation: Literal["relu", "gelu", "silu"] = Field("relu", description="activation function")
-
-
 class ModelConfig(Section):
-    trunk: TrunkConfig = Field(default_factory=TrunkConfig, description="the shared trunk")
-    sharing: str = Field("hard", description="how tasks share the trunk: hard (one trunk for all), mmoe, cgc, cross_stitch")
-    experts: int = Field(4, ge=1, description="mmoe: experts (each a copy of the trunk) mixed by one softmax gate per task")
-    shared_experts: int = Field(2, ge=0, description="cgc: experts every task's gate may use")
-    task_experts: int = Field(1, ge=0, description="cgc: experts of each task's own, used by that task's gate only")
-    expert_width_mult: float = Field(1.0, gt=0, description="mmoe/cgc: scale every trunk width (hidden, channels, dense) of each expert")
-    gate_pool: int = Field(4, ge=1, description="mmoe/cgc on images: gates see the input average-pooled to this square side (tables: the flat input)")
-    cross_stitch_self: float = Field(0.9, gt=0, le=1, description="cross_stitch: initial weight of a column on itself; the rest is split evenly among the others")
+    trunk: TrunkMethod = Field(default_factory=lambda: TrunkMethod(name="cnn"), description="the shared feature extractor and its options: mlp, cnn, resnet (e.g. {name: cnn, channels: [32, 64]})")
+    sharing: SharingMethod = Field(default_factory=lambda: SharingMethod(name="hard"), description="how tasks share the trunk, and its options: hard (one trunk for all), mmoe, cgc, cross_stitch")
     head_hidden: list[int] = Field([], description="hidden widths of each task head (empty: a linear head)")
     head_dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each head")
     weight_init: Literal["default", "glorot"] = Field("default", description="default: each layer's own init (PyTorch's; Kaiming for the resnet trunk) | glorot: Glorot-uniform weights and zero biases in every conv and linear layer, as Keras starts them (for models ported from Keras)")
@@ -169,28 +153,14 @@ class TrainConfig(Section):
 
 
 class MTLConfig(Section):
-    balancer: str = Field("equal", description="how task losses are combined: equal, static, uncertainty, dwa, gradnorm, rlw, pcgrad, mgda, cagrad, nash_mtl, famo")
-    dwa_temperature: float = Field(2.0, gt=0, description="dwa: softmax temperature of the loss-descent ratios (Liu et al., 2019)")
-    gradnorm_alpha: float = Field(1.5, ge=0, description="gradnorm: asymmetry α, how strongly slow tasks are pulled up (Chen et al., 2018)")
-    gradnorm_lr: float = Field(0.025, gt=0, description="gradnorm: Adam learning rate of the task weights")
-    cagrad_c: float = Field(0.4, ge=0, description="cagrad: radius c of the ball around the mean gradient (0: the mean gradient)")
-    nash_update_every: int = Field(1, ge=1, description="nash_mtl: re-solve the weights every this many steps, reuse them in between")
-    nash_max_norm: float = Field(1.0, ge=0, description="nash_mtl: clip the shared gradient to this norm (0: off)")
-    famo_lr: float = Field(0.025, gt=0, description="famo: Adam learning rate of the task logits ξ")
-    famo_gamma: float = Field(0.001, ge=0, description="famo: weight decay γ of the task logits ξ")
+    balancer: BalancerMethod = Field(default_factory=lambda: BalancerMethod(name="equal"), description="how task losses are combined, and its options: equal, static, uncertainty, dwa, gradnorm, rlw, pcgrad, mgda, cagrad, nash_mtl, famo (e.g. {name: dwa, temperature: 2.0})")
     diagnostics_every: int = Field(25, ge=0, description="every this many steps, log the cosine and conflict rate of task gradients on the shared parameters (0: off)")
 
 
-ADVERSARIAL_KINDS = ("perturbation", "objective")  # an adversarial method replaces the inputs or adds a loss term
-
-
 class AdversarialConfig(Section):
-    method: str = Field("none", description="adversarial training: none | fgsm_rs (FGSM with random start, Wong et al. 2020) | pgd (Madry et al. 2018) | trades (Zhang et al. 2019); image runs only")
+    method: AdversarialMethod = Field(default_factory=lambda: AdversarialMethod(name="none"), description="adversarial training, and its options: none | fgsm_rs (FGSM with random start, Wong et al. 2020) | pgd (Madry et al. 2018) | trades (Zhang et al. 2019); image runs only")
     norm: Literal["linf", "l2"] = Field("linf", description="the threat model: linf bounds every pixel's change by eps, l2 the Euclidean length of the whole change")
     eps: float = Field(8 / 255, ge=0, description="budget in raw pixels [0, 1]: per pixel for linf (8/255 ≈ 0.0314), over the whole image for l2 (e.g. 0.5 on CIFAR-10)")
-    steps: int = Field(7, ge=1, description="pgd, trades: attack steps per training batch (fgsm_rs always takes one)")
-    step_size: float | None = Field(None, gt=0, description="raw-pixel step of the attack (null: fgsm_rs 1.25·eps, Wong et al. 2020; pgd and trades 2.5·eps/steps, Madry et al. 2018)")
-    beta: float = Field(6.0, ge=0, description="trades: weight β of the KL(f(x) ‖ f(x_adv)) term (Zhang et al. 2019)")
     warmup_epochs: int = Field(0, ge=0, description="grow eps linearly over this many epochs, reaching the full eps in the last of them (0: off)")
     tasks: list[str] = Field([], description="tasks whose losses the attack maximizes (empty: all tasks; trades: their classification, binary and multilabel tasks, and it refuses a regression task)")
     guard_every: int = Field(1, ge=0, description="every this many epochs, PGD on held-out val examples: record robust accuracy, keep the best-robust weights, warn on a collapse (0: off)")
@@ -199,19 +169,12 @@ class AdversarialConfig(Section):
 
 
 class SSLConfig(Section):
-    objective: str = Field("simclr", description="self-supervised objective of `hydranet pretrain`: simclr (Chen et al. 2020), byol (Grill et al. 2020), denoising (Vincent et al. 2008)")
-    temperature: float = Field(0.5, gt=0, description="simclr: temperature τ of the NT-Xent loss")
-    projection_dim: int = Field(128, ge=1, description="simclr/byol: output width of the projection head")
-    projection_hidden: int = Field(512, ge=1, description="simclr/byol: hidden width of the projection (and byol predictor) head")
+    method: SSLMethod = Field(default_factory=lambda: SSLMethod(name="simclr"), description="self-supervised method of `hydranet pretrain`, and its options: simclr (Chen et al. 2020), byol (Grill et al. 2020), denoising (Vincent et al. 2008)")
     crop_scale: float = Field(0.2, gt=0, le=1, description="images: smallest area fraction of the random resized crop of a view")
     flip: bool = Field(True, description="images: random horizontal flip of a view")
     color_jitter: float = Field(0.4, ge=0, le=1, description="images: strength of the random brightness, contrast and saturation change of a view (0: off)")
     grayscale: float = Field(0.2, ge=0, le=1, description="images: probability that a view is turned to grey")
     corruption: float = Field(0.6, ge=0, lt=1, description="tables: fraction of a view's features replaced by the same feature of another random row (SCARF, Bahri et al. 2022)")
-    mask_ratio: float = Field(0.3, ge=0, lt=1, description="denoising: fraction of input values set to zero (the train mean) before reconstruction")
-    noise_std: float = Field(0.1, ge=0, description="denoising: std of the Gaussian noise added to the (normalized) input")
-    decoder_hidden: int = Field(512, ge=1, description="denoising: hidden width of the MLP decoder from features back to the input")
-    byol_tau: float = Field(0.99, ge=0, le=1, description="byol: base EMA rate of the target network, raised to 1 along a cosine over training")
     knn_k: int = Field(20, ge=1, description="neighbours of the kNN monitor and of `hydranet probe --mode knn`")
     knn_bank: int = Field(10000, ge=1, description="kNN monitor: labeled train examples in the memory bank (a seeded random sample)")
     knn_queries: int = Field(2000, ge=1, description="kNN monitor: val (else test) examples classified each epoch (a seeded random sample)")
@@ -296,166 +259,3 @@ class Config(Section):
         return self.tasks[task].column or task
 
 
-# --- loading ---------------------------------------------------------------------------------
-
-
-def experiment_names() -> list[str]:
-    """Built-in experiments shipped with hydranet."""
-    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
-
-
-def experiment_description(name: str) -> str:
-    """The first comment line of a built-in experiment file."""
-    for line in (EXPERIMENTS_DIR / f"{name}.yaml").read_text().splitlines():
-        if line.startswith("#"):
-            return line.lstrip("# ").strip()
-    return ""
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found (expected an experiment YAML file or a built-in name: {', '.join(experiment_names())})") from None
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of config keys at the top level, got {type(data).__name__}")
-    return data
-
-
-def experiment_dict(experiment: str | Path | None) -> dict[str, Any]:
-    """The raw dict of a built-in name, a YAML path or None (the default, `quickstart`)."""
-    if experiment is None:
-        experiment = "quickstart"
-    text = str(experiment)
-    if text in experiment_names():
-        return _read_yaml(EXPERIMENTS_DIR / f"{text}.yaml")
-    path = Path(text)
-    if path.suffix not in (".yaml", ".yml") and not path.exists():
-        raise UserError(f"experiment {text!r}: not a built-in experiment ({', '.join(experiment_names())}) nor a YAML file")
-    return _read_yaml(path)
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`a.b=value` → (['a', 'b'], value); the value is read as YAML so `3`, `0.1`, `[32,64]`, `null` work."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise UserError(f"--set {text!r}: expected KEY=VALUE, for example train.epochs=5")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else raw
-    except yaml.YAMLError:
-        value = raw
-    return key.strip().split("."), value
-
-
-def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
-    """Set a nested key, creating intermediate mappings (validation happens afterwards). Under `search` the
-    rest of the path is one key, itself a dotted config key: `search.train.optimizer.lr={type: float, …}`."""
-    if path[0] == "search" and len(path) > 2:
-        path = ["search", ".".join(path[1:])]
-    node = data
-    for i, key in enumerate(path[:-1]):
-        child = node.get(key)
-        if child is None:
-            child = node[key] = {}
-        if not isinstance(child, dict):
-            raise UserError(f"--set {'.'.join(path)}: {'.'.join(path[: i + 1])} is a value, not a section")
-        node = child
-    node[path[-1]] = value
-
-
-def load_config(experiment: str | Path | dict | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Resolve an experiment (built-in name, YAML path, dict or None) plus overrides into a Config."""
-    data = dict(experiment) if isinstance(experiment, dict) else experiment_dict(experiment)
-    for text in overrides:
-        apply_override(data, *parse_override(text))
-    return validate(data)
-
-
-def validate(data: dict[str, Any]) -> Config:
-    """Validate a raw dict; the first problem becomes a one-line UserError with the dotted path."""
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as err:
-        raise UserError(_describe(err)) from None
-    _import_plugins(config.plugins)
-    _check_registered(config)
-    if config.search:
-        # lazy: tune.space imports this module
-        from hydranet.tune.space import check_search
-
-        check_search(config)
-    return config
-
-
-def _import_plugins(modules: list[str]) -> None:
-    """Import the modules that register a run's custom parts, so predict/evaluate/resume find them too."""
-    import importlib
-
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            raise UserError(f"plugins: cannot import {module!r} ({err})") from None
-
-
-def _check_registered(config: Config) -> None:
-    """Names looked up in the registry (source, trunk, sharing, balancer) must exist."""
-    from hydranet import registry
-
-    registry.get("source", config.data.source, "data.source")
-    registry.get("trunk", config.model.trunk.name, "model.trunk.name")
-    registry.get("sharing", config.model.sharing, "model.sharing")
-    registry.get("balancer", config.mtl.balancer, "mtl.balancer")
-    registry.get("ssl", config.ssl.objective, "ssl.objective")
-    method = config.adversarial.method
-    found = registry.find(method, ADVERSARIAL_KINDS)
-    if method != "none" and found is None:
-        known = ["none", *sorted(n for kind in ADVERSARIAL_KINDS for n in registry.names(kind))]
-        raise UserError(f"adversarial.method: unknown method {method!r} (known: {', '.join(known)})")
-    if found is not None:
-        check = getattr(found[1], "check_config", None)  # a method may refuse what it cannot train (trades: a regression)
-        if check is not None:
-            check(config)
-
-
-def _describe(err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = [str(p) for p in first["loc"]]
-    path = ".".join(loc) or "config"
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
-        return f"config: unknown key {path!r}" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
-    message = first["msg"]
-    if kind == "value_error":  # a section's own check; Config's cross-checks (no location) name their fields
-        return "config: " + (f"{path}: " if loc else "") + message.removeprefix("Value error, ")
-    given = first.get("input")
-    shown = "" if isinstance(given, dict) else f", got {given!r}"
-    return f"config: {path}: {message}{shown}"
-
-
-def _allowed_keys(loc: list[str]) -> list[str]:
-    """Field names of the section at a location, so an unknown-key error can list what is allowed."""
-    node: Any = Config
-    keys = iter(loc)
-    for key in keys:
-        field = node.model_fields.get(key)
-        if field is None:
-            return []
-        node = field.annotation
-        if get_origin(node) is dict:  # tasks: the next key is a task name
-            node = get_args(node)[1]
-            if next(keys, None) is None:
-                return []
-        if not (isinstance(node, type) and issubclass(node, BaseModel)):
-            return []
-    return sorted(node.model_fields)
-
-
-def to_yaml(config: Config) -> str:
-    """The resolved config as YAML (what `hydranet config` prints and runs save)."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,106 @@
+"""Reading an experiment: built-in names and YAML files, `--set` overrides, plugins, then validation.
+
+`load_config` is what the CLI and `hn.Experiment` use for what a user writes; `validate(data, stored=True)` is
+for a config read back from a run directory, which may predate a key's move (config/migrate.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hydranet.config.migrate import refuse_old_keys, upgrade
+from hydranet.config.overrides import apply_override, parse_override
+from hydranet.config.search import check_search
+from hydranet.config.sections import Config
+from hydranet.config.validation import check
+from hydranet.errors import UserError
+
+EXPERIMENTS_DIR = Path(__file__).parent.parent / "experiments"
+
+
+def experiment_names() -> list[str]:
+    """Built-in experiments shipped with hydranet."""
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+
+
+def experiment_description(name: str) -> str:
+    """The first comment line of a built-in experiment file."""
+    for line in (EXPERIMENTS_DIR / f"{name}.yaml").read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found (expected an experiment YAML file or a built-in name: {', '.join(experiment_names())})") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of config keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def experiment_dict(experiment: str | Path | None) -> dict[str, Any]:
+    """The raw dict of a built-in name, a YAML path or None (the default, `quickstart`)."""
+    if experiment is None:
+        experiment = "quickstart"
+    text = str(experiment)
+    if text in experiment_names():
+        return _read_yaml(EXPERIMENTS_DIR / f"{text}.yaml")
+    path = Path(text)
+    if path.suffix not in (".yaml", ".yml") and not path.exists():
+        raise UserError(f"experiment {text!r}: not a built-in experiment ({', '.join(experiment_names())}) nor a YAML file")
+    return _read_yaml(path)
+
+
+def load_config(experiment: str | Path | dict | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Resolve an experiment (built-in name, YAML path, dict or None) plus overrides into a Config."""
+    data = dict(experiment) if isinstance(experiment, dict) else experiment_dict(experiment)
+    refuse_old_keys(data)
+    _import_plugins(data.get("plugins") or [])  # before overrides: switching to a plugin's method reads its options
+    for text in overrides:
+        path, value = parse_override(text)
+        refuse_old_keys({path[0]: {path[1]: value}} if len(path) == 2 else {})
+        apply_override(data, path, value)
+        if path == ["plugins"]:
+            _import_plugins(value)
+    return validate(data)
+
+
+def validate(data: dict[str, Any], stored: bool = False) -> Config:
+    """Validate a raw dict: import its plugins, check schema and method options, then its `search:` space.
+
+    `stored`: the dict was read from a run directory, so keys that moved since are upgraded, not refused.
+    """
+    if not isinstance(data, dict):
+        raise UserError(f"config: expected a mapping of config keys, got {type(data).__name__}")
+    _import_plugins(data.get("plugins") or [])
+    config = check(upgrade(data) if stored else data)
+    if config.search:
+        check_search(config)
+    return config
+
+
+def _import_plugins(modules: Any) -> None:
+    """Import the modules that register a run's custom parts (and their options) before names are looked up."""
+    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        raise UserError(f"config: plugins: expected a list of module names, got {modules!r}")
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise UserError(f"plugins: cannot import {module!r} ({err})") from None
+
+
+def to_yaml(config: Config) -> str:
+    """The resolved config as YAML (what `hydranet config` prints and runs save), each method with its options."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

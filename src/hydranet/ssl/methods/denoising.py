@@ -1,0 +1,51 @@
+"""Denoising autoencoder (Vincent et al. 2008, "Extracting and Composing Robust Features with Denoising
+Autoencoders", ICML) as a pretraining method: reconstruct the clean input from a corrupted one.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+
+from hydranet.config import Options
+from hydranet.registry import register
+from hydranet.ssl.views import ViewMaker
+
+
+class DenoisingOptions(Options):
+    """Options of `ssl.method: {name: denoising, …}`."""
+
+    mask_ratio: float = Field(0.3, ge=0, lt=1, description="fraction of input values set to zero (the train mean) before reconstruction")
+    noise_std: float = Field(0.1, ge=0, description="std of the Gaussian noise added to the (normalized) input")
+    decoder_hidden: int = Field(512, ge=1, description="hidden width of the MLP decoder from features back to the input")
+
+
+@register("ssl", "denoising", options=DenoisingOptions)
+class Denoising(nn.Module):
+    """Denoising autoencoder (Vincent et al. 2008): zero a random share of the input values and add
+    Gaussian noise, encode with the trunk, reconstruct the clean input with a light MLP decoder (MSE)."""
+
+    name = "denoising"
+
+    def __init__(self, options: DenoisingOptions, trunk: nn.Module, views: ViewMaker):
+        super().__init__()
+        self.options, self.views = options, views
+        size = int(torch.Size(views.input_shape).numel())
+        self.decoder = nn.Sequential(nn.Linear(trunk.out_dim, options.decoder_hidden), nn.ReLU(),
+                                     nn.Linear(options.decoder_hidden, size))
+
+    def on_epoch_start(self, trainer) -> None:
+        self.views.on_epoch_start(trainer)
+
+    def corrupt(self, x: Tensor) -> Tensor:
+        keep = (torch.rand(x.shape, generator=self.views.generator) >= self.options.mask_ratio).to(x.device)
+        noise = torch.randn(x.shape, generator=self.views.generator).to(x.device) * self.options.noise_std
+        return torch.where(keep, x, torch.zeros((), device=x.device)) + noise
+
+    def forward(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        x = batch["x"]
+        with self.views.cast(x):
+            recon = self.decoder(model.trunk(self.corrupt(x)))
+        return {self.name: F.mse_loss(recon.float(), x.flatten(1).float())}

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -29,15 +28,7 @@ def decode_outputs(run: Run, outputs: dict[str, torch.Tensor]) -> pd.DataFrame:
     labels joined by the task's separator (multilabel, probability ≥ 0.5), value (regression)."""
     columns: dict[str, Any] = {}
     for name, task in run.tasks.items():
-        decoded = task.decode(outputs[name]).cpu().numpy()
-        classes = task.info.classes
-        if task.kind == "classification":
-            columns[name] = np.asarray(classes, dtype=object)[decoded]
-        elif task.kind == "multilabel":
-            sep = task.cfg.separator
-            columns[name] = [sep.join(c for c, on in zip(classes, row) if on) for row in decoded >= 0.5]
-        else:
-            columns[name] = decoded
+        columns[name] = task.column(outputs[name])
     return pd.DataFrame(columns)
 
 

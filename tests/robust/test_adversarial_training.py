@@ -12,9 +12,12 @@ import hydranet as hn
 from hydranet.config import load_config
 from hydranet.data import build_dataset
 from hydranet.errors import UserError
+from hydranet.kinds import get_kind
+from hydranet.kinds.binary import bernoulli_kl
+from hydranet.kinds.classification import categorical_kl
 from hydranet.robust import PixelSpace, attack_run
 from hydranet.robust.guard import RobustGuard
-from hydranet.robust.trades import DIVERGENCES, TRADES, TRADESOptions, bernoulli_kl, categorical_kl
+from hydranet.robust.trades import TRADES, TRADESOptions
 from hydranet.robust.training import PGDOptions, PGDTraining, build_adversarial, warmup_eps
 from hydranet.train import load_run
 from hydranet.train.run import build_model_for
@@ -109,7 +112,7 @@ def test_bernoulli_kl_closed_form_and_its_two_class_softmax():
     torch.testing.assert_close(bernoulli_kl(a, b), two_class, atol=1e-5, rtol=1e-4)
     assert torch.isfinite(bernoulli_kl(torch.tensor([80.0]), torch.tensor([-80.0]))).all()  # saturated σ
     labels = torch.randn(4, 3), torch.randn(4, 3)  # multilabel: independent labels, so the KLs add
-    torch.testing.assert_close(DIVERGENCES["multilabel"](*labels), bernoulli_kl(*labels).sum(-1))
+    torch.testing.assert_close(get_kind("multilabel").divergence(*labels), bernoulli_kl(*labels).sum(-1))
 
 
 @pytest.mark.parametrize("overrides, message", [

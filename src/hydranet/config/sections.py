@@ -11,15 +11,9 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from hydranet.config.methods import Options, method_of
+from hydranet.kinds import KINDS, get_kind
 
-TaskKind = Literal["classification", "binary", "multilabel", "regression"]
-# What Task.metrics reports per kind (early stopping may monitor any of them).
-METRIC_NAMES = {
-    "classification": ("loss", "accuracy", "f1_macro"),
-    "binary": ("loss", "accuracy", "roc_auc", "f1"),
-    "multilabel": ("loss", "f1_micro", "f1_macro"),
-    "regression": ("loss", "mae", "rmse", "r2"),
-}
+TaskKind = Literal[tuple(KINDS)]  # the task kinds of hydranet.kinds, each one record of all the kind means
 
 
 def metric_problem(tasks: dict[str, TaskConfig], metric: str) -> str | None:
@@ -27,7 +21,7 @@ def metric_problem(tasks: dict[str, TaskConfig], metric: str) -> str | None:
     parts = metric.split("/")
     if not (metric == "val/loss" or (len(parts) == 3 and parts[0] == "val" and parts[1] in tasks)):
         return f"{metric!r} must be val/loss or val/<task>/<metric> with a task of {', '.join(tasks)}"
-    known = METRIC_NAMES[tasks[parts[1]].kind] if len(parts) == 3 else ("loss",)
+    known = get_kind(tasks[parts[1]].kind).metric_names if len(parts) == 3 else ("loss",)
     if parts[-1] not in known:
         return f"a {tasks[parts[1]].kind} task has no metric {parts[-1]!r} (metrics: {', '.join(known)})"
     return None
@@ -71,7 +65,7 @@ class DataConfig(Section):
 
 
 class TaskConfig(Section):
-    kind: TaskKind = Field("classification", description="classification | binary | multilabel | regression")
+    kind: TaskKind = Field("classification", description=" | ".join(KINDS))
     column: str | None = Field(None, description="source column or built-in target (null: the task's name)")
     weight: float = Field(1.0, ge=0, description="loss weight, used by the `static` balancer")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing for classification")
@@ -233,8 +227,9 @@ class Config(Section):
         stratify = self.data.split.stratify
         if stratify is not None and stratify not in self.tasks:
             raise ValueError(f"data.split.stratify: {stratify!r} is not a task (tasks: {', '.join(self.tasks)})")
-        if stratify is not None and self.tasks[stratify].kind not in ("classification", "binary"):
-            raise ValueError(f"data.split.stratify: {stratify!r} is a {self.tasks[stratify].kind} task; stratify needs a classification or binary task")
+        if stratify is not None and not get_kind(self.tasks[stratify].kind).single_label:
+            single = " or ".join(name for name, kind in KINDS.items() if kind.single_label)
+            raise ValueError(f"data.split.stratify: {stratify!r} is a {self.tasks[stratify].kind} task; stratify needs a {single} task")
         unknown = [t for t in self.adversarial.tasks if t not in self.tasks]
         if unknown:
             raise ValueError(f"adversarial.tasks: {unknown[0]!r} is not a task (tasks: {', '.join(self.tasks)})")

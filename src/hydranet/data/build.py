@@ -16,8 +16,9 @@ from hydranet import registry
 from hydranet.config import Config
 from hydranet.data.dataset import Dataset, ImageNormalizer, RawData, missing_mask
 from hydranet.data.split import label_subset, make_splits
-from hydranet.data.targets import encode_target, labeled
+from hydranet.data.targets import encode_target
 from hydranet.errors import UserError
+from hydranet.kinds import get_kind
 
 
 def build_dataset(cfg: Config, labels_required: bool = True) -> Dataset:
@@ -38,19 +39,16 @@ def build_dataset(cfg: Config, labels_required: bool = True) -> Dataset:
             raise UserError(f"tasks.{task}.column: source {cfg.data.source} has no column {column!r} (columns: {known})")
         targets[task], infos[task] = encode_target(raw.labels[column], task_cfg, f"tasks.{task} (column {column!r})")
     stratify = cfg.data.split.stratify if cfg.data.split.stratify in targets else None
-    strata = targets[stratify].numpy() if stratify else None
-    if strata is not None and strata.dtype != np.int64:  # binary: NaN (missing) becomes its own stratum
-        strata = np.nan_to_num(strata, nan=-1).astype(np.int64)
+    # class indices, missing labels (-1) their own stratum
+    strata = get_kind(infos[stratify].kind).class_index(targets[stratify]).numpy() if stratify else None
     index = make_splits(len(raw), cfg.data.split, cfg.seed, strata, raw.split)
     index["train"] = label_subset(index["train"], cfg.data.labels_fraction, cfg.seed, _label_strata(cfg, targets, strata))
     train = index["train"]
     for task, info in infos.items():
-        if not labeled(targets[task][train]).any():
+        kind, y = get_kind(info.kind), targets[task][train]
+        if not kind.labeled(y).any():
             raise UserError(f"tasks.{task}: no example of the train split has a label")
-        if info.kind == "regression":
-            y = targets[task][train]
-            y = y[~torch.isnan(y)]
-            info.mean, info.std = float(y.mean()), float(y.std()) if len(y) > 1 and float(y.std()) > 0 else 1.0
+        kind.fit(info, y)  # regression: mean and std of the train targets
     prep = fit_preprocessing(raw, train.numpy(), cfg)
     # images stay as read (uint8: 4x smaller than float32) and are normalized per batch or split
     x = raw.images if raw.kind == "image" else to_model_inputs(prep, frame=raw.frame)
@@ -59,10 +57,11 @@ def build_dataset(cfg: Config, labels_required: bool = True) -> Dataset:
 
 
 def _label_strata(cfg: Config, targets: dict[str, torch.Tensor], strata: np.ndarray | None) -> np.ndarray | None:
-    """Strata of a labels_fraction subset: the split's, else the first classification task's classes."""
+    """Strata of a labels_fraction subset: the split's, else the classes of the first task whose head scores
+    every class (classification)."""
     if strata is not None:
         return strata
-    task = next((t for t, c in cfg.tasks.items() if c.kind == "classification" and t in targets), None)
+    task = next((t for t, c in cfg.tasks.items() if get_kind(c.kind).class_scores and t in targets), None)
     return targets[task].numpy() if task else None
 
 

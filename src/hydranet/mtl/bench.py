@@ -14,10 +14,8 @@ import numpy as np
 from hydranet import registry
 from hydranet.config import Config, load_config, validate
 from hydranet.errors import UserError
-from hydranet.tasks import higher_is_better
+from hydranet.kinds import get_kind, higher_is_better
 
-# The metric a task is compared by: the first metric of its kind, accuracy for classification and binary.
-MAIN_METRIC = {"classification": "accuracy", "binary": "accuracy", "regression": "mae", "multilabel": "f1_micro"}
 # Timing is part of the comparison, so the per-step gradient diagnostics are off unless --set turns them on.
 BENCH_DEFAULTS = ("mtl.diagnostics_every=0",)
 
@@ -110,7 +108,7 @@ def _variant(base: Config, seed: int, tasks: list[str], balancer: str, sharing: 
         data["data"]["split"]["stratify"] = None
     stop = data["train"]["early_stopping"]
     if stop["monitor"] and stop["monitor"] != "val/loss" and stop["monitor"].split("/")[1] not in tasks:
-        stop["monitor"] = f"val/{tasks[0]}/{MAIN_METRIC[base.tasks[tasks[0]].kind]}"  # a baseline watches its own task
+        stop["monitor"] = f"val/{tasks[0]}/{get_kind(base.tasks[tasks[0]].kind).main_metric}"  # a baseline watches its own task
     return validate(data)
 
 
@@ -120,9 +118,10 @@ def _train(cfg: Config, run_dir: Path, label: str, echo: Callable[[str], None]) 
 
     run = fit(cfg, run_dir, progress=False)
     split = "test" if run.summary.get("test") else "val"
-    scores = {t: run.summary[split][t][MAIN_METRIC[cfg.tasks[t].kind]] for t in cfg.tasks}
+    main = {t: get_kind(c.kind).main_metric for t, c in cfg.tasks.items()}  # the metric each task is compared by
+    scores = {t: run.summary[split][t][main[t]] for t in cfg.tasks}
     seconds = run.summary["train_seconds"] / max(run.summary["epochs"], 1)
-    shown = "  ".join(f"{t} {MAIN_METRIC[cfg.tasks[t].kind]} {v:.4f}" for t, v in scores.items())
+    shown = "  ".join(f"{t} {main[t]} {v:.4f}" for t, v in scores.items())
     echo(f"{label}: {shown}  {seconds:.2f}s/epoch")
     return {"balancer": cfg.mtl.balancer.name, "sharing": cfg.model.sharing.name, "tasks": list(cfg.tasks), "seed": cfg.seed,
             "scores": scores, "epoch_seconds": seconds, "split": split, "dir": str(run_dir)}
@@ -130,8 +129,8 @@ def _train(cfg: Config, run_dir: Path, label: str, echo: Callable[[str], None]) 
 
 def summarize(base: Config, runs: list[dict], balancers: list[str], sharings: list[str], seeds: int) -> dict:
     """Baselines and methods as mean ± std over seeds; Δm is paired by seed (same split, same test examples)."""
-    tasks = {t: {"metric": MAIN_METRIC[c.kind], "lower_is_better": not higher_is_better(MAIN_METRIC[c.kind])}
-             for t, c in base.tasks.items()}
+    main = {t: get_kind(c.kind).main_metric for t, c in base.tasks.items()}
+    tasks = {t: {"metric": main[t], "lower_is_better": not higher_is_better(main[t])} for t in base.tasks}
     lower = {t: v["lower_is_better"] for t, v in tasks.items()}
     single = {(r["tasks"][0], r["seed"]): r for r in runs if r["role"] == "single"}
     seed_list = [base.seed + i for i in range(seeds)]

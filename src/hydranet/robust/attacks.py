@@ -57,7 +57,7 @@ class Objective:
         self.tasks = {task: tasks[task]} if task else dict(tasks)
         self.targets = targets
         self.target_class = target_class
-        if target_class is not None and (len(self.tasks) != 1 or next(iter(self.tasks.values())).kind != "classification"):
+        if target_class is not None and (len(self.tasks) != 1 or not next(iter(self.tasks.values())).spec.class_scores):
             raise UserError("--task: a targeted attack needs one classification task")
 
     def __call__(self, outputs: dict[str, Tensor]) -> Tensor:

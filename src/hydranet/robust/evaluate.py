@@ -55,16 +55,15 @@ def load_split(run: Run, split: str, limit: int | None) -> dict[str, Tensor]:
 
 
 def attacked_tasks(run: Run, task: str | None) -> list[str]:
-    """Tasks the attack maximizes the loss of whose predictions can be right or wrong (classification, binary)."""
+    """Tasks the attack maximizes the loss of whose predictions can be right or wrong (single-label kinds)."""
     names = [task] if task else list(run.tasks)
-    return [n for n in names if run.tasks[n].kind in ("classification", "binary")]
+    return [n for n in names if run.tasks[n].spec.single_label]
 
 
 def correct(run: Run, name: str, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    """(right, labeled), both (B,) bool, for a classification or binary task."""
-    if run.tasks[name].kind == "classification":
-        return pred.argmax(-1) == target, target != -1
-    return (pred > 0) == (target > 0.5), ~torch.isnan(target)
+    """(right, labeled), both (B,) bool, for a single-label task (classification, binary)."""
+    spec = run.tasks[name].spec
+    return spec.correct(pred, target), spec.labeled(target)
 
 
 def success_rate(run: Run, names: Sequence[str], clean: dict, adv: dict, batch: dict,
@@ -82,8 +81,9 @@ def success_rate(run: Run, names: Sequence[str], clean: dict, adv: dict, batch: 
         right_adv = right_adv & (after | ~labeled)
     if goal is not None:
         (name,) = names
-        eligible = right_clean & (batch[name] != -1) & (batch[name] != goal)
-        hit = adv[name].argmax(-1) == goal
+        spec = run.tasks[name].spec
+        eligible = right_clean & spec.labeled(batch[name]) & (batch[name] != goal)
+        hit = spec.correct(adv[name], goal)  # the attacked prediction is the target class
         count = int(eligible.sum())
         return float((eligible & hit).sum()) / count if count else None
     count = int(right_clean.sum())
@@ -93,7 +93,7 @@ def success_rate(run: Run, names: Sequence[str], clean: dict, adv: dict, batch: 
 def targeted_task(run: Run, task: str | None) -> str:
     """The one classification task a targeted attack pulls towards its target: `--task`, or the run's only task."""
     name = task if task is not None else (next(iter(run.tasks)) if len(run.tasks) == 1 else None)
-    if name is None or run.tasks[name].kind != "classification":
+    if name is None or not run.tasks[name].spec.class_scores:
         raise UserError("--target: a targeted attack needs --task naming a classification task"
                         + (f" ({name!r} is {run.tasks[name].kind})" if name else ""))
     return name

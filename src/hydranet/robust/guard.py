@@ -24,14 +24,11 @@ GUARD_SEED = 5  # purpose of the guard's random-start stream
 
 
 def mean_accuracy(tasks: dict[str, Task], outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> float:
-    """Mean accuracy over the classification and binary tasks, labeled examples only."""
+    """Mean accuracy over the (single-label) tasks, labeled examples only."""
     values = []
     for name, task in tasks.items():
         y = batch[name]
-        if task.kind == "classification":
-            right, labeled = outputs[name].argmax(-1) == y, y != -1
-        else:
-            right, labeled = (outputs[name] > 0) == (y > 0.5), ~torch.isnan(y)
+        right, labeled = task.spec.correct(outputs[name], y), task.spec.labeled(y)
         if labeled.any():
             values.append(float((right & labeled).sum()) / float(labeled.sum()))
     return sum(values) / len(values) if values else float("nan")
@@ -49,7 +46,7 @@ class RobustGuard:
     def __init__(self, cfg: AdversarialConfig, tasks: dict[str, Task], space: PixelSpace, val: dict[str, Tensor],
                  best_path: Path, seed: int = 0, clean_slack: float = 0.1):
         self.cfg, self.space, self.best_path, self.clean_slack = cfg, space, best_path, clean_slack
-        self.tasks = {n: t for n, t in attacked(tasks, cfg.tasks).items() if t.kind in ("classification", "binary")}
+        self.tasks = {n: t for n, t in attacked(tasks, cfg.tasks).items() if t.spec.single_label}
         self.val = random_rows(val, cfg.guard_examples, seed)  # all classes, not the first in file order
         self.best: float | None = None
         self.best_clean = float("nan")

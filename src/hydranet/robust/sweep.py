@@ -45,8 +45,8 @@ def chance(run: Run, names: Sequence[str], batch: dict[str, Tensor]) -> float:
     """Accuracy of always answering the most common label of the split, averaged over the tasks."""
     shares = []
     for name in names:
-        y = batch[name]
-        y = y[y != -1] if run.tasks[name].kind == "classification" else (y[~torch.isnan(y)] > 0.5).long()
+        y = run.tasks[name].spec.class_index(batch[name])
+        y = y[y >= 0]  # labeled examples
         shares.append(float(torch.bincount(y.cpu()).max()) / max(len(y), 1))
     return sum(shares) / len(shares)
 

@@ -8,40 +8,17 @@ predicts a point, not a distribution, so TRADES refuses it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
 from hydranet.config import AdversarialConfig, Options
 from hydranet.errors import UserError
+from hydranet.kinds import KINDS
 from hydranet.registry import register
 from hydranet.robust.attacks import PixelSpace, frozen, pgd
 from hydranet.robust.training import STEP_SIZE, epoch_generator, warmup_eps
 from hydranet.tasks import Task
-
-
-def categorical_kl(clean_logits: Tensor, adv_logits: Tensor) -> Tensor:
-    """KL(softmax(clean) ‖ softmax(adv)) per example (B,), in float32."""
-    p_log = F.log_softmax(clean_logits.float(), -1)
-    return (p_log.exp() * (p_log - F.log_softmax(adv_logits.float(), -1))).sum(-1)
-
-
-def bernoulli_kl(clean_logits: Tensor, adv_logits: Tensor) -> Tensor:
-    """KL(Bern(σ(a)) ‖ Bern(σ(b))) elementwise, from logits via log σ, so it stays finite when σ saturates."""
-    a, b = clean_logits.float(), adv_logits.float()
-    p = torch.sigmoid(a)
-    return p * (F.logsigmoid(a) - F.logsigmoid(b)) + (1 - p) * (F.logsigmoid(-a) - F.logsigmoid(-b))
-
-
-# Per-example KL of each kind's predictive distribution; multilabel labels are independent, so their KLs add.
-DIVERGENCES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "classification": categorical_kl,
-    "binary": bernoulli_kl,
-    "multilabel": lambda clean, adv: bernoulli_kl(clean, adv).sum(-1),
-}
 
 
 def trades_tasks(kinds: dict[str, str], chosen: list[str]) -> list[str]:
@@ -49,13 +26,14 @@ def trades_tasks(kinds: dict[str, str], chosen: list[str]) -> list[str]:
 
     A one-line UserError when a chosen task is a regression or when no task has a predictive distribution.
     """
-    undefined = [n for n in chosen if kinds[n] not in DIVERGENCES]
+    defined = [name for name, kind in KINDS.items() if kind.divergence is not None]  # kinds with a predictive distribution
+    undefined = [n for n in chosen if kinds[n] not in defined]
     if undefined:
         raise UserError(f"adversarial.tasks: trades needs a predictive distribution, and {undefined[0]!r} is a "
-                        f"{kinds[undefined[0]]} task (trades supports {', '.join(DIVERGENCES)})")
-    names = [n for n in (chosen or kinds) if kinds[n] in DIVERGENCES]
+                        f"{kinds[undefined[0]]} task (trades supports {', '.join(defined)})")
+    names = [n for n in (chosen or kinds) if kinds[n] in defined]
     if not names:
-        raise UserError(f"adversarial.method: trades needs a {', '.join(DIVERGENCES)} task (all tasks are regressions)")
+        raise UserError(f"adversarial.method: trades needs a {', '.join(defined)} task (all tasks are regressions)")
     return names
 
 
@@ -85,7 +63,7 @@ class TRADES:
 
     def __init__(self, options: TRADESOptions, cfg: AdversarialConfig, tasks: dict[str, Task], space: PixelSpace):
         names = trades_tasks({n: t.kind for n, t in tasks.items()}, cfg.tasks)
-        self.kl = {n: DIVERGENCES[tasks[n].kind] for n in names}
+        self.kl = {n: tasks[n].spec.divergence for n in names}  # per-example KL of each kind's distribution
         self.cfg, self.options, self.space = cfg, options, space
         self.ratio = options.step_size / cfg.eps if options.step_size and cfg.eps else 2.5 / options.steps
         self.eps = warmup_eps(cfg.eps, 0, cfg.warmup_epochs)

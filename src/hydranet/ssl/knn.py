@@ -56,7 +56,7 @@ class KNNMonitor:
     in the epoch record as {"knn": {task: {"accuracy": …}}} (classification and binary tasks)."""
 
     def __init__(self, tasks: dict, bank: dict[str, Tensor], queries: dict[str, Tensor], k: int, batch_size: int):
-        self.tasks = {t: task for t, task in tasks.items() if task.kind in ("classification", "binary")}
+        self.tasks = {t: task for t, task in tasks.items() if task.spec.single_label}
         self.bank, self.queries, self.k, self.batch_size = bank, queries, k, batch_size
 
     def on_epoch_end(self, trainer, record: dict) -> None:
@@ -65,13 +65,7 @@ class KNNMonitor:
         trunk = trainer.model.trunk
         bank = trunk_features(trunk, self.bank["x"], self.batch_size, trainer.cfg.train.precision)
         queries = trunk_features(trunk, self.queries["x"], self.batch_size, trainer.cfg.train.precision)
-        record["knn"] = {t: {"accuracy": knn_accuracy(bank, _classes(task, self.bank[t]), queries,
-                                                      _classes(task, self.queries[t]), self.k, max(2, task.info.outputs))}
+        record["knn"] = {t: {"accuracy": knn_accuracy(bank, task.spec.class_index(self.bank[t]), queries,
+                                                      task.spec.class_index(self.queries[t]), self.k,
+                                                      max(2, task.info.outputs))}
                          for t, task in self.tasks.items()}
-
-
-def _classes(task, target: Tensor) -> Tensor:
-    """Class indices with -1 for missing: classification targets as they are, binary 0/1/NaN converted."""
-    if task.kind == "classification":
-        return target
-    return torch.where(torch.isnan(target), -1, target).long()

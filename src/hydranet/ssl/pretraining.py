@@ -88,7 +88,7 @@ def _pretrain(cfg: Config, path: Path, progress: bool, state: dict | None, data:
 def _knn_monitor(cfg: Config, tasks: dict[str, Task], data: Dataset, device: torch.device) -> list[KNNMonitor]:
     """A kNN monitor: a seeded random sample of labeled train examples (bank) and of val, else test, examples
     (queries); random, because sources often list examples class by class."""
-    if not any(t.kind in ("classification", "binary") for t in tasks.values()):
+    if not any(t.spec.single_label for t in tasks.values()):
         return []
     held_out = "val" if len(data.index["val"]) else "test"
     if not len(data.index[held_out]):

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hydranet.config import Config, apply_override, validate
@@ -89,10 +88,8 @@ def _with_fraction(cfg: Config, fraction: float) -> Config:
 
 
 def _labeled(task: Task, target: Tensor) -> Tensor:
-    if task.kind == "classification":
-        return target >= 0
-    missing = torch.isnan(target)
-    return ~missing.any(dim=1) if missing.ndim > 1 else ~missing
+    """Examples whose every label is known (B,): a probe fits and averages whole rows."""
+    return task.spec.labeled(target).reshape(len(target), -1).all(dim=1)
 
 
 def _linear(task: Task, feats: dict[str, Tensor], splits: dict, cfg: Config):
@@ -144,22 +141,6 @@ def _knn(task: Task, feats: dict[str, Tensor], splits: dict, cfg: Config):
     """Predictions in the head's output space from the neighbours' targets (class shares → log-probabilities)."""
     target = splits["train"][task.name]
     keep = _labeled(task, target)
-    bank, values = feats["train"][keep], _encode(task, target[keep])
-    return lambda f: _decode(task, knn_average(bank, values, f, cfg.ssl.knn_k))
-
-
-def _encode(task: Task, target: Tensor) -> Tensor:
-    if task.kind == "classification":
-        return F.one_hot(target, task.info.outputs).float()
-    if task.kind == "regression":
-        return (target - task.info.mean) / task.info.std
-    return target.float()
-
-
-def _decode(task: Task, average: Tensor) -> Tensor:
-    if task.kind == "classification":
-        return average.clamp_min(1e-6).log()
-    if task.kind == "regression":
-        return average
-    return torch.logit(average.clamp(1e-6, 1 - 1e-6))
+    bank, values = feats["train"][keep], task.average_target(target[keep])
+    return lambda f: task.spec.from_average(knn_average(bank, values, f, cfg.ssl.knn_k))
 

@@ -1,0 +1,95 @@
+"""Task kinds: one record per kind (classification, binary, multilabel, regression) owning all the kind means.
+
+`KINDS` maps a name to its record, `get_kind` looks one up; features ask the record and never branch on the name.
+
+A new kind is one file here (a class providing the `Kind` members below, and `KIND = MyKind()`) plus
+its line in `KINDS`; `tests/test_kinds.py` then runs the contract over it. This package sits on the
+ground floor (it imports neither `hydranet.config` nor `hydranet.tasks`), so the config can validate
+kind names and metric names against it. A record is stateless: what it learned from data lives in the
+task's `TaskInfo`, its settings in the task's config (`cfg`, read duck-typed: `label_smoothing`,
+`loss`, `positive`, `separator`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+import numpy as np
+from torch import Tensor
+
+from hydranet.kinds import binary, classification, multilabel, regression
+from hydranet.kinds.info import TaskInfo
+
+
+class Kind(Protocol):
+    """What a task kind provides. Duck-typed (no base class); the contract is `tests/test_kinds.py`.
+
+    Targets mark a missing label in the tensor itself (-1 for class indices, NaN for floats), so every
+    method below masks missing labels; the loss methods run every training step and so take no `.item()`
+    and branch on no value (no device sync).
+
+    Single-label kinds (`single_label` true: a prediction is one class, right or wrong) also provide
+    `correct(pred, target) -> (B,) bool` (right, whether labeled or not) and `class_index(target) -> (B,)`
+    (int64 class, -1 where missing); they give accuracy, robust accuracy, chance level, kNN votes and
+    split strata.
+    """
+
+    name: str
+    metric_names: tuple[str, ...]  # what `Task.metrics` reports: "loss" plus `metrics`' keys
+    main_metric: str  # the one a task is compared by (mtl bench, a baseline's early stopping)
+    lower_is_better: frozenset[str]  # of metric_names; the rest are higher-is-better
+    squeeze: bool  # the head returns (B,) instead of (B, outputs)
+    single_label: bool  # see above
+    class_scores: bool  # the head scores every class of one label: targeted attacks, label-subset strata
+    divergence: Callable[[Tensor, Tensor], Tensor] | None  # KL(clean ‖ adv) per example (B,) from logits (TRADES); None: no distribution
+
+    def encode(self, values: np.ndarray, missing: np.ndarray, cfg: Any, where: str) -> tuple[Tensor, TaskInfo]:
+        """Raw column (object array) → target tensor and TaskInfo; bad values are UserErrors naming `where`."""
+
+    def fit(self, info: TaskInfo, target: Tensor) -> None:
+        """Learn what the kind needs from the train split's targets into `info` (regression: mean, std)."""
+
+    def labeled(self, target: Tensor) -> Tensor:
+        """Boolean mask shaped like `target`: which elements carry a label."""
+
+    def loss(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any) -> Tensor:
+        """Mean loss over labeled elements (float32 pred); 0, still in the graph, if none."""
+
+    def example_losses(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any) -> Tensor:
+        """Loss per example (B,), 0 where unlabeled; without label smoothing."""
+
+    def decode(self, pred: Tensor, info: TaskInfo) -> Tensor:
+        """Head output → what a user reads (class index, probabilities, value in original units)."""
+
+    def metrics(self, pred: np.ndarray, target: np.ndarray, info: TaskInfo) -> dict[str, float]:
+        """`metric_names` but "loss", over the labeled examples of a split (at least one is labeled)."""
+
+    def column(self, decoded: np.ndarray, info: TaskInfo, cfg: Any) -> Any:
+        """Decoded predictions → one column of `hydranet predict`'s output table."""
+
+    def average_target(self, target: Tensor, info: TaskInfo) -> Tensor:
+        """Labeled targets as values a kNN probe averages over neighbours (float)."""
+
+    def from_average(self, average: Tensor) -> Tensor:
+        """A neighbour average → head output space, so the task's loss and metrics score it."""
+
+
+KINDS: dict[str, Kind] = {k.name: k for k in (classification.KIND, binary.KIND, multilabel.KIND, regression.KIND)}
+# Metric names are shared across kinds ("loss", "accuracy"), so lower-is-better is one set for all.
+LOWER_IS_BETTER = frozenset().union(*(k.lower_is_better for k in KINDS.values()))
+
+
+def get_kind(name: str) -> Kind:
+    """The record of a kind; an unknown name is a ValueError listing the known ones."""
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown task kind {name!r} (known: {', '.join(KINDS)})") from None
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of a metric is better; accepts paths like `val/digit/loss`."""
+    return metric.rsplit("/", 1)[-1] not in LOWER_IS_BETTER
+
+
+__all__ = ["KINDS", "LOWER_IS_BETTER", "Kind", "TaskInfo", "get_kind", "higher_is_better"]

@@ -1,0 +1,159 @@
+"""Task kinds: the contract every registered kind must meet, and no feature branching on a kind's name.
+
+A new kind in `hydranet/kinds/` gets this whole suite; it only needs a raw column in `RAW` below.
+"""
+
+import io
+import re
+import tokenize
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import hydranet
+from hydranet.config import TaskConfig
+from hydranet.data.targets import encode_target
+from hydranet.kinds import KINDS, Kind, get_kind, higher_is_better
+from hydranet.tasks import Task
+
+# A tiny raw column per kind, as a source delivers it; row 2 has no label.
+RAW = {
+    "classification": ["cat", "dog", None, "cat", "bird", "dog"],
+    "binary": ["yes", "no", None, "yes", "no", "yes"],
+    "multilabel": ["a|b", "b", None, "c", "a|c", "b|c"],
+    "regression": [1.5, 2.0, None, 3.5, 10.0, 4.0],
+}
+MISSING_ROW = 2
+
+
+def make(name: str) -> tuple[Task, torch.Tensor, torch.Tensor]:
+    """The task, its encoded target and a head output for it (seeded)."""
+    if name not in RAW:
+        pytest.fail(f"kind {name!r} has no raw column in tests/test_kinds.py RAW; add one")
+    cfg = TaskConfig(kind=name)
+    target, info = encode_target(np.array(RAW[name], dtype=object), cfg, "t")
+    get_kind(name).fit(info, target)
+    task = Task("t", cfg, info)
+    torch.manual_seed(0)
+    pred = task.head(4)(torch.randn(len(target), 4)).detach()
+    return task, target, pred
+
+
+def rows_labeled(task: Task, target: torch.Tensor) -> torch.Tensor:
+    return task.spec.labeled(target).reshape(len(target), -1).all(dim=1)
+
+
+@pytest.fixture(params=list(KINDS))
+def kind(request) -> str:
+    return request.param
+
+
+def test_record_has_every_protocol_member(kind):
+    members = set(Kind.__annotations__) | {n for n, v in vars(Kind).items() if callable(v) and not n.startswith("_")}
+    spec = get_kind(kind)
+    assert spec.name == kind
+    assert not [m for m in members if not hasattr(spec, m)]
+    if spec.single_label:  # the members only single-label kinds provide
+        assert callable(spec.correct) and callable(spec.class_index)
+
+
+def test_metric_names(kind):
+    spec = get_kind(kind)
+    assert spec.metric_names[0] == "loss" and spec.main_metric in spec.metric_names
+    assert "loss" in spec.lower_is_better <= set(spec.metric_names)
+
+
+def test_lower_is_better_means_the_same_for_every_kind():
+    """`higher_is_better` takes a bare metric name, so no kind may call lower-is-better what another reports."""
+    for spec in KINDS.values():
+        for metric in spec.metric_names:
+            assert higher_is_better(f"val/t/{metric}") == (metric not in spec.lower_is_better), (spec.name, metric)
+
+
+def test_metrics_are_exactly_the_metric_names(kind):
+    task, target, pred = make(kind)
+    assert set(task.spec.metrics(pred.numpy(), target.numpy(), task.info)) == set(task.spec.metric_names) - {"loss"}
+    assert list(task.metrics(pred, target)) == list(task.spec.metric_names)
+
+
+def test_shapes(kind):
+    task, target, pred = make(kind)
+    n = len(target)
+    assert pred.shape == ((n,) if task.spec.squeeze else (n, task.info.outputs))
+    assert task.loss(pred, target).shape == ()
+    assert task.example_losses(pred, target).shape == (n,)
+    assert task.decode(pred).shape[0] == n
+    assert len(task.column(pred)) == n
+    assert task.spec.from_average(task.average_target(target[rows_labeled(task, target)])).shape[1:] == pred.shape[1:]
+
+
+def test_missing_labels_are_masked_like_dropped_rows(kind):
+    task, target, pred = make(kind)
+    keep = rows_labeled(task, target)
+    assert not keep[MISSING_ROW] and keep.sum() == len(target) - 1
+    torch.testing.assert_close(task.loss(pred, target), task.loss(pred[keep], target[keep]))
+    per_example = task.example_losses(pred, target)
+    assert per_example[MISSING_ROW] == 0
+    torch.testing.assert_close(per_example[keep].mean(), task.loss(pred[keep], target[keep]))  # no label smoothing
+    assert task.metrics(pred, target) == task.metrics(pred[keep], target[keep])
+
+
+def test_single_label_kinds_give_classes_and_correctness(kind):
+    task, target, pred = make(kind)
+    spec = task.spec
+    if not spec.single_label:
+        assert task.train_stats(pred, target) == {}
+        return
+    index = spec.class_index(target)
+    assert index.dtype == torch.int64 and index[MISSING_ROW] == -1 and (index[rows_labeled(task, target)] >= 0).all()
+    right = spec.correct(pred, target)
+    assert right.shape == (len(target),) and right.dtype == torch.bool
+    correct, count = task.train_stats(pred, target)["accuracy"]
+    assert count == len(target) - 1 and correct == (right & spec.labeled(target)).sum()
+
+
+def test_divergence_is_a_per_example_kl_or_none(kind):
+    task, _, pred = make(kind)
+    if task.spec.divergence is None:
+        return
+    torch.manual_seed(1)
+    other = pred + torch.randn_like(pred)
+    kl = task.spec.divergence(pred, other)
+    assert kl.shape == (len(pred),) and (kl >= 0).all() and (kl > 0).any()
+    torch.testing.assert_close(task.spec.divergence(pred, pred), torch.zeros(len(pred)), atol=1e-6, rtol=0)
+
+
+def test_unknown_kind_names_the_known_ones():
+    with pytest.raises(ValueError, match="unknown task kind 'ordinal' .*classification"):
+        get_kind("ordinal")
+
+
+# --- one home: no module but the kinds compares or tabulates a kind's name --------------------------
+
+SRC = Path(hydranet.__file__).parent
+# the config schema names the default kind of a task
+EXEMPT = {SRC / "config" / "sections.py"}
+KIND_TEST = re.compile(r"\.kind\s*(==|!=)\s*[\"']|\.kind\s+(not\s+)?in\s*[(\[{]")
+
+
+def outside_kinds() -> list[Path]:
+    return [p for p in sorted(SRC.rglob("*.py")) if (SRC / "kinds") not in p.parents and p not in EXEMPT]
+
+
+def test_no_module_branches_on_a_kind_name():
+    """A kind's name as a string literal (`kind == "binary"`, `{"regression": …}`) outside `hydranet/kinds`.
+
+    `raw.kind == "image"` is another concept (image or table data) and names no task kind.
+    """
+    found = []
+    for path in outside_kinds():
+        text = path.read_text()
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type == tokenize.STRING and token.string.strip("\"'") in KINDS:
+                found.append(f"{path.relative_to(SRC)}:{token.start[0]}: {token.line.strip()}")
+        for number, line in enumerate(text.splitlines(), 1):
+            if KIND_TEST.search(line) and "raw.kind" not in line:
+                found.append(f"{path.relative_to(SRC)}:{number}: {line.strip()}")
+    assert not found, "ask the task's kind record instead:\n" + "\n".join(found)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from hydranet.errors import UserError
+from hydranet.files import read_tensors
 
 TRUNK_FILE = "trunk.safetensors"
 MODEL_FILE = "model.safetensors"
@@ -66,11 +67,9 @@ def weights_file(source: str | Path) -> Path:
 def read_weights(source: str | Path) -> tuple[dict[str, Tensor], str]:
     """A state dict from a run directory, a .safetensors file, or a PyTorch file (.pt/.pth/.bin, loaded
     with weights_only; a {"state_dict": …} or {"model": …} wrapper is unwrapped)."""
-    from hydranet.train.checkpoint import load_tensors  # lazy: hydranet.train imports this module
-
     path = weights_file(source)
     if path.suffix == ".safetensors":
-        return load_tensors(path)[0], str(path)
+        return read_tensors(path)[0], str(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle/zip errors of many kinds: all mean "not a weights file"

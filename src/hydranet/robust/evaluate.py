@@ -4,7 +4,6 @@ gradient-masking checks (`sweep_run`); both write JSON into the run directory.
 
 from __future__ import annotations
 
-import json
 import time
 from fractions import Fraction
 from typing import Any, Callable, Sequence
@@ -15,6 +14,7 @@ from torch import Tensor
 from hydranet.data import build_dataset
 from hydranet.data.split import random_rows
 from hydranet.errors import UserError
+from hydranet.files import write_json
 from hydranet.robust.apgd import apgd
 from hydranet.robust.attacks import Objective, PixelSpace, check_norm, fgsm, pgd
 from hydranet.train.evaluation import predict_batches
@@ -174,7 +174,7 @@ def attack_run(run: Run, attack: str = "pgd", eps: str | float = 8 / 255, norm: 
               "success_rate": success_rate(run, attacked_tasks(run, task), clean, adv, batch, goal),
               "seconds": round(time.perf_counter() - started, 3)}
     if write:
-        (run.dir / f"attack-{attack}.json").write_text(json.dumps(result, indent=2))
+        write_json(run.dir / f"attack-{attack}.json", result)
     return result
 
 

@@ -13,10 +13,10 @@ from torch import Tensor
 
 from hydranet.config import AdversarialConfig
 from hydranet.data.split import random_rows
+from hydranet.files import read_tensors, write_tensors
 from hydranet.robust.attacks import Objective, PixelSpace, pgd
 from hydranet.robust.training import attacked
 from hydranet.tasks import Task
-from hydranet.train.checkpoint import load_tensors, save_tensors
 from hydranet.train.evaluation import predict_batches
 from hydranet.train.trainer import epoch_seed
 
@@ -76,7 +76,7 @@ class RobustGuard:
         robust, clean = result["pgd_accuracy"], result["clean_accuracy"]
         if self.best is None or robust > self.best:
             self.best, self.best_clean, self.best_epoch = robust, clean, record["epoch"]
-            save_tensors(self.best_path, trainer.eval_model.state_dict())
+            write_tensors(self.best_path, trainer.eval_model.state_dict())
         collapsed = robust < self.best / 2 and clean >= self.best_clean - self.clean_slack
         if collapsed:
             self.collapsed = True
@@ -87,7 +87,7 @@ class RobustGuard:
 
     def on_fit_end(self, trainer) -> None:
         if self.collapsed and self.best_path.exists():
-            trainer.model.load_state_dict(load_tensors(self.best_path)[0])
+            trainer.model.load_state_dict(read_tensors(self.best_path)[0])
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_clean": self.best_clean, "best_epoch": self.best_epoch, "collapsed": self.collapsed}

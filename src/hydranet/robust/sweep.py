@@ -9,7 +9,6 @@ chance against a working attack.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from typing import Any, Sequence
@@ -17,6 +16,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from hydranet.files import write_json
 from hydranet.robust.attacks import check_norm
 from hydranet.robust.evaluate import attack_run, attacked_tasks, get_attack, load_split, parse_eps, robust_accuracy
 from hydranet.train.run import Run
@@ -84,7 +84,7 @@ def sweep_run(run: Run, attack: str = "pgd", eps_values: Sequence[str | float] |
               "checks": checks, "chance": chance(run, names, batch) if names else None}
     result["warnings"] = masking_warnings(result)
     result["seconds"] = round(time.perf_counter() - started, 3)
-    (run.dir / f"attack-{attack}-sweep.json").write_text(json.dumps(result, indent=2))
+    write_json(run.dir / f"attack-{attack}-sweep.json", result)
     return result
 
 

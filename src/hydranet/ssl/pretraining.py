@@ -24,7 +24,7 @@ from hydranet.models.init import TRUNK_FILE, weights_file
 from hydranet.ssl.knn import KNNMonitor
 from hydranet.tasks import Task, TaskInfo
 from hydranet.train.callbacks import make_callbacks
-from hydranet.train.checkpoint import atomic_write_text, save_tensors
+from hydranet.files import write_json, write_tensors, write_text
 from hydranet.train.run import (CHECKPOINT, Run, apply_process_settings, fresh_model, initialize, load_checkpoint,
                                 new_run_dir, read_config, resolve_device, write_run_json)
 from hydranet.train.trainer import Trainer
@@ -38,7 +38,7 @@ def pretrain(cfg: Config, run_dir: str | Path | None = None, progress: bool = Tr
         weights_file(cfg.model.init_from)
     data = build_dataset(cfg, labels_required=False)
     path = new_run_dir(cfg, run_dir)
-    atomic_write_text(path / "config.yaml", to_yaml(cfg))
+    write_text(path / "config.yaml", to_yaml(cfg))
     write_run_json(path, status="running", kind="pretrain")
     return _pretrain(cfg, path, progress and cfg.train.progress, None, data, callbacks)
 
@@ -63,7 +63,7 @@ def _check(cfg: Config) -> None:
 
 def _pretrain(cfg: Config, path: Path, progress: bool, state: dict | None, data: Dataset, callbacks: Sequence) -> Run:
     device = resolve_device(cfg.train.device)
-    atomic_write_text(path / "data.json", json.dumps(data.info))
+    write_json(path / "data.json", data.info, indent=None)
     model = fresh_model(cfg, data.info, {}, device)  # the trunk, no heads
     if state is None:
         initialize(model, cfg, path)
@@ -76,9 +76,9 @@ def _pretrain(cfg: Config, path: Path, progress: bool, state: dict | None, data:
     if state is not None:
         trainer.load_state_dict(state)
     history = trainer.fit(data)
-    save_tensors(path / TRUNK_FILE, {f"trunk.{k}": v for k, v in model.trunk.state_dict().items()})
+    write_tensors(path / TRUNK_FILE, {f"trunk.{k}": v for k, v in model.trunk.state_dict().items()})
     summary = _summary(cfg, trainer, model)
-    atomic_write_text(path / "summary.json", json.dumps(summary, indent=2))
+    write_json(path / "summary.json", summary)
     write_run_json(path, status="finished")
     return Run(dir=path, config=cfg, model=model, tasks=tasks, info=data.info, summary=summary, history=history)
 

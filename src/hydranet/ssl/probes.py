@@ -8,7 +8,6 @@ examples' targets (Wu et al. 2018), no fitting at all. Both report the task's ow
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -19,11 +18,11 @@ from torch import Tensor, nn
 from hydranet.config import Config, apply_override, validate
 from hydranet.data import build_dataset
 from hydranet.errors import UserError
+from hydranet.files import write_json
 from hydranet.models import build_model
 from hydranet.models.init import init_from
 from hydranet.ssl.knn import knn_average, trunk_features
 from hydranet.tasks import Task, TaskInfo
-from hydranet.train.checkpoint import atomic_write_text
 from hydranet.train.run import apply_process_settings, read_config
 
 MODES = ("linear", "knn")
@@ -69,7 +68,7 @@ def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: flo
                     result[split][name] = metrics
     result["seconds"] = round(time.perf_counter() - start, 3)
     if out is not None or run_dir is not None:
-        atomic_write_text(Path(out) if out is not None else Path(run_dir) / f"probe-{mode}.json", json.dumps(result, indent=2))
+        write_json(Path(out) if out is not None else Path(run_dir) / f"probe-{mode}.json", result)
     return result
 
 

@@ -27,7 +27,8 @@ from hydranet.models.weight_init import apply_weight_init
 from hydranet.tasks import Task, TaskInfo
 from hydranet.train.allocator import keep_freed_memory
 from hydranet.train.callbacks import make_callbacks
-from hydranet.train.checkpoint import atomic_write_text, load_state, load_tensors, save_tensors
+from hydranet.files import read_tensors, write_json, write_tensors, write_text
+from hydranet.train.checkpoint import load_state
 from hydranet.train.freeze import make_freezer
 from hydranet.train.trainer import Trainer
 
@@ -103,7 +104,7 @@ def fit(cfg: Config, run_dir: str | Path | None = None, progress: bool = True, c
     data = build_dataset(cfg)
     _check_adversarial(cfg, data)
     path = new_run_dir(cfg, run_dir)
-    atomic_write_text(path / "config.yaml", to_yaml(cfg))
+    write_text(path / "config.yaml", to_yaml(cfg))
     write_run_json(path, status="running")
     return _train(cfg, path, progress and cfg.train.progress, state=None, data=data, callbacks=callbacks)
 
@@ -135,7 +136,7 @@ def load_checkpoint(path: Path) -> dict:
 
 def _train(cfg: Config, path: Path, progress: bool, state: dict | None, data: Dataset, callbacks: Sequence = ()) -> Run:
     device = resolve_device(cfg.train.device)
-    atomic_write_text(path / "data.json", json.dumps(data.info))
+    write_json(path / "data.json", data.info, indent=None)  # machine-read, can be large
     model, tasks = build_model_for(cfg, data.info, device)
     if state is None:
         initialize(model, cfg, path)
@@ -146,9 +147,9 @@ def _train(cfg: Config, path: Path, progress: bool, state: dict | None, data: Da
     if state is not None:
         trainer.load_state_dict(state)
     history = trainer.fit(data)
-    save_tensors(path / "model.safetensors", model.state_dict())
+    write_tensors(path / "model.safetensors", model.state_dict())
     summary = _summary(cfg, trainer, data, model)
-    atomic_write_text(path / "summary.json", json.dumps(summary, indent=2))
+    write_json(path / "summary.json", summary)
     from hydranet.train.plots import plot_curves
 
     plot_curves(history, path / "plots" / "curves.png")
@@ -162,7 +163,7 @@ def initialize(model: torch.nn.Module, cfg: Config, path: Path) -> None:
         return
     report = init_from(model, cfg.model.init_from, cfg.model.init_map, cfg.model.init_heads)
     print(report, file=sys.stderr)
-    atomic_write_text(path / "init.json", json.dumps(report.to_dict(), indent=2))
+    write_json(path / "init.json", report.to_dict())
 
 
 def _check_adversarial(cfg: Config, data: Dataset) -> None:
@@ -209,7 +210,7 @@ def write_run_json(path: Path, status: str, kind: str = "train") -> None:
         "cpus": torch.get_num_threads(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     meta["status"] = status
-    atomic_write_text(meta_path, json.dumps(meta, indent=2))
+    write_json(meta_path, meta)
 
 
 def _git_commit() -> str | None:
@@ -242,7 +243,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
             raise UserError(f"{path}: run has no {needed} (did training finish? `hydranet train --resume {path}`)")
     info = json.loads((path / "data.json").read_text())
     model, tasks = build_model_for(cfg, info, resolve_device(device))
-    model.load_state_dict(load_tensors(path / "model.safetensors")[0])
+    model.load_state_dict(read_tensors(path / "model.safetensors")[0])
     model.eval()
     summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").exists() else {}
     return Run(dir=path, config=cfg, model=model, tasks=tasks, info=info, summary=summary)

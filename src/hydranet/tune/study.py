@@ -26,6 +26,7 @@ import numpy as np
 
 from hydranet.config import Config, SearchParam
 from hydranet.errors import UserError
+from hydranet.files import write_text
 from hydranet.train import fit
 from hydranet.train.callbacks import monitored_value
 from hydranet.tune.interrupts import Interrupts
@@ -361,7 +362,7 @@ class TrialRunner:
         """Keep why the trial failed: one line in the study (and on screen), the traceback in its run directory."""
         trial.set_user_attr("error", f"{type(err).__name__}: {err}")
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "error.txt").write_text("".join(traceback.format_exception(err)))
+        write_text(run_dir / "error.txt", "".join(traceback.format_exception(err)))
         self.echo(f"trial {trial.number} failed: {err}  {_params(trial.params)}")
 
 

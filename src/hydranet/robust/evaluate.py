@@ -15,6 +15,7 @@ from hydranet.data import build_dataset
 from hydranet.data.split import random_rows
 from hydranet.errors import UserError
 from hydranet.files import write_json
+from hydranet.randomness import Purpose, stream
 from hydranet.robust.apgd import apgd
 from hydranet.robust.attacks import Objective, PixelSpace, check_norm, fgsm, pgd
 from hydranet.train.evaluation import predict_batches
@@ -117,7 +118,7 @@ def target_classes(index: int | None, classes: int, labels: Tensor, seed: int) -
     other than the example's own label (the "random target" of Carlini & Wagner 2017)."""
     if index is not None:
         return torch.full_like(labels, index)
-    offset = torch.randint(1, classes, (len(labels),), generator=torch.Generator().manual_seed(seed))
+    offset = torch.randint(1, classes, (len(labels),), generator=stream(seed, Purpose.ATTACK_TARGETS))
     return (labels.clamp(min=0) + offset.to(labels.device)) % classes  # never the label itself
 
 
@@ -133,7 +134,7 @@ def adversarial_inputs(run: Run, batch: dict[str, Tensor], attack: str, eps: flo
 
     `goal` (N,): target classes of a targeted attack on `task` (None: untargeted)."""
     space = PixelSpace.from_info(run.info, batch["x"].device)
-    generator = torch.Generator(device=batch["x"].device).manual_seed(seed)
+    generator = stream(seed, Purpose.EVAL_ATTACK_START, device=batch["x"].device)
     size, attack_fn, chunks = run.config.train.eval_batch_size, get_attack(attack), []
     for start in range(0, len(batch["x"]), size):
         part = {k: v[start:start + size] for k, v in batch.items()}

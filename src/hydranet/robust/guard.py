@@ -14,13 +14,11 @@ from torch import Tensor
 from hydranet.config import AdversarialConfig
 from hydranet.data.split import random_rows
 from hydranet.files import read_tensors, write_tensors
+from hydranet.randomness import Purpose, stream
 from hydranet.robust.attacks import Objective, PixelSpace, pgd
 from hydranet.robust.training import attacked
 from hydranet.tasks import Task
 from hydranet.train.evaluation import predict_batches
-from hydranet.train.trainer import epoch_seed
-
-GUARD_SEED = 5  # purpose of the guard's random-start stream
 
 
 def mean_accuracy(tasks: dict[str, Task], outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> float:
@@ -59,7 +57,7 @@ class RobustGuard:
     def check(self, trainer) -> dict[str, float]:
         """Clean and PGD accuracy of the current model on the guard's examples."""
         model, x = trainer.eval_model, self.val["x"]
-        generator = torch.Generator(device=x.device).manual_seed(epoch_seed(trainer.cfg.seed, trainer.epoch, GUARD_SEED))
+        generator = stream(trainer.cfg.seed, Purpose.GUARD_START, trainer.epoch, device=x.device)
         objective = Objective(self.tasks, {n: self.val[n] for n in self.tasks})
         x_adv = pgd(model, x, objective, self.space, self.cfg.eps, norm=self.cfg.norm, steps=self.cfg.guard_steps,
                     generator=generator)

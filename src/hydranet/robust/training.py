@@ -10,12 +10,10 @@ from torch import Tensor, nn
 
 from hydranet.config import ADVERSARIAL_KINDS, AdversarialConfig
 from hydranet.errors import UserError
+from hydranet.randomness import Purpose, stream
 from hydranet.registry import register
 from hydranet.robust.attacks import Objective, PixelSpace, pgd
 from hydranet.tasks import Task
-from hydranet.train.trainer import epoch_seed
-
-ATTACK_SEED = 4  # purpose of the per-epoch random-start stream (after shuffle, augment, dropout)
 
 
 def warmup_eps(eps: float, epoch: int, warmup_epochs: int) -> float:
@@ -36,7 +34,7 @@ def attacked(tasks: dict[str, Task], names: list[str]) -> dict[str, Task]:
 
 def epoch_generator(trainer, device: torch.device) -> torch.Generator:
     """Random starts that depend only on (seed, epoch), so a resumed run replays the same attacks."""
-    return torch.Generator(device=device).manual_seed(epoch_seed(trainer.cfg.seed, trainer.epoch, ATTACK_SEED))
+    return stream(trainer.cfg.seed, Purpose.ATTACK_START, trainer.epoch, device=device)
 
 
 class AttackTraining:

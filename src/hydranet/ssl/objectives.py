@@ -16,12 +16,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hydranet.config import Config
+from hydranet.randomness import Purpose, stream
 from hydranet.registry import register
 from hydranet.ssl.views import image_view, scarf
 from hydranet.train.precision import autocast
-from hydranet.train.trainer import epoch_seed
-
-VIEWS = 4  # purpose id of the view generator's per-epoch seed (the trainer uses 1–3)
 
 
 def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
@@ -51,10 +49,10 @@ class ViewMaker(nn.Module):
         if self.is_image:
             self.register_buffer("mean", torch.tensor(info["mean"]).view(1, -1, 1, 1), persistent=False)
             self.register_buffer("std", torch.tensor(info["std"]).view(1, -1, 1, 1), persistent=False)
-        self.generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, 0, VIEWS))
+        self.generator = stream(cfg.seed, Purpose.SSL_VIEWS, 0)
 
     def on_epoch_start(self, trainer) -> None:
-        self.generator = torch.Generator().manual_seed(epoch_seed(self.cfg.seed, trainer.epoch, VIEWS))
+        self.generator = stream(self.cfg.seed, Purpose.SSL_VIEWS, trainer.epoch)
 
     def cast(self, x: Tensor):
         return autocast(x.device, self.cfg.train.precision)

@@ -21,6 +21,7 @@ from hydranet.errors import UserError
 from hydranet.files import write_json
 from hydranet.models import build_model
 from hydranet.models.init import init_from
+from hydranet.randomness import Purpose, seed_global, stream
 from hydranet.ssl.knn import knn_average, trunk_features
 from hydranet.tasks import Task, TaskInfo
 from hydranet.train.run import apply_process_settings, read_config
@@ -49,7 +50,7 @@ def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: flo
     start = time.perf_counter()
     data = build_dataset(cfg)
     tasks = {t: Task(t, cfg.tasks[t], TaskInfo.from_dict(data.info["tasks"][t])) for t in cfg.tasks}
-    torch.manual_seed(cfg.seed)
+    seed_global(cfg.seed, Purpose.INIT)
     model = build_model(cfg.model, tuple(data.info["input_shape"]), tasks)
     if run_dir is not None:
         _load_trunk(model, Path(run_dir))
@@ -105,7 +106,7 @@ def _linear(task: Task, feats: dict[str, Tensor], splits: dict, cfg: Config):
     if "val" in splits:
         fit_x, fit_y, check_x, check_y = x, y, (feats["val"] - mean) / std, splits["val"][task.name]
     else:
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
+        order = torch.randperm(len(x), generator=stream(cfg.seed, Purpose.PROBE_HOLDOUT))
         held, used = order[: max(1, len(x) // 5)], order[max(1, len(x) // 5):]
         fit_x, fit_y, check_x, check_y = x[used], y[used], x[held], y[held]
     heads, losses = {}, {}
@@ -119,7 +120,7 @@ def _linear(task: Task, feats: dict[str, Tensor], splits: dict, cfg: Config):
 
 
 def _fit_head(task: Task, x: Tensor, y: Tensor, l2: float, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
+    seed_global(seed, Purpose.INIT)
     head = task.head(x.shape[1])
     _lbfgs(head, lambda: task.loss(head(x), y), l2)
     return head

@@ -24,6 +24,7 @@ from hydranet.errors import UserError
 from hydranet.models import HydraNet, build_model
 from hydranet.models.init import init_from, weights_file
 from hydranet.models.weight_init import apply_weight_init
+from hydranet.randomness import Purpose, seed_global
 from hydranet.tasks import Task, TaskInfo
 from hydranet.train.allocator import keep_freed_memory
 from hydranet.train.callbacks import make_callbacks
@@ -85,7 +86,7 @@ def build_model_for(cfg: Config, info: dict[str, Any], device: torch.device) -> 
 
 def fresh_model(cfg: Config, info: dict[str, Any], tasks: dict[str, Task], device: torch.device) -> HydraNet:
     """The seeded model for these tasks on `device`, channels_last for images when the config asks."""
-    torch.manual_seed(cfg.seed)
+    seed_global(cfg.seed, Purpose.INIT)
     model = apply_weight_init(build_model(cfg.model, tuple(info["input_shape"]), tasks), cfg.model.weight_init).to(device)
     if cfg.train.channels_last and len(info["input_shape"]) == 3:
         model = model.to(memory_format=torch.channels_last)

@@ -19,6 +19,7 @@ from hydranet.data.sources.table import clean
 from hydranet.errors import UserError
 from hydranet.files import write_csv, write_json
 from hydranet.train.evaluation import eval_settings, evaluate_split, predict_batches
+from hydranet.rundir import RunDir
 from hydranet.train.run import Run
 
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -103,5 +104,5 @@ def evaluate_run(run: Run, split: str = "test") -> dict[str, dict[str, float]]:
     if len(data.index[split]) == 0:
         raise UserError(f"--split: the {split} split of this run is empty")
     metrics = evaluate_split(run.model, run.tasks, data.split(split), *eval_settings(run.config.train))
-    write_json(run.dir / f"eval-{split}.json", metrics)
+    write_json(RunDir(run.dir).eval_file(split), metrics)
     return metrics

@@ -16,9 +16,7 @@ from torch import Tensor, nn
 
 from hydranet.errors import UserError
 from hydranet.files import read_tensors
-
-TRUNK_FILE = "trunk.safetensors"
-MODEL_FILE = "model.safetensors"
+from hydranet.rundir import MODEL_FILE, TRUNK_FILE, RunDir
 
 
 @dataclass
@@ -55,7 +53,7 @@ def weights_file(source: str | Path) -> Path:
     """The file behind `init_from`: a run directory's trunk.safetensors (else model.safetensors), or the file."""
     path = Path(source)
     if path.is_dir():
-        found = next((path / f for f in (TRUNK_FILE, MODEL_FILE) if (path / f).exists()), None)
+        found = RunDir(path).weights()
         if found is None:
             raise UserError(f"model.init_from: {path} holds neither {TRUNK_FILE} nor {MODEL_FILE} (not a finished run?)")
         return found

@@ -19,7 +19,9 @@ from hydranet.randomness import Purpose, stream
 from hydranet.robust.apgd import apgd
 from hydranet.robust.attacks import Objective, PixelSpace, check_norm, fgsm, pgd
 from hydranet.train.evaluation import predict_batches
-from hydranet.train.run import Run, apply_process_settings
+from hydranet.rundir import RunDir
+from hydranet.train.lifecycle import apply_process_settings
+from hydranet.train.run import Run
 
 ATTACKS: dict[str, Callable[..., Tensor]] = {"fgsm": fgsm, "pgd": pgd, "apgd": apgd}
 DEFAULT_STEPS = {"fgsm": 1, "pgd": 10, "apgd": 100}
@@ -175,7 +177,7 @@ def attack_run(run: Run, attack: str = "pgd", eps: str | float = 8 / 255, norm: 
               "success_rate": success_rate(run, attacked_tasks(run, task), clean, adv, batch, goal),
               "seconds": round(time.perf_counter() - started, 3)}
     if write:
-        write_json(run.dir / f"attack-{attack}.json", result)
+        write_json(RunDir(run.dir).attack_file(attack), result)
     return result
 
 

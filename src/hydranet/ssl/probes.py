@@ -22,9 +22,10 @@ from hydranet.files import write_json
 from hydranet.models import build_model
 from hydranet.models.init import init_from
 from hydranet.randomness import Purpose, seed_global, stream
+from hydranet.rundir import RunDir
 from hydranet.ssl.knn import knn_average, trunk_features
 from hydranet.tasks import Task, TaskInfo
-from hydranet.train.run import apply_process_settings, read_config
+from hydranet.train.lifecycle import apply_process_settings
 
 MODES = ("linear", "knn")
 L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # per-example L2 strengths tried; the best on held-out labels wins
@@ -43,7 +44,7 @@ def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: flo
         raise UserError(f"--mode: {mode!r} is not a probe (expected {' or '.join(MODES)})")
     if run_dir is None and experiment is None:
         raise ValueError("probe: a random trunk (run_dir None) needs the experiment")
-    cfg = experiment if experiment is not None else read_config(Path(run_dir))
+    cfg = experiment if experiment is not None else RunDir.open(run_dir).read_config()
     if labels_fraction is not None:
         cfg = _with_fraction(cfg, labels_fraction)
     apply_process_settings(cfg)
@@ -69,7 +70,7 @@ def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: flo
                     result[split][name] = metrics
     result["seconds"] = round(time.perf_counter() - start, 3)
     if out is not None or run_dir is not None:
-        write_json(Path(out) if out is not None else Path(run_dir) / f"probe-{mode}.json", result)
+        write_json(Path(out) if out is not None else RunDir(run_dir).probe_file(mode), result)
     return result
 
 

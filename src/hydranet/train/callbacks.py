@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from hydranet.errors import UserError
 from hydranet.mtl.diagnostics import GradientDiagnostics
+from hydranet.rundir import RunDir
 from hydranet.tasks import higher_is_better
 from hydranet.files import read_tensors, write_tensors, write_text
 from hydranet.train.checkpoint import save_state
@@ -170,18 +171,17 @@ def epoch_line(record: dict, epochs: int) -> str:
     return "  ".join(parts)
 
 
-def make_callbacks(cfg: Any, run_dir: Path, progress: bool, extra: Sequence = ()) -> list:
+def make_callbacks(cfg: Any, run: RunDir, progress: bool, extra: Sequence = ()) -> list:
     """The callbacks of a run in the order their hooks must fire: whatever changes the epoch record or
     `should_stop` (diagnostics, early stopping, the user's `extra`) before the record and state are saved."""
     stop = cfg.train.early_stopping
     # first: the gradient diagnostics write into the epoch record before MetricsLog and Checkpointer save it
     callbacks: list = [GradientDiagnostics(cfg.mtl.diagnostics_every)] if cfg.mtl.diagnostics_every else []
     if stop.monitor:
-        callbacks.append(EarlyStopping(stop.monitor, stop.mode, stop.patience, stop.min_delta, stop.restore_best,
-                                       run_dir / "checkpoint" / "best.safetensors"))
-    callbacks += [*extra, MetricsLog(run_dir / "metrics.jsonl"), Checkpointer(run_dir / "checkpoint" / "last.safetensors")]
+        callbacks.append(EarlyStopping(stop.monitor, stop.mode, stop.patience, stop.min_delta, stop.restore_best, run.best))
+    callbacks += [*extra, MetricsLog(run.metrics), Checkpointer(run.last)]
     if cfg.train.tensorboard:
-        callbacks.append(TensorBoardLog(run_dir / "tensorboard"))
+        callbacks.append(TensorBoardLog(run.tensorboard))
     if progress:
         callbacks.append(ProgressBar())
     return callbacks

@@ -18,8 +18,8 @@ from hydranet.data.images import image_files, load_image_files
 from hydranet.data.sources.table import clean
 from hydranet.errors import UserError
 from hydranet.files import write_csv, write_json
-from hydranet.train.evaluation import eval_settings, evaluate_split, predict_batches
 from hydranet.rundir import RunDir
+from hydranet.train.evaluation import eval_settings, evaluate_split, predict_batches
 from hydranet.train.run import Run
 
 TABLE_SUFFIXES = (".csv", ".parquet")

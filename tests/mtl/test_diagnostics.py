@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from hydranet import Experiment
-from hydranet.mtl.diagnostics import GradientDiagnostics
 from hydranet.files import read_tensors
+from hydranet.mtl.diagnostics import GradientDiagnostics
 
 
 def toy_losses(w, x, y):

@@ -18,8 +18,8 @@ from hydranet.files import write_json
 from hydranet.randomness import Purpose, stream
 from hydranet.robust.apgd import apgd
 from hydranet.robust.attacks import Objective, PixelSpace, check_norm, fgsm, pgd
-from hydranet.train.evaluation import predict_batches
 from hydranet.rundir import RunDir
+from hydranet.train.evaluation import predict_batches
 from hydranet.train.lifecycle import apply_process_settings
 from hydranet.train.run import Run
 

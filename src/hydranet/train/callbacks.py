@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from hydranet.errors import UserError
+from hydranet.files import read_tensors, write_tensors, write_text
 from hydranet.mtl.diagnostics import GradientDiagnostics
 from hydranet.rundir import RunDir
 from hydranet.tasks import higher_is_better
-from hydranet.files import read_tensors, write_tensors, write_text
 from hydranet.train.checkpoint import save_state
 
 

@@ -1,7 +1,5 @@
-"""Atomic files: everything a command writes (JSON, text, CSV, plots, weights) goes through here.
-
-Each file is written to a temporary file beside it, flushed to disk and renamed over the target, so a crash
-(even SIGKILL) leaves the old file or the new one, never half of one; concurrent writers never share a temp file.
+"""Atomic files: everything a command writes (JSON, text, CSV, plots, weights) goes through here, so a crash
+(even SIGKILL) leaves the old file or the new one, never half of one: temporary file beside it, fsync, rename.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""Named random streams: every random draw comes from a generator seeded by (seed, purpose, counters).
-
-Purposes are names in one table, never bare integers at a call site, so two features cannot share draws by
-accident; a per-epoch stream depends on the epoch, not on the draws before it, so `--resume` replays it.
+"""Named random streams: every draw comes from a generator seeded by (seed, purpose, epoch), the purposes named
+in one table so two features never share draws by accident, and a resumed run replays the uninterrupted one.
 """
 
 from __future__ import annotations

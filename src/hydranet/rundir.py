@@ -1,7 +1,5 @@
-"""A run directory, the unit users share: the names of its files and the code that reads and writes them.
-
-Training and pretraining create, resume and finish runs through it; `hn.load`, evaluate, predict, attack,
-probe and `model.init_from` read runs through it, so the layout is written down in this one place.
+"""A run directory, the unit users share: its file names and the code that creates, reads and writes it, so
+training, pretraining, `hn.load`, evaluate, predict, attack, probe and `init_from` agree on one layout.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""The life of a run that trains, shared by training and pretraining: start or resume, train, finish.
-
-Process settings, data, the run directory and the checkpoint are handled here one way for both; what is
-trained in between (model, tasks, components, summary) is each command's own.
+"""The life of a run that trains (start or resume, train, finish), written once for training and pretraining,
+so settings, data, run directory and checkpoint are handled alike; what is trained in between is theirs.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 import hydranet as hn
+from hydranet.files import write_figure, write_json, write_text
 
 ARMS = (("tpe", "none"), ("random", "none"), ("tpe", "median"))
 SPACE = {
@@ -104,7 +105,7 @@ def plot(rows: list[dict], objective: str, path: Path) -> None:
     ax.set_ylabel(f"best {objective} (mean over seeds)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    write_figure(path, fig, dpi=120)
     plt.close(fig)
 
 
@@ -131,10 +132,10 @@ def main() -> None:
     table = summarize(rows, args.trials)
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     command = "python benchmarks/tuning.py" + (" --quick" if args.quick else f" --trials {args.trials} --seeds {args.seeds}")
-    (out / "tuning.json").write_text(json.dumps({"command": command, "machine": machine, "objective": args.objective,
-                                                 "rows": rows, "table": table}, indent=2))
+    write_json(out / "tuning.json", {"command": command, "machine": machine, "objective": args.objective,
+                                     "rows": rows, "table": table})
     text = markdown(table, args.objective)
-    (out / "tuning.md").write_text(f"{text}\n\n`{command}` — {machine}\n")
+    write_text(out / "tuning.md", f"{text}\n\n`{command}` — {machine}\n")
     plot(rows, args.objective, out / "tuning.png")
     print(text)
     print(f"wrote {out / 'tuning.md'}, tuning.json, tuning.png")

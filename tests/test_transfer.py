@@ -11,8 +11,8 @@ from torch import nn
 from hydranet import Experiment
 from hydranet.data.split import label_subset
 from hydranet.errors import UserError
+from hydranet.files import write_tensors
 from hydranet.models.init import init_from, rename
-from hydranet.train.checkpoint import save_tensors
 from hydranet.train.freeze import Freezer
 from hydranet.train.optim import param_groups
 from tests.conftest import tiny_table_config
@@ -35,7 +35,7 @@ def test_load_report_on_a_hand_made_state_dict(tmp_path):
         "heads.a.weight": torch.ones(2, 4),  # a head: skipped unless init_heads
         "fc.weight": torch.ones(10, 4),  # nothing like it in the model: unexpected
     }
-    save_tensors(tmp_path / "w.safetensors", source)
+    write_tensors(tmp_path / "w.safetensors", source)
     report = init_from(model, tmp_path / "w.safetensors", {"backbone.": "trunk."})
     assert report.loaded == ["trunk.0.weight"]
     assert report.mismatched == [("trunk.0.bias", [5], [4])]
@@ -59,7 +59,7 @@ def test_plain_pytorch_file_with_a_wrapper_and_an_empty_prefix_map(tmp_path):
 
 
 def test_nothing_matching_is_an_error(tmp_path):
-    save_tensors(tmp_path / "w.safetensors", {"encoder.weight": torch.ones(4, 3)})
+    write_tensors(tmp_path / "w.safetensors", {"encoder.weight": torch.ones(4, 3)})
     with pytest.raises(UserError, match="no tensor of .* matches the model.*init_map"):
         init_from(Tiny(), tmp_path / "w.safetensors")
     (tmp_path / "junk.pt").write_text("not a checkpoint")

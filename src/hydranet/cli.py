@@ -66,6 +66,7 @@ def pretrain(
     quiet: bool = QUIET,
 ) -> None:
     """Pretrain the trunk without labels (ssl.method); writes a run directory with trunk.safetensors."""
+    from hydranet.rundir import RunDir
     from hydranet.ssl import pretrain as pretrain_run
     from hydranet.ssl import resume_pretrain
 
@@ -74,7 +75,7 @@ def pretrain(
     knn = "  ".join(f"kNN {t} accuracy {m['accuracy']:.4f}" for t, m in s["knn"].items())
     console.print(f"{s['experiment']}: {s['method']} {s['epochs']} epochs, {s['train_seconds']:.1f}s, "
                   f"{s['params']:,} trunk params, loss {s['loss']:.4f}  {knn}")
-    console.print(f"run directory: [bold]{run.dir}[/bold] (trunk: {run.dir / 'trunk.safetensors'})")
+    console.print(f"run directory: [bold]{run.dir}[/bold] (trunk: {RunDir(run.dir).trunk})")
 
 
 @app.command()
@@ -87,6 +88,7 @@ def probe(
 ) -> None:
     """Evaluate a run's frozen trunk features on tasks: linear probe or kNN; writes probe-<mode>.json."""
     from hydranet.config import load_config
+    from hydranet.rundir import RunDir
     from hydranet.ssl import probe as probe_run
 
     if overrides and experiment is None:
@@ -96,7 +98,7 @@ def probe(
     title = (f"{mode} probe of {run_dir} on {result['experiment']} — {result['train_examples']} labeled train examples, "
              f"{result['seconds']:.1f}s")
     console.print(metrics_table(result, title, ("val", "test")))
-    console.print(f"wrote {run_dir / f'probe-{mode}.json'}")
+    console.print(f"wrote {RunDir(run_dir).probe_file(mode)}")
 
 
 @app.command()
@@ -106,11 +108,12 @@ def evaluate(
 ) -> None:
     """Score a trained run on one split; writes eval-<split>.json."""
     from hydranet.predict import evaluate_run
+    from hydranet.rundir import RunDir
     from hydranet.train import load_run
 
     metrics = evaluate_run(load_run(run_dir), split)
     console.print(metrics_table({split: metrics}, title=f"{run_dir} — {split}"))
-    console.print(f"wrote {run_dir / f'eval-{split}.json'}")
+    console.print(f"wrote {RunDir(run_dir).eval_file(split)}")
 
 
 @app.command()
@@ -144,6 +147,7 @@ def attack(
 ) -> None:
     """Attack a trained run; writes attack-<name>.json (or attack-<name>-sweep.json)."""
     from hydranet.robust import attack_run, sweep_run
+    from hydranet.rundir import RunDir
     from hydranet.train import load_run
 
     run = load_run(run_dir)
@@ -155,7 +159,7 @@ def attack(
         console.print(sweep_table(result))
         for warning in result["warnings"]:
             console.print(f"[yellow]warning:[/yellow] {warning}")
-        console.print(f"wrote {run_dir / f'attack-{name}-sweep.json'}")
+        console.print(f"wrote {RunDir(run_dir).attack_file(name, sweep=True)}")
         return
     if eps is None:
         raise UserError("--eps: give the attack budget, e.g. --eps 8/255 (or use --sweep)")
@@ -164,7 +168,7 @@ def attack(
     title = (f"{name} {norm} eps={result['eps']:.4g}, {result['steps']} steps, {result['restarts']} restarts{aim} — "
              f"{result['examples']} examples, {result['seconds']:.1f}s, success rate {_fmt(result['success_rate'])}")
     console.print(metrics_table({"clean": result["clean"], "robust": result["robust"]}, title, ("clean", "robust")))
-    console.print(f"wrote {run_dir / f'attack-{name}.json'}")
+    console.print(f"wrote {RunDir(run_dir).attack_file(name)}")
 
 
 def _fmt(value: float | None) -> str:

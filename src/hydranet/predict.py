@@ -6,7 +6,6 @@ file is turned into exactly what the model saw.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,6 +16,8 @@ from hydranet.data import build_dataset, to_model_inputs
 from hydranet.data.images import image_files, load_image_files
 from hydranet.data.sources.table import clean
 from hydranet.errors import UserError
+from hydranet.files import write_csv, write_json
+from hydranet.rundir import RunDir
 from hydranet.train.evaluation import eval_settings, evaluate_split, predict_batches
 from hydranet.train.run import Run
 
@@ -82,8 +83,7 @@ def predict_paths(run: Run, paths: Sequence[str | Path], output: Path | None = N
     frame = decode_outputs(run, outputs)
     frame.insert(0, "input", ids)
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(output, index=False)
+        write_csv(output, frame)
     return frame
 
 
@@ -95,5 +95,5 @@ def evaluate_run(run: Run, split: str = "test") -> dict[str, dict[str, float]]:
     if len(data.index[split]) == 0:
         raise UserError(f"--split: the {split} split of this run is empty")
     metrics = evaluate_split(run.model, run.tasks, data.split(split), *eval_settings(run.config.train))
-    (run.dir / f"eval-{split}.json").write_text(json.dumps(metrics, indent=2))
+    write_json(RunDir(run.dir).eval_file(split), metrics)
     return metrics

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from hydranet import Experiment
+from hydranet.files import read_tensors
 from hydranet.mtl.diagnostics import GradientDiagnostics
-from hydranet.train.checkpoint import load_tensors
 
 
 def toy_losses(w, x, y):
@@ -75,8 +75,8 @@ def quickstart_run(path, every):
 
 def test_diagnostics_do_not_change_training(tmp_path, one_thread):
     on, off = quickstart_run(tmp_path / "on", 1), quickstart_run(tmp_path / "off", 0)
-    weights_on = load_tensors(on.dir / "model.safetensors")[0]
-    weights_off = load_tensors(off.dir / "model.safetensors")[0]
+    weights_on = read_tensors(on.dir / "model.safetensors")[0]
+    weights_off = read_tensors(off.dir / "model.safetensors")[0]
     assert weights_on.keys() == weights_off.keys()
     assert all(torch.equal(weights_on[k], weights_off[k]) for k in weights_on)
     lines = [json.loads(line) for line in (on.dir / "metrics.jsonl").read_text().splitlines()]

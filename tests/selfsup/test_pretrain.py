@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import hydranet as hn
-from hydranet.train.checkpoint import load_tensors
+from hydranet.files import read_tensors
 
 SMALL = ["--set", "model.trunk.channels=[8,16]", "--set", "model.trunk.dense=[32]", "--set", "data.limit=400",
          "--set", "train.epochs=2", "--set", "train.threads=1"]
@@ -18,7 +18,7 @@ def test_pretrain_probe_and_transfer_from_the_cli(cli, tmp_path, objective):
     code, out, err = cli("pretrain", "quickstart", *SMALL, "--set", f"ssl.method={objective}", "--run-dir", "pre", "-q")
     assert code == 0, err
     pre = tmp_path / "pre"
-    trunk = load_tensors(pre / "trunk.safetensors")[0]
+    trunk = read_tensors(pre / "trunk.safetensors")[0]
     assert trunk and all(k.startswith("trunk.") for k in trunk)
     records = [json.loads(line) for line in (pre / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2 and objective in records[-1]["train"]
@@ -34,7 +34,7 @@ def test_pretrain_probe_and_transfer_from_the_cli(cli, tmp_path, objective):
                          "--run-dir", "fine", "-q")
     assert code == 0, err
     assert "init_from" in err and "loaded" in err  # the load report is printed
-    fine = load_tensors(tmp_path / "fine" / "model.safetensors")[0]
+    fine = read_tensors(tmp_path / "fine" / "model.safetensors")[0]
     assert all(torch.equal(fine[k], v) for k, v in trunk.items())  # frozen for the whole run
 
 
@@ -90,7 +90,7 @@ def test_interrupted_pretraining_resumes_exactly(tmp_path, one_thread):
     with pytest.raises(KeyboardInterrupt):
         exp.pretrain(tmp_path / "cut", callbacks=[StopAt(2)])
     resumed = resume_pretrain(tmp_path / "cut", progress=False)
-    a, b = load_tensors(whole.dir / "trunk.safetensors")[0], load_tensors(resumed.dir / "trunk.safetensors")[0]
+    a, b = read_tensors(whole.dir / "trunk.safetensors")[0], read_tensors(resumed.dir / "trunk.safetensors")[0]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 

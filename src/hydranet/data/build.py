@@ -19,6 +19,7 @@ from hydranet.data.split import label_subset, make_splits
 from hydranet.data.targets import encode_target
 from hydranet.errors import UserError
 from hydranet.kinds import get_kind
+from hydranet.randomness import Purpose, numpy_stream
 
 
 def build_dataset(cfg: Config, labels_required: bool = True) -> Dataset:
@@ -70,7 +71,7 @@ def _limit(raw: RawData, cfg: Config) -> RawData:
     limit = cfg.data.limit
     if limit is None or limit >= len(raw):
         return raw
-    keep = np.sort(np.random.default_rng(np.random.SeedSequence([cfg.seed, 2])).permutation(len(raw))[:limit])
+    keep = np.sort(numpy_stream(cfg.seed, Purpose.LIMIT).permutation(len(raw))[:limit])
     return RawData(
         labels={k: np.asarray(v, dtype=object)[keep] for k, v in raw.labels.items()},
         images=raw.images[torch.from_numpy(keep)] if raw.images is not None else None,

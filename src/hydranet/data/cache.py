@@ -8,17 +8,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from hydranet.config import Config
 from hydranet.data.dataset import RawData
+from hydranet.files import write_tensors
 
 # Bump when decoding changes (resampling, channel rules, ordering) so old entries are not reused.
 FORMAT_VERSION = 1
@@ -65,22 +64,12 @@ def cache_path(directory: str | Path, source: str, key: str) -> Path:
 
 def save(path: str | Path, data: RawData) -> None:
     """Write an image RawData to a temporary file, then rename: a crash never leaves a half-written entry."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "labels": json.dumps({name: _encode_column(values) for name, values in data.labels.items()}),
         "split": json.dumps(None if data.split is None else _encode_column(data.split)),
         "version": str(FORMAT_VERSION),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({"images": data.images.contiguous()}, tmp, metadata=meta)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; an entry holds nothing secret, others may reuse it
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_tensors(path, {"images": data.images}, metadata=meta)  # readable by all: others may reuse the entry
 
 
 def load(path: str | Path) -> RawData | None:

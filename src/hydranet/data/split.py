@@ -11,6 +11,7 @@ import torch
 
 from hydranet.config import SplitConfig
 from hydranet.errors import UserError
+from hydranet.randomness import Purpose, numpy_stream, stream
 
 SPLITS = ("train", "val", "test")
 
@@ -18,7 +19,7 @@ SPLITS = ("train", "val", "test")
 def make_splits(n: int, cfg: SplitConfig, seed: int, strata: np.ndarray | None = None,
                 predefined: np.ndarray | None = None) -> dict[str, torch.Tensor]:
     """Index tensors of the train, val and test examples (sorted, disjoint, covering all n)."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+    rng = numpy_stream(seed, Purpose.SPLIT)
     strata = np.zeros(n, dtype=np.int64) if strata is None else strata
     if predefined is None:
         split = _fractions(strata, rng, test=cfg.test, val=cfg.val)
@@ -62,7 +63,7 @@ def label_subset(train: torch.Tensor, fraction: float, seed: int, strata: np.nda
     subsets, as label-efficiency studies use); nested: a smaller fraction keeps a subset of a larger one."""
     if fraction >= 1:
         return train
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
+    rng = numpy_stream(seed, Purpose.LABELS)
     strata = np.zeros(len(train), dtype=np.int64) if strata is None else strata[train.numpy()]
     keep = _fractions(strata, rng, test=fraction, val=0.0) == "test"
     if not keep.any():
@@ -77,5 +78,5 @@ def random_rows(arrays: dict[str, torch.Tensor], limit: int | None, seed: int) -
     n = len(next(iter(arrays.values())))
     if limit is None or limit >= n:
         return arrays
-    pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+    pick = torch.randperm(n, generator=stream(seed, Purpose.ROWS))[:limit].sort().values
     return {k: v[pick.to(v.device)] for k, v in arrays.items()}

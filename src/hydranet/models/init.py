@@ -15,9 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from hydranet.errors import UserError
-
-TRUNK_FILE = "trunk.safetensors"
-MODEL_FILE = "model.safetensors"
+from hydranet.files import read_tensors
+from hydranet.rundir import MODEL_FILE, TRUNK_FILE, RunDir
 
 
 @dataclass
@@ -54,7 +53,7 @@ def weights_file(source: str | Path) -> Path:
     """The file behind `init_from`: a run directory's trunk.safetensors (else model.safetensors), or the file."""
     path = Path(source)
     if path.is_dir():
-        found = next((path / f for f in (TRUNK_FILE, MODEL_FILE) if (path / f).exists()), None)
+        found = RunDir(path).weights()
         if found is None:
             raise UserError(f"model.init_from: {path} holds neither {TRUNK_FILE} nor {MODEL_FILE} (not a finished run?)")
         return found
@@ -66,11 +65,9 @@ def weights_file(source: str | Path) -> Path:
 def read_weights(source: str | Path) -> tuple[dict[str, Tensor], str]:
     """A state dict from a run directory, a .safetensors file, or a PyTorch file (.pt/.pth/.bin, loaded
     with weights_only; a {"state_dict": …} or {"model": …} wrapper is unwrapped)."""
-    from hydranet.train.checkpoint import load_tensors  # lazy: hydranet.train imports this module
-
     path = weights_file(source)
     if path.suffix == ".safetensors":
-        return load_tensors(path)[0], str(path)
+        return read_tensors(path)[0], str(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle/zip errors of many kinds: all mean "not a weights file"

@@ -5,16 +5,15 @@ Only formatting lives here; the numbers come from `mtl.bench.summarize`.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-from hydranet.train.checkpoint import atomic_write_text
+from hydranet.files import write_figure, write_json, write_text
 
 
 def write_report(results: dict, out: Path) -> None:
-    atomic_write_text(out / "bench.json", json.dumps(results, indent=2))
-    atomic_write_text(out / "bench.md", markdown(results))
+    write_json(out / "bench.json", results)
+    write_text(out / "bench.md", markdown(results))
     plot_delta_m(results, out / "bench.png")
 
 
@@ -67,7 +66,5 @@ def plot_delta_m(results: dict, path: Path) -> None:
     ax.set_xlabel("Δm vs single-task (%, higher is better)")
     ax.set_title(f"{results['experiment']} — {len(results['seeds'])} seed(s), {results['split']} split")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    write_figure(path, fig)
     plt.close(fig)
-    tmp.replace(path)

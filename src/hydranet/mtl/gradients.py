@@ -4,9 +4,6 @@ gradient written into `.grad`, and one backward for everything that is not share
 
 from __future__ import annotations
 
-import zlib
-
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -97,9 +94,3 @@ def last_matrix(params: list[Tensor]) -> Tensor:
     """The last parameter with ndim ≥ 2 (the last shared layer's weight), else the last parameter."""
     matrices = [p for p in params if p.ndim >= 2]
     return matrices[-1] if matrices else params[-1]
-
-
-def seeded_generator(seed: int, purpose: str) -> torch.Generator:
-    """A CPU generator whose stream depends only on (seed, purpose): methods never share draws."""
-    state = np.random.SeedSequence([seed, zlib.crc32(purpose.encode())]).generate_state(1)[0]
-    return torch.Generator().manual_seed(int(state))

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from hydranet.config import Options
-from hydranet.mtl.gradients import combine_and_backward, independent_backward, seeded_generator, term_gradients
+from hydranet.mtl.gradients import combine_and_backward, independent_backward, term_gradients
+from hydranet.randomness import Purpose, stream
 from hydranet.registry import register
 
 
@@ -42,7 +43,7 @@ class PCGrad:
     """
 
     def __init__(self, options: Options, tasks: dict, seed: int):
-        self.generator = seeded_generator(seed, "pcgrad")
+        self.generator = stream(seed, Purpose.PCGRAD)
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, Tensor]:
         if not shared_params:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from hydranet.config import Options
-from hydranet.mtl.gradients import seeded_generator
+from hydranet.randomness import Purpose, stream
 from hydranet.registry import register
 
 
@@ -23,7 +23,7 @@ class RLW:
     """
 
     def __init__(self, options: Options, tasks: dict, seed: int):
-        self.generator = seeded_generator(seed, "rlw")
+        self.generator = stream(seed, Purpose.RLW)
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, Tensor]:
         names = list(losses)

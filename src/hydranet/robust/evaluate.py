@@ -4,7 +4,6 @@ gradient-masking checks (`sweep_run`); both write JSON into the run directory.
 
 from __future__ import annotations
 
-import json
 import time
 from fractions import Fraction
 from typing import Any, Callable, Sequence
@@ -15,10 +14,14 @@ from torch import Tensor
 from hydranet.data import build_dataset
 from hydranet.data.split import random_rows
 from hydranet.errors import UserError
+from hydranet.files import write_json
+from hydranet.randomness import Purpose, stream
 from hydranet.robust.apgd import apgd
 from hydranet.robust.attacks import Objective, PixelSpace, check_norm, fgsm, pgd
+from hydranet.rundir import RunDir
 from hydranet.train.evaluation import predict_batches
-from hydranet.train.run import Run, apply_process_settings
+from hydranet.train.lifecycle import apply_process_settings
+from hydranet.train.run import Run
 
 ATTACKS: dict[str, Callable[..., Tensor]] = {"fgsm": fgsm, "pgd": pgd, "apgd": apgd}
 DEFAULT_STEPS = {"fgsm": 1, "pgd": 10, "apgd": 100}
@@ -117,7 +120,7 @@ def target_classes(index: int | None, classes: int, labels: Tensor, seed: int) -
     other than the example's own label (the "random target" of Carlini & Wagner 2017)."""
     if index is not None:
         return torch.full_like(labels, index)
-    offset = torch.randint(1, classes, (len(labels),), generator=torch.Generator().manual_seed(seed))
+    offset = torch.randint(1, classes, (len(labels),), generator=stream(seed, Purpose.ATTACK_TARGETS))
     return (labels.clamp(min=0) + offset.to(labels.device)) % classes  # never the label itself
 
 
@@ -133,7 +136,7 @@ def adversarial_inputs(run: Run, batch: dict[str, Tensor], attack: str, eps: flo
 
     `goal` (N,): target classes of a targeted attack on `task` (None: untargeted)."""
     space = PixelSpace.from_info(run.info, batch["x"].device)
-    generator = torch.Generator(device=batch["x"].device).manual_seed(seed)
+    generator = stream(seed, Purpose.EVAL_ATTACK_START, device=batch["x"].device)
     size, attack_fn, chunks = run.config.train.eval_batch_size, get_attack(attack), []
     for start in range(0, len(batch["x"]), size):
         part = {k: v[start:start + size] for k, v in batch.items()}
@@ -174,7 +177,7 @@ def attack_run(run: Run, attack: str = "pgd", eps: str | float = 8 / 255, norm: 
               "success_rate": success_rate(run, attacked_tasks(run, task), clean, adv, batch, goal),
               "seconds": round(time.perf_counter() - started, 3)}
     if write:
-        (run.dir / f"attack-{attack}.json").write_text(json.dumps(result, indent=2))
+        write_json(RunDir(run.dir).attack_file(attack), result)
     return result
 
 

@@ -13,14 +13,12 @@ from torch import Tensor
 
 from hydranet.config import AdversarialConfig
 from hydranet.data.split import random_rows
+from hydranet.files import read_tensors, write_tensors
+from hydranet.randomness import Purpose, stream
 from hydranet.robust.attacks import Objective, PixelSpace, pgd
 from hydranet.robust.training import attacked
 from hydranet.tasks import Task
-from hydranet.train.checkpoint import load_tensors, save_tensors
 from hydranet.train.evaluation import predict_batches
-from hydranet.train.trainer import epoch_seed
-
-GUARD_SEED = 5  # purpose of the guard's random-start stream
 
 
 def mean_accuracy(tasks: dict[str, Task], outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> float:
@@ -56,7 +54,7 @@ class RobustGuard:
     def check(self, trainer) -> dict[str, float]:
         """Clean and PGD accuracy of the current model on the guard's examples."""
         model, x = trainer.eval_model, self.val["x"]
-        generator = torch.Generator(device=x.device).manual_seed(epoch_seed(trainer.cfg.seed, trainer.epoch, GUARD_SEED))
+        generator = stream(trainer.cfg.seed, Purpose.GUARD_START, trainer.epoch, device=x.device)
         objective = Objective(self.tasks, {n: self.val[n] for n in self.tasks})
         x_adv = pgd(model, x, objective, self.space, self.cfg.eps, norm=self.cfg.norm, steps=self.cfg.guard_steps,
                     generator=generator)
@@ -73,7 +71,7 @@ class RobustGuard:
         robust, clean = result["pgd_accuracy"], result["clean_accuracy"]
         if self.best is None or robust > self.best:
             self.best, self.best_clean, self.best_epoch = robust, clean, record["epoch"]
-            save_tensors(self.best_path, trainer.eval_model.state_dict())
+            write_tensors(self.best_path, trainer.eval_model.state_dict())
         collapsed = robust < self.best / 2 and clean >= self.best_clean - self.clean_slack
         if collapsed:
             self.collapsed = True
@@ -84,7 +82,7 @@ class RobustGuard:
 
     def on_fit_end(self, trainer) -> None:
         if self.collapsed and self.best_path.exists():
-            trainer.model.load_state_dict(load_tensors(self.best_path)[0])
+            trainer.model.load_state_dict(read_tensors(self.best_path)[0])
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_clean": self.best_clean, "best_epoch": self.best_epoch, "collapsed": self.collapsed}

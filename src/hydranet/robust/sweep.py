@@ -9,7 +9,6 @@ chance against a working attack.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from typing import Any, Sequence
@@ -17,8 +16,10 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from hydranet.files import write_json
 from hydranet.robust.attacks import check_norm
 from hydranet.robust.evaluate import attack_run, attacked_tasks, get_attack, load_split, parse_eps, robust_accuracy
+from hydranet.rundir import RunDir
 from hydranet.train.run import Run
 
 SWEEPS = {"linf": ("0", "1/255", "2/255", "4/255", "8/255", "16/255"),  # raw pixels in [0, 1]: pixel levels
@@ -84,7 +85,7 @@ def sweep_run(run: Run, attack: str = "pgd", eps_values: Sequence[str | float] |
               "checks": checks, "chance": chance(run, names, batch) if names else None}
     result["warnings"] = masking_warnings(result)
     result["seconds"] = round(time.perf_counter() - started, 3)
-    (run.dir / f"attack-{attack}-sweep.json").write_text(json.dumps(result, indent=2))
+    write_json(RunDir(run.dir).attack_file(attack, sweep=True), result)
     return result
 
 

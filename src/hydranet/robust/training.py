@@ -9,15 +9,13 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from hydranet import registry
 from hydranet.config import ADVERSARIAL_KINDS, AdversarialConfig, Options
 from hydranet.errors import UserError
-from hydranet import registry
+from hydranet.randomness import Purpose, stream
 from hydranet.registry import register
 from hydranet.robust.attacks import Objective, PixelSpace, pgd
 from hydranet.tasks import Task
-from hydranet.train.trainer import epoch_seed
-
-ATTACK_SEED = 4  # purpose of the per-epoch random-start stream (after shuffle, augment, dropout)
 
 
 def warmup_eps(eps: float, epoch: int, warmup_epochs: int) -> float:
@@ -38,7 +36,7 @@ def attacked(tasks: dict[str, Task], names: list[str]) -> dict[str, Task]:
 
 def epoch_generator(trainer, device: torch.device) -> torch.Generator:
     """Random starts that depend only on (seed, epoch), so a resumed run replays the same attacks."""
-    return torch.Generator(device=device).manual_seed(epoch_seed(trainer.cfg.seed, trainer.epoch, ATTACK_SEED))
+    return stream(trainer.cfg.seed, Purpose.ATTACK_START, trainer.epoch, device=device)
 
 
 STEP_SIZE = "raw-pixel step of the attack (null: 2.5·eps/steps, Madry et al. 2018)"

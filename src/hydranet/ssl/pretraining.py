@@ -8,49 +8,35 @@ classification or binary tasks, the kNN monitor reports how well the features se
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from hydranet import registry
-from hydranet.config import Config, NoOptions, to_yaml
-from hydranet.data import Dataset, build_dataset
+from hydranet.config import Config, NoOptions
+from hydranet.data import Dataset
 from hydranet.data.split import random_rows
 from hydranet.errors import UserError
 from hydranet.models import HydraNet
-from hydranet.models.init import TRUNK_FILE, weights_file
 from hydranet.ssl.knn import KNNMonitor
 from hydranet.ssl.views import ViewMaker
 from hydranet.tasks import Task, TaskInfo
 from hydranet.train.callbacks import make_callbacks
-from hydranet.train.checkpoint import atomic_write_text, save_tensors
-from hydranet.train.run import (CHECKPOINT, Run, apply_process_settings, fresh_model, initialize, load_checkpoint,
-                                new_run_dir, read_config, resolve_device, write_run_json)
+from hydranet.train.lifecycle import Session, reopen, start
+from hydranet.train.run import Run, fresh_model
 from hydranet.train.trainer import Trainer
 
 
 def pretrain(cfg: Config, run_dir: str | Path | None = None, progress: bool = True, callbacks: Sequence = ()) -> Run:
     """Self-supervised pretraining of `cfg.model.trunk` on the experiment's train split."""
     _check(cfg)
-    apply_process_settings(cfg)
-    if cfg.model.init_from is not None:
-        weights_file(cfg.model.init_from)
-    data = build_dataset(cfg, labels_required=False)
-    path = new_run_dir(cfg, run_dir)
-    atomic_write_text(path / "config.yaml", to_yaml(cfg))
-    write_run_json(path, status="running", kind="pretrain")
-    return _pretrain(cfg, path, progress and cfg.train.progress, None, data, callbacks)
+    return _pretrain(start(cfg, run_dir, "pretrain", progress, labels_required=False), callbacks)
 
 
 def resume_pretrain(run_dir: str | Path, progress: bool = True, callbacks: Sequence = ()) -> Run:
     """Continue an interrupted pretraining run from its last complete epoch."""
-    path = Path(run_dir)
-    cfg = read_config(path)
-    apply_process_settings(cfg)
-    state = load_checkpoint(path / CHECKPOINT) if (path / CHECKPOINT).exists() else None
-    return _pretrain(cfg, path, progress and cfg.train.progress, state, build_dataset(cfg, labels_required=False), callbacks)
+    return _pretrain(reopen(run_dir, progress, labels_required=False), callbacks)
 
 
 def _check(cfg: Config) -> None:
@@ -62,27 +48,21 @@ def _check(cfg: Config) -> None:
         raise UserError("train.freeze: pretraining trains the trunk (set it to none)")
 
 
-def _pretrain(cfg: Config, path: Path, progress: bool, state: dict | None, data: Dataset, callbacks: Sequence) -> Run:
-    device = resolve_device(cfg.train.device)
-    atomic_write_text(path / "data.json", json.dumps(data.info))
+def _pretrain(session: Session, callbacks: Sequence) -> Run:
+    cfg, data, device = session.cfg, session.data, session.device
     model = fresh_model(cfg, data.info, {}, device)  # the trunk, no heads
-    if state is None:
-        initialize(model, cfg, path)
+    session.initialize(model)
     views = ViewMaker(cfg.ssl, cfg.seed, cfg.train.precision, data.info)
     method = registry.get("ssl", cfg.ssl.method.name, "ssl.method")(cfg.ssl.method.options, model.trunk, views)
     balancer = registry.get("balancer", "equal")(NoOptions(), {}, cfg.seed)
     tasks = {t: Task(t, cfg.tasks[t], TaskInfo.from_dict(info)) for t, info in data.info["tasks"].items()}  # labeled ones
     monitor = _knn_monitor(cfg, tasks, data, device)
     trainer = Trainer(model, {}, cfg, balancer, device=device, objectives=[method],
-                      callbacks=make_callbacks(cfg, path, progress, [*monitor, *callbacks]))
-    if state is not None:
-        trainer.load_state_dict(state)
-    history = trainer.fit(data)
-    save_tensors(path / TRUNK_FILE, {f"trunk.{k}": v for k, v in model.trunk.state_dict().items()})
+                      callbacks=make_callbacks(cfg, session.dir, session.progress, [*monitor, *callbacks]))
+    history = session.train(trainer)
     summary = _summary(cfg, trainer, model)
-    atomic_write_text(path / "summary.json", json.dumps(summary, indent=2))
-    write_run_json(path, status="finished")
-    return Run(dir=path, config=cfg, model=model, tasks=tasks, info=data.info, summary=summary, history=history)
+    session.finish(session.dir.trunk, {f"trunk.{k}": v for k, v in model.trunk.state_dict().items()}, summary)
+    return Run(dir=session.dir.path, config=cfg, model=model, tasks=tasks, info=data.info, summary=summary, history=history)
 
 
 def _knn_monitor(cfg: Config, tasks: dict[str, Task], data: Dataset, device: torch.device) -> list[KNNMonitor]:

@@ -8,7 +8,6 @@ examples' targets (Wu et al. 2018), no fitting at all. Both report the task's ow
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -18,12 +17,14 @@ from torch import Tensor, nn
 from hydranet.config import Config, apply_override, validate
 from hydranet.data import build_dataset
 from hydranet.errors import UserError
+from hydranet.files import write_json
 from hydranet.models import build_model
 from hydranet.models.init import init_from
+from hydranet.randomness import Purpose, seed_global, stream
+from hydranet.rundir import RunDir
 from hydranet.ssl.knn import knn_average, trunk_features
 from hydranet.tasks import Task, TaskInfo
-from hydranet.train.checkpoint import atomic_write_text
-from hydranet.train.run import apply_process_settings, read_config
+from hydranet.train.lifecycle import apply_process_settings
 
 MODES = ("linear", "knn")
 L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # per-example L2 strengths tried; the best on held-out labels wins
@@ -42,14 +43,14 @@ def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: flo
         raise UserError(f"--mode: {mode!r} is not a probe (expected {' or '.join(MODES)})")
     if run_dir is None and experiment is None:
         raise ValueError("probe: a random trunk (run_dir None) needs the experiment")
-    cfg = experiment if experiment is not None else read_config(Path(run_dir))
+    cfg = experiment if experiment is not None else RunDir.open(run_dir).read_config()
     if labels_fraction is not None:
         cfg = _with_fraction(cfg, labels_fraction)
     apply_process_settings(cfg)
     start = time.perf_counter()
     data = build_dataset(cfg)
     tasks = {t: Task(t, cfg.tasks[t], TaskInfo.from_dict(data.info["tasks"][t])) for t in cfg.tasks}
-    torch.manual_seed(cfg.seed)
+    seed_global(cfg.seed, Purpose.INIT)
     model = build_model(cfg.model, tuple(data.info["input_shape"]), tasks)
     if run_dir is not None:
         _load_trunk(model, Path(run_dir))
@@ -68,7 +69,7 @@ def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: flo
                     result[split][name] = metrics
     result["seconds"] = round(time.perf_counter() - start, 3)
     if out is not None or run_dir is not None:
-        atomic_write_text(Path(out) if out is not None else Path(run_dir) / f"probe-{mode}.json", json.dumps(result, indent=2))
+        write_json(Path(out) if out is not None else RunDir(run_dir).probe_file(mode), result)
     return result
 
 
@@ -103,7 +104,7 @@ def _linear(task: Task, feats: dict[str, Tensor], splits: dict, cfg: Config):
     if "val" in splits:
         fit_x, fit_y, check_x, check_y = x, y, (feats["val"] - mean) / std, splits["val"][task.name]
     else:
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
+        order = torch.randperm(len(x), generator=stream(cfg.seed, Purpose.PROBE_HOLDOUT))
         held, used = order[: max(1, len(x) // 5)], order[max(1, len(x) // 5):]
         fit_x, fit_y, check_x, check_y = x[used], y[used], x[held], y[held]
     heads, losses = {}, {}
@@ -117,7 +118,7 @@ def _linear(task: Task, feats: dict[str, Tensor], splits: dict, cfg: Config):
 
 
 def _fit_head(task: Task, x: Tensor, y: Tensor, l2: float, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
+    seed_global(seed, Purpose.INIT)
     head = task.head(x.shape[1])
     _lbfgs(head, lambda: task.loss(head(x), y), l2)
     return head

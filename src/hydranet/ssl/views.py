@@ -18,10 +18,9 @@ from torch import Tensor, nn
 
 
 from hydranet.config import SSLConfig
+from hydranet.randomness import Purpose, stream
 from hydranet.train.precision import autocast
-from hydranet.train.trainer import epoch_seed
 
-VIEWS = 4  # purpose id of the view generator's per-epoch seed (the trainer uses 1–3)
 GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, what PIL's convert("L") uses
 
 
@@ -112,10 +111,10 @@ class ViewMaker(nn.Module):
         if self.is_image:
             self.register_buffer("mean", torch.tensor(info["mean"]).view(1, -1, 1, 1), persistent=False)
             self.register_buffer("std", torch.tensor(info["std"]).view(1, -1, 1, 1), persistent=False)
-        self.generator = torch.Generator().manual_seed(epoch_seed(seed, 0, VIEWS))
+        self.generator = stream(seed, Purpose.SSL_VIEWS, 0)
 
     def on_epoch_start(self, trainer) -> None:
-        self.generator = torch.Generator().manual_seed(epoch_seed(self.seed, trainer.epoch, VIEWS))
+        self.generator = stream(self.seed, Purpose.SSL_VIEWS, trainer.epoch)
 
     def cast(self, x: Tensor):
         return autocast(x.device, self.precision)

@@ -14,9 +14,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from hydranet.errors import UserError
+from hydranet.files import read_tensors, write_tensors, write_text
 from hydranet.mtl.diagnostics import GradientDiagnostics
+from hydranet.rundir import RunDir
 from hydranet.tasks import higher_is_better
-from hydranet.train.checkpoint import atomic_write_text, load_tensors, save_state, save_tensors
+from hydranet.train.checkpoint import save_state
 
 
 def monitored_value(record: dict, monitor: str) -> float | None:
@@ -51,7 +53,7 @@ class EarlyStopping:
         if self._improved(value):
             self.best, self.best_epoch, self.bad_epochs = value, record["epoch"], 0
             if self.restore_best and self.best_path is not None:
-                save_tensors(self.best_path, trainer.eval_model.state_dict())
+                write_tensors(self.best_path, trainer.eval_model.state_dict())
         else:
             self.bad_epochs += 1
             if self.bad_epochs >= self.patience:
@@ -59,7 +61,7 @@ class EarlyStopping:
 
     def on_fit_end(self, trainer) -> None:
         if self.restore_best and self.best_path is not None and self.best_path.exists():
-            trainer.model.load_state_dict(load_tensors(self.best_path)[0])
+            trainer.model.load_state_dict(read_tensors(self.best_path)[0])
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
@@ -79,13 +81,16 @@ class Checkpointer:
 
 
 class MetricsLog:
-    """`metrics.jsonl`: one JSON object per epoch, rewritten from the history so a resume never duplicates lines."""
+    """`metrics.jsonl`: one JSON object per epoch, rewritten from the history so a resume never duplicates lines.
+
+    Rewriting the whole (small) file atomically each epoch, rather than appending a line, also means a crash
+    mid-write never leaves a torn last line."""
 
     def __init__(self, path: Path):
         self.path = path
 
     def on_epoch_end(self, trainer, record: dict) -> None:
-        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in trainer.history))
+        write_text(self.path, "".join(json.dumps(r) + "\n" for r in trainer.history))
 
 
 class TensorBoardLog:
@@ -166,18 +171,17 @@ def epoch_line(record: dict, epochs: int) -> str:
     return "  ".join(parts)
 
 
-def make_callbacks(cfg: Any, run_dir: Path, progress: bool, extra: Sequence = ()) -> list:
+def make_callbacks(cfg: Any, run: RunDir, progress: bool, extra: Sequence = ()) -> list:
     """The callbacks of a run in the order their hooks must fire: whatever changes the epoch record or
     `should_stop` (diagnostics, early stopping, the user's `extra`) before the record and state are saved."""
     stop = cfg.train.early_stopping
     # first: the gradient diagnostics write into the epoch record before MetricsLog and Checkpointer save it
     callbacks: list = [GradientDiagnostics(cfg.mtl.diagnostics_every)] if cfg.mtl.diagnostics_every else []
     if stop.monitor:
-        callbacks.append(EarlyStopping(stop.monitor, stop.mode, stop.patience, stop.min_delta, stop.restore_best,
-                                       run_dir / "checkpoint" / "best.safetensors"))
-    callbacks += [*extra, MetricsLog(run_dir / "metrics.jsonl"), Checkpointer(run_dir / "checkpoint" / "last.safetensors")]
+        callbacks.append(EarlyStopping(stop.monitor, stop.mode, stop.patience, stop.min_delta, stop.restore_best, run.best))
+    callbacks += [*extra, MetricsLog(run.metrics), Checkpointer(run.last)]
     if cfg.train.tensorboard:
-        callbacks.append(TensorBoardLog(run_dir / "tensorboard"))
+        callbacks.append(TensorBoardLog(run.tensorboard))
     if progress:
         callbacks.append(ProgressBar())
     return callbacks

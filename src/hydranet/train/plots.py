@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")  # no screen on servers
 import matplotlib.pyplot as plt  # noqa: E402
 
+from hydranet.files import write_figure  # noqa: E402
+
 
 def plot_curves(history: list[dict], path: Path) -> None:
     """One column per task: loss on top, its first validation metric below."""
@@ -31,8 +33,5 @@ def plot_curves(history: list[dict], path: Path) -> None:
         loss_ax.legend()
         metric_ax.set_xlabel("epoch")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    write_figure(path, fig)
     plt.close(fig)
-    tmp.replace(path)

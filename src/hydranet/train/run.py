@@ -1,38 +1,28 @@
-"""A training run and its directory: config.yaml, data.json, metrics.jsonl, model.safetensors, checkpoint/,
-summary.json, plots/. Everything after training (evaluate, predict, …) starts from such a directory.
+"""A training run: `fit` an experiment into a new run directory, `resume` an interrupted one, `load_run` a
+finished one. The directory's files are rundir.py's; starting, resuming and finishing are lifecycle.py's.
 """
 
 from __future__ import annotations
 
-import json
-import platform
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-import yaml
 
-import hydranet
-from hydranet import registry
-from hydranet.config import Config, to_yaml, validate
-from hydranet.data import Dataset, build_dataset
-from hydranet.errors import UserError
+from hydranet.config import Config
+from hydranet.data import Dataset
+from hydranet.files import read_tensors
 from hydranet.models import HydraNet, build_model
-from hydranet.models.init import init_from, weights_file
 from hydranet.models.weight_init import apply_weight_init
 from hydranet.mtl import build_balancer
+from hydranet.randomness import Purpose, seed_global
+from hydranet.rundir import RunDir
 from hydranet.tasks import Task, TaskInfo
-from hydranet.train.allocator import keep_freed_memory
 from hydranet.train.callbacks import make_callbacks
-from hydranet.train.checkpoint import atomic_write_text, load_state, load_tensors, save_tensors
 from hydranet.train.freeze import make_freezer
+from hydranet.train.lifecycle import Session, reopen, resolve_device, start
 from hydranet.train.trainer import Trainer
-
-CHECKPOINT = Path("checkpoint") / "last.safetensors"
 
 
 @dataclass
@@ -48,35 +38,6 @@ class Run:
     history: list[dict] = field(default_factory=list)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"train.device: {name!r} is not a device (expected auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"train.device: {name!r} requested but CUDA is not available here")
-    return device
-
-
-def new_run_dir(cfg: Config, run_dir: str | Path | None) -> Path:
-    """Create the run directory; refuse one that already holds a run, so nothing saved is overwritten."""
-    if run_dir is None:
-        stem = Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        path, n = stem, 1
-        while path.exists():  # two runs started in the same second
-            path, n = stem.with_name(f"{stem.name}-{n}"), n + 1
-    else:
-        path = Path(run_dir)
-    if (path / "config.yaml").exists():
-        raise UserError(f"{path}: already holds a run (use --resume {path} to continue it, or another --run-dir)")
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{path}: exists and is not a folder")
-    (path / "checkpoint").mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def build_model_for(cfg: Config, info: dict[str, Any], device: torch.device) -> tuple[HydraNet, dict[str, Task]]:
     """Tasks from the data info and a freshly initialized model, seeded so init is reproducible."""
     tasks = {name: Task(name, cfg.tasks[name], TaskInfo.from_dict(info["tasks"][name])) for name in cfg.tasks}
@@ -85,7 +46,7 @@ def build_model_for(cfg: Config, info: dict[str, Any], device: torch.device) -> 
 
 def fresh_model(cfg: Config, info: dict[str, Any], tasks: dict[str, Task], device: torch.device) -> HydraNet:
     """The seeded model for these tasks on `device`, channels_last for images when the config asks."""
-    torch.manual_seed(cfg.seed)
+    seed_global(cfg.seed, Purpose.INIT)
     model = apply_weight_init(build_model(cfg.model, tuple(info["input_shape"]), tasks), cfg.model.weight_init).to(device)
     if cfg.train.channels_last and len(info["input_shape"]) == 3:
         model = model.to(memory_format=torch.channels_last)
@@ -98,72 +59,30 @@ def fit(cfg: Config, run_dir: str | Path | None = None, progress: bool = True, c
     `callbacks` are extra trainer callbacks (objects with any of the hooks), called before the metrics and the
     checkpoint of each epoch are written, so what they set (a `should_stop`, their state) is saved with it.
     """
-    apply_process_settings(cfg)
-    if cfg.model.init_from is not None:
-        weights_file(cfg.model.init_from)  # a wrong path fails before the run directory exists
-    data = build_dataset(cfg)
-    _check_adversarial(cfg, data)
-    path = new_run_dir(cfg, run_dir)
-    atomic_write_text(path / "config.yaml", to_yaml(cfg))
-    write_run_json(path, status="running")
-    return _train(cfg, path, progress and cfg.train.progress, state=None, data=data, callbacks=callbacks)
+    return _train(start(cfg, run_dir, "train", progress, check=_check_adversarial), callbacks)
 
 
 def resume(run_dir: str | Path, progress: bool = True, callbacks: Sequence = ()) -> Run:
     """Continue a run that was interrupted (even by SIGKILL mid-epoch) from its last complete epoch."""
-    path = Path(run_dir)
-    cfg = read_config(path)
-    apply_process_settings(cfg)
-    checkpoint = path / CHECKPOINT
-    state = load_checkpoint(checkpoint) if checkpoint.exists() else None
-    return _train(cfg, path, progress and cfg.train.progress, state, build_dataset(cfg), callbacks)
+    return _train(reopen(run_dir, progress), callbacks)
 
 
-def apply_process_settings(cfg: Config) -> None:
-    """Process-wide settings of a run: intra-op threads and how freed CPU memory is kept (allocator.py)."""
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    if cfg.train.cpu_memory == "keep":
-        keep_freed_memory()
-
-
-def load_checkpoint(path: Path) -> dict:
-    try:
-        return load_state(path)
-    except (UserError, KeyError, ValueError) as err:
-        raise UserError(f"{path}: checkpoint is unreadable ({err}); start a new run") from None
-
-
-def _train(cfg: Config, path: Path, progress: bool, state: dict | None, data: Dataset, callbacks: Sequence = ()) -> Run:
-    device = resolve_device(cfg.train.device)
-    atomic_write_text(path / "data.json", json.dumps(data.info))
+def _train(session: Session, callbacks: Sequence = ()) -> Run:
+    cfg, data, device = session.cfg, session.data, session.device
     model, tasks = build_model_for(cfg, data.info, device)
-    if state is None:
-        initialize(model, cfg, path)
+    session.initialize(model)
     balancer = build_balancer(cfg.mtl.balancer, tasks, cfg.seed)
-    perturbations, objectives, guard = _adversarial(cfg, tasks, data, path, device)
+    perturbations, objectives, guard = _adversarial(cfg, tasks, data, session.dir, device)
+    extra = [*make_freezer(model, cfg), *guard, *callbacks]
     trainer = Trainer(model, tasks, cfg, balancer, device=device, perturbations=perturbations, objectives=objectives,
-                      callbacks=make_callbacks(cfg, path, progress, [*make_freezer(model, cfg), *guard, *callbacks]))
-    if state is not None:
-        trainer.load_state_dict(state)
-    history = trainer.fit(data)
-    save_tensors(path / "model.safetensors", model.state_dict())
-    summary = _summary(cfg, trainer, data, model)
-    atomic_write_text(path / "summary.json", json.dumps(summary, indent=2))
+                      callbacks=make_callbacks(cfg, session.dir, session.progress, extra))
+    history = session.train(trainer)
     from hydranet.train.plots import plot_curves
 
-    plot_curves(history, path / "plots" / "curves.png")
-    write_run_json(path, status="finished")
-    return Run(dir=path, config=cfg, model=model, tasks=tasks, info=data.info, summary=summary, history=history)
-
-
-def initialize(model: torch.nn.Module, cfg: Config, path: Path) -> None:
-    """Apply `model.init_from` to a fresh model: print the load report and keep it as init.json."""
-    if cfg.model.init_from is None:
-        return
-    report = init_from(model, cfg.model.init_from, cfg.model.init_map, cfg.model.init_heads)
-    print(report, file=sys.stderr)
-    atomic_write_text(path / "init.json", json.dumps(report.to_dict(), indent=2))
+    plot_curves(history, session.dir.plots / "curves.png")
+    summary = _summary(cfg, trainer, data, model)
+    session.finish(session.dir.model, model.state_dict(), summary)
+    return Run(dir=session.dir.path, config=cfg, model=model, tasks=tasks, info=data.info, summary=summary, history=history)
 
 
 def _check_adversarial(cfg: Config, data: Dataset) -> None:
@@ -173,7 +92,7 @@ def _check_adversarial(cfg: Config, data: Dataset) -> None:
     check_data(cfg, data.info, len(data.index["val"]))
 
 
-def _adversarial(cfg: Config, tasks: dict[str, Task], data: Dataset, path: Path, device: torch.device) -> tuple[list, list, list]:
+def _adversarial(cfg: Config, tasks: dict[str, Task], data: Dataset, run: RunDir, device: torch.device) -> tuple[list, list, list]:
     """Perturbations, objectives and the robustness guard of `adversarial:` (all empty for method none)."""
     from hydranet.robust.guard import RobustGuard
     from hydranet.robust.training import build_adversarial
@@ -185,7 +104,7 @@ def _adversarial(cfg: Config, tasks: dict[str, Task], data: Dataset, path: Path,
         return perturbations, objectives, []
     val = {k: v.to(device) for k, v in data.split("val").items()}  # the guard draws its examples from it
     space = (perturbations + objectives)[0].space
-    return perturbations, objectives, [RobustGuard(adv, tasks, space, val, path / "checkpoint" / "best_robust.safetensors", cfg.seed)]
+    return perturbations, objectives, [RobustGuard(adv, tasks, space, val, run.best_robust, cfg.seed)]
 
 
 def _summary(cfg: Config, trainer: Trainer, data: Dataset, model: HydraNet) -> dict[str, Any]:
@@ -200,50 +119,13 @@ def _summary(cfg: Config, trainer: Trainer, data: Dataset, model: HydraNet) -> d
             "precision": trainer.precision, "params": sum(p.numel() for p in model.parameters()), **splits}
 
 
-def write_run_json(path: Path, status: str, kind: str = "train") -> None:
-    """Provenance: hydranet version, git commit, torch, machine, so a result can be traced and repeated;
-    `kind` tells a training run from a pretraining run."""
-    meta_path = path / "run.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {
-        "kind": kind, "hydranet": hydranet.__version__, "git_commit": _git_commit(), "torch": torch.__version__,
-        "python": platform.python_version(), "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "cpus": torch.get_num_threads(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    meta["status"] = status
-    atomic_write_text(meta_path, json.dumps(meta, indent=2))
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-# --- reading a run directory -------------------------------------------------------------------
-
-
-def read_config(path: Path) -> Config:
-    """The resolved config of a run directory; a folder that is not a run is a clear error."""
-    if not path.is_dir():
-        raise UserError(f"{path}: not a folder (expected a run directory)")
-    config_file = path / "config.yaml"
-    if not config_file.exists():
-        raise UserError(f"{path}: not a hydranet run directory (no config.yaml)")
-    return validate(yaml.safe_load(config_file.read_text()) or {}, stored=True)
-
-
 def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     """A trained run: config, data info, tasks and the model with its final weights (eval mode)."""
-    path = Path(run_dir)
-    cfg = read_config(path)
-    for needed in ("data.json", "model.safetensors"):
-        if not (path / needed).exists():
-            raise UserError(f"{path}: run has no {needed} (did training finish? `hydranet train --resume {path}`)")
-    info = json.loads((path / "data.json").read_text())
+    run = RunDir.open(run_dir)
+    cfg = run.read_config()
+    run.require(run.data, run.model)
+    info = run.read_data_info()
     model, tasks = build_model_for(cfg, info, resolve_device(device))
-    model.load_state_dict(load_tensors(path / "model.safetensors")[0])
+    model.load_state_dict(read_tensors(run.model)[0])
     model.eval()
-    summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").exists() else {}
-    return Run(dir=path, config=cfg, model=model, tasks=tasks, info=info, summary=summary)
+    return Run(dir=run.path, config=cfg, model=model, tasks=tasks, info=info, summary=run.read_summary())

@@ -11,27 +11,18 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
-import numpy as np
 import torch
 from torch import nn
 
 from hydranet.config import Config
 from hydranet.data.augment import apply, draw_epoch
 from hydranet.data.dataset import Dataset
+from hydranet.randomness import Purpose, seed_global, stream
 from hydranet.tasks import Task
 from hydranet.train.ema import WeightEMA
 from hydranet.train.evaluation import eval_settings, evaluate_split
 from hydranet.train.optim import build_optimizer, load_optimizer_state, lr_factor, param_groups, set_lr
 from hydranet.train.precision import autocast, resolve_precision
-
-# Purposes of the per-epoch random streams (shuffling, augmentation, dropout): one generator each.
-SHUFFLE, AUGMENT, DROPOUT = 1, 2, 3
-
-
-def epoch_seed(seed: int, epoch: int, purpose: int) -> int:
-    """A seed that depends only on (seed, epoch, purpose), so a resumed run replays the same randomness."""
-    return int(np.random.SeedSequence([seed, epoch, purpose]).generate_state(1)[0])
-
 
 class RunningMeans:
     """Per-epoch (sum, count) pairs kept as tensors, so adding a step's values never syncs with the device."""
@@ -116,9 +107,9 @@ class Trainer:
 
     def _train_epoch(self, train: dict[str, torch.Tensor]) -> dict:
         cfg = self.cfg
-        shuffle = torch.Generator().manual_seed(epoch_seed(cfg.seed, self.epoch, SHUFFLE))
-        aug = torch.Generator().manual_seed(epoch_seed(cfg.seed, self.epoch, AUGMENT))
-        torch.manual_seed(epoch_seed(cfg.seed, self.epoch, DROPOUT))  # dropout draws from the global RNG
+        shuffle = stream(cfg.seed, Purpose.SHUFFLE, self.epoch)  # per epoch, so a resumed run replays them
+        aug = stream(cfg.seed, Purpose.AUGMENT, self.epoch)
+        seed_global(cfg.seed, Purpose.DROPOUT, self.epoch)  # dropout draws from the global RNG
         augmenting = train["x"].ndim == 4 and (cfg.data.augment.crop_padding or cfg.data.augment.flip or cfg.data.augment.cutout)
         n, batch_size = len(train["x"]), cfg.train.batch_size
         order = torch.randperm(n, generator=shuffle).to(self.device)

@@ -14,7 +14,7 @@ import pandas as pd
 from rich.table import Table
 
 from hydranet.config import Config, to_yaml, validate
-from hydranet.train.checkpoint import atomic_write_text
+from hydranet.files import write_csv, write_figure, write_html, write_text
 
 if TYPE_CHECKING:
     from hydranet.tune.study import Settings
@@ -39,7 +39,7 @@ def write_report(study: Any, settings: Settings, echo: Callable[[str], None] = p
     trials = study.get_trials(deepcopy=False)
     names = [o.name for o in settings.objectives]
     result = TuneResult(study=study, dir=out, objectives=names, files=[out / "trials.csv"])
-    trials_frame(trials, names).to_csv(out / "trials.csv", index=False)
+    write_csv(out / "trials.csv", trials_frame(trials, names))
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     if not complete:
         echo(f"no trial of study {settings.study!r} has completed yet; wrote {out / 'trials.csv'}")
@@ -48,19 +48,19 @@ def write_report(study: Any, settings: Settings, echo: Callable[[str], None] = p
         best = study.best_trial
         result.best = validate(best.user_attrs["config"])
         header = f"# best trial {best.number} of study {settings.study!r}: {names[0]} {best.value:.6g}\n"
-        atomic_write_text(out / "best.yaml", header + to_yaml(result.best))
+        write_text(out / "best.yaml", header + to_yaml(result.best))
         result.files.append(out / "best.yaml")
     else:
         front = sorted(study.best_trials, key=lambda t: t.number)
         result.pareto = [t.number for t in front]
-        trials_frame(front, names).to_csv(out / "pareto.csv", index=False)
+        write_csv(out / "pareto.csv", trials_frame(front, names))
         (out / "pareto").mkdir(exist_ok=True)
         for stale in (out / "pareto").glob("trial-*.yaml"):  # the front of an earlier session may have changed
             stale.unlink()
         for t in front:
             header = f"# Pareto-optimal trial {t.number} of study {settings.study!r}: " + ", ".join(
                 f"{n} {v:.6g}" for n, v in zip(names, t.values)) + "\n"
-            atomic_write_text(out / "pareto" / f"trial-{t.number:04d}.yaml", header + to_yaml(validate(t.user_attrs["config"])))
+            write_text(out / "pareto" / f"trial-{t.number:04d}.yaml", header + to_yaml(validate(t.user_attrs["config"])))
         result.files += [out / "pareto.csv", out / "pareto"]
     result.files += write_plots(study, names, out / "plots", echo)
     echo(f"wrote {', '.join(str(p.relative_to(out)) for p in result.files)} in {out}")
@@ -107,11 +107,11 @@ def write_plots(study: Any, names: list[str], out: Path, echo: Callable[[str], N
             axes = getattr(static, function)(study, **kwargs)
             figure = axes.flat[0].figure if hasattr(axes, "flat") else axes.figure
             figure.tight_layout()
-            figure.savefig(out / f"{name}.png", dpi=120)
+            write_figure(out / f"{name}.png", figure, dpi=120)
             plt.close(figure)
             written.append(out / f"{name}.png")
             if html:  # one shared plotly.min.js beside the pages: they open offline and stay small
-                getattr(interactive, function)(study, **kwargs).write_html(out / f"{name}.html", include_plotlyjs="directory")
+                write_html(out / f"{name}.html", getattr(interactive, function)(study, **kwargs), include_plotlyjs="directory")
                 written.append(out / f"{name}.html")
     if not html:
         echo("HTML plots skipped: they need plotly (pip install plotly)")

@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from hydranet.config import Config, SearchParam
 from hydranet.errors import UserError
+from hydranet.files import write_text
+from hydranet.randomness import Purpose, purpose_seed
 from hydranet.train import fit
 from hydranet.train.callbacks import monitored_value
 from hydranet.tune.interrupts import Interrupts
@@ -219,7 +219,7 @@ def sampler_seed(settings: Settings, worker: int, existing: int) -> int | None:
     workers on other machines cannot be told apart, so there the sampler draws from the OS."""
     if settings.storage is not None:
         return None
-    return int(np.random.SeedSequence([settings.base["seed"], worker, existing]).generate_state(1)[0])
+    return purpose_seed(settings.base["seed"], Purpose.TUNE_SAMPLER, worker, existing)
 
 
 # --- workers --------------------------------------------------------------------------------
@@ -361,7 +361,7 @@ class TrialRunner:
         """Keep why the trial failed: one line in the study (and on screen), the traceback in its run directory."""
         trial.set_user_attr("error", f"{type(err).__name__}: {err}")
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "error.txt").write_text("".join(traceback.format_exception(err)))
+        write_text(run_dir / "error.txt", "".join(traceback.format_exception(err)))
         self.echo(f"trial {trial.number} failed: {err}  {_params(trial.params)}")
 
 

@@ -12,6 +12,7 @@ from sklearn.datasets import load_digits
 from hydranet.config import Config, SplitConfig
 from hydranet.data.dataset import RawData
 from hydranet.data.images import resize_images
+from hydranet.randomness import Purpose, numpy_stream
 from hydranet.registry import register
 
 DIGIT = 8  # side of a scikit-learn digit
@@ -39,7 +40,7 @@ def make_pairs(n_images: int, split: SplitConfig, seed: int, n_pairs: int = PAIR
     each pair draws both digits from its own split's pool, so no test image was ever seen in training;
     pairs drawn at random and split afterwards would put every test digit into some training pair.
     """
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+    rng = numpy_stream(seed, Purpose.PAIRS)
     pool_of = _assign(n_images, split, rng)
     pair_split = _assign(n_pairs, split, rng)
     left, right = np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64)

@@ -1,0 +1,95 @@
+"""Atomic files: everything a command writes (JSON, text, CSV, plots, weights) goes through here, so a crash
+(even SIGKILL) leaves the old file or the new one, never half of one: temporary file beside it, fsync, rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from hydranet.errors import UserError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path for writers that want a file name (matplotlib, pandas, plotly, safetensors).
+
+    It sits in the target's folder (a rename across file systems would not be atomic) and keeps the target's
+    suffix (matplotlib picks the format by it). When the block ends the file is synced and renamed onto
+    `path`; when the block raises, it is removed and `path` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        _sync(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; a run directory is meant to be shared
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _sync(path: Path) -> None:
+    """Flush the file's bytes to the disk, so the rename never points at data still in the page cache."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Text as UTF-8 (bench.md and configs hold ±, Δ and other non-ASCII characters)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | Path, value: Any, indent: int | None = 2) -> None:
+    """JSON, indented for people to read unless `indent` is None (large machine-read files)."""
+    write_text(path, json.dumps(value, indent=indent))
+
+
+def write_csv(path: str | Path, frame: Any) -> None:
+    """A pandas DataFrame as CSV, without its index."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def write_figure(path: str | Path, figure: Any, dpi: int = 100) -> None:
+    """A matplotlib figure as an image; the format follows the suffix (.png, .svg, .pdf)."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=dpi)
+
+
+def write_html(path: str | Path, figure: Any, **options: Any) -> None:
+    """A plotly figure as an HTML page (`options` go to its `write_html`, e.g. include_plotlyjs)."""
+    with atomic_path(path) as tmp:
+        figure.write_html(tmp, **options)
+
+
+def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """A flat dict of tensors as safetensors (copied to the CPU, contiguous), with optional string metadata."""
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+
+
+def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of a safetensors file; a missing or corrupt file is a UserError naming it."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except Exception as err:  # safetensors raises its own error types for corrupt headers
+        raise UserError(f"{path}: not a readable safetensors file ({err})") from None

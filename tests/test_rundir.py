@@ -1,0 +1,62 @@
+"""hydranet.rundir: claiming, reading and checking run directories, and the layout named in one place."""
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from hydranet.config import load_config
+from hydranet.errors import UserError
+from hydranet.rundir import RunDir
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "hydranet"
+# (not "plots": a study directory has its own)
+LAYOUT = {"config.yaml", "run.json", "data.json", "metrics.jsonl", "model.safetensors", "trunk.safetensors",
+          "checkpoint", "last.safetensors", "best.safetensors", "best_robust.safetensors", "summary.json",
+          "init.json", "tensorboard"}
+
+
+def test_a_new_run_is_claimed_once(tmp_path):
+    cfg = load_config("quickstart", ["train.epochs=1"])
+    run = RunDir.create(cfg, tmp_path / "r", "pretrain")
+    assert run.checkpoint_dir.is_dir() and run.read_config() == cfg
+    meta = json.loads(run.run_json.read_text())
+    assert meta["kind"] == "pretrain" and meta["status"] == "running" and meta["hydranet"]
+    run.finish({"epochs": 1})
+    assert json.loads(run.run_json.read_text()) == {**meta, "status": "finished"}  # provenance written once
+    assert json.loads(run.summary.read_text()) == {"epochs": 1}
+    with pytest.raises(UserError, match="already holds a run"):
+        RunDir.create(cfg, tmp_path / "r", "train")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="exists and is not a folder"):
+        RunDir.create(cfg, tmp_path / "file", "train")
+
+
+def test_reading_checks_it_is_a_run(tmp_path):
+    with pytest.raises(UserError, match="not a folder"):
+        RunDir.open(tmp_path / "missing")
+    with pytest.raises(UserError, match=r"not a hydranet run directory \(no config.yaml\)"):
+        RunDir.open(tmp_path)
+    run = RunDir.create(load_config("quickstart"), tmp_path / "r", "train")
+    with pytest.raises(UserError, match=r"run has no model.safetensors \(did training finish"):
+        RunDir.open(run.path).require(run.model)
+    assert run.read_summary() == {} and run.weights() is None
+    run.model.write_bytes(b"")
+    run.trunk.write_bytes(b"")
+    assert run.weights() == run.trunk  # a pretrained trunk is what another run starts from
+
+
+def test_the_layout_is_named_only_in_rundir_py():
+    """File names of a run directory as string literals (docstrings aside) appear in rundir.py alone."""
+    offenders = []
+    for path in sorted(SRC.rglob("*.py")):
+        if path.name == "rundir.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body
+                      and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+        offenders += [f"{path.relative_to(SRC)}:{node.lineno}: {node.value!r}" for node in ast.walk(tree)
+                      if isinstance(node, ast.Constant) and node.value in LAYOUT and id(node) not in docstrings]
+    assert not offenders, "name run files through hydranet.rundir.RunDir:\n" + "\n".join(offenders)

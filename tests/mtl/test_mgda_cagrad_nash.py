@@ -72,11 +72,23 @@ def test_mgda_ub_solves_on_the_features():
 # --- CAGrad --------------------------------------------------------------------------------------
 
 
-def test_cagrad_with_c_zero_is_the_mean_gradient():
+@pytest.mark.parametrize("scale, factor", [("sum", 3), ("mean", 1)])
+def test_cagrad_with_c_zero_is_the_sum_or_mean_gradient(scale, factor):
+    """scale sum (the default, the authors' T·d): c = 0 gives the summed gradient, as `equal` does."""
     toy = LinearToy([[1.0, 0.0], [-1.0, 3.0], [0.5, 0.5]])
-    make_balancer(CAGrad, c=0.0).backward(toy.losses(), [toy.w])
-    assert torch.allclose(toy.w.grad, toy.grads.mean(0))
+    make_balancer(CAGrad, c=0.0, scale=scale).backward(toy.losses(), [toy.w])
+    assert torch.allclose(toy.w.grad, toy.grads.mean(0) * factor)
     check_private_grads(toy, [1.0, 1.0, 1.0])
+
+
+def test_cagrad_sum_scale_is_t_times_the_mean_scale():
+    grads = [[1.0, 0.2], [-0.6, 1.0], [0.3, -0.4]]
+    updates = {}
+    for scale in ("sum", "mean"):
+        toy = LinearToy(grads)
+        make_balancer(CAGrad, c=0.5, scale=scale).backward(toy.losses(), [toy.w])
+        updates[scale] = toy.w.grad.clone()
+    assert torch.allclose(updates["sum"], 3 * updates["mean"], atol=1e-6)
 
 
 def test_cagrad_solves_the_primal_problem():
@@ -108,13 +120,24 @@ def test_nash_alpha_solves_the_bargaining_equation(t):
 
 
 def test_nash_mtl_orthogonal_gradients_closed_form():
-    """K = diag(4, 1)/√17 gives α_t = 1/√K_tt; Σ α_t g_t = 17^¼·(1, 1) is then clipped to norm 1."""
+    """Gᵀ G = diag(4, 1) gives α_t = 1/‖g_t‖ = (1/2, 1), the paper's and the authors' scale; Σ α_t g_t = (1, 1)
+    has norm √T and is then clipped to norm 1."""
     toy = LinearToy([[2.0, 0.0], [0.0, 1.0]])
     weights = make_balancer(NashMTL, max_norm=1.0).backward(toy.losses(), [toy.w])
-    expected = [17**0.25 / 2, 17**0.25]
+    expected = [0.5, 1.0]
     assert np.allclose(list(weights.values()), expected)
     assert torch.allclose(toy.w.grad, torch.tensor([1.0, 1.0]) / math.sqrt(2), atol=1e-5)
     check_private_grads(toy, expected)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_nash_mtl_combined_gradient_has_norm_sqrt_t_at_any_gradient_scale(scale):
+    """α solves α_t·(Gᵀ G α)_t = 1 on the raw Gram, so ‖Σ α_t g_t‖ = √T (the authors' code: the same)."""
+    rng = np.random.default_rng(0)
+    rows = (rng.normal(size=(3, 3)) * scale).tolist()
+    toy = LinearToy(rows)
+    make_balancer(NashMTL, max_norm=0.0).backward(toy.losses(), [toy.w])
+    assert float(toy.w.grad.norm()) == pytest.approx(math.sqrt(3), rel=1e-5)
 
 
 def test_nash_mtl_reuses_alpha_between_updates():

@@ -4,6 +4,8 @@ Descent for Multi-task Learning", NeurIPS): the update that most improves the wo
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from pydantic import Field
 import torch
@@ -55,20 +57,23 @@ class CAGradOptions(Options):
     """Options of `mtl.balancer: {name: cagrad, …}`."""
 
     c: float = Field(0.4, ge=0, description="radius c of the ball around the mean gradient (0: the mean gradient)")
+    scale: Literal["sum", "mean"] = Field("sum", description="sum: the shared update is T·d, the summed losses' scale, as the authors' code does (c = 0 then equals the equal balancer) | mean: d itself, the mean gradient's scale (1/T of it)")
 
 
 @register("balancer", "cagrad", options=CAGradOptions)
 class CAGrad:
-    """Shared parameters get d (above, scaled as the mean gradient, not the sum); task-specific
-    parameters get their own gradient (weight 1), as in the authors' and LibMTL's code.
+    """Shared parameters get T·d (`scale: sum`, the default: the authors' code multiplies d by T "to match
+    the sum loss", so c = 0 gives the `equal` balancer's gradient) or d (`scale: mean`, the mean gradient's
+    scale, 1/T of it); task-specific parameters get their own gradient (weight 1), as in the authors' and
+    LibMTL's code.
 
-    `mtl.cagrad_c` is the radius c of the ball around g0 (c = 0: plain mean gradient). Every loss term
+    `c` is the radius of the ball around g0 (c = 0: the plain mean, or sum, of the gradients). Every loss term
     counts as a task. The small dual problem runs in scipy, so each step syncs with the device once
     (none when c = 0). Returned weights: each term's coefficient in the shared gradient.
     """
 
     def __init__(self, options: CAGradOptions, tasks: dict, seed: int):
-        self.c = options.c
+        self.c, self.sum_scale = options.c, options.scale == "sum"
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float | Tensor]:
         if not shared_params:
@@ -79,5 +84,7 @@ class CAGrad:
             coeffs = torch.full((len(names),), 1.0 / len(names))
         else:
             coeffs = torch.from_numpy(cagrad_coefficients((grads @ grads.T).double().cpu().numpy(), self.c))
+        if self.sum_scale:
+            coeffs = coeffs * len(names)
         combine_and_backward(losses, shared_params, grads, coeffs, {name: 1.0 for name in names})
         return {name: float(coeffs[i]) for i, name in enumerate(names)}

@@ -49,11 +49,14 @@ class NashMTLOptions(Options):
 
 @register("balancer", "nash_mtl", options=NashMTLOptions)
 class NashMTL:
-    """Backward with weights α from Gᵀ G (normalized by its Frobenius norm, as in the authors' code):
-    shared parameters get Σ α_t g_t, clipped to norm `mtl.nash_max_norm` (0: off), and task-specific
-    ones the gradient of Σ α_t L_t. Every loss term counts as a task.
+    """Backward with weights α solving α_t·(Gᵀ G α)_t = 1 on the raw Gram matrix, as the paper does and as
+    the authors' code does (it divides Gᵀ G by its Frobenius norm n for the solver and carries n into the
+    constraints): then ‖Σ α_t g_t‖² = αᵀ Gᵀ G α = T, whatever the gradients' scale. Here the solve also runs
+    on Gᵀ G / n, for conditioning, and α' is rescaled to α = α' / √n. Shared parameters get Σ α_t g_t,
+    clipped to norm `max_norm` (0: off), and task-specific ones the gradient of Σ α_t L_t. Every loss term
+    counts as a task.
 
-    `mtl.nash_update_every` = k re-solves α every k steps only (the paper's speed-up); the other steps
+    `update_every` = k re-solves α every k steps only (the paper's speed-up); the other steps
     are one plain backward of Σ α_t L_t. The solve runs on the CPU, so solving steps sync with the
     device once; reused steps do not. The step counter and α are checkpointed (exact resume).
     """
@@ -73,7 +76,9 @@ class NashMTL:
             grads = term_gradients(list(losses.values()), shared_params)  # (T, P)
             gram = (grads @ grads.T).double().cpu().numpy()  # (T, T); the sync of a solving step
             norm = np.linalg.norm(gram)
-            self.alpha = nash_alpha(gram / norm if norm > 0 else gram, None if stale else self.alpha)
+            scale = np.sqrt(norm) if norm > 0 else 1.0  # α' of Gᵀ G / n is √n·α of Gᵀ G
+            start = None if stale else self.alpha * scale
+            self.alpha = nash_alpha(gram / (norm if norm > 0 else 1.0), start) / scale
             weights = {name: float(a) for name, a in zip(names, self.alpha)}
             combine_and_backward(losses, shared_params, grads, torch.from_numpy(self.alpha), weights)
         else:

@@ -6,6 +6,8 @@ dotted keys as the CLI's `--set`.
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -14,6 +16,7 @@ import pandas as pd
 import torch
 
 from hydranet.config import Config, apply_override, experiment_dict, validate
+from hydranet.config.loading import ALLOW_ENV
 from hydranet.data import to_model_inputs
 from hydranet.predict import decode_outputs, evaluate_run, predict_paths
 from hydranet.train import Run, fit, load_run
@@ -95,6 +98,23 @@ class Model:
         return evaluate_run(self.run, split)
 
 
-def load(run_dir: str | Path) -> Model:
-    """Load a run directory for prediction and evaluation."""
-    return Model(load_run(run_dir))
+def load(run_dir: str | Path, allow_plugins: bool = False) -> Model:
+    """Load a run directory for prediction and evaluation. Plugin modules its config names are imported only
+    with `allow_plugins=True` (or when already imported): loading a shared run never runs code that came with it."""
+    with plugins_allowed(allow_plugins):
+        return Model(load_run(run_dir))
+
+
+@contextmanager
+def plugins_allowed(allow: bool):
+    """Within the block, a stored config may import any plugin it names (when `allow`)."""
+    old = os.environ.get(ALLOW_ENV)
+    if allow:
+        os.environ[ALLOW_ENV] = "*"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ALLOW_ENV, None)
+        else:
+            os.environ[ALLOW_ENV] = old

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from hydranet.errors import UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="hydranet: multi-task deep learning — one shared trunk, one head per task.")
 console = Console()
 
@@ -25,6 +25,29 @@ EXPERIMENT = typer.Argument(None, help="built-in experiment name or YAML file (d
 SET = typer.Option([], "--set", "-s", help="override a config field: --set train.epochs=5 (repeatable)")
 RUN_DIR = typer.Option(None, "--run-dir", help="where to write the run (default: runs/<name>-<time>)")
 QUIET = typer.Option(False, "--quiet", "-q", help="no progress bar")
+
+
+def _version(value: bool) -> None:
+    if value:
+        import hydranet
+
+        console.print(f"hydranet {hydranet.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print hydranet's version and exit"),
+          allow_plugins: bool = typer.Option(False, "--allow-plugins",
+                                             help="let a run directory's config import the plugin modules it names "
+                                                  "(evaluate, predict, attack, probe, --resume); off: refused")) -> None:
+    """hydranet: multi-task deep learning — one shared trunk, one head per task."""
+    if allow_plugins:
+        import os
+
+        from hydranet.config.loading import ALLOW_ENV
+
+        os.environ[ALLOW_ENV] = "*"  # this process (and the workers it starts) only
 
 
 def start_or_resume(experiment, overrides, run_dir, resume, quiet, start, continue_):
@@ -136,11 +159,11 @@ def attack(
     name: str = typer.Option("pgd", "--attack", help="fgsm | pgd | apgd"),
     eps: Optional[str] = typer.Option(None, "--eps", help="budget in raw pixels [0, 1], e.g. 8/255; with --sweep a comma list"),
     norm: str = typer.Option("linf", "--norm", help="linf | l2"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="gradient steps (default: pgd 10, apgd 100)"),
-    restarts: int = typer.Option(1, "--restarts", help="random restarts; each example keeps its worst"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="gradient steps (default: pgd 10, apgd 100)"),
+    restarts: int = typer.Option(1, "--restarts", min=1, help="random restarts; each example keeps its worst"),
     task: Optional[str] = typer.Option(None, "--task", help="attack this task's loss (default: the sum of all)"),
     split: str = typer.Option("test", "--split", help="test | val | train"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="attack N examples of the split, drawn at random (seeded by the run's seed)"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="attack N examples of the split, drawn at random (seeded by the run's seed)"),
     target: Optional[str] = typer.Option(None, "--target", help="targeted attack on --task: a class name or index, or "
                                          "random (a random class other than the label, per example)"),
     sweep: bool = typer.Option(False, "--sweep", help="several eps (default linf 0…16/255, l2 0…2) with gradient-masking checks"),
@@ -220,7 +243,7 @@ def bench_mtl(
     experiment: Optional[str] = EXPERIMENT,
     balancers: Optional[str] = typer.Option(None, "--balancers", help="comma-separated balancers (default: every registered one)"),
     sharings: str = typer.Option("hard", "--sharings", help="comma-separated sharing architectures"),
-    seeds: int = typer.Option(3, "--seeds", help="seeds per method (seed, seed+1, …)"),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="seeds per method (seed, seed+1, …)"),
     overrides: List[str] = SET,
     out: Optional[Path] = typer.Option(None, "--out", help="folder for the runs and bench.md/json/png (default: runs/bench-<name>-<time>)"),
 ) -> None:
@@ -238,8 +261,8 @@ def bench_mtl(
 def tune(
     experiment: Optional[str] = EXPERIMENT,
     overrides: List[str] = SET,
-    trials: int = typer.Option(20, "--trials", "-n", help="finished trials the study should hold; rerunning the command resumes it up to this"),
-    workers: int = typer.Option(1, "--workers", "-w", help="worker processes on this machine, sharing the study's storage"),
+    trials: int = typer.Option(20, "--trials", "-n", min=1, help="finished trials the study should hold; rerunning the command resumes it up to this"),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="worker processes on this machine, sharing the study's storage"),
     storage: Optional[str] = typer.Option(None, "--storage", help="database URL that workers on several machines share, e.g. postgresql+psycopg://user@host/db (default: a journal file in the study directory)"),
     study: Optional[str] = typer.Option(None, "--study", help="study name (default: the experiment's name)"),
     sampler: str = typer.Option("tpe", "--sampler", help="tpe | random | cmaes | grid"),

@@ -7,6 +7,8 @@ for a config read back from a run directory, which may predate a key's move (con
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +81,40 @@ def load_config(experiment: str | Path | dict | None = None, overrides: list[str
 def validate(data: dict[str, Any], stored: bool = False) -> Config:
     """Validate a raw dict: import its plugins, check schema and method options, then its `search:` space.
 
-    `stored`: the dict was read from a run directory, so keys that moved since are upgraded, not refused.
+    `stored`: the dict was read from a run directory, so keys that moved since are upgraded, not refused, and
+    its plugins are imported only if the user allowed them (`allowed_plugins`): a run folder is something
+    users share, and reading one must not run code that came with it.
     """
     if not isinstance(data, dict):
         raise UserError(f"config: expected a mapping of config keys, got {type(data).__name__}")
-    _import_plugins(data.get("plugins") or [])
+    plugins = data.get("plugins") or []
+    if stored:
+        _refuse_unallowed(plugins)
+    _import_plugins(plugins)
     config = check(upgrade(data) if stored else data)
     if config.search:
         check_search(config)
     return config
+
+
+ALLOW_ENV = "HYDRANET_ALLOW_PLUGINS"  # comma-separated module names, or * for any
+
+
+def allowed_plugins() -> set[str]:
+    """Modules the user allowed a stored config to import (`hydranet --allow-plugins`, or the environment)."""
+    return {m.strip() for m in os.environ.get(ALLOW_ENV, "").split(",") if m.strip()}
+
+
+def _refuse_unallowed(modules: Any) -> None:
+    """A stored config's plugins that are neither imported already nor allowed are refused, naming them."""
+    if not isinstance(modules, list):
+        return  # _import_plugins words the type error
+    allowed = allowed_plugins()
+    refused = [m for m in modules if m not in sys.modules and m not in allowed and "*" not in allowed]
+    if refused:
+        raise UserError(f"plugins: the run's config imports {', '.join(refused)}; a run folder's code is never run "
+                        f"unless you allow it: `hydranet --allow-plugins …` (or {ALLOW_ENV}={','.join(refused)}), "
+                        f"or import the module yourself first")
 
 
 def _import_plugins(modules: Any) -> None:

@@ -12,7 +12,7 @@ from hydranet import Experiment
 from hydranet.data.split import label_subset
 from hydranet.errors import UserError
 from hydranet.files import write_tensors
-from hydranet.models.init import init_from, rename
+from hydranet.models.pretrained import init_from, rename
 from hydranet.train.freeze import Freezer
 from hydranet.train.optim import param_groups
 from tests.conftest import tiny_table_config

@@ -10,9 +10,9 @@ from torch import nn
 
 import hydranet as hn
 from hydranet.config import TaskConfig
-from hydranet.robust import Objective, PixelSpace, apgd, attack_run, fgsm, parse_eps, pgd
+from hydranet.robust import AttackLoss, PixelSpace, apgd, attack_run, fgsm, parse_eps, pgd
 from hydranet.robust.apgd import checkpoints
-from hydranet.robust.evaluate import load_split, success_rate, target_classes, target_index
+from hydranet.robust.attack_run import load_split, success_rate, target_classes, target_index
 from hydranet.tasks import Task, TaskInfo
 from hydranet.train import load_run
 
@@ -47,7 +47,7 @@ def accuracy(model, x, y):
 def test_pgd_matches_an_independent_reference(run, batch):
     space, eps, steps = space_of(run), 24 / 255, 5
     x, y = batch["x"], batch["digit"]
-    ours = pgd(run.model, x, Objective(run.tasks, batch, "digit"), space, eps, steps=steps, step_size=eps / 4,
+    ours = pgd(run.model, x, AttackLoss(run.tasks, batch, "digit"), space, eps, steps=steps, step_size=eps / 4,
                random_init=False)
     theirs = reference_pgd(run.model, x, y, space.mean, space.std, eps, steps, eps / 4)
     clean, a, b = accuracy(run.model, x, y), accuracy(run.model, ours, y), accuracy(run.model, theirs, y)
@@ -68,7 +68,7 @@ def test_fgsm_on_a_logistic_model_is_the_closed_form():
     x_raw = torch.rand(6, 3, 2, 2) * 0.8 + 0.1  # away from 0 and 1, so no clamp acts
     x = (x_raw - space.mean) / space.std
     y = torch.tensor([0.0, 1.0, 0.0, 1.0, 1.0, 0.0])
-    adv = fgsm(Logistic(), x, Objective({"y": task}, {"y": y}), space, eps=0.05)
+    adv = fgsm(Logistic(), x, AttackLoss({"y": task}, {"y": y}), space, eps=0.05)
     sign = torch.where(y.view(-1, 1) > 0.5, -1.0, 1.0) * linear.weight.sign()  # loss rises against the label
     torch.testing.assert_close(space.raw(adv), x_raw + 0.05 * sign.view(6, 3, 2, 2), atol=1e-6, rtol=0)
 
@@ -78,7 +78,7 @@ def test_fgsm_on_a_logistic_model_is_the_closed_form():
 def test_perturbations_stay_in_the_ball_and_the_pixel_range(run, batch, attack, norm, eps):
     space = space_of(run)
     x = batch["x"][:24]
-    adv = attack(run.model, x, Objective(run.tasks, {k: v[:24] for k, v in batch.items()}), space, eps,
+    adv = attack(run.model, x, AttackLoss(run.tasks, {k: v[:24] for k, v in batch.items()}), space, eps,
                  norm=norm, steps=3, restarts=2, generator=torch.Generator().manual_seed(0))
     raw, delta = space.raw(adv), space.raw(adv) - space.raw(x)
     size = delta.flatten(1).abs().amax(1) if norm == "linf" else delta.flatten(1).norm(dim=1)
@@ -114,8 +114,8 @@ def test_apgd_checkpoints_follow_the_paper():
 
 def test_targeted_pgd_raises_the_target_rate(run, batch):
     space, target = space_of(run), 3
-    objective = Objective(run.tasks, batch, "digit", target_class=target)
-    adv = pgd(run.model, batch["x"], objective, space, 64 / 255, steps=10, generator=torch.Generator().manual_seed(0))
+    attack_loss = AttackLoss(run.tasks, batch, "digit", target_class=target)
+    adv = pgd(run.model, batch["x"], attack_loss, space, 64 / 255, steps=10, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         before = (run.model(batch["x"])["digit"].argmax(-1) == target).float().mean()
         after = (run.model(adv)["digit"].argmax(-1) == target).float().mean()
@@ -146,7 +146,7 @@ def test_attacks_leave_the_model_untouched(bn_run, attack):
         p.grad = torch.full_like(p, 0.5)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     data = load_split(bn_run, "test", 32)
-    attack(model, data["x"], Objective(bn_run.tasks, data), PixelSpace.from_info(bn_run.info), 8 / 255, steps=3)
+    attack(model, data["x"], AttackLoss(bn_run.tasks, data), PixelSpace.from_info(bn_run.info), 8 / 255, steps=3)
     assert model.training
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k

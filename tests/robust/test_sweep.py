@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from hydranet.robust import PixelSpace, pgd, sweep_run
-from hydranet.robust.evaluate import ATTACKS
+from hydranet.robust.attack_run import ATTACKS
 from hydranet.robust.sweep import masking_warnings, reach_eps
 
 
@@ -86,8 +86,8 @@ def test_a_masked_model_is_flagged_at_the_reach_eps(run, one_thread):
 def test_a_broken_restart_logic_is_flagged(run, monkeypatch, one_thread):
     """An attack that returns its worst restart instead of its best (here: the clean input) does better with
     fewer restarts; the restart check catches it."""
-    def broken(model, x, objective, space, eps, restarts=1, **kwargs):
-        return pgd(model, x, objective, space, eps, **kwargs) if restarts == 1 else x
+    def broken(model, x, attack_loss, space, eps, restarts=1, **kwargs):
+        return pgd(model, x, attack_loss, space, eps, **kwargs) if restarts == 1 else x
 
     monkeypatch.setitem(ATTACKS, "pgd", broken)
     result = sweep_run(run, "pgd", eps_values=["0", "32/255"], task="digit", limit=60, steps=5)

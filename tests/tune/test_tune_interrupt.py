@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 import hydranet as hn
 from hydranet.tune.interrupts import Interrupts
-from hydranet.tune.study import _stop
+from hydranet.tune.workers import stop_workers
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -72,7 +72,7 @@ def test_the_parent_forwards_ctrl_c_to_workers_that_did_not_get_it():
     workers = [subprocess.Popen([sys.executable, "-c", code], preexec_fn=default_sigint) for _ in range(2)]  # noqa: PLW1509
     time.sleep(0.5)  # let both reach their sleep
     start = time.time()
-    _stop(workers, grace=0.1)
+    stop_workers(workers, grace=0.1)
     assert [w.returncode for w in workers] == [130, 130] and time.time() - start < 30
 
 

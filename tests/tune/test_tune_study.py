@@ -12,7 +12,8 @@ from optuna.trial import TrialState
 import hydranet as hn
 from hydranet.config import load_config
 from hydranet.errors import UserError
-from hydranet.tune import study as study_module
+from hydranet.tune import workers
+from hydranet.tune.settings import Settings, make_pruner
 
 QUIET = {"echo": lambda line: None}
 
@@ -83,7 +84,7 @@ class PruneFromEpoch(optuna.pruners.BasePruner):
 
 
 def test_pruned_trials_stop_early_after_reporting_every_epoch(tiny_search, tmp_path, monkeypatch, one_thread):
-    monkeypatch.setattr(study_module, "make_pruner", lambda settings, optuna: PruneFromEpoch(2))
+    monkeypatch.setattr(workers, "make_pruner", lambda settings, optuna: PruneFromEpoch(2))
     tiny_search["train"]["epochs"] = 5
     result = hn.Experiment(tiny_search).tune(2, dir=tmp_path / "s", sampler="random", **QUIET)
     for trial in result.study.trials:
@@ -97,9 +98,9 @@ def test_pruned_trials_stop_early_after_reporting_every_epoch(tiny_search, tmp_p
 @pytest.mark.parametrize("name, kind", [("median", "MedianPruner"), ("asha", "SuccessiveHalvingPruner"),
                                         ("hyperband", "HyperbandPruner"), ("none", "NopPruner")])
 def test_pruner_names(name, kind):
-    settings = study_module.Settings(base={"train": {"epochs": 9}}, space={}, objectives=[], study="s", dir=".",
-                                     storage=None, sampler="tpe", pruner=name, budget=1)
-    assert type(study_module.make_pruner(settings, optuna)).__name__ == kind
+    settings = Settings(base={"train": {"epochs": 9}}, space={}, objectives=[], study="s", dir=".",
+                        storage=None, sampler="tpe", pruner=name, budget=1)
+    assert type(make_pruner(settings, optuna)).__name__ == kind
 
 
 def test_two_worker_processes_share_one_study(tiny_search, tmp_path):

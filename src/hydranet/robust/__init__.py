@@ -3,8 +3,11 @@ directory (`attack_run`, `sweep_run` with gradient-masking checks), and adversar
 """
 
 from hydranet.robust.apgd import apgd
-from hydranet.robust.attacks import Objective, PixelSpace, fgsm, pgd
-from hydranet.robust.evaluate import ATTACKS, attack_run, parse_eps
+from hydranet.robust.attack_loss import AttackLoss
+from hydranet.robust.attack_run import ATTACKS, attack_run, parse_eps
+from hydranet.robust.fgsm import fgsm
+from hydranet.robust.pgd import pgd
+from hydranet.robust.space import PixelSpace
 from hydranet.robust.sweep import sweep_run
 
-__all__ = ["ATTACKS", "Objective", "PixelSpace", "apgd", "attack_run", "fgsm", "parse_eps", "pgd", "sweep_run"]
+__all__ = ["ATTACKS", "AttackLoss", "PixelSpace", "apgd", "attack_run", "fgsm", "parse_eps", "pgd", "sweep_run"]

@@ -10,7 +10,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from hydranet.robust.attacks import PixelSpace, ascent, check_norm, frozen, loss_and_grad, project, random_start
+from hydranet.robust.attack_loss import loss_and_grad
+from hydranet.robust.space import PixelSpace, ascent, check_norm, frozen, project, random_start
 
 MOMENTUM = 0.75  # α in the paper: weight of the new gradient step against the previous move
 RHO = 0.75  # halve the step when fewer than this share of steps since the last checkpoint raised the loss
@@ -25,7 +26,7 @@ def checkpoints(steps: int) -> list[int]:
     return sorted({math.ceil(round(q * steps, 9)) for q in p[1:] if q <= 1} - {0})  # round: 0.57·100 is 57.000…01
 
 
-def apgd(model: nn.Module, x: Tensor, objective: Callable, space: PixelSpace, eps: float, norm: str = "linf",
+def apgd(model: nn.Module, x: Tensor, attack_loss: Callable, space: PixelSpace, eps: float, norm: str = "linf",
          steps: int = 100, restarts: int = 1, random_init: bool = True,
          generator: torch.Generator | None = None, **_: object) -> Tensor:
     """APGD-CE: PGD with momentum and a step size that adapts per example, so it needs no tuning.
@@ -41,7 +42,7 @@ def apgd(model: nn.Module, x: Tensor, objective: Callable, space: PixelSpace, ep
         best_delta, best_loss = torch.zeros_like(x), torch.full((len(x),), -math.inf, device=x.device)
         for _ in range(max(restarts, 1)):
             start = random_start(x_raw, eps, norm, generator) if random_init else torch.zeros_like(x)
-            delta, loss = _one_run(model, x, x_raw, objective, space, eps, norm, steps, start)
+            delta, loss = _one_run(model, x, x_raw, attack_loss, space, eps, norm, steps, start)
             better = loss > best_loss
             best_delta = torch.where(_per_example(better, x), delta, best_delta)
             best_loss = torch.where(better, loss, best_loss)
@@ -53,14 +54,14 @@ def _per_example(flags: Tensor, like: Tensor) -> Tensor:
     return flags.view(-1, *[1] * (like.dim() - 1))
 
 
-def _one_run(model: nn.Module, x: Tensor, x_raw: Tensor, objective: Callable, space: PixelSpace, eps: float,
+def _one_run(model: nn.Module, x: Tensor, x_raw: Tensor, attack_loss: Callable, space: PixelSpace, eps: float,
              norm: str, steps: int, start: Tensor) -> tuple[Tensor, Tensor]:
     """Algorithm 1 from x⁽⁰⁾ = start; returns (x_max − x in raw space, f(x_max)), both per example."""
     eta = torch.full((len(x),), 2.0 * eps, device=x.device)  # (B,) step sizes
     shaped = lambda t: _per_example(t, x)  # noqa: E731
-    loss0, grad0 = loss_and_grad(model, space, x, start, objective)
+    loss0, grad0 = loss_and_grad(model, space, x, start, attack_loss)
     delta = project(start + shaped(eta) * ascent(grad0, norm), x_raw, eps, norm)  # x⁽¹⁾: a plain step
-    loss, grad = loss_and_grad(model, space, x, delta, objective)
+    loss, grad = loss_and_grad(model, space, x, delta, attack_loss)
     prev = start
     first = loss > loss0
     best, best_loss = torch.where(shaped(first), delta, start), torch.maximum(loss, loss0)
@@ -72,7 +73,7 @@ def _one_run(model: nn.Module, x: Tensor, x_raw: Tensor, objective: Callable, sp
     for k in range(1, steps):  # x⁽ᵏ⁾ → x⁽ᵏ⁺¹⁾
         z = project(delta + shaped(eta) * ascent(grad, norm), x_raw, eps, norm)
         nxt = project(delta + MOMENTUM * (z - delta) + (1 - MOMENTUM) * (delta - prev), x_raw, eps, norm)
-        nxt_loss, nxt_grad = loss_and_grad(model, space, x, nxt, objective)
+        nxt_loss, nxt_grad = loss_and_grad(model, space, x, nxt, attack_loss)
         increases += (nxt_loss > loss).float()
         improved = nxt_loss > best_loss
         best = torch.where(shaped(improved), nxt, best)

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from hydranet.files import write_json
-from hydranet.robust.attacks import check_norm
-from hydranet.robust.evaluate import attack_run, attacked_tasks, get_attack, load_split, parse_eps, robust_accuracy
+from hydranet.robust.attack_run import attack_run, attacked_tasks, get_attack, load_split, parse_eps, robust_accuracy
+from hydranet.robust.space import check_norm
 from hydranet.rundir import RunDir
 from hydranet.train.run import Run
 

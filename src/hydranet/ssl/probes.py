@@ -19,7 +19,7 @@ from hydranet.data import build_dataset
 from hydranet.errors import UserError
 from hydranet.files import write_json
 from hydranet.models import build_model
-from hydranet.models.init import init_from
+from hydranet.models.pretrained import init_from
 from hydranet.randomness import Purpose, seed_global, stream
 from hydranet.rundir import RunDir
 from hydranet.ssl.knn import knn_average, trunk_features

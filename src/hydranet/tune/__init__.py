@@ -1,4 +1,5 @@
-"""Hyperparameter search on Optuna (`hydranet tune`): the search space, the study and its workers, the report.
+"""Hyperparameter search on Optuna (`hydranet tune`): the search space, objectives, settings, storage, workers,
+one trial, the report.
 
 Attributes load on first use, so that importing `tune.space` (sampling, trial configs) does not pull in Optuna.
 """

@@ -8,16 +8,14 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 from rich.table import Table
 
 from hydranet.config import Config, to_yaml, validate
 from hydranet.files import write_csv, write_figure, write_html, write_text
-
-if TYPE_CHECKING:
-    from hydranet.tune.study import Settings
+from hydranet.tune.settings import Settings
 
 
 @dataclass

@@ -1,5 +1,7 @@
 """One worker process of `hydranet tune --workers W`: `python -m hydranet.tune.worker INDEX TRIALS`, with the
 study's Settings as JSON on stdin. It runs its share of the trials against the shared storage and exits 130 on Ctrl-C.
+
+The imports sit inside `main`'s try: a Ctrl-C during the seconds it takes to import torch must also exit 130.
 """
 
 import os
@@ -10,7 +12,8 @@ def main() -> None:
     try:
         import torch
 
-        from hydranet.tune.study import Settings, run_worker
+        from hydranet.tune.settings import Settings
+        from hydranet.tune.workers import run_worker
 
         index, n_trials = int(sys.argv[1]), int(sys.argv[2])
         settings = Settings.from_json(sys.stdin.read())

@@ -1,5 +1,5 @@
-"""Robustness of a run directory: one attack on one split (`attack_run`) and an eps sweep with
-gradient-masking checks (`sweep_run`); both write JSON into the run directory.
+"""One attack on a run directory (`attack_run`): the run's split rebuilt, attacked in chunks, clean and robust
+metrics and the success rate written to attack-<name>.json; the attacks by name (`ATTACKS`), eps parsing.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from hydranet.errors import UserError
 from hydranet.files import write_json
 from hydranet.randomness import Purpose, stream
 from hydranet.robust.apgd import apgd
-from hydranet.robust.attacks import Objective, PixelSpace, check_norm, fgsm, pgd
+from hydranet.robust.attack_loss import AttackLoss
+from hydranet.robust.fgsm import fgsm
+from hydranet.robust.pgd import pgd
+from hydranet.robust.space import PixelSpace, check_norm
 from hydranet.rundir import RunDir
 from hydranet.train.evaluation import predict_batches
 from hydranet.train.lifecycle import apply_process_settings
@@ -140,9 +143,9 @@ def adversarial_inputs(run: Run, batch: dict[str, Tensor], attack: str, eps: flo
     size, attack_fn, chunks = run.config.train.eval_batch_size, get_attack(attack), []
     for start in range(0, len(batch["x"]), size):
         part = {k: v[start:start + size] for k, v in batch.items()}
-        objective = Objective(run.tasks, {n: part[n] for n in run.tasks}, task,
-                              target_class=None if goal is None else goal[start:start + size])
-        chunks.append(attack_fn(run.model, part["x"], objective, space, eps, norm=norm, steps=steps,
+        attack_loss = AttackLoss(run.tasks, {n: part[n] for n in run.tasks}, task,
+                                 target_class=None if goal is None else goal[start:start + size])
+        chunks.append(attack_fn(run.model, part["x"], attack_loss, space, eps, norm=norm, steps=steps,
                                 restarts=restarts, step_size=step_size, generator=generator))
     return torch.cat(chunks)
 

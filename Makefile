@@ -3,7 +3,15 @@
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-TORCH := torch==2.13.0
+# Which torch build: on a machine without an NVIDIA GPU, the CPU wheel (torch==…+cpu) from PyTorch's CPU index
+# (PyPI's default Linux wheel is the multi-GB CUDA build); where `nvidia-smi` exists, PyPI's default build. When
+# the index cannot be reached (a 5-second probe) or lacks the wheel, it falls back to `pip install torch==…`.
+# Override: make install TORCH_SPEC=torch==2.13.0 TORCH_INDEX=https://download.pytorch.org/whl/cu126
+TORCH_VERSION := 2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
+TORCH_SPEC ?= $(if $(HAS_GPU),torch==$(TORCH_VERSION),torch==$(TORCH_VERSION)+cpu)
+TORCH_FROM := $(if $(HAS_GPU),,--extra-index-url $(TORCH_INDEX))
 
 .PHONY: run test test-slow install install-dev bench clean
 
@@ -12,7 +20,12 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.torch: $(BIN)/python
-	$(BIN)/pip install -q $(TORCH)
+	if [ -z "$(HAS_GPU)" ] && ! $(BIN)/python -c "import urllib.request as u; u.urlopen('$(TORCH_INDEX)/', timeout=5)" 2>/dev/null; then \
+	  echo "torch: $(TORCH_INDEX) unreachable; installing torch==$(TORCH_VERSION) from the default index"; \
+	  $(BIN)/pip install -q torch==$(TORCH_VERSION); \
+	else \
+	  $(BIN)/pip install -q $(TORCH_FROM) "$(TORCH_SPEC)" || $(BIN)/pip install -q torch==$(TORCH_VERSION); \
+	fi
 	touch $@
 
 install: $(VENV)/.torch

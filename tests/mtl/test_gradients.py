@@ -82,3 +82,35 @@ def test_pcgrad_gram_form_matches_vector_form():
     orders = [list(rng.permutation([j for j in range(4) if j != i])) for i in range(4)]
     coeffs = pcgrad_coefficients(torch.from_numpy(grads @ grads.T), orders).numpy()
     assert np.allclose(coeffs @ grads, pcgrad_reference(grads, orders))
+
+
+def test_set_grad_keeps_the_parameters_memory_layout():
+    """A channels_last conv weight gets a channels_last gradient, as from autograd: fused optimizers step a
+    parameter and its gradient in storage order, so a contiguous gradient would move the wrong elements."""
+    conv = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+    flat = torch.arange(conv.weight.numel() + 4, dtype=torch.float32)
+    gradients.set_grad([conv.weight, conv.bias], flat)
+    assert conv.weight.grad.stride() == conv.weight.stride()
+    assert torch.equal(conv.weight.grad, flat[:conv.weight.numel()].view(conv.weight.shape))
+    gradients.set_grad([conv.weight, conv.bias], flat)  # accumulates like backward()
+    assert torch.equal(conv.weight.grad, 2 * flat[:conv.weight.numel()].view(conv.weight.shape))
+
+
+def test_a_gradient_method_steps_a_channels_last_model_like_a_contiguous_one():
+    """One PCGrad step with fused AdamW on a channels_last CNN equals the same step on its NCHW twin."""
+    from hydranet.models import HydraNet
+    from hydranet.models.trunks import CNNOptions, cnn
+
+    _, tasks, _, batch = tiny_problem()
+    steps = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        torch.manual_seed(0)
+        trunk = cnn(CNNOptions(channels=[4], dense=[8]), (1, 4, 4))
+        model = HydraNet(trunk, {name: task.head(trunk.out_dim) for name, task in tasks.items()}).to(memory_format=layout)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, fused=True)
+        x = batch["x"].contiguous(memory_format=layout)
+        make_balancer(PCGrad).backward(task_losses(tasks, model, {**batch, "x": x}), model.shared_parameters())
+        optimizer.step()
+        steps.append({k: v.contiguous() for k, v in model.state_dict().items()})
+    for key in steps[0]:
+        torch.testing.assert_close(steps[1][key], steps[0][key], rtol=1e-5, atol=1e-6)

@@ -105,7 +105,7 @@ def test_a_gradient_method_steps_a_channels_last_model_like_a_contiguous_one():
     steps = []
     for layout in (torch.contiguous_format, torch.channels_last):
         torch.manual_seed(0)
-        trunk = cnn(CNNOptions(channels=[4], dense=[8]), (1, 4, 4))
+        trunk = cnn(CNNOptions(channels=[4, 6], dense=[8]), (1, 4, 4))  # the second conv's layouts differ
         model = HydraNet(trunk, {name: task.head(trunk.out_dim) for name, task in tasks.items()}).to(memory_format=layout)
         optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, fused=True)
         x = batch["x"].contiguous(memory_format=layout)

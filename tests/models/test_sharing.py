@@ -18,7 +18,8 @@ from hydranet.models.sharing.cross_stitch import CrossStitch
 from hydranet.tasks import Task, TaskInfo
 from tests.conftest import tiny_table_config
 
-NAMES = ["hard", "mmoe", "cgc", "cross_stitch"]
+NAMES = registry.names("sharing")
+SOFT = [name for name in NAMES if name != "hard"]  # each task its own mixture of shared parts
 TRUNKS = {
     "mlp": ({"name": "mlp", "hidden": [16, 8]}, (1, 8, 8)),
     "cnn": ({"name": "cnn", "channels": [4, 8], "dense": [12]}, (1, 8, 8)),
@@ -231,7 +232,7 @@ def test_expert_width_mult_narrows_each_expert():
 # --- end to end ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["mmoe", "cgc", "cross_stitch"])
+@pytest.mark.parametrize("name", SOFT)
 def test_quickstart_trains_with_each_sharing(name, tmp_path):
     overrides = {"train.epochs": 1, "data.limit": 300, "model.sharing": name, "train.progress": False}
     run = hn.Experiment("quickstart", overrides).fit(tmp_path / name)
@@ -240,7 +241,7 @@ def test_quickstart_trains_with_each_sharing(name, tmp_path):
     assert hn.load(run.dir).evaluate("test").keys() == {"digit", "parity", "ink"}  # weights reload
 
 
-@pytest.mark.parametrize("name", ["mmoe", "cgc", "cross_stitch"])
+@pytest.mark.parametrize("name", SOFT)
 def test_table_experiment_trains_with_each_sharing(name, tmp_path, tiny_csv):
     config = tiny_table_config(tiny_csv, epochs=1)
     run = hn.Experiment(config, {"model.sharing": name}).fit(tmp_path / name)

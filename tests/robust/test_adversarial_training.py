@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import hydranet as hn
-from hydranet.config import load_config
+from hydranet import registry
+from hydranet.config import ADVERSARIAL_KINDS, load_config
 from hydranet.data import build_dataset
 from hydranet.errors import UserError
 from hydranet.kinds import get_kind
@@ -23,6 +24,7 @@ from hydranet.train import load_run
 from hydranet.train.run import build_model_for
 from tests.conftest import tiny_table_config
 
+METHODS = [name for kind in ADVERSARIAL_KINDS for name in registry.names(kind)]  # every adversarial method
 FAST = {"data.limit": 400, "train.epochs": 2, "train.progress": False, "train.threads": 1, "mtl.diagnostics_every": 0,
         "train.early_stopping.monitor": None}
 
@@ -46,7 +48,7 @@ def craft(cfg, method: str, model, tasks, space, batch):
     return perturbations[0](model, batch)["x"] if perturbations else objectives[0].adversarial(model, batch["x"])
 
 
-@pytest.mark.parametrize("method", ["fgsm_rs", "pgd", "trades"])
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.0)])
 def test_perturbations_stay_in_the_ball_and_in_range(setup, method, norm, eps):
     cfg, model, tasks, space, batch = setup
@@ -65,7 +67,7 @@ def test_a_perturbation_changes_only_the_inputs(setup):
     assert all(torch.equal(out[k], batch[k]) for k in batch if k != "x") and not torch.equal(out["x"], batch["x"])
 
 
-@pytest.mark.parametrize("method", ["fgsm_rs", "pgd", "trades"])
+@pytest.mark.parametrize("method", METHODS)
 def test_crafting_leaves_parameters_grads_and_batchnorm_alone(setup, method):
     cfg, model, tasks, space, batch = setup
     for p in model.parameters():
@@ -133,7 +135,8 @@ def test_eps_warmup_is_linear_then_flat():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("adversarial.method=fgsm", "adversarial.method: unknown adversarial method 'fgsm' (known: none, fgsm_rs, pgd, trades)"),
+    ("adversarial.method=fgsm",
+     f"adversarial.method: unknown adversarial method 'fgsm' (known: none, {', '.join(sorted(METHODS))})"),
     ("adversarial.tasks=[digit,colour]", "adversarial.tasks: 'colour' is not a task"),
 ])
 def test_config_errors_are_one_line(override, message):
@@ -194,9 +197,10 @@ def test_the_guard_flags_a_collapse_and_restores_the_best_weights(setup, tmp_pat
     assert all(torch.equal(best[k], v) for k, v in model.state_dict().items())
 
 
-@pytest.mark.parametrize("method", ["fgsm_rs", "pgd", "trades"])
+@pytest.mark.parametrize("method", METHODS)
 def test_a_run_per_method_writes_the_guard_numbers(method, tmp_path):
-    steps = {} if method == "fgsm_rs" else {"steps": 2}  # fgsm_rs always takes one step
+    options = registry.options(registry.find(method, ADVERSARIAL_KINDS)[0], method)
+    steps = {"steps": 2} if options is not None and "steps" in options.model_fields else {}  # fgsm_rs takes one
     overrides = {**FAST, "adversarial.method": {"name": method, **steps}, "adversarial.guard_examples": 32,
                  "adversarial.guard_steps": 3, "adversarial.warmup_epochs": 2}
     hn.Experiment("quickstart", overrides).fit(tmp_path / "run")

@@ -1,0 +1,1 @@
+"""Contract suites, one per extension kind, run over every registered name."""

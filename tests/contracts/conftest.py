@@ -19,7 +19,7 @@ from hydranet.data.targets import encode_target
 from hydranet.kinds import get_kind
 from hydranet.models.hydranet import HydraNet
 from hydranet.models.trunks import CNNOptions, MLPOptions, cnn, mlp
-from hydranet.robust.attacks import PixelSpace
+from hydranet.robust.space import PixelSpace
 from hydranet.tasks import Task
 from hydranet.train.checkpoint import load_state, save_state
 

@@ -27,7 +27,7 @@ from hydranet import registry
 from hydranet.config import AdversarialConfig, Config, NoOptions
 from hydranet.data.dataset import Dataset
 from hydranet.mtl.diagnostics import GradientDiagnostics
-from hydranet.robust.attacks import PixelSpace
+from hydranet.robust.space import PixelSpace
 from hydranet.robust.guard import RobustGuard
 from hydranet.ssl.knn import KNNMonitor
 from hydranet.train.callbacks import (
@@ -36,7 +36,7 @@ from hydranet.train.callbacks import (
 from hydranet.train.checkpoint import load_state
 from hydranet.train.freeze import Freezer, frozen_groups
 from hydranet.train.trainer import Trainer
-from hydranet.tune.study import PruningReporter
+from hydranet.tune.trial import PruningReporter
 from tests.contracts.conftest import (
     HOOKS, IMAGE_SHAPE, MEAN, RAW, STD, image_inputs, make_problem, same_tensors, tiny_model,
 )

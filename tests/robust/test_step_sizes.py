@@ -2,10 +2,11 @@
 the guard, PGD and TRADES training; FGSM training with a random start steps 1.25·eps (Wong et al. 2020).
 A changed default changes every robustness number, so it must be deliberate.
 
-The step a run really takes is measured by a spy on `robust.attacks.project`: each PGD iteration projects
+The step a run really takes is measured by a spy on the `project` that `robust.pgd` calls: each PGD iteration projects
 δ + α·direction, so the change between one projection's output and the next one's input is the step.
 """
 
+import importlib
 from types import SimpleNamespace
 
 import pytest
@@ -14,14 +15,16 @@ import torch
 from hydranet.config import AdversarialConfig, Config, TaskConfig
 from hydranet.models import HydraNet
 from hydranet.models.trunks import MLPOptions, mlp
-from hydranet.robust import attacks
-from hydranet.robust.attacks import Objective, PixelSpace
-from hydranet.robust.evaluate import DEFAULT_STEPS, attack_run
+from hydranet.robust.attack_loss import AttackLoss
+from hydranet.robust.attack_run import DEFAULT_STEPS, attack_run
+from hydranet.robust.space import PixelSpace
 from hydranet.robust.guard import RobustGuard
 from hydranet.robust.trades import TRADES, TRADESOptions
 from hydranet.robust.training import FGSMOptions, FGSMRandomStart, PGDOptions, PGDTraining
 from hydranet.tasks import Task, TaskInfo
 
+pgd_module = importlib.import_module("hydranet.robust.pgd")  # the module: `hydranet.robust.pgd` is also the function
+space_module = importlib.import_module("hydranet.robust.space")  # random_start projects there
 EPS = 0.05
 SPACE = PixelSpace(torch.full((1, 1, 1, 1), 0.5), torch.full((1, 1, 1, 1), 0.25))
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -50,14 +53,15 @@ def setup():
 def steps_taken(monkeypatch):
     """The raw-pixel steps (max |Δ| per projection after the first) of every attack run while it is active."""
     calls = []
-    real = attacks.project
+    real = pgd_module.project
 
     def spy(delta, x_raw, eps, norm):
         out = real(delta, x_raw, eps, norm)
         calls.append((delta.detach().clone(), out.detach().clone()))
         return out
 
-    monkeypatch.setattr(attacks, "project", spy)
+    monkeypatch.setattr(pgd_module, "project", spy)
+    monkeypatch.setattr(space_module, "project", spy)
 
     def measured() -> float:
         # call 0 projects the random start; call k ≥ 1 takes δ_{k-1} (call k-1's output) plus one step
@@ -68,7 +72,7 @@ def steps_taken(monkeypatch):
 
 def test_pgd_defaults_to_2_5_eps_over_steps(setup, steps_taken):
     model, batch = setup
-    attacks.pgd(model, batch["x"], Objective(TASKS, batch), SPACE, EPS, steps=5)
+    pgd_module.pgd(model, batch["x"], AttackLoss(TASKS, batch), SPACE, EPS, steps=5)
     assert steps_taken() == pytest.approx(2.5 * EPS / 5)
 
 
@@ -88,7 +92,7 @@ def test_an_attack_run_without_step_size_uses_the_pgd_default(setup, steps_taken
 def test_training_perturbations_step_by_their_default(setup, steps_taken, monkeypatch, method, ratio):
     model, batch = setup
     seen = {}
-    real = attacks.pgd
+    real = pgd_module.pgd
 
     def pgd(*args, **kwargs):
         seen.update(kwargs)
@@ -103,7 +107,7 @@ def test_training_perturbations_step_by_their_default(setup, steps_taken, monkey
 def test_trades_steps_by_2_5_eps_over_steps(setup, steps_taken, monkeypatch):
     model, batch = setup
     seen = {}
-    real = attacks.pgd
+    real = pgd_module.pgd
 
     def pgd(*args, **kwargs):
         seen.update(kwargs)

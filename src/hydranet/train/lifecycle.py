@@ -104,5 +104,5 @@ def reopen(run_dir: str | Path, progress: bool, *, labels_required: bool = True)
 
 def _session(cfg: Config, run: RunDir, data: Dataset, progress: bool, state: dict | None) -> Session:
     device = resolve_device(cfg.train.device)
-    run.write_data_info(data.info)
+    run.write_data_info(data.info.to_dict())
     return Session(cfg, run, data, device, progress and cfg.train.progress, state)

@@ -11,14 +11,14 @@ from typing import Any, Sequence
 import torch
 
 from hydranet.config import Config
-from hydranet.data import Dataset
+from hydranet.data import DataInfo, Dataset
 from hydranet.files import read_tensors
 from hydranet.models import HydraNet, build_model
 from hydranet.models.weight_init import apply_weight_init
 from hydranet.mtl import build_balancer
 from hydranet.randomness import Purpose, seed_global
 from hydranet.rundir import RunDir
-from hydranet.tasks import Task, TaskInfo
+from hydranet.tasks import Task
 from hydranet.train.callbacks import make_callbacks
 from hydranet.train.freeze import make_freezer
 from hydranet.train.lifecycle import Session, reopen, resolve_device, start
@@ -33,22 +33,22 @@ class Run:
     config: Config
     model: HydraNet
     tasks: dict[str, Task]
-    info: dict[str, Any]
+    info: DataInfo
     summary: dict[str, Any] = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
 
 
-def build_model_for(cfg: Config, info: dict[str, Any], device: torch.device) -> tuple[HydraNet, dict[str, Task]]:
+def build_model_for(cfg: Config, info: DataInfo, device: torch.device) -> tuple[HydraNet, dict[str, Task]]:
     """Tasks from the data info and a freshly initialized model, seeded so init is reproducible."""
-    tasks = {name: Task(name, cfg.tasks[name], TaskInfo.from_dict(info["tasks"][name])) for name in cfg.tasks}
+    tasks = {name: Task(name, cfg.tasks[name], info.tasks[name]) for name in cfg.tasks}
     return fresh_model(cfg, info, tasks, device), tasks
 
 
-def fresh_model(cfg: Config, info: dict[str, Any], tasks: dict[str, Task], device: torch.device) -> HydraNet:
+def fresh_model(cfg: Config, info: DataInfo, tasks: dict[str, Task], device: torch.device) -> HydraNet:
     """The seeded model for these tasks on `device`, channels_last for images when the config asks."""
     seed_global(cfg.seed, Purpose.INIT)
-    model = apply_weight_init(build_model(cfg.model, tuple(info["input_shape"]), tasks), cfg.model.weight_init).to(device)
-    if cfg.train.channels_last and len(info["input_shape"]) == 3:
+    model = apply_weight_init(build_model(cfg.model, info.input_shape, tasks), cfg.model.weight_init).to(device)
+    if cfg.train.channels_last and len(info.input_shape) == 3:
         model = model.to(memory_format=torch.channels_last)
     return model
 
@@ -124,7 +124,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     run = RunDir.open(run_dir)
     cfg = run.read_config()
     run.require(run.data, run.model)
-    info = run.read_data_info()
+    info = DataInfo.from_dict(run.read_data_info())
     model, tasks = build_model_for(cfg, info, resolve_device(device))
     model.load_state_dict(read_tensors(run.model)[0])
     model.eval()

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from hydranet.config import Config
-from hydranet.data.augment import apply, draw_epoch
+from hydranet.data.batches import Batches, on_device
 from hydranet.data.dataset import Dataset
-from hydranet.randomness import Purpose, seed_global, stream
+from hydranet.randomness import Purpose, seed_global
 from hydranet.tasks import Task
 from hydranet.train.ema import WeightEMA
 from hydranet.train.evaluation import eval_settings, evaluate_split
@@ -64,7 +64,6 @@ class Trainer:
         self.total_steps = 0
         self.lr = train.optimizer.lr
         self.precision = resolve_precision(train.precision, device)  # fp32 or bf16, decided once
-        self.inputs = None  # stored images → model inputs, set by `fit`
         self.ema = WeightEMA(model, train.ema) if train.ema.decay else None
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -82,15 +81,14 @@ class Trainer:
 
     def fit(self, data: Dataset) -> list[dict]:
         """Train until `train.epochs` or until a callback sets `should_stop`; returns the history."""
-        train = self.to_device(data.split("train", stored=True))  # images stay uint8; batches are normalized
-        self.inputs = data.normalizer(self.device)
+        cfg = self.cfg
+        batches = Batches(data, self.device, cfg.train.batch_size, cfg.data.augment, cfg.seed, cfg.train.channels_last)
         val = self.to_device(data.split("val")) if len(data.index["val"]) else None
-        n, batch_size = len(train["x"]), self.cfg.train.batch_size
-        self.total_steps = self.cfg.train.epochs * -(-n // batch_size)
+        self.total_steps = cfg.train.epochs * len(batches)
         self.hook("on_fit_start")
-        while self.epoch < self.cfg.train.epochs and not self.should_stop:
+        while self.epoch < cfg.train.epochs and not self.should_stop:
             start = time.perf_counter()
-            record = self._train_epoch(train)
+            record = self._train_epoch(batches)
             if val is not None and self.tasks:
                 record["val"], record["val_loss"] = self.evaluate(val)
             record["seconds"] = round(time.perf_counter() - start, 4)
@@ -105,30 +103,17 @@ class Trainer:
 
     # --- one epoch ------------------------------------------------------------------------------
 
-    def _train_epoch(self, train: dict[str, torch.Tensor]) -> dict:
-        cfg = self.cfg
-        shuffle = stream(cfg.seed, Purpose.SHUFFLE, self.epoch)  # per epoch, so a resumed run replays them
-        aug = stream(cfg.seed, Purpose.AUGMENT, self.epoch)
-        seed_global(cfg.seed, Purpose.DROPOUT, self.epoch)  # dropout draws from the global RNG
-        augmenting = train["x"].ndim == 4 and (cfg.data.augment.crop_padding or cfg.data.augment.flip or cfg.data.augment.cutout)
-        n, batch_size = len(train["x"]), cfg.train.batch_size
-        order = torch.randperm(n, generator=shuffle).to(self.device)
-        if augmenting:  # the whole epoch's random choices, moved to the device in one copy
-            _, _, height, width = train["x"].shape
-            choices = {k: v.to(self.device) for k, v in draw_epoch(cfg.data.augment, n, batch_size, height, width, aug).items()}
+    def _train_epoch(self, batches: Batches) -> dict:
+        epoch = batches.epoch(self.epoch)  # shuffled, normalized, augmented: the same batches on a resume
+        seed_global(self.cfg.seed, Purpose.DROPOUT, self.epoch)  # dropout draws from the global RNG
         running, weights = RunningMeans(), RunningMeans()  # weights: epoch means (RLW, FAMO change every step)
         self.model.train()
         self.hook("on_epoch_start")
-        for begin in range(0, n, batch_size):
-            idx = order[begin:begin + batch_size]
-            batch = {k: v.index_select(0, idx) for k, v in train.items()}
-            if self.inputs is not None:
-                batch["x"] = self.inputs(batch["x"])
-            if augmenting:
-                batch["x"] = apply(batch["x"], cfg.data.augment, {k: v[begin:begin + batch_size] for k, v in choices.items()})
+        for batch in epoch:
+            size = len(batch["x"])
             losses, stats, step_weights = self.train_step(batch)
             for name, loss in losses.items():
-                running.add(name, loss.detach().float() * len(idx), len(idx))
+                running.add(name, loss.detach().float() * size, size)
             for name, (total, count) in stats.items():
                 running.add(name, total, count)
             for name, weight in step_weights.items():
@@ -195,10 +180,7 @@ class Trainer:
         return metrics, sum(m.get("loss", 0.0) for m in metrics.values())
 
     def to_device(self, split: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = {k: v.to(self.device) for k, v in split.items()}
-        if self.cfg.train.channels_last and out["x"].ndim == 4:
-            out["x"] = out["x"].contiguous(memory_format=torch.channels_last)
-        return out
+        return on_device(split, self.device, self.cfg.train.channels_last)
 
     # --- checkpointing --------------------------------------------------------------------------
 

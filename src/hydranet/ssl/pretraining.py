@@ -58,7 +58,7 @@ def _pretrain(session: Session, callbacks: Sequence) -> Run:
     tasks = {t: Task(t, cfg.tasks[t], info) for t, info in data.info.tasks.items()}  # the labeled ones
     monitor = _knn_monitor(cfg, tasks, data, device)
     trainer = Trainer(model, {}, cfg, balancer, device=device, objectives=[method],
-                      callbacks=make_callbacks(cfg, session.dir, session.progress, [*monitor, *callbacks]))
+                      callbacks=make_callbacks(cfg, session.dir, session.progress, model, [*monitor, *callbacks]))
     history = session.train(trainer)
     summary = _summary(cfg, trainer, model)
     session.finish(session.dir.trunk, {f"trunk.{k}": v for k, v in model.trunk.state_dict().items()}, summary)

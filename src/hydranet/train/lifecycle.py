@@ -19,6 +19,7 @@ from hydranet.models.init import init_from, weights_file
 from hydranet.rundir import RunDir
 from hydranet.train.allocator import keep_freed_memory
 from hydranet.train.checkpoint import load_state
+from hydranet.train.ema import upgrade_state
 
 
 def apply_process_settings(cfg: Config) -> None:
@@ -42,8 +43,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_checkpoint(path: Path) -> dict:
+    """The trainer state a resumed run continues from, in this version's layout (older checkpoints upgraded)."""
     try:
-        return load_state(path)
+        return upgrade_state(load_state(path))
     except (UserError, KeyError, ValueError) as err:
         raise UserError(f"{path}: checkpoint is unreadable ({err}); start a new run") from None
 

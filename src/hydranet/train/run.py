@@ -75,7 +75,7 @@ def _train(session: Session, callbacks: Sequence = ()) -> Run:
     perturbations, objectives, guard = _adversarial(cfg, tasks, data, session.dir, device)
     extra = [*make_freezer(model, cfg), *guard, *callbacks]
     trainer = Trainer(model, tasks, cfg, balancer, device=device, perturbations=perturbations, objectives=objectives,
-                      callbacks=make_callbacks(cfg, session.dir, session.progress, extra))
+                      callbacks=make_callbacks(cfg, session.dir, session.progress, model, extra))
     history = session.train(trainer)
     from hydranet.train.plots import plot_curves
 

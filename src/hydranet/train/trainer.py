@@ -19,7 +19,6 @@ from hydranet.data.batches import Batches, on_device
 from hydranet.data.dataset import Dataset
 from hydranet.randomness import Purpose, seed_global
 from hydranet.tasks import Task
-from hydranet.train.ema import WeightEMA
 from hydranet.train.evaluation import eval_settings, evaluate_split
 from hydranet.train.optim import build_optimizer, load_optimizer_state, lr_factor, param_groups, set_lr
 from hydranet.train.precision import autocast, resolve_precision
@@ -64,7 +63,6 @@ class Trainer:
         self.total_steps = 0
         self.lr = train.optimizer.lr
         self.precision = resolve_precision(train.precision, device)  # fp32 or bf16, decided once
-        self.ema = WeightEMA(model, train.ema) if train.ema.decay else None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -96,8 +94,6 @@ class Trainer:
             self.history.append(record)
             self.epoch += 1
             self.hook("on_epoch_end", record)
-        if self.ema is not None:  # the run ends with (and saves) the averaged weights
-            self.model.load_state_dict(self.ema.module.state_dict())
         self.hook("on_fit_end")
         return self.history
 
@@ -141,8 +137,6 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        if self.ema is not None:
-            self.ema.update(self.model, self.step)
         with torch.no_grad():
             stats = {f"{t}/{k}": v for t, task in self.tasks.items() for k, v in task.train_stats(preds[t].float(), batch[t]).items()}
         return losses, stats, weights
@@ -170,8 +164,10 @@ class Trainer:
 
     @property
     def eval_model(self) -> nn.Module:
-        """The weights that evaluation, early stopping and saving use: the moving average when `train.ema` is on."""
-        return self.ema.module if self.ema is not None else self.model
+        """The weights that evaluation, early stopping and saving use: the first component offering an
+        `eval_model` (the weight average of `train.ema`), else the model being trained."""
+        offered = (getattr(c, "eval_model", None) for c in self.components)
+        return next((m for m in offered if m is not None), self.model)
 
     def evaluate(self, split: dict[str, torch.Tensor]) -> tuple[dict, float]:
         """Metrics per task on a whole split (with the eval model), and the sum of the task losses."""
@@ -198,7 +194,6 @@ class Trainer:
             "epoch": self.epoch, "step": self.step, "history": self.history, "train_seconds": self.train_seconds,
             "should_stop": self.should_stop, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "components": {k: c.state_dict() for k, c in self._named_components().items()},
-            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -206,8 +201,6 @@ class Trainer:
         self.train_seconds, self.should_stop = state["train_seconds"], state["should_stop"]
         self.model.load_state_dict(state["model"])
         load_optimizer_state(self.optimizer, state["optimizer"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
         for name, component in self._named_components().items():
             if name in state["components"]:
                 component.load_state_dict(state["components"][name])

@@ -72,6 +72,6 @@ def options(kind: str, name: str) -> Any:
 
 def find(name: str, kinds: tuple[str, ...]) -> tuple[str, Any] | None:
     """(kind, implementation) of a name registered under one of `kinds` (an adversarial method is a
-    perturbation or an objective), or None."""
+    perturbation or an extra loss), or None."""
     _load_builtins()
     return next(((kind, _TABLES[kind][name]) for kind in kinds if name in _TABLES[kind]), None)

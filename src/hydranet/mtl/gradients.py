@@ -46,10 +46,10 @@ def set_grad(params: list[Tensor], flat: Tensor) -> None:
 
 
 def private_leaves(losses: list[Tensor], shared: list[Tensor]) -> list[Tensor]:
-    """Leaf tensors the losses reach that are not shared (heads, objectives' projection layers…).
+    """Leaf tensors the losses reach that are not shared (heads, extra losses' projection layers…).
 
     Found by walking the autograd graph (~0.03 ms for the quickstart CNN), so no model needs to list its
-    task-specific parameters and terms added by objectives are covered too.
+    task-specific parameters and terms added by extra losses are covered too.
     """
     excluded = {id(p) for p in shared}
     seen, stack, found = set(), [loss.grad_fn for loss in losses], []

@@ -57,7 +57,7 @@ def _pretrain(session: Session, callbacks: Sequence) -> Run:
     balancer = registry.get("balancer", "equal")(NoOptions(), {}, cfg.seed)
     tasks = {t: Task(t, cfg.tasks[t], info) for t, info in data.info.tasks.items()}  # the labeled ones
     monitor = _knn_monitor(cfg, tasks, data, device)
-    trainer = Trainer(model, {}, cfg, balancer, device=device, objectives=[method],
+    trainer = Trainer(model, {}, cfg, balancer, device=device, extra_losses=[method],
                       callbacks=make_callbacks(cfg, session.dir, session.progress, model, [*monitor, *callbacks]))
     history = session.train(trainer)
     summary = _summary(cfg, trainer, model)

@@ -1,4 +1,4 @@
-"""Random views of a batch for self-supervised objectives: whole batches at once, no per-example Python.
+"""Random views of a batch for self-supervised methods: whole batches at once, no per-example Python.
 
 Images (normalized (B, C, H, W)): random resized crop with flip through one affine `grid_sample`, then
 colour jitter and greyscale in raw pixel space [0, 1] (SimCLR's CIFAR recipe without blur and hue,

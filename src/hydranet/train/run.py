@@ -72,9 +72,9 @@ def _train(session: Session, callbacks: Sequence = ()) -> Run:
     model, tasks = build_model_for(cfg, data.info, device)
     session.initialize(model)
     balancer = build_balancer(cfg.mtl.balancer, tasks, cfg.seed)
-    perturbations, objectives, guard = _adversarial(cfg, tasks, data, session.dir, device)
+    perturbations, extra_losses, guard = _adversarial(cfg, tasks, data, session.dir, device)
     extra = [*make_freezer(model, cfg), *guard, *callbacks]
-    trainer = Trainer(model, tasks, cfg, balancer, device=device, perturbations=perturbations, objectives=objectives,
+    trainer = Trainer(model, tasks, cfg, balancer, device=device, perturbations=perturbations, extra_losses=extra_losses,
                       callbacks=make_callbacks(cfg, session.dir, session.progress, model, extra))
     history = session.train(trainer)
     from hydranet.train.plots import plot_curves
@@ -93,18 +93,18 @@ def _check_adversarial(cfg: Config, data: Dataset) -> None:
 
 
 def _adversarial(cfg: Config, tasks: dict[str, Task], data: Dataset, run: RunDir, device: torch.device) -> tuple[list, list, list]:
-    """Perturbations, objectives and the robustness guard of `adversarial:` (all empty for method none)."""
+    """Perturbations, extra losses and the robustness guard of `adversarial:` (all empty for method none)."""
     from hydranet.robust.guard import RobustGuard
     from hydranet.robust.training import build_adversarial
 
     _check_adversarial(cfg, data)  # fit checked it already; a resumed run's data may have changed since
-    perturbations, objectives = build_adversarial(cfg, tasks, data.info, device)
+    perturbations, extra_losses = build_adversarial(cfg, tasks, data.info, device)
     adv = cfg.adversarial
     if adv.method.name == "none" or not adv.guard_every:
-        return perturbations, objectives, []
+        return perturbations, extra_losses, []
     val = {k: v.to(device) for k, v in data.split("val").items()}  # the guard draws its examples from it
-    space = (perturbations + objectives)[0].space
-    return perturbations, objectives, [RobustGuard(adv, tasks, space, val, run.best_robust, cfg.seed)]
+    space = (perturbations + extra_losses)[0].space
+    return perturbations, extra_losses, [RobustGuard(adv, tasks, space, val, run.best_robust, cfg.seed)]
 
 
 def _summary(cfg: Config, trainer: Trainer, data: Dataset, model: HydraNet) -> dict[str, Any]:

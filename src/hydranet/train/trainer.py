@@ -1,6 +1,6 @@
 """The multi-task training loop: batches → (perturbations) → forward → task losses → balancer → step.
 
-Read it top to bottom: the loop never names a method. Balancer, perturbations, objectives and callbacks
+Read it top to bottom: the loop never names a method. Balancer, perturbations, extra losses and callbacks
 all receive the same optional lifecycle hooks (`on_fit_start`, `on_epoch_start`, `on_losses`,
 `on_step_end`, `on_epoch_end`, `on_fit_end`) and put their state into the checkpoint through
 `state_dict`; a component with `parameters()` (a balancer's learnable task weights) is optimized too.
@@ -42,9 +42,9 @@ class Trainer:
     """Trains a HydraNet on a Dataset; `state_dict` / `load_state_dict` make it resumable."""
 
     def __init__(self, model: nn.Module, tasks: dict[str, Task], cfg: Config, balancer: Any, *,
-                 device: torch.device, callbacks: Iterable = (), perturbations: Iterable = (), objectives: Iterable = ()):
+                 device: torch.device, callbacks: Iterable = (), perturbations: Iterable = (), extra_losses: Iterable = ()):
         self.model, self.tasks, self.cfg, self.balancer, self.device = model, tasks, cfg, balancer, device
-        self.callbacks, self.perturbations, self.objectives = list(callbacks), list(perturbations), list(objectives)
+        self.callbacks, self.perturbations, self.extra_losses = list(callbacks), list(perturbations), list(extra_losses)
         for component in self.components:
             if isinstance(component, nn.Module):  # components with tensors live on the training device
                 component.to(device)
@@ -68,7 +68,7 @@ class Trainer:
 
     @property
     def components(self) -> list:
-        return [self.balancer, *self.perturbations, *self.objectives, *self.callbacks]
+        return [self.balancer, *self.perturbations, *self.extra_losses, *self.callbacks]
 
     def hook(self, name: str, *args: Any) -> None:
         """Call an optional hook on every component that defines it."""
@@ -124,12 +124,12 @@ class Trainer:
         for perturb in self.perturbations:
             batch = perturb(self.model, batch, self.loss_terms)
         preds = {}
-        if self.tasks:  # a model without tasks (self-supervised pretraining) is trained by objectives only
+        if self.tasks:  # a model without tasks (self-supervised pretraining) is trained by extra losses only
             with autocast(self.device, self.precision):
                 preds = self.model(batch["x"])  # {task: (B, outputs) or (B,)}
         losses = self.task_losses(preds, batch)
-        for objective in self.objectives:
-            losses.update(objective(self.model, batch))
+        for extra in self.extra_losses:  # named terms beside the tasks' ("digit@trades", "simclr")
+            losses.update(extra(self.model, batch))
         self.hook("on_losses", losses)  # before backward: diagnostics may take per-term gradients here
         weights = self.balancer.backward(losses, self.shared)
         if self.cfg.train.grad_clip:
@@ -182,7 +182,7 @@ class Trainer:
 
     def _named_components(self) -> dict[str, Any]:
         named = {"balancer": self.balancer}
-        for c in [*self.perturbations, *self.objectives, *self.callbacks]:
+        for c in [*self.perturbations, *self.extra_losses, *self.callbacks]:
             key, n = type(c).__name__, 1
             while key in named:  # two components of one class keep separate states
                 key, n = f"{type(c).__name__}#{n}", n + 1

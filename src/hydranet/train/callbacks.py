@@ -16,10 +16,10 @@ from torch import nn
 
 from hydranet.errors import UserError
 from hydranet.files import read_tensors, write_tensors, write_text
-from hydranet.mtl.diagnostics import GradientDiagnostics
 from hydranet.rundir import RunDir
 from hydranet.tasks import higher_is_better
 from hydranet.train.checkpoint import save_state
+from hydranet.train.diagnostics import GradientDiagnostics
 from hydranet.train.ema import make_ema
 
 

@@ -64,6 +64,15 @@ class Trainer:
         self.lr = train.optimizer.lr
         self.precision = resolve_precision(train.precision, device)  # fp32 or bf16, decided once
 
+    @property
+    def seed(self) -> int:
+        return self.cfg.seed
+
+    @property
+    def epochs(self) -> int:
+        """Planned epochs (`train.epochs`); early stopping may end the run before."""
+        return self.cfg.train.epochs
+
     # --- lifecycle ------------------------------------------------------------------------------
 
     @property

@@ -1,9 +1,9 @@
-"""TRADES as a trainer objective: β·KL(f(x) ‖ f(x_adv)) per task, x_adv from PGD on that KL.
+"""`adversarial.method: trades`, an extra loss β·KL(f(x) ‖ f(x_adv)) per task, x_adv from PGD on that KL
+(Zhang et al. 2019, "Theoretically Principled Trade-off between Robustness and Accuracy").
 
-Zhang et al. 2019, "Theoretically Principled Trade-off between Robustness and Accuracy". The KL compares
-the clean and adversarial predictive distributions, so it is defined for the kinds whose head predicts one:
-a softmax (classification), a Bernoulli (binary), independent Bernoullis (multilabel). A regression head
-predicts a point, not a distribution, so TRADES refuses it.
+The KL compares the clean and adversarial predictive distributions, so it is defined for the kinds whose head
+predicts one: a softmax (classification), a Bernoulli (binary), independent Bernoullis (multilabel). A
+regression head predicts a point, not a distribution, so TRADES refuses it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from hydranet.errors import UserError
 from hydranet.kinds import KINDS
 from hydranet.registry import register
 from hydranet.robust.attacks import PixelSpace, frozen, pgd
-from hydranet.robust.training import STEP_SIZE, epoch_generator, warmup_eps
+from hydranet.robust.defenses.base import STEP_SIZE, epoch_generator, warmup_eps
 from hydranet.tasks import Task
 
 

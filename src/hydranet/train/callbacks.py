@@ -142,9 +142,9 @@ class ProgressBar:
         self.progress.start()
 
     def on_epoch_start(self, trainer) -> None:
-        steps = trainer.total_steps // trainer.cfg.train.epochs
+        steps = trainer.total_steps // trainer.epochs
         self.every = max(1, steps // self.refreshes)
-        self.bar = self.progress.add_task("train", total=steps, epoch=f"{trainer.epoch + 1}/{trainer.cfg.train.epochs}", losses="")
+        self.bar = self.progress.add_task("train", total=steps, epoch=f"{trainer.epoch + 1}/{trainer.epochs}", losses="")
         self.count = 0
 
     def on_step_end(self, trainer, losses: dict) -> None:
@@ -155,7 +155,7 @@ class ProgressBar:
 
     def on_epoch_end(self, trainer, record: dict) -> None:
         self.progress.remove_task(self.bar)
-        self.console.print(epoch_line(record, trainer.cfg.train.epochs))
+        self.console.print(epoch_line(record, trainer.epochs))
 
     def on_fit_end(self, trainer) -> None:
         self.progress.stop()

@@ -1,9 +1,5 @@
-"""The multi-task training loop: batches → (perturbations) → forward → task losses → balancer → step.
-
-Read it top to bottom: the loop never names a method. Balancer, perturbations, extra losses and callbacks
-all receive the same optional lifecycle hooks (`on_fit_start`, `on_epoch_start`, `on_losses`,
-`on_step_end`, `on_epoch_end`, `on_fit_end`) and put their state into the checkpoint through
-`state_dict`; a component with `parameters()` (a balancer's learnable task weights) is optimized too.
+"""The multi-task training loop: batches → (perturbations) → forward → task and extra losses → balancer → step.
+It never names a method: its components get the hooks of train/surface.py and see the trainer as `TrainerView`.
 """
 
 from __future__ import annotations
@@ -23,6 +19,7 @@ from hydranet.train.evaluation import eval_settings, evaluate_split
 from hydranet.train.optim import build_optimizer, load_optimizer_state, lr_factor, param_groups, set_lr
 from hydranet.train.precision import autocast, resolve_precision
 
+
 class RunningMeans:
     """Per-epoch (sum, count) pairs kept as tensors, so adding a step's values never syncs with the device."""
 
@@ -39,7 +36,13 @@ class RunningMeans:
 
 
 class Trainer:
-    """Trains a HydraNet on a Dataset; `state_dict` / `load_state_dict` make it resumable."""
+    """Trains a HydraNet on a Dataset; `state_dict` / `load_state_dict` make it resumable.
+
+    Components (balancer, perturbations, extra losses, callbacks) receive the trainer in every hook and use only
+    its `TrainerView` (train/surface.py); whoever builds, resumes or summarizes a trainer may use all of it.
+    Components' states go into the checkpoint through `state_dict`; a component with `parameters()` (a
+    balancer's learnable task weights) is optimized too.
+    """
 
     def __init__(self, model: nn.Module, tasks: dict[str, Task], cfg: Config, balancer: Any, *,
                  device: torch.device, callbacks: Iterable = (), perturbations: Iterable = (), extra_losses: Iterable = ()):
@@ -66,6 +69,7 @@ class Trainer:
 
     @property
     def seed(self) -> int:
+        """The run's seed, from which components draw their own named random streams."""
         return self.cfg.seed
 
     @property
@@ -80,7 +84,7 @@ class Trainer:
         return [self.balancer, *self.perturbations, *self.extra_losses, *self.callbacks]
 
     def hook(self, name: str, *args: Any) -> None:
-        """Call an optional hook on every component that defines it."""
+        """Call an optional hook (train/surface.py `HOOKS`) on every component that defines it, in order."""
         for component in self.components:
             method = getattr(component, name, None)
             if method is not None:

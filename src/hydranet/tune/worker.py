@@ -7,10 +7,10 @@ import sys
 
 
 def main() -> None:
-    try:
+    try:  # the imports too: a Ctrl-C while torch loads still exits 130
         import torch
 
-        from hydranet.tune.study import Settings, run_worker
+        from hydranet.tune.study import Settings, run_worker  # lazy: inside the try (above)
 
         index, n_trials = int(sys.argv[1]), int(sys.argv[2])
         settings = Settings.from_json(sys.stdin.read())

@@ -41,7 +41,7 @@ def imports(tree: ast.Module):
             inside = lazy or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
             if isinstance(child, ast.Import):
                 found = [a.name for a in child.names if a.name.split(".")[0] == "hydranet"]
-            elif isinstance(child, ast.ImportFrom) and child.level == 0 and (child.module or "").split(".")[0] == "hydranet":
+            elif isinstance(child, ast.ImportFrom) and (child.module or "").split(".")[0] == "hydranet":
                 found = [child.module] + [f"{child.module}.{a.name}" for a in child.names]
             else:
                 found = []
@@ -58,13 +58,15 @@ def all_modules():
 
 
 def test_every_area_has_a_layer():
-    areas = {area(module_name(p)) for p in SRC.rglob("*.py")} | {p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    areas = {area(module_name(p)) for p in SRC.rglob("*.py")}
     assert areas <= set(LAYER), f"place these in tests/test_layers.py's LAYERS: {sorted(areas - set(LAYER))}"
 
 
 def test_imports_only_go_down():
     upward = []
     for path, module, _, tree in all_modules():
+        relative = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level]
+        assert not relative, f"{module}:{relative[0]}: a relative import (this test reads absolute ones)"
         for line, targets, _ in imports(tree):
             target = targets[0]
             if LAYER[area(target)] > LAYER[area(module)]:

@@ -52,7 +52,8 @@ class Batches:
         choices = None
         if self.augmenting:
             _, _, height, width = self.split["x"].shape
-            drawn = draw_epoch(self.augment, self.size, self.batch_size, height, width, stream(self.seed, Purpose.AUGMENT, epoch))
+            generator = stream(self.seed, Purpose.AUGMENT, epoch)
+            drawn = draw_epoch(self.augment, self.size, self.batch_size, height, width, generator)
             choices = {k: v.to(self.device) for k, v in drawn.items()}
         return self._batches(order, choices)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from hydranet.config import AdversarialConfig

@@ -75,8 +75,9 @@ def _train(session: Session, callbacks: Sequence = ()) -> Run:
     balancer = registry.get("balancer", cfg.mtl.balancer.name, "mtl.balancer")(cfg.mtl.balancer.options, tasks, cfg.seed)
     parts = _feature_parts(cfg, tasks, data, session.dir, device)
     extra = [*make_freezer(model, cfg), *parts.callbacks, *callbacks]
+    hooked = make_callbacks(cfg, session.dir, session.progress, model, extra)
     trainer = Trainer(model, tasks, cfg, balancer, device=device, perturbations=parts.perturbations,
-                      extra_losses=parts.extra_losses, callbacks=make_callbacks(cfg, session.dir, session.progress, model, extra))
+                      extra_losses=parts.extra_losses, callbacks=hooked)
     history = session.train(trainer)
     from hydranet.train.plots import plot_curves  # lazy: matplotlib takes a second to load; only training draws
 

@@ -20,17 +20,17 @@ import torch
 
 from hydranet import registry
 from hydranet.config import load_config
-from hydranet.data import build_dataset
+from hydranet.data import DataInfo, build_dataset
 from hydranet.train.run import build_model_for
 from hydranet.train.trainer import Trainer
 
 BALANCERS = ["equal", "uncertainty", "dwa", "rlw", "famo", "gradnorm", "pcgrad", "mgda", "cagrad", "nash_mtl"]
 
 
-def make_trainer(name: str, batch_size: int, device: torch.device, info: dict) -> Trainer:
+def make_trainer(name: str, batch_size: int, device: torch.device, info: DataInfo) -> Trainer:
     cfg = load_config("quickstart", [f"mtl.balancer={name}", f"train.batch_size={batch_size}"])
     model, tasks = build_model_for(cfg, info, device)
-    trainer = Trainer(model, tasks, cfg, registry.get("balancer", name)(cfg, tasks), device=device)
+    trainer = Trainer(model, tasks, cfg, registry.get("balancer", name)(cfg.mtl.balancer.options, tasks, cfg.seed), device=device)
     trainer.total_steps = 10**6  # the schedule's lr is irrelevant to the cost
     trainer.hook("on_fit_start")
     return trainer

@@ -8,8 +8,9 @@ import hydranet as hn
 from hydranet.config import EMAConfig, NoOptions, load_config
 from hydranet.data import build_dataset
 from hydranet.mtl.equal import Equal
-from hydranet.train.checkpoint import load_state, save_state
-from hydranet.train.ema import WeightEMA, ema_decay
+from hydranet.train.checkpoint import save_state
+from hydranet.train.ema import WeightEMA, ema_decay, make_ema
+from hydranet.train.lifecycle import load_checkpoint
 from hydranet.train.run import build_model_for
 from hydranet.train.trainer import Trainer
 from tests.conftest import tiny_table_config
@@ -61,11 +62,14 @@ def test_warmup_caps_the_decay():
 
 def _trainer(cfg, data) -> Trainer:
     model, tasks = build_model_for(cfg, data.info, torch.device("cpu"))
-    return Trainer(model, tasks, cfg, Equal(NoOptions(), tasks, 0), device=torch.device("cpu"))
+    return Trainer(model, tasks, cfg, Equal(NoOptions(), tasks, 0), device=torch.device("cpu"),
+                   callbacks=make_ema(model, cfg.train.ema))
 
 
-def test_resumed_run_ends_with_identical_average(tiny_csv, one_thread):
-    """Stop after epoch 1 with the checkpointed state, load it into a fresh trainer, finish: same weights."""
+@pytest.mark.parametrize("layout", ["component", "before"])
+def test_resumed_run_ends_with_identical_average(tiny_csv, one_thread, layout):
+    """Stop after epoch 1 with the checkpointed state, load it into a fresh trainer, finish: same weights; also
+    from a checkpoint written before the average became a component (its state at the top level, "ema")."""
     cfg = load_config(tiny_table_config(tiny_csv, epochs=2, ema={"decay": 0.9}))
     data = build_dataset(cfg)
     whole = _trainer(cfg, data)
@@ -75,20 +79,23 @@ def test_resumed_run_ends_with_identical_average(tiny_csv, one_thread):
 
     class StopAfterOne:  # what the Checkpointer does, then stop as a kill would
         def on_epoch_end(self, trainer, record):
-            save_state(checkpoint, trainer.state_dict())
+            state = trainer.state_dict()
+            if layout == "before":
+                state["ema"] = state["components"].pop("WeightEMA")
+            save_state(checkpoint, state)
             trainer.should_stop = True
 
     first = _trainer(cfg, data)
     first.callbacks.append(StopAfterOne())
     first.fit(data)
     second = _trainer(cfg, data)
-    second.load_state_dict(load_state(checkpoint))
+    second.load_state_dict(load_checkpoint(checkpoint))
     second.should_stop = False
     second.fit(data)
     for (name, a), b in zip(whole.model.state_dict().items(), second.model.state_dict().values()):
         assert torch.equal(a, b), name
     # and the run ended with the average, not with the last trained weights
-    assert all(torch.equal(a, b) for a, b in zip(whole.model.state_dict().values(), whole.ema.module.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(whole.model.state_dict().values(), whole.eval_model.state_dict().values()))
 
 
 def test_saved_model_and_summary_are_the_average(tmp_path, one_thread):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,11 +19,11 @@ from hydranet.config import Config, apply_override, experiment_dict, validate
 from hydranet.config.loading import ALLOW_ENV
 from hydranet.data import to_model_inputs
 from hydranet.predict import decode_outputs, evaluate_run, predict_paths
+from hydranet.ssl import pretrain, probe
 from hydranet.train import Run, fit, load_run
 from hydranet.train.evaluation import eval_settings, predict_batches
-
-if TYPE_CHECKING:
-    from hydranet.tune.report import TuneResult
+from hydranet.tune.report import TuneResult
+from hydranet.tune.study import tune
 
 
 class Experiment:
@@ -48,22 +48,16 @@ class Experiment:
     def pretrain(self, run_dir: str | Path | None = None, progress: bool = False, callbacks: Sequence = ()) -> Run:
         """Self-supervised pretraining of the trunk (`ssl.method`); the run directory holds trunk.safetensors,
         which `model.init_from` accepts."""
-        from hydranet.ssl import pretrain
-
         return pretrain(self.config, run_dir, progress=progress, callbacks=callbacks)
 
     def probe(self, run_dir: str | Path | None, mode: str = "linear", labels_fraction: float | None = None) -> dict:
         """Probe the frozen trunk of `run_dir` on this experiment's data and tasks (linear or knn); None
         probes a randomly initialized trunk (the no-pretraining baseline)."""
-        from hydranet.ssl import probe
-
         return probe(run_dir, mode, labels_fraction, experiment=self.config)
 
     def tune(self, trials: int = 20, *, objectives: str | Sequence[str] | None = None, **options: Any) -> TuneResult:
         """Search the experiment's `search:` space on Optuna (the options of `hydranet tune`: workers, storage,
         study, sampler, pruner, timeout, dir); returns a TuneResult (study, dir, best config, Pareto trials)."""
-        from hydranet.tune.study import tune
-
         if objectives is not None and not isinstance(objectives, str):
             objectives = ",".join(objectives)
         return tune(self.config, trials, objectives=objectives, **options)

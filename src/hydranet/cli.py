@@ -1,7 +1,8 @@
 """The `hydranet` command line: train, pretrain, probe, evaluate, predict, attack, tune, experiments, config,
 bench mtl.
 
-User errors end with one line on stderr and exit code 2 (no traceback); internal errors keep theirs.
+User errors end with one line on stderr and exit code 2 (no traceback); internal errors keep theirs. Each command
+imports what it runs when it runs (lazily), so `hydranet --help` and `hydranet config` start without loading torch.
 """
 
 from __future__ import annotations

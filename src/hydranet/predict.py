@@ -37,16 +37,16 @@ def inputs_from_files(run: Run, paths: Sequence[str | Path]) -> tuple[torch.Tens
     """Model inputs from a CSV/Parquet table (table runs) or image files / folders (image runs)."""
     info = run.info
     tables = [str(p) for p in paths if Path(p).suffix.lower() in TABLE_SUFFIXES or str(p).endswith(".csv.gz")]
-    if info["kind"] == "image" and tables:
+    if info.is_image and tables:
         raise UserError(f"{tables[0]}: this run was trained on images; give image files or a folder of images")
-    if info["kind"] == "table":
+    if not info.is_image:
         if len(paths) != 1 or not tables:
             raise UserError("INPUT: this run was trained on a table; give exactly one CSV or Parquet file")
         frame = read_table(Path(paths[0]))
         return to_model_inputs(info, frame=frame), [str(i) for i in range(len(frame))]
     files = input_images(paths)
-    height, width = info["size"]
-    images = load_image_files(files, size=height if height == width else None, channels=info["channels"])
+    height, width = info.size
+    images = load_image_files(files, size=height if height == width else None, channels=info.channels)
     if list(images.shape[2:]) != [height, width]:
         raise UserError(f"INPUT: images are {tuple(images.shape[2:])}, this model was trained on {height}x{width}")
     return to_model_inputs(info, images=images), [str(f) for f in files]

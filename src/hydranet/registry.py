@@ -2,7 +2,8 @@
 
 YAML names a source, trunk, sharing, balancer, perturbation, (extra) loss or self-supervised method by string;
 `@register(kind, name, options=Model)` adds one together with the pydantic model of its own config options, so
-users can plug in their own, with validated settings, without touching hydranet.
+users can plug in their own, with validated settings, without touching hydranet. One kind is not named in YAML:
+`run_parts`, the builders through which a feature adds components to every training run (train/surface.py).
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from typing import Any, Callable
 
 from hydranet.errors import UserError
 
-KINDS = ("source", "trunk", "balancer", "sharing", "perturbation", "loss", "ssl")
+KINDS = ("source", "trunk", "balancer", "sharing", "perturbation", "loss", "ssl", "run_parts")
 _TABLES: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
 _OPTIONS: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}  # kind → name → options model (or None)
 # Modules whose import registers the built-in implementations (imported lazily on first lookup).
 _BUILTINS = ("hydranet.data.sources", "hydranet.models.trunks", "hydranet.models.sharing", "hydranet.mtl",
-             "hydranet.robust.training", "hydranet.robust.trades", "hydranet.ssl.methods")
+             "hydranet.robust.defenses", "hydranet.ssl.methods")
 _loaded = False
 
 
@@ -72,6 +73,6 @@ def options(kind: str, name: str) -> Any:
 
 def find(name: str, kinds: tuple[str, ...]) -> tuple[str, Any] | None:
     """(kind, implementation) of a name registered under one of `kinds` (an adversarial method is a
-    perturbation or an objective), or None."""
+    perturbation or an extra loss), or None."""
     _load_builtins()
     return next(((kind, _TABLES[kind][name]) for kind in kinds if name in _TABLES[kind]), None)

@@ -30,7 +30,7 @@ class RunDir:
         self.path = Path(path)
         self.config = self.path / "config.yaml"  # the resolved config: what a resume continues and a reader rebuilds
         self.run_json = self.path / "run.json"  # provenance, kind (train | pretrain) and status (running | finished)
-        self.data = self.path / "data.json"  # Dataset.info: preprocessing fitted on train, what each task predicts
+        self.data = self.path / "data.json"  # DataInfo.to_dict(): preprocessing fitted on train, what each task predicts
         self.metrics = self.path / "metrics.jsonl"  # one line per epoch
         self.model = self.path / MODEL_FILE  # the final weights of a training run
         self.trunk = self.path / TRUNK_FILE  # the final trunk of a pretraining run

@@ -26,7 +26,7 @@ import hydranet
 from hydranet import registry
 from hydranet.config import AdversarialConfig, Config, NoOptions
 from hydranet.data.dataset import Dataset
-from hydranet.mtl.diagnostics import GradientDiagnostics
+from hydranet.train.diagnostics import GradientDiagnostics
 from hydranet.robust.space import PixelSpace
 from hydranet.robust.guard import RobustGuard
 from hydranet.ssl.knn import KNNMonitor

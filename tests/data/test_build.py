@@ -93,9 +93,9 @@ def test_build_digits_uses_train_statistics_only():
     assert data.x.shape == (1797, 1, 8, 8)
     assert abs(float(train["x"].mean())) < 1e-4 and abs(float(train["x"].std()) - 1) < 1e-2
     assert abs(float(data.split("test")["x"].mean())) > 1e-5  # test is normalized with train statistics
-    ink = data.info["tasks"]["ink"]
-    assert ink["mean"] == pytest.approx(float(train["ink"].mean()), rel=1e-5)
-    assert data.info["tasks"]["digit"]["classes"] == [str(d) for d in range(10)]
+    ink = data.info.tasks["ink"]
+    assert ink.mean == pytest.approx(float(train["ink"].mean()), rel=1e-5)
+    assert data.info.tasks["digit"].classes == [str(d) for d in range(10)]
 
 
 def test_limit_and_missing_column():

@@ -40,11 +40,11 @@ def test_adult_mtl_derives_never_married_and_drops_it_from_the_features(tiny_adu
     cfg = load_config("adult-mtl", [f"data.path={path}"])
     assert cfg.column("never_married") == "marital_status" and set(cfg.tasks) == {"income", "never_married"}
     data = build_dataset(cfg)
-    assert "marital_status" not in data.info["features"] and "income" not in data.info["features"]
-    assert "relationship" in data.info["features"] and "split" not in data.info["features"]
+    assert "marital_status" not in data.info.features and "income" not in data.info.features
+    assert "relationship" in data.info.features and "split" not in data.info.features
     expected = torch.tensor((frame["marital_status"] == "Never-married").to_numpy(dtype=np.float32))
     assert torch.equal(data.targets["never_married"], expected)
-    assert data.info["tasks"]["never_married"]["classes"] == ["not Never-married", "Never-married"]
+    assert data.info.tasks["never_married"].classes == ["not Never-married", "Never-married"]
     assert torch.equal(data.targets["income"], torch.tensor((frame["income"] == ">50K").to_numpy(dtype=np.float32)))
     assert len(data.index["test"]) == 30  # the file's own test rows
 

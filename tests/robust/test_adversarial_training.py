@@ -11,15 +11,17 @@ import torch.nn.functional as F
 import hydranet as hn
 from hydranet import registry
 from hydranet.config import ADVERSARIAL_KINDS, load_config
-from hydranet.data import build_dataset
+from hydranet.data import DataInfo, build_dataset
 from hydranet.errors import UserError
 from hydranet.kinds import get_kind
 from hydranet.kinds.binary import bernoulli_kl
 from hydranet.kinds.classification import categorical_kl
 from hydranet.robust import PixelSpace, attack_run
 from hydranet.robust.guard import RobustGuard
-from hydranet.robust.trades import TRADES, TRADESOptions
-from hydranet.robust.training import PGDOptions, PGDTraining, build_adversarial, warmup_eps
+from hydranet.robust.defenses import build_adversarial
+from hydranet.robust.defenses.base import warmup_eps
+from hydranet.robust.defenses.pgd import PGDOptions, PGDTraining
+from hydranet.robust.defenses.trades import TRADES, TRADESOptions
 from hydranet.train import load_run
 from hydranet.train.run import build_model_for
 from tests.conftest import tiny_table_config
@@ -43,9 +45,10 @@ def craft(cfg, method: str, model, tasks, space, batch):
     """The adversarial inputs `adversarial.method` trains on, for one batch."""
     cfg = cfg.model_copy(update={"adversarial": cfg.adversarial.model_copy()})
     cfg.adversarial.method = method  # validated: the method's default options
-    info = {"kind": "image", "mean": space.mean.flatten().tolist(), "std": space.std.flatten().tolist()}
-    perturbations, objectives = build_adversarial(cfg, tasks, info)
-    return perturbations[0](model, batch)["x"] if perturbations else objectives[0].adversarial(model, batch["x"])
+    info = DataInfo("image", tuple(batch["x"].shape[1:]), mean=space.mean.flatten().tolist(), std=space.std.flatten().tolist())
+    parts = build_adversarial(cfg, tasks, info)
+    assert not parts.callbacks  # no val split given: no guard
+    return parts.perturbations[0](model, batch)["x"] if parts.perturbations else parts.extra_losses[0].adversarial(model, batch["x"])
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -170,7 +173,7 @@ def test_the_guard_attacks_in_the_training_norm(setup, monkeypatch, tmp_path):
     monkeypatch.setattr("hydranet.robust.guard.pgd", spy)
     adv = cfg.adversarial.model_copy(update={"norm": "l2", "eps": 1.5})
     guard = RobustGuard(adv, tasks, space, batch, tmp_path / "best.safetensors")
-    trainer = type("T", (), {"model": model, "eval_model": model, "epoch": 1, "cfg": cfg})()
+    trainer = type("T", (), {"model": model, "eval_model": model, "epoch": 1})()
     result = guard.check(trainer)
     assert seen == {"eps": 1.5, "norm": "l2"} and result["norm"] == "l2"
     assert result["pgd_accuracy"] == result["clean_accuracy"]  # the spy left the inputs clean

@@ -19,8 +19,9 @@ from hydranet.robust.attack_loss import AttackLoss
 from hydranet.robust.attack_run import DEFAULT_STEPS, attack_run
 from hydranet.robust.space import PixelSpace
 from hydranet.robust.guard import RobustGuard
-from hydranet.robust.trades import TRADES, TRADESOptions
-from hydranet.robust.training import FGSMOptions, FGSMRandomStart, PGDOptions, PGDTraining
+from hydranet.robust.defenses.fgsm_rs import FGSMOptions, FGSMRandomStart
+from hydranet.robust.defenses.pgd import PGDOptions, PGDTraining
+from hydranet.robust.defenses.trades import TRADES, TRADESOptions
 from hydranet.tasks import Task, TaskInfo
 
 pgd_module = importlib.import_module("hydranet.robust.pgd")  # the module: `hydranet.robust.pgd` is also the function
@@ -98,7 +99,7 @@ def test_training_perturbations_step_by_their_default(setup, steps_taken, monkey
         seen.update(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("hydranet.robust.training.pgd", pgd)
+    monkeypatch.setattr("hydranet.robust.defenses.base.pgd", pgd)
     method(AdversarialConfig(eps=EPS))(model, batch)
     assert seen["step_size"] == pytest.approx(ratio * EPS)
     assert steps_taken() == pytest.approx(ratio * EPS)
@@ -113,7 +114,7 @@ def test_trades_steps_by_2_5_eps_over_steps(setup, steps_taken, monkeypatch):
         seen.update(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("hydranet.robust.trades.pgd", pgd)
+    monkeypatch.setattr("hydranet.robust.defenses.trades.pgd", pgd)
     TRADES(TRADESOptions(), AdversarialConfig(eps=EPS), TASKS, SPACE).adversarial(model, batch["x"])
     assert seen["steps"] == 7 and seen["step_size"] == pytest.approx(2.5 * EPS / 7)
     assert steps_taken() == pytest.approx(2.5 * EPS / 7)
@@ -122,7 +123,7 @@ def test_trades_steps_by_2_5_eps_over_steps(setup, steps_taken, monkeypatch):
 def test_a_step_size_option_replaces_the_default(setup, monkeypatch):
     model, batch = setup
     seen = {}
-    monkeypatch.setattr("hydranet.robust.training.pgd", lambda *a, **kw: seen.update(kw) or a[1])
+    monkeypatch.setattr("hydranet.robust.defenses.base.pgd", lambda *a, **kw: seen.update(kw) or a[1])
     PGDTraining(PGDOptions(step_size=0.01), AdversarialConfig(eps=EPS), TASKS, SPACE)(model, batch)
     assert seen["step_size"] == pytest.approx(0.01)
 

@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from hydranet.config import SSLConfig
+from hydranet.data import DataInfo
 from hydranet.ssl.knn import knn_accuracy, knn_average
 from hydranet.ssl.methods.byol import BYOL, BYOLOptions
 from hydranet.ssl.methods.denoising import Denoising, DenoisingOptions
 from hydranet.ssl.methods.simclr import nt_xent
 from hydranet.ssl.views import ViewMaker, colour, crop_flip, scarf
 
-TABLE = {"kind": "table", "input_shape": [4]}
+TABLE = DataInfo("table", (4,))
 
 
 def nt_xent_by_hand(z1, z2, tau):

@@ -2,5 +2,6 @@
 
 from hydranet.data.build import build_dataset, to_model_inputs
 from hydranet.data.dataset import Dataset, RawData
+from hydranet.data.info import DataInfo
 
-__all__ = ["Dataset", "RawData", "build_dataset", "to_model_inputs"]
+__all__ = ["DataInfo", "Dataset", "RawData", "build_dataset", "to_model_inputs"]

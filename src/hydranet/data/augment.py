@@ -21,7 +21,7 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> 
 def draw_epoch(cfg: AugmentConfig, n: int, batch_size: int, height: int, width: int,
                generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The choices of every batch of an epoch, drawn batch after batch (so equal to per-batch `draw`s) and
-    concatenated: the trainer moves them to the device once per epoch, not once per step (on a GPU each
+    concatenated: `data.batches` moves them to the device once per epoch, not once per step (on a GPU each
     small copy from the CPU would wait for the queued work)."""
     parts = [draw(cfg, min(batch_size, n - begin), height, width, generator) for begin in range(0, n, batch_size)]
     return {name: torch.cat([part[name] for part in parts]) for name in parts[0]} if parts else {}

@@ -1,12 +1,11 @@
 """From a config to a `Dataset`: read the source, encode targets, split, fit normalization on train statistics.
 
 `to_model_inputs` applies the same fitted preprocessing to new images or tables at prediction time,
-from the JSON-able `Dataset.info` that a run directory stores as `data.json`.
+from the `DataInfo` that a run directory stores as `data.json`.
 """
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,9 @@ import torch
 from hydranet import registry
 from hydranet.config import Config
 from hydranet.data.dataset import Dataset, ImageNormalizer, RawData, missing_mask
+from hydranet.data.info import IMAGE, TABLE, DataInfo
 from hydranet.data.split import label_subset, make_splits
+from hydranet.data.tabular import TableEncoder
 from hydranet.data.targets import encode_target
 from hydranet.errors import UserError
 from hydranet.kinds import get_kind
@@ -45,15 +46,15 @@ def build_dataset(cfg: Config, labels_required: bool = True) -> Dataset:
     index = make_splits(len(raw), cfg.data.split, cfg.seed, strata, raw.split)
     index["train"] = label_subset(index["train"], cfg.data.labels_fraction, cfg.seed, _label_strata(cfg, targets, strata))
     train = index["train"]
-    for task, info in infos.items():
-        kind, y = get_kind(info.kind), targets[task][train]
+    for task, task_info in infos.items():
+        kind, y = get_kind(task_info.kind), targets[task][train]
         if not kind.labeled(y).any():
             raise UserError(f"tasks.{task}: no example of the train split has a label")
-        kind.fit(info, y)  # regression: mean and std of the train targets
-    prep = fit_preprocessing(raw, train.numpy(), cfg)
+        kind.fit(task_info, y)  # regression: mean and std of the train targets
+    info = fit_preprocessing(raw, train.numpy(), cfg)
     # images stay as read (uint8: 4x smaller than float32) and are normalized per batch or split
-    x = raw.images if raw.kind == "image" else to_model_inputs(prep, frame=raw.frame)
-    info = {"tasks": {t: i.to_dict() for t, i in infos.items()}, **prep, "input_shape": list(x.shape[1:])}
+    x = raw.images if info.is_image else to_model_inputs(info, frame=raw.frame)
+    info.tasks, info.input_shape = infos, tuple(x.shape[1:])  # a table's width is its encoding's
     return Dataset(x=x, targets=targets, index=index, info=info)
 
 
@@ -80,8 +81,8 @@ def _limit(raw: RawData, cfg: Config) -> RawData:
     )
 
 
-def fit_preprocessing(raw: RawData, train: np.ndarray, cfg: Config) -> dict[str, Any]:
-    """JSON-able preprocessing fitted on the train split only (no leakage from val/test)."""
+def fit_preprocessing(raw: RawData, train: np.ndarray, cfg: Config) -> DataInfo:
+    """Preprocessing fitted on the train split only (no leakage from val/test); tasks are added by the caller."""
     if raw.kind == "image":
         images = raw.images[torch.from_numpy(train)]
         scale = 255.0 if images.dtype == torch.uint8 else 1.0
@@ -98,26 +99,22 @@ def fit_preprocessing(raw: RawData, train: np.ndarray, cfg: Config) -> dict[str,
             count = images.shape[0] * images.shape[2] * images.shape[3]
             mean = (total / count).float()
             std = (squares / count - (total / count) ** 2).clamp_min(1e-12).sqrt().float()
-        return {"kind": "image", "scale": scale, "mean": mean.tolist(), "std": std.tolist(),
-                "channels": int(images.shape[1]), "size": list(images.shape[2:])}
-    from hydranet.data.tabular import TableEncoder
-
+        return DataInfo(IMAGE, tuple(images.shape[1:]), scale=scale, mean=mean.tolist(), std=std.tolist(),
+                        channels=int(images.shape[1]), size=tuple(images.shape[2:]))
     encoder = TableEncoder().fit(raw.frame.iloc[train])
-    return {"kind": "table", "encoder": encoder.state_dict(), "features": list(raw.frame.columns)}
+    return DataInfo(TABLE, (), encoder=encoder.state_dict(), features=list(raw.frame.columns))
 
 
-def to_model_inputs(prep: dict[str, Any], images: torch.Tensor | None = None, frame: pd.DataFrame | None = None) -> torch.Tensor:
+def to_model_inputs(info: DataInfo, images: torch.Tensor | None = None, frame: pd.DataFrame | None = None) -> torch.Tensor:
     """Apply fitted preprocessing: images → normalized float (N, C, H, W); tables → encoded float (N, F)."""
-    if prep["kind"] == "image":
+    if info.is_image:
         if images is None:
             raise UserError("input: this model expects images")
-        normalize = ImageNormalizer(prep)
+        normalize = ImageNormalizer(info)
         x = torch.empty(images.shape, dtype=torch.float32)
         for out, chunk in zip(x.split(4096), images.split(4096)):
             out.copy_(normalize(chunk))
         return x
     if frame is None:
         raise UserError("input: this model expects a table (CSV/Parquet)")
-    from hydranet.data.tabular import TableEncoder
-
-    return torch.from_numpy(TableEncoder.from_state(prep["encoder"]).transform(frame))
+    return torch.from_numpy(TableEncoder.from_state(info.encoder).transform(frame))

@@ -6,12 +6,13 @@ so every source gets seeded stratified splits, masked missing labels and train-o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
+
+from hydranet.data.info import IMAGE, TABLE, DataInfo
 
 
 @dataclass
@@ -33,7 +34,7 @@ class RawData:
 
     @property
     def kind(self) -> str:
-        return "image" if self.images is not None else "table"
+        return IMAGE if self.images is not None else TABLE
 
 
 class ImageNormalizer:
@@ -42,10 +43,10 @@ class ImageNormalizer:
     One function for training batches, whole splits and prediction, so they all see the same numbers.
     """
 
-    def __init__(self, prep: dict[str, Any], device: torch.device | str = "cpu"):
-        self.scale = prep["scale"]
-        self.mean = torch.tensor(prep["mean"], device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(prep["std"], device=device).view(1, -1, 1, 1)
+    def __init__(self, info: DataInfo, device: torch.device | str = "cpu"):
+        self.scale = info.scale
+        self.mean = torch.tensor(info.mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(info.std, device=device).view(1, -1, 1, 1)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return (images.float() / self.scale - self.mean) / self.std  # keeps the memory format (channels_last)
@@ -58,13 +59,13 @@ class Dataset:
     `x` holds images as the source read them ((N, C, H, W), usually uint8: a quarter of float32's memory,
     normalized batch by batch) or tables already encoded as float32 (N, F). `targets[task]` is int64 class
     indices with -1 for missing (classification) or float32 with NaN for missing (binary, multilabel,
-    regression). `info` is JSON-able and is all that `predict` needs to turn new inputs into model inputs.
+    regression). `info` is all that `predict` needs to turn new inputs into model inputs (saved as data.json).
     """
 
     x: torch.Tensor
     targets: dict[str, torch.Tensor]
     index: dict[str, torch.Tensor]
-    info: dict[str, Any] = field(default_factory=dict)
+    info: DataInfo
 
     def split(self, name: str, stored: bool = False) -> dict[str, torch.Tensor]:
         """One split as a batch-like dict {"x": …, task: …} of contiguous tensors; `x` as model inputs
@@ -77,7 +78,7 @@ class Dataset:
 
     def normalizer(self, device: torch.device | str = "cpu") -> ImageNormalizer | None:
         """What turns stored images into model inputs on `device`; None for tables (stored already encoded)."""
-        return ImageNormalizer(self.info, device) if self.info.get("kind") == "image" else None
+        return ImageNormalizer(self.info, device) if self.info.is_image else None
 
     @property
     def input_shape(self) -> tuple[int, ...]:

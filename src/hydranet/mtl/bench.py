@@ -15,6 +15,8 @@ from hydranet import registry
 from hydranet.config import Config, load_config, validate
 from hydranet.errors import UserError
 from hydranet.kinds import get_kind, higher_is_better
+from hydranet.mtl.bench_report import write_report
+from hydranet.train import fit
 
 # Timing is part of the comparison, so the per-step gradient diagnostics are off unless --set turns them on.
 BENCH_DEFAULTS = ("mtl.diagnostics_every=0",)
@@ -51,8 +53,6 @@ def run_bench(experiment: Any, balancers: Sequence[str] | None = None, sharings:
     results = summarize(base, runs, balancers, sharings, seeds)
     results.update(command=command or _python_call(experiment, balancers, sharings, seeds, overrides, out),
                    machine=machine(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), out=str(out))
-    from hydranet.mtl.bench_report import write_report
-
     write_report(results, out)
     echo(f"wrote {out / 'bench.md'}, bench.json, bench.png")
     return results
@@ -114,8 +114,6 @@ def _variant(base: Config, seed: int, tasks: list[str], balancer: str, sharing: 
 
 def _train(cfg: Config, run_dir: Path, label: str, echo: Callable[[str], None]) -> dict:
     """One run; returns what the comparison needs and prints one line."""
-    from hydranet.train import fit  # lazy: the CLI's other commands should not pay for it
-
     run = fit(cfg, run_dir, progress=False)
     split = "test" if run.summary.get("test") else "val"
     main = {t: get_kind(c.kind).main_metric for t, c in cfg.tasks.items()}  # the metric each task is compared by

@@ -1,5 +1,5 @@
-"""Helpers shared by the gradient balancers: per-term gradients on the shared parameters, a combined
-gradient written into `.grad`, and one backward for everything that is not shared.
+"""Helpers shared by the gradient balancers: per-term gradients on the shared parameters (from train/gradients.py,
+which diagnostics share), a combined gradient written into `.grad`, and one backward for everything not shared.
 """
 
 from __future__ import annotations
@@ -7,32 +7,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from hydranet.train.gradients import flatten, term_gradients  # noqa: F401  (the balancers take them from here)
+
 
 def independent_backward(losses: dict[str, Tensor]) -> dict[str, float]:
     """With no shared parameter the tasks cannot conflict: the plain sum is every method's answer."""
     sum(losses.values()).backward()
     return {name: 1.0 for name in losses}
-
-
-def term_gradients(losses: list[Tensor], params: list[Tensor]) -> Tensor:
-    """(T, P) flat float32 gradients of each loss on `params`; the graph is kept for the backward after.
-
-    A loss that does not reach a parameter (or no parameter at all) contributes zeros there.
-    """
-    rows = []
-    for loss in losses:
-        if loss.requires_grad:
-            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-        else:
-            grads = (None,) * len(params)
-        rows.append(flatten(grads, params))
-    return torch.stack(rows)  # (T, P)
-
-
-def flatten(grads: tuple[Tensor | None, ...] | list[Tensor | None], params: list[Tensor]) -> Tensor:
-    """One (P,) float32 vector; None (an unused parameter) becomes zeros of that parameter's size."""
-    parts = [(g if g is not None else torch.zeros_like(p)).reshape(-1).float() for g, p in zip(grads, params)]
-    return torch.cat(parts)
 
 
 def set_grad(params: list[Tensor], flat: Tensor) -> None:
@@ -51,10 +32,10 @@ def set_grad(params: list[Tensor], flat: Tensor) -> None:
 
 
 def private_leaves(losses: list[Tensor], shared: list[Tensor]) -> list[Tensor]:
-    """Leaf tensors the losses reach that are not shared (heads, objectives' projection layers…).
+    """Leaf tensors the losses reach that are not shared (heads, extra losses' projection layers…).
 
     Found by walking the autograd graph (~0.03 ms for the quickstart CNN), so no model needs to list its
-    task-specific parameters and terms added by objectives are covered too.
+    task-specific parameters and terms added by extra losses are covered too.
     """
     excluded = {id(p) for p in shared}
     seen, stack, found = set(), [loss.grad_fn for loss in losses], []

@@ -16,7 +16,7 @@ from hydranet.registry import register
 def feature_gradients(losses: list[Tensor], features) -> Tensor | None:
     """(T, B·D) gradients of each loss on the shared representation z, or None when the upper bound does
     not apply: soft sharing (a dict of features), no forward seen, or a term that does not reach z (a term
-    computed by a later forward, e.g. an objective on other views, overwrites `model.features`)."""
+    computed by a later forward, e.g. an extra loss on other views, overwrites `model.features`)."""
     if not isinstance(features, Tensor) or not features.requires_grad:
         return None
     rows = []

@@ -8,15 +8,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from hydranet.config import AdversarialConfig
 from hydranet.data.split import random_rows
 from hydranet.files import read_tensors, write_tensors
 from hydranet.randomness import Purpose, stream
-from hydranet.robust.attacks import Objective, PixelSpace, pgd
-from hydranet.robust.training import attacked
+from hydranet.robust.attack_loss import AttackLoss
+from hydranet.robust.pgd import pgd
+from hydranet.robust.space import PixelSpace
 from hydranet.tasks import Task
 from hydranet.train.evaluation import predict_batches
 
@@ -39,12 +39,14 @@ class RobustGuard:
     accuracy holds or rises (Wong et al. 2020, §5). A collapse here is robust accuracy below half its best
     while clean accuracy stays within `clean_slack` of its value at the best epoch. The best-robust weights
     are kept in `checkpoint/best_robust.safetensors` and restored at fit end when a collapse happened.
+    `tasks` are the attacked ones (`adversarial.tasks`); accuracy is measured on their single-label kinds.
     """
 
     def __init__(self, cfg: AdversarialConfig, tasks: dict[str, Task], space: PixelSpace, val: dict[str, Tensor],
-                 best_path: Path, seed: int = 0, clean_slack: float = 0.1):
+                 best_path: Path, seed: int = 0, batch_size: int = 1024, clean_slack: float = 0.1):
         self.cfg, self.space, self.best_path, self.clean_slack = cfg, space, best_path, clean_slack
-        self.tasks = {n: t for n, t in attacked(tasks, cfg.tasks).items() if t.spec.single_label}
+        self.seed, self.batch_size = seed, batch_size
+        self.tasks = {n: t for n, t in tasks.items() if t.spec.single_label}
         self.val = random_rows(val, cfg.guard_examples, seed)  # all classes, not the first in file order
         self.best: float | None = None
         self.best_clean = float("nan")
@@ -54,13 +56,12 @@ class RobustGuard:
     def check(self, trainer) -> dict[str, float]:
         """Clean and PGD accuracy of the current model on the guard's examples."""
         model, x = trainer.eval_model, self.val["x"]
-        generator = stream(trainer.cfg.seed, Purpose.GUARD_START, trainer.epoch, device=x.device)
-        objective = Objective(self.tasks, {n: self.val[n] for n in self.tasks})
-        x_adv = pgd(model, x, objective, self.space, self.cfg.eps, norm=self.cfg.norm, steps=self.cfg.guard_steps,
+        generator = stream(self.seed, Purpose.GUARD_START, trainer.epoch, device=x.device)
+        attack_loss = AttackLoss(self.tasks, {n: self.val[n] for n in self.tasks})
+        x_adv = pgd(model, x, attack_loss, self.space, self.cfg.eps, norm=self.cfg.norm, steps=self.cfg.guard_steps,
                     generator=generator)
-        size = trainer.cfg.train.eval_batch_size
-        clean = mean_accuracy(self.tasks, predict_batches(model, x, size), self.val)
-        robust = mean_accuracy(self.tasks, predict_batches(model, x_adv, size), self.val)
+        clean = mean_accuracy(self.tasks, predict_batches(model, x, self.batch_size), self.val)
+        robust = mean_accuracy(self.tasks, predict_batches(model, x_adv, self.batch_size), self.val)
         return {"pgd_accuracy": robust, "clean_accuracy": clean, "eps": self.cfg.eps, "norm": self.cfg.norm,
                 "steps": self.cfg.guard_steps}
 

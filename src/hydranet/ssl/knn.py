@@ -63,8 +63,8 @@ class KNNMonitor:
         if not self.tasks:
             return
         trunk = trainer.model.trunk
-        bank = trunk_features(trunk, self.bank["x"], self.batch_size, trainer.cfg.train.precision)
-        queries = trunk_features(trunk, self.queries["x"], self.batch_size, trainer.cfg.train.precision)
+        bank = trunk_features(trunk, self.bank["x"], self.batch_size, trainer.precision)
+        queries = trunk_features(trunk, self.queries["x"], self.batch_size, trainer.precision)
         record["knn"] = {t: {"accuracy": knn_accuracy(bank, task.spec.class_index(self.bank[t]), queries,
                                                       task.spec.class_index(self.queries[t]), self.k,
                                                       max(2, task.info.outputs))}

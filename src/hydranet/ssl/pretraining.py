@@ -21,7 +21,7 @@ from hydranet.errors import UserError
 from hydranet.models import HydraNet
 from hydranet.ssl.knn import KNNMonitor
 from hydranet.ssl.views import ViewMaker
-from hydranet.tasks import Task, TaskInfo
+from hydranet.tasks import Task
 from hydranet.train.callbacks import make_callbacks
 from hydranet.train.lifecycle import Session, reopen, start
 from hydranet.train.run import Run, fresh_model
@@ -55,10 +55,10 @@ def _pretrain(session: Session, callbacks: Sequence) -> Run:
     views = ViewMaker(cfg.ssl, cfg.seed, cfg.train.precision, data.info)
     method = registry.get("ssl", cfg.ssl.method.name, "ssl.method")(cfg.ssl.method.options, model.trunk, views)
     balancer = registry.get("balancer", "equal")(NoOptions(), {}, cfg.seed)
-    tasks = {t: Task(t, cfg.tasks[t], TaskInfo.from_dict(info)) for t, info in data.info["tasks"].items()}  # labeled ones
+    tasks = {t: Task(t, cfg.tasks[t], info) for t, info in data.info.tasks.items()}  # the labeled ones
     monitor = _knn_monitor(cfg, tasks, data, device)
-    trainer = Trainer(model, {}, cfg, balancer, device=device, objectives=[method],
-                      callbacks=make_callbacks(cfg, session.dir, session.progress, [*monitor, *callbacks]))
+    trainer = Trainer(model, {}, cfg, balancer, device=device, extra_losses=[method],
+                      callbacks=make_callbacks(cfg, session.dir, session.progress, model, [*monitor, *callbacks]))
     history = session.train(trainer)
     summary = _summary(cfg, trainer, model)
     session.finish(session.dir.trunk, {f"trunk.{k}": v for k, v in model.trunk.state_dict().items()}, summary)

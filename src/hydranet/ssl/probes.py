@@ -23,7 +23,7 @@ from hydranet.models.pretrained import init_from
 from hydranet.randomness import Purpose, seed_global, stream
 from hydranet.rundir import RunDir
 from hydranet.ssl.knn import knn_average, trunk_features
-from hydranet.tasks import Task, TaskInfo
+from hydranet.tasks import Task
 from hydranet.train.lifecycle import apply_process_settings
 
 MODES = ("linear", "knn")
@@ -49,9 +49,9 @@ def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: flo
     apply_process_settings(cfg)
     start = time.perf_counter()
     data = build_dataset(cfg)
-    tasks = {t: Task(t, cfg.tasks[t], TaskInfo.from_dict(data.info["tasks"][t])) for t in cfg.tasks}
+    tasks = {t: Task(t, cfg.tasks[t], data.info.tasks[t]) for t in cfg.tasks}
     seed_global(cfg.seed, Purpose.INIT)
-    model = build_model(cfg.model, tuple(data.info["input_shape"]), tasks)
+    model = build_model(cfg.model, data.info.input_shape, tasks)
     if run_dir is not None:
         _load_trunk(model, Path(run_dir))
     splits = {name: data.split(name) for name in ("train", "val", "test") if len(data.index[name])}

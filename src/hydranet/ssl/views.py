@@ -1,4 +1,4 @@
-"""Random views of a batch for self-supervised objectives: whole batches at once, no per-example Python.
+"""Random views of a batch for self-supervised methods: whole batches at once, no per-example Python.
 
 Images (normalized (B, C, H, W)): random resized crop with flip through one affine `grid_sample`, then
 colour jitter and greyscale in raw pixel space [0, 1] (SimCLR's CIFAR recipe without blur and hue,
@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 
 from hydranet.config import SSLConfig
+from hydranet.data.info import DataInfo
 from hydranet.randomness import Purpose, stream
 from hydranet.train.precision import autocast
 
@@ -103,14 +104,14 @@ class ViewMaker(nn.Module):
     `on_epoch_start` hook to it.
     """
 
-    def __init__(self, cfg: SSLConfig, seed: int, precision: str, info: dict):
+    def __init__(self, cfg: SSLConfig, seed: int, precision: str, info: DataInfo):
         super().__init__()
         self.cfg, self.seed, self.precision = cfg, seed, precision
-        self.input_shape = tuple(info["input_shape"])
-        self.is_image = info.get("kind") == "image"
+        self.input_shape = info.input_shape
+        self.is_image = info.is_image
         if self.is_image:
-            self.register_buffer("mean", torch.tensor(info["mean"]).view(1, -1, 1, 1), persistent=False)
-            self.register_buffer("std", torch.tensor(info["std"]).view(1, -1, 1, 1), persistent=False)
+            self.register_buffer("mean", torch.tensor(info.mean).view(1, -1, 1, 1), persistent=False)
+            self.register_buffer("std", torch.tensor(info.std).view(1, -1, 1, 1), persistent=False)
         self.generator = stream(seed, Purpose.SSL_VIEWS, 0)
 
     def on_epoch_start(self, trainer) -> None:

@@ -12,13 +12,15 @@ from typing import Any, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import nn
 
 from hydranet.errors import UserError
 from hydranet.files import read_tensors, write_tensors, write_text
-from hydranet.mtl.diagnostics import GradientDiagnostics
 from hydranet.rundir import RunDir
 from hydranet.tasks import higher_is_better
 from hydranet.train.checkpoint import save_state
+from hydranet.train.diagnostics import GradientDiagnostics
+from hydranet.train.ema import make_ema
 
 
 def monitored_value(record: dict, monitor: str) -> float | None:
@@ -140,9 +142,9 @@ class ProgressBar:
         self.progress.start()
 
     def on_epoch_start(self, trainer) -> None:
-        steps = trainer.total_steps // trainer.cfg.train.epochs
+        steps = trainer.total_steps // trainer.epochs
         self.every = max(1, steps // self.refreshes)
-        self.bar = self.progress.add_task("train", total=steps, epoch=f"{trainer.epoch + 1}/{trainer.cfg.train.epochs}", losses="")
+        self.bar = self.progress.add_task("train", total=steps, epoch=f"{trainer.epoch + 1}/{trainer.epochs}", losses="")
         self.count = 0
 
     def on_step_end(self, trainer, losses: dict) -> None:
@@ -153,7 +155,7 @@ class ProgressBar:
 
     def on_epoch_end(self, trainer, record: dict) -> None:
         self.progress.remove_task(self.bar)
-        self.console.print(epoch_line(record, trainer.cfg.train.epochs))
+        self.console.print(epoch_line(record, trainer.epochs))
 
     def on_fit_end(self, trainer) -> None:
         self.progress.stop()
@@ -171,12 +173,14 @@ def epoch_line(record: dict, epochs: int) -> str:
     return "  ".join(parts)
 
 
-def make_callbacks(cfg: Any, run: RunDir, progress: bool, extra: Sequence = ()) -> list:
-    """The callbacks of a run in the order their hooks must fire: whatever changes the epoch record or
+def make_callbacks(cfg: Any, run: RunDir, progress: bool, model: nn.Module, extra: Sequence = ()) -> list:
+    """The callbacks of a run in the order their hooks must fire: the weight average first (it loads the average
+    at fit end, before early stopping may restore its best weights), then whatever changes the epoch record or
     `should_stop` (diagnostics, early stopping, the user's `extra`) before the record and state are saved."""
     stop = cfg.train.early_stopping
-    # first: the gradient diagnostics write into the epoch record before MetricsLog and Checkpointer save it
-    callbacks: list = [GradientDiagnostics(cfg.mtl.diagnostics_every)] if cfg.mtl.diagnostics_every else []
+    callbacks: list = make_ema(model, cfg.train.ema)
+    if cfg.mtl.diagnostics_every:  # writes into the epoch record before MetricsLog and Checkpointer save it
+        callbacks.append(GradientDiagnostics(cfg.mtl.diagnostics_every))
     if stop.monitor:
         callbacks.append(EarlyStopping(stop.monitor, stop.mode, stop.patience, stop.min_delta, stop.restore_best, run.best))
     callbacks += [*extra, MetricsLog(run.metrics), Checkpointer(run.last)]

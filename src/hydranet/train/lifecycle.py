@@ -15,10 +15,11 @@ from hydranet.config import Config
 from hydranet.data import Dataset, build_dataset
 from hydranet.errors import UserError
 from hydranet.files import write_tensors
-from hydranet.models.init import init_from, weights_file
+from hydranet.models.pretrained import init_from, weights_file
 from hydranet.rundir import RunDir
 from hydranet.train.allocator import keep_freed_memory
 from hydranet.train.checkpoint import load_state
+from hydranet.train.ema import upgrade_state
 
 
 def apply_process_settings(cfg: Config) -> None:
@@ -42,8 +43,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_checkpoint(path: Path) -> dict:
+    """The trainer state a resumed run continues from, in this version's layout (older checkpoints upgraded)."""
     try:
-        return load_state(path)
+        return upgrade_state(load_state(path))
     except (UserError, KeyError, ValueError) as err:
         raise UserError(f"{path}: checkpoint is unreadable ({err}); start a new run") from None
 
@@ -104,5 +106,5 @@ def reopen(run_dir: str | Path, progress: bool, *, labels_required: bool = True)
 
 def _session(cfg: Config, run: RunDir, data: Dataset, progress: bool, state: dict | None) -> Session:
     device = resolve_device(cfg.train.device)
-    run.write_data_info(data.info)
+    run.write_data_info(data.info.to_dict())
     return Session(cfg, run, data, device, progress and cfg.train.progress, state)

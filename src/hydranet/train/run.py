@@ -10,18 +10,19 @@ from typing import Any, Sequence
 
 import torch
 
+from hydranet import registry
 from hydranet.config import Config
-from hydranet.data import Dataset
+from hydranet.data import DataInfo, Dataset
 from hydranet.files import read_tensors
 from hydranet.models import HydraNet, build_model
 from hydranet.models.weight_init import apply_weight_init
-from hydranet.mtl import build_balancer
 from hydranet.randomness import Purpose, seed_global
 from hydranet.rundir import RunDir
-from hydranet.tasks import Task, TaskInfo
+from hydranet.tasks import Task
 from hydranet.train.callbacks import make_callbacks
 from hydranet.train.freeze import make_freezer
 from hydranet.train.lifecycle import Session, reopen, resolve_device, start
+from hydranet.train.surface import RunParts
 from hydranet.train.trainer import Trainer
 
 
@@ -33,22 +34,22 @@ class Run:
     config: Config
     model: HydraNet
     tasks: dict[str, Task]
-    info: dict[str, Any]
+    info: DataInfo
     summary: dict[str, Any] = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
 
 
-def build_model_for(cfg: Config, info: dict[str, Any], device: torch.device) -> tuple[HydraNet, dict[str, Task]]:
+def build_model_for(cfg: Config, info: DataInfo, device: torch.device) -> tuple[HydraNet, dict[str, Task]]:
     """Tasks from the data info and a freshly initialized model, seeded so init is reproducible."""
-    tasks = {name: Task(name, cfg.tasks[name], TaskInfo.from_dict(info["tasks"][name])) for name in cfg.tasks}
+    tasks = {name: Task(name, cfg.tasks[name], info.tasks[name]) for name in cfg.tasks}
     return fresh_model(cfg, info, tasks, device), tasks
 
 
-def fresh_model(cfg: Config, info: dict[str, Any], tasks: dict[str, Task], device: torch.device) -> HydraNet:
+def fresh_model(cfg: Config, info: DataInfo, tasks: dict[str, Task], device: torch.device) -> HydraNet:
     """The seeded model for these tasks on `device`, channels_last for images when the config asks."""
     seed_global(cfg.seed, Purpose.INIT)
-    model = apply_weight_init(build_model(cfg.model, tuple(info["input_shape"]), tasks), cfg.model.weight_init).to(device)
-    if cfg.train.channels_last and len(info["input_shape"]) == 3:
+    model = apply_weight_init(build_model(cfg.model, info.input_shape, tasks), cfg.model.weight_init).to(device)
+    if cfg.train.channels_last and len(info.input_shape) == 3:
         model = model.to(memory_format=torch.channels_last)
     return model
 
@@ -59,7 +60,7 @@ def fit(cfg: Config, run_dir: str | Path | None = None, progress: bool = True, c
     `callbacks` are extra trainer callbacks (objects with any of the hooks), called before the metrics and the
     checkpoint of each epoch are written, so what they set (a `should_stop`, their state) is saved with it.
     """
-    return _train(start(cfg, run_dir, "train", progress, check=_check_adversarial), callbacks)
+    return _train(start(cfg, run_dir, "train", progress, check=_check_parts), callbacks)
 
 
 def resume(run_dir: str | Path, progress: bool = True, callbacks: Sequence = ()) -> Run:
@@ -71,13 +72,14 @@ def _train(session: Session, callbacks: Sequence = ()) -> Run:
     cfg, data, device = session.cfg, session.data, session.device
     model, tasks = build_model_for(cfg, data.info, device)
     session.initialize(model)
-    balancer = build_balancer(cfg.mtl.balancer, tasks, cfg.seed)
-    perturbations, objectives, guard = _adversarial(cfg, tasks, data, session.dir, device)
-    extra = [*make_freezer(model, cfg), *guard, *callbacks]
-    trainer = Trainer(model, tasks, cfg, balancer, device=device, perturbations=perturbations, objectives=objectives,
-                      callbacks=make_callbacks(cfg, session.dir, session.progress, extra))
+    balancer = registry.get("balancer", cfg.mtl.balancer.name, "mtl.balancer")(cfg.mtl.balancer.options, tasks, cfg.seed)
+    parts = _feature_parts(cfg, tasks, data, session.dir, device)
+    extra = [*make_freezer(model, cfg), *parts.callbacks, *callbacks]
+    hooked = make_callbacks(cfg, session.dir, session.progress, model, extra)
+    trainer = Trainer(model, tasks, cfg, balancer, device=device, perturbations=parts.perturbations,
+                      extra_losses=parts.extra_losses, callbacks=hooked)
     history = session.train(trainer)
-    from hydranet.train.plots import plot_curves
+    from hydranet.train.plots import plot_curves  # lazy: matplotlib takes a second to load; only training draws
 
     plot_curves(history, session.dir.plots / "curves.png")
     summary = _summary(cfg, trainer, data, model)
@@ -85,26 +87,23 @@ def _train(session: Session, callbacks: Sequence = ()) -> Run:
     return Run(dir=session.dir.path, config=cfg, model=model, tasks=tasks, info=data.info, summary=summary, history=history)
 
 
-def _check_adversarial(cfg: Config, data: Dataset) -> None:
-    """Refuse an `adversarial:` section the data cannot serve (a table, no val for the guard), creating nothing."""
-    from hydranet.robust.training import check_data
+def _part_builders() -> list:
+    """What features add to a run (adversarial training: its method and guard), registered as `run_parts`, so
+    assembling a run imports no feature (train/surface.py `RunParts`)."""
+    return [registry.get("run_parts", name) for name in registry.names("run_parts")]
 
-    check_data(cfg, data.info, len(data.index["val"]))
+
+def _feature_parts(cfg: Config, tasks: dict[str, Task], data: Dataset, run: RunDir, device: torch.device) -> RunParts:
+    """Every registered feature's parts for this run, merged (all empty when no feature is switched on)."""
+    built = [builder.build(cfg, tasks, data, run, device) for builder in _part_builders()]
+    return RunParts(*([c for part in built for c in getattr(part, name)] for name in RunParts._fields))
 
 
-def _adversarial(cfg: Config, tasks: dict[str, Task], data: Dataset, run: RunDir, device: torch.device) -> tuple[list, list, list]:
-    """Perturbations, objectives and the robustness guard of `adversarial:` (all empty for method none)."""
-    from hydranet.robust.guard import RobustGuard
-    from hydranet.robust.training import build_adversarial
-
-    _check_adversarial(cfg, data)  # fit checked it already; a resumed run's data may have changed since
-    perturbations, objectives = build_adversarial(cfg, tasks, data.info, device)
-    adv = cfg.adversarial
-    if adv.method.name == "none" or not adv.guard_every:
-        return perturbations, objectives, []
-    val = {k: v.to(device) for k, v in data.split("val").items()}  # the guard draws its examples from it
-    space = (perturbations + objectives)[0].space
-    return perturbations, objectives, [RobustGuard(adv, tasks, space, val, run.best_robust, cfg.seed)]
+def _check_parts(cfg: Config, data: Dataset) -> None:
+    """Refuse what the data cannot serve (adversarial training of a table, a guard without val) before the run
+    directory exists."""
+    for builder in _part_builders():
+        builder.check(cfg, data)
 
 
 def _summary(cfg: Config, trainer: Trainer, data: Dataset, model: HydraNet) -> dict[str, Any]:
@@ -124,7 +123,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     run = RunDir.open(run_dir)
     cfg = run.read_config()
     run.require(run.data, run.model)
-    info = run.read_data_info()
+    info = DataInfo.from_dict(run.read_data_info())
     model, tasks = build_model_for(cfg, info, resolve_device(device))
     model.load_state_dict(read_tensors(run.model)[0])
     model.eval()

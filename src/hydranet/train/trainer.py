@@ -1,9 +1,5 @@
-"""The multi-task training loop: batches → (perturbations) → forward → task losses → balancer → step.
-
-Read it top to bottom: the loop never names a method. Balancer, perturbations, objectives and callbacks
-all receive the same optional lifecycle hooks (`on_fit_start`, `on_epoch_start`, `on_losses`,
-`on_step_end`, `on_epoch_end`, `on_fit_end`) and put their state into the checkpoint through
-`state_dict`; a component with `parameters()` (a balancer's learnable task weights) is optimized too.
+"""The multi-task training loop: batches → (perturbations) → forward → task and extra losses → balancer → step.
+It never names a method: its components get the hooks of train/surface.py and see the trainer as `TrainerView`.
 """
 
 from __future__ import annotations
@@ -15,14 +11,14 @@ import torch
 from torch import nn
 
 from hydranet.config import Config
-from hydranet.data.augment import apply, draw_epoch
+from hydranet.data.batches import Batches, on_device
 from hydranet.data.dataset import Dataset
-from hydranet.randomness import Purpose, seed_global, stream
+from hydranet.randomness import Purpose, seed_global
 from hydranet.tasks import Task
-from hydranet.train.ema import WeightEMA
 from hydranet.train.evaluation import eval_settings, evaluate_split
 from hydranet.train.optim import build_optimizer, load_optimizer_state, lr_factor, param_groups, set_lr
 from hydranet.train.precision import autocast, resolve_precision
+
 
 class RunningMeans:
     """Per-epoch (sum, count) pairs kept as tensors, so adding a step's values never syncs with the device."""
@@ -40,12 +36,18 @@ class RunningMeans:
 
 
 class Trainer:
-    """Trains a HydraNet on a Dataset; `state_dict` / `load_state_dict` make it resumable."""
+    """Trains a HydraNet on a Dataset; `state_dict` / `load_state_dict` make it resumable.
+
+    Components (balancer, perturbations, extra losses, callbacks) receive the trainer in every hook and use only
+    its `TrainerView` (train/surface.py); whoever builds, resumes or summarizes a trainer may use all of it.
+    Components' states go into the checkpoint through `state_dict`; a component with `parameters()` (a
+    balancer's learnable task weights) is optimized too.
+    """
 
     def __init__(self, model: nn.Module, tasks: dict[str, Task], cfg: Config, balancer: Any, *,
-                 device: torch.device, callbacks: Iterable = (), perturbations: Iterable = (), objectives: Iterable = ()):
+                 device: torch.device, callbacks: Iterable = (), perturbations: Iterable = (), extra_losses: Iterable = ()):
         self.model, self.tasks, self.cfg, self.balancer, self.device = model, tasks, cfg, balancer, device
-        self.callbacks, self.perturbations, self.objectives = list(callbacks), list(perturbations), list(objectives)
+        self.callbacks, self.perturbations, self.extra_losses = list(callbacks), list(perturbations), list(extra_losses)
         for component in self.components:
             if isinstance(component, nn.Module):  # components with tensors live on the training device
                 component.to(device)
@@ -64,17 +66,25 @@ class Trainer:
         self.total_steps = 0
         self.lr = train.optimizer.lr
         self.precision = resolve_precision(train.precision, device)  # fp32 or bf16, decided once
-        self.inputs = None  # stored images → model inputs, set by `fit`
-        self.ema = WeightEMA(model, train.ema) if train.ema.decay else None
+
+    @property
+    def seed(self) -> int:
+        """The run's seed, from which components draw their own named random streams."""
+        return self.cfg.seed
+
+    @property
+    def epochs(self) -> int:
+        """Planned epochs (`train.epochs`); early stopping may end the run before."""
+        return self.cfg.train.epochs
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     @property
     def components(self) -> list:
-        return [self.balancer, *self.perturbations, *self.objectives, *self.callbacks]
+        return [self.balancer, *self.perturbations, *self.extra_losses, *self.callbacks]
 
     def hook(self, name: str, *args: Any) -> None:
-        """Call an optional hook on every component that defines it."""
+        """Call an optional hook (train/surface.py `HOOKS`) on every component that defines it, in order."""
         for component in self.components:
             method = getattr(component, name, None)
             if method is not None:
@@ -82,15 +92,14 @@ class Trainer:
 
     def fit(self, data: Dataset) -> list[dict]:
         """Train until `train.epochs` or until a callback sets `should_stop`; returns the history."""
-        train = self.to_device(data.split("train", stored=True))  # images stay uint8; batches are normalized
-        self.inputs = data.normalizer(self.device)
+        cfg = self.cfg
+        batches = Batches(data, self.device, cfg.train.batch_size, cfg.data.augment, cfg.seed, cfg.train.channels_last)
         val = self.to_device(data.split("val")) if len(data.index["val"]) else None
-        n, batch_size = len(train["x"]), self.cfg.train.batch_size
-        self.total_steps = self.cfg.train.epochs * -(-n // batch_size)
+        self.total_steps = cfg.train.epochs * len(batches)
         self.hook("on_fit_start")
-        while self.epoch < self.cfg.train.epochs and not self.should_stop:
+        while self.epoch < cfg.train.epochs and not self.should_stop:
             start = time.perf_counter()
-            record = self._train_epoch(train)
+            record = self._train_epoch(batches)
             if val is not None and self.tasks:
                 record["val"], record["val_loss"] = self.evaluate(val)
             record["seconds"] = round(time.perf_counter() - start, 4)
@@ -98,37 +107,22 @@ class Trainer:
             self.history.append(record)
             self.epoch += 1
             self.hook("on_epoch_end", record)
-        if self.ema is not None:  # the run ends with (and saves) the averaged weights
-            self.model.load_state_dict(self.ema.module.state_dict())
         self.hook("on_fit_end")
         return self.history
 
     # --- one epoch ------------------------------------------------------------------------------
 
-    def _train_epoch(self, train: dict[str, torch.Tensor]) -> dict:
-        cfg = self.cfg
-        shuffle = stream(cfg.seed, Purpose.SHUFFLE, self.epoch)  # per epoch, so a resumed run replays them
-        aug = stream(cfg.seed, Purpose.AUGMENT, self.epoch)
-        seed_global(cfg.seed, Purpose.DROPOUT, self.epoch)  # dropout draws from the global RNG
-        augmenting = train["x"].ndim == 4 and (cfg.data.augment.crop_padding or cfg.data.augment.flip or cfg.data.augment.cutout)
-        n, batch_size = len(train["x"]), cfg.train.batch_size
-        order = torch.randperm(n, generator=shuffle).to(self.device)
-        if augmenting:  # the whole epoch's random choices, moved to the device in one copy
-            _, _, height, width = train["x"].shape
-            choices = {k: v.to(self.device) for k, v in draw_epoch(cfg.data.augment, n, batch_size, height, width, aug).items()}
+    def _train_epoch(self, batches: Batches) -> dict:
+        epoch = batches.epoch(self.epoch)  # shuffled, normalized, augmented: the same batches on a resume
+        seed_global(self.cfg.seed, Purpose.DROPOUT, self.epoch)  # dropout draws from the global RNG
         running, weights = RunningMeans(), RunningMeans()  # weights: epoch means (RLW, FAMO change every step)
         self.model.train()
         self.hook("on_epoch_start")
-        for begin in range(0, n, batch_size):
-            idx = order[begin:begin + batch_size]
-            batch = {k: v.index_select(0, idx) for k, v in train.items()}
-            if self.inputs is not None:
-                batch["x"] = self.inputs(batch["x"])
-            if augmenting:
-                batch["x"] = apply(batch["x"], cfg.data.augment, {k: v[begin:begin + batch_size] for k, v in choices.items()})
+        for batch in epoch:
+            size = len(batch["x"])
             losses, stats, step_weights = self.train_step(batch)
             for name, loss in losses.items():
-                running.add(name, loss.detach().float() * len(idx), len(idx))
+                running.add(name, loss.detach().float() * size, size)
             for name, (total, count) in stats.items():
                 running.add(name, total, count)
             for name, weight in step_weights.items():
@@ -143,12 +137,12 @@ class Trainer:
         for perturb in self.perturbations:
             batch = perturb(self.model, batch, self.loss_terms)
         preds = {}
-        if self.tasks:  # a model without tasks (self-supervised pretraining) is trained by objectives only
+        if self.tasks:  # a model without tasks (self-supervised pretraining) is trained by extra losses only
             with autocast(self.device, self.precision):
                 preds = self.model(batch["x"])  # {task: (B, outputs) or (B,)}
         losses = self.task_losses(preds, batch)
-        for objective in self.objectives:
-            losses.update(objective(self.model, batch))
+        for extra in self.extra_losses:  # named terms beside the tasks' ("digit@trades", "simclr")
+            losses.update(extra(self.model, batch))
         self.hook("on_losses", losses)  # before backward: diagnostics may take per-term gradients here
         weights = self.balancer.backward(losses, self.shared)
         if self.cfg.train.grad_clip:
@@ -156,8 +150,6 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        if self.ema is not None:
-            self.ema.update(self.model, self.step)
         with torch.no_grad():
             stats = {f"{t}/{k}": v for t, task in self.tasks.items() for k, v in task.train_stats(preds[t].float(), batch[t]).items()}
         return losses, stats, weights
@@ -185,8 +177,10 @@ class Trainer:
 
     @property
     def eval_model(self) -> nn.Module:
-        """The weights that evaluation, early stopping and saving use: the moving average when `train.ema` is on."""
-        return self.ema.module if self.ema is not None else self.model
+        """The weights that evaluation, early stopping and saving use: the first component offering an
+        `eval_model` (the weight average of `train.ema`), else the model being trained."""
+        offered = (getattr(c, "eval_model", None) for c in self.components)
+        return next((m for m in offered if m is not None), self.model)
 
     def evaluate(self, split: dict[str, torch.Tensor]) -> tuple[dict, float]:
         """Metrics per task on a whole split (with the eval model), and the sum of the task losses."""
@@ -195,16 +189,13 @@ class Trainer:
         return metrics, sum(m.get("loss", 0.0) for m in metrics.values())
 
     def to_device(self, split: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = {k: v.to(self.device) for k, v in split.items()}
-        if self.cfg.train.channels_last and out["x"].ndim == 4:
-            out["x"] = out["x"].contiguous(memory_format=torch.channels_last)
-        return out
+        return on_device(split, self.device, self.cfg.train.channels_last)
 
     # --- checkpointing --------------------------------------------------------------------------
 
     def _named_components(self) -> dict[str, Any]:
         named = {"balancer": self.balancer}
-        for c in [*self.perturbations, *self.objectives, *self.callbacks]:
+        for c in [*self.perturbations, *self.extra_losses, *self.callbacks]:
             key, n = type(c).__name__, 1
             while key in named:  # two components of one class keep separate states
                 key, n = f"{type(c).__name__}#{n}", n + 1
@@ -216,7 +207,6 @@ class Trainer:
             "epoch": self.epoch, "step": self.step, "history": self.history, "train_seconds": self.train_seconds,
             "should_stop": self.should_stop, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "components": {k: c.state_dict() for k, c in self._named_components().items()},
-            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -224,8 +214,6 @@ class Trainer:
         self.train_seconds, self.should_stop = state["train_seconds"], state["should_stop"]
         self.model.load_state_dict(state["model"])
         load_optimizer_state(self.optimizer, state["optimizer"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
         for name, component in self._named_components().items():
             if name in state["components"]:
                 component.load_state_dict(state["components"][name])

@@ -77,7 +77,7 @@ class TrialRunner:
             if objective.name == "params":
                 values.append(float(run.summary["params"]))
             elif objective.name == "latency":
-                values.append(model_latency_ms(run.model, tuple(run.info["input_shape"]), run.config.train.precision))
+                values.append(model_latency_ms(run.model, run.info.input_shape, run.config.train.precision))
             else:
                 value = summary_value(run.summary, objective.name)
                 if value is None:

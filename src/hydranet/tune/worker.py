@@ -9,11 +9,11 @@ import sys
 
 
 def main() -> None:
-    try:
+    try:  # the imports too: a Ctrl-C while torch loads still exits 130
         import torch
 
-        from hydranet.tune.settings import Settings
-        from hydranet.tune.workers import run_worker
+        from hydranet.tune.settings import Settings  # lazy: inside the try (above)
+        from hydranet.tune.workers import run_worker  # lazy: inside the try (above)
 
         index, n_trials = int(sys.argv[1]), int(sys.argv[2])
         settings = Settings.from_json(sys.stdin.read())

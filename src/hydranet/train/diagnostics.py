@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hydranet.mtl.gradients import term_gradients
+from hydranet.train.gradients import term_gradients
 
 
 def cosine_matrix(grads: Tensor) -> tuple[Tensor, Tensor]:

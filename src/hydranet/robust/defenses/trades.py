@@ -1,9 +1,9 @@
-"""TRADES as a trainer objective: β·KL(f(x) ‖ f(x_adv)) per task, x_adv from PGD on that KL.
+"""`adversarial.method: trades`, an extra loss β·KL(f(x) ‖ f(x_adv)) per task, x_adv from PGD on that KL
+(Zhang et al. 2019, "Theoretically Principled Trade-off between Robustness and Accuracy").
 
-Zhang et al. 2019, "Theoretically Principled Trade-off between Robustness and Accuracy". The KL compares
-the clean and adversarial predictive distributions, so it is defined for the kinds whose head predicts one:
-a softmax (classification), a Bernoulli (binary), independent Bernoullis (multilabel). A regression head
-predicts a point, not a distribution, so TRADES refuses it.
+The KL compares the clean and adversarial predictive distributions, so it is defined for the kinds whose head
+predicts one: a softmax (classification), a Bernoulli (binary), independent Bernoullis (multilabel). A
+regression head predicts a point, not a distribution, so TRADES refuses it.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from hydranet.config import AdversarialConfig, Options
 from hydranet.errors import UserError
 from hydranet.kinds import KINDS
 from hydranet.registry import register
-from hydranet.robust.attacks import PixelSpace, frozen, pgd
-from hydranet.robust.training import STEP_SIZE, epoch_generator, warmup_eps
+from hydranet.robust.defenses.base import STEP_SIZE, epoch_generator, warmup_eps
+from hydranet.robust.pgd import pgd
+from hydranet.robust.space import PixelSpace, frozen
 from hydranet.tasks import Task
 
 
@@ -50,7 +51,7 @@ class TRADES:
     """The robust term of TRADES; the trainer's task losses are its natural (clean) term.
 
     The split keeps accuracy and robustness as two named terms the balancer can weigh. x_adv maximizes the
-    summed KL over the tasks with `robust.attacks.pgd` (eval mode, gradients in δ only, so parameters,
+    summed KL over the tasks with `robust.pgd` (eval mode, gradients in δ only, so parameters,
     `.grad` and BatchNorm statistics stay as they were), from a uniform random start in the ball of
     `adversarial.norm` (the paper starts at x + 0.001·N(0, I); at δ = 0 the KL's gradient vanishes, so some
     start is needed).

@@ -9,7 +9,7 @@ import torch
 
 from hydranet import Experiment
 from hydranet.files import read_tensors
-from hydranet.mtl.diagnostics import GradientDiagnostics
+from hydranet.train.diagnostics import GradientDiagnostics
 
 
 def toy_losses(w, x, y):

@@ -1,0 +1,68 @@
+"""Training batches: the train split on the device, served epoch by epoch shuffled, normalized and augmented.
+
+The trainer only asks for an epoch's batches; the random choices of epoch n depend on (seed, n) alone, so a
+resumed run trains on exactly the batches of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+from hydranet.config import AugmentConfig
+from hydranet.data.augment import apply, draw_epoch
+from hydranet.data.dataset import Dataset
+from hydranet.randomness import Purpose, stream
+
+
+def on_device(split: dict[str, Tensor], device: torch.device, channels_last: bool = False) -> dict[str, Tensor]:
+    """A split's tensors on `device`, images in channels_last when asked (faster convolutions on CPUs)."""
+    out = {k: v.to(device) for k, v in split.items()}
+    if channels_last and out["x"].ndim == 4:
+        out["x"] = out["x"].contiguous(memory_format=torch.channels_last)
+    return out
+
+
+class Batches:
+    """The train split of `data`, moved to `device` once (images stay as stored, usually uint8: a quarter of
+    float32's memory), cut into shuffled batches of `batch_size` that become model inputs one at a time."""
+
+    def __init__(self, data: Dataset, device: torch.device, batch_size: int, augment: AugmentConfig, seed: int,
+                 channels_last: bool = False):
+        self.split = on_device(data.split("train", stored=True), device, channels_last)
+        self.inputs = data.normalizer(device)  # stored images → normalized floats; None for tables (stored encoded)
+        self.device, self.batch_size, self.augment, self.seed = device, batch_size, augment, seed
+        self.size = len(self.split["x"])
+        self.augmenting = self.split["x"].ndim == 4 and bool(augment.crop_padding or augment.flip or augment.cutout)
+
+    def __len__(self) -> int:
+        """Steps per epoch (the last batch may be smaller)."""
+        return -(-self.size // self.batch_size)
+
+    def epoch(self, epoch: int) -> Iterator[dict[str, Tensor]]:
+        """The batches of 0-based `epoch` as {"x": model inputs, task: targets}.
+
+        Its random choices (the order, then every batch's augmentation) are drawn here, at once, on CPU
+        generators (the same numbers on any device) and moved to the device in one copy each: a small copy per
+        step would wait for the queued work on a GPU.
+        """
+        order = torch.randperm(self.size, generator=stream(self.seed, Purpose.SHUFFLE, epoch)).to(self.device)
+        choices = None
+        if self.augmenting:
+            _, _, height, width = self.split["x"].shape
+            generator = stream(self.seed, Purpose.AUGMENT, epoch)
+            drawn = draw_epoch(self.augment, self.size, self.batch_size, height, width, generator)
+            choices = {k: v.to(self.device) for k, v in drawn.items()}
+        return self._batches(order, choices)
+
+    def _batches(self, order: Tensor, choices: dict[str, Tensor] | None) -> Iterator[dict[str, Tensor]]:
+        for begin in range(0, self.size, self.batch_size):
+            idx = order[begin:begin + self.batch_size]
+            batch = {k: v.index_select(0, idx) for k, v in self.split.items()}
+            if self.inputs is not None:
+                batch["x"] = self.inputs(batch["x"])
+            if choices is not None:
+                batch["x"] = apply(batch["x"], self.augment, {k: v[begin:begin + self.batch_size] for k, v in choices.items()})
+            yield batch

@@ -1,0 +1,69 @@
+"""What a Dataset learned about its inputs and tasks on the train split (`DataInfo`), kept as data.json.
+
+Typed, so readers ask `info.input_shape` or `info.is_image` instead of string keys; `to_dict`/`from_dict` keep the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydranet.kinds import TaskInfo
+
+IMAGE, TABLE = "image", "table"
+
+
+@dataclass
+class DataInfo:
+    """Everything `predict` needs to turn new inputs into model inputs, and what each task predicts.
+
+    Images are stored as read (usually uint8) and become model inputs as `(x / scale − mean) / std` per
+    channel (mean 0 and std 1 when `data.normalize` is off); `size` is (height, width). Tables are encoded
+    by the fitted `TableEncoder` whose JSON state is `encoder`, reading the raw columns `features`.
+    """
+
+    kind: str  # IMAGE or TABLE
+    input_shape: tuple[int, ...]  # one example as the model sees it: (C, H, W) or (F,)
+    tasks: dict[str, TaskInfo] = field(default_factory=dict)
+    scale: float = 1.0
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+    channels: int | None = None
+    size: tuple[int, int] | None = None
+    encoder: dict[str, Any] | None = None
+    features: list[str] = field(default_factory=list)
+
+    @property
+    def is_image(self) -> bool:
+        return self.kind == IMAGE
+
+    def to_dict(self) -> dict[str, Any]:
+        """data.json's layout (keys in the order runs have always written them)."""
+        out: dict[str, Any] = {"tasks": {t: i.to_dict() for t, i in self.tasks.items()}, "kind": self.kind}
+        if self.is_image:
+            out.update(scale=self.scale, mean=list(self.mean), std=list(self.std), channels=self.channels,
+                       size=list(self.size) if self.size is not None else None)
+        else:
+            out.update(encoder=self.encoder, features=list(self.features))
+        out["input_shape"] = list(self.input_shape)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DataInfo:
+        """A data.json (or a Dataset.info dict of older code); absent fields keep their defaults."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["tasks"] = {t: TaskInfo.from_dict(i) for t, i in data.get("tasks", {}).items()}
+        known["input_shape"] = tuple(data["input_shape"])
+        if known.get("size") is not None:
+            known["size"] = tuple(known["size"])
+        return cls(**known)
+
+    # Transitional: robust/attacks.py (`PixelSpace.from_info`) and robust/evaluate.py, being split into one file
+    # per attack in parallel, still read the info as a mapping; they switch to attributes at the merge, then these go.
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default) if key in self.__dataclass_fields__ else default
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)

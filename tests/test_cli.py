@@ -108,3 +108,23 @@ def test_existing_run_is_not_overwritten(cli, tmp_path, tiny_csv):
     code, _, err = cli("train", exp, "--run-dir", run, "-q")
     assert code == 2 and "already holds a run" in err
     assert (run / "model.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["attack", "nowhere", "--steps", "0", "--eps", "0.1"], "--steps: expected at least 1, got 0"),
+    (["attack", "nowhere", "--limit", "0", "--eps", "0.1"], "--limit: expected at least 1, got 0"),
+    (["attack", "nowhere", "--restarts", "-1", "--eps", "0.1"], "--restarts: expected at least 1, got -1"),
+    (["bench", "mtl", "--seeds", "0"], "--seeds: expected at least 1, got 0"),
+])
+def test_counts_below_one_are_one_line_errors(cli, args, message):
+    code, _, err = cli(*args)
+    assert code == 2 and err.strip() == f"error: {message}"
+
+
+def test_version_and_bare_command(cli):
+    import hydranet
+
+    code, out, _ = cli("--version")
+    assert code == 0 and out.strip() == f"hydranet {hydranet.__version__}"
+    code, out, err = cli()
+    assert "Usage" in out + err and "train" in out + err  # the help, with the commands

@@ -51,6 +51,13 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
         os.environ[ALLOW_ENV] = "*"  # this process (and the workers it starts) only
 
 
+def at_least_one(*flags: tuple[str, int | None]) -> None:
+    """Counts given on the command line (steps, examples, seeds) must be ≥ 1: one line naming the flag."""
+    for flag, value in flags:
+        if value is not None and value < 1:
+            raise UserError(f"{flag}: expected at least 1, got {value}")
+
+
 def start_or_resume(experiment, overrides, run_dir, resume, quiet, start, continue_):
     """`start(config, run_dir, progress=…)` a new run, or `continue_(resume, progress=…)` an interrupted one;
     a resumed run keeps its own config, so EXPERIMENT, --set and --run-dir are refused with --resume."""
@@ -160,11 +167,11 @@ def attack(
     name: str = typer.Option("pgd", "--attack", help="fgsm | pgd | apgd"),
     eps: Optional[str] = typer.Option(None, "--eps", help="budget in raw pixels [0, 1], e.g. 8/255; with --sweep a comma list"),
     norm: str = typer.Option("linf", "--norm", help="linf | l2"),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="gradient steps (default: pgd 10, apgd 100)"),
-    restarts: int = typer.Option(1, "--restarts", min=1, help="random restarts; each example keeps its worst"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="gradient steps (default: pgd 10, apgd 100)"),
+    restarts: int = typer.Option(1, "--restarts", help="random restarts; each example keeps its worst"),
     task: Optional[str] = typer.Option(None, "--task", help="attack this task's loss (default: the sum of all)"),
     split: str = typer.Option("test", "--split", help="test | val | train"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="attack N examples of the split, drawn at random (seeded by the run's seed)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="attack N examples of the split, drawn at random (seeded by the run's seed)"),
     target: Optional[str] = typer.Option(None, "--target", help="targeted attack on --task: a class name or index, or "
                                          "random (a random class other than the label, per example)"),
     sweep: bool = typer.Option(False, "--sweep", help="several eps (default linf 0…16/255, l2 0…2) with gradient-masking checks"),
@@ -174,6 +181,7 @@ def attack(
     from hydranet.rundir import RunDir
     from hydranet.train import load_run
 
+    at_least_one(("--steps", steps), ("--restarts", restarts), ("--limit", limit))
     run = load_run(run_dir)
     options = dict(norm=norm, steps=steps, restarts=restarts, task=task, split=split, limit=limit)
     if sweep and target is not None:
@@ -244,12 +252,14 @@ def bench_mtl(
     experiment: Optional[str] = EXPERIMENT,
     balancers: Optional[str] = typer.Option(None, "--balancers", help="comma-separated balancers (default: every registered one)"),
     sharings: str = typer.Option("hard", "--sharings", help="comma-separated sharing architectures"),
-    seeds: int = typer.Option(3, "--seeds", min=1, help="seeds per method (seed, seed+1, …)"),
+    seeds: int = typer.Option(3, "--seeds", help="seeds per method (seed, seed+1, …)"),
     overrides: List[str] = SET,
     out: Optional[Path] = typer.Option(None, "--out", help="folder for the runs and bench.md/json/png (default: runs/bench-<name>-<time>)"),
 ) -> None:
     """Each task alone, then every balancer × sharing: main metric per task, Δm and time per epoch."""
     from hydranet.mtl.bench import run_bench
+
+    at_least_one(("--seeds", seeds))
 
     def names(text: Optional[str]) -> Optional[list[str]]:
         return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
@@ -262,8 +272,8 @@ def bench_mtl(
 def tune(
     experiment: Optional[str] = EXPERIMENT,
     overrides: List[str] = SET,
-    trials: int = typer.Option(20, "--trials", "-n", min=1, help="finished trials the study should hold; rerunning the command resumes it up to this"),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, help="worker processes on this machine, sharing the study's storage"),
+    trials: int = typer.Option(20, "--trials", "-n", help="finished trials the study should hold; rerunning the command resumes it up to this"),
+    workers: int = typer.Option(1, "--workers", "-w", help="worker processes on this machine, sharing the study's storage"),
     storage: Optional[str] = typer.Option(None, "--storage", help="database URL that workers on several machines share, e.g. postgresql+psycopg://user@host/db (default: a journal file in the study directory)"),
     study: Optional[str] = typer.Option(None, "--study", help="study name (default: the experiment's name)"),
     sampler: str = typer.Option("tpe", "--sampler", help="tpe | random | cmaes | grid"),

@@ -43,3 +43,14 @@ def test_tables_are_served_as_stored():
     first = next(batches.epoch(0))
     order = torch.randperm(len(data.index["train"]), generator=stream(0, Purpose.SHUFFLE, 0))[:50]
     assert not batches.augmenting and torch.equal(first["x"], data.split("train")["x"][order])
+
+
+def test_a_last_batch_of_one_example_is_left_out():
+    """BatchNorm cannot normalize one example; shuffling gives the left-out place to another example each epoch."""
+    data = build_dataset(load_config("breast-cancer"))
+    n = len(data.index["train"])
+    batches = Batches(data, torch.device("cpu"), n - 1, AugmentConfig(), seed=0)
+    sizes = [len(b["x"]) for b in batches.epoch(0)]
+    assert sizes == [n - 1] and len(batches) == 1
+    assert [len(b["x"]) for b in Batches(data, torch.device("cpu"), n - 2, AugmentConfig(), seed=0).epoch(0)] == [n - 2, 2]
+    assert [len(b["x"]) for b in Batches(data, torch.device("cpu"), 1, AugmentConfig(), seed=0).epoch(0)] == [1] * n

@@ -38,8 +38,17 @@ class Batches:
         self.augmenting = self.split["x"].ndim == 4 and bool(augment.crop_padding or augment.flip or augment.cutout)
 
     def __len__(self) -> int:
-        """Steps per epoch (the last batch may be smaller)."""
-        return -(-self.size // self.batch_size)
+        """Steps per epoch (the last batch may be smaller, but never a single example: see `ends`)."""
+        return len(self.ends())
+
+    def ends(self) -> list[int]:
+        """Where each batch ends. A last batch of one example (when batch_size > 1) is left out of the epoch
+        (shuffling gives that place to another example each epoch): BatchNorm cannot normalize one example
+        (PyTorch refuses), and one example's step is mostly noise."""
+        ends = list(range(self.batch_size, self.size, self.batch_size)) + [self.size]
+        if self.batch_size > 1 and len(ends) > 1 and ends[-1] - ends[-2] == 1:
+            ends.pop()
+        return ends
 
     def epoch(self, epoch: int) -> Iterator[dict[str, Tensor]]:
         """The batches of 0-based `epoch` as {"x": model inputs, task: targets}.
@@ -58,11 +67,12 @@ class Batches:
         return self._batches(order, choices)
 
     def _batches(self, order: Tensor, choices: dict[str, Tensor] | None) -> Iterator[dict[str, Tensor]]:
-        for begin in range(0, self.size, self.batch_size):
-            idx = order[begin:begin + self.batch_size]
+        for end in self.ends():
+            begin = (end - 1) // self.batch_size * self.batch_size
+            idx = order[begin:end]
             batch = {k: v.index_select(0, idx) for k, v in self.split.items()}
             if self.inputs is not None:
                 batch["x"] = self.inputs(batch["x"])
             if choices is not None:
-                batch["x"] = apply(batch["x"], self.augment, {k: v[begin:begin + self.batch_size] for k, v in choices.items()})
+                batch["x"] = apply(batch["x"], self.augment, {k: v[begin:end] for k, v in choices.items()})
             yield batch

@@ -127,3 +127,18 @@ def test_cifar10_fast_cuda_recipe_builds():
     model = build_model(cfg.model, (3, 32, 32), tasks)
     assert len(model.trunk.blocks) == 8 and model.trunk.out_dim == 512
     assert cfg.train.ema.decay and cfg.train.eval_tta == "flip" and cfg.tasks["label"].label_smoothing == 0.2
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("train.optimizer.betas=[0.9, 1.0]", "train.optimizer.betas: each beta must be in [0, 1), got [0.9, 1.0]"),
+    ("seed=-1", "seed: Input should be greater than or equal to 0"),
+    ("name=../escape", "name: must be a plain folder name"),
+    ("name=''", "name: must be a plain folder name"),
+    ("tasks={a.b: {kind: binary}}", "tasks: 'a.b' is not a usable task name"),
+    ("tasks={x: {kind: binary}}", "tasks: 'x' is not a usable task name"),
+    ("tasks={'': {kind: binary}}", "tasks: '' is not a usable task name"),
+])
+def test_values_that_would_break_later_are_refused_up_front(override, expected):
+    with pytest.raises(UserError) as err:
+        load_config("quickstart", [override, "data.split.stratify=null", "train.early_stopping.monitor=null"])
+    assert expected in str(err.value)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from hydranet.config.methods import Options, method_of
 from hydranet.kinds import KINDS, get_kind
@@ -91,7 +91,14 @@ class OptimizerConfig(Section):
     weight_decay: float = Field(0.01, ge=0, description="weight decay (decoupled for adamw)")
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd: momentum")
     nesterov: bool = Field(True, description="sgd: Nesterov momentum")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="adam/adamw: betas")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="adam/adamw: betas, each in [0, 1)")
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_below_one(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"each beta must be in [0, 1), got {list(betas)}")
+        return betas
 
 
 class ScheduleConfig(Section):
@@ -210,7 +217,7 @@ class SearchParam(Section):
 class Config(Section):
     name: str = Field("experiment", description="experiment name, used for the run directory")
     plugins: list[str] = Field([], description="Python modules imported before names are looked up (they register custom sources, trunks, balancers)")
-    seed: int = Field(0, description="seed of every random choice (split, init, shuffling, augmentation, dropout)")
+    seed: int = Field(0, ge=0, description="seed of every random choice (split, init, shuffling, augmentation, dropout)")
     data: DataConfig = Field(default_factory=DataConfig, description="where the examples come from and how they are split")
     tasks: dict[str, TaskConfig] = Field(default_factory=lambda: {"label": TaskConfig()}, description="one entry per task: name → kind, column, weight")
     model: ModelConfig = Field(default_factory=ModelConfig, description="trunk, sharing and heads")
@@ -219,6 +226,23 @@ class Config(Section):
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig, description="adversarial training against L∞ or L2 perturbations of the raw pixels")
     ssl: SSLConfig = Field(default_factory=SSLConfig, description="self-supervised pretraining of the trunk (`hydranet pretrain`)")
     search: dict[str, SearchParam] = Field({}, description="`hydranet tune` only: dotted config key → range or choices to search (training ignores it)")
+
+    @field_validator("name")
+    @classmethod
+    def _name_stays_in_runs(cls, name: str) -> str:
+        """The name becomes runs/<name>-<time>: it must name one folder, not a path."""
+        if not name.strip() or any(c in name for c in "/\\") or name.startswith("."):
+            raise ValueError(f"must be a plain folder name (no /, \\ or leading dot), got {name!r}")
+        return name
+
+    @field_validator("tasks")
+    @classmethod
+    def _plain_task_names(cls, tasks: dict) -> dict:
+        """Task names key batches ("x" is the input), loss terms ("<task>@adv") and metric paths ("val/<task>/…")."""
+        for task in tasks:
+            if not task or task == "x" or any(c in task for c in "./@ "):
+                raise ValueError(f"{task!r} is not a usable task name (not empty, not x, no '.', '/', '@' or space)")
+        return tasks
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":

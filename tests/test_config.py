@@ -142,3 +142,13 @@ def test_values_that_would_break_later_are_refused_up_front(override, expected):
     with pytest.raises(UserError) as err:
         load_config("quickstart", [override, "data.split.stratify=null", "train.early_stopping.monitor=null"])
     assert expected in str(err.value)
+
+
+def test_a_task_weight_the_balancer_ignores_warns():
+    with pytest.warns(UserWarning, match=r"tasks.parity.weight=2: task weights are used by mtl.balancer static only; equal ignores"):
+        load_config("quickstart", ["tasks.parity.weight=2"])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_config("quickstart", ["tasks.parity.weight=2", "mtl.balancer=static"])

@@ -312,7 +312,10 @@ def metrics_table(summary: dict, title: str, columns: tuple[str, ...] = ("train"
 
 
 def main() -> None:
-    """Console entry point: turn UserError into one stderr line and exit code 2."""
+    """Console entry point: turn UserError into one stderr line and exit code 2; warnings are one line too."""
+    import warnings
+
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     try:
         app()
     except UserError as err:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,18 @@ def validate(data: dict[str, Any], stored: bool = False) -> Config:
     config = check(upgrade(data) if stored else data)
     if config.search:
         check_search(config)
+    if not stored:
+        _warn_ignored_weights(config)
     return config
+
+
+def _warn_ignored_weights(config: Config) -> None:
+    """`tasks.<t>.weight` is the `static` balancer's setting; with another balancer it would silently do nothing."""
+    weighted = {t: c.weight for t, c in config.tasks.items() if c.weight != 1.0}
+    if weighted and config.mtl.balancer.name != "static":
+        shown = ", ".join(f"tasks.{t}.weight={w:g}" for t, w in weighted.items())
+        warnings.warn(f"{shown}: task weights are used by mtl.balancer static only; {config.mtl.balancer.name} "
+                      f"ignores them (set mtl.balancer: static to weight the losses)", UserWarning, stacklevel=2)
 
 
 ALLOW_ENV = "HYDRANET_ALLOW_PLUGINS"  # comma-separated module names, or * for any

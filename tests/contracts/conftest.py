@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from hydranet import registry
-from hydranet.config import AdversarialConfig, Config, NoOptions, TaskConfig
+from hydranet.config import AdversarialConfig, NoOptions, TaskConfig
+from hydranet.data.info import DataInfo
 from hydranet.data.targets import encode_target
 from hydranet.kinds import get_kind
 from hydranet.models.hydranet import HydraNet
@@ -22,6 +23,7 @@ from hydranet.models.trunks import CNNOptions, MLPOptions, cnn, mlp
 from hydranet.robust.space import PixelSpace
 from hydranet.tasks import Task
 from hydranet.train.checkpoint import load_state, save_state
+from hydranet.train.surface import SURFACE
 
 # One task of every kind, named as the quickstart-like problems name them; the raw values repeat every 6 rows.
 RAW = {
@@ -30,7 +32,7 @@ RAW = {
     "tags": ("multilabel", ["x|y", "y", "x", None, "y", "x|y"]),
     "ink": ("regression", [0.5, None, 1.5, 2.0, -1.0, 3.0]),
 }
-HOOKS = {  # the trainer's optional lifecycle hooks (train/trainer.py) and what each gets after the trainer
+HOOKS = {  # the trainer's optional lifecycle hooks (train/surface.py) and what each gets after the trainer
     "on_fit_start": (), "on_epoch_start": (), "on_losses": ("losses",), "on_step_end": ("losses",),
     "on_epoch_end": ("record",), "on_fit_end": (),
 }
@@ -99,14 +101,14 @@ def space() -> PixelSpace:
 
 
 @pytest.fixture
-def image_info() -> dict:
+def image_info() -> DataInfo:
     """What `data.build` records about an image set like the batches (a run's `data.json`)."""
-    return {"kind": "image", "input_shape": list(IMAGE_SHAPE), "mean": [MEAN], "std": [STD], "scale": 1.0}
+    return DataInfo(kind="image", input_shape=IMAGE_SHAPE, mean=[MEAN], std=[STD], scale=1.0)
 
 
 @pytest.fixture
-def table_info() -> dict:
-    return {"kind": "table", "input_shape": list(TABLE_SHAPE)}
+def table_info() -> DataInfo:
+    return DataInfo(kind="table", input_shape=TABLE_SHAPE)
 
 
 def tiny_model(tasks: dict[str, Task], shape=IMAGE_SHAPE, seed: int = 0) -> HydraNet:
@@ -145,12 +147,15 @@ def start_epoch(component, trainer) -> None:
 
 
 def fake_trainer(model=None, epoch: int = 0, seed: int = 0, **more) -> SimpleNamespace:
-    """The surface a component may read from the trainer (DESIGN.md): epoch, step, model, shared parameters,
-    history, stop flag, plus the config and device."""
-    surface = {"cfg": Config(seed=seed), "epoch": epoch, "step": 0, "total_steps": 4, "device": torch.device("cpu"),
-               "model": model, "eval_model": model, "history": [], "should_stop": False,
-               "shared": model.shared_parameters() if model is not None else []}
-    return SimpleNamespace(**{**surface, **more})
+    """The trainer as components see it (`TrainerView`, train/surface.py) and nothing more, so a component that
+    reads anything else fails here too: counters, the run's seed, device and precision, model, eval model,
+    shared parameters, history and stop flag (no `state_dict`: only the Checkpointer, tested in a real
+    Trainer, asks for the whole state)."""
+    surface = {"epoch": epoch, "step": 0, "total_steps": 4, "epochs": 2, "seed": seed, "device": torch.device("cpu"),
+               "precision": "fp32", "model": model, "eval_model": model, "history": [], "should_stop": False,
+               "shared": model.shared_parameters() if model is not None else [], **more}
+    assert set(surface) <= SURFACE, f"not on the trainer's surface: {', '.join(sorted(set(surface) - SURFACE))}"
+    return SimpleNamespace(**surface)
 
 
 def through_checkpoint(state, path):

@@ -24,16 +24,19 @@ from rich.console import Console
 
 import hydranet
 from hydranet import registry
-from hydranet.config import AdversarialConfig, Config, NoOptions
+from hydranet.config import AdversarialConfig, Config, EMAConfig, NoOptions
 from hydranet.data.dataset import Dataset
-from hydranet.train.diagnostics import GradientDiagnostics
-from hydranet.robust.space import PixelSpace
+from hydranet.data.info import DataInfo
+from hydranet.robust.defenses.base import attacked
 from hydranet.robust.guard import RobustGuard
+from hydranet.robust.space import PixelSpace
 from hydranet.ssl.knn import KNNMonitor
 from hydranet.train.callbacks import (
     Checkpointer, EarlyStopping, MetricsLog, ProgressBar, TensorBoardLog, make_callbacks,
 )
 from hydranet.train.checkpoint import load_state
+from hydranet.train.diagnostics import GradientDiagnostics
+from hydranet.train.ema import WeightEMA
 from hydranet.train.freeze import Freezer, frozen_groups
 from hydranet.train.trainer import Trainer
 from hydranet.tune.trial import PruningReporter
@@ -59,8 +62,11 @@ class Trial:
         return self.prune_at is not None and self.reports[-1][0] >= self.prune_at
 
 
+GUARD = AdversarialConfig(eps=0.1, guard_examples=8, guard_steps=2)
+
 # name → factory(ctx): each built-in callback set up as a run sets it up, on the tiny problem (ctx below).
 CALLBACKS = {
+    "WeightEMA": lambda c: WeightEMA(c.model, EMAConfig(decay=0.5)),
     "EarlyStopping": lambda c: EarlyStopping(MONITOR, patience=1, best_path=c.dir / "best.safetensors"),
     "Checkpointer": lambda c: Checkpointer(c.dir / "own-checkpoint.safetensors"),
     "MetricsLog": lambda c: MetricsLog(c.dir / "metrics.jsonl"),
@@ -68,8 +74,8 @@ CALLBACKS = {
     "ProgressBar": lambda c: ProgressBar(Console(file=io.StringIO(), width=100)),
     "GradientDiagnostics": lambda c: GradientDiagnostics(1),
     "KNNMonitor": lambda c: KNNMonitor(c.tasks, c.data.split("train"), c.data.split("val"), k=3, batch_size=16),
-    "RobustGuard": lambda c: RobustGuard(AdversarialConfig(eps=0.1, guard_examples=8, guard_steps=2), c.tasks, c.space,
-                                         c.data.split("val"), c.dir / "best_robust.safetensors", seed=0),
+    "RobustGuard": lambda c: RobustGuard(GUARD, attacked(c.tasks, GUARD.tasks), c.space, c.data.split("val"),
+                                         c.dir / "best_robust.safetensors", seed=0, batch_size=16),
     "Freezer": lambda c: Freezer(frozen_groups(c.model, ["stage1"]), unfreeze_at=2, gradual=False),
     "PruningReporter": lambda c: PruningReporter(Trial(prune_at=2), MONITOR),
 }
@@ -86,8 +92,8 @@ def problem() -> tuple[dict, dict]:
 def tiny_data() -> Dataset:
     """32 stored 8×8 images (24 train, 8 val) and their targets, as `data.build` makes them."""
     tasks, targets = problem()
-    info = {"kind": "image", "input_shape": list(IMAGE_SHAPE), "mean": [MEAN], "std": [STD], "scale": 1.0,
-            "tasks": {name: task.info.to_dict() for name, task in tasks.items()}}
+    info = DataInfo(kind="image", input_shape=IMAGE_SHAPE, mean=[MEAN], std=[STD], scale=1.0, channels=1,
+                    size=IMAGE_SHAPE[1:], tasks={name: task.info for name, task in tasks.items()})
     raw = image_inputs(N) * STD + MEAN  # stored as raw pixels in [0, 1]; the trainer normalizes batches
     index = {"train": torch.arange(24), "val": torch.arange(24, 32), "test": torch.arange(0)}
     return Dataset(x=raw, targets=targets, index=index, info=info)
@@ -204,8 +210,9 @@ def test_resume_ends_as_the_uninterrupted_run(name, whole, tmp_path):
 def test_make_callbacks_builds_only_listed_callbacks(tmp_path):
     from hydranet.rundir import RunDir
 
-    cfg = Config(train={"tensorboard": True, "early_stopping": {"monitor": "val/loss"}})
-    built = make_callbacks(cfg, RunDir(tmp_path), progress=True)
+    cfg = Config(train={"tensorboard": True, "early_stopping": {"monitor": "val/loss"}, "ema": {"decay": 0.9}},
+                 mtl={"diagnostics_every": 1})  # every callback make_callbacks can add
+    built = make_callbacks(cfg, RunDir(tmp_path), progress=True, model=tiny_model(problem()[0]))
     assert {type(c).__name__ for c in built} <= set(CALLBACKS)
 
 

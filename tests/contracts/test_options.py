@@ -19,6 +19,10 @@ from hydranet.errors import UserError
 
 # The config field that names a method of each kind (mtl.balancer, model.trunk, …), read from the schema.
 FIELD = {kind: path for path, method in method_fields(Config()) for kind in method.kinds}
+# The kinds no config field names, and why: a source is `data.source`, a plain name, and takes its settings from
+# `data:` (path, features …); a `run_parts` builder is not chosen at all: every registered one adds its parts to
+# every run (train/run.py), reading its settings from its own config section (`adversarial:`).
+UNNAMED = {"source", "run_parts"}
 BASE = {"tasks": {"digit": {"kind": "classification"}}}  # what every built-in method accepts (trades needs a class)
 METHODS = [(kind, name) for kind in registry.KINDS if kind in FIELD for name in registry.names(kind)]
 WRONG = {"wrong": [1]}  # a mapping: a wrong type for any option that is a number, flag, word or list
@@ -37,15 +41,16 @@ def one_line_error(data: dict, overrides=()) -> str:
     return message
 
 
-def test_every_kind_but_sources_is_named_by_a_config_field():
-    """A source is `data.source`, a plain name: sources take their settings from `data:` (path, features …)."""
-    assert set(FIELD) == set(registry.KINDS) - {"source"}
+def test_every_kind_but_sources_and_run_parts_is_named_by_a_config_field():
+    """Sources and run parts are the kinds without a `{name, options…}` field (UNNAMED says why)."""
+    assert UNNAMED <= set(registry.KINDS)
+    assert set(FIELD) == set(registry.KINDS) - UNNAMED
 
 
-@pytest.mark.parametrize("name", registry.names("source"))
-def test_sources_declare_no_options(name):
-    """`data.source` has no place for a source's own options, so declaring some would make them unreachable."""
-    assert registry.options("source", name) is None
+@pytest.mark.parametrize("kind, name", [(kind, name) for kind in sorted(UNNAMED) for name in registry.names(kind)])
+def test_sources_and_run_parts_declare_no_options(kind, name):
+    """No config field holds a source's or a run-parts builder's own options, so declared ones would be unreachable."""
+    assert registry.options(kind, name) is None
 
 
 def test_adversarial_names_are_unique_across_their_kinds():

@@ -12,6 +12,7 @@ import torch
 
 from hydranet import registry
 from hydranet.config import SSLConfig
+from hydranet.data.info import DataInfo
 from hydranet.models.hydranet import HydraNet
 from hydranet.models.trunks import CNNOptions, MLPOptions, cnn, mlp
 from hydranet.ssl.views import ViewMaker
@@ -27,16 +28,16 @@ def inputs(image_batch, table_batch, image_info, table_info):
     return {"image": ({"x": image_batch["x"]}, image_info), "table": ({"x": table_batch["x"]}, table_info)}
 
 
-def trunk_model(info: dict, seed: int = 0) -> HydraNet:
+def trunk_model(info: DataInfo, seed: int = 0) -> HydraNet:
     """A trunk without heads, as pretraining trains it (BatchNorm included)."""
     torch.manual_seed(seed)
-    shape = tuple(info["input_shape"])
+    shape = tuple(info.input_shape)
     trunk = cnn(CNNOptions(channels=[4], dense=[8], batch_norm=True), shape) if len(shape) == 3 else \
         mlp(MLPOptions(hidden=[8], batch_norm=True), shape)
     return HydraNet(trunk, {}).train()
 
 
-def make(name: str, model: HydraNet, info: dict, seed: int = 0, precision: str = "fp32"):
+def make(name: str, model: HydraNet, info: DataInfo, seed: int = 0, precision: str = "fp32"):
     torch.manual_seed(seed + 100)
     views = ViewMaker(SSLConfig(), seed=0, precision=precision, info=info)
     return registry.get("ssl", name)(default_options("ssl", name), model.trunk, views).train()

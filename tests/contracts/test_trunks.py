@@ -135,11 +135,10 @@ def test_width_options_scale_to_narrower_experts(name):
         assert sum(p.numel() for p in half.parameters()) < sum(p.numel() for p in full.parameters())
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="bug, reported: the trainer's last batch may hold one "
-                   "example, which BatchNorm1d refuses in train mode (train split ≡ 1 mod train.batch_size)")
 def test_a_batch_norm_trunk_trains_whatever_the_last_batch_holds():
     from hydranet.config import Config, NoOptions
     from hydranet.data.dataset import Dataset
+    from hydranet.data.info import DataInfo
     from hydranet.train.trainer import Trainer
     from tests.contracts.conftest import make_problem
 
@@ -150,6 +149,9 @@ def test_a_batch_norm_trunk_trains_whatever_the_last_batch_holds():
     trunk = registry.get("trunk", "mlp")(cfg.model.trunk.options, (3,))
     model = HydraNet(trunk, {"digit": tasks["digit"].head(trunk.out_dim)})
     data = Dataset(x=torch.randn(9, 3), targets=targets, index={"train": torch.arange(9), "val": torch.arange(0),
-                   "test": torch.arange(0)}, info={"kind": "table", "input_shape": [3]})
+                   "test": torch.arange(0)}, info=DataInfo(kind="table", input_shape=(3,)))
     balancer = registry.get("balancer", "equal")(NoOptions(), tasks, 0)
-    Trainer(model, tasks, cfg, balancer, device=torch.device("cpu")).fit(data)  # 9 examples: batches of 8 and 1
+    # 9 examples ≡ 1 mod 8: a last batch of one example, which BatchNorm1d refuses in train mode (data/batches.py
+    # leaves such a batch out of the epoch)
+    history = Trainer(model, tasks, cfg, balancer, device=torch.device("cpu")).fit(data)
+    assert len(history) == 1 and all(torch.isfinite(p).all() for p in model.parameters())

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from hydranet.config import AdversarialConfig, Config, TaskConfig
+from hydranet.data import DataInfo
 from hydranet.models import HydraNet
 from hydranet.models.trunks import MLPOptions, mlp
 from hydranet.robust.attack_loss import AttackLoss
@@ -80,7 +81,7 @@ def test_pgd_defaults_to_2_5_eps_over_steps(setup, steps_taken):
 def test_an_attack_run_without_step_size_uses_the_pgd_default(setup, steps_taken):
     """What `hydranet attack --attack pgd` runs (it has no step-size option)."""
     model, batch = setup
-    info = {"kind": "image", "mean": [0.5], "std": [0.25]}
+    info = DataInfo("image", (1, 4, 4), mean=[0.5], std=[0.25])
     run = SimpleNamespace(config=Config(tasks={"digit": {}}), tasks=TASKS, model=model, info=info, dir=None)
     result = attack_run(run, "pgd", EPS, steps=4, batch=batch, write=False)
     assert result["steps"] == 4 and steps_taken() == pytest.approx(2.5 * EPS / 4)

@@ -57,13 +57,3 @@ class DataInfo:
         if known.get("size") is not None:
             known["size"] = tuple(known["size"])
         return cls(**known)
-
-    # Transitional: robust/attacks.py (`PixelSpace.from_info`) and robust/evaluate.py, being split into one file
-    # per attack in parallel, still read the info as a mapping; they switch to attributes at the merge, then these go.
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key, default) if key in self.__dataclass_fields__ else default
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self.__dataclass_fields__:
-            raise KeyError(key)
-        return getattr(self, key)

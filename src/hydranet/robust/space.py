@@ -11,6 +11,7 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
+from hydranet.data.info import DataInfo
 from hydranet.errors import UserError
 
 NORMS = ("linf", "l2")
@@ -24,12 +25,12 @@ class PixelSpace:
     std: Tensor  # (1, C, 1, 1)
 
     @classmethod
-    def from_info(cls, info: dict, device: torch.device | str = "cpu") -> "PixelSpace":
-        if info.get("kind") != "image":
+    def from_info(cls, info: DataInfo, device: torch.device | str = "cpu") -> "PixelSpace":
+        if info.kind != "image":
             # A table's encoded columns (one-hot, standardized) have no common valid range or distance.
             raise UserError("attacks need an image run (this run was trained on a table)")
         view = (1, -1, 1, 1)
-        return cls(torch.tensor(info["mean"], device=device).view(view), torch.tensor(info["std"], device=device).view(view))
+        return cls(torch.tensor(info.mean, device=device).view(view), torch.tensor(info.std, device=device).view(view))
 
     def raw(self, x: Tensor) -> Tensor:
         """Normalized (B, C, H, W) → raw pixels in [0, 1]; the clamp absorbs float round-off."""

@@ -29,8 +29,8 @@ class NoOptions(Options):
 class Method(BaseModel):
     """A method of one registry kind: `name` plus the method's options, validated against its declaration.
 
-    Subclasses set `kinds` (the registry kinds the name is looked up in) and `none` (whether the word `none`
-    means "no method"). The options are resolved once the registry (and any plugin) is known: by `resolve`
+    Subclasses (made by `method_of`) set `kinds` (the registry kinds the name is looked up in), `none` (whether
+    the word `none` means "no method") and `word` (what messages call the method). The options are resolved once the registry (and any plugin) is known: by `resolve`
     during config validation, or lazily on first access.
     """
 

@@ -60,3 +60,36 @@ def test_the_layout_is_named_only_in_rundir_py():
         offenders += [f"{path.relative_to(SRC)}:{node.lineno}: {node.value!r}" for node in ast.walk(tree)
                       if isinstance(node, ast.Constant) and node.value in LAYOUT and id(node) not in docstrings]
     assert not offenders, "name run files through hydranet.rundir.RunDir:\n" + "\n".join(offenders)
+
+
+def test_a_new_run_needs_a_missing_or_empty_folder(tmp_path):
+    """A folder holding a user's own files (no config.yaml) is refused and left as it was."""
+    from hydranet.config import load_config
+    from hydranet.errors import UserError
+    from hydranet.rundir import RunDir
+
+    cfg = load_config("quickstart")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "summary.json").write_text("my own numbers")
+    with pytest.raises(UserError, match=r"is not empty \(summary.json\); a new run needs a missing or empty folder"):
+        RunDir.create(cfg, mine, "train")
+    assert sorted(p.name for p in mine.iterdir()) == ["summary.json"]
+    assert (mine / "summary.json").read_text() == "my own numbers"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run = RunDir.create(cfg, empty, "train")
+    assert run.config.exists() and not (empty / ".claiming").exists()
+    RunDir.create(cfg, tmp_path / "new" / "deeper", "train")  # a missing folder is made
+
+
+def test_a_folder_being_claimed_is_refused(tmp_path):
+    """Two runs started in one folder at once: the second finds the first's claim and stops, naming the folder."""
+    from hydranet.config import load_config
+    from hydranet.errors import UserError
+    from hydranet.rundir import RunDir
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".claiming").touch()  # what the first run holds while it writes config.yaml
+    with pytest.raises(UserError, match="another run is being started in this folder"):
+        RunDir.create(load_config("quickstart"), tmp_path / "run", "train")

@@ -5,11 +5,13 @@ training, pretraining, `hn.load`, evaluate, predict, attack, probe and `init_fro
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import yaml
@@ -65,14 +67,35 @@ class RunDir:
             while path.exists():  # two runs started in the same second
                 path, n = stem.with_name(f"{stem.name}-{n}"), n + 1
         run = cls(path)
-        if run.config.exists():
-            raise UserError(f"{run.path}: already holds a run (use --resume {run.path} to continue it, or another --run-dir)")
         if run.path.exists() and not run.path.is_dir():
             raise UserError(f"{run.path}: exists and is not a folder")
-        run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run.config, to_yaml(cfg))
-        run.write_status("running", kind)
+        if run.config.exists():
+            raise UserError(f"{run.path}: already holds a run (use --resume {run.path} to continue it, or another --run-dir)")
+        run.path.mkdir(parents=True, exist_ok=True)
+        with run._claimed():
+            run.checkpoint_dir.mkdir()
+            write_text(run.config, to_yaml(cfg))
+            run.write_status("running", kind)
         return run
+
+    @contextmanager
+    def _claimed(self) -> Iterator[None]:
+        """Hold the folder by exclusively creating a claim file, and refuse one that holds anything else: a user's
+        own files are never overwritten, and of two runs started in one folder at once, one is refused."""
+        claim = self.path / ".claiming"
+        try:
+            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            raise UserError(f"{self.path}: another run is being started in this folder; use another --run-dir") from None
+        try:
+            held = sorted(p.name for p in self.path.iterdir() if p != claim)
+            if held:
+                shown = ", ".join(held[:3]) + (", …" if len(held) > 3 else "")
+                raise UserError(f"{self.path}: is not empty ({shown}); a new run needs a missing or empty folder, "
+                                f"so nothing in it is overwritten (or --resume a run)")
+            yield
+        finally:
+            claim.unlink(missing_ok=True)
 
     def write_status(self, status: str, kind: str = "train") -> None:
         """run.json: provenance (hydranet version, git commit, torch, machine), written when the run is created so

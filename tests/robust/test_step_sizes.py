@@ -87,20 +87,25 @@ def test_an_attack_run_without_step_size_uses_the_pgd_default(setup, steps_taken
     assert result["steps"] == 4 and steps_taken() == pytest.approx(2.5 * EPS / 4)
 
 
+def recording_pgd(monkeypatch, caller: str) -> dict:
+    """Replace the `pgd` that module `caller` calls with one that records its keyword arguments, then runs it."""
+    seen, real = {}, pgd_module.pgd
+
+    def pgd(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(f"{caller}.pgd", pgd)
+    return seen
+
+
 @pytest.mark.parametrize("method, ratio", [
     pytest.param(lambda cfg: PGDTraining(PGDOptions(), cfg, TASKS, SPACE), 2.5 / 7, id="pgd"),  # PGD-7: 2.5·eps/7
     pytest.param(lambda cfg: FGSMRandomStart(FGSMOptions(), cfg, TASKS, SPACE), 1.25, id="fgsm_rs"),  # one step
 ])
 def test_training_perturbations_step_by_their_default(setup, steps_taken, monkeypatch, method, ratio):
     model, batch = setup
-    seen = {}
-    real = pgd_module.pgd
-
-    def pgd(*args, **kwargs):
-        seen.update(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr("hydranet.robust.defenses.base.pgd", pgd)
+    seen = recording_pgd(monkeypatch, "hydranet.robust.defenses.base")
     method(AdversarialConfig(eps=EPS))(model, batch)
     assert seen["step_size"] == pytest.approx(ratio * EPS)
     assert steps_taken() == pytest.approx(ratio * EPS)
@@ -108,14 +113,7 @@ def test_training_perturbations_step_by_their_default(setup, steps_taken, monkey
 
 def test_trades_steps_by_2_5_eps_over_steps(setup, steps_taken, monkeypatch):
     model, batch = setup
-    seen = {}
-    real = pgd_module.pgd
-
-    def pgd(*args, **kwargs):
-        seen.update(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr("hydranet.robust.defenses.trades.pgd", pgd)
+    seen = recording_pgd(monkeypatch, "hydranet.robust.defenses.trades")
     TRADES(TRADESOptions(), AdversarialConfig(eps=EPS), TASKS, SPACE).adversarial(model, batch["x"])
     assert seen["steps"] == 7 and seen["step_size"] == pytest.approx(2.5 * EPS / 7)
     assert steps_taken() == pytest.approx(2.5 * EPS / 7)

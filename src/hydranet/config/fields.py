@@ -16,7 +16,7 @@ from hydranet.config.methods import Method
 from hydranet.config.sections import Config
 
 
-def _step(node: Any, keys: list[str], i: int, names: dict[str, str]) -> tuple[Any, int]:
+def _step(node: Any, keys: list[str], i: int) -> tuple[Any, int]:
     """The annotation below `node` for keys[i] (and the next index); a task name is skipped in `tasks`."""
     field = node.model_fields.get(keys[i]) if isinstance(node, type) and issubclass(node, BaseModel) else None
     if field is None:
@@ -42,7 +42,7 @@ def field_at(path: list[str], names: dict[str, str] | None = None) -> Any:
             node = _declared(node, name)
             if node is None:
                 return None
-        node, i = _step(node, path, i, names)
+        node, i = _step(node, path, i)
         if node is None:
             return None
     return _without_none(node)

@@ -87,9 +87,8 @@ class Method(BaseModel):
                             f"{unknown[0]!r} (its options: {takes})")
         try:
             self._options = declared.model_validate(self.raw_options)
-        except ValidationError as err:
-            allowed = lambda loc: ["name", *declared.model_fields] if not loc else []  # noqa: E731
-            raise UserError(describe(err, prefix=where.split("."), allowed=allowed)) from None
+        except ValidationError as err:  # unknown keys were refused above, with the method's options named
+            raise UserError(describe(err, prefix=where.split("."))) from None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Method) and self.model_dump() == other.model_dump()

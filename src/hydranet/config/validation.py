@@ -27,7 +27,7 @@ def check(data: dict[str, Any]) -> Config:
     registry.get("source", config.data.source, "data.source")
     for path, method in method_fields(config):
         method.resolve(path)
-    for path, method in method_fields(config):
+    for path, method in method_fields(config):  # after every method resolved: a check may read the others
         found = None if method.name == "none" else registry.find(method.name, method.kinds)
         check_config = getattr(found[1], "check_config", None) if found else None
         if check_config is not None:  # a method may refuse what it cannot train

@@ -36,19 +36,15 @@ class Batches:
         self.device, self.batch_size, self.augment, self.seed = device, batch_size, augment, seed
         self.size = len(self.split["x"])
         self.augmenting = self.split["x"].ndim == 4 and bool(augment.crop_padding or augment.flip or augment.cutout)
+        # A last batch of one example (when batch_size > 1) is left out of the epoch, and shuffling gives that
+        # place to another example each epoch: BatchNorm cannot normalize one example (PyTorch refuses), and
+        # one example's step is mostly noise.
+        lone = batch_size > 1 and self.size > 1 and self.size % batch_size == 1
+        self.served = self.size - 1 if lone else self.size
 
     def __len__(self) -> int:
-        """Steps per epoch (the last batch may be smaller, but never a single example: see `ends`)."""
-        return len(self.ends())
-
-    def ends(self) -> list[int]:
-        """Where each batch ends. A last batch of one example (when batch_size > 1) is left out of the epoch
-        (shuffling gives that place to another example each epoch): BatchNorm cannot normalize one example
-        (PyTorch refuses), and one example's step is mostly noise."""
-        ends = list(range(self.batch_size, self.size, self.batch_size)) + [self.size]
-        if self.batch_size > 1 and len(ends) > 1 and ends[-1] - ends[-2] == 1:
-            ends.pop()
-        return ends
+        """Steps per epoch (the last batch may be smaller, but never a single example)."""
+        return -(-self.served // self.batch_size)
 
     def epoch(self, epoch: int) -> Iterator[dict[str, Tensor]]:
         """The batches of 0-based `epoch` as {"x": model inputs, task: targets}.
@@ -67,8 +63,8 @@ class Batches:
         return self._batches(order, choices)
 
     def _batches(self, order: Tensor, choices: dict[str, Tensor] | None) -> Iterator[dict[str, Tensor]]:
-        for end in self.ends():
-            begin = (end - 1) // self.batch_size * self.batch_size
+        for begin in range(0, self.served, self.batch_size):
+            end = min(begin + self.batch_size, self.served)
             idx = order[begin:end]
             batch = {k: v.index_select(0, idx) for k, v in self.split.items()}
             if self.inputs is not None:

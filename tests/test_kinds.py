@@ -159,3 +159,32 @@ def test_no_module_branches_on_a_kind_name():
             if any(m.group(1) is None or m.group(1) in KINDS for m in KIND_TEST.finditer(line)):
                 found.append(f"{path.relative_to(SRC)}:{number}: {line.strip()}")
     assert not found, "ask the task's kind record instead:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_metrics_of_non_finite_predictions_are_nan_not_an_error(kind, bad):
+    """A diverged model's outputs: scikit-learn raises on them (roc_auc_score on NaN), the metrics must not."""
+    task, target, pred = make(kind)
+    for poisoned in (pred.clone().fill_(bad), _poison_row(pred, 0, bad)):
+        metrics = task.metrics(poisoned, target)
+        assert list(metrics) == list(task.spec.metric_names)
+        assert all(np.isnan(v) for k, v in metrics.items() if k != "loss"), metrics
+
+
+def test_a_non_finite_prediction_of_an_unlabeled_example_changes_no_metric(kind):
+    task, target, pred = make(kind)
+    assert task.metrics(_poison_row(pred, MISSING_ROW, float("nan")), target) == task.metrics(pred, target)
+
+
+def test_huge_finite_predictions_have_metrics(kind):
+    """Finite outputs near float32's limit are scored, not refused (regression decodes them in float64)."""
+    task, target, pred = make(kind)
+    metrics = task.metrics(torch.full_like(pred, 3e38), target)
+    assert list(metrics) == list(task.spec.metric_names)
+    assert np.isfinite(metrics[task.spec.main_metric])
+
+
+def _poison_row(pred: torch.Tensor, row: int, value: float) -> torch.Tensor:
+    out = pred.clone()
+    out[row] = value
+    return out

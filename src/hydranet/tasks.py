@@ -6,6 +6,7 @@ which owns everything the kind means; the Task passes it the task's own info and
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -87,11 +88,19 @@ class Task:
 
     @torch.no_grad()
     def metrics(self, pred: Tensor, target: Tensor) -> dict[str, float]:
-        """Loss and kind-specific metrics over a whole split (labeled examples only; {} if none)."""
+        """Loss and kind-specific metrics over a whole split (labeled examples only; {} if none).
+
+        A NaN or ±inf prediction for a labeled example (a diverged model) makes every metric NaN instead of an
+        error: scikit-learn refuses such input, and no score of a model that outputs non-numbers is meaningful.
+        Checked here, once for every kind, so a kind's `metrics` only ever sees finite predictions.
+        """
         pred, target = pred.detach().float().cpu(), target.detach().cpu()
-        if not self.spec.labeled(target).any():
+        labeled = self.spec.labeled(target)
+        if not labeled.any():
             return {}
         out = {"loss": float(self.loss(pred, target))}
+        if _non_finite_where(pred, labeled):
+            return out | {name: math.nan for name in self.spec.metric_names if name != "loss"}
         out.update(self.spec.metrics(pred.numpy(), target.numpy(), self.info))
         return out
 
@@ -111,3 +120,12 @@ class Task:
     @staticmethod
     def higher_is_better(metric: str) -> bool:
         return higher_is_better(metric)
+
+
+def _non_finite_where(pred: Tensor, labeled: Tensor) -> bool:
+    """Whether any prediction of a labeled target element is NaN or ±inf; a row of class scores (B, K) belongs to
+    its one target (B,)."""
+    bad = ~torch.isfinite(pred)
+    while bad.ndim > labeled.ndim:
+        bad = bad.any(-1)
+    return bool((bad & labeled).any())

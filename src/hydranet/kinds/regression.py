@@ -70,7 +70,7 @@ class Regression:
     def metrics(self, pred: np.ndarray, target: np.ndarray, info: TaskInfo) -> dict[str, float]:
         keep = ~np.isnan(target)
         y = target[keep]
-        y_hat = pred[keep] * info.std + info.mean  # original units
+        y_hat = pred[keep].astype(np.float64) * info.std + info.mean  # original units; float64, so a huge output stays finite
         r2 = float(skm.r2_score(y, y_hat)) if len(y) >= 2 else math.nan
         return {
             "mae": float(skm.mean_absolute_error(y, y_hat)),

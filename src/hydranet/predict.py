@@ -14,7 +14,7 @@ import torch
 
 from hydranet.data import build_dataset, to_model_inputs
 from hydranet.data.images import image_files, load_image_files
-from hydranet.data.sources.table import clean
+from hydranet.data.sources.table import check_numbers, clean
 from hydranet.errors import UserError
 from hydranet.files import write_csv, write_json
 from hydranet.rundir import RunDir
@@ -43,6 +43,7 @@ def inputs_from_files(run: Run, paths: Sequence[str | Path]) -> tuple[torch.Tens
         if len(paths) != 1 or not tables:
             raise UserError("INPUT: this run was trained on a table; give exactly one CSV or Parquet file")
         frame = read_table(Path(paths[0]))
+        check_numbers(frame[[c for c in info.features if c in frame.columns]], str(paths[0]))
         return to_model_inputs(info, frame=frame), [str(i) for i in range(len(frame))]
     files = input_images(paths)
     height, width = info.size

@@ -15,6 +15,7 @@ import torch
 
 from hydranet.config import Config
 from hydranet.data.dataset import RawData
+from hydranet.data.finite import array_item, reject_out_of_range
 from hydranet.data.images import resize_images
 from hydranet.data.sources.table import read_split, select_features
 from hydranet.errors import UserError
@@ -32,6 +33,7 @@ def load_npz(cfg: Config) -> RawData:
     for name, values in arrays.items():
         if values.ndim != 1 or len(values) != len(x):
             raise UserError(f"{path}: array {name!r} has shape {values.shape}; expected ({len(x)},), one value per row of x")
+    reject_out_of_range(str(path), {"x": x, **arrays}, array_item)
     split = read_split(pd.Series(arrays.pop("split")), str(path), "array") if "split" in arrays else None
     labels = {name: values for name, values in arrays.items()}
     if x.ndim == 2:

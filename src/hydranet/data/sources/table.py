@@ -13,6 +13,7 @@ import pandas as pd
 
 from hydranet.config import Config
 from hydranet.data.dataset import MISSING_STRINGS, RawData
+from hydranet.data.finite import reject_out_of_range, table_row
 from hydranet.errors import UserError
 from hydranet.registry import register
 
@@ -79,7 +80,13 @@ def table_data(frame: pd.DataFrame, cfg: Config, where: str) -> RawData:
     labels = {column: require_column(frame, column, where).to_numpy() for column in task_columns}
     split = read_split(frame[SPLIT_COLUMN], where) if SPLIT_COLUMN in frame.columns else None
     features = select_features(frame, cfg, exclude=[*task_columns, SPLIT_COLUMN], where=where)
+    check_numbers(frame[[*task_columns, *features.columns]], where)
     return RawData(labels=labels, frame=features.reset_index(drop=True), split=split)
+
+
+def check_numbers(frame: pd.DataFrame, where: str) -> None:
+    """Refuse ±inf and beyond-float32 numbers in the columns hydranet reads, naming the first one's column and row."""
+    reject_out_of_range(where, {str(name): frame[name].to_numpy() for name in frame.columns}, table_row)
 
 
 def select_features(frame: pd.DataFrame, cfg: Config, exclude: list[str], where: str) -> pd.DataFrame:

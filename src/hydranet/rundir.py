@@ -97,15 +97,19 @@ class RunDir:
         finally:
             claim.unlink(missing_ok=True)
 
-    def write_status(self, status: str, kind: str = "train") -> None:
+    def write_status(self, status: str, kind: str = "train", reason: str | None = None) -> None:
         """run.json: provenance (hydranet version, git commit, torch, machine), written when the run is created so
-        a result can be traced and repeated, and the status; `kind` tells a training from a pretraining run."""
+        a result can be traced and repeated, and the status; `kind` tells a training from a pretraining run, and
+        `reason` says why a failed run failed (any other status drops it)."""
         meta = json.loads(self.run_json.read_text()) if self.run_json.exists() else {
             "kind": kind, "hydranet": hydranet.__version__, "git_commit": _git_commit(), "torch": torch.__version__,
             "python": platform.python_version(), "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
             "cpus": torch.get_num_threads(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         meta["status"] = status
+        meta.pop("reason", None)
+        if reason is not None:
+            meta["reason"] = reason
         write_json(self.run_json, meta)
 
     def write_data_info(self, info: dict[str, Any]) -> None:

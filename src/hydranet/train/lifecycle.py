@@ -20,6 +20,7 @@ from hydranet.rundir import RunDir
 from hydranet.train.allocator import keep_freed_memory
 from hydranet.train.checkpoint import load_state
 from hydranet.train.ema import upgrade_state
+from hydranet.train.trainer import TrainingDiverged
 
 
 def apply_process_settings(cfg: Config) -> None:
@@ -71,10 +72,19 @@ class Session:
         self.dir.write_init_report(report.to_dict())
 
     def train(self, trainer: Any) -> list[dict]:
-        """Train to the last epoch, continuing a resumed run exactly where its checkpoint left off."""
+        """Train to the last epoch, continuing a resumed run exactly where its checkpoint left off.
+
+        A diverged run is marked failed in run.json, with the reason; its last good checkpoint stays as it was."""
         if self.state is not None:
             trainer.load_state_dict(self.state)
-        return trainer.fit(self.data)
+        try:
+            return trainer.fit(self.data)
+        except TrainingDiverged as err:
+            kept = (f"keeps its last good checkpoint, epoch {err.epoch - 1} (--resume would continue from it with the "
+                    f"same settings and diverge again)" if self.dir.last.exists() else "has no checkpoint yet")
+            failed = UserError(f"{err}, in a new run; {self.dir.path} is marked failed and {kept}")
+            self.dir.write_status("failed", reason=str(failed))
+            raise failed from None
 
     def finish(self, weights: Path, tensors: dict[str, torch.Tensor], summary: dict[str, Any]) -> None:
         """The final weights, summary.json, and run.json marked finished."""

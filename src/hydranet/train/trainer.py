@@ -4,6 +4,7 @@ It never names a method: its components get the hooks of train/surface.py and se
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Iterable
 
@@ -13,6 +14,7 @@ from torch import nn
 from hydranet.config import Config
 from hydranet.data.batches import Batches, on_device
 from hydranet.data.dataset import Dataset
+from hydranet.errors import UserError
 from hydranet.randomness import Purpose, seed_global
 from hydranet.tasks import Task
 from hydranet.train.evaluation import eval_settings, evaluate_split
@@ -33,6 +35,17 @@ class RunningMeans:
     def means(self) -> dict[str, float]:
         """The epoch's means as plain numbers (the one sync per epoch); NaN where nothing was counted."""
         return {k: float(t) / float(c) if float(c) else float("nan") for k, (t, c) in self.sums.items()}
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or ±inf. Raised before the epoch's hooks run, so its checkpoint, metrics and best
+    weights are not written and the previous epoch's stay; `epoch` is the one that diverged."""
+
+    def __init__(self, epoch: int, loss: str, lr: float):
+        super().__init__(f"training diverged at epoch {epoch} ({loss}): lower train.optimizer.lr (now {lr:g}), add "
+                         f"warm-up (train.schedule.warmup) or gradient clipping (train.grad_clip), or check the data "
+                         f"for extreme values")
+        self.epoch = epoch
 
 
 class Trainer:
@@ -91,24 +104,50 @@ class Trainer:
                 method(self, *args)
 
     def fit(self, data: Dataset) -> list[dict]:
-        """Train until `train.epochs` or until a callback sets `should_stop`; returns the history."""
+        """Train until `train.epochs` or until a callback sets `should_stop`; returns the history.
+
+        A fit that stops early by an error (`TrainingDiverged`, Ctrl-C) still ends with `on_fit_end`, so components
+        let go of what they hold (the progress bar, TensorBoard's writer) before the error is printed; the unfinished
+        epoch's `on_epoch_end` never runs, so nothing of it is saved."""
         cfg = self.cfg
         batches = Batches(data, self.device, cfg.train.batch_size, cfg.data.augment, cfg.seed, cfg.train.channels_last)
         val = self.to_device(data.split("val")) if len(data.index["val"]) else None
         self.total_steps = cfg.train.epochs * len(batches)
         self.hook("on_fit_start")
-        while self.epoch < cfg.train.epochs and not self.should_stop:
+        try:
+            self._epochs(batches, val)
+        finally:
+            self.hook("on_fit_end")
+        return self.history
+
+    def _epochs(self, batches: Batches, val: dict[str, torch.Tensor] | None) -> None:
+        """The remaining epochs, each followed by its checks and `on_epoch_end` (which saves it)."""
+        while self.epoch < self.cfg.train.epochs and not self.should_stop:
             start = time.perf_counter()
             record = self._train_epoch(batches)
+            self._check_finite("train loss", record["train"]["loss"])
+            self._check_finite("weights", 0.0 if self._weights_finite() else math.nan)  # a last step can break them
             if val is not None and self.tasks:
                 record["val"], record["val_loss"] = self.evaluate(val)
+                self._check_finite("val loss", record["val_loss"])
             record["seconds"] = round(time.perf_counter() - start, 4)
             self.train_seconds += record["seconds"]
             self.history.append(record)
             self.epoch += 1
             self.hook("on_epoch_end", record)
-        self.hook("on_fit_end")
-        return self.history
+
+    def _check_finite(self, what: str, loss: float) -> None:
+        """Stop at the end of an epoch whose loss is NaN or ±inf, before any hook saves it as a good epoch.
+
+        Checked once per epoch on the epoch's mean, which the loop computes anyway: a check per step would sync
+        with the device every step. A NaN step poisons the mean, so no diverged step goes unnoticed."""
+        if not math.isfinite(loss):
+            raise TrainingDiverged(self.epoch + 1, f"{what} {loss:g}", self.cfg.train.optimizer.lr)
+
+    def _weights_finite(self) -> bool:
+        """Whether every parameter is finite: one device sync for all of them."""
+        checks = [p.detach().isfinite().all() for p in self.model.parameters()]
+        return not checks or bool(torch.stack(checks).all())
 
     # --- one epoch ------------------------------------------------------------------------------
 

@@ -72,14 +72,20 @@ def test_weights_broken_by_the_last_step_count_as_divergence(tiny_csv, tmp_path)
     """The epoch's mean loss was computed before the step that broke the weights: they are checked too."""
 
     class BreakWeights:
+        ended = False
+
         def on_step_end(self, trainer, losses) -> None:
             if trainer.step == 2 * (trainer.total_steps // trainer.epochs):  # the last step of epoch 2
                 next(trainer.model.parameters()).data.fill_(float("nan"))
 
+        def on_fit_end(self, trainer) -> None:  # still called: the progress bar must stop before the error prints
+            self.ended = True
+
     cfg = tiny_table_config(tiny_csv, epochs=3, threads=1)
     cfg["data"]["split"] = {"val": 0.0, "test": 0.2}  # no val loss that would notice
     with pytest.raises(UserError, match=r"^training diverged at epoch 2 \(weights nan\).* epoch 1 \(--resume"):
-        fit(validate(cfg), tmp_path / "run", progress=False, callbacks=[BreakWeights()])
+        fit(validate(cfg), tmp_path / "run", progress=False, callbacks=[breaker := BreakWeights()])
+    assert breaker.ended
 
 
 def test_cli_prints_one_line_and_exits_2(cli, tiny_csv, tmp_path):

@@ -83,7 +83,7 @@ def test_weights_broken_by_the_last_step_count_as_divergence(tiny_csv, tmp_path)
 
     cfg = tiny_table_config(tiny_csv, epochs=3, threads=1)
     cfg["data"]["split"] = {"val": 0.0, "test": 0.2}  # no val loss that would notice
-    with pytest.raises(UserError, match=r"^training diverged at epoch 2 \(weights nan\).* epoch 1 \(--resume"):
+    with pytest.raises(UserError, match=r"^training diverged at epoch 2 \(weights nan or inf\).* epoch 1 \(--resume"):
         fit(validate(cfg), tmp_path / "run", progress=False, callbacks=[breaker := BreakWeights()])
     assert breaker.ended
 

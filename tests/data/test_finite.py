@@ -89,7 +89,8 @@ def test_npz_names_the_array_and_its_index(make_cfg, tmp_path):
     (np.array([1.0, 3.5e38, 2.0]), ((1,), 3.5e38)),  # finite in float64, inf once encoded as float32
     (np.array([1.0, 3e38], dtype=np.float32), None),
     (np.array(["a", "inf", None], dtype=object), None),  # text: categories
-    (np.array(["1", "?", "1e40"], dtype=object), ((2,), 1e40)),
+    (np.array([1.0, None, 1e40], dtype=object), ((2,), 1e40)),  # numbers as objects (a source's own labels)
+    (np.array(["1.5", "inf"]), None),  # NumPy strings: text
     (np.array([1, 2]), None),
 ])
 def test_first_out_of_range(values, found):

@@ -41,8 +41,8 @@ class TrainingDiverged(UserError):
     """The loss became NaN or ±inf. Raised before the epoch's hooks run, so its checkpoint, metrics and best
     weights are not written and the previous epoch's stay; `epoch` is the one that diverged."""
 
-    def __init__(self, epoch: int, loss: str, lr: float):
-        super().__init__(f"training diverged at epoch {epoch} ({loss}): lower train.optimizer.lr (now {lr:g}), add "
+    def __init__(self, epoch: int, what: str, lr: float):
+        super().__init__(f"training diverged at epoch {epoch} ({what}): lower train.optimizer.lr (now {lr:g}), add "
                          f"warm-up (train.schedule.warmup) or gradient clipping (train.grad_clip), or check the data "
                          f"for extreme values")
         self.epoch = epoch
@@ -126,7 +126,8 @@ class Trainer:
             start = time.perf_counter()
             record = self._train_epoch(batches)
             self._check_finite("train loss", record["train"]["loss"])
-            self._check_finite("weights", 0.0 if self._weights_finite() else math.nan)  # a last step can break them
+            if not self._weights_finite():  # the epoch's losses came before its last step, which may have broken them
+                raise self._diverged("weights nan or inf")
             if val is not None and self.tasks:
                 record["val"], record["val_loss"] = self.evaluate(val)
                 self._check_finite("val loss", record["val_loss"])
@@ -142,7 +143,10 @@ class Trainer:
         Checked once per epoch on the epoch's mean, which the loop computes anyway: a check per step would sync
         with the device every step. A NaN step poisons the mean, so no diverged step goes unnoticed."""
         if not math.isfinite(loss):
-            raise TrainingDiverged(self.epoch + 1, f"{what} {loss:g}", self.cfg.train.optimizer.lr)
+            raise self._diverged(f"{what} {loss:g}")
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        return TrainingDiverged(self.epoch + 1, what, self.cfg.train.optimizer.lr)
 
     def _weights_finite(self) -> bool:
         """Whether every parameter is finite: one device sync for all of them."""

@@ -8,8 +8,6 @@ from __future__ import annotations
 import io
 import pickle
 import re
-import tarfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ import torch
 
 from hydranet.config import Config
 from hydranet.data import cache
+from hydranet.data.archives import tar_files
 from hydranet.data.dataset import RawData
 from hydranet.data.images import resize_images
 from hydranet.errors import UserError
@@ -65,17 +64,8 @@ def _folder_batches(path: Path) -> dict[str, bytes]:
 
 
 def _archive_batches(path: Path) -> dict[str, bytes]:
-    """Batch files streamed from the tar archive (nothing extracted to disk)."""
-    batches = {}
-    try:
-        with tarfile.open(path, "r|*") as archive:
-            for member in archive:
-                name = member.name.rsplit("/", 1)[-1]
-                if member.isfile() and BATCH.match(name):
-                    batches[name] = archive.extractfile(member).read()
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
-        raise UserError(f"{path}: not a readable tar archive ({type(err).__name__}: {err}); expected {EXPECTED}") from None
-    return batches
+    """Batch files streamed from the tar archive (nothing extracted to disk), checked complete."""
+    return {name.rsplit("/", 1)[-1]: data for name, data in tar_files(path, lambda n: bool(BATCH.match(n.rsplit("/", 1)[-1])))}
 
 
 def _build(batches: dict[str, bytes], where: str, size: int | None) -> RawData:

@@ -6,14 +6,13 @@ wrap either in one top-level folder. Decoded sets are cached by content (see dat
 
 from __future__ import annotations
 
-import tarfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from hydranet.config import Config
 from hydranet.data import cache
+from hydranet.data.archives import tar_files
 from hydranet.data.dataset import RawData
 from hydranet.data.images import decode_many, image_files, is_image_name
 from hydranet.errors import UserError
@@ -56,16 +55,8 @@ def read_folder(root: Path) -> list[tuple[str, bytes]]:
 
 
 def read_archive(path: Path) -> list[tuple[str, bytes]]:
-    """(member path, bytes) of every image in a tar archive, streamed: nothing is extracted to disk."""
-    items = []
-    try:
-        with tarfile.open(path, "r|*") as archive:
-            for member in archive:
-                name = member.name.removeprefix("./")
-                if member.isfile() and is_image_name(name):
-                    items.append((name, archive.extractfile(member).read()))
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
-        raise UserError(f"{path}: not a readable tar archive ({type(err).__name__}: {err})") from None
+    """(member path, bytes) of every image in a tar archive, streamed and checked complete (data/archives.py)."""
+    items = [(name.removeprefix("./"), data) for name, data in tar_files(path, lambda n: is_image_name(n.removeprefix("./")))]
     return sorted(items, key=lambda item: item[0])
 
 

@@ -152,3 +152,25 @@ def test_a_task_weight_the_balancer_ignores_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_config("quickstart", ["tasks.parity.weight=2", "mtl.balancer=static"])
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"name: caf\xe9\n", "line 1: byte 0xe9 is not UTF-8"),
+    (b"name: x\ntrain: {epochs: 3\n", "line 3, column 1: not valid YAML (expected ',' or '}'"),
+    (b"a: b: c\n", "line 1, column 5: not valid YAML (mapping values are not allowed here)"),
+    (b"- a\n- b\n", "expected a mapping of config keys at the top level, got list"),
+    (b"quickstart\n", "expected a mapping of config keys at the top level, got str"),
+])
+def test_unreadable_experiment_file_is_one_line_naming_it(tmp_path, content, expected):
+    path = tmp_path / "exp.yaml"
+    path.write_bytes(content)
+    with pytest.raises(UserError) as err:
+        load_config(str(path))
+    assert str(err.value).startswith(f"{path}: ") and expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_folder_given_as_the_experiment(tmp_path):
+    for folder in (tmp_path / "exp.yaml", tmp_path / "experiments"):
+        folder.mkdir()
+        with pytest.raises(UserError, match=f"^{folder}: is a folder \\(expected an experiment YAML file\\)$"):
+            load_config(str(folder))

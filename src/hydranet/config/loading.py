@@ -39,17 +39,40 @@ def experiment_description(name: str) -> str:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found (expected an experiment YAML file or a built-in name: {', '.join(experiment_names())})") from None
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    """An experiment file's top-level mapping; every way it can be unreadable is one line naming the file."""
+    data = _parse_yaml(_read_text(path), path)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of config keys at the top level, got {type(data).__name__}")
     return data
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text (YAML's own encoding), or a UserError saying what it is instead."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found (expected an experiment YAML file or a built-in name: {', '.join(experiment_names())})") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder (expected an experiment YAML file)") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the experiment file ({err.strerror})") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise UserError(f"{path}: line {line}: byte {raw[err.start]:#04x} is not UTF-8 (save the experiment file as UTF-8)") from None
+
+
+def _parse_yaml(text: str, path: Path) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserError(f"{path}: {where}not valid YAML ({problem})") from None
 
 
 def experiment_dict(experiment: str | Path | None) -> dict[str, Any]:

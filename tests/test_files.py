@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hydranet.errors import UserError
-from hydranet.files import atomic_path, read_tensors, write_csv, write_figure, write_json, write_tensors, write_text
+from hydranet.files import atomic_path, make_dir, read_tensors, write_csv, write_figure, write_json, write_tensors, write_text
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -65,3 +65,17 @@ def test_reading_a_bad_weights_file_names_it(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(UserError, match="bad.safetensors: not a readable safetensors file"):
         read_tensors(tmp_path / "bad.safetensors")
+
+
+def test_an_unwritable_place_is_one_line_naming_it_and_keeps_what_was_there(tmp_path):
+    old = tmp_path / "old.csv"
+    write_text(old, "kept\n")
+    a_folder = tmp_path / "folder.csv"
+    a_folder.mkdir()
+    for target in (old / "out.csv", Path("/proc/hydranet-test/out.csv"), a_folder):
+        with pytest.raises(UserError, match=f"^{re.escape(str(target))}: cannot write here \\(.+\\); expected a writable file path$"):
+            write_csv(target, pd.DataFrame({"a": [1]}))
+    with pytest.raises(UserError, match=f"^{re.escape(str(old / 'runs'))}: cannot write here .*expected a folder"):
+        make_dir(old / "runs")
+    assert old.read_text() == "kept\n" and a_folder.is_dir() and not list(a_folder.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.csv", "old.csv"]  # no temporary file left

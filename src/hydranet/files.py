@@ -27,17 +27,37 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     `path`; when the block raises, it is removed and `path` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
+    with unwritable_as_user_error(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+        os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
-        _sync(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; a run directory is meant to be shared
-        os.replace(tmp, path)
+        with unwritable_as_user_error(path):
+            _sync(tmp)
+            os.chmod(tmp, 0o644)  # mkstemp makes the file private; a run directory is meant to be shared
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def unwritable_as_user_error(path: Path, what: str = "a writable file path") -> Iterator[None]:
+    """An OSError while creating `path` (read-only or missing permission, a file where a folder must be, a
+    folder where the file must be, a full disk) is the user's to fix: one line naming the path."""
+    try:
+        yield
+    except OSError as err:
+        raise UserError(f"{path}: cannot write here ({err.strerror or err}); expected {what}") from None
+
+
+def make_dir(path: str | Path) -> Path:
+    """Create a folder (and its parents) for a command's output; an unwritable place is one line naming it."""
+    path = Path(path)
+    with unwritable_as_user_error(path, "a folder that can be created and written"):
+        path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _sync(path: Path) -> None:

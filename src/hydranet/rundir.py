@@ -19,7 +19,7 @@ import yaml
 import hydranet
 from hydranet.config import Config, to_yaml, validate
 from hydranet.errors import UserError
-from hydranet.files import write_json, write_text
+from hydranet.files import make_dir, unwritable_as_user_error, write_json, write_text
 
 MODEL_FILE = "model.safetensors"
 TRUNK_FILE = "trunk.safetensors"
@@ -71,7 +71,7 @@ class RunDir:
             raise UserError(f"{run.path}: exists and is not a folder")
         if run.config.exists():
             raise UserError(f"{run.path}: already holds a run (use --resume {run.path} to continue it, or another --run-dir)")
-        run.path.mkdir(parents=True, exist_ok=True)
+        make_dir(run.path)
         with run._claimed():
             run.checkpoint_dir.mkdir()
             write_text(run.config, to_yaml(cfg))
@@ -83,10 +83,11 @@ class RunDir:
         """Hold the folder by exclusively creating a claim file, and refuse one that holds anything else: a user's
         own files are never overwritten, and of two runs started in one folder at once, one is refused."""
         claim = self.path / ".claiming"
-        try:
-            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            raise UserError(f"{self.path}: another run is being started in this folder; use another --run-dir") from None
+        with unwritable_as_user_error(self.path, "a folder you can write"):
+            try:
+                os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                raise UserError(f"{self.path}: another run is being started in this folder; use another --run-dir") from None
         try:
             held = sorted(p.name for p in self.path.iterdir() if p != claim)
             if held:

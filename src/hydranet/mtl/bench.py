@@ -14,6 +14,7 @@ import numpy as np
 from hydranet import registry
 from hydranet.config import Config, load_config, validate
 from hydranet.errors import UserError
+from hydranet.files import make_dir
 from hydranet.kinds import get_kind, higher_is_better
 from hydranet.mtl.bench_report import write_report
 from hydranet.train import fit
@@ -73,7 +74,7 @@ def _new_out_dir(out: str | Path | None, name: str) -> Path:
     path = Path(out) if out is not None else Path("runs") / f"bench-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise UserError(f"{path}: already exists and is not an empty folder (choose another --out)")
-    (path / "runs").mkdir(parents=True, exist_ok=True)
+    make_dir(path / "runs")
     return path
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 from rich.table import Table
 
 from hydranet.config import Config, to_yaml, validate
-from hydranet.files import write_csv, write_figure, write_html, write_text
+from hydranet.files import make_dir, write_csv, write_figure, write_html, write_text
 from hydranet.tune.settings import Settings
 
 
@@ -32,8 +32,7 @@ class TuneResult:
 
 def write_report(study: Any, settings: Settings, echo: Callable[[str], None] = print) -> TuneResult:
     """Rewrite the study directory's results from the whole study (every machine's trials, every session)."""
-    out = Path(settings.dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(settings.dir)
     trials = study.get_trials(deepcopy=False)
     names = [o.name for o in settings.objectives]
     result = TuneResult(study=study, dir=out, objectives=names, files=[out / "trials.csv"])

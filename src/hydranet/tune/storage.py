@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hydranet.errors import UserError
+from hydranet.files import make_dir
 from hydranet.tune.settings import Settings
 
 JOURNAL = "journal.log"
@@ -41,7 +42,7 @@ def make_storage(settings: Settings, optuna: Any) -> Any:
     if settings.storage is None:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        Path(settings.dir).mkdir(parents=True, exist_ok=True)
+        make_dir(settings.dir)
         return JournalStorage(JournalFileBackend(str(Path(settings.dir) / JOURNAL)))
     from sqlalchemy.exc import SQLAlchemyError
 

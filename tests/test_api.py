@@ -28,9 +28,9 @@ def test_experiment_fit_load_predict_images(tmp_path):
     digits = load_digits()
     raw = np.round(digits.images[:5] * 255 / 16).astype(np.uint8)[:, None]  # (5, 1, 8, 8) like the source
     pred = model.predict(raw)
-    assert list(pred.columns) == ["digit", "parity", "ink"] and len(pred) == 5
+    assert list(pred.columns) == ["digit", "parity_p(odd)", "ink"] and len(pred) == 5
     assert set(pred["digit"]) <= {str(d) for d in range(10)}
-    assert pred["parity"].between(0, 1).all()
+    assert pred["parity_p(odd)"].between(0, 1).all()
     assert model.evaluate("test").keys() == {"digit", "parity", "ink"}
 
 
@@ -39,7 +39,7 @@ def test_experiment_from_dict_and_table_predict(tmp_path, tiny_csv):
     assert run.summary["epochs"] == 2 and run.config.train.epochs == 2
     frame = pd.read_csv(tiny_csv).head(4)
     pred = hn.load(run.dir).predict(frame.drop(columns=["kind", "size"]))
-    assert list(pred.columns) == ["kind", "size"] and len(pred) == 4
+    assert list(pred.columns) == ["kind_p(up)", "size"] and len(pred) == 4
 
 
 def test_bad_override_in_api():

@@ -44,8 +44,8 @@ def test_train_evaluate_predict_table(cli, tiny_csv, tmp_path):
     code, _, err = cli("predict", run, tmp_path / "new.csv", "--output", tmp_path / "pred.csv")
     assert code == 0, err
     pred = pd.read_csv(tmp_path / "pred.csv")
-    assert list(pred.columns) == ["input", "kind", "size"] and len(pred) == 5
-    assert pred["kind"].between(0, 1).all()
+    assert list(pred.columns) == ["input", "kind_p(up)", "size"] and len(pred) == 5
+    assert pred["kind_p(up)"].between(0, 1).all()
 
 
 def test_predict_images(cli, tmp_path):
@@ -59,7 +59,7 @@ def test_predict_images(cli, tmp_path):
     code, _, err = cli("predict", run, folder, "-o", tmp_path / "p.csv")
     assert code == 0, err
     pred = pd.read_csv(tmp_path / "p.csv")
-    assert list(pred.columns) == ["input", "digit", "parity", "ink"] and len(pred) == 3
+    assert list(pred.columns) == ["input", "digit", "parity_p(odd)", "ink"] and len(pred) == 3
 
 
 def _bad_inputs(tmp_path, tiny_csv):
@@ -128,3 +128,19 @@ def test_version_and_bare_command(cli):
     assert code == 0 and out.strip() == f"hydranet {hydranet.__version__}"
     code, out, err = cli()
     assert "Usage" in out + err and "train" in out + err  # the help, with the commands
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--run-dir", "a-file/run", "-q"],
+    ["bench", "mtl", "--out", "a-file/bench", "--seeds", "1"],
+    ["tune", "search.yaml", "--dir", "a-file/study", "-n", "1"],
+])
+def test_output_folders_under_a_file_are_one_line(cli, tmp_path, args):
+    (tmp_path / "a-file").write_text("kept")
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump(
+        {"search": {"train.optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e-2}}}))
+    code, _, err = cli(*args)
+    target = args[args.index(next(a for a in args if a.startswith("a-file/")))]
+    assert code == 2 and err.startswith(f"error: {target}") and err.count("\n") == 1
+    assert ": cannot write here (a-file is a file, not a folder); expected a folder that can be created and written" in err
+    assert (tmp_path / "a-file").read_text() == "kept"

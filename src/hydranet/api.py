@@ -17,8 +17,7 @@ import torch
 
 from hydranet.config import Config, apply_override, experiment_dict, validate
 from hydranet.config.loading import ALLOW_ENV
-from hydranet.data import to_model_inputs
-from hydranet.predict import decode_outputs, evaluate_run, predict_paths
+from hydranet.predict import decode_outputs, evaluate_run, predict_paths, python_inputs
 from hydranet.ssl import pretrain, probe
 from hydranet.train import Run, fit, load_run
 from hydranet.train.evaluation import eval_settings, predict_batches
@@ -72,17 +71,14 @@ class Model:
         self.config = run.config
 
     def predict(self, inputs: pd.DataFrame | np.ndarray | torch.Tensor | str | Path | Sequence[str | Path]) -> pd.DataFrame:
-        """Decoded predictions, one column per task. Inputs: a DataFrame (table runs), raw images as an
-        array/tensor (N, C, H, W) with the training value range (0–255 for uint8 sources), or file paths."""
+        """Decoded predictions, one column per task (a binary task's named `<task>_p(<positive>)`). Inputs: a
+        DataFrame (table runs), raw images as an array/tensor (N, C, H, W) at the trained size, uint8 0..255 for
+        pixel sources (float sources: float32), or file paths; anything else is a UserError saying what was expected."""
         if isinstance(inputs, (str, Path)):
             inputs = [inputs]
-        if isinstance(inputs, (list, tuple)):
+        if isinstance(inputs, (list, tuple)) and all(isinstance(p, (str, Path)) for p in inputs):
             return predict_paths(self.run, inputs).drop(columns="input")
-        if isinstance(inputs, pd.DataFrame):
-            x = to_model_inputs(self.run.info, frame=inputs)
-        else:
-            x = to_model_inputs(self.run.info, images=torch.as_tensor(inputs))
-        return decode_outputs(self.run, self.predict_raw(x))
+        return decode_outputs(self.run, self.predict_raw(python_inputs(self.run.info, inputs)))
 
     def predict_raw(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw outputs (logits/standardized values) for already-preprocessed inputs."""

@@ -49,7 +49,9 @@ def unwritable_as_user_error(path: Path, what: str = "a writable file path") -> 
     try:
         yield
     except OSError as err:
-        raise UserError(f"{path}: cannot write here ({err.strerror or err}); expected {what}") from None
+        file = next((p for p in Path(path).parents if p.is_file()), None)
+        reason = f"{file} is a file, not a folder" if file is not None else err.strerror or str(err)
+        raise UserError(f"{path}: cannot write here ({reason}); expected {what}") from None
 
 
 def make_dir(path: str | Path) -> Path:

@@ -9,42 +9,98 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
-from hydranet.data import build_dataset, to_model_inputs
+from hydranet.data import DataInfo, build_dataset, to_model_inputs
 from hydranet.data.images import image_files, load_image_files
-from hydranet.data.sources.table import check_numbers, clean
+from hydranet.data.finite import table_row
+from hydranet.data.sources.table import check_numbers, clean, read_table, table_format
+from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
 from hydranet.files import write_csv, write_json
 from hydranet.rundir import RunDir
 from hydranet.train.evaluation import eval_settings, evaluate_split, predict_batches
 from hydranet.train.run import Run
 
-TABLE_SUFFIXES = (".csv", ".parquet")
+TABLE_FILES = "one .csv, .csv.gz or .parquet file"
 
 
 def decode_outputs(run: Run, outputs: dict[str, torch.Tensor]) -> pd.DataFrame:
-    """One column per task: class label (classification), probability of the positive class (binary),
-    labels joined by the task's separator (multilabel, probability ≥ 0.5), value (regression)."""
-    columns: dict[str, Any] = {}
-    for name, task in run.tasks.items():
-        columns[name] = task.column(outputs[name])
-    return pd.DataFrame(columns)
+    """One column per task, named as its kind says (a binary task's column names its positive class): class
+    label (classification), probability of the positive class (binary), labels joined by the task's separator
+    (multilabel, probability ≥ 0.5), value (regression)."""
+    return pd.DataFrame({task.column_name: task.column(outputs[name]) for name, task in run.tasks.items()})
 
 
 def inputs_from_files(run: Run, paths: Sequence[str | Path]) -> tuple[torch.Tensor, list[str]]:
     """Model inputs from a CSV/Parquet table (table runs) or image files / folders (image runs)."""
-    info = run.info
-    tables = [str(p) for p in paths if Path(p).suffix.lower() in TABLE_SUFFIXES or str(p).endswith(".csv.gz")]
-    if info.is_image and tables:
-        raise UserError(f"{tables[0]}: this run was trained on images; give image files or a folder of images")
+    if run.info.is_image:
+        return image_file_inputs(run.info, paths)
+    if len(paths) != 1:
+        raise UserError(f"INPUT: this run was trained on a table; give {TABLE_FILES}, not {len(paths)} inputs")
+    path = Path(paths[0])
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; this run was trained on a table (expected {TABLE_FILES})")
+    if not path.exists():
+        raise UserError(f"{path}: file not found (expected {TABLE_FILES})")
+    fmt = table_format(path)
+    if fmt is None:
+        raise UserError(f"{path}: this run was trained on a table (expected {TABLE_FILES})")
+    frame = read_table(path, fmt)
+    return table_inputs(run.info, frame, str(path)), [str(i) for i in range(len(frame))]
+
+
+def table_inputs(info: DataInfo, frame: pd.DataFrame, where: str) -> torch.Tensor:
+    """A cleaned table checked against the columns the model was trained with, then encoded as in training.
+
+    Columns the model was not trained with (ids, the task columns, `split`) are ignored."""
+    if len(frame) == 0:
+        raise UserError(f"{where}: the table has no rows")
+    columns = TableEncoder.from_state(info.encoder).columns
+    missing = [c["name"] for c in columns if c["name"] not in frame.columns]
+    if missing:
+        raise UserError(f"{where}: no column {', '.join(map(repr, missing))}, which the model was trained with "
+                        f"(expected the columns {', '.join(c['name'] for c in columns)})")
+    for column in columns:
+        if column["kind"] == "numeric":
+            check_no_text(frame[column["name"]], column["name"], where)
+    check_numbers(frame[[c["name"] for c in columns]], where)  # ±inf and beyond float32, as training refuses them
+    return to_model_inputs(info, frame=frame)
+
+
+def check_no_text(values: pd.Series, name: str, where: str) -> None:
+    """A column that was numeric in training takes numbers or missing cells: text there is named with its row."""
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    text = values.notna().to_numpy() & np.isnan(numbers)
+    if text.any():
+        row = int(np.flatnonzero(text)[0])
+        raise UserError(f"{where}: {table_row(name, (row,))}: {values.iloc[row]!r} is not a number (the column was "
+                        f"numeric in training: expected a number, or an empty cell for a missing value)")
+
+
+def python_inputs(info: DataInfo, inputs: Any) -> torch.Tensor:
+    """Model inputs from what `Model.predict` was given in Python: a DataFrame (table runs, cleaned as a table
+    file is) or an image array/tensor (image runs)."""
+    if isinstance(inputs, pd.DataFrame):
+        if info.is_image:
+            raise UserError("input: this run was trained on images; pass an (N, C, H, W) array or image paths, not a DataFrame")
+        return table_inputs(info, clean(inputs, "input"), "input")
     if not info.is_image:
-        if len(paths) != 1 or not tables:
-            raise UserError("INPUT: this run was trained on a table; give exactly one CSV or Parquet file")
-        frame = read_table(Path(paths[0]))
-        check_numbers(frame[[c for c in info.features if c in frame.columns]], str(paths[0]))
-        return to_model_inputs(info, frame=frame), [str(i) for i in range(len(frame))]
+        raise UserError(f"input: this run was trained on a table; pass a pandas DataFrame with its columns or a "
+                        f"CSV/Parquet path, not {type(inputs).__name__}")
+    return array_inputs(info, inputs)
+
+
+def image_file_inputs(info: DataInfo, paths: Sequence[str | Path]) -> tuple[torch.Tensor, list[str]]:
+    """Image files decoded to the trained channels (and square size, by the rule of `data.image_size`)."""
+    tables = [str(p) for p in paths if table_format(Path(p)) is not None]
+    if tables:
+        raise UserError(f"{tables[0]}: this run was trained on images; give image files or a folder of images")
+    if info.scale != 255.0:
+        raise UserError(f"INPUT: this run was trained on float arrays, not 0..255 pixels; image files would be "
+                        f"misread (predict from Python: hn.load(run).predict(float_array))")
     files = input_images(paths)
     height, width = info.size
     images = load_image_files(files, size=height if height == width else None, channels=info.channels)
@@ -53,12 +109,41 @@ def inputs_from_files(run: Run, paths: Sequence[str | Path]) -> tuple[torch.Tens
     return to_model_inputs(info, images=images), [str(f) for f in files]
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """A table read and cleaned exactly as the csv/parquet sources read training data."""
-    if not path.exists():
-        raise UserError(f"{path}: file not found (expected a CSV or Parquet table)")
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, na_values=["?"], low_memory=False)
-    return clean(frame)
+def array_inputs(info: DataInfo, images: Any) -> torch.Tensor:
+    """Raw images from Python, (N, C, H, W) in the dtype and range the source produced: uint8 0..255 (integer
+    arrays within 0..255 are taken as uint8) or, for float sources (npz), finite floats. No resizing: a
+    float array of a uint8 run is refused, since 0..1 and 0..255 floats cannot be told apart reliably."""
+    try:
+        x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    except (TypeError, ValueError, RuntimeError):
+        raise UserError(f"input: expected an (N, C, H, W) image array, a DataFrame or file paths, "
+                        f"got {type(images).__name__}") from None
+    expected = (info.channels, *info.size)
+    shape = "(N, " + ", ".join(map(str, expected)) + ")"
+    if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+        raise UserError(f"input: images of shape {tuple(x.shape)}; this model expects {shape} (N images, channels, height, width)")
+    if len(x) == 0:
+        raise UserError(f"input: no images (shape {tuple(x.shape)})")
+    if info.scale == 255.0:
+        return to_model_inputs(info, images=_as_pixels(x, shape))
+    if not x.dtype.is_floating_point:
+        raise UserError(f"input: images are {x.dtype}; this run was trained on float images {shape} (pass float32 "
+                        f"in the source's range)")
+    if not torch.isfinite(x).all():
+        raise UserError("input: images hold NaN or inf; expected finite values")
+    return to_model_inputs(info, images=x)
+
+
+def _as_pixels(x: torch.Tensor, shape: str) -> torch.Tensor:
+    if x.dtype == torch.uint8:
+        return x
+    if x.dtype.is_floating_point or x.dtype == torch.bool or x.is_complex():
+        raise UserError(f"input: images are {x.dtype}; this run was trained on uint8 pixels 0..255 {shape} "
+                        f"(pass uint8, e.g. np.round(images).astype(np.uint8))")
+    low, high = int(x.min()), int(x.max())
+    if low < 0 or high > 255:
+        raise UserError(f"input: integer images range {low}..{high}; this run was trained on pixels 0..255")
+    return x.to(torch.uint8)
 
 
 def input_images(paths: Sequence[str | Path]) -> list[Path]:

@@ -113,6 +113,11 @@ class Task:
         decoded: np.ndarray = self.decode(pred).cpu().numpy()
         return self.spec.column(decoded, self.info, self.cfg)
 
+    @property
+    def column_name(self) -> str:
+        """The header of this task's column in prediction tables (a binary task's names its positive class)."""
+        return self.spec.column_name(self.name, self.info)
+
     def average_target(self, target: Tensor) -> Tensor:
         """Labeled targets as values a kNN probe averages over neighbours."""
         return self.spec.average_target(target, self.info)

@@ -111,6 +111,24 @@ def test_csv_missing_file_and_path(make_cfg, tmp_path):
         load(make_cfg("csv"))
 
 
+@pytest.mark.parametrize("source, name, content, message", [
+    ("csv", "t.csv", b" age,age,label\n1,2,x\n", "columns ' age' and 'age' are one name, 'age', once stripped of spaces"),
+    ("csv", "t.csv", b"label,split\nx,train\n", "no feature columns left once the task columns and `split` are set aside"),
+    ("csv", "t.csv", b"age,label\n", "the table has no rows (columns: age, label)"),
+    ("csv", "t.csv", b"", "not a readable CSV table (EmptyDataError"),
+    ("csv", "t.csv.gz", b"\x1f\x8b\x08\x00garbage", "not a readable CSV table"),
+    ("csv", "t.parquet", b"PAR1", "a .parquet file given to source csv (expected a CSV file; set data.source: parquet)"),
+    ("parquet", "t.csv", b"age,label\n1,x\n", "a .csv file given to source parquet (expected a Parquet file; set data.source: csv)"),
+    ("parquet", "t.parquet", b"PAR1 cut", "not a readable Parquet table"),
+])
+def test_unusable_table_is_one_line_naming_the_file(make_cfg, tmp_path, source, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(UserError) as err:
+        load(make_cfg(source, path, {"label": {}}))
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value) and "\n" not in str(err.value)
+
+
 # --- image folders ------------------------------------------------------------------------------
 
 

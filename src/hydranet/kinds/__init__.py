@@ -67,6 +67,9 @@ class Kind(Protocol):
     def column(self, decoded: np.ndarray, info: TaskInfo, cfg: Any) -> Any:
         """Decoded predictions → one column of `hydranet predict`'s output table."""
 
+    def column_name(self, task: str, info: TaskInfo) -> str:
+        """That column's header: the task's name, plus what its values mean where the name alone does not say."""
+
     def average_target(self, target: Tensor, info: TaskInfo) -> Tensor:
         """Labeled targets as values a kNN probe averages over neighbours (float)."""
 

@@ -117,6 +117,10 @@ class Binary:
         """The probability of the positive class."""
         return decoded
 
+    def column_name(self, task: str, info: TaskInfo) -> str:
+        """`<task>_p(<positive class>)`: a probability must say which class it is for (`income_p(>50K)`)."""
+        return f"{task}_p({info.classes[1]})"
+
     def average_target(self, target: Tensor, info: TaskInfo) -> Tensor:
         """0/1: their neighbour-weighted mean is the share of positives."""
         return target.float()

@@ -97,6 +97,9 @@ class Classification:
         """The class's name."""
         return np.asarray(info.classes, dtype=object)[decoded]
 
+
+    def column_name(self, task: str, info: TaskInfo) -> str:
+        return task
     def average_target(self, target: Tensor, info: TaskInfo) -> Tensor:
         """One-hot rows: their neighbour-weighted mean is the share of each class (Wu et al.'s vote)."""
         return F.one_hot(target, info.outputs).float()

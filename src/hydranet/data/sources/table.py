@@ -25,22 +25,14 @@ SPLIT_COLUMN = "split"
 def load_csv(cfg: Config) -> RawData:
     """A CSV table (any compression pandas infers from the suffix, e.g. .csv.gz)."""
     path = table_path(cfg, "csv", "a CSV file")
-    try:
-        frame = pd.read_csv(path, na_values=["?"], low_memory=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError) as err:
-        raise UserError(f"{path}: not a readable CSV table ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
-    return table_data(clean(frame), cfg, str(path))
+    return table_data(read_table(path, "csv"), cfg, str(path))
 
 
 @register("source", "parquet")
 def load_parquet(cfg: Config) -> RawData:
     """A Parquet table."""
     path = table_path(cfg, "parquet", "a Parquet file")
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as err:  # pyarrow raises its own error types for damaged files
-        raise UserError(f"{path}: not a readable Parquet table ({type(err).__name__}: {err})") from None
-    return table_data(clean(frame), cfg, str(path))
+    return table_data(read_table(path, "parquet"), cfg, str(path))
 
 
 def table_path(cfg: Config, source: str, expected: str) -> Path:
@@ -52,13 +44,42 @@ def table_path(cfg: Config, source: str, expected: str) -> Path:
         raise UserError(f"{path}: file not found (data.path of source {source}: expected {expected})")
     if path.is_dir():
         raise UserError(f"{path}: is a folder (data.path of source {source}: expected {expected})")
+    suffix_format = table_format(path)
+    if suffix_format not in (None, source):
+        raise UserError(f"{path}: a .{suffix_format} file given to source {source} (expected {expected}; "
+                        f"set data.source: {suffix_format})")
     return path
 
 
-def clean(frame: pd.DataFrame) -> pd.DataFrame:
-    """Strip text cells, turn missing markers into NaN, and read text columns of numbers as numbers."""
+def table_format(path: Path) -> str | None:
+    """'csv' or 'parquet' as the file's suffix says (.csv, .csv.gz …, .parquet), None for any other suffix."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes[-1:] == [".parquet"]:
+        return "parquet"
+    return "csv" if ".csv" in suffixes[-2:] else None
+
+
+def read_table(path: Path, fmt: str) -> pd.DataFrame:
+    """A CSV or Parquet file, read and cleaned the one way training and `predict` share; a file that cannot be
+    read as one (garbage, cut short, empty, a header without rows) is a UserError naming it."""
+    try:
+        if fmt == "parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, na_values=["?"], low_memory=False)
+    except Exception as err:  # pandas, pyarrow and the decompressors raise many types for damaged files
+        detail = str(err).splitlines()[0] if str(err) else ""
+        raise UserError(f"{path}: not a readable {'Parquet' if fmt == 'parquet' else 'CSV'} table "
+                        f"({type(err).__name__}: {detail})") from None
+    if len(frame) == 0:
+        raise UserError(f"{path}: the table has no rows (columns: {', '.join(map(str, frame.columns[:30]))})")
+    return clean(frame, str(path))
+
+
+def clean(frame: pd.DataFrame, where: str = "table") -> pd.DataFrame:
+    """Strip names and text cells, turn missing markers into NaN, and read text columns of numbers as numbers."""
     frame = frame.copy()
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame.columns = stripped_names(frame.columns, where)
     for name in frame.columns:
         column = frame[name]
         if column.dtype != object and not pd.api.types.is_string_dtype(column):
@@ -72,6 +93,18 @@ def clean(frame: pd.DataFrame) -> pd.DataFrame:
         else:
             frame[name] = text.astype(object).where(text.notna(), np.nan)
     return frame
+
+
+def stripped_names(columns: pd.Index, where: str) -> list[str]:
+    """Column names without surrounding spaces; two names that become one would silently lose a column."""
+    names: dict[str, str] = {}
+    for raw in map(str, columns):
+        name = raw.strip()
+        if name in names:
+            raise UserError(f"{where}: columns {names[name]!r} and {raw!r} are one name, {name!r}, once stripped of "
+                            f"spaces (expected distinct column names)")
+        names[name] = raw
+    return list(names)
 
 
 def table_data(frame: pd.DataFrame, cfg: Config, where: str) -> RawData:
@@ -90,14 +123,20 @@ def check_numbers(frame: pd.DataFrame, where: str) -> None:
 
 
 def select_features(frame: pd.DataFrame, cfg: Config, exclude: list[str], where: str) -> pd.DataFrame:
-    """`data.features`, or every column not excluded; a task column is never a feature (it would leak)."""
+    """`data.features`, or every column not excluded; a task column is never a feature (it would leak), and a
+    table with no feature left is refused (a model of no inputs would only learn the label shares)."""
     if cfg.data.features is None:
-        return frame[[c for c in frame.columns if c not in exclude]]
-    for name in cfg.data.features:
-        require_column(frame, name, where)
-        if name in exclude:
-            raise UserError(f"data.features: {name!r} is a task column or `split`, it cannot also be a feature")
-    return frame[list(cfg.data.features)]
+        features = frame[[c for c in frame.columns if c not in exclude]]
+    else:
+        for name in cfg.data.features:
+            require_column(frame, name, where)
+            if name in exclude:
+                raise UserError(f"data.features: {name!r} is a task column or `split`, it cannot also be a feature")
+        features = frame[list(cfg.data.features)]
+    if features.shape[1] == 0:
+        raise UserError(f"{where}: no feature columns left once the task columns and `split` are set aside "
+                        f"(columns: {', '.join(map(str, frame.columns[:30]))}); expected at least one input column")
+    return features
 
 
 def require_column(frame: pd.DataFrame, name: str, where: str) -> pd.Series:

@@ -134,3 +134,19 @@ def test_python_api_takes_integer_pixels_as_uint8_and_checks_tables(image_run, t
     with pytest.raises(hn.UserError, match=r"^input: this run was trained on a table; pass a pandas DataFrame"):
         table.predict(PIXELS)
     assert list(table.predict(pd.DataFrame({"x1": [" 1"], "x2": ["?"], "color": ["red"]})).columns) == ["kind_p(up)", "size"]
+
+
+def test_a_float_image_run_takes_finite_float_arrays_only(tmp_path):
+    """An npz run on float images (scale 1): image files and uint8 arrays would be read 255 times too bright."""
+    from hydranet.data.info import IMAGE, DataInfo
+    from hydranet.predict import array_inputs, image_file_inputs
+
+    info = DataInfo(IMAGE, (1, 8, 8), scale=1.0, mean=[0.5], std=[0.25], channels=1, size=(8, 8))
+    (tmp_path / "a.png").write_bytes(b"")
+    with pytest.raises(hn.UserError, match=r"^INPUT: this run was trained on float arrays, not 0\.\.255 pixels"):
+        image_file_inputs(info, [tmp_path / "a.png"])
+    with pytest.raises(hn.UserError, match=r"^input: images are torch\.uint8; this run was trained on float images"):
+        array_inputs(info, PIXELS)
+    with pytest.raises(hn.UserError, match=r"^input: images hold NaN or inf"):
+        array_inputs(info, np.full((1, 1, 8, 8), np.nan, dtype=np.float32))
+    assert array_inputs(info, np.full((1, 1, 8, 8), 0.75, dtype=np.float32)).eq(1.0).all()  # (0.75 - 0.5) / 0.25

@@ -135,6 +135,7 @@ def array_inputs(info: DataInfo, images: Any) -> torch.Tensor:
 
 
 def _as_pixels(x: torch.Tensor, shape: str) -> torch.Tensor:
+    """uint8 as given, integers within 0..255 as uint8 (what np.round(...).astype(int) gives); no floats."""
     if x.dtype == torch.uint8:
         return x
     if x.dtype.is_floating_point or x.dtype == torch.bool or x.is_complex():

@@ -97,9 +97,10 @@ class Classification:
         """The class's name."""
         return np.asarray(info.classes, dtype=object)[decoded]
 
-
     def column_name(self, task: str, info: TaskInfo) -> str:
+        """The task's name: its values say what they are."""
         return task
+
     def average_target(self, target: Tensor, info: TaskInfo) -> Tensor:
         """One-hot rows: their neighbour-weighted mean is the share of each class (Wu et al.'s vote)."""
         return F.one_hot(target, info.outputs).float()

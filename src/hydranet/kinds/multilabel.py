@@ -85,9 +85,10 @@ class Multilabel:
         """The labels of probability ≥ 0.5, joined by the task's separator."""
         return [cfg.separator.join(c for c, on in zip(info.classes, row) if on) for row in decoded >= 0.5]
 
-
     def column_name(self, task: str, info: TaskInfo) -> str:
+        """The task's name: its values say what they are."""
         return task
+
     def average_target(self, target: Tensor, info: TaskInfo) -> Tensor:
         """0/1 per label: the neighbour-weighted mean is each label's share."""
         return target.float()

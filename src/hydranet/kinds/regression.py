@@ -82,9 +82,10 @@ class Regression:
         """The value in original units."""
         return decoded
 
-
     def column_name(self, task: str, info: TaskInfo) -> str:
+        """The task's name: its values say what they are."""
         return task
+
     def average_target(self, target: Tensor, info: TaskInfo) -> Tensor:
         """Standardized, the head's own output space."""
         return (target - info.mean) / info.std

@@ -72,7 +72,7 @@ def read_table(path: Path, fmt: str) -> pd.DataFrame:
         raise UserError(f"{path}: not a readable {'Parquet' if fmt == 'parquet' else 'CSV'} table "
                         f"({type(err).__name__}: {detail})") from None
     if len(frame) == 0:
-        raise UserError(f"{path}: the table has no rows (columns: {', '.join(map(str, frame.columns[:30]))})")
+        raise UserError(f"{path}: the table has no rows (columns: {column_list(frame)})")
     return clean(frame, str(path))
 
 
@@ -135,16 +135,19 @@ def select_features(frame: pd.DataFrame, cfg: Config, exclude: list[str], where:
         features = frame[list(cfg.data.features)]
     if features.shape[1] == 0:
         raise UserError(f"{where}: no feature columns left once the task columns and `split` are set aside "
-                        f"(columns: {', '.join(map(str, frame.columns[:30]))}); expected at least one input column")
+                        f"(columns: {column_list(frame)}); expected at least one input column")
     return features
 
 
 def require_column(frame: pd.DataFrame, name: str, where: str) -> pd.Series:
     if name not in frame.columns:
-        shown = [str(c) for c in frame.columns[:30]]
-        more = ", …" if len(frame.columns) > 30 else ""
-        raise UserError(f"{where}: no column {name!r} (columns: {', '.join(shown)}{more})")
+        raise UserError(f"{where}: no column {name!r} (columns: {column_list(frame)})")
     return frame[name]
+
+
+def column_list(frame: pd.DataFrame, most: int = 30) -> str:
+    """The frame's column names for an error message, the first `most` of them."""
+    return ", ".join(map(str, frame.columns[:most])) + (", …" if len(frame.columns) > most else "")
 
 
 def read_split(column: pd.Series, where: str, noun: str = "column") -> np.ndarray:

@@ -113,6 +113,7 @@ def test_csv_missing_file_and_path(make_cfg, tmp_path):
 
 @pytest.mark.parametrize("source, name, content, message", [
     ("csv", "t.csv", b" age,age,label\n1,2,x\n", "columns ' age' and 'age' are one name, 'age', once stripped of spaces"),
+    ("csv", "t.csv", b"age,label,age\n1,x,2\n", "two columns are named 'age' (expected distinct column names)"),
     ("csv", "t.csv", b"label,split\nx,train\n", "no feature columns left once the task columns and `split` are set aside"),
     ("csv", "t.csv", b"age,label\n", "the table has no rows (columns: age, label)"),
     ("csv", "t.csv", b"", "not a readable CSV table (EmptyDataError"),

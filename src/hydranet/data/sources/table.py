@@ -67,10 +67,14 @@ def read_table(path: Path, fmt: str) -> pd.DataFrame:
             frame = pd.read_parquet(path)
         else:
             frame = pd.read_csv(path, na_values=["?"], low_memory=False)
+            header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
     except Exception as err:  # pandas, pyarrow and the decompressors raise many types for damaged files
         detail = str(err).splitlines()[0] if str(err) else ""
         raise UserError(f"{path}: not a readable {'Parquet' if fmt == 'parquet' else 'CSV'} table "
                         f"({type(err).__name__}: {detail})") from None
+    if fmt == "csv":
+        # pandas renames a repeated name (`age`, `age.1`) without a word; the header as written shows it.
+        stripped_names(pd.Index([name for name in header if name.strip()]), str(path))
     if len(frame) == 0:
         raise UserError(f"{path}: the table has no rows (columns: {column_list(frame)})")
     return clean(frame, str(path))
@@ -96,10 +100,13 @@ def clean(frame: pd.DataFrame, where: str = "table") -> pd.DataFrame:
 
 
 def stripped_names(columns: pd.Index, where: str) -> list[str]:
-    """Column names without surrounding spaces; two names that become one would silently lose a column."""
+    """Column names without surrounding spaces; two names that are one once stripped are refused: one of the
+    two columns would be silently lost or renamed."""
     names: dict[str, str] = {}
     for raw in map(str, columns):
         name = raw.strip()
+        if name in names and raw == names[name]:
+            raise UserError(f"{where}: two columns are named {raw!r} (expected distinct column names)")
         if name in names:
             raise UserError(f"{where}: columns {names[name]!r} and {raw!r} are one name, {name!r}, once stripped of "
                             f"spaces (expected distinct column names)")

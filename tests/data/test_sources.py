@@ -130,6 +130,15 @@ def test_unusable_table_is_one_line_naming_the_file(make_cfg, tmp_path, source, 
     assert str(err.value).startswith(f"{path}: ") and message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_file_where_a_folder_or_archive_is_expected_and_the_reverse(make_cfg, tmp_path):
+    (tmp_path / "data_batch_1").write_bytes(b"a pickle, not an archive")
+    (tmp_path / "arrays.npz").mkdir()
+    with pytest.raises(UserError, match=r"data_batch_1: a file but not a \.tar/\.tar\.gz/\.tgz archive \(expected a cifar-10"):
+        load(make_cfg("cifar10", tmp_path / "data_batch_1"))
+    with pytest.raises(UserError, match=r"arrays\.npz: is a folder \(data\.path of source npz"):
+        load(make_cfg("npz", tmp_path / "arrays.npz"))
+
+
 # --- image folders ------------------------------------------------------------------------------
 
 

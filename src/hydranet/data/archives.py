@@ -21,6 +21,7 @@ from hydranet.errors import UserError
 DECOMPRESSORS: dict[bytes, Callable[[BinaryIO], BinaryIO]] = {
     b"\x1f\x8b": lambda raw: gzip.GzipFile(fileobj=raw), b"BZh": bz2.BZ2File, b"\xfd7zXZ\x00": lzma.LZMAFile,
 }
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")  # what the image sources accept as an archive
 END_MARKER = 2 * tarfile.BLOCKSIZE  # a complete tar ends with two zero blocks
 
 

@@ -15,7 +15,7 @@ import torch
 
 from hydranet.config import Config
 from hydranet.data import cache
-from hydranet.data.archives import tar_files
+from hydranet.data.archives import ARCHIVE_SUFFIXES, tar_files
 from hydranet.data.dataset import RawData
 from hydranet.data.images import resize_images
 from hydranet.errors import UserError
@@ -53,6 +53,8 @@ def _source_path(cfg: Config) -> Path:
     path = Path(cfg.data.path).expanduser()
     if not path.exists():
         raise UserError(f"{path}: not found (data.path of source cifar10: expected {EXPECTED})")
+    if path.is_file() and not path.name.lower().endswith(ARCHIVE_SUFFIXES):
+        raise UserError(f"{path}: a file but not a {'/'.join(ARCHIVE_SUFFIXES)} archive (expected {EXPECTED})")
     return path
 
 

@@ -12,13 +12,12 @@ import numpy as np
 
 from hydranet.config import Config
 from hydranet.data import cache
-from hydranet.data.archives import tar_files
+from hydranet.data.archives import ARCHIVE_SUFFIXES, tar_files
 from hydranet.data.dataset import RawData
 from hydranet.data.images import decode_many, image_files, is_image_name
 from hydranet.errors import UserError
 from hydranet.registry import register
 
-ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 LAYOUTS = "<class>/<image> or <train|val|test>/<class>/<image>, or unlabeled <image> files only"
 

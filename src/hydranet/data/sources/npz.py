@@ -49,6 +49,8 @@ def _source_path(cfg: Config) -> Path:
     if cfg.data.path is None:
         raise UserError("data.path: required for source npz (expected a .npz file with an array 'x')")
     path = Path(cfg.data.path).expanduser()
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder (data.path of source npz: expected a .npz file with an array 'x')")
     if not path.is_file():
         raise UserError(f"{path}: file not found (data.path of source npz: expected a .npz file with an array 'x')")
     return path

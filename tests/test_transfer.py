@@ -65,6 +65,9 @@ def test_nothing_matching_is_an_error(tmp_path):
     (tmp_path / "junk.pt").write_text("not a checkpoint")
     with pytest.raises(UserError, match="not a safetensors or PyTorch weights file"):
         init_from(Tiny(), tmp_path / "junk.pt")
+    with pytest.raises(UserError, match=r"not a hydranet run directory \(no config.yaml\)"):
+        init_from(Tiny(), tmp_path)  # a folder is read as a run directory, as every reader of runs does
+    (tmp_path / "config.yaml").write_text("name: x\n")
     with pytest.raises(UserError, match="holds neither trunk.safetensors nor model.safetensors"):
         init_from(Tiny(), tmp_path)
 

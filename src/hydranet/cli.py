@@ -60,14 +60,26 @@ def at_least_one(*flags: tuple[str, int | None]) -> None:
 
 def start_or_resume(experiment, overrides, run_dir, resume, quiet, start, continue_):
     """`start(config, run_dir, progress=…)` a new run, or `continue_(resume, progress=…)` an interrupted one;
-    a resumed run keeps its own config, so EXPERIMENT, --set and --run-dir are refused with --resume."""
-    from hydranet.config import load_config
+    a resumed run keeps its own config, so EXPERIMENT, --set and --run-dir are refused with --resume.
 
-    if resume is None:
-        return start(load_config(experiment, overrides), run_dir, progress=not quiet)
-    if experiment is not None or overrides or run_dir is not None:
-        raise UserError("--resume: continues the run as it was configured; give no EXPERIMENT, --set or --run-dir with it")
-    return continue_(resume, progress=not quiet)
+    Ctrl-C is caught here, inside the command: typer's own main turns KeyboardInterrupt into a silent exit 130
+    before `main` could see it.
+    A run that finished already is not trained again; its stored summary is returned to be shown."""
+    from hydranet.config import load_config
+    from hydranet.rundir import RunFinished, RunInterrupted
+
+    try:
+        if resume is None:
+            return start(load_config(experiment, overrides), run_dir, progress=not quiet)
+        if experiment is not None or overrides or run_dir is not None:
+            raise UserError("--resume: continues the run as it was configured; give no EXPERIMENT, --set or --run-dir with it")
+        return continue_(resume, progress=not quiet)
+    except RunFinished as finished:
+        print(finished, file=sys.stderr)
+        return finished  # has the run's dir and stored summary, as a Run has
+    except RunInterrupted as stop:
+        print(f"interrupted: {stop}", file=sys.stderr)
+        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -321,9 +333,6 @@ def main() -> None:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted (an interrupted run continues with `hydranet train --resume RUN_DIR`)", file=sys.stderr)
-        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -100,18 +101,46 @@ def write_html(path: str | Path, figure: Any, **options: Any) -> None:
         figure.write_html(tmp, **options)
 
 
+DIGEST_KEY = "hydranet.sha256"  # safetensors metadata: the SHA-256 of the file's own tensors (tensor_digest)
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors' sorted names, dtypes, shapes and bytes: equal exactly when the contents are.
+
+    It hashes values, not file bytes, so it can travel inside the file it describes (see write_tensors) and
+    also fingerprints data held in memory."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+    return digest.hexdigest()
+
+
 def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """A flat dict of tensors as safetensors (copied to the CPU, contiguous), with optional string metadata."""
+    """A flat dict of tensors as safetensors (copied to the CPU, contiguous), with optional string metadata.
+
+    The tensors' SHA-256 goes into the same file's metadata, so digest and data are written (and renamed into
+    place) together: no crash between two writes can make a sound file look corrupt."""
+    cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        save_file(cpu, str(tmp), metadata={**(metadata or {}), DIGEST_KEY: tensor_digest(cpu)})
 
 
 def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors and metadata of a safetensors file; a missing or corrupt file is a UserError naming it."""
+    """The tensors and metadata (without the digest) of a safetensors file, checked against the SHA-256 written
+    with them; a missing, corrupt or modified file is a UserError naming it. Files without a digest (written
+    before hydranet kept one, or by other programs) load unchecked."""
+    if Path(path).is_dir():
+        raise UserError(f"{path}: is a folder (expected a safetensors file)")
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
+            tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except Exception as err:  # safetensors raises its own error types for corrupt headers
         raise UserError(f"{path}: not a readable safetensors file ({err})") from None
+    expected = metadata.pop(DIGEST_KEY, None)
+    if expected is not None and expected != tensor_digest(tensors):
+        raise UserError(f"{path}: contents do not match their SHA-256 (the file is corrupt or was modified)")
+    return tensors, metadata

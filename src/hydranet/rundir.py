@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import subprocess
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import yaml
@@ -19,10 +21,28 @@ import yaml
 import hydranet
 from hydranet.config import Config, to_yaml, validate
 from hydranet.errors import UserError
-from hydranet.files import make_dir, unwritable_as_user_error, write_json, write_text
+from hydranet.files import make_dir, read_tensors, unwritable_as_user_error, write_json, write_text
 
 MODEL_FILE = "model.safetensors"
 TRUNK_FILE = "trunk.safetensors"
+CLAIM = ".claiming"  # exclusively created while a new run writes its first files
+RUN_ID_KEY = "hydranet.run"  # safetensors metadata: the id of the run that wrote the weights
+
+
+class RunFinished(UserError):
+    """`--resume` of a run that finished: nothing is trained; `dir` and `summary` are what a caller shows instead."""
+
+    def __init__(self, path: Path, summary: dict[str, Any]):
+        super().__init__(f"{path}: this run finished already (run.json status finished); nothing was retrained")
+        self.dir, self.summary = path, summary
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, after run.json was marked interrupted; carries the command that continues it."""
+
+    def __init__(self, path: Path, kind: str):
+        super().__init__(f"continue with hydranet {kind} --resume {shlex.quote(str(path))}")
+        self.path, self.kind = path, kind
 
 
 class RunDir:
@@ -44,6 +64,7 @@ class RunDir:
         self.plots = self.path / "plots"
         self.init = self.path / "init.json"  # what `model.init_from` loaded
         self.tensorboard = self.path / "tensorboard"
+        self.id: str | None = None  # the run's uuid (run.json "id"), stamped into its weights; None for older runs
 
     def eval_file(self, split: str) -> Path:
         return self.path / f"eval-{split}.json"
@@ -57,61 +78,80 @@ class RunDir:
     # --- a new run --------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, cfg: Config, path: str | Path | None, kind: str) -> RunDir:
-        """Claim a new run directory (default runs/<name>-<time>) and write config.yaml and run.json (running).
-
-        One that already holds a run is refused, so nothing saved is overwritten."""
+    def plan(cls, cfg: Config, path: str | Path | None) -> RunDir:
+        """The folder a new run will claim (default runs/<name>-<time>) and its new id, nothing written yet: a
+        run is assembled (data, model, optimizer, `init_from`) before `claim` creates anything, so a refused
+        command leaves no folder behind. A folder that cannot hold a new run is refused here already."""
         if path is None:
             stem = Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             path, n = stem, 1
             while path.exists():  # two runs started in the same second
                 path, n = stem.with_name(f"{stem.name}-{n}"), n + 1
         run = cls(path)
-        if run.path.exists() and not run.path.is_dir():
-            raise UserError(f"{run.path}: exists and is not a folder")
-        if run.config.exists():
-            raise UserError(f"{run.path}: already holds a run (use --resume {run.path} to continue it, or another --run-dir)")
-        make_dir(run.path)
-        with run._claimed():
-            run.checkpoint_dir.mkdir()
-            write_text(run.config, to_yaml(cfg))
-            run.write_status("running", kind)
+        run.id = uuid.uuid4().hex
+        run._check_free()
+        return run
+
+    def _check_free(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"{self.path}: exists and is not a folder")
+        if self.config.exists():
+            raise UserError(f"{self.path}: already holds a run (use --resume {self.path} to continue it, or another --run-dir)")
+        if self.path.is_dir():
+            self._refuse_held()
+
+    def _refuse_held(self) -> None:
+        """A new run needs a missing or empty folder, so nothing a user keeps in it is overwritten."""
+        held = sorted(p.name for p in self.path.iterdir() if p.name != CLAIM)
+        if held:
+            shown = ", ".join(held[:3]) + (", …" if len(held) > 3 else "")
+            raise UserError(f"{self.path}: is not empty ({shown}); a new run needs a missing or empty folder, "
+                            f"so nothing in it is overwritten (or --resume a run)")
+
+    def claim(self, cfg: Config, kind: str, data_sha256: str | None = None) -> None:
+        """Create the planned folder with config.yaml and run.json (status running, the id, the data fingerprint).
+
+        One that already holds a run, or anything else, is refused, so nothing saved is overwritten."""
+        self._check_free()
+        make_dir(self.path)
+        with self._claimed():
+            self.checkpoint_dir.mkdir()
+            write_text(self.config, to_yaml(cfg))
+            write_json(self.run_json, {"id": self.id, "kind": kind, **_provenance(), "data_sha256": data_sha256,
+                                       "status": "running"})
+
+    @classmethod
+    def create(cls, cfg: Config, path: str | Path | None, kind: str, data_sha256: str | None = None) -> RunDir:
+        """`plan` and `claim` at once (for callers with nothing to assemble in between)."""
+        run = cls.plan(cfg, path)
+        run.claim(cfg, kind, data_sha256)
         return run
 
     @contextmanager
     def _claimed(self) -> Iterator[None]:
         """Hold the folder by exclusively creating a claim file, and refuse one that holds anything else: a user's
         own files are never overwritten, and of two runs started in one folder at once, one is refused."""
-        claim = self.path / ".claiming"
+        claim = self.path / CLAIM
         with unwritable_as_user_error(self.path, "a folder you can write"):
             try:
                 os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
             except FileExistsError:
                 raise UserError(f"{self.path}: another run is being started in this folder; use another --run-dir") from None
         try:
-            held = sorted(p.name for p in self.path.iterdir() if p != claim)
-            if held:
-                shown = ", ".join(held[:3]) + (", …" if len(held) > 3 else "")
-                raise UserError(f"{self.path}: is not empty ({shown}); a new run needs a missing or empty folder, "
-                                f"so nothing in it is overwritten (or --resume a run)")
+            self._refuse_held()
             yield
         finally:
             claim.unlink(missing_ok=True)
 
-    def write_status(self, status: str, kind: str = "train", reason: str | None = None) -> None:
-        """run.json: provenance (hydranet version, git commit, torch, machine), written when the run is created so
-        a result can be traced and repeated, and the status; `kind` tells a training from a pretraining run, and
-        `reason` says why a failed run failed (any other status drops it)."""
-        meta = json.loads(self.run_json.read_text()) if self.run_json.exists() else {
-            "kind": kind, "hydranet": hydranet.__version__, "git_commit": _git_commit(), "torch": torch.__version__,
-            "python": platform.python_version(), "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-            "cpus": torch.get_num_threads(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        meta["status"] = status
-        meta.pop("reason", None)
-        if reason is not None:
-            meta["reason"] = reason
-        write_json(self.run_json, meta)
+    def write_status(self, status: str, reason: str | None = None) -> None:
+        """run.json's status: running, interrupted (Ctrl-C), failed (with the `reason`; any other status drops it)
+        or finished; the provenance stays as written."""
+        meta = {k: v for k, v in self.read_run_json().items() if k != "reason"}
+        write_json(self.run_json, {**meta, "status": status, **({"reason": reason} if reason is not None else {})})
+
+    def stamp(self) -> dict[str, str]:
+        """Metadata for the run's weights and checkpoints: its id, so weights copied from another run are refused."""
+        return {RUN_ID_KEY: self.id} if self.id else {}
 
     def write_data_info(self, info: dict[str, Any]) -> None:
         write_json(self.data, info, indent=None)  # read by programs, and large for tables with many categories
@@ -128,17 +168,26 @@ class RunDir:
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
-        """An existing run directory; a folder that is not a run is a clear error."""
+        """An existing run directory with its id; a folder that is not a run is a clear error."""
         run = cls(path)
         if not run.path.is_dir():
             raise UserError(f"{run.path}: not a folder (expected a run directory)")
         if not run.config.exists():
             raise UserError(f"{run.path}: not a hydranet run directory (no config.yaml)")
+        if run.run_json.exists():
+            run.id = run.read_run_json().get("id")
         return run
 
     def read_config(self) -> Config:
-        """The run's resolved config, validated as a new experiment would be."""
-        return validate(yaml.safe_load(self.config.read_text(encoding="utf-8")) or {}, stored=True)  # an older layout is upgraded
+        """The run's resolved config, validated as a new experiment would be (an older layout is upgraded)."""
+        stored = read_file(self.config, "the run's config as a YAML mapping", _yaml_mapping)
+        try:
+            return validate(stored, stored=True)
+        except UserError as err:  # a field that no longer validates (edited, truncated): say which file holds it
+            raise UserError(f"{self.config}: {err}") from None
+
+    def read_run_json(self) -> dict[str, Any]:
+        return read_file(self.run_json, "the run's provenance and status as a JSON object", _json_object)
 
     def require(self, *paths: Path) -> None:
         """Refuse a run whose training never wrote these files, saying how to finish it."""
@@ -146,16 +195,96 @@ class RunDir:
             if not needed.exists():
                 raise UserError(f"{self.path}: run has no {needed.name} (did training finish? `hydranet train --resume {self.path}`)")
 
-    def read_data_info(self) -> dict[str, Any]:
-        return json.loads(self.data.read_text())
+    def read_data_info(self, decode: Callable[[dict[str, Any]], Any] = dict) -> Any:
+        """data.json, turned into a DataInfo by `decode` (DataInfo.from_dict) inside the same one-line error."""
+        return read_file(self.data, "the data's preprocessing as a JSON object",
+                         lambda text: decode(_json_object(text)))
 
-    def read_summary(self) -> dict[str, Any]:
-        """summary.json, or {} for a run that has not finished."""
-        return json.loads(self.summary.read_text()) if self.summary.exists() else {}
+    def read_summary(self, required: bool = False) -> dict[str, Any]:
+        """summary.json; {} for a run that has not finished unless `required` (then missing is an error)."""
+        if not required and not self.summary.exists():
+            return {}
+        return read_file(self.summary, "the run's results as a JSON object", _json_object)
+
+    def read_weights(self, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """A weights or checkpoint file of this run (checksum verified by read_tensors); one stamped with another
+        run's id was copied in from elsewhere and is refused (files without an id, from older runs, load)."""
+        tensors, metadata = read_tensors(path)
+        owner = metadata.get(RUN_ID_KEY)
+        if self.id and owner and owner != self.id:
+            raise UserError(f"{path}: belongs to another run (run id {owner}, this run's is {self.id}); weights copied "
+                            "between run directories are refused (start from them with model.init_from instead)")
+        return tensors, metadata
 
     def weights(self) -> Path | None:
         """The weights another run starts from (`model.init_from`): the pretrained trunk, else the whole model."""
         return next((p for p in (self.trunk, self.model) if p.exists()), None)
+
+
+def read_file(path: Path, expected: str, parse: Callable[[str], Any]) -> Any:
+    """Read and `parse` one file of a run directory. Whatever is wrong with it (missing, a folder, empty, not
+    UTF-8, truncated, not the right syntax or structure) becomes one line naming the file and what was expected,
+    so every reader of a run gets the same clear error instead of a traceback."""
+    def refuse(problem: str) -> UserError:
+        return UserError(f"{path}: {problem} (expected {expected})")
+
+    if path.is_dir():
+        raise refuse("is a folder")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise refuse("missing") from None
+    except OSError as err:
+        raise refuse(f"unreadable: {err.strerror}") from None
+    if not raw.strip():
+        raise refuse("is empty")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise refuse(f"is not UTF-8 text (byte {err.start})") from None
+    try:
+        return parse(text)
+    except UserError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as err:
+        detail = " ".join(str(err).split())[:160]
+        raise refuse(f"is corrupt or truncated ({type(err).__name__}: {detail})") from None
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _yaml_mapping(text: str) -> dict[str, Any]:
+    value = yaml.safe_load(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"a YAML {type(value).__name__}, not a mapping")
+    return value
+
+
+def check_fits(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse a state dict that does not fit `model` exactly, naming the file and the first key that differs
+    (torch's own error lists every key over many lines)."""
+    expected = model.state_dict()
+    for key, value in expected.items():
+        if key not in tensors:
+            raise UserError(f"{path}: does not fit the model the run's config builds: {key} is missing")
+        if tuple(tensors[key].shape) != tuple(value.shape):
+            raise UserError(f"{path}: does not fit the model the run's config builds: {key} has shape "
+                            f"{list(tensors[key].shape)}, the model {list(value.shape)}")
+    extra = next((key for key in tensors if key not in expected), None)
+    if extra is not None:
+        raise UserError(f"{path}: does not fit the model the run's config builds: {extra} is not in the model")
+
+
+def _provenance() -> dict[str, Any]:
+    """hydranet version, git commit, torch, machine: so a result can be traced and repeated."""
+    return {"hydranet": hydranet.__version__, "git_commit": _git_commit(), "torch": torch.__version__,
+            "python": platform.python_version(), "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "cpus": torch.get_num_threads(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def _git_commit() -> str | None:

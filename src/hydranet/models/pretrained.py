@@ -51,21 +51,30 @@ def _shortlist(keys: list[str], n: int = 5) -> str:
 
 def weights_file(source: str | Path) -> Path:
     """The file behind `init_from`: a run directory's trunk.safetensors (else model.safetensors), or the file."""
+    return _source(source)[1]
+
+
+def _source(source: str | Path) -> tuple[RunDir | None, Path]:
+    """The run directory `source` names (opened as every run is read), if it is one, and its weights file."""
     path = Path(source)
     if path.is_dir():
-        found = RunDir(path).weights()
+        run = RunDir.open(path)
+        found = run.weights()
         if found is None:
             raise UserError(f"model.init_from: {path} holds neither {TRUNK_FILE} nor {MODEL_FILE} (not a finished run?)")
-        return found
+        return run, found
     if not path.exists():
         raise UserError(f"model.init_from: {path} not found (expected a run directory or a weights file)")
-    return path
+    return None, path
 
 
 def read_weights(source: str | Path) -> tuple[dict[str, Tensor], str]:
-    """A state dict from a run directory, a .safetensors file, or a PyTorch file (.pt/.pth/.bin, loaded
-    with weights_only; a {"state_dict": …} or {"model": …} wrapper is unwrapped)."""
-    path = weights_file(source)
+    """A state dict from a run directory (its own weights, checksum and run id checked), a .safetensors file, or
+    a PyTorch file (.pt/.pth/.bin, loaded with weights_only; a {"state_dict": …} or {"model": …} wrapper is
+    unwrapped)."""
+    run, path = _source(source)
+    if run is not None:
+        return run.read_weights(path)[0], str(path)
     if path.suffix == ".safetensors":
         return read_tensors(path)[0], str(path)
     try:

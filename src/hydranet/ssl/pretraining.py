@@ -59,7 +59,7 @@ def _pretrain(session: Session, callbacks: Sequence) -> Run:
     monitor = _knn_monitor(cfg, tasks, data, device)
     trainer = Trainer(model, {}, cfg, balancer, device=device, extra_losses=[method],
                       callbacks=make_callbacks(cfg, session.dir, session.progress, model, [*monitor, *callbacks]))
-    history = session.train(trainer)
+    history = session.run(trainer)
     summary = _summary(cfg, trainer, model)
     session.finish(session.dir.trunk, {f"trunk.{k}": v for k, v in model.trunk.state_dict().items()}, summary)
     return Run(dir=session.dir.path, config=cfg, model=model, tasks=tasks, info=data.info, summary=summary, history=history)

@@ -35,10 +35,10 @@ class EarlyStopping:
     """Stop when the monitored metric has not improved for `patience` epochs; keep the best weights."""
 
     def __init__(self, monitor: str, mode: str = "auto", patience: int = 5, min_delta: float = 0.0,
-                 restore_best: bool = True, best_path: Path | None = None):
+                 restore_best: bool = True, best_path: Path | None = None, metadata: dict[str, str] | None = None):
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
         self.maximize = higher_is_better(monitor.split("/")[-1]) if mode == "auto" else mode == "max"
-        self.restore_best, self.best_path = restore_best, best_path
+        self.restore_best, self.best_path, self.metadata = restore_best, best_path, metadata
         self.best: float | None = None
         self.best_epoch = 0
         self.bad_epochs = 0
@@ -55,7 +55,7 @@ class EarlyStopping:
         if self._improved(value):
             self.best, self.best_epoch, self.bad_epochs = value, record["epoch"], 0
             if self.restore_best and self.best_path is not None:
-                write_tensors(self.best_path, trainer.eval_model.state_dict())
+                write_tensors(self.best_path, trainer.eval_model.state_dict(), self.metadata)
         else:
             self.bad_epochs += 1
             if self.bad_epochs >= self.patience:
@@ -73,13 +73,14 @@ class EarlyStopping:
 
 
 class Checkpointer:
-    """Write the whole training state atomically after every epoch (what `--resume` reads)."""
+    """Write the whole training state atomically after every epoch (what `--resume` reads), stamped with
+    `metadata` (the run's id)."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, metadata: dict[str, str] | None = None):
+        self.path, self.metadata = path, metadata
 
     def on_epoch_end(self, trainer, record: dict) -> None:
-        save_state(self.path, trainer.state_dict())
+        save_state(self.path, trainer.state_dict(), self.metadata)
 
 
 class MetricsLog:
@@ -96,7 +97,10 @@ class MetricsLog:
 
 
 class TensorBoardLog:
-    """Scalars of every epoch record as TensorBoard events (needs the `tensorboard` package)."""
+    """Scalars of every epoch record as TensorBoard events (needs the `tensorboard` package).
+
+    The writer (which makes its folder at once) is opened when training starts: a run's folder is created only
+    after everything has been built."""
 
     def __init__(self, log_dir: Path):
         try:
@@ -104,7 +108,10 @@ class TensorBoardLog:
         except ImportError:
             raise UserError("train.tensorboard: needs the tensorboard package (pip install 'hydranet[tensorboard]')") from None
 
-        self.writer = SummaryWriter(str(log_dir))
+        self.log_dir, self.open_writer = log_dir, SummaryWriter
+
+    def on_fit_start(self, trainer) -> None:
+        self.writer = self.open_writer(str(self.log_dir))
 
     def on_epoch_end(self, trainer, record: dict) -> None:
         for key, value in _flatten(record).items():
@@ -182,8 +189,9 @@ def make_callbacks(cfg: Any, run: RunDir, progress: bool, model: nn.Module, extr
     if cfg.mtl.diagnostics_every:  # writes into the epoch record before MetricsLog and Checkpointer save it
         callbacks.append(GradientDiagnostics(cfg.mtl.diagnostics_every))
     if stop.monitor:
-        callbacks.append(EarlyStopping(stop.monitor, stop.mode, stop.patience, stop.min_delta, stop.restore_best, run.best))
-    callbacks += [*extra, MetricsLog(run.metrics), Checkpointer(run.last)]
+        callbacks.append(EarlyStopping(stop.monitor, stop.mode, stop.patience, stop.min_delta, stop.restore_best, run.best,
+                                       run.stamp()))
+    callbacks += [*extra, MetricsLog(run.metrics), Checkpointer(run.last, run.stamp())]
     if cfg.train.tensorboard:
         callbacks.append(TensorBoardLog(run.tensorboard))
     if progress:

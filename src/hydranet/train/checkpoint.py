@@ -16,16 +16,21 @@ import torch
 from hydranet.files import read_tensors, write_tensors
 
 
-def save_state(path: Path, state: Any) -> None:
-    """Save a nested training state (tensors anywhere inside) as one safetensors file."""
+def save_state(path: Path, state: Any, metadata: dict[str, str] | None = None) -> None:
+    """Save a nested training state (tensors anywhere inside) as one safetensors file, with extra `metadata`
+    (the run's id)."""
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _split(state, tensors, "")
-    write_tensors(path, tensors, {"state": json.dumps(skeleton)})
+    write_tensors(path, tensors, {**(metadata or {}), "state": json.dumps(skeleton)})
 
 
 def load_state(path: Path) -> Any:
     """Inverse of save_state."""
-    tensors, metadata = read_tensors(path)
+    return state_from(*read_tensors(path))
+
+
+def state_from(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Any:
+    """The nested state from a checkpoint's tensors and metadata, read by whoever checked the file."""
     return _join(json.loads(metadata["state"]), tensors)
 
 

@@ -14,11 +14,11 @@ import torch
 from hydranet.config import Config
 from hydranet.data import Dataset, build_dataset
 from hydranet.errors import UserError
-from hydranet.files import write_tensors
-from hydranet.models.pretrained import init_from, weights_file
-from hydranet.rundir import RunDir
+from hydranet.files import read_tensors, tensor_digest, write_tensors
+from hydranet.models.pretrained import LoadReport, init_from, weights_file
+from hydranet.rundir import RunDir, RunFinished, RunInterrupted, check_fits
 from hydranet.train.allocator import keep_freed_memory
-from hydranet.train.checkpoint import load_state
+from hydranet.train.checkpoint import state_from
 from hydranet.train.ema import upgrade_state
 from hydranet.train.trainer import TrainingDiverged
 
@@ -43,12 +43,22 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def load_checkpoint(path: Path) -> dict:
-    """The trainer state a resumed run continues from, in this version's layout (older checkpoints upgraded)."""
+def load_checkpoint(path: Path, owner: RunDir | None = None) -> dict:
+    """The trainer state a resumed run continues from, in this version's layout (older checkpoints upgraded);
+    a damaged file, or one another run than `owner` wrote, is refused (read_tensors, RunDir.read_weights)."""
+    read = read_tensors if owner is None else owner.read_weights
     try:
-        return upgrade_state(load_state(path))
-    except (UserError, KeyError, ValueError) as err:
+        return upgrade_state(state_from(*read(path)))
+    except (KeyError, ValueError) as err:
         raise UserError(f"{path}: checkpoint is unreadable ({err}); start a new run") from None
+
+
+def data_fingerprint(data: Dataset) -> str:
+    """SHA-256 of the encoded data a run trains on (inputs, targets and the split of every example): what
+    `--resume` compares, so a run never continues on other data. Encoded tensors rather than source files
+    cover every source alike and a change in preprocessing too (150 MB of images hash in about 0.5 s)."""
+    return tensor_digest({"x": data.x, **{f"target/{k}": v for k, v in data.targets.items()},
+                          **{f"index/{k}": v for k, v in data.index.items()}})
 
 
 @dataclass
@@ -61,15 +71,39 @@ class Session:
     device: torch.device
     progress: bool  # the caller asked for a progress bar and train.progress allows it
     state: dict | None = None  # the checkpoint a resumed run continues from; None: a new run
+    kind: str = "train"  # train | pretrain: the command that continues the run
+    new: bool = True  # the folder is only planned: `run` claims it once everything has been built
+    fingerprint: str | None = None  # data_fingerprint(data), recorded in a new run's run.json
+    init_report: LoadReport | None = None  # what `initialize` loaded, kept as init.json
 
     def initialize(self, model: torch.nn.Module) -> None:
-        """A new run's `model.init_from`: load it, print the report and keep it as init.json."""
+        """A new run's `model.init_from`: load it and print the report (written as init.json by `run`)."""
         if self.state is not None or self.cfg.model.init_from is None:  # a resumed run has its weights in the state
             return
         cfg = self.cfg.model
-        report = init_from(model, cfg.init_from, cfg.init_map, cfg.init_heads)
-        print(report, file=sys.stderr)
-        self.dir.write_init_report(report.to_dict())
+        self.init_report = init_from(model, cfg.init_from, cfg.init_map, cfg.init_heads)
+        print(self.init_report, file=sys.stderr)
+
+    def run(self, trainer: Any) -> list[dict]:
+        """Claim the folder of a new run (everything that can be refused has been built by now), then train. Ctrl-C
+        marks run.json interrupted and raises RunInterrupted, which says how to continue."""
+        if self.state is not None:
+            check_fits(trainer.model, self.state["model"], self.dir.last)
+        self._begin()
+        try:
+            return self.train(trainer)
+        except KeyboardInterrupt:
+            self.dir.write_status("interrupted")
+            raise RunInterrupted(self.dir.path, self.kind) from None
+
+    def _begin(self) -> None:
+        if not self.new:
+            self.dir.write_status("running")
+            return
+        self.dir.claim(self.cfg, self.kind, self.fingerprint)
+        self.dir.write_data_info(self.data.info.to_dict())
+        if self.init_report is not None:
+            self.dir.write_init_report(self.init_report.to_dict())
 
     def train(self, trainer: Any) -> list[dict]:
         """Train to the last epoch, continuing a resumed run exactly where its checkpoint left off.
@@ -87,34 +121,49 @@ class Session:
             raise failed from None
 
     def finish(self, weights: Path, tensors: dict[str, torch.Tensor], summary: dict[str, Any]) -> None:
-        """The final weights, summary.json, and run.json marked finished."""
-        write_tensors(weights, tensors)
+        """The final weights (stamped with the run's id), summary.json, and run.json marked finished."""
+        write_tensors(weights, tensors, self.dir.stamp())
         self.dir.finish(summary)
 
 
 def start(cfg: Config, run_dir: str | Path | None, kind: str, progress: bool, *, labels_required: bool = True,
           check: Callable[[Config, Dataset], None] | None = None) -> Session:
-    """A new run: settings applied, data loaded and `check`ed, and only then the run directory created, so a
-    mistake in the config or the data leaves nothing behind."""
+    """A new run: settings applied, data loaded and `check`ed, the folder planned but not created: the caller
+    builds model, optimizer and `init_from` first and `Session.run` claims it, so a mistake anywhere leaves
+    nothing behind and the same --run-dir works once it is fixed."""
     apply_process_settings(cfg)
+    run = RunDir.plan(cfg, run_dir)
     if cfg.model.init_from is not None:
-        weights_file(cfg.model.init_from)  # a wrong path fails before the run directory exists
+        weights_file(cfg.model.init_from)  # a wrong path fails before the data is loaded
     data = build_dataset(cfg, labels_required=labels_required)
     if check is not None:
         check(cfg, data)
-    return _session(cfg, RunDir.create(cfg, run_dir, kind), data, progress, state=None)
+    return Session(cfg, run, data, resolve_device(cfg.train.device), progress and cfg.train.progress,
+                   kind=kind, fingerprint=data_fingerprint(data))
 
 
 def reopen(run_dir: str | Path, progress: bool, *, labels_required: bool = True) -> Session:
-    """An interrupted run (even by SIGKILL mid-epoch), with its own config, from its last complete epoch."""
+    """An interrupted run (even by SIGKILL mid-epoch), with its own config, from its last complete epoch.
+
+    Refused before anything is written: a finished run (RunFinished, with its stored summary), a checkpoint
+    that is damaged or from another run, and data that differ from those the run was started on."""
     run = RunDir.open(run_dir)
+    meta = run.read_run_json()
+    if meta.get("status") == "finished":
+        raise RunFinished(run.path, run.read_summary(required=True))
     cfg = run.read_config()
     apply_process_settings(cfg)
-    state = load_checkpoint(run.last) if run.last.exists() else None
-    return _session(cfg, run, build_dataset(cfg, labels_required=labels_required), progress, state)
+    if run.checkpoint_dir.exists() and not run.checkpoint_dir.is_dir():
+        raise UserError(f"{run.checkpoint_dir}: is a file (expected the run's checkpoint folder)")
+    state = load_checkpoint(run.last, run) if run.last.exists() else None
+    data = build_dataset(cfg, labels_required=labels_required)
+    _check_same_data(run, meta.get("data_sha256"), data_fingerprint(data))
+    return Session(cfg, run, data, resolve_device(cfg.train.device), progress and cfg.train.progress, state,
+                   kind=meta.get("kind", "train"), new=False)
 
 
-def _session(cfg: Config, run: RunDir, data: Dataset, progress: bool, state: dict | None) -> Session:
-    device = resolve_device(cfg.train.device)
-    run.write_data_info(data.info.to_dict())
-    return Session(cfg, run, data, device, progress and cfg.train.progress, state)
+def _check_same_data(run: RunDir, recorded: str | None, now: str) -> None:
+    """Runs from before fingerprints were recorded have none to compare."""
+    if recorded is not None and recorded != now:
+        raise UserError(f"{run.path}: was started on different data (fingerprint {recorded[:12]}…, the data now "
+                        f"{now[:12]}…); resuming would mix two data sets: start a new run")

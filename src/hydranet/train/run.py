@@ -13,11 +13,10 @@ import torch
 from hydranet import registry
 from hydranet.config import Config
 from hydranet.data import DataInfo, Dataset
-from hydranet.files import read_tensors
 from hydranet.models import HydraNet, build_model
 from hydranet.models.weight_init import apply_weight_init
 from hydranet.randomness import Purpose, seed_global
-from hydranet.rundir import RunDir
+from hydranet.rundir import RunDir, check_fits
 from hydranet.tasks import Task
 from hydranet.train.callbacks import make_callbacks
 from hydranet.train.freeze import make_freezer
@@ -55,7 +54,7 @@ def fresh_model(cfg: Config, info: DataInfo, tasks: dict[str, Task], device: tor
 
 
 def fit(cfg: Config, run_dir: str | Path | None = None, progress: bool = True, callbacks: Sequence = ()) -> Run:
-    """Train an experiment into a new run directory (created only once the data has loaded).
+    """Train an experiment into a new run directory (created only once data, model and optimizer are built).
 
     `callbacks` are extra trainer callbacks (objects with any of the hooks), called before the metrics and the
     checkpoint of each epoch are written, so what they set (a `should_stop`, their state) is saved with it.
@@ -78,7 +77,7 @@ def _train(session: Session, callbacks: Sequence = ()) -> Run:
     hooked = make_callbacks(cfg, session.dir, session.progress, model, extra)
     trainer = Trainer(model, tasks, cfg, balancer, device=device, perturbations=parts.perturbations,
                       extra_losses=parts.extra_losses, callbacks=hooked)
-    history = session.train(trainer)
+    history = session.run(trainer)
     from hydranet.train.plots import plot_curves  # lazy: matplotlib takes a second to load; only training draws
 
     plot_curves(history, session.dir.plots / "curves.png")
@@ -123,8 +122,10 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     run = RunDir.open(run_dir)
     cfg = run.read_config()
     run.require(run.data, run.model)
-    info = DataInfo.from_dict(run.read_data_info())
+    info = run.read_data_info(DataInfo.from_dict)
     model, tasks = build_model_for(cfg, info, resolve_device(device))
-    model.load_state_dict(read_tensors(run.model)[0])
+    weights = run.read_weights(run.model)[0]
+    check_fits(model, weights, run.model)
+    model.load_state_dict(weights)
     model.eval()
     return Run(dir=run.path, config=cfg, model=model, tasks=tasks, info=info, summary=run.read_summary())

@@ -111,14 +111,15 @@ def compare(outcomes: dict[str, Tensor]) -> dict:
     """Accuracies and the paired counts of `matched_outcomes`; `apgd_weaker` when APGD leaves robust accuracy
     above PGD-20's by more than the sweep's noise tolerance (APGD is the stronger attack on the same images)."""
     n = len(outcomes["clean"])
-    accuracy = {column: round(right.float().mean().item(), 4) for column, right in outcomes.items()}
+    counts = {column: int(right.sum()) for column, right in outcomes.items()}  # images right
+    accuracy = {column: round(count / n, 4) for column, count in counts.items()}
     fooled = {column: outcomes["clean"] & ~outcomes[column] for column in MATCHED}
     return {
         "eval_examples": n, "clean_accuracy": accuracy["clean"],
         "pgd20_accuracy": accuracy["pgd20"], "apgd100_accuracy": accuracy["apgd100"],
         "pgd20_fooled_apgd100_not": int((fooled["pgd20"] & ~fooled["apgd100"]).sum()),
         "apgd100_fooled_pgd20_not": int((fooled["apgd100"] & ~fooled["pgd20"]).sum()),
-        "apgd_weaker": accuracy["apgd100"] - accuracy["pgd20"] > tolerance(n),
+        "apgd_weaker": counts["apgd100"] - counts["pgd20"] > tolerance(n) * n,  # in images: no rounding at the edge
     }
 
 

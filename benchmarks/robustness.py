@@ -14,14 +14,15 @@ seed, then one summary line per method (mean, std and the per-seed values), and 
 mean ± std. `--keep DIR` keeps the run directories (DIR/METHOD, or DIR/METHOD-seedS with several seeds) for
 later attacks; `--rescore DIR` scores kept runs again without training. `--precision` is the training
 precision: `auto` (default) trains in bf16 only where the CPU computes it natively (AVX-512 BF16, AMX), else
-fp32; attacks and scoring always run in fp32. Sized for 2 CPU cores (docs/robustness.md has the measured
+fp32; attacks and scoring always run in fp32. `--threads N` sets torch's threads (1 is faster on cores other
+processes share). Sized for 2 CPU cores (docs/robustness.md has the measured
 tables):
 
     python benchmarks/robustness.py --quick   # 2,400 of the 60,000 images (~1,960 train), 3 epochs, 200 attacked
     python benchmarks/robustness.py --quick --seeds 3   # the same for seeds 0, 1, 2: mean ± std
     python benchmarks/robustness.py --keep runs   # all 49,000 train images, 3 epochs, 1,000 attacked (52 min with bf16 before APGD was added)
     python benchmarks/robustness.py --rescore runs   # score the kept runs again (PGD-20, APGD-100 and sweep)
-    python benchmarks/robustness.py --limit 300 --epochs 1 --eval 16 --sweep 16   # smoke test: about a minute
+    python benchmarks/robustness.py --limit 300 --epochs 1 --eval 16 --sweep 16   # smoke test
 """
 
 from __future__ import annotations

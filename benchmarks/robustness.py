@@ -137,7 +137,7 @@ def score(result: Run, method: str, args: argparse.Namespace) -> dict:
         "train_seconds": result.summary["train_seconds"],
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
-    sweep = sweep_run(result, "pgd", limit=args.sweep) if args.sweep else None
+    sweep = sweep_run(result, "pgd", limit=args.sweep, seed=result.config.seed) if args.sweep else None
     if sweep:
         row["sweep"] = {"examples": sweep["examples"], "seconds": sweep["seconds"], "warnings": sweep["warnings"],
                         "robust_accuracy": {f"{p['eps'] * 255:.3g}/255": round(p["robust_accuracy"], 4) for p in sweep["points"]},

@@ -144,3 +144,26 @@ def test_output_folders_under_a_file_are_one_line(cli, tmp_path, args):
     assert code == 2 and err.startswith(f"error: {target}") and err.count("\n") == 1
     assert ": cannot write here (a-file is a file, not a folder); expected a folder that can be created and written" in err
     assert (tmp_path / "a-file").read_text() == "kept"
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["train", "--steps", "3"], "error: hydranet train: No such option: --steps"),
+    (["attack"], "error: hydranet attack: Missing argument 'run_dir'."),
+    (["attack", "runs/x", "--steps", "abc"], "error: hydranet attack: Invalid value for '--steps': Input should be a valid integer"),
+    (["probe", "runs/x", "--labels-fraction", "half"], "error: hydranet probe: Invalid value for '--labels-fraction'"),
+    (["trian"], "error: hydranet: No such command 'trian'."),
+    (["bench", "mtl", "quickstart", "--seeds"], "error: hydranet: Option '--seeds' requires an argument."),
+])
+def test_usage_errors_are_one_line_naming_the_option_and_exit_2(cli, args, expected):
+    """click's usage errors: one `error:` line instead of its boxed, multi-line panel."""
+    code, out, err = cli(*args)
+    assert code == 2 and err.startswith(expected) and err.count("\n") == 1 and out == ""
+
+
+def test_help_is_unchanged_by_the_usage_error_handling(cli):
+    code, out, _ = cli("train", "--help")
+    assert code == 0 and "Usage: " in out and "--run-dir" in out and "Error" not in out
+    code, _, _ = cli("--version")
+    assert code == 0
+    code, out, err = cli()  # no command: the help, as before, with exit code 2
+    assert code == 2 and "Commands" in out + err

@@ -323,16 +323,33 @@ def metrics_table(summary: dict, title: str, columns: tuple[str, ...] = ("train"
     return table
 
 
+def usage_error_line(err: typer.TyperException) -> str:
+    """A command-line mistake (unknown option, missing argument, `--steps abc`) as one line naming the command,
+    instead of click's boxed, multi-line panel: `error: hydranet attack: No such option: --step …`."""
+    ctx = getattr(err, "ctx", None)
+    subcommands = ctx.command_path.split()[len(ctx.find_root().command_path.split()):] if ctx is not None else []
+    return f"error: {' '.join(['hydranet', *subcommands])}: {' '.join(err.format_message().split())}"
+
+
 def main() -> None:
-    """Console entry point: turn UserError into one stderr line and exit code 2; warnings are one line too."""
+    """Console entry point: turn UserError and usage errors into one stderr line and exit code 2; warnings are one
+    line too. click runs outside its standalone mode, so its errors reach us instead of its own printer."""
     import warnings
 
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     try:
-        app()
+        code = app(standalone_mode=False)  # --help, --version and typer.Exit return their exit code
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except typer.TyperException as err:  # click's usage errors (exit code 2) and its few others
+        if type(err).__name__ != "NoArgsIsHelpError":  # that one has printed the help already, as before
+            print(usage_error_line(err), file=sys.stderr)
+        sys.exit(err.exit_code)
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C outside a run (click turns it into Abort); a run says more
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

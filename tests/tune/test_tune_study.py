@@ -1,6 +1,7 @@
 """`hydranet tune` at tiny budgets: results, best.yaml, resume, failures, pruning, two workers, several objectives."""
 
 import json
+import os
 from pathlib import Path
 
 import optuna
@@ -103,14 +104,26 @@ def test_pruner_names(name, kind):
     assert type(make_pruner(settings, optuna)).__name__ == kind
 
 
-def test_two_worker_processes_share_one_study(tiny_search, tmp_path):
-    """Each worker is a fresh Python process (a few seconds to import torch): one trial each keeps this short."""
+def test_two_worker_processes_share_one_study(tiny_search, tmp_path, monkeypatch):
+    """Each worker is a fresh Python process (a few seconds to import torch): one trial each keeps this short.
+    A `yaml.py` in the working folder is never imported by a worker (they start with `python -P`)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "yaml.py").write_text("open('imported-from-cwd', 'w').close()\nfrom yaml import *\n")
     result = hn.Experiment(tiny_search).tune(2, workers=2, dir=tmp_path / "s", sampler="random", **QUIET)
+    assert not (tmp_path / "imported-from-cwd").exists()
     trials = result.study.trials
     assert sorted(t.number for t in trials) == [0, 1] and all(t.state == TrialState.COMPLETE for t in trials)
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes ran a trial
     assert trials[0].params != trials[1].params  # seeded per worker: the two did not draw the same values
     assert all((Path(t.user_attrs["run_dir"]) / "summary.json").exists() for t in trials)
+
+
+def test_workers_import_this_hydranet_and_the_callers_path_but_never_the_working_folder(monkeypatch, tmp_path):
+    """An empty PYTHONPATH entry (`PYTHONPATH=:/x`) would mean the working folder again: it is dropped."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["", "plugins", "", "/opt/x"]))
+    entries = workers.worker_import_path().split(os.pathsep)
+    assert entries == [str(Path(workers.__file__).resolve().parents[2]), str(tmp_path / "plugins"), "/opt/x"]
 
 
 def dominates(a, b, maximize):

@@ -1,4 +1,4 @@
-"""One worker process of `hydranet tune --workers W`: `python -m hydranet.tune.worker INDEX TRIALS`, with the
+"""One worker process of `hydranet tune --workers W`: `python -P -m hydranet.tune.worker INDEX TRIALS`, with the
 study's Settings as JSON on stdin. It runs its share of the trials against the shared storage and exits 130 on Ctrl-C.
 
 The imports sit inside `main`'s try: a Ctrl-C during the seconds it takes to import torch must also exit 130.

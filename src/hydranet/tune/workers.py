@@ -48,12 +48,12 @@ def run_processes(settings: Settings, remaining: int) -> None:
     On Ctrl-C each worker records its running trial as failed and exits; the parent forwards the signal to a
     worker that did not get it (a `kill -INT` of the parent alone) and waits for all of them."""
     shares = [remaining // settings.workers + (i < remaining % settings.workers) for i in range(settings.workers)]
-    package_root = str(Path(__file__).resolve().parents[2])  # so the workers import this hydranet
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": worker_import_path()}
     processes = []
     for i, n in enumerate(shares):
         if n:
-            process = subprocess.Popen([sys.executable, "-m", "hydranet.tune.worker", str(i), str(n)],
+            # -P: the working folder is not put first on the import path, so a `yaml.py` there never runs
+            process = subprocess.Popen([sys.executable, "-P", "-m", "hydranet.tune.worker", str(i), str(n)],
                                        stdin=subprocess.PIPE, text=True, env=env)
             process.stdin.write(settings.to_json())
             process.stdin.close()
@@ -67,6 +67,16 @@ def run_processes(settings: Settings, remaining: int) -> None:
         raise RuntimeError(f"tune: worker processes exited with codes {codes}")
     if 130 in codes:  # a worker was interrupted on its own (kill -INT): the study is unfinished, as after Ctrl-C
         raise KeyboardInterrupt
+
+
+def worker_import_path() -> str:
+    """The workers' PYTHONPATH: the folder holding this hydranet first (an installed package or a checkout's
+    src/), then the caller's own PYTHONPATH entries made absolute. Empty entries are dropped: an empty entry (as in
+    `PYTHONPATH=:/x`, a common slip of `export PYTHONPATH=$PYTHONPATH:/x`) means "the working folder", which -P
+    keeps out on purpose."""
+    package_root = Path(__file__).resolve().parents[2]
+    entries = [package_root, *(Path(e).absolute() for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e)]
+    return os.pathsep.join(dict.fromkeys(str(e) for e in entries))
 
 
 def stop_workers(processes: list[subprocess.Popen], grace: float = 3.0) -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hydranet.errors import UserError
-from hydranet.files import atomic_path, make_dir, read_tensors, write_csv, write_figure, write_json, write_tensors, write_text
+from hydranet.files import atomic_folder, atomic_path, make_dir, read_tensors, write_csv, write_figure, write_json, write_tensors, write_text
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -79,3 +79,17 @@ def test_an_unwritable_place_is_one_line_naming_it_and_keeps_what_was_there(tmp_
         make_dir(old / "runs")
     assert old.read_text() == "kept\n" and a_folder.is_dir() and not list(a_folder.iterdir())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.csv", "old.csv"]  # no temporary file left
+
+def test_a_folder_is_replaced_whole_or_left_as_it_was(tmp_path):
+    target = tmp_path / "export"
+    with atomic_folder(target) as staging:
+        write_text(staging / "a.txt", "first")
+    with pytest.raises(RuntimeError):
+        with atomic_folder(target) as staging:
+            write_text(staging / "a.txt", "second")
+            raise RuntimeError("failed half-way")
+    assert [p.name for p in target.iterdir()] == ["a.txt"] and (target / "a.txt").read_text() == "first"
+    with atomic_folder(target) as staging:
+        write_text(staging / "b.txt", "new")
+    assert [p.name for p in target.iterdir()] == ["b.txt"]  # replaced as a whole, not merged
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no staging or old folder left

@@ -17,6 +17,7 @@ import torch
 
 from hydranet.config import Config, apply_override, experiment_dict, validate
 from hydranet.config.loading import ALLOW_ENV
+from hydranet.export import export_run
 from hydranet.predict import decode_outputs, evaluate_run, predict_paths, python_inputs
 from hydranet.ssl import pretrain, probe
 from hydranet.train import Run, fit, load_run
@@ -83,6 +84,11 @@ class Model:
     def predict_raw(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw outputs (logits/standardized values) for already-preprocessed inputs."""
         return predict_batches(self.run.model, x, *eval_settings(self.config.train))
+
+    def export(self, folder: str | Path | None = None) -> dict[str, Any]:
+        """Export to ONNX (default RUN/export): model.onnx, preprocessing.json, outputs.json, parity.json and
+        predict_onnx.py; returns the parity report (max |ONNX Runtime − PyTorch| per task) with `folder`."""
+        return export_run(self.run, folder)
 
     def evaluate(self, split: str = "test") -> dict[str, dict[str, float]]:
         return evaluate_run(self.run, split)

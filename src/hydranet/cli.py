@@ -1,5 +1,5 @@
-"""The `hydranet` command line: train, pretrain, probe, evaluate, predict, attack, tune, experiments, config,
-bench mtl.
+"""The `hydranet` command line: train, pretrain, probe, evaluate, predict, export, attack, tune, experiments,
+config, bench mtl.
 
 User errors end with one line on stderr and exit code 2 (no traceback); internal errors keep theirs. Each command
 imports what it runs when it runs (lazily), so `hydranet --help` and `hydranet config` start without loading torch.
@@ -171,6 +171,29 @@ def predict(
 
     frame = predict_paths(load_run(run_dir), inputs, output)
     console.print(f"wrote {len(frame)} predictions to {output}")
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    format: str = typer.Option("onnx", "--format", help="onnx (the only format)"),
+    out: Optional[Path] = typer.Option(None, "--output", "-o", help="folder to write (default: RUN/export); must be "
+                                       "missing, empty, or a previous export of this run, which is replaced"),
+) -> None:
+    """Export a trained run to ONNX with its preprocessing as JSON; checks ONNX Runtime against PyTorch."""
+    from hydranet.export import export_run
+    from hydranet.train import load_run
+
+    if format != "onnx":
+        raise UserError(f"--format: {format!r} is not an export format (expected onnx)")
+    result = export_run(load_run(run_dir), out)
+    table = Table("output", "max |onnxruntime − torch|", title=f"parity on {result['examples']} {result['split']} "
+                  f"examples, batch sizes {', '.join(map(str, result['batch_sizes']))} (tolerance {result['tolerance']:g})")
+    for task, diff in result["max_abs_diff"].items():
+        table.add_row(task, f"{diff:.2e}")
+    console.print(table)
+    console.print(f"exported in {result['export_seconds']:.1f}s to [bold]{result['folder']}[/bold] "
+                  f"(model.onnx, preprocessing.json, outputs.json, parity.json, predict_onnx.py)")
 
 
 @app.command()

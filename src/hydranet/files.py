@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -61,6 +62,31 @@ def make_dir(path: str | Path) -> Path:
     with unwritable_as_user_error(path, "a folder that can be created and written"):
         path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """A temporary folder beside `path` to fill with this module's writers (an export: several files that only
+    make sense together). When the block ends it becomes `path`; a folder already there (the caller decides
+    whether it may be replaced) is moved aside first and deleted after, so a reader sees the old set or the new
+    one. When the block raises, the temporary folder is removed and `path` is left as it was."""
+    path, what = Path(path), "a folder that can be created and written"
+    with unwritable_as_user_error(path, what):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        with unwritable_as_user_error(path, what):
+            os.chmod(tmp, 0o755)  # mkdtemp makes the folder private; like a run directory, it is meant to be shared
+            if path.exists():
+                old = tmp.with_suffix(".old")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old)
+            else:
+                os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _sync(path: Path) -> None:

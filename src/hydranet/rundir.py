@@ -4,6 +4,7 @@ training, pretraining, `hn.load`, evaluate, predict, attack, probe and `init_fro
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -215,6 +216,12 @@ class RunDir:
             raise UserError(f"{path}: belongs to another run (run id {owner}, this run's is {self.id}); weights copied "
                             "between run directories are refused (start from them with model.init_from instead)")
         return tensors, metadata
+
+    def identity(self) -> str:
+        """A short hash telling this run from any other (its config and the time it was created), so files made
+        from it elsewhere (an export) can say which run they came from, wherever the run folder is moved."""
+        created = json.loads(self.run_json.read_text()).get("created", "") if self.run_json.exists() else ""
+        return hashlib.sha256(self.config.read_bytes() + created.encode()).hexdigest()[:16]
 
     def weights(self) -> Path | None:
         """The weights another run starts from (`model.init_from`): the pretrained trunk, else the whole model."""

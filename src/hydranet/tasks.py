@@ -108,6 +108,10 @@ class Task:
         """Class index (classification), probabilities (binary, multilabel) or value in original units."""
         return self.spec.decode(pred, self.info)
 
+    def decoding(self) -> dict[str, Any]:
+        """How a prediction table's column comes from the raw head output, as JSON (exported models)."""
+        return self.spec.decoding(self.info, self.cfg)
+
     def column(self, pred: Tensor) -> Any:
         """Predictions → one column of a prediction table (class names, probabilities, joined labels, values)."""
         decoded: np.ndarray = self.decode(pred).cpu().numpy()

@@ -70,6 +70,10 @@ class Kind(Protocol):
     def column_name(self, task: str, info: TaskInfo) -> str:
         """That column's header: the task's name, plus what its values mean where the name alone does not say."""
 
+    def decoding(self, info: TaskInfo, cfg: Any) -> dict[str, Any]:
+        """How `column` is computed from the raw head output, as JSON for code without hydranet (an exported
+        model's outputs.json): a `decode` rule name and the numbers it needs."""
+
     def average_target(self, target: Tensor, info: TaskInfo) -> Tensor:
         """Labeled targets as values a kNN probe averages over neighbours (float)."""
 

@@ -121,6 +121,10 @@ class Binary:
         """`<task>_p(<positive class>)`: a probability must say which class it is for (`income_p(>50K)`)."""
         return f"{task}_p({info.classes[1]})"
 
+    def decoding(self, info: TaskInfo, cfg: Any) -> dict[str, Any]:
+        """sigmoid(logit) is the probability of classes[1], the positive class."""
+        return {"decode": "sigmoid", "classes": list(info.classes or [])}
+
     def average_target(self, target: Tensor, info: TaskInfo) -> Tensor:
         """0/1: their neighbour-weighted mean is the share of positives."""
         return target.float()

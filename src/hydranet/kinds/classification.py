@@ -101,6 +101,10 @@ class Classification:
         """The task's name: its values say what they are."""
         return task
 
+    def decoding(self, info: TaskInfo, cfg: Any) -> dict[str, Any]:
+        """The class is classes[argmax(scores)]; softmax(scores) gives the class probabilities."""
+        return {"decode": "argmax", "classes": list(info.classes or []), "probabilities": "softmax"}
+
     def average_target(self, target: Tensor, info: TaskInfo) -> Tensor:
         """One-hot rows: their neighbour-weighted mean is the share of each class (Wu et al.'s vote)."""
         return F.one_hot(target, info.outputs).float()

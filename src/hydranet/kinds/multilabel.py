@@ -89,6 +89,11 @@ class Multilabel:
         """The task's name: its values say what they are."""
         return task
 
+    def decoding(self, info: TaskInfo, cfg: Any) -> dict[str, Any]:
+        """sigmoid(logit) per label; the labels of probability ≥ threshold, joined by the separator."""
+        return {"decode": "sigmoid_threshold", "labels": list(info.classes or []), "threshold": 0.5,
+                "separator": cfg.separator}
+
     def average_target(self, target: Tensor, info: TaskInfo) -> Tensor:
         """0/1 per label: the neighbour-weighted mean is each label's share."""
         return target.float()

@@ -86,6 +86,10 @@ class Regression:
         """The task's name: its values say what they are."""
         return task
 
+    def decoding(self, info: TaskInfo, cfg: Any) -> dict[str, Any]:
+        """The head predicts the standardized target: value = output × scale + shift (the train mean and std)."""
+        return {"decode": "affine", "scale": info.std, "shift": info.mean}
+
     def average_target(self, target: Tensor, info: TaskInfo) -> Tensor:
         """Standardized, the head's own output space."""
         return (target - info.mean) / info.std

@@ -1,0 +1,66 @@
+"""Parity of an exported graph: ONNX Runtime (CPU) against the PyTorch model on up to 256 held-out examples,
+at the whole set, batch 1 and an odd batch size (so a batch size fixed by tracing is caught), in float32.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hydranet.data import Dataset
+from hydranet.errors import UserError
+from hydranet.export.graph import INPUT, ExportView
+
+TOLERANCE = 1e-4  # max absolute difference per output element, fp32
+EXAMPLES = 256
+ODD_BATCH = 7  # differs from the traced batch (graph.EXAMPLE_BATCH) and divides 256 unevenly
+PROVIDER = "CPUExecutionProvider"
+
+
+def parity_examples(data: Dataset) -> tuple[str, Tensor]:
+    """The first examples of the test split (else val, else train) as model inputs."""
+    split = next((name for name in ("test", "val", "train") if len(data.index[name])), "train")
+    index = data.index[split][:EXAMPLES]
+    normalize = data.normalizer()
+    x = data.x[index]
+    return split, (normalize(x) if normalize is not None else x).float().contiguous()
+
+
+def check_parity(path: Path, view: ExportView, x: Tensor, split: str) -> dict[str, Any]:
+    """parity.json: the largest |ONNX Runtime − PyTorch| per task output over every batch size, and whether all
+    stay within TOLERANCE."""
+    import onnxruntime as ort  # lazy: an optional dependency (the export extra), checked by require_packages
+
+    session = ort.InferenceSession(str(path), providers=[PROVIDER])
+    with torch.inference_mode():
+        reference = [t.numpy() for t in view.eval()(x)]
+    sizes = sorted({len(x), 1, min(ODD_BATCH, len(x))}, reverse=True)
+    worst = dict.fromkeys(view.tasks, 0.0)
+    for size in sizes:
+        for start in range(0, len(x), size):
+            got = session.run(list(view.tasks), {INPUT: x[start:start + size].numpy()})
+            for task, ours, theirs in zip(view.tasks, got, reference):
+                worst[task] = max(worst[task], _max_abs_diff(ours, theirs[start:start + size]))
+    return {"passed": all(d <= TOLERANCE for d in worst.values()), "tolerance": TOLERANCE,
+            "max_abs_diff": worst, "examples": len(x), "split": split, "batch_sizes": sizes,
+            "precision": "fp32", "provider": PROVIDER, "onnxruntime": ort.__version__, "torch": torch.__version__}
+
+
+def _max_abs_diff(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """Inf where either side is not finite or the shapes differ (an output mapped to the wrong head)."""
+    if ours.shape != theirs.shape:
+        return float("inf")
+    diff = np.abs(ours.astype(np.float64) - theirs.astype(np.float64))
+    return float(diff.max()) if np.isfinite(diff).all() else float("inf")
+
+
+def require_parity(parity: dict[str, Any]) -> None:
+    """A graph that computes something else than the model is refused: one line naming the worst output."""
+    if not parity["passed"]:
+        task, diff = max(parity["max_abs_diff"].items(), key=lambda item: item[1])
+        raise UserError(f"export: ONNX Runtime differs from PyTorch on output {task!r} by {diff:.3g} (tolerance "
+                        f"{parity['tolerance']:g}, {parity['examples']} {parity['split']} examples); nothing was written")

@@ -1,0 +1,55 @@
+"""What an exported model needs around it, as plain JSON: preprocessing.json (raw rows or images → the input
+tensor, exactly as `predict` prepares them) and outputs.json (each named output → what `predict` writes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydranet.data import DataInfo
+from hydranet.data.dataset import MISSING_STRINGS
+from hydranet.data.tabular import TableEncoder
+from hydranet.export.graph import INPUT, OPSET
+from hydranet.tasks import Task
+
+TABLE_STEPS = [
+    "read the CSV with pandas, '?' as missing (na_values=['?']); strip column names",
+    "in text columns, strip each cell, treat `missing` markers as missing, and read the column as numbers when "
+    "every present cell is one",
+    "numeric column: (value - mean) / std in float64, then float32; missing -> 0 (the train mean)",
+    "categorical column: one float per category in `categories` order, 1.0 where the stripped text equals it; "
+    "missing or unseen values -> all 0",
+    "concatenate in `columns` order: a float32 matrix (N, width) whose columns are `features`",
+]
+IMAGE_STEPS = [
+    "decode with Pillow; if height == width: image.draft(mode, (size, size)) (JPEG's cheap downscale), "
+    "convert to `mode`, resize to size x size with Image.Resampling.BILINEAR when it differs; "
+    "otherwise every image must already be height x width",
+    "array (H, W, C) uint8 -> (C, H, W) float32; x = (pixels / scale - mean[c]) / std[c] per channel",
+    "stack into (N, C, H, W)",
+]
+
+
+def preprocessing(info: DataInfo) -> dict[str, Any]:
+    """preprocessing.json: the fitted train-split statistics and the steps that apply them."""
+    base = {"input": INPUT, "dtype": "float32", "kind": info.kind}
+    if info.is_image:
+        return {**base, "layout": "NCHW", "size": list(info.size or ()), "channels": info.channels,
+                "mode": "L" if info.channels == 1 else "RGB", "scale": info.scale,
+                "mean": list(info.mean), "std": list(info.std), "steps": IMAGE_STEPS}
+    encoder = TableEncoder.from_state(info.encoder or {"columns": []})
+    return {**base, "width": len(encoder.feature_names), "missing": sorted(MISSING_STRINGS),
+            "columns": encoder.state_dict()["columns"], "features": encoder.feature_names, "steps": TABLE_STEPS}
+
+
+def outputs(tasks: dict[str, Task], info: DataInfo, run_identity: str) -> dict[str, Any]:
+    """outputs.json: the graph's input, and per task its output's name, shape, kind and decoding rule."""
+    return {
+        "opset": OPSET,
+        "input": {"name": INPUT, "dtype": "float32", "shape": ["batch", *info.input_shape]},
+        "tasks": {name: {"output": name, "kind": task.kind,
+                         "shape": ["batch"] if task.spec.squeeze else ["batch", task.info.outputs],
+                         **task.decoding()}
+                  for name, task in tasks.items()},
+        "run": run_identity,
+    }

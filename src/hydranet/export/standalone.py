@@ -1,0 +1,146 @@
+"""Predict from a hydranet export with ONNX Runtime alone: the same columns `hydranet predict` writes.
+
+Copied into every export folder as predict_onnx.py. It imports no hydranet: numpy, pandas, onnxruntime, and
+Pillow for images. It reads preprocessing.json and outputs.json, which say every number used here.
+
+    python predict_onnx.py EXPORT_DIR table.csv          # a table run: one CSV or Parquet file
+    python predict_onnx.py EXPORT_DIR images/ a.png      # an image run: image files or folders
+prints CSV (an `input` column, then one column per task) to stdout.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def predict(folder: str | Path, inputs: list[str | Path]) -> pd.DataFrame:
+    """One row per input example: `input` (row number or image file), then each task's decoded prediction."""
+    folder = Path(folder)
+    pre = json.loads((folder / "preprocessing.json").read_text(encoding="utf-8"))
+    spec = json.loads((folder / "outputs.json").read_text(encoding="utf-8"))
+    x, ids = image_inputs(pre, inputs) if pre["kind"] == "image" else table_inputs(pre, inputs)
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = [task["output"] for task in spec["tasks"].values()]
+    raw = dict(zip(names, session.run(names, {pre["input"]: x})))
+    columns = {"input": ids}
+    for name, task in spec["tasks"].items():
+        columns[name] = decode(raw[task["output"]], task)
+    return pd.DataFrame(columns)
+
+
+def decode(output: np.ndarray, task: dict) -> list:
+    """A raw output → the column `hydranet predict` writes, by the task's `decode` rule."""
+    rule = task["decode"]
+    if rule == "argmax":  # class name of the highest score
+        return [task["classes"][i] for i in output.argmax(-1)]
+    if rule == "sigmoid":  # probability of classes[1]
+        return list(sigmoid(output))
+    if rule == "sigmoid_threshold":  # labels at or above the threshold, joined
+        on = sigmoid(output) >= task["threshold"]
+        return [task["separator"].join(label for label, yes in zip(task["labels"], row) if yes) for row in on]
+    if rule == "affine":  # standardized value → original units
+        return list(output * np.float32(task["scale"]) + np.float32(task["shift"]))
+    raise ValueError(f"unknown decode rule {rule!r} in outputs.json")
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return (1 / (1 + np.exp(-z.astype(np.float64)))).astype(np.float32)
+
+
+def table_inputs(pre: dict, inputs: list[str | Path]) -> tuple[np.ndarray, list[str]]:
+    """One CSV/Parquet file → (N, width) float32, encoded column by column as preprocessing.json's steps say."""
+    (path,) = inputs
+    path = Path(path)
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, na_values=["?"], low_memory=False)
+    frame = clean(frame, set(pre["missing"]))
+    parts = [encode_column(frame[c["name"]], c, set(pre["missing"])) for c in pre["columns"]]
+    x = np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0), np.float32)
+    return x.astype(np.float32), [str(i) for i in range(len(frame))]
+
+
+def clean(frame: pd.DataFrame, markers: set[str]) -> pd.DataFrame:
+    """Stripped names and cells, missing markers as NaN, text columns of numbers as numbers."""
+    frame = frame.copy()
+    frame.columns = [str(c).strip() for c in frame.columns]
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype != object and not pd.api.types.is_string_dtype(column):
+            continue
+        text = column.astype("string").str.strip()
+        text = text.mask(text.isin(markers))
+        numbers = pd.to_numeric(text, errors="coerce")
+        if numbers.notna().sum() == text.notna().sum():
+            frame[name] = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            frame[name] = text.astype(object).where(text.notna(), np.nan)
+    return frame
+
+
+def encode_column(series: pd.Series, column: dict, markers: set[str]) -> np.ndarray:
+    """A numeric column standardized (missing → 0), or a categorical one one-hot (missing, unseen → zeros)."""
+    series = series.reset_index(drop=True)
+    text = series.astype(str).str.strip()
+    numeric_dtype = pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+    missing = (series.isna() if numeric_dtype else series.isna() | text.isin(markers)).to_numpy()
+    if column["kind"] == "numeric":
+        values = series.astype(float) if pd.api.types.is_bool_dtype(series) else series if numeric_dtype else text
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        if (np.isnan(numbers) & ~missing).any():
+            raise ValueError(f"column {column['name']!r}: a value is not a number")
+        z = ((numbers - column["mean"]) / column["std"]).astype(np.float32)
+        return np.where(missing, np.float32(0), z)[:, None]
+    codes = pd.Categorical(text.where(~missing), categories=column["categories"]).codes
+    out = np.zeros((len(series), len(column["categories"])), np.float32)
+    rows = np.flatnonzero(codes >= 0)
+    out[rows, codes[rows]] = 1.0
+    return out
+
+
+def image_inputs(pre: dict, inputs: list[str | Path]) -> tuple[np.ndarray, list[str]]:
+    """Image files and folders (searched recursively, sorted) → (N, C, H, W) float32, normalized per channel."""
+    from PIL import Image  # only image exports need Pillow
+
+    files = []
+    for item in map(Path, inputs):
+        files += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                        and not any(part.startswith(".") for part in p.relative_to(item).parts)) if item.is_dir() else [item]
+    height, width = pre["size"]
+    size, mode = (height if height == width else None), pre["mode"]
+    arrays = []
+    for path in files:
+        image = Image.open(path)
+        if size is not None:
+            image.draft(mode, (size, size))
+        image = image.convert(mode) if image.mode != mode else image
+        if size is not None and image.size != (size, size):
+            image = image.resize((size, size), Image.Resampling.BILINEAR)
+        array = np.asarray(image)
+        arrays.append(array.reshape(array.shape[0], array.shape[1], -1).transpose(2, 0, 1))
+    pixels = np.stack(arrays).astype(np.float32)
+    mean = np.asarray(pre["mean"], np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(pre["std"], np.float32).reshape(1, -1, 1, 1)
+    return (pixels / np.float32(pre["scale"]) - mean) / std, [str(p) for p in files]
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 2:
+        sys.exit(__doc__)
+    frame = predict(argv[0], argv[1:])
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(frame.columns)
+    # str() of a float32 is its shortest repr, as pandas writes predict's CSV
+    columns = [frame[name].to_numpy() for name in frame.columns]
+    writer.writerows([str(value) for value in row] for row in zip(*columns))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,93 @@
+"""An export reproduces `hydranet predict` without hydranet: predict_onnx.py (ONNX Runtime, numpy, pandas, Pillow
+and the export's JSON) run in an isolated interpreter where importing hydranet fails, against predict's CSV."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import table_frame, train_digits
+from PIL import Image
+
+import hydranet as hn
+from hydranet.config import TaskConfig
+from hydranet.data.targets import encode_target
+from hydranet.export import standalone
+from hydranet.kinds import KINDS, get_kind
+from hydranet.tasks import Task
+
+# `python -I` ignores PYTHONPATH and the working directory; hydranet (installed in the venv) is blocked on top.
+WITHOUT_HYDRANET = ("import runpy, sys; sys.modules['hydranet'] = None; sys.argv = sys.argv[1:]; "
+                    "runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+def standalone_predictions(tmp_path, folder, *inputs) -> pd.DataFrame:
+    """predict_onnx.py's CSV for the inputs, read back as predict's is."""
+    out = subprocess.run([sys.executable, "-I", "-c", WITHOUT_HYDRANET, str(folder / "predict_onnx.py"), str(folder),
+                          *map(str, inputs)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    path = tmp_path / "standalone.csv"
+    path.write_text(out.stdout)
+    return pd.read_csv(path, keep_default_na=False)
+
+
+def assert_same_predictions(ours: pd.DataFrame, theirs: pd.DataFrame, spec_tasks: dict) -> None:
+    """Labels (classes, joined label sets) equal; probabilities and regression values within float32 noise."""
+    assert list(ours.columns) == list(theirs.columns) and len(ours) == len(theirs)
+    assert list(ours["input"].astype(str)) == list(theirs["input"].astype(str))
+    for task in spec_tasks:
+        if pd.api.types.is_numeric_dtype(ours[task]):
+            np.testing.assert_allclose(ours[task], theirs[task], rtol=1e-5, atol=1e-5, err_msg=task)
+        else:
+            assert list(ours[task]) == list(theirs[task]), task
+
+
+def test_a_table_export_reproduces_predict(cli, table_run, tmp_path):
+    new = table_frame(40, seed=1).drop(columns=["grade", "kind", "size", "tags"])
+    new.loc[3, "color"], new.loc[4, "color"], new.loc[5, "color"] = "purple", " red ", ""  # unseen, padded, empty
+    new.loc[6, "x1"] = np.nan
+    path = tmp_path / "new.csv"
+    new.to_csv(path, index=False)
+    code, _, err = cli("predict", table_run, path, "-o", tmp_path / "predict.csv")
+    assert code == 0, err
+    ours = pd.read_csv(tmp_path / "predict.csv", keep_default_na=False)
+    assert set(ours["tags"]) <= {"a|b", "b", "a", ""} and set(ours["grade"]) <= {"low", "mid", "high"}
+    assert_same_predictions(ours, standalone_predictions(tmp_path, table_run / "export", path), ["grade", "kind", "size", "tags"])
+
+
+def test_an_image_export_reproduces_predict(cli, tmp_path):
+    run_dir = train_digits(tmp_path)
+    hn.load(run_dir).export()
+    rng = np.random.default_rng(0)
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(4):  # grey at the trained size, and ones predict converts (RGB) and resizes (12×12)
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(images / f"grey{i}.png")
+    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(images / "colour.png")
+    Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)).save(images / "large.png")
+    code, _, err = cli("predict", run_dir, images, "-o", tmp_path / "predict.csv")
+    assert code == 0, err
+    ours = pd.read_csv(tmp_path / "predict.csv", keep_default_na=False)
+    assert_same_predictions(ours, standalone_predictions(tmp_path, run_dir / "export", images), ["digit", "parity", "ink"])
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_each_kinds_decoding_rule_gives_its_predict_column(kind):
+    """outputs.json's rule, applied by predict_onnx.py, turns a head output into the kind's own `column`."""
+    raw = {"classification": ["cat", "dog", "bird", "cat"], "binary": ["yes", "no", "yes", "no"],
+           "multilabel": ["a|b", "b", "c", "a|c"], "regression": [1.5, 2.0, 3.5, 10.0]}[kind]
+    cfg = TaskConfig(kind=kind)
+    target, info = encode_target(np.array(raw, dtype=object), cfg, "t")
+    get_kind(kind).fit(info, target)
+    task = Task("t", cfg, info)
+    torch.manual_seed(0)
+    pred = task.head(4)(torch.randn(len(raw), 4)).detach()
+    decoded = standalone.decode(pred.numpy(), json.loads(json.dumps(task.decoding())))  # as read from the JSON
+    expected = list(task.column(pred))
+    if isinstance(expected[0], str):  # class names, joined label sets
+        assert list(decoded) == expected
+    else:  # probabilities, values in the target's units
+        np.testing.assert_allclose(np.float64(decoded), np.float64(expected), rtol=1e-6)

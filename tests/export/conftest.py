@@ -9,8 +9,9 @@ import pytest
 
 import hydranet as hn
 
-KINDS_TABLE = {"grade": {"kind": "classification"}, "kind": {"kind": "binary"},
-               "size": {"kind": "regression"}, "tags": {"kind": "multilabel"}}
+# Not in alphabetical order, so an exporter or a reader that sorts names cannot pass for one that maps them.
+KINDS_TABLE = {"size": {"kind": "regression"}, "grade": {"kind": "classification"},
+               "tags": {"kind": "multilabel"}, "kind": {"kind": "binary"}}
 
 
 def table_frame(n: int, seed: int) -> pd.DataFrame:

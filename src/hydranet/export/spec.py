@@ -43,11 +43,12 @@ def preprocessing(info: DataInfo) -> dict[str, Any]:
 
 
 def outputs(tasks: dict[str, Task], info: DataInfo, run_identity: str) -> dict[str, Any]:
-    """outputs.json: the graph's input, and per task its output's name, shape, kind and decoding rule."""
+    """outputs.json: the graph's input, and per task its output's name, `predict`'s column header, shape, kind
+    and decoding rule."""
     return {
         "opset": OPSET,
         "input": {"name": INPUT, "dtype": "float32", "shape": ["batch", *info.input_shape]},
-        "tasks": {name: {"output": name, "kind": task.kind,
+        "tasks": {name: {"output": name, "column": task.column_name, "kind": task.kind,
                          "shape": ["batch"] if task.spec.squeeze else ["batch", task.info.outputs],
                          **task.decoding()}
                   for name, task in tasks.items()},

@@ -23,7 +23,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def predict(folder: str | Path, inputs: list[str | Path]) -> pd.DataFrame:
-    """One row per input example: `input` (row number or image file), then each task's decoded prediction."""
+    """One row per input example: `input` (row number or image file), then each task's decoded prediction under
+    its `column` header."""
     folder = Path(folder)
     pre = json.loads((folder / "preprocessing.json").read_text(encoding="utf-8"))
     spec = json.loads((folder / "outputs.json").read_text(encoding="utf-8"))
@@ -32,8 +33,8 @@ def predict(folder: str | Path, inputs: list[str | Path]) -> pd.DataFrame:
     names = [task["output"] for task in spec["tasks"].values()]
     raw = dict(zip(names, session.run(names, {pre["input"]: x})))
     columns = {"input": ids}
-    for name, task in spec["tasks"].items():
-        columns[name] = decode(raw[task["output"]], task)
+    for task in spec["tasks"].values():
+        columns[task["column"]] = decode(raw[task["output"]], task)
     return pd.DataFrame(columns)
 
 

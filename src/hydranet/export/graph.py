@@ -25,7 +25,7 @@ OPSET = 20  # the exporter's native opset for torch 2.13: no version conversion,
 INPUT = "x"
 PACKAGES = ("onnx", "onnxruntime", "onnxscript")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-EXAMPLE_BATCH = 2  # the traced batch; parity checks other sizes, so a batch size baked into the graph is caught
+EXAMPLE_BATCH = 2  # the traced batch (1 would be specialized); parity checks other sizes, so a baked-in one is caught
 
 
 def require_packages() -> dict[str, str]:
@@ -37,8 +37,8 @@ def require_packages() -> dict[str, str]:
         except ImportError:
             missing.append(name)
     if missing:
-        raise UserError(f"export: needs {', '.join(missing)}, which is not installed; "
-                        "install the export extra: pip install 'hydranet[export]'")
+        raise UserError(f"export: {', '.join(missing)} not installed; install the export extra: "
+                        "pip install 'hydranet[export]'")
     return versions
 
 
@@ -56,11 +56,12 @@ class ExportView(nn.Module):
 
 
 def to_onnx(view: ExportView, example: Tensor) -> Any:
-    """The ONNXProgram of `view` (in eval mode) traced on `example`, its batch dimension left dynamic."""
+    """The ONNXProgram of `view` (in eval mode) traced on the first example, its batch dimension left dynamic."""
     view.eval()
+    traced = example[:1].expand(EXAMPLE_BATCH, *example.shape[1:]).contiguous()
     try:
         with _quiet():
-            return torch.onnx.export(view, (example[:EXAMPLE_BATCH],), dynamo=True, opset_version=OPSET,
+            return torch.onnx.export(view, (traced,), dynamo=True, opset_version=OPSET,
                                      input_names=[INPUT], output_names=list(view.tasks), verbose=False,
                                      dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
     except Exception as err:  # the exporter wraps torch.export's many error types in its own

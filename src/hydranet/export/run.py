@@ -42,7 +42,8 @@ def export_run(run: Run, out: str | Path | None = None) -> dict[str, Any]:
     with atomic_folder(folder) as staging:
         with atomic_path(staging / MODEL) as tmp:
             program.save(str(tmp))
-        parity = {**check_parity(staging / MODEL, view, x, split), "onnx": versions["onnx"], "export_seconds": seconds}
+        parity = {**check_parity(staging / MODEL, view, x, split), "onnx": versions["onnx"],
+                  "onnxscript": versions["onnxscript"], "export_seconds": seconds}
         require_parity(parity)
         write_json(staging / PREPROCESSING, preprocessing(run.info))
         write_json(staging / OUTPUTS, outputs(run.tasks, run.info, identity))

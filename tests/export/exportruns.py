@@ -40,8 +40,10 @@ def train_table(folder: Path, sharing: str = "hard") -> Path:
     return hn.Experiment(config).fit(folder / "run").dir
 
 
-def train_digits(folder: Path, sharing: str = "hard") -> Path:
-    """The quickstart CNN (three tasks of three kinds on 8×8 grey digits), narrowed, on 300 images, one epoch."""
+def train_digits(folder: Path, sharing: str = "hard", **settings) -> Path:
+    """The quickstart CNN (three tasks of three kinds on 8×8 grey digits), narrowed, on 300 images, one epoch;
+    `settings` are more overrides (dotted keys with "__" for ".")."""
     overrides = {"data.limit": 300, "train.epochs": 1, "train.progress": False, "model.trunk.channels": [4, 8],
-                 "model.trunk.dense": [16], "model.sharing.name": sharing}
+                 "model.trunk.dense": [16], "model.sharing.name": sharing,
+                 **{key.replace("__", "."): value for key, value in settings.items()}}
     return hn.Experiment("quickstart", overrides).fit(folder / "run").dir

@@ -80,6 +80,7 @@ def test_an_unwritable_place_is_one_line_naming_it_and_keeps_what_was_there(tmp_
     assert old.read_text() == "kept\n" and a_folder.is_dir() and not list(a_folder.iterdir())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.csv", "old.csv"]  # no temporary file left
 
+
 def test_a_folder_is_replaced_whole_or_left_as_it_was(tmp_path):
     target = tmp_path / "export"
     with atomic_folder(target) as staging:

@@ -176,7 +176,7 @@ def predict(
 @app.command()
 def export(
     run_dir: Path = typer.Argument(..., help="a run directory"),
-    format: str = typer.Option("onnx", "--format", help="onnx (the only format)"),
+    fmt: str = typer.Option("onnx", "--format", help="onnx (the only format)"),
     out: Optional[Path] = typer.Option(None, "--output", "-o", help="folder to write (default: RUN/export); must be "
                                        "missing, empty, or a previous export of this run, which is replaced"),
 ) -> None:
@@ -184,8 +184,8 @@ def export(
     from hydranet.export import export_run
     from hydranet.train import load_run
 
-    if format != "onnx":
-        raise UserError(f"--format: {format!r} is not an export format (expected onnx)")
+    if fmt != "onnx":
+        raise UserError(f"--format: {fmt!r} is not an export format (expected onnx)")
     result = export_run(load_run(run_dir), out)
     table = Table("output", "max |onnxruntime − torch|", title=f"parity on {result['examples']} {result['split']} "
                   f"examples, batch sizes {', '.join(map(str, result['batch_sizes']))} (tolerance {result['tolerance']:g})")

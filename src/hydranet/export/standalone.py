@@ -63,6 +63,9 @@ def table_inputs(pre: dict, inputs: list[str | Path]) -> tuple[np.ndarray, list[
     path = Path(path)
     frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, na_values=["?"], low_memory=False)
     frame = clean(frame, set(pre["missing"]))
+    absent = [c["name"] for c in pre["columns"] if c["name"] not in frame.columns]
+    if absent:
+        raise ValueError(f"{path}: no column {', '.join(map(repr, absent))}, which the model was trained with")
     parts = [encode_column(frame[c["name"]], c, set(pre["missing"])) for c in pre["columns"]]
     x = np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0), np.float32)
     return x.astype(np.float32), [str(i) for i in range(len(frame))]

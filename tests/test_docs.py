@@ -192,6 +192,12 @@ def test_every_marker_gives_its_reason_and_sits_on_a_runnable_block():
     assert not bad, f"`<!-- no-run: REASON -->` / `<!-- slow: REASON -->` need a reason and a bash/python block: {bad}"
 
 
+def test_every_benchmark_block_is_marked():
+    """Benchmarks are sized for minutes to hours: one in the default suite would hold CI up for as long."""
+    unmarked = [b.where for b in ALL if b.lang in RUN and not b.marker and re.search(r"\bbenchmarks/\w+\.py", b.text)]
+    assert not unmarked, f"blocks that run a benchmark need <!-- slow: … --> or <!-- no-run: … -->: {unmarked}"
+
+
 def test_every_saved_python_file_is_used_by_a_later_block():
     """A saved file does not run on its own: a later block of its page must run (`python x.py`) or import it
     (`import x`, or an experiment's `plugins: [x]`)."""

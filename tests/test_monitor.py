@@ -10,6 +10,7 @@ import pytest
 import yaml
 from scipy.stats import chi2, ks_2samp
 
+import hydranet as hn
 from conftest import tiny_table_config
 from hydranet.monitor.drift import column_drift, frame_drift, uses_stat_tests
 
@@ -85,6 +86,9 @@ def test_monitor_command(cli, tiny_csv, tmp_path):
     assert report["predictions"]["tasks"][0]["feature"] == "kind_p(up)" and report["predictions"]["tasks"][0]["drift"]
     page = (tmp_path / "drift" / "drift.html").read_text()
     assert "<script" not in page and "x1" in page
+
+    in_python = hn.load(run).drift(new)  # the same report from a DataFrame, nothing written
+    assert in_python["features"] == report["features"] and in_python["data"] == "input"
 
     new.drop(columns=["x2"]).to_csv(tmp_path / "bad.csv", index=False)
     code, out, err = cli("monitor", run, tmp_path / "bad.csv", "-o", tmp_path / "drift")

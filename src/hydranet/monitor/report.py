@@ -17,6 +17,7 @@ import pandas as pd
 from hydranet import registry
 from hydranet.data import build_dataset
 from hydranet.data.build import _limit
+from hydranet.data.sources.table import clean
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
 from hydranet.files import make_dir, write_json, write_text
@@ -27,21 +28,22 @@ from hydranet.train.evaluation import eval_settings, predict_batches
 from hydranet.train.run import Run
 
 
-def monitor_table(run: Run, data: str | Path, out_dir: str | Path | None = None,
+def monitor_table(run: Run, data: str | Path | pd.DataFrame, out_dir: str | Path | None = None,
                   reference_rows: int = STAT_TEST_MAX_ROWS) -> dict[str, Any]:
-    """Feature drift per source column and prediction drift per task; writes drift.json/drift.html to
-    `out_dir` when given."""
+    """Feature drift per source column and prediction drift per task of a table file or DataFrame; writes
+    drift.json/drift.html to `out_dir` when given."""
     if run.info.is_image:
         raise UserError(f"{run.dir}: monitor supports table runs only (this run was trained on images)")
     if reference_rows < 1:
         raise UserError(f"--reference-rows: {reference_rows} is not a row count (expected an integer ≥ 1)")
-    current = read_input_table(data)
-    table_inputs(run.info, current, str(data))  # predict's checks: columns present, numbers where numbers were
+    current = clean(data, "input") if isinstance(data, pd.DataFrame) else read_input_table(data)
+    where = "input" if isinstance(data, pd.DataFrame) else str(data)
+    table_inputs(run.info, current, where)  # predict's checks: columns present, numbers where numbers were
     reference = reference_frame(run, reference_rows)
     columns = TableEncoder.from_state(run.info.encoder).columns
     names = [c["name"] for c in columns]
     categorical = [c["name"] for c in columns if c["kind"] == "categorical"]
-    report = {"run": str(run.dir), "data": str(data),
+    report = {"run": str(run.dir), "data": where,
               "reference": "rebuilt from the run's train split (seeded sample)",
               "features": frame_drift(reference[names], current[names], categorical),
               "predictions": prediction_drift(run, reference[names], current[names])}

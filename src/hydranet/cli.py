@@ -1,5 +1,5 @@
-"""The `hydranet` command line: train, pretrain, probe, evaluate, predict, export, attack, tune, experiments,
-config, bench mtl.
+"""The `hydranet` command line: train, pretrain, probe, evaluate, predict, export, monitor, attack, tune,
+experiments, config, bench mtl.
 
 User errors end with one line on stderr and exit code 2 (no traceback); internal errors keep theirs. Each command
 imports what it runs when it runs (lazily), so `hydranet --help` and `hydranet config` start without loading torch.

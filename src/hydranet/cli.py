@@ -1,5 +1,5 @@
-"""The `hydranet` command line: train, pretrain, probe, evaluate, predict, export, attack, tune, experiments,
-config, bench mtl.
+"""The `hydranet` command line: train, pretrain, probe, evaluate, predict, export, monitor, attack, tune,
+experiments, config, bench mtl.
 
 User errors end with one line on stderr and exit code 2 (no traceback); internal errors keep theirs. Each command
 imports what it runs when it runs (lazily), so `hydranet --help` and `hydranet config` start without loading torch.
@@ -194,6 +194,31 @@ def export(
     console.print(table)
     console.print(f"exported in {result['export_seconds']:.1f}s to [bold]{result['folder']}[/bold] "
                   f"(model.onnx, preprocessing.json, outputs.json, parity.json, predict_onnx.py)")
+
+
+@app.command()
+def monitor(
+    run_dir: Path = typer.Argument(..., help="a run directory (trained on a table)"),
+    data: Path = typer.Argument(..., help="new inputs: one .csv, .csv.gz or .parquet file"),
+    out: Optional[Path] = typer.Option(None, "--output", "-o", help="folder for drift.json and drift.html "
+                                       "(default: RUN/monitor)"),
+    reference_rows: int = typer.Option(1000, "--reference-rows", help="train rows drawn as the reference "
+                                       "(≤ 1000: statistical tests; more: distances)"),
+) -> None:
+    """Data drift of new inputs and of the predictions on them against the run's train split."""
+    from hydranet.monitor.report import format_score, monitor_table
+    from hydranet.train import load_run
+
+    folder = out if out is not None else Path(run_dir) / "monitor"
+    report = monitor_table(load_run(run_dir), data, folder, reference_rows)
+    for key, rows in (("features", "features"), ("predictions", "tasks")):
+        result = report[key]
+        table = Table("name", "method", "p / distance", "drift",
+                      title=f"{key}: {result['drifted']} of {len(result[rows])} drifted")
+        for r in result[rows]:
+            table.add_row(str(r["feature"]), r["method"], format_score(r), "yes" if r["drift"] else "no")
+        console.print(table)
+    console.print(f"{report['reference']}; wrote drift.json and drift.html to [bold]{folder}[/bold]")
 
 
 @app.command()

@@ -40,7 +40,13 @@ def inputs_from_files(run: Run, paths: Sequence[str | Path]) -> tuple[torch.Tens
         return image_file_inputs(run.info, paths)
     if len(paths) != 1:
         raise UserError(f"INPUT: this run was trained on a table; give {TABLE_FILES}, not {len(paths)} inputs")
-    path = Path(paths[0])
+    frame = read_input_table(paths[0])
+    return table_inputs(run.info, frame, str(paths[0])), [str(i) for i in range(len(frame))]
+
+
+def read_input_table(path: str | Path) -> pd.DataFrame:
+    """The raw table of new inputs for a table run (predict, monitor); a wrong path is one line naming it."""
+    path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: is a folder; this run was trained on a table (expected {TABLE_FILES})")
     if not path.exists():
@@ -48,8 +54,7 @@ def inputs_from_files(run: Run, paths: Sequence[str | Path]) -> tuple[torch.Tens
     fmt = table_format(path)
     if fmt is None:
         raise UserError(f"{path}: this run was trained on a table (expected {TABLE_FILES})")
-    frame = read_table(path, fmt)
-    return table_inputs(run.info, frame, str(path)), [str(i) for i in range(len(frame))]
+    return read_table(path, fmt)
 
 
 def table_inputs(info: DataInfo, frame: pd.DataFrame, where: str) -> torch.Tensor:

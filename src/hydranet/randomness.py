@@ -32,6 +32,7 @@ class Purpose(IntEnum):
     RLW = 15  # random loss weights, per step, from one checkpointed generator
     PCGRAD = 16  # PCGrad's task order, per step, from one checkpointed generator
     TUNE_SAMPLER = 17  # the Optuna sampler of one worker's session
+    MONITOR = 18  # the reference rows `hydranet monitor` draws from a run's train split
 
 
 # What a stream depends on besides the seed; every other purpose has one stream per run.

@@ -12,7 +12,7 @@ import yaml
 from scipy.stats import chi2, ks_2samp
 
 import hydranet as hn
-from conftest import tiny_table_config
+from tests.conftest import tiny_table_config
 
 ADULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "adult"
 from hydranet.monitor.drift import column_drift, frame_drift, uses_stat_tests

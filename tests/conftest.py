@@ -70,3 +70,15 @@ def cli(monkeypatch, capsys, tmp_path):
         return code, out.out, out.err
 
     return run
+
+
+class StopAt:
+    """A callback that interrupts (as Ctrl-C does) when epoch `epoch` (0-based) starts: the epoch before it is
+    checkpointed by then."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_start(self, trainer):
+        if trainer.epoch == self.epoch:
+            raise KeyboardInterrupt

@@ -19,7 +19,7 @@ import hydranet as hn
 from hydranet.errors import UserError
 from hydranet.files import read_tensors, write_tensors
 from hydranet.train import load_run, resume
-from tests.conftest import tiny_table_config
+from tests.conftest import StopAt, tiny_table_config
 
 
 def _table(path, shift=0.0):
@@ -42,17 +42,6 @@ def trained(tmp_path_factory):
 @pytest.fixture
 def run(trained, tmp_path):
     return shutil.copytree(trained, tmp_path / "run")
-
-
-class StopAt:
-    """Interrupt (as Ctrl-C does) when epoch `epoch` (0-based) starts: the epoch before is checkpointed."""
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_start(self, trainer):
-        if trainer.epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def _flip_last_byte(path):

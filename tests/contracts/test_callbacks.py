@@ -40,6 +40,7 @@ from hydranet.train.ema import WeightEMA
 from hydranet.train.freeze import Freezer, frozen_groups
 from hydranet.train.trainer import Trainer
 from hydranet.tune.trial import PruningReporter
+from tests.conftest import StopAt
 from tests.contracts.conftest import (
     HOOKS, IMAGE_SHAPE, MEAN, RAW, STD, image_inputs, make_problem, same_tensors, tiny_model,
 )
@@ -110,17 +111,6 @@ def context(folder: Path, model) -> SimpleNamespace:
     data, (tasks, _) = tiny_data(), problem()
     space = PixelSpace(torch.full((1, 1, 1, 1), MEAN), torch.full((1, 1, 1, 1), STD))
     return SimpleNamespace(dir=folder, data=data, tasks=tasks, model=model, space=space)
-
-
-class StopAt:
-    """Interrupts (as Ctrl-C does) when epoch `epoch` starts; the previous epoch is checkpointed by then."""
-
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_epoch_start(self, trainer):
-        if trainer.epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def trainer_with(name: str, folder: Path, seed: int = 0, first: tuple = (), precision: str = "fp32") -> Trainer:

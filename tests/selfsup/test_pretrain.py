@@ -9,6 +9,7 @@ import torch
 import hydranet as hn
 from hydranet import registry
 from hydranet.files import read_tensors
+from tests.conftest import StopAt
 
 SMALL = ["--set", "model.trunk.channels=[8,16]", "--set", "model.trunk.dense=[32]", "--set", "data.limit=400",
          "--set", "train.epochs=2", "--set", "train.threads=1"]
@@ -69,17 +70,6 @@ def test_probe_refuses_a_trunk_of_another_shape(cli, tmp_path):
     assert cli("pretrain", "quickstart", *SMALL, "--set", "data.limit=200", "--set", "train.epochs=1", "--run-dir", "pre", "-q")[0] == 0
     code, out, err = cli("probe", "pre", "--experiment", "quickstart", *SMALL[:2], "--set", "model.trunk.channels=[4,16]")
     assert code == 2 and "its trunk does not fit" in err
-
-
-class StopAt:
-    """Interrupt (like Ctrl-C) when epoch `epoch` (0-based) starts: the previous epoch is checkpointed."""
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_start(self, trainer):
-        if trainer.epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_interrupted_pretraining_resumes_exactly(tmp_path, one_thread):

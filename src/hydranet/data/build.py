@@ -29,8 +29,7 @@ def build_dataset(cfg: Config, labels_required: bool = True) -> Dataset:
     With `labels_required` false (self-supervised pretraining), tasks whose column is absent or holds no
     label at all are left out instead of refused: unlabeled data is what pretraining is for.
     """
-    source = registry.get("source", cfg.data.source, "data.source")
-    raw = _limit(source(cfg), cfg)
+    raw = load_raw(cfg)
     targets, infos = {}, {}
     for task, task_cfg in cfg.tasks.items():
         column = cfg.column(task)
@@ -65,6 +64,11 @@ def _label_strata(cfg: Config, targets: dict[str, torch.Tensor], strata: np.ndar
         return strata
     task = next((t for t, c in cfg.tasks.items() if get_kind(c.kind).class_scores and t in targets), None)
     return targets[task].numpy() if task else None
+
+
+def load_raw(cfg: Config) -> RawData:
+    """The source's examples as training indexes them (after `data.limit`): what monitoring draws raw rows from."""
+    return _limit(registry.get("source", cfg.data.source, "data.source")(cfg), cfg)
 
 
 def _limit(raw: RawData, cfg: Config) -> RawData:

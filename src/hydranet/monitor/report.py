@@ -14,9 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from hydranet import registry
 from hydranet.data import build_dataset
-from hydranet.data.build import _limit
+from hydranet.data.build import load_raw
 from hydranet.data.sources.table import clean
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
@@ -58,7 +57,7 @@ def reference_frame(run: Run, rows: int) -> pd.DataFrame:
     """Up to `rows` raw rows of the run's train split, drawn with the run's seed (Purpose.MONITOR)."""
     cfg = run.config
     train = build_dataset(cfg).index["train"].numpy()
-    raw = _limit(registry.get("source", cfg.data.source, "data.source")(cfg), cfg)  # the rows training indexed
+    raw = load_raw(cfg)  # the rows training indexed
     if len(train) > rows:
         train = numpy_stream(cfg.seed, Purpose.MONITOR).choice(train, size=rows, replace=False)
     return raw.frame.iloc[sorted(train)].reset_index(drop=True)

@@ -218,9 +218,11 @@ class RunDir:
         return tensors, metadata
 
     def identity(self) -> str:
-        """A short hash telling this run from any other (its config and the time it was created), so files made
-        from it elsewhere (an export) can say which run they came from, wherever the run folder is moved."""
-        created = json.loads(self.run_json.read_text()).get("created", "") if self.run_json.exists() else ""
+        """What tells this run from any other wherever its folder is moved, for files made from it elsewhere (an
+        export): its id, or for a run from before ids a hash of its config and the time it was created."""
+        if self.id:
+            return self.id
+        created = self.read_run_json().get("created", "") if self.run_json.exists() else ""
         return hashlib.sha256(self.config.read_bytes() + created.encode()).hexdigest()[:16]
 
     def weights(self) -> Path | None:

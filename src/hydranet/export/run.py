@@ -32,7 +32,7 @@ def export_run(run: Run, out: str | Path | None = None) -> dict[str, Any]:
     """
     versions = require_packages()
     folder = Path(out) if out is not None else run.dir / "export"
-    identity = RunDir(run.dir).identity()
+    identity = RunDir.open(run.dir).identity()
     _check_folder(folder, identity)
     split, x = parity_examples(build_dataset(run.config))
     view = ExportView(run.model, list(run.tasks), run.config.train.eval_tta)

@@ -33,6 +33,9 @@ class Purpose(IntEnum):
     PCGRAD = 16  # PCGrad's task order, per step, from one checkpointed generator
     TUNE_SAMPLER = 17  # the Optuna sampler of one worker's session
     MONITOR = 18  # the reference rows `hydranet monitor` draws from a run's train split
+    EXPLAIN = 19  # explanations: examples drawn from a split, KernelSHAP/LIME coalitions and perturbations
+    AUDIT = 20  # fairness audit: bootstrap resamples of the confidence intervals
+    SERVE_WINDOW = 21  # the server's reservoir sample of recent inputs for drift
 
 
 # What a stream depends on besides the seed; every other purpose has one stream per run.

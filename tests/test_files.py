@@ -1,5 +1,7 @@
 """hydranet.files: atomic writes, and no other module writing files by itself."""
 
+import errno
+import os
 import re
 from pathlib import Path
 
@@ -57,6 +59,19 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
             tmp.write_text('{"new": tru')  # half written when the crash comes
             raise RuntimeError("crash")
     assert target.read_text() == '{\n  "old": true\n}' and list(tmp_path.iterdir()) == [target]
+
+
+def test_a_full_disk_mid_write_is_one_line_and_keeps_the_old_file(tmp_path):
+    target = tmp_path / "summary.json"
+    write_json(target, {"old": True})
+    with pytest.raises(UserError, match=f"^{re.escape(str(target))}: cannot write here \\(No space left on device\\); free some"):
+        with atomic_path(target) as tmp:
+            tmp.write_text('{"new": tru')  # half written when the disk fills up
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert target.read_text() == '{\n  "old": true\n}' and list(tmp_path.iterdir()) == [target]
+    with pytest.raises(PermissionError):  # any other failure of the writer keeps its traceback
+        with atomic_path(target):
+            raise PermissionError(errno.EACCES, "denied")
 
 
 def test_reading_a_bad_weights_file_names_it(tmp_path):

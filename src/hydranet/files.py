@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -35,7 +36,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.close(fd)
     tmp = Path(name)
     try:
-        yield tmp
+        with full_disk_as_user_error(path):
+            yield tmp
         with unwritable_as_user_error(path):
             _sync(tmp)
             os.chmod(tmp, 0o644)  # mkstemp makes the file private; a run directory is meant to be shared
@@ -54,6 +56,19 @@ def unwritable_as_user_error(path: Path, what: str = "a writable file path") -> 
         file = next((p for p in Path(path).parents if p.is_file()), None)
         reason = f"{file} is a file, not a folder" if file is not None else err.strerror or str(err)
         raise UserError(f"{path}: cannot write here ({reason}); expected {what}") from None
+
+
+@contextlib.contextmanager
+def full_disk_as_user_error(path: Path) -> Iterator[None]:
+    """A writer that runs out of space (or quota) half-way is the user's to fix too; other errors of the writer
+    keep their traceback. Only the temporary file is lost: `path` still holds what it held."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise UserError(f"{path}: cannot write here ({err.strerror}); free some space and run the command again "
+                        f"(the file was left as it was)") from None
 
 
 def make_dir(path: str | Path) -> Path:

@@ -93,3 +93,11 @@ def test_each_kinds_decoding_rule_gives_its_predict_column(kind):
         assert list(decoded) == expected
     else:  # probabilities, values in the target's units
         np.testing.assert_allclose(np.float64(decoded), np.float64(expected), rtol=1e-6)
+
+
+def test_the_standalone_script_refuses_infinite_numbers_as_hydranet_does():
+    column = {"name": "age", "kind": "numeric", "mean": 40.0, "std": 10.0}
+    np.testing.assert_allclose(standalone.encode_column(pd.Series([50.0, None]), column, set()), [[1.0], [0.0]])
+    for values in ([50.0, np.inf], ["50", "-inf"]):
+        with pytest.raises(ValueError, match="column 'age': a value is infinite"):
+            standalone.encode_column(pd.Series(values), column, set())

@@ -100,6 +100,8 @@ def encode_column(series: pd.Series, column: dict, markers: set[str]) -> np.ndar
         numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         if (np.isnan(numbers) & ~missing).any():
             raise ValueError(f"column {column['name']!r}: a value is not a number")
+        if np.isinf(numbers).any():  # hydranet refuses ±inf too: a standardized inf would be inf or NaN outputs
+            raise ValueError(f"column {column['name']!r}: a value is infinite (expected finite numbers)")
         z = ((numbers - column["mean"]) / column["std"]).astype(np.float32)
         return np.where(missing, np.float32(0), z)[:, None]
     codes = pd.Categorical(text.where(~missing), categories=column["categories"]).codes

@@ -121,3 +121,18 @@ def test_no_module_level_import_circle():
         if node not in state:
             walk(node, [node])
     assert not cycles, "import circles:\n" + "\n".join(cycles)
+
+
+def test_tests_import_their_helpers_by_package_path():
+    """A helper module of the tests (tests/conftest.py, tests/export/exportruns.py) is imported as `tests.…`: a bare
+    `import conftest` works or fails depending on which folder pytest put on sys.path first, and can load a second
+    copy of the module (its fixtures and state twice)."""
+    tests = Path(__file__).resolve().parent
+    helpers = {p.stem for p in tests.rglob("*.py") if not p.stem.startswith("test_")}
+    bare = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            bare += [f"{path.relative_to(tests)}:{node.lineno}: {n}" for n in names if n and n.split(".")[0] in helpers]
+    assert not bare, "import test helpers as tests.<path>: " + "; ".join(bare)

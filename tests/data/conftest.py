@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from datafiles import pixels, write_png
+from tests.data.datafiles import pixels, write_png
 
 from hydranet.config import Config
 

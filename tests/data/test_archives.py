@@ -8,7 +8,7 @@ import yaml
 from hydranet import registry
 from hydranet.errors import UserError
 
-from datafiles import fake_cifar, make_tar
+from tests.data.datafiles import fake_cifar, make_tar
 
 
 def load(cfg):

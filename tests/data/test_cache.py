@@ -6,7 +6,7 @@ A hit is proven by making the decoder raise: the second load must not call it.
 import numpy as np
 import pytest
 import torch
-from datafiles import fake_cifar, make_tar, pixels, write_png
+from tests.data.datafiles import fake_cifar, make_tar, pixels, write_png
 
 from hydranet import registry
 from hydranet.data import cache

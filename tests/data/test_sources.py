@@ -17,7 +17,7 @@ from hydranet import registry
 from hydranet.data.images import decode_image, load_image_files, resize_images
 from hydranet.errors import UserError
 
-from datafiles import CIFAR_NAMES, SHARED_DATA, fake_cifar, make_tar, pixels, write_png
+from tests.data.datafiles import CIFAR_NAMES, SHARED_DATA, fake_cifar, make_tar, pixels, write_png
 
 
 def load(cfg):

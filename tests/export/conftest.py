@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from exportruns import train_table
+from tests.export.exportruns import train_table
 
 import hydranet as hn
 

@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from exportruns import train_digits, train_table
+from tests.export.exportruns import train_digits, train_table
 from torch import nn
 
 import hydranet as hn

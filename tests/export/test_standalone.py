@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from exportruns import table_frame, train_digits
+from tests.export.exportruns import table_frame, train_digits
 from PIL import Image
 
 import hydranet as hn

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from toys import make_balancer, task_losses, tiny_problem
+from tests.mtl.toys import make_balancer, task_losses, tiny_problem
 
 import hydranet as hn
 from hydranet import registry

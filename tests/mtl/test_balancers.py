@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from toys import make_balancer
+from tests.mtl.toys import make_balancer
 
 from hydranet import registry
 from hydranet.config import Config, TaskConfig

@@ -2,7 +2,7 @@
 
 import numpy as np
 import torch
-from toys import LinearToy, check_private_grads, config, make_balancer, task_losses, tiny_problem
+from tests.mtl.toys import LinearToy, check_private_grads, config, make_balancer, task_losses, tiny_problem
 
 from hydranet.mtl import gradients
 from hydranet.mtl.pcgrad import PCGrad, pcgrad_coefficients

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import minimize
-from toys import LinearToy, check_private_grads, config, make_balancer, task_losses, tiny_problem
+from tests.mtl.toys import LinearToy, check_private_grads, config, make_balancer, task_losses, tiny_problem
 
 from hydranet.mtl.cagrad import CAGrad, cagrad_coefficients
 from hydranet.mtl.mgda import MGDA

@@ -4,7 +4,7 @@ import math
 
 import torch
 from torch import nn
-from toys import LinearToy, make_balancer, task_losses, tiny_problem
+from tests.mtl.toys import LinearToy, make_balancer, task_losses, tiny_problem
 
 from hydranet.config import Config
 from hydranet.mtl.dwa import DWA

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import hydranet as hn
+from hydranet.files import read_tensors
 from hydranet import registry
 from hydranet.config import ADVERSARIAL_KINDS, load_config
 from hydranet.data import DataInfo, build_dataset
@@ -213,7 +214,8 @@ def test_a_run_per_method_writes_the_guard_numbers(method, tmp_path):
         robust = line["robust"]
         assert 0 <= robust["pgd_accuracy"] <= robust["clean_accuracy"] + 0.2 and robust["eps"] == pytest.approx(8 / 255)
         assert robust["collapsed"] in (True, False)
-    assert (tmp_path / "run" / "checkpoint" / "best_robust.safetensors").exists()
+    best = read_tensors(tmp_path / "run" / "checkpoint" / "best_robust.safetensors")[1]
+    assert best["hydranet.run"] == json.loads((tmp_path / "run" / "run.json").read_text())["id"]  # stamped as all weights
     assert ("digit@trades" in lines[0]["train"]) == (method == "trades")
 
 

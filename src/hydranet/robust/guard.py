@@ -43,8 +43,10 @@ class RobustGuard:
     """
 
     def __init__(self, cfg: AdversarialConfig, tasks: dict[str, Task], space: PixelSpace, val: dict[str, Tensor],
-                 best_path: Path, seed: int = 0, batch_size: int = 1024, clean_slack: float = 0.1):
+                 best_path: Path, seed: int = 0, batch_size: int = 1024, clean_slack: float = 0.1,
+                 metadata: dict[str, str] | None = None):
         self.cfg, self.space, self.best_path, self.clean_slack = cfg, space, best_path, clean_slack
+        self.metadata = metadata  # the run's stamp, as every weights file of a run carries (rundir.RunDir.stamp)
         self.seed, self.batch_size = seed, batch_size
         self.tasks = {n: t for n, t in tasks.items() if t.spec.single_label}
         self.val = random_rows(val, cfg.guard_examples, seed)  # all classes, not the first in file order
@@ -72,7 +74,7 @@ class RobustGuard:
         robust, clean = result["pgd_accuracy"], result["clean_accuracy"]
         if self.best is None or robust > self.best:
             self.best, self.best_clean, self.best_epoch = robust, clean, record["epoch"]
-            write_tensors(self.best_path, trainer.eval_model.state_dict())
+            write_tensors(self.best_path, trainer.eval_model.state_dict(), self.metadata)
         collapsed = robust < self.best / 2 and clean >= self.best_clean - self.clean_slack
         if collapsed:
             self.collapsed = True

@@ -38,9 +38,11 @@ def check_data(cfg: Config, info: DataInfo, val_examples: int | None) -> None:
 
 
 def build_adversarial(cfg: Config, tasks: dict[str, Task], info: DataInfo, device: torch.device | str = "cpu", *,
-                      val: dict[str, Tensor] | None = None, best_path=None) -> RunParts:
+                      val: dict[str, Tensor] | None = None, best_path=None,
+                      metadata: dict[str, str] | None = None) -> RunParts:
     """`cfg.adversarial`'s method (a perturbation or an extra loss, looked up in the registry by name) and, given
-    the val split (on `device`) and where to keep the best-robust weights, its guard (a callback)."""
+    the val split (on `device`) and where to keep the best-robust weights (with `metadata`: the run's stamp), its
+    guard (a callback)."""
     method, adv = cfg.adversarial.method, cfg.adversarial
     if method.name == "none":
         return RunParts()
@@ -50,7 +52,8 @@ def build_adversarial(cfg: Config, tasks: dict[str, Task], info: DataInfo, devic
     component = make(method.options, adv, tasks, space)
     guard = []
     if val is not None and best_path is not None and adv.guard_every:
-        guard = [RobustGuard(adv, attacked(tasks, adv.tasks), space, val, best_path, cfg.seed, cfg.train.eval_batch_size)]
+        guard = [RobustGuard(adv, attacked(tasks, adv.tasks), space, val, best_path, cfg.seed, cfg.train.eval_batch_size,
+                              metadata=metadata)]
     if kind == "perturbation":
         return RunParts(perturbations=[component], callbacks=guard)
     return RunParts(extra_losses=[component], callbacks=guard)
@@ -69,4 +72,5 @@ class AdversarialTraining:
         check_data(cfg, data.info, len(data.index["val"]))  # fit checked it already; a resumed run's data may have changed
         guarded = cfg.adversarial.method.name != "none" and cfg.adversarial.guard_every
         val = on_device(data.split("val"), device) if guarded else None  # the guard draws its examples from it
-        return build_adversarial(cfg, tasks, data.info, device, val=val, best_path=run.best_robust)
+        return build_adversarial(cfg, tasks, data.info, device, val=val, best_path=run.best_robust,
+                                  metadata=run.stamp())

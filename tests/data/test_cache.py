@@ -100,6 +100,18 @@ def test_damaged_entry_is_a_miss(make_cfg, class_folder):
     assert cache.load(entry) is not None
 
 
+def test_an_entry_with_a_flipped_pixel_is_a_miss(make_cfg, class_folder):
+    """A bit flipped on disk would feed wrong pixels to every later run: the entry's SHA-256 catches it."""
+    cfg = make_cfg("image_folder", class_folder)
+    expected = load(cfg).images
+    (entry,) = entries(cfg)
+    data = bytearray(entry.read_bytes())
+    data[-1] ^= 0x01  # the last byte is a pixel of the last image: the file still parses
+    entry.write_bytes(bytes(data))
+    assert cache.load(entry) is None
+    assert torch.equal(load(cfg).images, expected) and cache.load(entry) is not None
+
+
 def test_cache_dir_resolution(make_cfg, monkeypatch, tmp_path):
     assert cache.cache_dir(make_cfg("digits")) == tmp_path / "cache"
     monkeypatch.setenv("HYDRANET_CACHE", str(tmp_path / "env"))

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 
 from hydranet.config import Config
 from hydranet.data.dataset import RawData
-from hydranet.files import write_tensors
+from hydranet.files import read_tensors, write_tensors
 
 # Bump when decoding changes (resampling, channel rules, ordering) so old entries are not reused.
 FORMAT_VERSION = 1
@@ -78,11 +78,10 @@ def load(path: str | Path) -> RawData | None:
     if not path.is_file():
         return None
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("version") != str(FORMAT_VERSION):
-                return None
-            images = f.get_tensor("images")
+        tensors, meta = read_tensors(path)  # checked against the SHA-256 written with it: a bit flip is a miss
+        if meta.get("version") != str(FORMAT_VERSION):
+            return None
+        images = tensors["images"]
         labels = {name: _decode_column(column) for name, column in json.loads(meta["labels"]).items()}
         split = json.loads(meta["split"])
     except Exception:  # a damaged entry is only a cache miss: decode again and overwrite it

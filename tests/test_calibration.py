@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import hydranet as hn
-from hydranet.calibrate import before_after, fit_temperature
+from hydranet.calibrate import before_after, fit_temperature, labeled_part
 from hydranet.config import TaskConfig
 from hydranet.data import build_dataset
 from hydranet.kinds import higher_is_better
@@ -114,8 +114,10 @@ def test_temperature_scaling_ignores_unlabeled_examples(one_thread):
     task, z, y = calibrated_problem("classification", 4000)
     y[::2] = -1
     garbage = z.clone()
-    garbage[::2] *= 50  # wild logits on the unlabeled half must not move T
-    assert fit_temperature(task, 3 * garbage, y) == pytest.approx(fit_temperature(task, 3 * z, y), rel=1e-4)
+    garbage[::2] = float("nan")  # a diverged output on an unlabeled example must not move T
+    labeled_logits, labeled_y = labeled_part(task, 3 * garbage, y)
+    assert len(labeled_y) == 2000
+    assert fit_temperature(task, labeled_logits, labeled_y) == pytest.approx(fit_temperature(task, 3 * z[1::2], y[1::2]))
 
 
 # --- a calibrated run ----------------------------------------------------------------------------

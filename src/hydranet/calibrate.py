@@ -46,38 +46,39 @@ def calibrate_run(run: Run) -> dict[str, Any]:
     outputs = {name: predict_batches(run.model, split["x"], *eval_settings(run.config.train)) for name, split in splits.items()}
     report: dict[str, Any] = {}
     for name, task in tasks.items():
-        target = splits["val"][name].to(outputs["val"][name].device)
-        if not labeled_rows(task, target).any():
+        val_logits, val_target = labeled_part(task, outputs["val"][name], splits["val"][name])
+        if len(val_target) == 0:
             continue
-        temperature = fit_temperature(task, outputs["val"][name], target)
+        temperature = fit_temperature(task, val_logits, val_target)
         report[name] = {"temperature": temperature} | {
-            split: before_after(task, outputs[split][name], splits[split][name], temperature) for split in splits}
+            split: before_after(task, *labeled_part(task, outputs[split][name], splits[split][name]), temperature)
+            for split in splits}
     calibration = {"method": "temperature_scaling", "fitted_on": "val", "ece_bins": ECE_BINS, "tasks": report}
     RunDir(run.dir).write_calibration(calibration)
     run.model.temperatures = {name: entry["temperature"] for name, entry in report.items()}
     return calibration
 
 
-def labeled_rows(task: Task, target: Tensor) -> Tensor:
-    """(B,) bool: examples with a label (multilabel: at least one labeled cell)."""
-    labeled = task.spec.labeled(target)
-    return labeled.reshape(len(target), -1).any(1)
+def labeled_part(task: Task, logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """The examples with a label (multilabel: at least one labeled cell), as a normal tensor on the logits' device
+    (predict_batches returns inference tensors, which autograd refuses)."""
+    target = target.to(logits.device)
+    rows = task.spec.labeled(target).reshape(len(target), -1).any(1)
+    return logits[rows].float().clone(), target[rows]
 
 
 def nll(task: Task, logits: Tensor, target: Tensor) -> Tensor:
     """Mean negative log-likelihood over labeled examples, without label smoothing (the quantity T minimizes)."""
-    return task.example_losses(logits, target).sum() / labeled_rows(task, target).sum()
+    return task.example_losses(logits, target).mean()
 
 
 def fit_temperature(task: Task, logits: Tensor, target: Tensor) -> float:
-    """The T > 0 that minimizes the NLL of logits / T on these (val) examples, by LBFGS on log T from T = 1.
+    """The T > 0 that minimizes the NLL of logits / T on labeled (val) examples, by LBFGS on log T from T = 1.
 
     The logits are fixed: each LBFGS step only rescales them, so the model is never re-run."""
-    labeled = labeled_rows(task, target)
-    if not torch.isfinite(logits[labeled]).all():
+    if not torch.isfinite(logits).all():
         raise UserError(f"task {task.name!r}: the model's val outputs hold NaN or inf (a diverged run); "
                         f"there is nothing to calibrate")
-    logits = logits.detach().float().clone()  # a normal tensor: predict_batches' are inference tensors, which autograd refuses
     log_t = torch.zeros((), device=logits.device, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=1.0, max_iter=100, line_search_fn="strong_wolfe",
                                   tolerance_grad=1e-9, tolerance_change=1e-12)
@@ -94,9 +95,8 @@ def fit_temperature(task: Task, logits: Tensor, target: Tensor) -> float:
 
 
 def before_after(task: Task, logits: Tensor, target: Tensor, temperature: float) -> dict[str, float]:
-    """NLL and ECE (where the kind reports it) of the raw logits and of logits / T, on the labeled examples."""
-    target = target.to(logits.device)
-    if not labeled_rows(task, target).any():
+    """NLL and ECE (where the kind reports it) of labeled examples' raw logits and of logits / T; {} without any."""
+    if len(target) == 0:
         return {}
     result = {"nll_before": float(nll(task, logits, target)), "nll_after": float(nll(task, logits / temperature, target))}
     if "ece" in task.spec.metric_names:

@@ -26,7 +26,7 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
 
 
 def softmax_confidence(scores: np.ndarray) -> np.ndarray:
-    """Probability of the top class per row of class scores (N, K), in float64 so it reaches 1.0 only when earned."""
+    """Probability of the top class per row of class scores (N, K), in float64 (float32 rounds confident rows to 1)."""
     scores = np.asarray(scores, dtype=np.float64)
     shifted = scores - scores.max(-1, keepdims=True)
     return 1.0 / np.exp(shifted).sum(-1)  # the top class's exp(0) = 1 over the sum

@@ -88,7 +88,7 @@ def test_configuration_reference_is_in_sync():
 
 
 def test_monitor_metric_must_exist_for_the_kind():
-    with pytest.raises(UserError, match="a classification task has no metric 'acc' \\(metrics: loss, accuracy, f1_macro\\)"):
+    with pytest.raises(UserError, match="a classification task has no metric 'acc' \\(metrics: loss, accuracy, f1_macro, ece\\)"):
         load_config("quickstart", ["train.early_stopping.monitor=val/digit/acc"])
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hydranet.calibrate import calibrate_run
 from hydranet.config import Config, apply_override, experiment_dict, validate
 from hydranet.config.loading import ALLOW_ENV
 from hydranet.export import export_run
@@ -100,6 +101,11 @@ class Model:
 
     def evaluate(self, split: str = "test") -> dict[str, dict[str, float]]:
         return evaluate_run(self.run, split)
+
+    def calibrate(self) -> dict[str, Any]:
+        """`hydranet calibrate` in Python: fit a temperature per head on val, write calibration.json and apply it to
+        this model from now on; returns the file's content (per task T, NLL and ECE before/after on val and test)."""
+        return calibrate_run(self.run)
 
 
 def load(run_dir: str | Path, allow_plugins: bool = False) -> Model:

@@ -1,4 +1,4 @@
-"""The `hydranet` command line: train, pretrain, probe, evaluate, predict, export, monitor, attack, tune,
+"""The `hydranet` command line: train, pretrain, probe, evaluate, calibrate, predict, export, monitor, attack, tune,
 experiments, config, bench mtl.
 
 User errors end with one line on stderr and exit code 2 (no traceback); internal errors keep theirs. Each command
@@ -157,6 +157,26 @@ def evaluate(
     metrics = evaluate_run(load_run(run_dir), split)
     console.print(metrics_table({split: metrics}, title=f"{run_dir} — {split}"))
     console.print(f"wrote {RunDir(run_dir).eval_file(split)}")
+
+
+@app.command()
+def calibrate(run_dir: Path = typer.Argument(..., help="a run directory (with a val split)")) -> None:
+    """Temperature scaling: fit one T per classification/binary/multilabel head on val; writes calibration.json
+    (replacing an earlier one), which evaluate, predict, export and serving then apply."""
+    from hydranet.calibrate import calibrate_run
+    from hydranet.rundir import RunDir
+    from hydranet.train import load_run
+
+    report = calibrate_run(load_run(run_dir, calibrated=False))
+    table = Table("task", "T", "split", "NLL before", "NLL after", "ECE before", "ECE after",
+                  title=f"{run_dir} — temperature scaling fitted on val (ECE: {report['ece_bins']} bins)")
+    for task, entry in report["tasks"].items():
+        for split in ("val", "test"):
+            numbers = entry.get(split, {})
+            table.add_row(task, f"{entry['temperature']:.3f}", split, *(
+                _fmt(numbers.get(f"{metric}_{when}")) for metric in ("nll", "ece") for when in ("before", "after")))
+    console.print(table)
+    console.print(f"wrote {RunDir(run_dir).calibration}")
 
 
 @app.command()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import shlex
@@ -14,7 +15,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Collection, Iterator
 
 import torch
 import yaml
@@ -62,6 +63,7 @@ class RunDir:
         self.best = self.checkpoint_dir / "best.safetensors"  # early stopping's best weights
         self.best_robust = self.checkpoint_dir / "best_robust.safetensors"  # the robustness guard's best weights
         self.summary = self.path / "summary.json"
+        self.calibration = self.path / "calibration.json"  # `hydranet calibrate`: a temperature per task, applied on load
         self.plots = self.path / "plots"
         self.init = self.path / "init.json"  # what `model.init_from` loaded
         self.tensorboard = self.path / "tensorboard"
@@ -160,6 +162,11 @@ class RunDir:
     def write_init_report(self, report: dict[str, Any]) -> None:
         write_json(self.init, report)
 
+    def write_calibration(self, report: dict[str, Any]) -> None:
+        """calibration.json, replacing an earlier one: temperatures are always fitted on the uncalibrated outputs,
+        so recalibrating loses nothing (it reproduces or updates the file)."""
+        write_json(self.calibration, report)
+
     def finish(self, summary: dict[str, Any]) -> None:
         """summary.json, then run.json marked finished: the last two writes of a complete run."""
         write_json(self.summary, summary)
@@ -206,6 +213,15 @@ class RunDir:
         if not required and not self.summary.exists():
             return {}
         return read_file(self.summary, "the run's results as a JSON object", _json_object)
+
+    def read_temperatures(self, tasks: Collection[str]) -> dict[str, float]:
+        """calibration.json's temperature per task, {} for a run never calibrated. `tasks` are the run's tasks whose
+        outputs can be temperature-scaled; any other task name, or a temperature that is not a finite number > 0, is
+        one line naming the file."""
+        if not self.calibration.exists():
+            return {}
+        expected = "a temperature > 0 per task, as `hydranet calibrate RUN` writes it; rerun that to replace the file"
+        return read_file(self.calibration, expected, lambda text: _temperatures(_json_object(text), tasks))
 
     def read_weights(self, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         """A weights or checkpoint file of this run (checksum verified by read_tensors); one stamped with another
@@ -265,6 +281,21 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"a JSON {type(value).__name__}, not an object")
     return value
+
+
+def _temperatures(report: dict[str, Any], tasks: Collection[str]) -> dict[str, float]:
+    entries = report["tasks"]
+    if not isinstance(entries, dict):
+        raise ValueError(f"'tasks' is a JSON {type(entries).__name__}, not an object")
+    temperatures = {}
+    for name, entry in entries.items():
+        if name not in tasks:
+            raise ValueError(f"task {name!r} is not a task of this run with logits to scale ({', '.join(tasks) or 'none'})")
+        value = entry.get("temperature") if isinstance(entry, dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"tasks.{name}.temperature is {value!r}, not a finite number > 0")
+        temperatures[name] = float(value)
+    return temperatures
 
 
 def _yaml_mapping(text: str) -> dict[str, Any]:

@@ -42,6 +42,7 @@ class Kind(Protocol):
     single_label: bool  # see above
     class_scores: bool  # the head scores every class of one label: targeted attacks, label-subset strata
     divergence: Callable[[Tensor, Tensor], Tensor] | None  # KL(clean ‖ adv) per example (B,) from logits (TRADES); None: no distribution
+    temperature_scaling: bool  # the head outputs logits of a distribution: `hydranet calibrate` fits logits / T
 
     def encode(self, values: np.ndarray, missing: np.ndarray, cfg: Any, where: str) -> tuple[Tensor, TaskInfo]:
         """Raw column (object array) → target tensor and TaskInfo; bad values are UserErrors naming `where`."""

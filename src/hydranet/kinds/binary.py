@@ -15,6 +15,7 @@ from sklearn import metrics as skm
 from torch import Tensor
 
 from hydranet.errors import UserError
+from hydranet.kinds.calibration import expected_calibration_error, sigmoid_confidence
 from hydranet.kinds.classification import codes, sorted_values
 from hydranet.kinds.info import TaskInfo
 from hydranet.kinds.masking import masked_mean, masked_terms
@@ -52,13 +53,14 @@ class Binary:
     (accuracy, robust accuracy, kNN votes, stratified splits) over the two classes [negative, positive]."""
 
     name = "binary"
-    metric_names = ("loss", "accuracy", "roc_auc", "f1")
+    metric_names = ("loss", "accuracy", "roc_auc", "f1", "ece")
     main_metric = "accuracy"
-    lower_is_better = frozenset({"loss"})
+    lower_is_better = frozenset({"loss", "ece"})
     squeeze = True  # (B,) logits
     single_label = True
     class_scores = False  # one logit, not a score per class: no targeted attack
     divergence = staticmethod(bernoulli_kl)
+    temperature_scaling = True
 
     def encode(self, values: np.ndarray, missing: np.ndarray, cfg: Any, where: str) -> tuple[Tensor, TaskInfo]:
         """At most two values, the larger one positive; or, with `cfg.positive`, "value == positive"."""
@@ -111,6 +113,9 @@ class Binary:
             "accuracy": float(skm.accuracy_score(y, y_hat)),
             "roc_auc": auc,
             "f1": float(skm.f1_score(y, y_hat, zero_division=0)),
+            # ECE over the probability of the predicted class, σ(|logit|) ≥ 1/2: the two-class case of Guo et al.'s
+            # top-class confidence (not the positive-class probability, which would mix the two classes' errors)
+            "ece": expected_calibration_error(sigmoid_confidence(logit), y_hat == y),
         }
 
     def column(self, decoded: np.ndarray, info: TaskInfo, cfg: Any) -> Any:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from sklearn import metrics as skm
 from torch import Tensor
 
+from hydranet.kinds.calibration import expected_calibration_error, softmax_confidence
 from hydranet.kinds.info import TaskInfo
 
 
@@ -49,13 +50,14 @@ class Classification:
     stratified splits), and the head scores every class, so a targeted attack can aim at any of them."""
 
     name = "classification"
-    metric_names = ("loss", "accuracy", "f1_macro")
+    metric_names = ("loss", "accuracy", "f1_macro", "ece")
     main_metric = "accuracy"
-    lower_is_better = frozenset({"loss"})
+    lower_is_better = frozenset({"loss", "ece"})
     squeeze = False  # (B, K) scores
     single_label = True
     class_scores = True
     divergence = staticmethod(categorical_kl)
+    temperature_scaling = True
 
     def encode(self, values: np.ndarray, missing: np.ndarray, cfg: Any, where: str) -> tuple[Tensor, TaskInfo]:
         """Class names sorted naturally; the target is the index of each value's class."""
@@ -91,6 +93,8 @@ class Classification:
         return {
             "accuracy": float(skm.accuracy_score(y, y_hat)),
             "f1_macro": float(skm.f1_score(y, y_hat, average="macro", zero_division=0)),
+            # Guo et al.'s ECE: confidence is the softmax probability of the predicted (top) class
+            "ece": expected_calibration_error(softmax_confidence(pred[keep]), y_hat == y),
         }
 
     def column(self, decoded: np.ndarray, info: TaskInfo, cfg: Any) -> Any:

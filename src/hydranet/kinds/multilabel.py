@@ -28,6 +28,7 @@ class Multilabel:
     squeeze = False  # (B, L) logits
     single_label = False
     class_scores = False
+    temperature_scaling = True  # one T for all of a head's sigmoid logits
 
     def encode(self, values: np.ndarray, missing: np.ndarray, cfg: Any, where: str) -> tuple[Tensor, TaskInfo]:
         """A cell is a list of labels or a string of them joined by `cfg.separator`; the vocabulary is sorted."""

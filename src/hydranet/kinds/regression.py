@@ -41,6 +41,7 @@ class Regression:
     single_label = False
     class_scores = False
     divergence = None
+    temperature_scaling = False  # a point prediction, no probabilities to calibrate
 
     def encode(self, values: np.ndarray, missing: np.ndarray, cfg: Any, where: str) -> tuple[Tensor, TaskInfo]:
         numbers = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)

@@ -20,6 +20,10 @@ class HydraNet(nn.Module):
         super().__init__()
         self.trunk = trunk
         self.heads = nn.ModuleDict(heads)
+        # Temperature scaling (`hydranet calibrate`, set by `load_run` from calibration.json): these tasks' outputs
+        # are divided by their T inside forward, so every reader of the model (predict, evaluate, serving, the
+        # ONNX export) applies it. Plain floats, not weights: the weights file stays what training wrote.
+        self.temperatures: dict[str, float] = {}
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         features = self.trunk(x)
@@ -27,8 +31,12 @@ class HydraNet(nn.Module):
         # Soft sharing (mmoe, cgc, cross_stitch) gives a dict {task: (B, D)}: each task's own features.
         self.features = features
         if isinstance(features, dict):
-            return {task: head(features[task]) for task, head in self.heads.items()}
-        return {task: head(features) for task, head in self.heads.items()}
+            outputs = {task: head(features[task]) for task, head in self.heads.items()}
+        else:
+            outputs = {task: head(features) for task, head in self.heads.items()}
+        for task, temperature in self.temperatures.items():
+            outputs[task] = outputs[task] / temperature
+        return outputs
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters every task's loss reaches (gradient-balancing methods act on these).

@@ -117,8 +117,12 @@ def _summary(cfg: Config, trainer: Trainer, data: Dataset, model: HydraNet) -> d
             "precision": trainer.precision, "params": sum(p.numel() for p in model.parameters()), **splits}
 
 
-def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
-    """A trained run: config, data info, tasks and the model with its final weights (eval mode)."""
+def load_run(run_dir: str | Path, device: str = "cpu", calibrated: bool = True) -> Run:
+    """A trained run: config, data info, tasks and the model with its final weights (eval mode).
+
+    With `calibrated`, the temperatures of calibration.json (`hydranet calibrate`) are set on the model, so every
+    reader of a run (predict, evaluate, serving, export) gets calibrated outputs; `calibrate` itself loads without
+    them, so it can replace a broken file."""
     run = RunDir.open(run_dir)
     cfg = run.read_config()
     run.require(run.data, run.model)
@@ -128,4 +132,6 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     check_fits(model, weights, run.model)
     model.load_state_dict(weights)
     model.eval()
+    if calibrated:
+        model.temperatures = run.read_temperatures([name for name, task in tasks.items() if task.spec.temperature_scaling])
     return Run(dir=run.path, config=cfg, model=model, tasks=tasks, info=info, summary=run.read_summary())

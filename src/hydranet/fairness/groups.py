@@ -76,9 +76,9 @@ def check_groups(attribute: str, labels: np.ndarray, where: str, min_size: int) 
     warning for each group with fewer than `min_size` examples (its rates rest on too few examples)."""
     names, counts = np.unique(labels.astype(str), return_counts=True)
     if len(names) < 2:
-        only = f"{names[0]!r}, {counts[0]} examples" if len(names) else "no examples"
+        only = f"{str(names[0])!r}, {counts[0]} examples" if len(names) else "no examples"
         raise UserError(f"fairness.sensitive: {attribute!r} has a single group ({only}) in {where}; a comparison "
                         f"needs at least two groups")
-    return [f"{attribute}: group {name!r} has {count} example{'s' if count != 1 else ''} in {where} (fewer than "
+    return [f"{attribute}: group {str(name)!r} has {count} example{'s' if count != 1 else ''} in {where} (fewer than "
             f"fairness.min_group_size {min_size}); its numbers are unreliable"
             for name, count in zip(names, counts) if count < min_size]

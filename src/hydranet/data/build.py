@@ -84,7 +84,7 @@ def user_weights(cfg: Config, raw: RawData) -> torch.Tensor | None:
     bad = ~np.isfinite(values) | (values < 0)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise UserError(f"data.weight_column: column {name!r} has {raw.columns[name][row]!r} in row {row + 1}; expected "
+        raise UserError(f"data.weight_column: column {name!r} has {str(raw.columns[name][row])!r} in row {row + 1}; expected "
                         f"a number ≥ 0 in every row")
     return torch.from_numpy(values.astype(np.float32))
 

@@ -18,7 +18,7 @@ from hydranet.data import build_dataset
 from hydranet.data.build import load_raw
 from hydranet.errors import UserError
 from hydranet.fairness.groups import check_groups, group_table
-from hydranet.fairness.metrics import AUDITS, Scored, bootstrap
+from hydranet.fairness.metrics import Scored, audit_for, bootstrap
 from hydranet.files import make_dir, write_figure, write_json, write_text
 from hydranet.randomness import Purpose, numpy_stream
 from hydranet.train.evaluation import eval_settings, predict_batches
@@ -48,15 +48,17 @@ def audit_run(run: Run, sensitive: list[str] | None = None, split: str = "test",
     rng = numpy_stream(cfg.seed, Purpose.AUDIT)
     tasks: dict[str, Any] = {}
     for name, task in run.tasks.items():
-        if task.kind not in AUDITS:
-            warnings.append(f"task {name!r} ({task.kind}) is not audited: the audit knows {', '.join(AUDITS)} tasks")
+        audit = audit_for(task.spec)
+        if audit is None:
+            warnings.append(f"task {name!r} ({task.kind}) is not audited: the audit knows binary, classification "
+                            f"and regression tasks")
             continue
         target = data.targets[name][index]
         labelled = task.spec.labeled(target).numpy()
-        scored = AUDITS[task.kind].scored(task, target[labelled].numpy(), outputs[name].cpu()[labelled])
+        scored = audit.scored(task, target[labelled].numpy(), outputs[name].cpu()[labelled])
         tasks[name] = {"kind": task.kind, "examples": int(labelled.sum()), "unlabelled": int((~labelled).sum()),
-                       "mitigated": name in mitigated,
-                       "attributes": {a: audit_attribute(task.kind, scored, labels[labelled], fairness.bootstrap, rng)
+                       "mitigated": name in mitigated, "plotted": list(audit.plotted),
+                       "attributes": {a: audit_attribute(audit, scored, labels[labelled], fairness.bootstrap, rng)
                                       for a, labels in groups.items()}}
     report = {"run": str(run.dir), "split": split, "examples": len(index), "sensitive": chosen,
               "mitigation": cfg.fairness.mitigation.model_dump(), "mitigated_tasks": mitigated,
@@ -85,12 +87,11 @@ def sensitive_columns(cfg: Config, sensitive: list[str] | None) -> dict[str, np.
     return {c: raw.columns[c] for c in chosen}
 
 
-def audit_attribute(kind: str, scored: Scored, labels: np.ndarray, resamples: int,
+def audit_attribute(audit: type, scored: Scored, labels: np.ndarray, resamples: int,
                     rng: np.random.Generator) -> dict[str, Any]:
     """Per-group metrics (Fairlearn's MetricFrame) and summaries (Fairlearn's functions) with bootstrap intervals."""
     import fairlearn.metrics as fl  # lazy: fairlearn loads pandas' plotting stack; only the audit needs it
 
-    audit = AUDITS[kind]
     metrics = audit.frame_metrics(fl)
     extra = {"roc_auc": {"score": scored.score}} if "roc_auc" in metrics else None
     frame = fl.MetricFrame(metrics=metrics, y_true=scored.y_true, y_pred=scored.y_pred, sensitive_features=labels,
@@ -158,7 +159,7 @@ def plot_audit(report: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(len(tasks), len(attributes), figsize=(4.5 * len(attributes), 3.2 * len(tasks)),
                              squeeze=False)
     for row, (task, result) in enumerate(tasks.items()):
-        plotted = AUDITS[result["kind"]].plotted
+        plotted = result["plotted"]
         for col, (attribute, found) in enumerate(result["attributes"].items()):
             ax, names = axes[row][col], list(found["groups"])
             width = 0.8 / len(plotted)

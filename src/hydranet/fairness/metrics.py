@@ -17,6 +17,7 @@ import numpy as np
 from sklearn import metrics as skm
 from torch import Tensor
 
+from hydranet.kinds import Kind
 from hydranet.tasks import Task
 
 RESAMPLE_CELLS = 4_000_000  # resampled indices held at once (32 MB of int64): the chunk size of the bootstrap
@@ -144,8 +145,13 @@ class RegressionAudit:
         return {"worst_group_mae": frame.group_max()["mae"], "mae_difference": frame.difference()["mae"]}
 
 
-# The kinds the audit knows, by the name of the task kind; a kind not here (multilabel) is named as not audited.
-AUDITS = {"binary": BinaryAudit, "classification": ClassificationAudit, "regression": RegressionAudit}
+def audit_for(spec: Kind) -> type | None:
+    """The audit of a task kind, from what its record says: one right-or-wrong label that is a single logit (a
+    yes/no decision), one of several scored classes, or one value (squeezed, not a label); None: a kind the
+    audit does not know (multilabel), which the report names."""
+    if spec.single_label:
+        return ClassificationAudit if spec.class_scores else BinaryAudit
+    return RegressionAudit if spec.squeeze else None
 
 
 def group_rates(rates: dict[str, tuple[np.ndarray, np.ndarray]], codes: np.ndarray, n_groups: int,

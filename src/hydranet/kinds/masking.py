@@ -22,7 +22,8 @@ def masked_terms(terms: Tensor, labeled: Tensor) -> Tensor:
 def masked_mean(terms: Tensor, labeled: Tensor, weight: Tensor | None = None) -> Tensor:
     """Mean of the labeled terms, Σ w·ℓ / Σ w over them with example weights `weight` (B,) (a multilabel example's
     weight counts for each of its labeled cells); 0, still in the graph, when none is labeled or all their weights
-    are 0. With every weight 1 it is bit for bit the unweighted mean (w·ℓ = ℓ and Σ w = the count, exactly).
+    are 0. With every weight 1 it is bit for bit the unweighted mean (w·ℓ = ℓ and Σ w = the count, exactly), and
+    its gradient that of the unweighted loss.
 
     No `.item()` and no branch on values: it runs every step and must not sync with the device.
     """

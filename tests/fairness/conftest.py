@@ -8,17 +8,20 @@ import pytest
 
 @pytest.fixture
 def fair_csv(tmp_path):
+    return write_fair_csv(tmp_path / "fair.csv")
+
+
+def write_fair_csv(path):
     rng = np.random.default_rng(0)
     n = 300
     sex = rng.choice(["F", "M"], n, p=[0.4, 0.6])
-    race = np.where(np.arange(n) % 50 == 0, "C", rng.choice(["A", "B"], n))  # C: 6 examples
+    race = np.where(np.arange(n) % 25 == 0, "C", rng.choice(["A", "B"], n))  # C: 12 examples, a few per split
     x1 = rng.normal(size=n) + 0.8 * (sex == "M")
     frame = pd.DataFrame({
         "x1": x1, "x2": rng.normal(size=n), "age": rng.integers(18, 80, n), "sex": sex, "race": race,
         "income": np.where(x1 + rng.normal(scale=0.5, size=n) > 0.5, ">50K", "<=50K"),
         "size": 2 * x1 + rng.normal(size=n), "w": rng.uniform(0.5, 2.0, n).round(3),
     })
-    path = tmp_path / "fair.csv"
     frame.to_csv(path, index=False)
     return path
 

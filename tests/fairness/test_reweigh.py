@@ -65,10 +65,12 @@ def test_weight_column_is_read_checked_and_kept_out_of_the_features(fair_csv, tm
         build_dataset(load_config(fair_config(tmp_path / "bad.csv", data={"weight_column": "w"})))
 
 
-def test_reweigh_refuses_a_task_without_class_labels(fair_csv):
+def test_reweigh_refuses_a_task_without_class_labels_and_a_run_without_sensitive_columns(fair_csv):
     cfg = load_config(fair_config(fair_csv, fairness={"sensitive": ["sex"], "mitigation": "reweigh"}))
     with pytest.raises(UserError, match="fairness.tasks: reweigh needs class labels, and task 'size' is regression"):
         build_dataset(cfg)
+    with pytest.raises(UserError, match="fairness.mitigation: reweigh needs fairness.sensitive"):
+        build_dataset(load_config(fair_config(fair_csv, fairness={"mitigation": "reweigh"})))
 
 
 def test_unit_weight_column_trains_bit_for_bit_as_no_weights(fair_csv, tmp_path, one_thread):

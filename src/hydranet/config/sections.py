@@ -301,9 +301,6 @@ class Config(Section):
         if tasks:
             raise ValueError(f"{'data.weight_column' if tasks[0] == self.data.weight_column else 'fairness.sensitive'}: "
                              f"{tasks[0]!r} is a task column (expected another column)")
-        if fairness.mitigation.name != "none" and not fairness.sensitive:
-            raise ValueError(f"fairness.mitigation: {fairness.mitigation.name} needs fairness.sensitive (the columns "
-                             f"whose groups it protects)")
 
     def _check_freeze(self) -> None:
         freeze = self.train.freeze

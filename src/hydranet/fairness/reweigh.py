@@ -45,6 +45,8 @@ class Reweigh:
     def example_weights(self, fairness: FairnessConfig, columns: dict[str, np.ndarray], targets: dict[str, torch.Tensor],
                         infos: dict[str, TaskInfo], train: torch.Tensor, base: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """{task: float32 (N,)}, fitted on the `train` indices; `base`: the user's weights (data.weight_column)."""
+        if not fairness.sensitive:
+            raise UserError("fairness.mitigation: reweigh needs fairness.sensitive (the columns whose groups it protects)")
         train = train.numpy()
         groups = joint_groups(fairness, columns)[train]
         for warning in check_groups(" × ".join(fairness.sensitive), groups, "the train split", fairness.min_group_size):

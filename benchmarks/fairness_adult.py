@@ -5,7 +5,7 @@ For each setting and seed: train, then `audit_run` on the test split; reported p
 demographic-parity difference and equalized-odds difference across the groups of the sensitive column. Prints
 one JSON line per run and a table of mean ± std over the seeds.
 
-    python benchmarks/fairness_adult.py                 # 3 seeds, about 10 minutes on 2 cores
+    python benchmarks/fairness_adult.py                 # 3 seeds, about 35 minutes on 2 busy cores
     python benchmarks/fairness_adult.py --seeds 0 1 2 3 4
 """
 

@@ -54,6 +54,15 @@ def test_dataset_carries_reweigh_weights_of_the_train_split_for_the_mitigated_ta
     assert weight_key("income") in data.split("train") and "sex" not in data.info.features
 
 
+def test_sensitive_columns_are_features_only_when_asked(fair_csv):
+    kept = build_dataset(load_config(fair_config(fair_csv, fairness={"sensitive": ["sex"], "use_as_features": True})))
+    assert "sex" in kept.info.features
+    with pytest.raises(UserError, match=r"data.features: 'sex' is a sensitive column \(fairness.use_as_features: true "
+                                        r"keeps it\), it cannot also be a feature"):
+        build_dataset(load_config(fair_config(fair_csv, data={"features": ["x1", "sex"]},
+                                              fairness={"sensitive": ["sex"]})))
+
+
 def test_weight_column_is_read_checked_and_kept_out_of_the_features(fair_csv, tmp_path):
     data = build_dataset(load_config(fair_config(fair_csv, data={"weight_column": "w"})))
     np.testing.assert_allclose(data.weights["income"].numpy(), pd.read_csv(fair_csv)["w"].to_numpy(), rtol=1e-6)

@@ -4,7 +4,7 @@ cells a group of their own, and intersections of several attributes; plus the ch
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -57,7 +57,7 @@ def group_table(fairness: FairnessConfig, columns: dict[str, np.ndarray], sensit
     return table
 
 
-def joint(labels: Sequence[np.ndarray] | object) -> np.ndarray:
+def joint(labels: Iterable[np.ndarray]) -> np.ndarray:
     """The intersection of several attributes' labels, `Female, Black` style."""
     parts = list(labels)
     out = parts[0].astype(str).astype(object)

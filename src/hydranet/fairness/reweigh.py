@@ -27,14 +27,16 @@ def reweigh(groups: np.ndarray, labels: np.ndarray, base: np.ndarray | None = No
     labelled = labels >= 0
     base = np.ones(len(labels)) if base is None else base.astype(np.float64)
     y = np.where(labelled, labels, 0)
-    cells = np.bincount(g * (y.max() + 1) + y, base * labelled, minlength=len(group_names) * (y.max() + 1))
-    joint = cells.reshape(len(group_names), -1) / cells.sum()  # P(g, y)
+    classes = int(y.max()) + 1
+    cells = np.bincount(g * classes + y, base * labelled, minlength=len(group_names) * classes)
+    joint = cells.reshape(len(group_names), classes) / cells.sum()  # P(g, y)
     expected = joint.sum(1, keepdims=True) * joint.sum(0, keepdims=True)  # P(g)·P(y)
     with np.errstate(divide="ignore", invalid="ignore"):
         table = np.where(joint > 0, expected / joint, 1.0)
     return np.where(labelled, table[g, y], 1.0)
 
 
+@register("mitigation", "reweigh")
 class Reweigh:
     """The `reweigh` mitigation: per mitigated task, the Kamiran–Calders weight of each train example (1 for val
     and test examples: evaluation is unweighted)."""
@@ -63,5 +65,3 @@ class Reweigh:
             out[task] = torch.from_numpy(weights.astype(np.float32))
         return out
 
-
-register("mitigation", "reweigh")(Reweigh)

@@ -100,6 +100,29 @@ def test_missing_labels_are_masked_like_dropped_rows(kind):
     assert task.metrics(pred, target) == task.metrics(pred[keep], target[keep])
 
 
+def test_unit_example_weights_give_the_plain_gradient_bit_for_bit(kind):
+    """All weights 1 must train exactly as without weights (tests/test_weights.py: whole runs): the same gradient,
+    bit for bit; the loss's value may differ in the last bit (classification sums per-example terms then)."""
+    task, target, pred = make(kind)
+    task.cfg.label_smoothing = 0.1 if kind == "classification" else 0.0
+    pred.requires_grad_()
+    weighted, plain = task.loss(pred, target, torch.ones(len(target))), task.loss(pred, target)
+    torch.testing.assert_close(weighted, plain)
+    assert torch.equal(torch.autograd.grad(weighted, pred)[0], torch.autograd.grad(plain, pred)[0])
+
+
+def test_integer_example_weights_equal_repeated_examples(kind):
+    """Σ w·ℓ / Σ w over labelled examples: weight k is the example k times (0: left out), with label smoothing and
+    masked missing labels, whatever the kind reduces over (a multilabel example's cells)."""
+    task, target, pred = make(kind)
+    task.cfg.label_smoothing = 0.1 if kind == "classification" else 0.0
+    weight = torch.tensor([2, 0, 3, 1, 1, 4])
+    repeat = torch.arange(len(target)).repeat_interleave(weight)
+    torch.testing.assert_close(task.loss(pred, target, weight.float()), task.loss(pred[repeat], target[repeat]))
+    zero = task.loss(pred.requires_grad_(), target, torch.zeros(len(target)))
+    assert zero == 0 and zero.requires_grad  # every weight 0: no signal, still in the graph
+
+
 def test_single_label_kinds_give_classes_and_correctness(kind):
     task, target, pred = make(kind)
     spec = task.spec

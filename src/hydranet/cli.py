@@ -1,4 +1,4 @@
-"""The `hydranet` command line: train, pretrain, probe, evaluate, calibrate, predict, export, monitor, attack, tune,
+"""The `hydranet` command line: train, pretrain, probe, evaluate, calibrate, predict, export, monitor, audit, attack, tune,
 experiments, config, bench mtl.
 
 User errors end with one line on stderr and exit code 2 (no traceback); internal errors keep theirs. Each command
@@ -239,6 +239,33 @@ def monitor(
             table.add_row(str(r["feature"]), r["method"], format_score(r), "yes" if r["drift"] else "no")
         console.print(table)
     console.print(f"{report['reference']}; wrote drift.json and drift.html to [bold]{folder}[/bold]")
+
+
+@app.command()
+def audit(
+    run_dir: Path = typer.Argument(..., help="a run directory (trained on a table)"),
+    sensitive: Optional[str] = typer.Option(None, "--sensitive", help="sensitive columns, comma-separated (default: "
+                                            "the run's fairness.sensitive)"),
+    split: str = typer.Option("test", "--split", help="test | val | train"),
+    out: Optional[Path] = typer.Option(None, "--output", "-o", help="folder for audit.json, audit.md and audit.png "
+                                       "(default: RUN/audit)"),
+) -> None:
+    """Fairness audit: each task's metrics per group of the sensitive columns, with bootstrap 95% intervals."""
+    from hydranet.fairness.audit import audit_run
+    from hydranet.train import load_run
+
+    folder = out if out is not None else Path(run_dir) / "audit"
+    columns = [c.strip() for c in sensitive.split(",") if c.strip()] if sensitive is not None else None
+    report = audit_run(load_run(run_dir), columns, split, folder)
+    for task, result in report["tasks"].items():
+        for attribute, found in result["attributes"].items():
+            table = Table("summary", "value", "95% interval", title=f"{task} by {attribute} ({split})")
+            for name, s in found["summary"].items():
+                table.add_row(name, _fmt(s["value"]), f"{_fmt(s['low'])} – {_fmt(s['high'])}")
+            console.print(table)
+    for warning in report["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    console.print(f"wrote audit.json, audit.md and audit.png to [bold]{folder}[/bold]")
 
 
 @app.command()

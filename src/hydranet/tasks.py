@@ -61,12 +61,13 @@ class Task:
             layers.append(_SqueezeLast())
         return nn.Sequential(*layers)
 
-    def loss(self, pred: Tensor, target: Tensor) -> Tensor:
-        """Mean loss over labeled examples (cells for multilabel); 0, still in the graph, if none.
+    def loss(self, pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+        """Mean loss over labeled examples (cells for multilabel); 0, still in the graph, if none. With example
+        weights (B,) (`data.weight_column`, a fairness mitigation), the weighted mean Σ w·ℓ / Σ w over them.
 
         No `.item()` and no branch on values: this runs every step and must not sync with the device.
         """
-        return self.spec.loss(pred.float(), target, self.info, self.cfg)
+        return self.spec.loss(pred.float(), target, self.info, self.cfg, weight)
 
     def example_losses(self, pred: Tensor, target: Tensor) -> Tensor:
         """Loss per example (B,), 0 where unlabeled (multilabel: mean over labeled cells).

@@ -10,14 +10,14 @@ from hydranet.config.methods import Method, NoOptions, Options
 from hydranet.config.overrides import apply_override, parse_override
 from hydranet.config.search import check_search, plain_experiment
 from hydranet.config.sections import (
-    ADVERSARIAL_KINDS, AdversarialConfig, AugmentConfig, Config, DataConfig, EarlyStopConfig, EMAConfig,
+    ADVERSARIAL_KINDS, AdversarialConfig, AugmentConfig, Config, DataConfig, EarlyStopConfig, EMAConfig, FairnessConfig,
     ModelConfig, MTLConfig, OptimizerConfig, ScheduleConfig, SearchParam, Section, SplitConfig, SSLConfig, TaskConfig,
     TaskKind, TrainConfig, metric_problem,
 )
 
 __all__ = [
     "ADVERSARIAL_KINDS", "EXPERIMENTS_DIR", "AdversarialConfig", "AugmentConfig", "Config", "DataConfig",
-    "EarlyStopConfig", "EMAConfig", "Method", "ModelConfig", "MTLConfig", "NoOptions", "OptimizerConfig", "Options",
+    "EarlyStopConfig", "EMAConfig", "FairnessConfig", "Method", "ModelConfig", "MTLConfig", "NoOptions", "OptimizerConfig", "Options",
     "ScheduleConfig", "SearchParam", "Section", "SplitConfig", "SSLConfig", "TaskConfig", "TaskKind", "TrainConfig",
     "apply_override", "check_search", "experiment_description", "experiment_dict", "experiment_names", "load_config",
     "metric_problem", "parse_override", "plain_experiment", "to_yaml", "validate",

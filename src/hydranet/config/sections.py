@@ -33,6 +33,7 @@ SharingMethod = method_of("sharing")
 BalancerMethod = method_of("balancer")
 AdversarialMethod = method_of(*ADVERSARIAL_KINDS, none=True, word="adversarial method")
 SSLMethod = method_of("ssl", word="self-supervised method")
+MitigationMethod = method_of("mitigation", none=True, word="fairness mitigation")
 
 
 class Section(Options):
@@ -54,7 +55,8 @@ class AugmentConfig(Section):
 class DataConfig(Section):
     source: str = Field("digits", description="where examples come from: digits, breast_cancer, csv, parquet, image_folder, cifar10, npz")
     path: str | None = Field(None, description="file or folder for sources that read one (csv, parquet, image_folder, cifar10, npz)")
-    features: list[str] | None = Field(None, description="feature columns of a table (null: every column that is not a task column or `split`)")
+    features: list[str] | None = Field(None, description="feature columns of a table (null: every column that is not a task column, `split`, the weight column or a sensitive column)")
+    weight_column: str | None = Field(None, description="tables: a column of per-example loss weights (numbers ≥ 0; each task's loss is the weighted mean over its labelled examples; never a feature; null: all weights 1)")
     split: SplitConfig = Field(default_factory=SplitConfig, description="how examples are split into train/val/test")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="batched image augmentation applied to training batches")
     normalize: bool = Field(True, description="images: standardize each channel with train-split statistics (false: scale to [0, 1]); tables are always standardized")
@@ -181,6 +183,25 @@ class SSLConfig(Section):
     knn_queries: int = Field(2000, ge=1, description="kNN monitor: val (else test) examples classified each epoch (a seeded random sample)")
 
 
+class FairnessConfig(Section):
+    sensitive: list[str] = Field([], description="table columns whose groups `hydranet audit` compares and mitigations protect (e.g. [sex, race])")
+    use_as_features: bool = Field(False, description="keep the sensitive columns among the model's inputs (default: left out of the features)")
+    bins: dict[str, list[float]] = Field({}, description="numeric sensitive column → ascending bin edges (e.g. {age: [25, 45, 65]}: <25, 25–45, 45–65, ≥65)")
+    intersections: bool = Field(True, description="audit: with several sensitive columns, also the groups of their combinations (sex × race)")
+    tasks: list[str] = Field([], description="tasks the mitigation applies to (empty: all tasks); the audit reports every task")
+    mitigation: MitigationMethod = Field(default_factory=lambda: MitigationMethod(name="none"), description="bias mitigation in training, and its options: none | reweigh (Kamiran & Calders 2012: example weights P(g)·P(y) / P(g, y) from the train split)")
+    min_group_size: int = Field(30, ge=1, description="audit: a group with fewer examples in the split is named in a warning (its numbers are unreliable)")
+    bootstrap: int = Field(1000, ge=0, description="audit: bootstrap resamples of the 95% intervals of the summary metrics (0: none)")
+
+    @field_validator("bins")
+    @classmethod
+    def _ascending_edges(cls, bins: dict[str, list[float]]) -> dict[str, list[float]]:
+        for column, edges in bins.items():
+            if not edges or any(b <= a for a, b in zip(edges, edges[1:])):
+                raise ValueError(f"{column}: expected at least one edge, strictly ascending, got {edges}")
+        return bins
+
+
 class SearchParam(Section):
     """One searched field of `hydranet tune`: a float or int range, or a list of choices."""
 
@@ -225,6 +246,7 @@ class Config(Section):
     mtl: MTLConfig = Field(default_factory=MTLConfig, description="multi-task balancing")
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig, description="adversarial training against L∞ or L2 perturbations of the raw pixels")
     ssl: SSLConfig = Field(default_factory=SSLConfig, description="self-supervised pretraining of the trunk (`hydranet pretrain`)")
+    fairness: FairnessConfig = Field(default_factory=FairnessConfig, description="sensitive columns, the fairness audit and bias mitigation")
     search: dict[str, SearchParam] = Field({}, description="`hydranet tune` only: dotted config key → range or choices to search (training ignores it)")
 
     @field_validator("name")
@@ -258,11 +280,27 @@ class Config(Section):
         if unknown:
             raise ValueError(f"adversarial.tasks: {unknown[0]!r} is not a task (tasks: {', '.join(self.tasks)})")
         self._check_freeze()
+        self._check_fairness()
         monitor = self.train.early_stopping.monitor
         problem = None if monitor is None else metric_problem(self.tasks, monitor)
         if problem:
             raise ValueError(f"train.early_stopping.monitor: {problem}")
         return self
+
+    def _check_fairness(self) -> None:
+        fairness = self.fairness
+        unknown = [t for t in fairness.tasks if t not in self.tasks]
+        if unknown:
+            raise ValueError(f"fairness.tasks: {unknown[0]!r} is not a task (tasks: {', '.join(self.tasks)})")
+        unbinned = [c for c in fairness.bins if c not in fairness.sensitive]
+        if unbinned:
+            raise ValueError(f"fairness.bins: {unbinned[0]!r} is not a sensitive column (fairness.sensitive: "
+                             f"{', '.join(fairness.sensitive) or 'none'})")
+        side = [c for c in [self.data.weight_column, *fairness.sensitive] if c is not None]
+        tasks = [c for c in side if c in {self.column(t) for t in self.tasks}]
+        if tasks:
+            raise ValueError(f"{'data.weight_column' if tasks[0] == self.data.weight_column else 'fairness.sensitive'}: "
+                             f"{tasks[0]!r} is a task column (expected another column)")
 
     def _check_freeze(self) -> None:
         freeze = self.train.freeze

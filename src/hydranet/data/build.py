@@ -15,11 +15,12 @@ from hydranet import registry
 from hydranet.config import Config
 from hydranet.data.dataset import Dataset, ImageNormalizer, RawData, missing_mask
 from hydranet.data.info import IMAGE, TABLE, DataInfo
+from hydranet.data.sources.table import side_columns
 from hydranet.data.split import label_subset, make_splits
 from hydranet.data.tabular import TableEncoder
 from hydranet.data.targets import encode_target
 from hydranet.errors import UserError
-from hydranet.kinds import get_kind
+from hydranet.kinds import TaskInfo, get_kind
 from hydranet.randomness import Purpose, numpy_stream
 
 
@@ -54,7 +55,38 @@ def build_dataset(cfg: Config, labels_required: bool = True) -> Dataset:
     # images stay as read (uint8: 4x smaller than float32) and are normalized per batch or split
     x = raw.images if info.is_image else to_model_inputs(info, frame=raw.frame)
     info.tasks, info.input_shape = infos, tuple(x.shape[1:])  # a table's width is its encoding's
-    return Dataset(x=x, targets=targets, index=index, info=info)
+    return Dataset(x=x, targets=targets, index=index, info=info, weights=example_weights(cfg, raw, targets, infos, train))
+
+
+def example_weights(cfg: Config, raw: RawData, targets: dict[str, torch.Tensor], infos: dict[str, TaskInfo],
+                    train: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per task, the weight of each example in its training loss: `data.weight_column` times the weights of the
+    `fairness.mitigation` for the tasks it mitigates. Empty when neither is set, so the loss is today's plain mean."""
+    column = user_weights(cfg, raw)
+    mitigation = cfg.fairness.mitigation
+    mitigated: dict[str, torch.Tensor] = {}
+    if mitigation.name != "none":
+        method = registry.get("mitigation", mitigation.name, "fairness.mitigation")(mitigation.options)
+        tasks = cfg.fairness.tasks or list(targets)
+        mitigated = method.example_weights(cfg.fairness, raw.columns, {t: targets[t] for t in tasks}, infos, train, column)
+    if column is None:
+        return mitigated
+    return {task: column * mitigated[task] if task in mitigated else column for task in targets}
+
+
+def user_weights(cfg: Config, raw: RawData) -> torch.Tensor | None:
+    """`data.weight_column` as float32 (N,): numbers ≥ 0 in every row (a missing or negative weight has no meaning
+    in a weighted mean), or None when no column is set."""
+    name = cfg.data.weight_column
+    if name is None:
+        return None
+    values = pd.to_numeric(pd.Series(raw.columns[name], dtype=object), errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise UserError(f"data.weight_column: column {name!r} has {str(raw.columns[name][row])!r} in row {row + 1}; expected "
+                        f"a number ≥ 0 in every row")
+    return torch.from_numpy(values.astype(np.float32))
 
 
 def _label_strata(cfg: Config, targets: dict[str, torch.Tensor], strata: np.ndarray | None) -> np.ndarray | None:
@@ -67,8 +99,14 @@ def _label_strata(cfg: Config, targets: dict[str, torch.Tensor], strata: np.ndar
 
 
 def load_raw(cfg: Config) -> RawData:
-    """The source's examples as training indexes them (after `data.limit`): what monitoring draws raw rows from."""
-    return _limit(registry.get("source", cfg.data.source, "data.source")(cfg), cfg)
+    """The source's examples as training indexes them (after `data.limit`): what monitoring draws raw rows from,
+    and the fairness audit its sensitive columns."""
+    raw = registry.get("source", cfg.data.source, "data.source")(cfg)
+    for name, field in side_columns(cfg).items():
+        if name not in raw.columns:  # a table source refuses a missing column itself, naming the columns it has
+            raise UserError(f"{field}: source {cfg.data.source} has no column {name!r} (weight and sensitive "
+                            f"columns need a table source: csv or parquet)")
+    return _limit(raw, cfg)
 
 
 def _limit(raw: RawData, cfg: Config) -> RawData:
@@ -82,6 +120,7 @@ def _limit(raw: RawData, cfg: Config) -> RawData:
         images=raw.images[torch.from_numpy(keep)] if raw.images is not None else None,
         frame=raw.frame.iloc[keep].reset_index(drop=True) if raw.frame is not None else None,
         split=raw.split[keep] if raw.split is not None else None,
+        columns={k: v[keep] for k, v in raw.columns.items()},
     )
 
 

@@ -6,7 +6,7 @@ so every source gets seeded stratified splits, masked missing labels and train-o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -22,12 +22,15 @@ class RawData:
     Exactly one of `images` (uint8, (N, C, H, W)) and `frame` (raw feature columns of a table) is set.
     `labels` maps column names to raw values (strings or numbers; None/NaN/''/'?' mean missing), one
     entry per example; `split` optionally gives each example's predefined split ('train'/'val'/'test').
+    `columns` holds a table's columns that are read but are not features unless also in `frame`: the example-weight
+    column (`data.weight_column`) and the sensitive attributes (`fairness.sensitive`), raw, one entry per example.
     """
 
     labels: dict[str, np.ndarray]
     images: torch.Tensor | None = None
     frame: pd.DataFrame | None = None
     split: np.ndarray | None = None
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.images) if self.images is not None else len(self.frame)
@@ -60,12 +63,15 @@ class Dataset:
     normalized batch by batch) or tables already encoded as float32 (N, F). `targets[task]` is int64 class
     indices with -1 for missing (classification) or float32 with NaN for missing (binary, multilabel,
     regression). `info` is all that `predict` needs to turn new inputs into model inputs (saved as data.json).
+    `weights[task]` (float32 (N,), optional) weighs each example in that task's training loss; a batch carries it
+    as `weight_key(task)` beside the task's targets.
     """
 
     x: torch.Tensor
     targets: dict[str, torch.Tensor]
     index: dict[str, torch.Tensor]
     info: DataInfo
+    weights: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def split(self, name: str, stored: bool = False) -> dict[str, torch.Tensor]:
         """One split as a batch-like dict {"x": …, task: …} of contiguous tensors; `x` as model inputs
@@ -74,6 +80,7 @@ class Dataset:
         normalize = None if stored else self.normalizer()
         out = {"x": self.x[idx] if normalize is None else normalize(self.x[idx])}
         out.update({task: y[idx] for task, y in self.targets.items()})
+        out.update({weight_key(task): w[idx] for task, w in self.weights.items()})
         return out
 
     def normalizer(self, device: torch.device | str = "cpu") -> ImageNormalizer | None:
@@ -83,6 +90,11 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x.shape[1:])
+
+
+def weight_key(task: str) -> str:
+    """The batch key of a task's example weights: `@` cannot occur in a task name, so it never meets one."""
+    return f"{task}@weight"
 
 
 MISSING_STRINGS = frozenset({"", "?", "nan", "NaN", "NA", "N/A", "null", "None"})

@@ -53,8 +53,10 @@ class Kind(Protocol):
     def labeled(self, target: Tensor) -> Tensor:
         """Boolean mask shaped like `target`: which elements carry a label."""
 
-    def loss(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any) -> Tensor:
-        """Mean loss over labeled elements (float32 pred); 0, still in the graph, if none."""
+    def loss(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any, weight: Tensor | None = None) -> Tensor:
+        """Mean loss over labeled elements (float32 pred); 0, still in the graph, if none. With example weights
+        `weight` (B,): Σ w·ℓ / Σ w over the labeled elements (`masking.masked_mean`); with every weight 1 its
+        gradient is bit for bit the unweighted one."""
 
     def example_losses(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any) -> Tensor:
         """Loss per example (B,), 0 where unlabeled; without label smoothing."""

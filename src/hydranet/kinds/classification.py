@@ -16,6 +16,7 @@ from torch import Tensor
 
 from hydranet.kinds.calibration import expected_calibration_error, softmax_confidence
 from hydranet.kinds.info import TaskInfo
+from hydranet.kinds.masking import masked_mean
 
 
 def sorted_values(present: np.ndarray) -> tuple[list, list[str]]:
@@ -70,7 +71,10 @@ class Classification:
     def labeled(self, target: Tensor) -> Tensor:
         return target != -1
 
-    def loss(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any) -> Tensor:
+    def loss(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any, weight: Tensor | None = None) -> Tensor:
+        if weight is not None:
+            terms = F.cross_entropy(pred, target, ignore_index=-1, reduction="none", label_smoothing=cfg.label_smoothing)
+            return masked_mean(terms, target != -1, weight)
         # The fast path: ignore_index already zeroes missing rows, fewer ops per step than masking.
         total = F.cross_entropy(pred, target, ignore_index=-1, reduction="sum", label_smoothing=cfg.label_smoothing)
         return total / (target != -1).sum().clamp(min=1)

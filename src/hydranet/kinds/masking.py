@@ -1,6 +1,7 @@
-"""Missing labels in element-wise losses: zero the unlabeled terms, average over the labeled ones.
+"""Missing labels and example weights in losses: zero the unlabeled terms, average over the labeled ones,
+weighted by each example's weight when the batch carries weights.
 
-Shared by the kinds whose loss is a term per target element (binary, multilabel, regression).
+Shared by every kind: all of them reduce a term per target element (or per example) with `masked_mean`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,16 @@ def masked_terms(terms: Tensor, labeled: Tensor) -> Tensor:
     return torch.where(labeled, terms, torch.zeros_like(terms))
 
 
-def masked_mean(terms: Tensor, labeled: Tensor) -> Tensor:
-    """Mean of the labeled terms; 0, still in the graph, when none is labeled.
+def masked_mean(terms: Tensor, labeled: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Mean of the labeled terms, Σ w·ℓ / Σ w over them with example weights `weight` (B,) (a multilabel example's
+    weight counts for each of its labeled cells); 0, still in the graph, when none is labeled or all their weights
+    are 0. With every weight 1 it is bit for bit the unweighted mean (w·ℓ = ℓ and Σ w = the count, exactly), and
+    its gradient that of the unweighted loss.
 
     No `.item()` and no branch on values: it runs every step and must not sync with the device.
     """
-    return masked_terms(terms, labeled).sum() / labeled.sum().clamp(min=1)
+    if weight is None:
+        return masked_terms(terms, labeled).sum() / labeled.sum().clamp(min=1)
+    weight = weight.reshape(-1, *[1] * (terms.ndim - 1)).to(terms.dtype)
+    total = torch.where(labeled, weight, torch.zeros_like(terms)).sum()
+    return (masked_terms(terms, labeled) * weight).sum() / torch.where(total > 0, total, torch.ones_like(total))

@@ -52,8 +52,8 @@ class Multilabel:
     def labeled(self, target: Tensor) -> Tensor:
         return ~torch.isnan(target)
 
-    def loss(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any) -> Tensor:
-        return masked_mean(*bce_terms(pred, target))
+    def loss(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any, weight: Tensor | None = None) -> Tensor:
+        return masked_mean(*bce_terms(pred, target), weight)
 
     def example_losses(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any) -> Tensor:
         """Mean over each row's labeled cells, 0 for a row without any."""

@@ -58,8 +58,8 @@ class Regression:
     def labeled(self, target: Tensor) -> Tensor:
         return ~torch.isnan(target)
 
-    def loss(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any) -> Tensor:
-        return masked_mean(*_terms(pred, target, info, cfg))
+    def loss(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any, weight: Tensor | None = None) -> Tensor:
+        return masked_mean(*_terms(pred, target, info, cfg), weight)
 
     def example_losses(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any) -> Tensor:
         return masked_terms(*_terms(pred, target, info, cfg))

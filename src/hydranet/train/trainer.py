@@ -13,7 +13,7 @@ from torch import nn
 
 from hydranet.config import Config
 from hydranet.data.batches import Batches, on_device
-from hydranet.data.dataset import Dataset
+from hydranet.data.dataset import Dataset, weight_key
 from hydranet.errors import UserError
 from hydranet.randomness import Purpose, seed_global
 from hydranet.tasks import Task
@@ -198,8 +198,9 @@ class Trainer:
         return losses, stats, weights
 
     def task_losses(self, preds: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """One named loss term per task, computed in float32 even under autocast."""
-        return {t: task.loss(preds[t].float(), batch[t]) for t, task in self.tasks.items()}
+        """One named loss term per task, computed in float32 even under autocast, weighted by the task's example
+        weights where the batch carries them (`weight_key`)."""
+        return {t: task.loss(preds[t].float(), batch[t], batch.get(weight_key(t))) for t, task in self.tasks.items()}
 
     def loss_terms(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The loss function handed to perturbations (attacks maximize it)."""

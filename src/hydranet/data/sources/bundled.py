@@ -40,5 +40,5 @@ def load_breast_cancer_source(cfg: Config) -> RawData:
     bunch = load_breast_cancer()
     frame = pd.DataFrame(bunch.data, columns=list(bunch.feature_names))
     diagnosis = np.asarray(bunch.target_names, dtype=object)[bunch.target]
-    frame = select_features(frame, cfg, exclude=["diagnosis"], where="breast_cancer")
+    frame = select_features(frame, cfg, exclude={"diagnosis": "the task column"}, where="breast_cancer")
     return RawData(labels={"diagnosis": diagnosis}, frame=frame)

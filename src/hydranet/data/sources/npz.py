@@ -38,7 +38,7 @@ def load_npz(cfg: Config) -> RawData:
     labels = {name: values for name, values in arrays.items()}
     if x.ndim == 2:
         frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
-        return RawData(labels=labels, frame=select_features(frame, cfg, exclude=[], where=str(path)), split=split)
+        return RawData(labels=labels, frame=select_features(frame, cfg, exclude={}, where=str(path)), split=split)
     if x.ndim in (3, 4):
         images = _images(x[:, None] if x.ndim == 3 else x, path)
         return RawData(labels=labels, images=resize_images(images, cfg.data.image_size), split=split)

@@ -115,13 +115,35 @@ def stripped_names(columns: pd.Index, where: str) -> list[str]:
 
 
 def table_data(frame: pd.DataFrame, cfg: Config, where: str) -> RawData:
-    """Split a cleaned table into labels (one per task column), the optional split and feature columns."""
+    """Split a cleaned table into labels (one per task column), the optional split, feature columns and the side
+    columns (example weights, sensitive attributes), which are read as they are and left to `data.build`."""
     task_columns = list(dict.fromkeys(cfg.column(task) for task in cfg.tasks))
     labels = {column: require_column(frame, column, where).to_numpy() for column in task_columns}
     split = read_split(frame[SPLIT_COLUMN], where) if SPLIT_COLUMN in frame.columns else None
-    features = select_features(frame, cfg, exclude=[*task_columns, SPLIT_COLUMN], where=where)
+    columns = {name: require_column(frame, name, where, field).to_numpy() for name, field in side_columns(cfg).items()}
+    excluded = {**dict.fromkeys(task_columns, "a task column"), SPLIT_COLUMN: "the split column",
+                **kept_out(cfg)}
+    features = select_features(frame, cfg, excluded, where=where)
     check_numbers(frame[[*task_columns, *features.columns]], where)
-    return RawData(labels=labels, frame=features.reset_index(drop=True), split=split)
+    return RawData(labels=labels, frame=features.reset_index(drop=True), split=split, columns=columns)
+
+
+def side_columns(cfg: Config) -> dict[str, str]:
+    """Column → the config field that names it, for the columns read beside features and labels."""
+    named = {name: "fairness.sensitive" for name in cfg.fairness.sensitive}
+    if cfg.data.weight_column is not None:
+        named[cfg.data.weight_column] = "data.weight_column"
+    return named
+
+
+def kept_out(cfg: Config) -> dict[str, str]:
+    """Side columns that are never features (column → what it is): the weight column always, the sensitive
+    columns unless `fairness.use_as_features` (a model that never sees them cannot use them directly)."""
+    out = {} if cfg.fairness.use_as_features else dict.fromkeys(cfg.fairness.sensitive, "a sensitive column "
+                                                                "(fairness.use_as_features: true keeps it)")
+    if cfg.data.weight_column is not None:
+        out[cfg.data.weight_column] = "the weight column"
+    return out
 
 
 def check_numbers(frame: pd.DataFrame, where: str) -> None:
@@ -129,16 +151,17 @@ def check_numbers(frame: pd.DataFrame, where: str) -> None:
     reject_out_of_range(where, {str(name): frame[name].to_numpy() for name in frame.columns}, table_row)
 
 
-def select_features(frame: pd.DataFrame, cfg: Config, exclude: list[str], where: str) -> pd.DataFrame:
-    """`data.features`, or every column not excluded; a task column is never a feature (it would leak), and a
-    table with no feature left is refused (a model of no inputs would only learn the label shares)."""
+def select_features(frame: pd.DataFrame, cfg: Config, exclude: dict[str, str], where: str) -> pd.DataFrame:
+    """`data.features`, or every column not excluded (column → what it is); a task column is never a feature (it
+    would leak), and a table with no feature left is refused (a model of no inputs would only learn the label
+    shares)."""
     if cfg.data.features is None:
         features = frame[[c for c in frame.columns if c not in exclude]]
     else:
         for name in cfg.data.features:
             require_column(frame, name, where)
             if name in exclude:
-                raise UserError(f"data.features: {name!r} is a task column or `split`, it cannot also be a feature")
+                raise UserError(f"data.features: {name!r} is {exclude[name]}, it cannot also be a feature")
         features = frame[list(cfg.data.features)]
     if features.shape[1] == 0:
         raise UserError(f"{where}: no feature columns left once the task columns and `split` are set aside "
@@ -146,9 +169,12 @@ def select_features(frame: pd.DataFrame, cfg: Config, exclude: list[str], where:
     return features
 
 
-def require_column(frame: pd.DataFrame, name: str, where: str) -> pd.Series:
+def require_column(frame: pd.DataFrame, name: str, where: str, field: str | None = None) -> pd.Series:
+    """The column `name`; a missing one is a UserError naming the file, the config field that asked, and the
+    columns there are."""
     if name not in frame.columns:
-        raise UserError(f"{where}: no column {name!r} (columns: {column_list(frame)})")
+        asked = f"{field}: " if field else ""
+        raise UserError(f"{asked}{where}: no column {name!r} (columns: {column_list(frame)})")
     return frame[name]
 
 

@@ -1,12 +1,22 @@
 """Helpers of the server tests: JSON rows from a table, and answers compared with `hydranet predict`'s CSV."""
 
+import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 FEATURES = ["x1", "x2", "color"]  # the input columns of exportruns' table run
+GOOD = {"x1": 0.5, "x2": 51.0, "color": "red"}  # one valid row
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def json_rows(frame: pd.DataFrame) -> list[dict]:

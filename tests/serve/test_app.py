@@ -3,22 +3,20 @@ gets its 4xx with a message naming the problem and the next good request still g
 metrics and drift."""
 
 import base64
-import io
 import json
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-from servehelpers import assert_same_as_predict, json_rows
+from exportruns import table_frame
+from servehelpers import GOOD, assert_same_as_predict, json_rows, png
 
 from hydranet.errors import UserError
 from hydranet.serve.app import create_app
 from hydranet.serve.settings import ServeSettings
 from hydranet.serve.window import MIN_ROWS
 from hydranet.train import load_run
-from exportruns import table_frame
 
 SMALL_BODY_MB = 0.01  # 10 KiB: enough for the test requests, easy to pass on purpose
 
@@ -70,7 +68,6 @@ def test_onnx_backend_answers_as_torch(table, table_run, rows):
                     assert mine[task][key] == value
 
 
-GOOD = {"x1": 0.5, "x2": 51.0, "color": "red"}
 BAD_JSON = [  # (body, the words the answer must contain)
     ({"rows": [{"x1": 0.5, "x2": 51.0}]}, "no column 'color'"),
     ({"rows": [{**GOOD, "shoe": 42}]}, "column 'shoe' is not an input"),
@@ -188,12 +185,6 @@ def test_drift_waits_for_enough_rows_then_reports_features_and_tasks(table_run):
     assert report["features"]["features"][0]["feature"] == "x2" and report["features"]["features"][0]["drift"]
     assert {t["feature"] for t in report["predictions"]["tasks"]} == {"size", "grade", "tags", "kind_p(up)"}
     assert 'hydranet_drifted{kind="feature",name="x2"} 1.0' in text
-
-
-def png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def test_image_run_takes_uploads_and_base64_as_predict_does(digits_run, cli, tmp_path):

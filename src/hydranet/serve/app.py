@@ -17,16 +17,16 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
 from hydranet.predict import decode_outputs
 from hydranet.rundir import RunDir
 from hydranet.serve.backend import load_backend
 from hydranet.serve.batcher import MicroBatcher
-from hydranet.serve.inputs import (JSON, MULTIPART, image_json_request, image_request, parse_json, table_request)
+from hydranet.serve.inputs import JSON, MULTIPART, image_json_request, image_request, parse_json, table_request
 from hydranet.serve.metrics import ServerMetrics
 from hydranet.serve.settings import ServeSettings
 from hydranet.serve.window import drift_window
-from hydranet.data.tabular import TableEncoder
 from hydranet.train.run import Run
 
 ENDPOINTS = ("/predict", "/health", "/metadata", "/metrics", "/drift")

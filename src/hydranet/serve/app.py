@@ -38,9 +38,9 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {
         {"type": "object", "required": ["rows"], "description": "table runs: one object per row, every trained "
          "column (null: missing)", "properties": {"rows": {"type": "array", "items": {"type": "object"}}}},
         {"type": "object", "required": ["images"], "description": "image runs: image files in base64",
-         "properties": {"images": {"type": "array", "items": {"type": "string", "format": "byte"}}}}]}},
+         "properties": {"images": {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}}}}]}},
     MULTIPART: {"schema": {"type": "object", "description": "image runs: image files, any field name",
-                           "properties": {"images": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+                           "properties": {"images": {"type": "array", "items": {"type": "string", "contentMediaType": "application/octet-stream"}}}}},
 }}}
 
 

@@ -206,5 +206,8 @@ def test_image_run_takes_uploads_and_base64_as_predict_does(digits_run, cli, tmp
         for response, words in bad:
             assert response.status_code == 422 and words in response.json()["detail"]
             assert c.post("/predict", json={"images": [base64.b64encode(files["0.png"]).decode()]}).status_code == 200
+        assert c.get("/drift").json()["rows"] == 3 + 3 + 3
+        c.post("/predict", json={"images": [base64.b64encode(files["1.png"]).decode()] * MIN_ROWS})
         drift = c.get("/drift").json()
-    assert drift["ready"] is False and drift["rows"] == 3 + 3 + 3
+    assert drift["ready"] and drift["features"] is None and "prediction drift only" in drift["message"]
+    assert {t["feature"] for t in drift["predictions"]["tasks"]} == set(names.values())

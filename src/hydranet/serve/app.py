@@ -33,15 +33,14 @@ ENDPOINTS = ("/predict", "/health", "/metadata", "/metrics", "/drift")
 OPEN = ("/health", "/docs", "/openapi.json")  # answered without the key: probes and the API's description
 REASONS = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
            415: "unsupported_media_type", 422: "invalid_input", 500: "internal"}
-PREDICT_BODY = {"requestBody": {"required": True, "content": {
-    JSON: {"schema": {"oneOf": [
-        {"type": "object", "required": ["rows"], "description": "table runs: one object per row, every trained "
-         "column (null: missing)", "properties": {"rows": {"type": "array", "items": {"type": "object"}}}},
-        {"type": "object", "required": ["images"], "description": "image runs: image files in base64",
-         "properties": {"images": {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}}}}]}},
-    MULTIPART: {"schema": {"type": "object", "description": "image runs: image files, any field name",
-                           "properties": {"images": {"type": "array", "items": {"type": "string", "contentMediaType": "application/octet-stream"}}}}},
-}}}
+ROWS_SCHEMA = {"type": "object", "required": ["rows"], "description": "table runs: one object per row with every "
+               "trained column (null: missing)", "properties": {"rows": {"type": "array", "items": {"type": "object"}}}}
+BASE64_SCHEMA = {"type": "object", "required": ["images"], "description": "image runs: image files in base64",
+                 "properties": {"images": {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}}}}
+UPLOAD_SCHEMA = {"type": "object", "description": "image runs: image files, any field name", "properties": {
+    "images": {"type": "array", "items": {"type": "string", "contentMediaType": "application/octet-stream"}}}}
+PREDICT_BODY = {"requestBody": {"required": True, "content": {JSON: {"schema": {"oneOf": [ROWS_SCHEMA, BASE64_SCHEMA]}},
+                                                              MULTIPART: {"schema": UPLOAD_SCHEMA}}}}
 
 
 class Service:
@@ -101,8 +100,9 @@ class Service:
                                                               "max_wait_ms": self.settings.max_wait_ms},
                 "max_body_mb": self.settings.max_body_mb}
 
-    def drift(self) -> dict[str, Any]:
-        report = self.window.drift()
+    async def drift(self) -> dict[str, Any]:
+        """The window's drift report, computed in a thread on a copy of the window; the drift gauges follow it."""
+        report = await asyncio.to_thread(self.window.drift, self.window.recent())
         if report["ready"]:
             self.metrics.set_drift(report)
         return report
@@ -166,12 +166,12 @@ def create_app(run: Run, settings: ServeSettings) -> FastAPI:
     @app.get("/drift")
     async def drift() -> dict[str, Any]:
         """Drift of the recent rows against the run's train split, per feature (table runs) and per task."""
-        return await asyncio.to_thread(service.drift)
+        return await service.drift()
 
     @app.get("/metrics")
     async def metrics() -> Response:
         """Prometheus text format; the drift gauges are refreshed first."""
-        await asyncio.to_thread(service.drift)
+        await service.drift()
         return Response(service.metrics.render(), media_type=service.metrics.content_type)
 
     return app

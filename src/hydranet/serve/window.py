@@ -37,21 +37,27 @@ class DriftWindow:
             self.inputs.extend(inputs.to_dict("records"))
         self.predictions.extend(predictions.to_dict("records"))
 
-    def drift(self) -> dict[str, Any]:
-        """Feature drift (table runs) and prediction drift per task of the window; with too few rows, how many more
-        are needed."""
-        rows = len(self.predictions)
+    def recent(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """A copy of the window (inputs, predictions), taken on the event loop, which alone adds to it, so the drift
+        tests can run in a thread on rows that do not change under them."""
+        return list(self.inputs), list(self.predictions)
+
+    def drift(self, recent: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> dict[str, Any]:
+        """Feature drift (table runs) and prediction drift per task of `recent()`; with too few rows, how many are
+        needed."""
+        inputs, predictions = recent
+        rows = len(predictions)
         if rows < MIN_ROWS:
             return {"ready": False, "rows": rows, "needed": MIN_ROWS,
                     "message": f"{rows} rows answered so far; drift needs at least {MIN_ROWS}"}
         report: dict[str, Any] = {"ready": True, "rows": rows,
                                   "predictions": predictions_drift(self.reference_predictions,
-                                                                   pd.DataFrame(list(self.predictions)))}
+                                                                   pd.DataFrame(predictions))}
         if self.reference_inputs is None:
             report["features"] = None
             report["message"] = "an image run: prediction drift only (pixels are not compared)"
         else:
-            current = pd.DataFrame(list(self.inputs), columns=self.reference_inputs.columns)
+            current = pd.DataFrame(inputs, columns=self.reference_inputs.columns)
             report["features"] = frame_drift(self.reference_inputs, current, self.categorical)
         return report
 

@@ -17,16 +17,18 @@ GRACE_S = 30  # how long in-flight requests may take to finish after SIGTERM bef
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, printing one line once it listens (scripts wait for it; uvicorn's own log may be off)."""
+    """uvicorn's server, printing one line once it listens (scripts wait for it; uvicorn's own log is off), with the
+    port it got (`--port 0` picks a free one)."""
 
-    def __init__(self, config: uvicorn.Config, ready_line: str):
+    def __init__(self, config: uvicorn.Config, run_dir: str | Path):
         super().__init__(config)
-        self.ready_line = ready_line
+        self.run_dir = run_dir
 
     async def startup(self, sockets=None) -> None:
         await super().startup(sockets)
         if self.started:
-            print(self.ready_line, flush=True)
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            print(f"serving {self.run_dir} on http://{host}:{port}", flush=True)
 
 
 def serve_run(run_dir: str | Path, settings: ServeSettings) -> None:
@@ -35,7 +37,7 @@ def serve_run(run_dir: str | Path, settings: ServeSettings) -> None:
     app = create_app(load_run(run_dir), settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                             timeout_graceful_shutdown=GRACE_S)
-    server = _Server(config, f"serving {run_dir} on http://{settings.host}:{settings.port}")
+    server = _Server(config, run_dir)
     # uvicorn re-raises the signal it caught once it has shut down; with Python's default SIGTERM action that would
     # kill the process (status -15) after a clean shutdown, so a handled SIGTERM is a normal exit.
     signal.signal(signal.SIGTERM, _exit_normally)

@@ -102,6 +102,8 @@ def test_answers_are_json_and_agree_with_the_column(kind):
         if "labels" in answer:
             decided = task.cfg.separator.join(answer["labels"])
         assert decided == pytest.approx(cell) if isinstance(cell, float) else decided == cell
+        if "probability" in answer:  # of classes[1], the positive class: the label follows it
+            assert (answer["label"] == task.info.classes[1]) == (answer["probability"] > 0.5)
         probabilities = answer.get("probabilities", {})
         assert set(probabilities) <= set(task.info.classes or ()) and all(0 <= p <= 1 for p in probabilities.values())
     if "probabilities" in answers[0] and not task.spec.squeeze and task.spec.single_label:  # one distribution per row

@@ -4,6 +4,7 @@ metrics and drift."""
 
 import base64
 import json
+import os
 
 import numpy as np
 import pytest
@@ -13,7 +14,9 @@ from exportruns import table_frame
 from servehelpers import GOOD, assert_same_as_predict, json_rows, png
 
 from hydranet.errors import UserError
+from hydranet.rundir import RunDir
 from hydranet.serve.app import create_app
+from hydranet.serve.backend import current_export, is_current_export
 from hydranet.serve.settings import ServeSettings
 from hydranet.serve.window import MIN_ROWS
 from hydranet.train import load_run
@@ -211,3 +214,25 @@ def test_image_run_takes_uploads_and_base64_as_predict_does(digits_run, cli, tmp
         drift = c.get("/drift").json()
     assert drift["ready"] and drift["features"] is None and "prediction drift only" in drift["message"]
     assert {t["feature"] for t in drift["predictions"]["tasks"]} == set(names.values())
+
+
+def test_onnx_backend_exports_again_when_the_export_is_older_than_the_weights(table_run):
+    run = load_run(table_run)
+    folder = current_export(run)  # exported now unless an earlier test did
+    weights = RunDir.open(table_run)
+    assert is_current_export(folder, weights)
+    exported = (folder / "model.onnx").stat().st_mtime
+    before = weights.model.stat()
+    try:
+        os.utime(weights.model, (before.st_atime, exported + 10))  # the weights changed after the export
+        assert not is_current_export(folder, weights)
+    finally:
+        os.utime(weights.model, (before.st_atime, before.st_mtime))
+    outputs = json.loads((folder / "outputs.json").read_text())
+    (folder / "outputs.json").write_text(json.dumps({**outputs, "run": "another run"}))
+    try:
+        assert not is_current_export(folder, weights)
+        with pytest.raises(UserError, match="holds the export of another run"):
+            current_export(run)  # refused, nothing overwritten
+    finally:
+        (folder / "outputs.json").write_text(json.dumps(outputs))

@@ -61,12 +61,13 @@ def current_export(run: Run) -> Path:
     """RUN/export, exported now unless it already holds every file of an export of this run made after its weights.
     A folder holding another run's export or other files is refused by `export_run`, with nothing overwritten."""
     folder = run.dir / "export"
-    if not _is_current(folder, RunDir.open(run.dir)):
+    if not is_current_export(folder, RunDir.open(run.dir)):
         export_run(run, folder)
     return folder
 
 
-def _is_current(folder: Path, run: RunDir) -> bool:
+def is_current_export(folder: Path, run: RunDir) -> bool:
+    """Every file of an export of this run, its model no older than the run's weights."""
     if not all((folder / name).is_file() for name in FILES):
         return False
     return (export_identity(folder) == run.identity()

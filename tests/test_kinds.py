@@ -89,6 +89,27 @@ def test_shapes(kind):
     assert task.spec.from_average(task.average_target(target[rows_labeled(task, target)])).shape[1:] == pred.shape[1:]
 
 
+def test_answers_are_json_and_agree_with_the_column(kind):
+    """The server's answer per example is plain JSON, and what it decides is what `predict`'s column says: the
+    label or value itself, or, for a binary task, the probability; probabilities are in [0, 1]."""
+    import json
+
+    task, target, pred = make(kind)
+    answers, column = task.answers(pred), list(task.column(pred))
+    assert len(answers) == len(target) and json.loads(json.dumps(answers)) == answers
+    for answer, cell in zip(answers, column):
+        decided = answer.get("value", answer.get("probability", answer.get("label")))
+        if "labels" in answer:
+            decided = task.cfg.separator.join(answer["labels"])
+        assert decided == pytest.approx(cell) if isinstance(cell, float) else decided == cell
+        if "probability" in answer:  # of classes[1], the positive class: the label follows it
+            assert (answer["label"] == task.info.classes[1]) == (answer["probability"] > 0.5)
+        probabilities = answer.get("probabilities", {})
+        assert set(probabilities) <= set(task.info.classes or ()) and all(0 <= p <= 1 for p in probabilities.values())
+    if "probabilities" in answers[0] and not task.spec.squeeze and task.spec.single_label:  # one distribution per row
+        assert sum(answers[0]["probabilities"].values()) == pytest.approx(1.0)
+
+
 def test_missing_labels_are_masked_like_dropped_rows(kind):
     task, target, pred = make(kind)
     keep = rows_labeled(task, target)

@@ -1,5 +1,5 @@
-"""The `hydranet` command line: train, pretrain, probe, evaluate, calibrate, predict, export, monitor, audit, attack, tune,
-experiments, config, bench mtl.
+"""The `hydranet` command line: train, pretrain, probe, evaluate, calibrate, predict, export, monitor, audit, serve, attack,
+tune, experiments, config, bench mtl.
 
 User errors end with one line on stderr and exit code 2 (no traceback); internal errors keep theirs. Each command
 imports what it runs when it runs (lazily), so `hydranet --help` and `hydranet config` start without loading torch.
@@ -266,6 +266,27 @@ def audit(
     for warning in report["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {warning}")
     console.print(f"wrote audit.json, audit.md and audit.png to [bold]{folder}[/bold]")
+def serve(
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, "--port", help="TCP port"),
+    backend: str = typer.Option("torch", "--backend", help="torch | onnx (ONNX Runtime on RUN/export, exported "
+                                "first when missing or stale)"),
+    workers: int = typer.Option(1, "--workers", help="server processes (only 1: see docs/deploy.md)"),
+    max_batch: int = typer.Option(64, "--max-batch", help="most rows per model call; 1: no batching"),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="how long a request waits for others to join its batch"),
+    max_body_mb: float = typer.Option(10.0, "--max-body-mb", help="largest request body (larger: 413)"),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="environment variable holding the key "
+                                              "requests must send (Authorization: Bearer or X-API-Key)"),
+    window: int = typer.Option(1000, "--window", help="recent rows kept for /drift"),
+) -> None:
+    """Serve a run's predictions over HTTP (/predict, /health, /metadata, /metrics, /drift, /docs)."""
+    from hydranet.serve.server import serve_run
+    from hydranet.serve.settings import ServeSettings
+
+    settings = ServeSettings(host=host, port=port, backend=backend, workers=workers, max_batch=max_batch,
+                             max_wait_ms=max_wait_ms, max_body_mb=max_body_mb, api_key_env=api_key_env, window=window)
+    serve_run(run_dir, settings)
 
 
 @app.command()

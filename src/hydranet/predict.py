@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from hydranet.data import DataInfo, build_dataset, to_model_inputs
-from hydranet.data.images import image_files, load_image_files
+from hydranet.data.images import decode_many, image_files, read_image_file
 from hydranet.data.finite import table_row
 from hydranet.data.sources.table import check_numbers, clean, read_table, table_format
 from hydranet.data.tabular import TableEncoder
@@ -103,15 +103,21 @@ def image_file_inputs(info: DataInfo, paths: Sequence[str | Path]) -> tuple[torc
     tables = [str(p) for p in paths if table_format(Path(p)) is not None]
     if tables:
         raise UserError(f"{tables[0]}: this run was trained on images; give image files or a folder of images")
-    if info.scale != 255.0:
-        raise UserError(f"INPUT: this run was trained on float arrays, not 0..255 pixels; image files would be "
-                        f"misread (predict from Python: hn.load(run).predict(float_array))")
     files = input_images(paths)
+    return encoded_image_inputs(info, [(str(f), read_image_file(f)) for f in files], "INPUT"), [str(f) for f in files]
+
+
+def encoded_image_inputs(info: DataInfo, items: Sequence[tuple[str, bytes]], where: str) -> torch.Tensor:
+    """Encoded images (name, bytes: files, uploads) decoded to the trained channels (and square size, by the rule
+    of `data.image_size`), then normalized as in training."""
+    if info.scale != 255.0:
+        raise UserError(f"{where}: this run was trained on float arrays, not 0..255 pixels; image files would be "
+                        f"misread (predict from Python: hn.load(run).predict(float_array))")
     height, width = info.size
-    images = load_image_files(files, size=height if height == width else None, channels=info.channels)
+    images = decode_many(items, size=height if height == width else None, channels=info.channels)
     if list(images.shape[2:]) != [height, width]:
-        raise UserError(f"INPUT: images are {tuple(images.shape[2:])}, this model was trained on {height}x{width}")
-    return to_model_inputs(info, images=images), [str(f) for f in files]
+        raise UserError(f"{where}: images are {tuple(images.shape[2:])}, this model was trained on {height}x{width}")
+    return to_model_inputs(info, images=images)
 
 
 def array_inputs(info: DataInfo, images: Any) -> torch.Tensor:

@@ -118,6 +118,11 @@ class Task:
         decoded: np.ndarray = self.decode(pred).cpu().numpy()
         return self.spec.column(decoded, self.info, self.cfg)
 
+    def answers(self, pred: Tensor) -> list[dict[str, Any]]:
+        """Predictions → one JSON-able answer per example (the server's /predict): the column's value and the
+        probabilities behind it."""
+        return self.spec.answer(pred, self.info, self.cfg)
+
     @property
     def column_name(self) -> str:
         """The header of this task's column in prediction tables (a binary task's names its positive class)."""

@@ -51,7 +51,7 @@ def decode_image(data: bytes | str | Path, size: int | None = None, channels: in
     """One image file (bytes or path) → uint8 (C, H, W) with C = `channels` (1 or 3)."""
     name = "<bytes>"
     if not isinstance(data, bytes):
-        name, data = str(data), _read(Path(data))
+        name, data = str(data), read_image_file(Path(data))
     array = np.asarray(_open(data, name, size, _mode(channels)))
     return torch.from_numpy(array.reshape(array.shape[0], array.shape[1], -1).copy()).permute(2, 0, 1).contiguous()
 
@@ -102,7 +102,7 @@ def load_image_files(paths: str | Path | Iterable[str | Path], size: int | None 
         paths = image_files(path) if path.is_dir() else [path]
         if not paths:
             raise UserError(f"{path}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
-    items = [(str(p), _read(Path(p))) for p in paths]
+    items = [(str(p), read_image_file(Path(p))) for p in paths]
     return decode_many(items, size, channels)
 
 
@@ -123,7 +123,8 @@ def _mode(channels: int) -> str:
     return "L" if channels == 1 else "RGB"
 
 
-def _read(path: Path) -> bytes:
+def read_image_file(path: Path) -> bytes:
+    """The bytes of one image file; a missing file or a folder is one line naming it."""
     try:
         return path.read_bytes()
     except FileNotFoundError:

@@ -64,13 +64,13 @@ def _check_folder(folder: Path, identity: str) -> None:
         shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
         raise UserError(f"{folder}: holds other files ({shown}); an export needs a missing or empty folder, "
                         f"or a previous export of the same run, so nothing in it is overwritten")
-    if _identity_of(folder / OUTPUTS) != identity:
+    if export_identity(folder) != identity:
         raise UserError(f"{folder}: holds the export of another run; give another -o folder (nothing was overwritten)")
 
 
-def _identity_of(path: Path) -> str | None:
-    """The run identity an earlier export recorded, or None when it has none (not an export, or a broken one)."""
+def export_identity(folder: Path) -> str | None:
+    """The run identity an export folder recorded, or None when it has none (not an export, or a broken one)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("run")
+        return json.loads((folder / OUTPUTS).read_text(encoding="utf-8")).get("run")
     except (OSError, ValueError, AttributeError):
         return None

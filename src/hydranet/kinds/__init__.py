@@ -73,6 +73,10 @@ class Kind(Protocol):
     def column_name(self, task: str, info: TaskInfo) -> str:
         """That column's header: the task's name, plus what its values mean where the name alone does not say."""
 
+    def answer(self, pred: Tensor, info: TaskInfo, cfg: Any) -> list[dict[str, Any]]:
+        """Raw head outputs (B, …) → one JSON-able answer per example (the server's /predict): what `column` says
+        (label, labels, probability or value) plus the probabilities it came from, under keys named for what they are."""
+
     def decoding(self, info: TaskInfo, cfg: Any) -> dict[str, Any]:
         """How `column` is computed from the raw head output, as JSON for code without hydranet (an exported
         model's outputs.json): a `decode` rule name and the numbers it needs."""

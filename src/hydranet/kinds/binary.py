@@ -122,6 +122,12 @@ class Binary:
         """The probability of the positive class."""
         return decoded
 
+    def answer(self, pred: Tensor, info: TaskInfo, cfg: Any) -> list[dict[str, Any]]:
+        """The probability of the positive class (`column`) and the class decided as `correct` decides (logit > 0)."""
+        probabilities = self.column(self.decode(pred, info).cpu().numpy(), info, cfg).tolist()
+        return [{"label": info.classes[int(positive)], "probability": p}
+                for positive, p in zip((pred > 0).tolist(), probabilities)]
+
     def column_name(self, task: str, info: TaskInfo) -> str:
         """`<task>_p(<positive class>)`: a probability must say which class it is for (`income_p(>50K)`)."""
         return f"{task}_p({info.classes[1]})"

@@ -105,6 +105,12 @@ class Classification:
         """The class's name."""
         return np.asarray(info.classes, dtype=object)[decoded]
 
+    def answer(self, pred: Tensor, info: TaskInfo, cfg: Any) -> list[dict[str, Any]]:
+        """The class (as `column` names it) and every class's softmax probability."""
+        labels = self.column(self.decode(pred, info).cpu().numpy(), info, cfg)
+        probabilities = torch.softmax(pred.float(), -1).tolist()
+        return [{"label": label, "probabilities": dict(zip(info.classes, row))} for label, row in zip(labels, probabilities)]
+
     def column_name(self, task: str, info: TaskInfo) -> str:
         """The task's name: its values say what they are."""
         return task

@@ -84,7 +84,13 @@ class Multilabel:
 
     def column(self, decoded: np.ndarray, info: TaskInfo, cfg: Any) -> Any:
         """The labels of probability ≥ 0.5, joined by the task's separator."""
-        return [cfg.separator.join(c for c, on in zip(info.classes, row) if on) for row in decoded >= 0.5]
+        return [cfg.separator.join(labels) for labels in _chosen(decoded, info)]
+
+    def answer(self, pred: Tensor, info: TaskInfo, cfg: Any) -> list[dict[str, Any]]:
+        """The labels `column` joins, as a list, and every label's probability."""
+        decoded = self.decode(pred, info).cpu().numpy()
+        return [{"labels": labels, "probabilities": dict(zip(info.classes, row))}
+                for labels, row in zip(_chosen(decoded, info), decoded.tolist())]
 
     def column_name(self, task: str, info: TaskInfo) -> str:
         """The task's name: its values say what they are."""
@@ -102,6 +108,11 @@ class Multilabel:
     def from_average(self, average: Tensor) -> Tensor:
         """Shares → logits."""
         return torch.logit(average.clamp(1e-6, 1 - 1e-6))
+
+
+def _chosen(decoded: np.ndarray, info: TaskInfo) -> list[list[str]]:
+    """The labels of probability ≥ 0.5, per example."""
+    return [[c for c, on in zip(info.classes, row) if on] for row in decoded >= 0.5]
 
 
 KIND = Multilabel()

@@ -83,6 +83,10 @@ class Regression:
         """The value in original units."""
         return decoded
 
+    def answer(self, pred: Tensor, info: TaskInfo, cfg: Any) -> list[dict[str, Any]]:
+        """The value in original units (`column`)."""
+        return [{"value": value} for value in self.column(self.decode(pred, info).cpu().numpy(), info, cfg).tolist()]
+
     def column_name(self, task: str, info: TaskInfo) -> str:
         """The task's name: its values say what they are."""
         return task

@@ -70,9 +70,13 @@ def prediction_drift(run: Run, reference: pd.DataFrame, current: pd.DataFrame) -
         x = table_inputs(run.info, frame, "reference")
         return decode_outputs(run, predict_batches(run.model, x, *eval_settings(run.config.train)))
 
-    ref, cur = predicted(reference), predicted(current)
-    categorical = [c for c in ref.columns if not pd.api.types.is_numeric_dtype(ref[c])]
-    result = frame_drift(ref, cur, categorical)
+    return predictions_drift(predicted(reference), predicted(current))
+
+
+def predictions_drift(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, Any]:
+    """Drift of decoded predictions (`decode_outputs` tables), one entry per task under `tasks`."""
+    categorical = [c for c in reference.columns if not pd.api.types.is_numeric_dtype(reference[c])]
+    result = frame_drift(reference, current, categorical)
     result["tasks"] = result.pop("features")
     return result
 

@@ -1,0 +1,227 @@
+"""`create_app(run, settings)`: the FastAPI app of one run — /predict, /health, /metadata, /metrics, /drift and the
+OpenAPI docs at /docs. Request checks answer 4xx with one line naming the problem; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+import pandas as pd
+import torch
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from hydranet.data.tabular import TableEncoder
+from hydranet.errors import UserError
+from hydranet.predict import decode_outputs
+from hydranet.rundir import RunDir
+from hydranet.serve.backend import load_backend
+from hydranet.serve.batcher import MicroBatcher
+from hydranet.serve.inputs import JSON, MULTIPART, image_json_request, image_request, parse_json, table_request
+from hydranet.serve.metrics import ServerMetrics
+from hydranet.serve.settings import ServeSettings
+from hydranet.serve.window import drift_window
+from hydranet.train.run import Run
+
+ENDPOINTS = ("/predict", "/health", "/metadata", "/metrics", "/drift")
+OPEN = ("/health", "/docs", "/openapi.json")  # answered without the key: probes and the API's description
+REASONS = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+           415: "unsupported_media_type", 422: "invalid_input", 500: "internal"}
+ROWS_SCHEMA = {"type": "object", "required": ["rows"], "description": "table runs: one object per row with every "
+               "trained column (null: missing)", "properties": {"rows": {"type": "array", "items": {"type": "object"}}}}
+BASE64_SCHEMA = {"type": "object", "required": ["images"], "description": "image runs: image files in base64",
+                 "properties": {"images": {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}}}}
+UPLOAD_SCHEMA = {"type": "object", "description": "image runs: image files, any field name", "properties": {
+    "images": {"type": "array", "items": {"type": "string", "contentMediaType": "application/octet-stream"}}}}
+PREDICT_BODY = {"requestBody": {"required": True, "content": {JSON: {"schema": {"oneOf": [ROWS_SCHEMA, BASE64_SCHEMA]}},
+                                                              MULTIPART: {"schema": UPLOAD_SCHEMA}}}}
+
+
+class Service:
+    """What one server holds: the run, its backend, the batcher, the drift window and the metrics."""
+
+    def __init__(self, run: Run, settings: ServeSettings):
+        self.run, self.settings, self.key = run, settings, settings.api_key()
+        self.backend = load_backend(run, settings.backend)
+        self.metrics = ServerMetrics()
+        self.window = drift_window(run, self.backend, settings.window)
+        self.batcher = MicroBatcher(self.backend, settings.max_batch, settings.max_wait_ms / 1000,
+                                    self.metrics.batch_rows.observe)
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        """The batcher's worker runs while the app does; at shutdown (after the server let in-flight requests
+        finish) it answers what is still queued."""
+        self.batcher.start()
+        yield
+        await self.batcher.close()
+
+    async def predict(self, request: Request) -> dict[str, Any]:
+        body = await read_body(request, self.settings.max_body_bytes)
+        x, rows = await self.model_inputs(request, body)
+        outputs = await self.batcher.submit(x)
+        answers = self.answers(outputs)
+        self.window.add(rows, decode_outputs(self.run, outputs))
+        self.metrics.count_answers(answers)
+        return {"predictions": answers}
+
+    async def model_inputs(self, request: Request, body: bytes) -> tuple[torch.Tensor, pd.DataFrame | None]:
+        """The body as model inputs (decoded in a thread: pandas and image decoding would stall the event loop),
+        and for table runs the rows, for the drift window."""
+        info, media = self.run.info, media_type(request)
+        accepted = (JSON, MULTIPART) if info.is_image else (JSON,)
+        if media not in accepted:
+            raise HTTPException(415, f"Content-Type: {media or 'none'} is not accepted (expected "
+                                     f"{' or '.join(accepted)})")
+        if media == MULTIPART:
+            items = await uploaded_files(request, body)
+            return await asyncio.to_thread(image_request, info, items), None
+        parsed = parse_json(body)
+        if info.is_image:
+            return await asyncio.to_thread(image_json_request, info, parsed), None
+        return await asyncio.to_thread(table_request, info, parsed)
+
+    def answers(self, outputs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+        """One object per row: {task: the task kind's answer}."""
+        per_task = {name: task.answers(outputs[name]) for name, task in self.run.tasks.items()}
+        return [dict(zip(per_task, row)) for row in zip(*per_task.values())]
+
+    def metadata(self) -> dict[str, Any]:
+        tasks = {name: {"kind": task.kind, "classes": task.info.classes, "column": task.column_name}
+                 for name, task in self.run.tasks.items()}
+        return {"run": RunDir.open(self.run.dir).identity(), "backend": self.backend.name, "tasks": tasks,
+                "input": input_schema(self.run), "batching": {"max_batch": self.settings.max_batch,
+                                                              "max_wait_ms": self.settings.max_wait_ms},
+                "max_body_mb": self.settings.max_body_mb}
+
+    async def drift(self) -> dict[str, Any]:
+        """The window's drift report, computed in a thread on a copy of the window; the drift gauges follow it."""
+        report = await asyncio.to_thread(self.window.drift, self.window.recent())
+        if report["ready"]:
+            self.metrics.set_drift(report)
+        return report
+
+    def authorized(self, request: Request) -> bool:
+        """No key set, an open path, or the key as `Authorization: Bearer KEY` or `X-API-Key: KEY`."""
+        if self.key is None or request.url.path in OPEN:
+            return True
+        bearer = request.headers.get("authorization", "")
+        given = bearer[7:] if bearer.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
+        return hmac.compare_digest(given.encode(), self.key.encode())
+
+
+def create_app(run: Run, settings: ServeSettings) -> FastAPI:
+    """The app serving `run` (its backend loaded, and the drift reference predicted, before this returns)."""
+    service = Service(run, settings)
+    app = FastAPI(title=f"hydranet: {run.config.name}", lifespan=service.lifespan,
+                  description="Predictions of a hydranet run; answers equal `hydranet predict`'s.")
+    app.state.service = service
+
+    @app.exception_handler(UserError)
+    async def invalid_input(request: Request, err: UserError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=422)
+
+    @app.middleware("http")
+    async def guard_and_count(request: Request, call_next) -> Response:
+        start, path = time.perf_counter(), request.url.path
+        endpoint = path if path in ENDPOINTS else "other"
+        try:
+            if not service.authorized(request):
+                response: Response = JSONResponse({"detail": "unauthorized: send the key as 'Authorization: Bearer "
+                                                             "KEY' or 'X-API-Key: KEY'"}, status_code=401,
+                                                  headers={"WWW-Authenticate": "Bearer"})
+            else:
+                response = await call_next(request)
+        except Exception:
+            record(service.metrics, endpoint, 500, start)
+            raise
+        record(service.metrics, endpoint, response.status_code, start)
+        return response
+
+    @app.post("/predict", openapi_extra=PREDICT_BODY)
+    async def predict(request: Request) -> dict[str, Any]:
+        """Per row, per task: classification {label, probabilities}, binary {label, probability of the positive
+        class}, multilabel {labels, probabilities}, regression {value} in the target's units."""
+        service.metrics.in_progress.inc()
+        try:
+            return await service.predict(request)
+        finally:
+            service.metrics.in_progress.dec()
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"ok": True, "model_loaded": True, "backend": service.backend.name}
+
+    @app.get("/metadata")
+    async def metadata() -> dict[str, Any]:
+        """The run, its tasks (kind, classes) and the input schema, the backend and the batching settings."""
+        return service.metadata()
+
+    @app.get("/drift")
+    async def drift() -> dict[str, Any]:
+        """Drift of the recent rows against the run's train split, per feature (table runs) and per task."""
+        return await service.drift()
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus text format; the drift gauges are refreshed first."""
+        await service.drift()
+        return Response(service.metrics.render(), media_type=service.metrics.content_type)
+
+    return app
+
+
+def record(metrics: ServerMetrics, endpoint: str, status: int, start: float) -> None:
+    metrics.requests.labels(endpoint, str(status)).inc()
+    metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+    if status >= 400:
+        metrics.errors.labels(endpoint, REASONS.get(status, str(status))).inc()
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it (or its declared length) passes `limit` bytes."""
+    too_large = HTTPException(413, f"body: larger than the server's limit of {limit / 2 ** 20:g} MB (--max-body-mb)")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def uploaded_files(request: Request, body: bytes) -> list[tuple[str, bytes]]:
+    """The files of a multipart body (already read under the size limit), named by their file names."""
+    async def stream() -> AsyncIterator[bytes]:
+        yield body
+
+    try:
+        form = await MultiPartParser(request.headers, stream()).parse()
+    except MultiPartException as err:
+        raise UserError(f"body: not a readable multipart upload ({err.message})") from None
+    return [(value.filename or name, await value.read()) for name, value in form.multi_items()
+            if isinstance(value, UploadFile)]
+
+
+def input_schema(run: Run) -> dict[str, Any]:
+    """What /predict takes: the image size and channels, or each column's kind (and known categories)."""
+    info = run.info
+    if info.is_image:
+        return {"kind": "image", "channels": info.channels, "size": list(info.size or ()),
+                "formats": ["multipart/form-data files", 'application/json {"images": [base64, …]}']}
+    columns = [{"name": c["name"], "kind": c["kind"], **({"categories": c["categories"]} if "categories" in c else {})}
+               for c in TableEncoder.from_state(info.encoder).columns]
+    return {"kind": "table", "columns": columns, "format": 'application/json {"rows": [{column: value, …}, …]}'}

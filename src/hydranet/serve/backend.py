@@ -1,0 +1,82 @@
+"""Backends: what turns model inputs (the tensor `predict` builds) into raw outputs per task — the run's PyTorch
+model, or ONNX Runtime on the run's export. Both feed the same decoding, so their answers agree.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from hydranet.export import export_run
+from hydranet.export.run import FILES, MODEL, OUTPUTS, export_identity
+from hydranet.rundir import RunDir
+from hydranet.train.evaluation import eval_settings, predict_batches
+from hydranet.train.run import Run
+
+
+class Backend(Protocol):
+    """Model inputs (N, …) float32 → raw outputs {task: (N, …)} as the model's heads give them."""
+
+    name: str
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+
+class TorchBackend:
+    """The run's own model, run as `hydranet predict` runs it (batch size, precision, test-time augmentation)."""
+
+    name = "torch"
+
+    def __init__(self, run: Run):
+        self.model, self.settings = run.model, eval_settings(run.config.train)
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return predict_batches(self.model, x, *self.settings)
+
+
+class OnnxBackend:
+    """ONNX Runtime on RUN/export/model.onnx, which is made (or remade) first when missing or older than the
+    run's weights; `export_run` checks it against PyTorch before writing it."""
+
+    name = "onnx"
+
+    def __init__(self, run: Run):
+        import onnxruntime as ort  # only this backend needs it
+
+        folder = current_export(run)
+        spec = json.loads((folder / OUTPUTS).read_text(encoding="utf-8"))
+        self.input = spec["input"]["name"]
+        self.outputs = {task: entry["output"] for task, entry in spec["tasks"].items()}
+        self.session = ort.InferenceSession(str(folder / MODEL), providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        raw = self.session.run(list(self.outputs.values()), {self.input: x.numpy()})
+        return {task: torch.from_numpy(values) for task, values in zip(self.outputs, raw)}
+
+
+def current_export(run: Run) -> Path:
+    """RUN/export, exported now unless it already holds every file of an export of this run made after its weights.
+    A folder holding another run's export or other files is refused by `export_run`, with nothing overwritten."""
+    folder = run.dir / "export"
+    if not is_current_export(folder, RunDir.open(run.dir)):
+        export_run(run, folder)
+    return folder
+
+
+def is_current_export(folder: Path, run: RunDir) -> bool:
+    """Every file of an export of this run, its model no older than the run's weights."""
+    if not all((folder / name).is_file() for name in FILES):
+        return False
+    return (export_identity(folder) == run.identity()
+            and (folder / MODEL).stat().st_mtime >= run.model.stat().st_mtime)
+
+
+BACKENDS = {"torch": TorchBackend, "onnx": OnnxBackend}
+
+
+def load_backend(run: Run, name: str) -> Backend:
+    """The backend `--backend` names (checked by ServeSettings)."""
+    return BACKENDS[name](run)

@@ -1,0 +1,99 @@
+"""Request bodies → model inputs, through `predict`'s own reading and checks, so a row or an image is prepared
+exactly as `hydranet predict` prepares it from a file. Every problem is a UserError naming the field, row or column.
+
+Table runs take JSON `{"rows": [{column: value, …}, …]}`; image runs take multipart uploads (any field name) or
+JSON `{"images": ["<base64>", …]}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from typing import Any
+
+import pandas as pd
+import torch
+
+from hydranet.data import DataInfo
+from hydranet.data.sources.table import clean
+from hydranet.data.tabular import TableEncoder
+from hydranet.errors import UserError
+from hydranet.predict import encoded_image_inputs, table_inputs
+
+JSON = "application/json"
+MULTIPART = "multipart/form-data"
+
+
+def input_columns(info: DataInfo) -> list[str]:
+    """The raw columns a table run reads, in the encoder's order."""
+    return [c["name"] for c in TableEncoder.from_state(info.encoder).columns]
+
+
+def parse_json(body: bytes) -> Any:
+    """JSON text → value; NaN and Infinity literals (Python's json reads them) stay floats for the row checks."""
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"body: not valid JSON ({err})") from None
+
+
+def table_request(info: DataInfo, body: Any) -> tuple[torch.Tensor, pd.DataFrame]:
+    """`{"rows": [...]}` → (model inputs, the cleaned rows of the trained columns, for the drift window)."""
+    rows = body.get("rows") if isinstance(body, dict) else None
+    if not isinstance(rows, list) or set(body) != {"rows"}:
+        raise UserError('body: expected a JSON object {"rows": [{column: value, …}, …]} and nothing else')
+    if not rows:
+        raise UserError("rows: the list is empty (expected at least one row)")
+    columns = input_columns(info)
+    for i, row in enumerate(rows):
+        check_row(row, i, columns)
+    frame = clean(pd.DataFrame(rows, columns=columns, dtype=object), "rows")
+    return table_inputs(info, frame, "rows"), frame
+
+
+def check_row(row: Any, i: int, columns: list[str]) -> None:
+    """One row: an object with exactly the trained columns, each a number, a string or null (missing)."""
+    where = f"rows: row {i + 1} (counting from 1)"
+    if not isinstance(row, dict):
+        raise UserError(f"{where}: expected an object {{column: value, …}}, got {type(row).__name__}")
+    expected = f"expected the columns {', '.join(columns)}"
+    missing = [c for c in columns if c not in row]
+    if missing:
+        raise UserError(f"{where}: no column {', '.join(map(repr, missing))} ({expected}; null for a missing value)")
+    extra = [c for c in row if c not in columns]
+    if extra:
+        raise UserError(f"{where}: column {', '.join(map(repr, extra))} is not an input of this model ({expected})")
+    for name, value in row.items():
+        if not (value is None or isinstance(value, (str, int, float))):
+            raise UserError(f"{where}: column {name!r}: expected a number, a string or null, got {type(value).__name__}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{where}: column {name!r}: {value} is not a finite number (null marks a missing value)")
+
+
+def image_json_request(info: DataInfo, body: Any) -> torch.Tensor:
+    """`{"images": ["<base64>", …]}` → model inputs."""
+    images = body.get("images") if isinstance(body, dict) else None
+    if not isinstance(images, list) or set(body) != {"images"}:
+        raise UserError('body: this run was trained on images; expected {"images": ["<base64 image file>", …]} '
+                        'or a multipart upload of image files')
+    if not images:
+        raise UserError("images: the list is empty (expected at least one image)")
+    return image_request(info, [(f"images[{i}]", from_base64(item, i)) for i, item in enumerate(images)])
+
+
+def from_base64(item: Any, i: int) -> bytes:
+    if not isinstance(item, str):
+        raise UserError(f"images[{i}]: expected a base64 string, got {type(item).__name__}")
+    try:
+        return base64.b64decode(item, validate=True)
+    except (binascii.Error, ValueError):
+        raise UserError(f"images[{i}]: not base64 (expected the image file's bytes in standard base64)") from None
+
+
+def image_request(info: DataInfo, items: list[tuple[str, bytes]]) -> torch.Tensor:
+    """Named image files (uploads or decoded base64) → model inputs, decoded and resized as `predict` does."""
+    if not items:
+        raise UserError("images: no image files in the upload (expected one or more files)")
+    return encoded_image_inputs(info, items, "images")

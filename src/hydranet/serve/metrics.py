@@ -1,0 +1,56 @@
+"""Prometheus metrics of one server, in a registry of its own (not prometheus_client's global one, so two apps in
+one process, as in the tests, count apart).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class ServerMetrics:
+    """Requests, errors, latency, batch sizes, predicted classes and the latest drift scores."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        options: dict[str, Any] = {"registry": self.registry}
+        self.requests = Counter("hydranet_requests", "HTTP requests answered, by endpoint and status code",
+                                ["endpoint", "status"], **options)
+        self.errors = Counter("hydranet_errors", "requests answered with a 4xx or 5xx status, by endpoint and reason",
+                              ["endpoint", "reason"], **options)
+        self.latency = Histogram("hydranet_request_seconds", "time from request to response, by endpoint",
+                                 ["endpoint"], **options)
+        self.in_progress = Gauge("hydranet_predict_in_progress", "/predict requests being answered now", **options)
+        self.batch_rows = Histogram("hydranet_batch_rows", "rows per model call (dynamic batching)",
+                                    buckets=BATCH_BUCKETS, **options)
+        self.predictions = Counter("hydranet_predictions", "answers per task and predicted class or label "
+                                   "(tasks that predict a value count under label \"\")", ["task", "label"], **options)
+        self.drift_score = Gauge("hydranet_drift_score", "latest drift test of the window: the p-value (≤ 1,000 "
+                                 "reference rows) or distance, per feature or task", ["kind", "name"], **options)
+        self.drifted = Gauge("hydranet_drifted", "1 when the latest drift test flags the feature or task",
+                             ["kind", "name"], **options)
+
+    def count_answers(self, answers: list[dict[str, dict[str, Any]]]) -> None:
+        """One count per row and task, under the label(s) it predicted."""
+        for row in answers:
+            for task, answer in row.items():
+                labels = answer["labels"] if "labels" in answer else [answer.get("label", "")]
+                for label in labels:
+                    self.predictions.labels(task, label).inc()
+
+    def set_drift(self, report: dict[str, Any]) -> None:
+        """The drift gauges from a ready `DriftWindow.drift()` report."""
+        for kind, key, results in (("feature", "features", "features"), ("prediction", "predictions", "tasks")):
+            for result in (report[key] or {}).get(results, []):
+                score = result.get("p_value", result.get("distance"))
+                if score is not None:
+                    self.drift_score.labels(kind, result["feature"]).set(score)
+                    self.drifted.labels(kind, result["feature"]).set(float(result["drift"]))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -65,6 +65,8 @@ class RunDir:
         self.plots = self.path / "plots"
         self.init = self.path / "init.json"  # what `model.init_from` loaded
         self.tensorboard = self.path / "tensorboard"
+        self.reference = self.path / "reference.json"  # monitoring: train statistics and val predictions (monitor/reference.py)
+        self.reference_rows = self.path / "reference_rows.parquet"  # monitoring: the seeded sample (monitor.keep_rows)
         self.id: str | None = None  # the run's uuid (run.json "id"), stamped into its weights; None for older runs
 
     def eval_file(self, split: str) -> Path:

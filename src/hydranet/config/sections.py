@@ -181,6 +181,11 @@ class SSLConfig(Section):
     knn_queries: int = Field(2000, ge=1, description="kNN monitor: val (else test) examples classified each epoch (a seeded random sample)")
 
 
+class MonitorConfig(Section):
+    reference_rows: int = Field(1000, ge=1, description="train rows sampled at random (seeded) and stored as the reference of `hydranet monitor`'s statistical tests (≤ 1000: Kolmogorov–Smirnov and chi-squared; more: distances)")
+    keep_rows: bool = Field(True, description="store that sample of raw train rows in the run (reference_rows.parquet); false: only statistics are stored and drift is measured against them")
+
+
 class SearchParam(Section):
     """One searched field of `hydranet tune`: a float or int range, or a list of choices."""
 
@@ -225,6 +230,7 @@ class Config(Section):
     mtl: MTLConfig = Field(default_factory=MTLConfig, description="multi-task balancing")
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig, description="adversarial training against L∞ or L2 perturbations of the raw pixels")
     ssl: SSLConfig = Field(default_factory=SSLConfig, description="self-supervised pretraining of the trunk (`hydranet pretrain`)")
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig, description="the reference a run stores at the end of training for `hydranet monitor` (drift)")
     search: dict[str, SearchParam] = Field({}, description="`hydranet tune` only: dotted config key → range or choices to search (training ignores it)")
 
     @field_validator("name")

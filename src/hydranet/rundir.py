@@ -209,6 +209,12 @@ class RunDir:
             return {}
         return read_file(self.summary, "the run's results as a JSON object", _json_object)
 
+    def read_reference(self) -> dict[str, Any] | None:
+        """reference.json, monitoring's stored statistics; None for a run from before runs stored one."""
+        if not self.reference.exists():
+            return None
+        return read_file(self.reference, "monitoring's reference statistics as a JSON object", _json_object)
+
     def read_weights(self, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         """A weights or checkpoint file of this run (checksum verified by read_tensors); one stamped with another
         run's id was copied in from elsewhere and is refused (files without an id, from older runs, load)."""

@@ -183,7 +183,7 @@ class SSLConfig(Section):
 
 class MonitorConfig(Section):
     reference_rows: int = Field(1000, ge=1, description="train rows sampled at random (seeded) and stored as the reference of `hydranet monitor`'s statistical tests (≤ 1000: Kolmogorov–Smirnov and chi-squared; more: distances)")
-    keep_rows: bool = Field(True, description="store that sample of raw train rows in the run (reference_rows.parquet); false: only statistics are stored and drift is measured against them")
+    keep_rows: bool = Field(True, description="store that sample in the run (reference_rows.parquet: raw train rows of a table, per-image channel means and stds of an image run); false: no rows are kept, only statistics, and drift is measured against them")
 
 
 class SearchParam(Section):

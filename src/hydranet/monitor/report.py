@@ -134,6 +134,8 @@ def stored_sample(run: Run, rows: int) -> pd.DataFrame | None:
         detail = " ".join(str(err).split())[:160]
         raise UserError(f"{paths.reference_rows}: unreadable ({type(err).__name__}: {detail}); expected the "
                         f"reference.json names ({stored['sample_rows']} rows); delete reference.json to rebuild") from None
+    text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c]) and frame[c].dtype != object]
+    frame = frame.astype({c: object for c in text})  # Parquet's strings back as the objects the source reads
     frame.attrs["reference"] = (f"the sample of {len(frame)} train rows stored at training time "
                                 f"({paths.reference_rows.name})")
     return frame

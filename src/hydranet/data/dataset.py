@@ -60,12 +60,15 @@ class Dataset:
     normalized batch by batch) or tables already encoded as float32 (N, F). `targets[task]` is int64 class
     indices with -1 for missing (classification) or float32 with NaN for missing (binary, multilabel,
     regression). `info` is all that `predict` needs to turn new inputs into model inputs (saved as data.json).
+    `frame` keeps a table's raw rows as the source read them, for the monitoring reference a run stores (read
+    once, not again at the end of training); None for images.
     """
 
     x: torch.Tensor
     targets: dict[str, torch.Tensor]
     index: dict[str, torch.Tensor]
     info: DataInfo
+    frame: pd.DataFrame | None = None
 
     def split(self, name: str, stored: bool = False) -> dict[str, torch.Tensor]:
         """One split as a batch-like dict {"x": …, task: …} of contiguous tensors; `x` as model inputs

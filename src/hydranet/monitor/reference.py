@@ -93,6 +93,12 @@ def pixel_statistics(images: torch.Tensor, scale: float) -> dict[str, dict[str, 
             for c in range(pixels.shape[1])}
 
 
+def table_rows(cfg: Config, data: Dataset) -> pd.DataFrame:
+    """The raw rows a table run was trained on, in the user's units: kept by `build_dataset`, read again only
+    for a Dataset made some other way."""
+    return data.frame if data.frame is not None else load_raw(cfg).frame
+
+
 def table_columns(encoder_state: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(names, categorical names) of the source columns a table model was trained on."""
     columns = TableEncoder.from_state(encoder_state).columns
@@ -117,7 +123,7 @@ def build_reference(cfg: Config, data: Dataset, tasks: dict[str, Task], model: t
         sample = image_features(data.x[torch.from_numpy(positions)], scale)
         extra = {"pixels": pixel_statistics(data.x[torch.from_numpy(positions)], scale)}
     else:
-        raw = load_raw(cfg).frame  # the raw rows training encoded, in the user's units
+        raw = table_rows(cfg, data)
         names, categorical = table_columns(data.info.encoder)
         features = summarize_frame(raw.iloc[train][names], categorical)
         sample, extra = raw.iloc[positions].reset_index(drop=True), {}
@@ -139,10 +145,18 @@ def val_predictions(cfg: Config, data: Dataset, tasks: dict[str, Task], model: t
     return {"split": split, "rows": len(x), "columns": prediction_summary(decode_tasks(tasks, outputs))}
 
 
+def parquet_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns that also hold other objects (a plugin source's mix of numbers and names) as text: Parquet
+    needs one type per column, and the drift tests compare categories as text anyway."""
+    mixed = [name for name in frame.columns if frame[name].dtype == object
+             and not frame[name].dropna().map(lambda v: isinstance(v, str)).all()]
+    return frame.assign(**{name: frame[name].map(lambda v: v if pd.isna(v) else str(v)) for name in mixed})
+
+
 def write_reference(run: RunDir, reference: dict[str, Any], sample: pd.DataFrame | None) -> None:
     """The sample first, reference.json last: a reference.json that names a sample means the sample is whole."""
     if sample is not None:
-        write_parquet(run.reference_rows, sample)
+        write_parquet(run.reference_rows, parquet_ready(sample))
     write_json(run.reference, reference, indent=None)  # read by programs; a histogram per column
 
 

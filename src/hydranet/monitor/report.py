@@ -24,14 +24,13 @@ import pandas as pd
 import torch
 
 from hydranet.data import DataInfo, build_dataset
-from hydranet.data.build import load_raw
 from hydranet.data.sources.table import clean
 from hydranet.errors import UserError
 from hydranet.files import make_dir, write_figure, write_json, write_text
 from hydranet.monitor.drift import format_score, frame_drift, summary_drift
 from hydranet.monitor.figure import drift_figure
 from hydranet.monitor.reference import (image_features, sample_positions, summarize_frame, table_columns,
-                                        val_predictions)
+                                        table_rows, val_predictions)
 from hydranet.predict import TABLE_FILES, decode_outputs, image_file_inputs, read_input_table, table_inputs
 from hydranet.rundir import RunDir
 from hydranet.train.evaluation import eval_settings, predict_batches
@@ -116,7 +115,7 @@ def reference_frame(run: Run, rows: int) -> pd.DataFrame:
     if run.info.is_image:
         frame = image_features(data.x[torch.from_numpy(positions)], run.info.scale)
     else:
-        frame = load_raw(cfg).frame.iloc[positions].reset_index(drop=True)  # the rows training indexed, raw
+        frame = table_rows(cfg, data).iloc[positions].reset_index(drop=True)  # the rows training indexed, raw
     frame.attrs["reference"] = f"rebuilt from the run's train split (a seeded sample of {len(frame)} rows)"
     return frame
 

@@ -154,3 +154,9 @@ def test_image_run_flags_darkened_and_noised_images_but_not_its_own(cli, tmp_pat
     noisy = image_folder(tmp_path / "noisy", 30, seed=2, change=lambda image, rng: image + rng.normal(0, 40, image.shape))
     assert cli("monitor", run, noisy, "-o", tmp_path / "noisy_drift")[0] == 0
     assert flagged(tmp_path / "noisy_drift") == {"std_c0", "std_c1", "std_c2"}
+
+    for name in ("reference.json", "reference_rows.parquet"):  # a run from before references: rebuilt, same result
+        (run / name).unlink()
+    assert cli("monitor", run, dark, "-o", tmp_path / "dark_rebuilt")[0] == 0
+    assert json.loads((tmp_path / "dark_rebuilt" / "drift.json").read_text())["features"] == \
+        json.loads((tmp_path / "dark_drift" / "drift.json").read_text())["features"]

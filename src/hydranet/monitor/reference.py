@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from hydranet.config import Config
-from hydranet.data import Dataset
+from hydranet.data import Dataset, to_model_inputs
 from hydranet.data.build import load_raw
 from hydranet.data.tabular import TableEncoder
 from hydranet.files import write_json, write_parquet
@@ -31,6 +31,7 @@ FORMAT = 1  # reference.json's layout version
 QUANTILES = (0, 1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 100)  # percentiles stored per numeric column
 BINS = 1000  # histogram bins per numeric column: the stored-statistics Wasserstein is off by at most half a bin
 IMAGE_CHUNK = 4096  # images turned to float at once when computing per-image features
+PREDICTION = "prediction/"  # prefix of the prediction columns of an image run's sample
 
 
 def summarize_column(values: pd.Series, categorical: bool) -> dict[str, Any]:
@@ -118,10 +119,9 @@ def build_reference(cfg: Config, data: Dataset, tasks: dict[str, Task], model: t
     train = data.index["train"].numpy()
     positions = sample_positions(train, cfg.monitor.reference_rows, cfg.seed)
     if data.info.is_image:
-        scale = data.info.scale
-        features = summarize_frame(image_features(data.x[torch.from_numpy(train)], scale))
-        sample = image_features(data.x[torch.from_numpy(positions)], scale)
-        extra = {"pixels": pixel_statistics(data.x[torch.from_numpy(positions)], scale)}
+        features = summarize_frame(image_features(data.x[torch.from_numpy(train)], data.info.scale))
+        sample = image_sample(cfg, data, tasks, model, device, positions)
+        extra = {"pixels": pixel_statistics(data.x[torch.from_numpy(positions)], data.info.scale)}
     else:
         raw = table_rows(cfg, data)
         names, categorical = table_columns(data.info.encoder)
@@ -133,6 +133,22 @@ def build_reference(cfg: Config, data: Dataset, tasks: dict[str, Task], model: t
     return reference, sample if cfg.monitor.keep_rows else None
 
 
+def image_sample(cfg: Config, data: Dataset, tasks: dict[str, Task], model: torch.nn.Module, device: torch.device,
+                 positions: np.ndarray) -> pd.DataFrame:
+    """The sampled train images as rows: their features, then the model's decoded predictions on them (columns
+    `prediction/<task column>`), so prediction drift gets the same row tests as a table's without the images."""
+    images = data.x[torch.from_numpy(positions)]
+    predicted = decoded_predictions(cfg, tasks, model, to_model_inputs(data.info, images=images), device)
+    return pd.concat([image_features(images, data.info.scale), predicted.add_prefix(PREDICTION)], axis=1)
+
+
+def decoded_predictions(cfg: Config, tasks: dict[str, Task], model: torch.nn.Module, x: torch.Tensor,
+                        device: torch.device) -> pd.DataFrame:
+    """A column per task of the model's decoded predictions on model inputs `x` (computed on `device`)."""
+    outputs = predict_batches(model, x.to(device), *eval_settings(cfg.train))
+    return decode_tasks(tasks, {task: out.cpu() for task, out in outputs.items()})
+
+
 def val_predictions(cfg: Config, data: Dataset, tasks: dict[str, Task], model: torch.nn.Module,
                     device: torch.device) -> dict[str, Any]:
     """{split, rows, columns: statistics per task column} of the model's decoded predictions on val (on test
@@ -140,9 +156,8 @@ def val_predictions(cfg: Config, data: Dataset, tasks: dict[str, Task], model: t
     split = next((name for name in ("val", "test") if len(data.index[name])), None)
     if split is None:
         return {"split": None, "rows": 0, "columns": {}}
-    x = data.split(split)["x"].to(device)
-    outputs = {task: out.cpu() for task, out in predict_batches(model, x, *eval_settings(cfg.train)).items()}
-    return {"split": split, "rows": len(x), "columns": prediction_summary(decode_tasks(tasks, outputs))}
+    predicted = decoded_predictions(cfg, tasks, model, data.split(split)["x"], device)
+    return {"split": split, "rows": len(predicted), "columns": prediction_summary(predicted)}
 
 
 def parquet_ready(frame: pd.DataFrame) -> pd.DataFrame:

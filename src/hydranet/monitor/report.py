@@ -9,8 +9,8 @@ Which reference, in order:
   category counts (`monitor.drift.summary_drift`);
 - otherwise (a run from before references were stored, or another `--reference-rows`) the sample is rebuilt
   from the run's own data (same config and seed → same train split, the same seeded draw).
-The report's `reference` says which. Image runs are compared on per-image features (`reference.image_features`),
-their predictions against the stored statistics of the predictions on val.
+The report's `reference` says which. Image runs are compared on per-image features (`reference.image_features`);
+their sample holds the model's predictions on the sampled images too.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from hydranet.errors import UserError
 from hydranet.files import make_dir, write_figure, write_json, write_text
 from hydranet.monitor.drift import format_score, frame_drift, summary_drift
 from hydranet.monitor.figure import drift_figure
-from hydranet.monitor.reference import (image_features, sample_positions, summarize_frame, table_columns,
-                                        table_rows, val_predictions)
+from hydranet.monitor.reference import (PREDICTION, image_features, image_sample, sample_positions, summarize_frame,
+                                        table_columns, table_rows)
 from hydranet.predict import TABLE_FILES, decode_outputs, image_file_inputs, read_input_table, table_inputs
 from hydranet.rundir import RunDir
 from hydranet.train.evaluation import eval_settings, predict_batches
@@ -78,20 +78,22 @@ def monitor_table(run: Run, data: str | Path | pd.DataFrame, out_dir: str | Path
 def monitor_images(run: Run, paths: Sequence[str | Path], out_dir: str | Path | None = None,
                    reference_rows: int | None = None) -> dict[str, Any]:
     """Drift of the per-image features (mean and std of each channel) of image files or folders, and of the
-    predictions on them against the stored statistics of the predictions on val."""
+    predictions on them against the predictions on the reference images."""
     rows = requested_rows(run, reference_rows)
     x, _ = image_file_inputs(run.info, paths)
-    current = image_features(input_pixels(run.info, x), 1.0)
-    where = ", ".join(map(str, paths))
+    current, where = image_features(input_pixels(run.info, x), 1.0), ", ".join(map(str, paths))
     stored = RunDir(run.dir).read_reference()
-    val = stored["predictions"] if stored is not None else rebuilt_val_predictions(run)
-    predictions = summary_drift(val["columns"], predicted(run, x), val["rows"])
     if stored is not None and not stored["sample_rows"]:
-        features = summary_drift(stored["features"], current, stored["train_rows"])
-        return _report(run, where, STATS_ONLY, features, predictions, stored["features"], current, out_dir)
+        predictions = summary_drift(stored["predictions"]["columns"], predicted(run, x), stored["predictions"]["rows"])
+        return _report(run, where, STATS_ONLY, summary_drift(stored["features"], current, stored["train_rows"]),
+                       predictions, stored["features"], current, out_dir)
     reference = reference_frame(run, rows)
-    return _report(run, where, reference.attrs["reference"], frame_drift(reference, current, ()), predictions,
-                   summarize_frame(reference), current, out_dir)
+    features = reference[[c for c in reference.columns if not c.startswith(PREDICTION)]]
+    reference_predictions = reference[[c for c in reference.columns if c.startswith(PREDICTION)]]
+    predictions = predictions_drift(reference_predictions.rename(columns=lambda c: c[len(PREDICTION):]),
+                                    predicted(run, x))
+    return _report(run, where, reference.attrs["reference"], frame_drift(features, current, ()), predictions,
+                   summarize_frame(features), current, out_dir)
 
 
 def requested_rows(run: Run, reference_rows: int | None) -> int:
@@ -104,7 +106,7 @@ def requested_rows(run: Run, reference_rows: int | None) -> int:
 
 def reference_frame(run: Run, rows: int) -> pd.DataFrame:
     """Up to `rows` train rows drawn with the run's seed (Purpose.MONITOR): raw source rows of a table run,
-    per-image features of an image run. The sample stored at training time when it is that draw, else rebuilt
+    per-image features and the model's predictions (`reference.image_sample`) of an image run. The sample stored at training time when it is that draw, else rebuilt
     from the run's data; `attrs["reference"]` says which."""
     stored = stored_sample(run, rows)
     if stored is not None:
@@ -113,7 +115,7 @@ def reference_frame(run: Run, rows: int) -> pd.DataFrame:
     data = build_dataset(cfg)
     positions = sample_positions(data.index["train"].numpy(), rows, cfg.seed)
     if run.info.is_image:
-        frame = image_features(data.x[torch.from_numpy(positions)], run.info.scale)
+        frame = image_sample(cfg, data, run.tasks, run.model, torch.device("cpu"), positions)
     else:
         frame = table_rows(cfg, data).iloc[positions].reset_index(drop=True)  # the rows training indexed, raw
     frame.attrs["reference"] = f"rebuilt from the run's train split (a seeded sample of {len(frame)} rows)"
@@ -147,11 +149,6 @@ def input_pixels(info: DataInfo, x: torch.Tensor) -> torch.Tensor:
     return x * std + mean
 
 
-def rebuilt_val_predictions(run: Run) -> dict[str, Any]:
-    """The statistics of the predictions on val of a run from before references were stored (rebuilds its data)."""
-    return val_predictions(run.config, build_dataset(run.config), run.tasks, run.model, torch.device("cpu"))
-
-
 def predicted(run: Run, x: torch.Tensor) -> pd.DataFrame:
     """Decoded predictions (a column per task) of model inputs."""
     return decode_outputs(run, predict_batches(run.model, x, *eval_settings(run.config.train)))
@@ -160,10 +157,14 @@ def predicted(run: Run, x: torch.Tensor) -> pd.DataFrame:
 def prediction_drift(run: Run, reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, Any]:
     """The same tests on the decoded predictions: class labels as categories, probabilities and values as
     numbers."""
-    ref = predicted(run, table_inputs(run.info, reference, "reference"))
-    cur = predicted(run, table_inputs(run.info, current, "input"))
-    categorical = [c for c in ref.columns if not pd.api.types.is_numeric_dtype(ref[c])]
-    result = frame_drift(ref, cur, categorical)
+    return predictions_drift(predicted(run, table_inputs(run.info, reference, "reference")),
+                             predicted(run, table_inputs(run.info, current, "input")))
+
+
+def predictions_drift(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, Any]:
+    """`frame_drift` of two frames of decoded predictions, its rows called tasks."""
+    categorical = [c for c in reference.columns if not pd.api.types.is_numeric_dtype(reference[c])]
+    result = frame_drift(reference, current, categorical)
     result["tasks"] = result.pop("features")
     return result
 

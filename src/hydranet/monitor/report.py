@@ -66,9 +66,7 @@ def monitor_table(run: Run, data: str | Path | pd.DataFrame, out_dir: str | Path
     current = current[names]
     stored = RunDir(run.dir).read_reference()
     if stored is not None and not stored["sample_rows"]:
-        predictions = summary_drift(stored["predictions"]["columns"], predicted(run, x), stored["predictions"]["rows"])
-        return _report(run, where, STATS_ONLY, summary_drift(stored["features"], current, stored["train_rows"]),
-                       predictions, stored["features"], current, out_dir)
+        return _stored_statistics_report(run, where, stored, current, x, out_dir)
     reference = reference_frame(run, rows)
     return _report(run, where, reference.attrs["reference"], frame_drift(reference[names], current, categorical),
                    prediction_drift(run, reference[names], current), summarize_frame(reference[names], categorical),
@@ -84,9 +82,7 @@ def monitor_images(run: Run, paths: Sequence[str | Path], out_dir: str | Path | 
     current, where = image_features(input_pixels(run.info, x), 1.0), ", ".join(map(str, paths))
     stored = RunDir(run.dir).read_reference()
     if stored is not None and not stored["sample_rows"]:
-        predictions = summary_drift(stored["predictions"]["columns"], predicted(run, x), stored["predictions"]["rows"])
-        return _report(run, where, STATS_ONLY, summary_drift(stored["features"], current, stored["train_rows"]),
-                       predictions, stored["features"], current, out_dir)
+        return _stored_statistics_report(run, where, stored, current, x, out_dir)
     reference = reference_frame(run, rows)
     features = reference[[c for c in reference.columns if not c.startswith(PREDICTION)]]
     reference_predictions = reference[[c for c in reference.columns if c.startswith(PREDICTION)]]
@@ -94,6 +90,15 @@ def monitor_images(run: Run, paths: Sequence[str | Path], out_dir: str | Path | 
                                     predicted(run, x))
     return _report(run, where, reference.attrs["reference"], frame_drift(features, current, ()), predictions,
                    summarize_frame(features), current, out_dir)
+
+
+def _stored_statistics_report(run: Run, where: str, stored: dict[str, Any], current: pd.DataFrame, x: torch.Tensor,
+                              out_dir: str | Path | None) -> dict[str, Any]:
+    """With `monitor.keep_rows: false`: features (`current`) and the predictions on model inputs `x` against
+    reference.json's statistics alone."""
+    features = summary_drift(stored["features"], current, stored["train_rows"])
+    predictions = summary_drift(stored["predictions"]["columns"], predicted(run, x), stored["predictions"]["rows"])
+    return _report(run, where, STATS_ONLY, features, _as_tasks(predictions), stored["features"], current, out_dir)
 
 
 def requested_rows(run: Run, reference_rows: int | None) -> int:
@@ -106,8 +111,9 @@ def requested_rows(run: Run, reference_rows: int | None) -> int:
 
 def reference_frame(run: Run, rows: int) -> pd.DataFrame:
     """Up to `rows` train rows drawn with the run's seed (Purpose.MONITOR): raw source rows of a table run,
-    per-image features and the model's predictions (`reference.image_sample`) of an image run. The sample stored at training time when it is that draw, else rebuilt
-    from the run's data; `attrs["reference"]` says which."""
+    per-image features and the model's predictions (`reference.image_sample`) of an image run. The sample
+    stored at training time when it is that draw, else rebuilt from the run's data; `attrs["reference"]` says
+    which."""
     stored = stored_sample(run, rows)
     if stored is not None:
         return stored
@@ -164,7 +170,11 @@ def prediction_drift(run: Run, reference: pd.DataFrame, current: pd.DataFrame) -
 def predictions_drift(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, Any]:
     """`frame_drift` of two frames of decoded predictions, its rows called tasks."""
     categorical = [c for c in reference.columns if not pd.api.types.is_numeric_dtype(reference[c])]
-    result = frame_drift(reference, current, categorical)
+    return _as_tasks(frame_drift(reference, current, categorical))
+
+
+def _as_tasks(result: dict[str, Any]) -> dict[str, Any]:
+    """A drift result of predictions: its rows, one per task column, under `tasks`."""
     result["tasks"] = result.pop("features")
     return result
 
@@ -173,8 +183,6 @@ def _report(run: Run, where: str, reference: str, features: dict[str, Any], pred
             summaries: dict[str, dict[str, Any]], current: pd.DataFrame, out_dir: str | Path | None) -> dict[str, Any]:
     """The report; with `out_dir`, also drift.json, drift.png (reference vs current distributions of the most
     drifted features) and drift.html with that figure inside it."""
-    if "features" in predictions:  # summary_drift's key; a prediction report names its rows tasks
-        predictions["tasks"] = predictions.pop("features")
     report = {"run": str(run.dir), "data": where, "reference": reference, "features": features,
               "predictions": predictions}
     if out_dir is None:

@@ -28,6 +28,11 @@ MODEL_FILE = "model.safetensors"
 TRUNK_FILE = "trunk.safetensors"
 CLAIM = ".claiming"  # exclusively created while a new run writes its first files
 RUN_ID_KEY = "hydranet.run"  # safetensors metadata: the id of the run that wrote the weights
+# config.yaml opens and closes with these lines: every field has a default, so a config cut short at a line
+# boundary would otherwise load with its tail silently defaulted. A config without the opening line (a run from
+# before them, or one rewritten without comments) is read as it stands.
+CONFIG_HEAD = "# hydranet run config; complete only with the `# end` line at the bottom\n"
+CONFIG_END = "# end\n"
 
 
 class RunFinished(UserError):
@@ -119,7 +124,7 @@ class RunDir:
         make_dir(self.path)
         with self._claimed():
             self.checkpoint_dir.mkdir()
-            write_text(self.config, to_yaml(cfg))
+            write_text(self.config, CONFIG_HEAD + to_yaml(cfg) + CONFIG_END)
             write_json(self.run_json, {"id": self.id, "kind": kind, **_provenance(), "data_sha256": data_sha256,
                                        "status": "running"})
 
@@ -183,7 +188,7 @@ class RunDir:
 
     def read_config(self) -> Config:
         """The run's resolved config, validated as a new experiment would be (an older layout is upgraded)."""
-        stored = read_file(self.config, "the run's config as a YAML mapping", _yaml_mapping)
+        stored = read_file(self.config, "the run's config as a YAML mapping", _whole_config)
         try:
             return validate(stored, stored=True)
         except UserError as err:  # a field that no longer validates (edited, truncated): say which file holds it
@@ -273,6 +278,13 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"a JSON {type(value).__name__}, not an object")
     return value
+
+
+def _whole_config(text: str) -> dict[str, Any]:
+    """config.yaml's mapping; one that opens with CONFIG_HEAD must close with CONFIG_END."""
+    if text.startswith(CONFIG_HEAD) and not text.rstrip().endswith(CONFIG_END.strip()):
+        raise ValueError(f"cut short: no closing {CONFIG_END.strip()!r} line")
+    return _yaml_mapping(text)
 
 
 def _yaml_mapping(text: str) -> dict[str, Any]:

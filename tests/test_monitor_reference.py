@@ -116,6 +116,8 @@ def test_stored_statistics_give_the_distances_rows_give():
             assert result["distance"] == pytest.approx(expected["distance"], abs=0.01)
             assert result["drift"] == expected["drift"]
         assert stats["drifted"] == (shift > 0)
+    constant = pd.DataFrame({"zero": np.zeros(50)})  # numpy bins a constant over ±0.5 around it
+    assert summary_drift(summarize_frame(constant), constant, 50)["features"][0]["distance"] == 0
 
 
 def image_folder(folder, count, seed, change=lambda image, rng: image):

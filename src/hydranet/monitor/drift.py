@@ -87,8 +87,10 @@ def stored_column_drift(summary: dict[str, Any], current: pd.Series) -> dict[str
                                           cur.astype(str).value_counts())
         distance, method = _js_counts(ref_counts, cur_counts), "Jensen-Shannon (stored counts)"
     else:
-        edges = np.asarray(summary["histogram"]["edges"])
-        centres, weights = (edges[:-1] + edges[1:]) / 2, np.asarray(summary["histogram"]["counts"], np.float64)
+        edges, extremes = np.asarray(summary["histogram"]["edges"]), summary["quantiles"]
+        # bin centres within the observed range: a constant column's one value is then exact, not a half-bin off
+        centres = np.clip((edges[:-1] + edges[1:]) / 2, extremes["0"], extremes["100"])
+        weights = np.asarray(summary["histogram"]["counts"], np.float64)
         numbers = _numbers(cur)
         distance = float(wasserstein_distance(centres, numbers, u_weights=weights) / max(summary["std"], STD_FLOOR)) \
             if len(numbers) else 0.0

@@ -19,7 +19,7 @@ from hydranet.predict import decode_outputs
 from hydranet.train import load_run
 from hydranet.train.evaluation import predict_batches
 from tests.conftest import tiny_table_config
-from tests.data.datafiles import pixels, write_png
+from tests.data.datafiles import write_png
 from tests.test_monitor import frame
 
 

@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "hydranet"
 # (not "plots": a study directory has its own)
 LAYOUT = {"config.yaml", "run.json", "data.json", "metrics.jsonl", "model.safetensors", "trunk.safetensors",
           "checkpoint", "last.safetensors", "best.safetensors", "best_robust.safetensors", "summary.json",
-          "init.json", "tensorboard"}
+          "init.json", "tensorboard", "reference.json", "reference_rows.parquet"}
 
 
 def test_a_new_run_is_claimed_once(tmp_path):
@@ -45,6 +45,23 @@ def test_reading_checks_it_is_a_run(tmp_path):
     run.model.write_bytes(b"")
     run.trunk.write_bytes(b"")
     assert run.weights() == run.trunk  # a pretrained trunk is what another run starts from
+
+
+def test_a_config_cut_short_at_a_line_is_refused_and_one_without_the_markers_reads(tmp_path):
+    """Every field has a default: without the closing line, a config.yaml cut between two lines would load with
+    its tail defaulted (the train section's later fields, `monitor:`, `search:`), silently."""
+    cfg = load_config("quickstart", ["train.epochs=1"])
+    run = RunDir.create(cfg, tmp_path / "r", "train")
+    whole = run.config.read_text()
+    lines = whole.splitlines(keepends=True)
+    for keep in (len(lines) // 2, len(lines) - 1):
+        run.config.write_text("".join(lines[:keep]))
+        with pytest.raises(UserError, match=r"config.yaml: is corrupt or truncated \(ValueError: cut short"):
+            RunDir.open(run.path).read_config()
+    run.config.write_text("".join(lines[1:-1]))  # as written before the markers: read as it stands
+    assert RunDir.open(run.path).read_config() == cfg
+    run.config.write_text(whole)
+    assert RunDir.open(run.path).read_config() == cfg
 
 
 def test_the_layout_is_named_only_in_rundir_py():

@@ -92,9 +92,9 @@ class Model:
         return export_run(self.run, folder)
 
     def drift(self, data: pd.DataFrame | str | Path, folder: str | Path | None = None,
-              reference_rows: int = 1000) -> dict[str, Any]:
+              reference_rows: int | None = None) -> dict[str, Any]:
         """`hydranet monitor` in Python: drift of a table (DataFrame or file) and of the predictions on it against
-        the run's train split; writes drift.json and drift.html to `folder` when given."""
+        the reference stored with the run; writes drift.json, drift.png and drift.html to `folder` when given."""
         from hydranet.monitor.report import monitor_table  # scipy only when monitoring
 
         return monitor_table(self.run, data, folder, reference_rows)

@@ -218,19 +218,21 @@ def export(
 
 @app.command()
 def monitor(
-    run_dir: Path = typer.Argument(..., help="a run directory (trained on a table)"),
-    data: Path = typer.Argument(..., help="new inputs: one .csv, .csv.gz or .parquet file"),
-    out: Optional[Path] = typer.Option(None, "--output", "-o", help="folder for drift.json and drift.html "
-                                       "(default: RUN/monitor)"),
-    reference_rows: int = typer.Option(1000, "--reference-rows", help="train rows drawn as the reference "
-                                       "(≤ 1000: statistical tests; more: distances)"),
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    data: list[Path] = typer.Argument(..., help="new inputs as predict takes them: one .csv, .csv.gz or .parquet "
+                                      "file (table runs), image files or folders (image runs)"),
+    out: Optional[Path] = typer.Option(None, "--output", "-o", help="folder for drift.json, drift.png and "
+                                       "drift.html (default: RUN/monitor)"),
+    reference_rows: Optional[int] = typer.Option(None, "--reference-rows", help="train rows of the reference "
+                                                 "(default: the run's monitor.reference_rows, the stored sample; "
+                                                 "≤ 1000: statistical tests; more: distances)"),
 ) -> None:
-    """Data drift of new inputs and of the predictions on them against the run's train split."""
-    from hydranet.monitor.report import format_score, monitor_table
+    """Data drift of new inputs and of the predictions on them against the reference stored with the run."""
+    from hydranet.monitor.report import format_score, monitor_run
     from hydranet.train import load_run
 
     folder = out if out is not None else Path(run_dir) / "monitor"
-    report = monitor_table(load_run(run_dir), data, folder, reference_rows)
+    report = monitor_run(load_run(run_dir), data, folder, reference_rows)
     for key, rows in (("features", "features"), ("predictions", "tasks")):
         result = report[key]
         table = Table("name", "method", "p / distance", "drift",
@@ -238,7 +240,8 @@ def monitor(
         for r in result[rows]:
             table.add_row(str(r["feature"]), r["method"], format_score(r), "yes" if r["drift"] else "no")
         console.print(table)
-    console.print(f"{report['reference']}; wrote drift.json and drift.html to [bold]{folder}[/bold]")
+    console.print(f"reference: {report['reference']}; wrote drift.json, drift.png and drift.html to "
+                  f"[bold]{folder}[/bold]")
 
 
 @app.command()

@@ -130,6 +130,12 @@ def write_csv(path: str | Path, frame: Any) -> None:
         frame.to_csv(tmp, index=False)
 
 
+def write_parquet(path: str | Path, frame: Any) -> None:
+    """A pandas DataFrame as Parquet, without its index (typed columns, no pickle)."""
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
 def write_figure(path: str | Path, figure: Any, dpi: int = 100) -> None:
     """A matplotlib figure as an image; the format follows the suffix (.png, .svg, .pdf)."""
     with atomic_path(path) as tmp:

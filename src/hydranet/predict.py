@@ -21,6 +21,7 @@ from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
 from hydranet.files import write_csv, write_json
 from hydranet.rundir import RunDir
+from hydranet.tasks import Task
 from hydranet.train.evaluation import eval_settings, evaluate_split, predict_batches
 from hydranet.train.run import Run
 
@@ -31,7 +32,12 @@ def decode_outputs(run: Run, outputs: dict[str, torch.Tensor]) -> pd.DataFrame:
     """One column per task, named as its kind says (a binary task's column names its positive class): class
     label (classification), probability of the positive class (binary), labels joined by the task's separator
     (multilabel, probability ≥ 0.5), value (regression)."""
-    return pd.DataFrame({task.column_name: task.column(outputs[name]) for name, task in run.tasks.items()})
+    return decode_tasks(run.tasks, outputs)
+
+
+def decode_tasks(tasks: dict[str, Task], outputs: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """`decode_outputs` for a run still training (its reference is stored before it can be loaded as a Run)."""
+    return pd.DataFrame({task.column_name: task.column(outputs[name]) for name, task in tasks.items()})
 
 
 def inputs_from_files(run: Run, paths: Sequence[str | Path]) -> tuple[torch.Tensor, list[str]]:

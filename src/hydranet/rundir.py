@@ -29,6 +29,11 @@ MODEL_FILE = "model.safetensors"
 TRUNK_FILE = "trunk.safetensors"
 CLAIM = ".claiming"  # exclusively created while a new run writes its first files
 RUN_ID_KEY = "hydranet.run"  # safetensors metadata: the id of the run that wrote the weights
+# config.yaml opens and closes with these lines: every field has a default, so a config cut short at a line
+# boundary would otherwise load with its tail silently defaulted. A config without the opening line (a run from
+# before them, or one rewritten without comments) is read as it stands.
+CONFIG_HEAD = "# hydranet run config; complete only with the `# end` line at the bottom\n"
+CONFIG_END = "# end\n"
 
 
 class RunFinished(UserError):
@@ -67,6 +72,8 @@ class RunDir:
         self.plots = self.path / "plots"
         self.init = self.path / "init.json"  # what `model.init_from` loaded
         self.tensorboard = self.path / "tensorboard"
+        self.reference = self.path / "reference.json"  # monitoring: train statistics and val predictions (monitor/reference.py)
+        self.reference_rows = self.path / "reference_rows.parquet"  # monitoring: the seeded sample (monitor.keep_rows)
         self.id: str | None = None  # the run's uuid (run.json "id"), stamped into its weights; None for older runs
 
     def eval_file(self, split: str) -> Path:
@@ -119,7 +126,7 @@ class RunDir:
         make_dir(self.path)
         with self._claimed():
             self.checkpoint_dir.mkdir()
-            write_text(self.config, to_yaml(cfg))
+            write_text(self.config, CONFIG_HEAD + to_yaml(cfg) + CONFIG_END)
             write_json(self.run_json, {"id": self.id, "kind": kind, **_provenance(), "data_sha256": data_sha256,
                                        "status": "running"})
 
@@ -188,7 +195,7 @@ class RunDir:
 
     def read_config(self) -> Config:
         """The run's resolved config, validated as a new experiment would be (an older layout is upgraded)."""
-        stored = read_file(self.config, "the run's config as a YAML mapping", _yaml_mapping)
+        stored = read_file(self.config, "the run's config as a YAML mapping", _whole_config)
         try:
             return validate(stored, stored=True)
         except UserError as err:  # a field that no longer validates (edited, truncated): say which file holds it
@@ -222,6 +229,12 @@ class RunDir:
             return {}
         expected = "a temperature > 0 per task, as `hydranet calibrate RUN` writes it; rerun that to replace the file"
         return read_file(self.calibration, expected, lambda text: _temperatures(_json_object(text), tasks))
+
+    def read_reference(self) -> dict[str, Any] | None:
+        """reference.json, monitoring's stored statistics; None for a run from before runs stored one."""
+        if not self.reference.exists():
+            return None
+        return read_file(self.reference, "monitoring's reference statistics as a JSON object", _json_object)
 
     def read_weights(self, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         """A weights or checkpoint file of this run (checksum verified by read_tensors); one stamped with another
@@ -296,6 +309,13 @@ def _temperatures(report: dict[str, Any], tasks: Collection[str]) -> dict[str, f
             raise ValueError(f"tasks.{name}.temperature is {value!r}, not a finite number > 0")
         temperatures[name] = float(value)
     return temperatures
+
+
+def _whole_config(text: str) -> dict[str, Any]:
+    """config.yaml's mapping; one that opens with CONFIG_HEAD must close with CONFIG_END."""
+    if text.startswith(CONFIG_HEAD) and not text.rstrip().endswith(CONFIG_END.strip()):
+        raise ValueError(f"cut short: no closing {CONFIG_END.strip()!r} line")
+    return _yaml_mapping(text)
 
 
 def _yaml_mapping(text: str) -> dict[str, Any]:

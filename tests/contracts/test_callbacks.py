@@ -27,9 +27,11 @@ from hydranet import registry
 from hydranet.config import AdversarialConfig, Config, EMAConfig, NoOptions
 from hydranet.data.dataset import Dataset
 from hydranet.data.info import DataInfo
+from hydranet.monitor.reference import StoreReference
 from hydranet.robust.defenses.base import attacked
 from hydranet.robust.guard import RobustGuard
 from hydranet.robust.space import PixelSpace
+from hydranet.rundir import RunDir
 from hydranet.ssl.knn import KNNMonitor
 from hydranet.train.callbacks import (
     Checkpointer, EarlyStopping, MetricsLog, ProgressBar, TensorBoardLog, make_callbacks,
@@ -79,6 +81,7 @@ CALLBACKS = {
                                          c.dir / "best_robust.safetensors", seed=0, batch_size=16),
     "Freezer": lambda c: Freezer(frozen_groups(c.model, ["stage1"]), unfreeze_at=2, gradual=False),
     "PruningReporter": lambda c: PruningReporter(Trial(prune_at=2), MONITOR),
+    "StoreReference": lambda c: StoreReference(config(), c.tasks, c.data, RunDir(c.dir)),
 }
 # Classes with trainer hooks that are not callbacks of their own: ViewMaker gets `on_epoch_start` forwarded
 # by the self-supervised method that holds it.

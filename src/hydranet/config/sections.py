@@ -202,6 +202,11 @@ class FairnessConfig(Section):
         return bins
 
 
+class MonitorConfig(Section):
+    reference_rows: int = Field(1000, ge=1, description="train rows sampled at random (seeded) and stored as the reference of `hydranet monitor`'s statistical tests (≤ 1000: Kolmogorov–Smirnov and chi-squared; more: distances)")
+    keep_rows: bool = Field(True, description="store that sample in the run (reference_rows.parquet: raw train rows of a table, per-image channel means and stds of an image run); false: no rows are kept, only statistics, and drift is measured against them")
+
+
 class SearchParam(Section):
     """One searched field of `hydranet tune`: a float or int range, or a list of choices."""
 
@@ -247,6 +252,7 @@ class Config(Section):
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig, description="adversarial training against L∞ or L2 perturbations of the raw pixels")
     ssl: SSLConfig = Field(default_factory=SSLConfig, description="self-supervised pretraining of the trunk (`hydranet pretrain`)")
     fairness: FairnessConfig = Field(default_factory=FairnessConfig, description="sensitive columns, the fairness audit and bias mitigation")
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig, description="the reference a run stores at the end of training for `hydranet monitor` (drift)")
     search: dict[str, SearchParam] = Field({}, description="`hydranet tune` only: dotted config key → range or choices to search (training ignores it)")
 
     @field_validator("name")

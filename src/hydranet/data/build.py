@@ -55,7 +55,8 @@ def build_dataset(cfg: Config, labels_required: bool = True) -> Dataset:
     # images stay as read (uint8: 4x smaller than float32) and are normalized per batch or split
     x = raw.images if info.is_image else to_model_inputs(info, frame=raw.frame)
     info.tasks, info.input_shape = infos, tuple(x.shape[1:])  # a table's width is its encoding's
-    return Dataset(x=x, targets=targets, index=index, info=info, weights=example_weights(cfg, raw, targets, infos, train))
+    return Dataset(x=x, targets=targets, index=index, info=info, weights=example_weights(cfg, raw, targets, infos, train),
+                   frame=raw.frame)
 
 
 def example_weights(cfg: Config, raw: RawData, targets: dict[str, torch.Tensor], infos: dict[str, TaskInfo],

@@ -65,6 +65,8 @@ class Dataset:
     regression). `info` is all that `predict` needs to turn new inputs into model inputs (saved as data.json).
     `weights[task]` (float32 (N,), optional) weighs each example in that task's training loss; a batch carries it
     as `weight_key(task)` beside the task's targets.
+    `frame` keeps a table's raw rows as the source read them, for the monitoring reference a run stores (read
+    once, not again at the end of training); None for images.
     """
 
     x: torch.Tensor
@@ -72,6 +74,7 @@ class Dataset:
     index: dict[str, torch.Tensor]
     info: DataInfo
     weights: dict[str, torch.Tensor] = field(default_factory=dict)
+    frame: pd.DataFrame | None = None
 
     def split(self, name: str, stored: bool = False) -> dict[str, torch.Tensor]:
         """One split as a batch-like dict {"x": …, task: …} of contiguous tensors; `x` as model inputs

@@ -17,6 +17,9 @@ wasserstein_distance_norm.py, jensenshannon.py):
   (`scipy.spatial.distance.jensenshannon`, natural logarithm: Evidently passes no base) for categorical
   columns, drift when the distance is ≥ 0.1.
 Missing cells are left out of both samples.
+
+`summary_drift` measures against statistics a run stored instead of rows (`monitor.keep_rows: false`, see
+`monitor.reference`): with no sample to test, always the distances, on the stored histogram and counts.
 """
 
 from __future__ import annotations
@@ -62,10 +65,53 @@ def frame_drift(reference: pd.DataFrame, current: pd.DataFrame, categorical: Ite
     categorical, stat_tests = set(categorical), uses_stat_tests(len(reference))
     features = [{"feature": name, **column_drift(reference[name], current[name], name in categorical, stat_tests)}
                 for name in reference.columns]
+    return _ranked(features, len(reference), len(current))
+
+
+def summary_drift(reference: dict[str, dict[str, Any]], current: pd.DataFrame, reference_rows: int) -> dict[str, Any]:
+    """`frame_drift` against stored column statistics (`monitor.reference.summarize_column`), of the columns of
+    `reference`; `reference_rows` is how many rows the statistics were computed on."""
+    features = [{"feature": name, **stored_column_drift(summary, current[name])} for name, summary in reference.items()]
+    return _ranked(features, reference_rows, len(current))
+
+
+def stored_column_drift(summary: dict[str, Any], current: pd.Series) -> dict[str, Any]:
+    """One column's distance to its stored statistics: Jensen–Shannon of the stored category counts and the
+    current ones, or Wasserstein between the histogram's bin centres (weighted by their counts) and the current
+    values, normed by the stored standard deviation; the binning moves the distance by at most half a bin."""
+    cur = current.dropna()
+    if not summary["count"] or len(cur) == 0:
+        return {"method": "none (no values)", "threshold": None, "drift": False}
+    if summary["kind"] == "categorical":
+        ref_counts, cur_counts = _aligned(pd.Series(summary["frequencies"], dtype=np.float64),
+                                          cur.astype(str).value_counts())
+        distance, method = _js_counts(ref_counts, cur_counts), "Jensen-Shannon (stored counts)"
+    else:
+        edges, extremes = np.asarray(summary["histogram"]["edges"]), summary["quantiles"]
+        # bin centres within the observed range: a constant column's one value is then exact, not a half-bin off
+        centres = np.clip((edges[:-1] + edges[1:]) / 2, extremes["0"], extremes["100"])
+        weights = np.asarray(summary["histogram"]["counts"], np.float64)
+        numbers = _numbers(cur)
+        distance = float(wasserstein_distance(centres, numbers, u_weights=weights) / max(summary["std"], STD_FLOOR)) \
+            if len(numbers) else 0.0
+        method = "Wasserstein (normed, stored histogram)"
+    return {"method": method, "distance": distance, "threshold": DISTANCE_THRESHOLD,
+            "drift": bool(distance >= DISTANCE_THRESHOLD)}
+
+
+def _ranked(features: list[dict[str, Any]], reference_rows: int, current_rows: int) -> dict[str, Any]:
+    """The report of one frame: its columns most drifted first, and the share of drifted columns."""
     features.sort(key=_severity, reverse=True)
     drifted = sum(f["drift"] for f in features)
-    return {"reference_rows": len(reference), "current_rows": len(current), "features": features,
+    return {"reference_rows": reference_rows, "current_rows": current_rows, "features": features,
             "drifted": drifted, "share_drifted": drifted / len(features) if features else 0.0}
+
+
+def format_score(result: dict[str, Any]) -> str:
+    """p=… or d=… of one result, for tables."""
+    if "p_value" in result:
+        return f"p={result['p_value']:.3g}"
+    return f"d={result['distance']:.3g}" if "distance" in result else "-"
 
 
 def _severity(result: dict[str, Any]) -> tuple[bool, float]:
@@ -81,7 +127,11 @@ def _numbers(values: pd.Series) -> np.ndarray:
 
 def _counts(ref: pd.Series, cur: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Counts of each category of the union of both samples (as text, so 1 and '1' are one category)."""
-    ref_counts, cur_counts = ref.astype(str).value_counts(), cur.astype(str).value_counts()
+    return _aligned(ref.astype(str).value_counts(), cur.astype(str).value_counts())
+
+
+def _aligned(ref_counts: pd.Series, cur_counts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Two category → count series over the union of their categories (0 where one lacks a category)."""
     keys = sorted(set(ref_counts.index) | set(cur_counts.index))
     return (ref_counts.reindex(keys, fill_value=0).to_numpy(np.float64),
             cur_counts.reindex(keys, fill_value=0).to_numpy(np.float64))
@@ -95,7 +145,10 @@ def _chi_squared(ref: pd.Series, cur: pd.Series) -> float:
 
 
 def _jensen_shannon(ref: pd.Series, cur: pd.Series) -> float:
-    ref_counts, cur_counts = _counts(ref, cur)
+    return _js_counts(*_counts(ref, cur))
+
+
+def _js_counts(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
     return float(jensenshannon(ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum()))
 
 

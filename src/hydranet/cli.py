@@ -269,6 +269,9 @@ def audit(
     for warning in report["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {warning}")
     console.print(f"wrote audit.json, audit.md and audit.png to [bold]{folder}[/bold]")
+
+
+@app.command()
 def serve(
     run_dir: Path = typer.Argument(..., help="a run directory"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: every interface)"),

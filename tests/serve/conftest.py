@@ -1,13 +1,12 @@
 """Fixtures of the server tests: the export tests' tiny runs (a four-task table, one task of each kind, and an
 image run on digits), trained once per session, and in-process apps on them (no sockets)."""
 
-import sys
+
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))  # tests/ folders are not packages
-from exportruns import table_frame, train_digits, train_table  # noqa: E402
+from tests.export.exportruns import table_frame, train_digits, train_table
 
 __all__ = ["table_frame"]
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from exportruns import table_frame
-from servehelpers import GOOD, assert_same_as_predict, json_rows, png
+from tests.export.exportruns import table_frame
+from tests.serve.servehelpers import GOOD, assert_same_as_predict, json_rows, png
 
 from hydranet.errors import UserError
 from hydranet.rundir import RunDir

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from servehelpers import GOOD, assert_same_as_predict, json_rows, png
+from tests.serve.servehelpers import GOOD, assert_same_as_predict, json_rows, png
 
-from exportruns import table_frame
+from tests.export.exportruns import table_frame
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 START_TIMEOUT_S = 180  # loading torch and the run on a busy shared machine; polled, so a fast start is not slowed

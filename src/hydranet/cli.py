@@ -237,7 +237,8 @@ def explain(
                                     "or the first N inputs"),
     split: Optional[str] = typer.Option(None, "--split", help="explain examples of the run's own split: test | val | train"),
     global_: bool = typer.Option(False, "--global", help="tables: mean |attribution| per source column and task"),
-    baseline: str = typer.Option("zeros", "--baseline", help="zeros | mean (train) | blur (images)"),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="zeros | mean (of train) | blur (images); "
+                                           "default: zeros for images, mean for tables"),
     steps: int = typer.Option(50, "--steps", help="integrated_gradients: steps on the path"),
     samples: int = typer.Option(200, "--samples", help="kernel_shap, lime: coalitions per example"),
     layer: Optional[str] = typer.Option(None, "--layer", help="gradcam: a layer name (default: the last Conv2d)"),

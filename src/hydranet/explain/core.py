@@ -28,7 +28,7 @@ class Settings:
 
     method: str | None = None  # None: integrated_gradients for images, kernel_shap for tables
     target: str | None = None  # class or label (name or index); None: the predicted one
-    baseline: str = "zeros"
+    baseline: str | None = None  # None: zeros for images, the train mean for tables (see `baseline_for`)
     steps: int = 50
     samples: int = 200
     layer: str | None = None
@@ -36,6 +36,12 @@ class Settings:
 
     def method_for(self, image: bool) -> str:
         return self.method or DEFAULT_METHOD[image]
+
+    def baseline_for(self, image: bool) -> str:
+        """Images: zeros, the mean colour of the normalized train set. Tables: the mean train row, each one-hot
+        group at its category frequencies; zeros would switch every category off, a row the model never saw,
+        and credit the categorical columns for that alone."""
+        return self.baseline or ("zeros" if image else "mean")
 
 
 @dataclass
@@ -66,7 +72,7 @@ def explain_batch(run: Run, x: Tensor, task: str, settings: Settings,
         with torch.no_grad():
             outputs = torch.cat([scores(part) for part in x.split(run.config.train.eval_batch_size)])
         target = choose_target(run.tasks[task], outputs, settings.target)
-        baseline = baseline_input(settings.baseline, x, train_mean or _no_mean, image)
+        baseline = baseline_input(settings.baseline_for(image), x, train_mean or _no_mean, image)
         mask, note = feature_mask(run, settings)
         with warnings.catch_warnings():  # Captum's advice (one example at a time, inputs set to require grad)
             warnings.filterwarnings("ignore", category=UserWarning, module=r"captum\.")

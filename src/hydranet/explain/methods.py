@@ -87,7 +87,7 @@ def gradcam(r: Request) -> Attribution:
     to the input size: (N, 1, H, W)."""
     from captum.attr import LayerAttribution, LayerGradCam  # lazy: captum only when explaining
 
-    layer = conv_layer(r.scores.model, r.layer)
+    layer = conv_layer(r.scores, r.x[:1], r.layer)
     cam = LayerGradCam(r.scores, layer).attribute(r.x, target=r.target, relu_attributions=True)
     return Attribution(LayerAttribution.interpolate(cam, tuple(r.x.shape[2:]), "bilinear"))
 
@@ -134,20 +134,40 @@ def spread(values: Tensor, mask: Tensor) -> Tensor:
     return values / counts[groups].reshape(values.shape[1:])
 
 
-def conv_layer(model: nn.Module, name: str | None) -> nn.Module:
-    """The named module (`--layer`), or the model's last Conv2d; a trunk without one is a clear error."""
-    modules = dict(model.named_modules())
+def conv_layer(scores: TaskScores, example: Tensor, name: str | None) -> nn.Module:
+    """The named module (`--layer`), or by default the last module that outputs a spatial map (N, C, H, W) with
+    H·W > 1: the last convolutional block after its activation and pooling, whose rectified maps Grad-CAM was
+    defined on (a raw convolution's output can be negative everywhere and give an empty map).
+    A trunk without a Conv2d is a clear error."""
+    modules = dict(scores.model.named_modules())
+    convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
     if name is not None:
         if name not in modules or name == "":
-            convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
             raise UserError(f"--layer: {name!r} is not a layer of this model (its convolutions: "
                             f"{', '.join(convs[-6:]) or 'none'})")
         return modules[name]
-    convs = [m for m in modules.values() if isinstance(m, nn.Conv2d)]
     if not convs:
         raise UserError("--method gradcam: needs a convolutional trunk, and this model has no Conv2d layer "
                         "(use saliency, integrated_gradients, occlusion, kernel_shap or lime)")
-    return convs[-1]
+    return _last_spatial_map(scores, example)
+
+
+def _last_spatial_map(scores: TaskScores, example: Tensor) -> nn.Module:
+    """The module whose forward finishes last with a (1, C, H, W) output, H·W > 1 (one forward pass)."""
+    finished: list[nn.Module] = []
+
+    def record(module: nn.Module, _inputs, output) -> None:
+        if isinstance(output, Tensor) and output.ndim == 4 and output.shape[2] * output.shape[3] > 1:
+            finished.append(module)
+
+    hooks = [m.register_forward_hook(record) for m in scores.model.modules()]
+    try:
+        with torch.no_grad():
+            scores(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return finished[-1]
 
 
 def baseline_input(name: str, x: Tensor, train_mean: Callable[[], Tensor], image: bool) -> Tensor:

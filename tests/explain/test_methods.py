@@ -90,6 +90,7 @@ def test_kernel_shap_matches_exact_shapley(table_model, task):
     assert same_order[apart].all()
 
 
+@pytest.mark.filterwarnings("ignore:An input array is constant")
 @pytest.mark.parametrize("method", ["saliency", "integrated_gradients", "gradcam"])
 def test_attributions_depend_on_the_weights(digits_model, method):
     """Model randomization (Adebayo et al. 2018): |attributions| of the trained model and of the same architecture

@@ -22,6 +22,7 @@ from hydranet.data import build_dataset
 from hydranet.errors import UserError
 from hydranet.explain import images, tables
 from hydranet.explain.core import Explained, Settings, default_task, explain_batch
+from hydranet.explain.methods import get_method
 from hydranet.files import atomic_folder, write_csv, write_json, write_tensors
 from hydranet.predict import inputs_from_files
 from hydranet.randomness import Purpose, stream
@@ -46,6 +47,7 @@ def explain_run(run: Run, inputs: Sequence[str | Path] = (), split: str | None =
         raise UserError("--global: global importance is for table runs (per source column); explain images one by one")
     tasks = list(run.tasks) if global_ and task is None else [default_task(run, task)]
     method = settings.method_for(run.info.is_image)
+    get_method(method)  # an unknown name is refused before the data is built
     folder = Path(out) if out is not None else Path(run.dir) / "explain" / f"{'global' if global_ else tasks[0]}-{method}"
     check_folder(folder)
     data = lru_cache(maxsize=1)(lambda: build_dataset(run.config))

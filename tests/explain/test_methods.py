@@ -6,15 +6,19 @@ import itertools
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.stats import spearmanr
 
+import hydranet as hn
 from hydranet.data import build_dataset
 from hydranet.explain import METHODS, Settings, explain_batch, explain_run
 from hydranet.explain.tables import source_columns
 from hydranet.explain.target import TaskScores
 from hydranet.train.run import fresh_model
+from tests.data.datafiles import SHARED_DATA
+from tests.explain.conftest import fit_quietly
 
 
 def split_inputs(model, count=24):
@@ -122,7 +126,24 @@ def test_global_importance_ranks_the_two_columns_first(table_model, tmp_path, me
     """The table's tasks depend on `a` and `b` only: every method ranks them above the noise and `shade`."""
     result = explain_run(table_model.run, split="test", n=16, out=tmp_path / "out", global_=True,
                          settings=Settings(method=method, samples=60))
-    importance = __import__("pandas").read_csv(tmp_path / "out" / "importance.csv")
+    importance = pd.read_csv(tmp_path / "out" / "importance.csv")
     assert result["tasks"] == ["label", "value"]
     for task in ("label", "value"):
         assert set(importance.sort_values(task, ascending=False)["column"][:2]) == {"a", "b"}
+
+
+@pytest.mark.slow
+def test_integrated_gradients_complete_on_adult(tmp_path):
+    """The same completeness bound on the real UCI Adult table (one epoch of the built-in `adult` experiment),
+    with categorical one-hot groups and the train-mean baseline."""
+    adult = SHARED_DATA / "adult" / "adult.csv.gz"
+    if not adult.exists():
+        pytest.skip(f"{adult} is not on this machine")
+    model = fit_quietly(hn.Experiment("adult").config.model_dump(mode="json")
+                        | {"data": {"source": "csv", "path": str(adult), "split": {"val": 0.1, "stratify": "income"}},
+                           "train": {"epochs": 1, "batch_size": 256, "progress": False}}, tmp_path / "adult")
+    x = split_inputs(model, 64)
+    explained = explain_batch(model.run, x, "income", Settings(method="integrated_gradients", steps=128),
+                              train_mean(model))
+    gap, total = explained.gap, explained.values.flatten(1).sum(1)
+    assert ((total - gap).abs() <= 0.01 * gap.abs().clamp_min(gap.abs().mean())).all()

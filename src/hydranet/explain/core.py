@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hydranet.data.batches import on_device
 from hydranet.errors import UserError
 from hydranet.explain.methods import Attribution, Request, baseline_input, default_patch, get_method, patch_mask
 from hydranet.explain.tables import per_column, source_columns
@@ -68,9 +69,9 @@ def explain_batch(run: Run, x: Tensor, task: str, settings: Settings,
     was_training = run.model.training
     run.model.eval()
     try:
-        x = x.to(device).float()
-        with torch.no_grad():
-            outputs = torch.cat([scores(part) for part in x.split(run.config.train.eval_batch_size)])
+        # channels_last as in training: the run's convolutions are laid out for it (about 2x faster on CPUs)
+        x = on_device({"x": x.float()}, device, run.config.train.channels_last)["x"]
+        outputs = forward_all(scores, x, run.config.train.eval_batch_size)
         target = choose_target(run.tasks[task], outputs, settings.target)
         baseline = baseline_input(settings.baseline_for(image), x, train_mean or _no_mean, image)
         mask, note = feature_mask(run, settings)
@@ -78,8 +79,7 @@ def explain_batch(run: Run, x: Tensor, task: str, settings: Settings,
             warnings.filterwarnings("ignore", category=UserWarning, module=r"captum\.")
             parts = [method(request(scores, x, target.index, baseline, mask.to(device), settings, run, sl))
                      for sl in chunks(len(x), run.config.train.eval_batch_size)]
-        with torch.no_grad():
-            base_scores = torch.cat([scores(part) for part in baseline.split(run.config.train.eval_batch_size)])
+        base_scores = forward_all(scores, baseline, run.config.train.eval_batch_size)
     finally:
         run.model.train(was_training)
     column = target.index.to(device)[:, None]
@@ -93,6 +93,12 @@ def request(scores: TaskScores, x: Tensor, target: Tensor, baseline: Tensor, mas
             run: Run, rows: slice) -> Request:
     return Request(scores, x[rows], target[rows].to(x.device), baseline[rows], mask, steps=settings.steps,
                    samples=settings.samples, layer=settings.layer, rows=ROWS, seed=run.config.seed)
+
+
+@torch.no_grad()
+def forward_all(scores: TaskScores, x: Tensor, size: int) -> Tensor:
+    """The task's (N, K) scores of all of x, `size` examples per forward pass."""
+    return torch.cat([scores(part) for part in x.split(size)])
 
 
 def chunks(n: int, size: int) -> list[slice]:

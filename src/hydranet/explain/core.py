@@ -14,7 +14,7 @@ from torch import Tensor
 
 from hydranet.data.batches import on_device
 from hydranet.errors import UserError
-from hydranet.explain.methods import Attribution, Request, baseline_input, default_patch, get_method, patch_mask
+from hydranet.explain.methods import GROUPED, Attribution, Request, baseline_input, default_patch, get_method, patch_mask
 from hydranet.explain.tables import per_column, source_columns
 from hydranet.explain.target import Target, TaskScores, choose_target
 from hydranet.train.run import Run
@@ -54,7 +54,7 @@ class Explained:
     scores: Tensor  # (N, K) raw outputs of the task
     gap: Tensor  # (N,) f(x) − f(baseline) of the explained score
     delta: Tensor | None = None  # integrated_gradients' completeness error per example
-    mask_note: str = ""  # what kernel_shap, lime and occlusion switched on and off
+    groups: str | None = None  # what a grouped method (kernel_shap, lime, occlusion) switched on and off
 
 
 def explain_batch(run: Run, x: Tensor, task: str, settings: Settings,
@@ -63,7 +63,8 @@ def explain_batch(run: Run, x: Tensor, task: str, settings: Settings,
     gives the mean train input (baseline "mean"); it is only called when that baseline is asked for."""
     check_task(run, task)
     image = run.info.is_image
-    method = get_method(settings.method_for(image))
+    name = settings.method_for(image)
+    method = get_method(name)
     device = next(run.model.parameters()).device
     scores = TaskScores(run.model, task)
     was_training = run.model.training
@@ -86,7 +87,7 @@ def explain_batch(run: Run, x: Tensor, task: str, settings: Settings,
     gap = (outputs.gather(1, column) - base_scores.gather(1, column))[:, 0].cpu()
     deltas = [p.delta for p in parts]
     return Explained(torch.cat([p.values.detach().cpu() for p in parts]), target, outputs.cpu(), gap,
-                     None if deltas[0] is None else torch.cat(deltas).detach().cpu(), note)
+                     None if deltas[0] is None else torch.cat(deltas).detach().cpu(), note if name in GROUPED else None)
 
 
 def request(scores: TaskScores, x: Tensor, target: Tensor, baseline: Tensor, mask: Tensor, settings: Settings,

@@ -45,12 +45,15 @@ class Attribution:
 
 
 METHODS: dict[str, Callable[[Request], Attribution]] = {}
+GROUPED: set[str] = set()  # methods that switch the feature groups of `Request.mask` (recorded with the output)
 
 
-def method(name: str) -> Callable:
-    """`@method("name")` adds an attribution method `fn(request) -> Attribution` to `METHODS`."""
+def method(name: str, grouped: bool = False) -> Callable:
+    """`@method("name")` adds an attribution method `fn(request) -> Attribution` to `METHODS`; `grouped` if it
+    reads `request.mask`."""
     def add(fn: Callable[[Request], Attribution]) -> Callable[[Request], Attribution]:
         METHODS[name] = fn
+        (GROUPED.add if grouped else GROUPED.discard)(name)
         return fn
     return add
 
@@ -92,7 +95,7 @@ def gradcam(r: Request) -> Attribution:
     return Attribution(LayerAttribution.interpolate(cam, tuple(r.x.shape[2:]), "bilinear"))
 
 
-@method("occlusion")
+@method("occlusion", grouped=True)
 def occlusion(r: Request) -> Attribution:
     """score(x) − score(x with one feature group set to the baseline), per group (Zeiler & Fergus 2014)."""
     from captum.attr import FeatureAblation  # lazy: captum only when explaining
@@ -102,7 +105,7 @@ def occlusion(r: Request) -> Attribution:
     return Attribution(spread(values, r.mask))
 
 
-@method("kernel_shap")
+@method("kernel_shap", grouped=True)
 def kernel_shap(r: Request) -> Attribution:
     """Shapley values of the feature groups, estimated by a weighted linear fit on `samples` coalitions drawn
     with the Shapley kernel (Lundberg & Lee 2017); an absent group takes the baseline's values."""
@@ -114,7 +117,7 @@ def kernel_shap(r: Request) -> Attribution:
     return Attribution(spread(values, r.mask))
 
 
-@method("lime")
+@method("lime", grouped=True)
 def lime(r: Request) -> Attribution:
     """A sparse linear model (Lasso, Captum's default) fitted on `samples` random on/off patterns of the feature
     groups, weighted by their closeness to x (Ribeiro et al. 2016); an "off" group takes the baseline's values."""

@@ -54,9 +54,10 @@ def explain_run(run: Run, inputs: Sequence[str | Path] = (), split: str | None =
     x, ids = examples(run, inputs, split, n, GLOBAL_EXAMPLES if global_ else EXAMPLES, data)
     train_mean = lambda: data().split("train")["x"].mean(0, keepdim=True)  # noqa: E731 (built only if asked for)
     explained = {name: explain_batch(run, x, name, settings, train_mean) for name in tasks}
+    used = {"method": method, "baseline": settings.baseline_for(run.info.is_image)}
     summary = {"run": RunDir(run.dir).identity(), "method": method, "tasks": tasks, "inputs": ids,
-               "source": f"{split} split" if split else [str(p) for p in inputs], "settings": asdict(settings) | {"method": method, "baseline": settings.baseline_for(run.info.is_image)},
-               "features": explained[tasks[0]].mask_note if method in ("kernel_shap", "lime", "occlusion") else None,
+               "source": f"{split} split" if split else [str(p) for p in inputs], "settings": asdict(settings) | used,
+               "features": explained[tasks[0]].groups,
                "targets": {name: e.target.names for name, e in explained.items()},
                "completeness": {name: completeness(e) for name, e in explained.items() if e.delta is not None}}
     with atomic_folder(folder) as staging:

@@ -113,7 +113,7 @@ def test_attributions_depend_on_the_weights(digits_model, method):
 @pytest.mark.parametrize("method", ["integrated_gradients", "gradcam"])
 def test_image_evidence_found_in_its_quadrant(quadrant_model, method):
     """The class (plus or square) is told by the top-left quadrant only; most attribution mass lands there."""
-    x = split_inputs(quadrant_model, 40)
+    x = split_inputs(quadrant_model, 16)
     heat = explain_batch(quadrant_model.run, x, "shape", Settings(method=method)).values.abs().sum(1)  # (N, H, W)
     half = heat.shape[-1] // 2
     mapped = heat.sum((1, 2)) > 0  # Grad-CAM's map is empty where no channel speaks for the class (ReLU of < 0)
@@ -147,3 +147,20 @@ def test_integrated_gradients_complete_on_adult(tmp_path):
                               train_mean(model))
     gap, total = explained.gap, explained.values.flatten(1).sum(1)
     assert ((total - gap).abs() <= 0.01 * gap.abs().clamp_min(gap.abs().mean())).all()
+
+
+def test_occlusion_of_a_one_hot_group_is_the_score_change(table_model):
+    """Occlusion's value for a source column is f(x) − f(x with that column's encoded features set to the
+    baseline), whether the column is one feature (`a`) or a one-hot group (`shade`, three features)."""
+    run = table_model.run
+    x = split_inputs(table_model, 6)
+    baseline = train_mean(table_model)().expand_as(x)
+    columns, groups = source_columns(run.info)
+    explained = explain_batch(run, x, "value", Settings(method="occlusion"), train_mean(table_model))
+    per_column = torch.zeros(len(x), len(columns)).index_add_(1, groups[0], explained.values)
+    scores = TaskScores(run.model.eval(), "value")
+    for name in ("a", "shade"):
+        inside = groups[0] == columns.index(name)
+        with torch.no_grad():
+            change = scores(x)[:, 0] - scores(torch.where(inside, baseline, x))[:, 0]
+        assert torch.allclose(per_column[:, columns.index(name)], change, atol=1e-5)

@@ -40,6 +40,9 @@ def test_table_rows_give_one_column_per_source_column(cli, table_model, tmp_path
     frame = pd.read_csv(tmp_path / "rows" / "attributions.csv")
     assert list(frame.columns) == ["input", "target", "noise1", "a", "shade", "b", "noise2"]
     assert len(frame) == 5 and (tmp_path / "rows" / "example-4.png").exists()
+    summary = json.loads((tmp_path / "rows" / "explanation.json").read_text())
+    assert summary["settings"]["baseline"] == "mean"  # a table's default: zeros would switch every category off
+    assert summary["features"] == "source columns (a one-hot group as one feature)"
 
 
 def test_python_explain_returns_an_array(digits_model, table_model):

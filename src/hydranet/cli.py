@@ -241,7 +241,8 @@ def explain(
                                            "default: zeros for images, mean for tables"),
     steps: int = typer.Option(50, "--steps", help="integrated_gradients: steps on the path"),
     samples: int = typer.Option(200, "--samples", help="kernel_shap, lime: coalitions per example"),
-    layer: Optional[str] = typer.Option(None, "--layer", help="gradcam: a layer name (default: the last Conv2d)"),
+    layer: Optional[str] = typer.Option(None, "--layer", help="gradcam: a module name, e.g. trunk.features.3 "
+                                        "(default: the last convolutional feature map)"),
     patch: Optional[int] = typer.Option(None, "--patch", help="images, for kernel_shap, lime, occlusion: patch side "
                                         "in pixels (default: an 8x8 grid)"),
     out: Optional[Path] = typer.Option(None, "--output", "-o", help="folder to write (default: "

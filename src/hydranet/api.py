@@ -18,8 +18,10 @@ import torch
 from hydranet.calibrate import calibrate_run
 from hydranet.config import Config, apply_override, experiment_dict, validate
 from hydranet.config.loading import ALLOW_ENV
+from hydranet.data import build_dataset
+from hydranet.explain import Settings, default_task, explain_batch, explained_array
 from hydranet.export import export_run
-from hydranet.predict import decode_outputs, evaluate_run, predict_paths, python_inputs
+from hydranet.predict import decode_outputs, evaluate_run, inputs_from_files, predict_paths, python_inputs
 from hydranet.ssl import pretrain, probe
 from hydranet.train import Run, fit, load_run
 from hydranet.train.evaluation import eval_settings, predict_batches
@@ -98,6 +100,20 @@ class Model:
         from hydranet.monitor.report import monitor_table  # scipy only when monitoring
 
         return monitor_table(self.run, data, folder, reference_rows)
+
+    def explain(self, inputs: Any, task: str | None = None, method: str | None = None, **options: Any) -> np.ndarray:
+        """Attributions of one task's predictions (`hydranet explain` in Python), for the inputs `predict` takes:
+        (N, C, H, W) for images (gradcam: (N, 1, H, W)), (N, columns) for tables, one column per source column of
+        `run.info.features` order (one-hot groups summed). `options`: those of `hydranet explain` (target,
+        baseline, steps, samples, layer, patch); the baseline "mean" builds the run's train data."""
+        if isinstance(inputs, (str, Path)) or (isinstance(inputs, (list, tuple)) and inputs
+                                               and all(isinstance(p, (str, Path)) for p in inputs)):
+            x, _ = inputs_from_files(self.run, [inputs] if isinstance(inputs, (str, Path)) else inputs)
+        else:
+            x = python_inputs(self.run.info, inputs)
+        explained = explain_batch(self.run, x, default_task(self.run, task), Settings(method=method, **options),
+                                  lambda: build_dataset(self.config).split("train")["x"].mean(0, keepdim=True))
+        return explained_array(self.run, explained)
 
     def evaluate(self, split: str = "test") -> dict[str, dict[str, float]]:
         return evaluate_run(self.run, split)

@@ -1,5 +1,5 @@
-"""The `hydranet` command line: train, pretrain, probe, evaluate, calibrate, predict, export, monitor, audit, serve, attack,
-tune, experiments, config, bench mtl.
+"""The `hydranet` command line: train, pretrain, probe, evaluate, calibrate, predict, explain, export, monitor,
+audit, serve, attack, tune, experiments, config, bench mtl.
 
 User errors end with one line on stderr and exit code 2 (no traceback); internal errors keep theirs. Each command
 imports what it runs when it runs (lazily), so `hydranet --help` and `hydranet config` start without loading torch.
@@ -293,6 +293,48 @@ def serve(
     settings = ServeSettings(host=host, port=port, backend=backend, workers=workers, max_batch=max_batch,
                              max_wait_ms=max_wait_ms, max_body_mb=max_body_mb, api_key_env=api_key_env, window=window)
     serve_run(run_dir, settings)
+
+
+@app.command()
+def explain(
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    inputs: Optional[List[Path]] = typer.Argument(None, help="a CSV/Parquet file (table runs) or image files/folders "
+                                                  "(image runs); or use --split"),
+    task: Optional[str] = typer.Option(None, "--task", help="the task whose head to explain (default: the only one; "
+                                       "--global: all)"),
+    method: Optional[str] = typer.Option(None, "--method", help="saliency | integrated_gradients | gradcam | occlusion "
+                                         "| kernel_shap | lime (default: integrated_gradients for images, kernel_shap "
+                                         "for tables)"),
+    target: Optional[str] = typer.Option(None, "--target", help="class or label (name or index) to explain "
+                                         "(default: the predicted one)"),
+    n: Optional[int] = typer.Option(None, "--n", help="examples: drawn from --split (default 8, --global 200) "
+                                    "or the first N inputs"),
+    split: Optional[str] = typer.Option(None, "--split", help="explain examples of the run's own split: test | val | train"),
+    global_: bool = typer.Option(False, "--global", help="tables: mean |attribution| per source column and task"),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="zeros | mean (of train) | blur (images); "
+                                           "default: zeros for images, mean for tables"),
+    steps: int = typer.Option(50, "--steps", help="integrated_gradients: steps on the path"),
+    samples: int = typer.Option(200, "--samples", help="kernel_shap, lime: coalitions per example"),
+    layer: Optional[str] = typer.Option(None, "--layer", help="gradcam: a module name, e.g. trunk.features.3 "
+                                        "(default: the last convolutional feature map)"),
+    patch: Optional[int] = typer.Option(None, "--patch", help="images, for kernel_shap, lime, occlusion: patch side "
+                                        "in pixels (default: an 8x8 grid)"),
+    out: Optional[Path] = typer.Option(None, "--output", "-o", help="folder to write (default: "
+                                       "RUN/explain/<task>-<method>); missing, empty or an earlier explanation"),
+) -> None:
+    """Attributions of one task's predictions (Captum): PNGs, attributions.csv or importance.csv."""
+    from hydranet.explain import Settings, explain_run
+    from hydranet.train import load_run
+
+    at_least_one(("--n", n), ("--steps", steps), ("--samples", samples), ("--patch", patch))
+    settings = Settings(method=method, target=target, baseline=baseline, steps=steps, samples=samples,
+                        layer=layer, patch=patch)
+    result = explain_run(load_run(run_dir), inputs or [], split, task, n, out, global_, settings)
+    for task_name, gap in result["completeness"].items():
+        console.print(f"{task_name}: integrated gradients completeness error ≤ {gap['max_relative_delta']:.2%} "
+                      f"of |f(x) − f(baseline)| (max |delta| {gap['max_abs_delta']:.2e})")
+    console.print(f"explained {len(result['inputs'])} examples with {result['method']} in {result['seconds']:.1f}s; "
+                  f"wrote [bold]{result['folder']}[/bold]")
 
 
 @app.command()

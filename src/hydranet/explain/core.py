@@ -1,0 +1,145 @@
+"""Attributions of a batch of model inputs for one task: the target chosen, the method's inputs (baseline, feature
+mask) prepared, the examples sent through the method in chunks; `Model.explain` and `hydranet explain` share it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hydranet.data.batches import on_device
+from hydranet.errors import UserError
+from hydranet.explain.methods import GROUPED, Attribution, Request, baseline_input, default_patch, get_method, patch_mask
+from hydranet.explain.tables import per_column, source_columns
+from hydranet.explain.target import Target, TaskScores, choose_target
+from hydranet.train.run import Run
+
+DEFAULT_METHOD = {True: "integrated_gradients", False: "kernel_shap"}  # by input kind: images, tables
+ROWS = 1024  # rows per forward pass when a method batches its steps or coalitions
+
+
+@dataclass
+class Settings:
+    """How to explain, as `hydranet explain` takes it; the defaults are the command's."""
+
+    method: str | None = None  # None: integrated_gradients for images, kernel_shap for tables
+    target: str | None = None  # class or label (name or index); None: the predicted one
+    baseline: str | None = None  # None: zeros for images, the train mean for tables (see `baseline_for`)
+    steps: int = 50
+    samples: int = 200
+    layer: str | None = None
+    patch: int | None = None  # images: side of the square patches kernel_shap, lime and occlusion switch
+
+    def method_for(self, image: bool) -> str:
+        return self.method or DEFAULT_METHOD[image]
+
+    def baseline_for(self, image: bool) -> str:
+        """Images: zeros, the mean colour of the normalized train set. Tables: the mean train row, each one-hot
+        group at its category frequencies; zeros would switch every category off, a row the model never saw,
+        and credit the categorical columns for that alone."""
+        return self.baseline or ("zeros" if image else "mean")
+
+
+@dataclass
+class Explained:
+    """One task's attributions of a batch, with what they are for."""
+
+    values: Tensor  # like x (gradcam: (N, 1, H, W)), on the CPU
+    target: Target
+    scores: Tensor  # (N, K) raw outputs of the task
+    gap: Tensor  # (N,) f(x) − f(baseline) of the explained score
+    delta: Tensor | None = None  # integrated_gradients' completeness error per example
+    groups: str | None = None  # what a grouped method (kernel_shap, lime, occlusion) switched on and off
+
+
+def explain_batch(run: Run, x: Tensor, task: str, settings: Settings,
+                  train_mean: Callable[[], Tensor] | None = None) -> Explained:
+    """Attributions of `x` (model inputs) for one task, chunked by the run's eval batch size. `train_mean`
+    gives the mean train input (baseline "mean"); it is only called when that baseline is asked for."""
+    check_task(run, task)
+    image = run.info.is_image
+    name = settings.method_for(image)
+    method = get_method(name)
+    device = next(run.model.parameters()).device
+    scores = TaskScores(run.model, task)
+    was_training = run.model.training
+    run.model.eval()
+    try:
+        # channels_last as in training: the run's convolutions are laid out for it (about 2x faster on CPUs)
+        x = on_device({"x": x.float()}, device, run.config.train.channels_last)["x"]
+        outputs = forward_all(scores, x, run.config.train.eval_batch_size)
+        target = choose_target(run.tasks[task], outputs, settings.target)
+        baseline = baseline_input(settings.baseline_for(image), x, train_mean or _no_mean, image)
+        mask, note = feature_mask(run, settings)
+        with warnings.catch_warnings():  # Captum's advice (one example at a time, inputs set to require grad)
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"captum\.")
+            parts = [method(request(scores, x, target.index, baseline, mask.to(device), settings, run, sl))
+                     for sl in chunks(len(x), run.config.train.eval_batch_size)]
+        base_scores = forward_all(scores, baseline, run.config.train.eval_batch_size)
+    finally:
+        run.model.train(was_training)
+    column = target.index.to(device)[:, None]
+    gap = (outputs.gather(1, column) - base_scores.gather(1, column))[:, 0].cpu()
+    deltas = [p.delta for p in parts]
+    return Explained(torch.cat([p.values.detach().cpu() for p in parts]), target, outputs.cpu(), gap,
+                     None if deltas[0] is None else torch.cat(deltas).detach().cpu(), note if name in GROUPED else None)
+
+
+def request(scores: TaskScores, x: Tensor, target: Tensor, baseline: Tensor, mask: Tensor, settings: Settings,
+            run: Run, rows: slice) -> Request:
+    return Request(scores, x[rows], target[rows].to(x.device), baseline[rows], mask, steps=settings.steps,
+                   samples=settings.samples, layer=settings.layer, rows=ROWS, seed=run.config.seed)
+
+
+@torch.no_grad()
+def forward_all(scores: TaskScores, x: Tensor, size: int) -> Tensor:
+    """The task's (N, K) scores of all of x, `size` examples per forward pass."""
+    return torch.cat([scores(part) for part in x.split(size)])
+
+
+def chunks(n: int, size: int) -> list[slice]:
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+def feature_mask(run: Run, settings: Settings) -> tuple[Tensor, str]:
+    """The groups switched as one: a grid of square patches (images) or the source columns (tables)."""
+    if run.info.is_image:
+        shape = tuple(run.info.input_shape)
+        patch = settings.patch or default_patch(shape)
+        if patch < 1 or patch > max(shape[1:]):
+            raise UserError(f"--patch: {patch} does not fit {shape[1]}x{shape[2]} images (expected 1..{max(shape[1:])})")
+        return patch_mask(shape, patch), f"grid of {patch}x{patch}-pixel patches (all channels together)"
+    _, mask = source_columns(run.info)
+    return mask, "source columns (a one-hot group as one feature)"
+
+
+def check_task(run: Run, task: str) -> None:
+    if task not in run.tasks:
+        raise UserError(f"--task: {task!r} is not a task of this run (expected {', '.join(run.tasks)})")
+
+
+def default_task(run: Run, task: str | None) -> str:
+    """`--task`, or the run's only task; a run with several needs it named."""
+    if task is not None:
+        check_task(run, task)
+        return task
+    if len(run.tasks) == 1:
+        return next(iter(run.tasks))
+    raise UserError(f"--task: this run has {len(run.tasks)} tasks; name the one to explain ({', '.join(run.tasks)})")
+
+
+def explained_array(run: Run, explained: Explained) -> np.ndarray:
+    """Attributions as `Model.explain` returns them: like the images, or per source column of a table."""
+    if run.info.is_image:
+        return explained.values.numpy()
+    columns, mask = source_columns(run.info)
+    return per_column(explained.values, mask, columns).to_numpy()
+
+
+def _no_mean() -> Tensor:
+    raise UserError("--baseline: mean needs the run's train data, which this call was not given")

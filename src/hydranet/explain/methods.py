@@ -1,0 +1,207 @@
+"""Attribution methods by name (`METHODS`), each one Captum call on a task's `TaskScores`, and their inputs:
+baselines (zeros, the train mean, a blurred input) and feature masks (grid patches of images, source columns).
+
+Every method returns attributions shaped like the input (Grad-CAM: one channel), in the model's input space, so
+that summing them over a feature group gives that group's share: methods that score groups (kernel_shap, lime,
+occlusion) spread a group's value evenly over its elements. Captum is imported when a method runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hydranet.errors import UserError
+from hydranet.explain.target import TaskScores
+from hydranet.randomness import Purpose, seed_global
+
+BASELINES = ("zeros", "mean", "blur")
+
+
+@dataclass
+class Request:
+    """One batch to explain and every option a method may read; each method reads only its own."""
+
+    scores: TaskScores
+    x: Tensor  # (N, *input_shape) model inputs
+    target: Tensor  # (N,) column of `scores` per example
+    baseline: Tensor  # (N, *input_shape): the "absent" input of integrated_gradients, kernel_shap, lime, occlusion
+    mask: Tensor  # (1, *input_shape) int64 feature group per element, broadcast over the batch
+    steps: int = 50  # integrated_gradients: points on the path (Riemann / Gauss-Legendre)
+    samples: int = 200  # kernel_shap, lime: coalitions drawn per example
+    layer: str | None = None  # gradcam: a module name of the model (default: its last Conv2d)
+    rows: int = 1024  # at most this many rows per forward pass (the batching of steps and coalitions)
+    seed: int = 0  # kernel_shap, lime: coalitions drawn from the EXPLAIN stream of this seed
+
+
+@dataclass
+class Attribution:
+    values: Tensor  # like x (gradcam: (N, 1, H, W))
+    delta: Tensor | None = None  # integrated_gradients: Σ attributions − (f(x) − f(baseline)) per example
+
+
+METHODS: dict[str, Callable[[Request], Attribution]] = {}
+GROUPED: set[str] = set()  # methods that switch the feature groups of `Request.mask` (recorded with the output)
+
+
+def method(name: str, grouped: bool = False) -> Callable:
+    """`@method("name")` adds an attribution method `fn(request) -> Attribution` to `METHODS`; `grouped` if it
+    reads `request.mask`."""
+    def add(fn: Callable[[Request], Attribution]) -> Callable[[Request], Attribution]:
+        METHODS[name] = fn
+        (GROUPED.add if grouped else GROUPED.discard)(name)
+        return fn
+    return add
+
+
+def get_method(name: str) -> Callable[[Request], Attribution]:
+    if name not in METHODS:
+        raise UserError(f"--method: {name!r} is not an attribution method (expected {', '.join(METHODS)})")
+    return METHODS[name]
+
+
+@method("saliency")
+def saliency(r: Request) -> Attribution:
+    """|∂ score / ∂ input| (Simonyan et al. 2014): one backward pass per batch."""
+    from captum.attr import Saliency  # lazy: captum only when explaining
+
+    return Attribution(Saliency(r.scores).attribute(r.x, target=r.target, abs=True))
+
+
+@method("integrated_gradients")
+def integrated_gradients(r: Request) -> Attribution:
+    """∫ gradient along the straight path from the baseline (Sundararajan et al. 2017); all steps of all examples
+    go through the model in batches of `rows`, and the completeness gap is returned as `delta`."""
+    from captum.attr import IntegratedGradients  # lazy: captum only when explaining
+
+    values, delta = IntegratedGradients(r.scores).attribute(
+        r.x, baselines=r.baseline, target=r.target, n_steps=r.steps,
+        internal_batch_size=max(r.rows, len(r.x)), return_convergence_delta=True)
+    return Attribution(values, delta)
+
+
+@method("gradcam")
+def gradcam(r: Request) -> Attribution:
+    """ReLU(Σ_k mean-gradient_k · activation_k) at a convolution (Selvaraju et al. 2017), upsampled bilinearly
+    to the input size: (N, 1, H, W)."""
+    from captum.attr import LayerAttribution, LayerGradCam  # lazy: captum only when explaining
+
+    layer = conv_layer(r.scores, r.x[:1], r.layer)
+    cam = LayerGradCam(r.scores, layer).attribute(r.x, target=r.target, relu_attributions=True)
+    return Attribution(LayerAttribution.interpolate(cam, tuple(r.x.shape[2:]), "bilinear"))
+
+
+@method("occlusion", grouped=True)
+def occlusion(r: Request) -> Attribution:
+    """score(x) − score(x with one feature group set to the baseline), per group (Zeiler & Fergus 2014)."""
+    from captum.attr import FeatureAblation  # lazy: captum only when explaining
+
+    values = FeatureAblation(r.scores).attribute(r.x, baselines=r.baseline, target=r.target, feature_mask=r.mask,
+                                                 perturbations_per_eval=max(1, r.rows // len(r.x)))
+    return Attribution(spread(values, r.mask))
+
+
+@method("kernel_shap", grouped=True)
+def kernel_shap(r: Request) -> Attribution:
+    """Shapley values of the feature groups, estimated by a weighted linear fit on `samples` coalitions drawn
+    with the Shapley kernel (Lundberg & Lee 2017); an absent group takes the baseline's values."""
+    from captum.attr import KernelShap  # lazy: captum only when explaining
+
+    seed_global(r.seed, Purpose.EXPLAIN)  # Captum draws coalitions from torch's global generator
+    values = KernelShap(r.scores).attribute(r.x, baselines=r.baseline, target=r.target, feature_mask=r.mask,
+                                            n_samples=r.samples, perturbations_per_eval=min(r.samples, r.rows))
+    return Attribution(spread(values, r.mask))
+
+
+@method("lime", grouped=True)
+def lime(r: Request) -> Attribution:
+    """A sparse linear model (Lasso, Captum's default) fitted on `samples` random on/off patterns of the feature
+    groups, weighted by their closeness to x (Ribeiro et al. 2016); an "off" group takes the baseline's values."""
+    from captum.attr import Lime  # lazy: captum only when explaining
+
+    seed_global(r.seed, Purpose.EXPLAIN)  # Captum draws the patterns from torch's global generator
+    values = Lime(r.scores).attribute(r.x, baselines=r.baseline, target=r.target, feature_mask=r.mask,
+                                      n_samples=r.samples, perturbations_per_eval=min(r.samples, r.rows))
+    return Attribution(spread(values, r.mask))
+
+
+def spread(values: Tensor, mask: Tensor) -> Tensor:
+    """Captum gives every element of a group the group's whole value; divide it over the group's elements, so a
+    sum over the group (a source column, a patch) is the group's attribution and a sum over all is the total."""
+    groups = mask.expand_as(values[:1]).reshape(-1)
+    counts = torch.bincount(groups).to(values.dtype)
+    return values / counts[groups].reshape(values.shape[1:])
+
+
+def conv_layer(scores: TaskScores, example: Tensor, name: str | None) -> nn.Module:
+    """The named module (`--layer`), or by default the last module that outputs a spatial map (N, C, H, W) with
+    H·W > 1: the last convolutional block after its activation and pooling, whose rectified maps Grad-CAM was
+    defined on (a raw convolution's output can be negative everywhere and give an empty map).
+    A trunk without a Conv2d is a clear error."""
+    modules = dict(scores.model.named_modules())
+    convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
+    if name is not None:
+        if name not in modules or name == "":
+            raise UserError(f"--layer: {name!r} is not a layer of this model (its convolutions: "
+                            f"{', '.join(convs[-6:]) or 'none'})")
+        return modules[name]
+    if not convs:
+        raise UserError("--method gradcam: needs a convolutional trunk, and this model has no Conv2d layer "
+                        "(use saliency, integrated_gradients, occlusion, kernel_shap or lime)")
+    return _last_spatial_map(scores, example)
+
+
+def _last_spatial_map(scores: TaskScores, example: Tensor) -> nn.Module:
+    """The module whose forward finishes last with a (1, C, H, W) output, H·W > 1 (one forward pass)."""
+    finished: list[nn.Module] = []
+
+    def record(module: nn.Module, _inputs, output) -> None:
+        if isinstance(output, Tensor) and output.ndim == 4 and output.shape[2] * output.shape[3] > 1:
+            finished.append(module)
+
+    hooks = [m.register_forward_hook(record) for m in scores.model.modules()]
+    try:
+        with torch.no_grad():
+            scores(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return finished[-1]
+
+
+def baseline_input(name: str, x: Tensor, train_mean: Callable[[], Tensor], image: bool) -> Tensor:
+    """The baseline (N, *shape): zeros (tables: every numeric at its train mean and no category; images: the
+    train mean colour when data.normalize is on), the mean train input, or a blurred x (images)."""
+    if name == "zeros":
+        return torch.zeros_like(x)
+    if name == "mean":
+        return train_mean().to(x).expand_as(x).contiguous()
+    if name == "blur":
+        if not image:
+            raise UserError("--baseline: blur is for images (expected zeros or mean for a table)")
+        return blur(x)
+    raise UserError(f"--baseline: {name!r} is not a baseline (expected {', '.join(BASELINES)})")
+
+
+def blur(x: Tensor) -> Tensor:
+    """A box blur over a quarter of the image side (odd, at least 3): the shapes go, the colours stay."""
+    size = max(3, x.shape[-1] // 4) | 1
+    return F.avg_pool2d(x, size, stride=1, padding=size // 2, count_include_pad=False)
+
+
+def patch_mask(shape: tuple[int, ...], patch: int) -> Tensor:
+    """(1, 1, H, W) group ids of a grid of patch × patch squares (the last row/column may be smaller)."""
+    _, height, width = shape
+    rows = torch.arange(height) // patch
+    cols = torch.arange(width) // patch
+    per_row = (width + patch - 1) // patch
+    return (rows[:, None] * per_row + cols[None, :])[None, None]
+
+
+def default_patch(shape: tuple[int, ...]) -> int:
+    """An 8 × 8 grid: 1-pixel patches on 8×8 digits, 4-pixel patches on 32×32 CIFAR-10."""
+    return max(1, -(-min(shape[1:]) // 8))

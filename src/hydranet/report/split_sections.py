@@ -167,7 +167,8 @@ def highest_loss(ctx: RunContext) -> str:
         top = losses.argsort(descending=True)[: min(HIGHEST_LOSS, int(labeled.sum()))]
         predicted = task.column(test.outputs[name][top])
         truth = _truth_column(test, name, top)
-        parts.append(f"<h3>{escape(name)}</h3>" + (_thumbnails(test, top, losses, predicted, truth) if test.is_image
+        heading = f"{name} · predicted {task.column_name}" if task.column_name != name else name
+        parts.append(f"<h3>{escape(heading)}</h3>" + (_thumbnails(test, top, losses, predicted, truth) if test.is_image
                                                    else _rows(ctx, top, losses, predicted, truth)))
     return "".join(parts)
 

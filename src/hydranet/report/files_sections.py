@@ -171,7 +171,7 @@ def _attack_file(path: Any) -> str:
 
 
 def _single_attack(name: str, result: dict) -> str:
-    title = (f"{name}: {result['attack']} ε={result['eps']} ({result['norm']}), {result['steps']} steps, "
+    title = (f"{name}: {result['attack']} ε={budget(result['eps'], result['norm'])} ({result['norm']}), {result['steps']} steps, "
              f"{result['examples']} {result['split']} examples")
     rows = []
     for task, clean in result["clean"].items():
@@ -182,17 +182,25 @@ def _single_attack(name: str, result: dict) -> str:
     return f"<h3>{escape(title)}</h3>" + table(("task", "metric", "clean", "under attack"), rows) + text
 
 
+def budget(eps: float, norm: str) -> str:
+    """An L∞ budget in pixel levels as users give it (8/255); any other as a short number."""
+    levels = eps * 255
+    if norm == "linf" and abs(levels - round(levels)) < 1e-6:
+        return f"{round(levels)}/255" if levels else "0"
+    return f"{eps:.4g}"
+
+
 def _sweep(name: str, result: dict) -> str:
     points = result["points"]
-    eps = [str(p["eps"]) for p in points]
+    eps = [budget(p["eps"], result["norm"]) for p in points]
     fig, ax = new_figure()
     ax.plot(range(len(eps)), series(p["robust_accuracy"] for p in points), marker="o", label="robust accuracy")
     if result.get("chance") is not None:
         ax.axhline(result["chance"], color="0.6", ls="--", label="chance")
-    ax.set_xticks(range(len(eps)), eps, rotation=30)
+    ax.set_xticks(range(len(eps)), eps)
     ax.set(xlabel=f"ε ({result['norm']})", ylabel="accuracy", title=f"{result['attack']} sweep", ylim=(-0.02, 1.02))
     ax.legend(frameon=False)
     warnings = "".join(note(w) for w in result.get("warnings") or [])
-    rows = [(p["eps"], p["robust_accuracy"], p.get("success_rate")) for p in points]
+    rows = [(label, p["robust_accuracy"], p.get("success_rate")) for label, p in zip(eps, points)]
     return (f"<h3>{escape(name)}</h3>" + figures([figure(fig, f"{result['examples']} {result['split']} examples"),
                                                   table(("ε", "robust accuracy", "success rate"), rows)]) + warnings)

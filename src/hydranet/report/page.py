@@ -36,7 +36,7 @@ details { border-top: 1px solid var(--line); padding: 6px 0 10px; }
 summary { cursor: pointer; font-size: 19px; font-weight: 600; padding: 6px 0; }
 summary.sub { font-size: 14px; font-weight: 500; color: var(--accent); }
 details details { border: 0; padding: 0; }
-h3 { font-size: 15px; margin: 16px 0 6px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; }
+h3 { font-size: 15.5px; margin: 18px 0 6px; color: #3e4c59; }
 table { border-collapse: collapse; margin: 6px 0 12px; font-size: 13.5px; font-variant-numeric: tabular-nums; }
 th, td { padding: 4px 10px; white-space: nowrap; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
 th { background: var(--soft); font-weight: 600; }

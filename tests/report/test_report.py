@@ -46,7 +46,7 @@ def test_a_table_run_shows_missing_labels_rows_and_no_image_sections(tiny_csv, t
     assert result["sections"] == [s for s in RUN_SECTIONS if s not in ("attacks",)]
     data = section_body(html, "data")
     assert "size · regression" in data and re.search(r'<td class="num">[1-9]\d*</td></tr>', data)  # every 7th size missing
-    assert "<table><thead><tr><th>row</th><th>loss</th>" in section_body(html, "highest_loss")
+    assert "<thead><tr><th>row</th><th>loss</th>" in section_body(html, "highest_loss")
     assert "class=\"thumb\"" not in html
 
 

@@ -57,7 +57,7 @@ def _label_table(ctx: RunContext, name: str, info: TaskInfo) -> str:
         if classes:
             counts = np.bincount(kind.class_index(target)[labeled].numpy(), minlength=len(classes))
             share = counts / max(1, counts.sum())
-            row += ([f"{share.min():.1%} … {share.max():.1%}"] if wide else [f"{c} ({s:.0%})" for c, s in zip(counts, share)])
+            row += ([f"{share.min():.1%} … {share.max():.1%}"] if wide else [f"{c} · {s:.0%}" for c, s in zip(counts, share)])
         rows.append(row)
     header = ["split", "labeled", "missing"] + (["class share (min … max)"] if wide else list(classes))
     return table(header, rows)

@@ -38,9 +38,10 @@ summary.sub { font-size: 14px; font-weight: 500; color: var(--accent); }
 details details { border: 0; padding: 0; }
 h3 { font-size: 15.5px; margin: 18px 0 6px; color: #3e4c59; }
 table { border-collapse: collapse; margin: 6px 0 12px; font-size: 13.5px; font-variant-numeric: tabular-nums; }
-th, td { padding: 4px 10px; white-space: nowrap; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+th, td { padding: 4px 9px; white-space: nowrap; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
 th { background: var(--soft); font-weight: 600; }
 td.num { text-align: right; }
+.scroll { overflow-x: auto; max-width: 100%; }
 .figures { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 figure { margin: 4px 0; }
 figure img { display: block; max-width: 100%; border: 1px solid var(--line); border-radius: 4px; }
@@ -81,7 +82,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], show_header: boo
     head = "".join(f"<th>{escape(h)}</th>" for h in header) if show_header else ""
     body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in rows)
     head = f"<thead><tr>{head}</tr></thead>" if head else ""
-    return f"<table>{head}<tbody>{body}</tbody></table>"
+    return f'<div class="scroll"><table>{head}<tbody>{body}</tbody></table></div>'
 
 
 def _cell(value: Any) -> str:

@@ -18,6 +18,8 @@ matplotlib.use("Agg")  # no display on servers; every figure becomes a PNG
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from hydranet.files import figure_png  # noqa: E402
+
 FIGURE_SIZE = (4.6, 3.2)  # inches at DPI: 460×320 px, two figures side by side in the 1100 px column
 DPI = 100
 
@@ -113,11 +115,10 @@ def epoch_axis(ax: Any) -> None:
 
 def figure(fig: Any, caption: str = "", alt: str = "") -> str:
     """A matplotlib figure as an inline PNG <figure>; the figure is closed."""
-    buffer = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    data = figure_png(fig, DPI)
     plt.close(fig)
-    return image(buffer.getvalue(), caption, alt or caption)
+    return image(data, caption, alt or caption)
 
 
 def image(data: bytes, caption: str = "", alt: str = "") -> str:

@@ -57,8 +57,9 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> dict[str,
         title, subtitle = f"Study {folder.name}", f"tuning study · {folder}"
     else:
         context = RunContext(folder)
+        subtitle = _subtitle(context)  # reads the config first: its `plugins` may register sections too
         sections = render(RUN_SECTIONS, context)
-        title, subtitle = f"Run {folder.name}", _subtitle(context)
+        title = f"Run {folder.name}"
     target = Path(out) if out is not None else folder / "report.html"
     write_text(target, page(title, subtitle, sections))
     return {"path": target, "sections": [s.id for s in sections], "seconds": time.perf_counter() - started}

@@ -3,10 +3,12 @@ file shows, a study folder, and sections that features register."""
 
 import re
 import shutil
+import sys
 
 import numpy as np
 import pytest
 
+import hydranet
 import hydranet as hn
 from hydranet.report.context import section
 from hydranet.report.run import write_report
@@ -108,3 +110,20 @@ def test_a_study_report_shows_trials_best_and_plots(cli, tiny_csv, tmp_path, one
     assert [name for name in ("trials", "best", "study_plots") if f'id="{name}"' in html] == ["trials", "best", "study_plots"]
     assert "2 trials: 2 complete" in html and "<pre># best trial" in html
     assert html.count("<img") >= 2 and not re.search(r'src="(?!data:)', html)
+
+
+def test_a_feature_packages_report_sections_module_is_found(image_run, tmp_path, monkeypatch):
+    """hydranet/<feature>/report_sections.py is imported by `hydranet report`: a feature ships it, nothing else."""
+    feature = tmp_path / "pkg" / "demo_feature"
+    feature.mkdir(parents=True)
+    (feature / "__init__.py").write_text("")
+    (feature / "report_sections.py").write_text(
+        "from hydranet.report.context import section\n\n"
+        "@section('demo', 'Demo', order=15)\ndef demo(ctx):\n    return '<p>from a feature</p>'\n")
+    monkeypatch.setattr(hydranet, "__path__", [*hydranet.__path__, str(tmp_path / "pkg")])
+    monkeypatch.setitem(_TABLES, "report_section", {"overview": _TABLES["report_section"]["overview"]})
+    try:
+        assert write_report(image_run, tmp_path / "r.html")["sections"] == ["overview", "demo"]
+    finally:  # the imported demo package must not outlive the test
+        for module in ("hydranet.demo_feature", "hydranet.demo_feature.report_sections"):
+            sys.modules.pop(module, None)

@@ -98,8 +98,8 @@ class RunContext:
         """metrics.jsonl: one object per epoch."""
         def parse(text: str) -> list[dict[str, Any]]:
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-            if not all(isinstance(row, dict) for row in rows):
-                raise ValueError("a line that is not a JSON object")
+            if not all(isinstance(row, dict) and isinstance(row.get("epoch"), int) for row in rows):
+                raise ValueError("a line that is not a JSON object with an integer epoch")
             return rows
         return read_file(self.run.metrics, "one JSON object per epoch", parse)
 

@@ -108,7 +108,7 @@ def test_a_study_report_shows_trials_best_and_plots(cli, tiny_csv, tmp_path, one
     assert code == 0 and "3 sections" in out
     html = (tmp_path / "study.html").read_text(encoding="utf-8")
     assert [name for name in ("trials", "best", "study_plots") if f'id="{name}"' in html] == ["trials", "best", "study_plots"]
-    assert "2 trials: 2 complete" in html and "<pre># best trial" in html
+    assert "2 trials: 2 complete" in html and "<p>best trial " in html and "<pre># best trial" in html
     assert html.count("<img") >= 2 and not re.search(r'src="(?!data:)', html)
 
 

@@ -121,9 +121,11 @@ def figure(fig: Any, caption: str = "", alt: str = "") -> str:
     return image(data, caption, alt or caption)
 
 
-def image(data: bytes, caption: str = "", alt: str = "") -> str:
+def image(data: bytes, caption: str = "", alt: str = "", width: int | None = None) -> str:
+    """PNG bytes as an inline <figure>; `width` (CSS pixels) shrinks a large PNG drawn elsewhere (Optuna's)."""
     text = f"<figcaption>{escape(caption)}</figcaption>" if caption else ""
-    return f'<figure><img src="{png_uri(data)}" alt="{escape(alt)}">{text}</figure>'
+    size = f' style="width: {width}px"' if width else ""
+    return f'<figure><img src="{png_uri(data)}" alt="{escape(alt)}"{size}>{text}</figure>'
 
 
 def figures(parts: Iterable[str]) -> str:

@@ -16,6 +16,7 @@ from hydranet.rundir import read_file
 
 COST_OBJECTIVES = ("params", "latency")  # objectives that are not val/<task>/<metric> or val/loss
 MAX_TRIAL_ROWS = 60  # the best ones when sorted; the whole table is trials.csv
+PLOT_WIDTH = 510  # CSS pixels: two of Optuna's plots side by side in the page's 1044-pixel column
 PLOTS = {"importances": "parameter importances (first objective)", "history": "optimization history",
          "pareto": "Pareto front", "parallel": "parallel coordinates"}
 
@@ -63,8 +64,10 @@ def best(ctx: StudyContext) -> str:
         front = ctx.read_csv("pareto.csv")
         rows = front.astype(object).where(front.notna(), None).values.tolist()
         return f"<p>{len(front)} Pareto-optimal trials</p>" + table(list(front.columns), rows)
-    text = read_file(ctx.path / "best.yaml", "the best trial's experiment as YAML", str)
-    return f"<pre>{escape(text.strip())}</pre>"
+    text = read_file(ctx.path / "best.yaml", "the best trial's experiment as YAML", str).strip()
+    headline = text.splitlines()[0].lstrip("# ") if text.startswith("#") else "the best trial's experiment"
+    return (f"<p>{escape(headline)}</p><details><summary class='sub'>best.yaml (train it again with "
+            f"<code>hydranet train best.yaml</code>)</summary><pre>{escape(text)}</pre></details>")
 
 
 @section("study_plots", "Study plots", order=30, kind=STUDY_SECTIONS)
@@ -74,4 +77,4 @@ def plots(ctx: StudyContext) -> str:
     present = [(path, caption) for path, caption in found if path.exists()]
     if not present:
         return note(f"{ctx.path / 'plots'}: no plots (they are written once a trial has completed)")
-    return figures(image(path.read_bytes(), caption, caption) for path, caption in present)
+    return figures(image(path.read_bytes(), caption, caption, width=PLOT_WIDTH) for path, caption in present)

@@ -40,7 +40,8 @@ def _confusion_figure(test: TestOutputs, name: str) -> str:
     fig, ax = new_figure(size=(size + 0.8, size))
     shown = ax.imshow(matrix, cmap="Blues")
     ticks = range(len(classes))
-    ax.set_xticks(ticks, classes, rotation=45 if max(map(len, classes)) > 3 else 0, ha="right" if max(map(len, classes)) > 3 else "center")
+    long_names = max(map(len, classes)) > 3  # slanted, or they run into each other
+    ax.set_xticks(ticks, classes, rotation=45 if long_names else 0, ha="right" if long_names else "center")
     ax.set_yticks(ticks, classes)
     ax.set(xlabel="predicted", ylabel="true", title=name)
     for (i, j), count in np.ndenumerate(matrix):

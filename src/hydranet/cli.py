@@ -401,6 +401,18 @@ def sweep_table(result: dict) -> Table:
 
 
 @app.command()
+def report(
+    folder: Path = typer.Argument(..., help="a run directory, or a study directory (studies/NAME)"),
+    out: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write (default: FOLDER/report.html)"),
+) -> None:
+    """One self-contained HTML report of a run (config, data, curves, metrics, errors, robustness) or a study."""
+    from hydranet.report.run import write_report
+
+    result = write_report(folder, out)
+    console.print(f"wrote {result['path']} ({len(result['sections'])} sections, {result['seconds']:.1f}s)")
+
+
+@app.command()
 def experiments() -> None:
     """List the built-in experiments."""
     from hydranet.config import experiment_description, experiment_names

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -140,6 +141,13 @@ def write_figure(path: str | Path, figure: Any, dpi: int = 100) -> None:
     """A matplotlib figure as an image; the format follows the suffix (.png, .svg, .pdf)."""
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=dpi)
+
+
+def figure_png(figure: Any, dpi: int = 100) -> bytes:
+    """A matplotlib figure as PNG bytes in memory, for a page that embeds it (the report) instead of a file beside it."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
 
 
 def write_html(path: str | Path, figure: Any, **options: Any) -> None:

@@ -2,8 +2,9 @@
 
 YAML names a source, trunk, sharing, balancer, perturbation, (extra) loss, self-supervised method or fairness
 mitigation by string; `@register(kind, name, options=Model)` adds one together with the pydantic model of its own
-config options, so users can plug in their own, with validated settings, without touching hydranet. One kind is not named in YAML:
-`run_parts`, the builders through which a feature adds components to every training run (train/surface.py).
+config options, so users can plug in their own, with validated settings, without touching hydranet. Some kinds are
+not named in YAML: `run_parts`, the builders through which a feature adds components to every training run
+(train/surface.py), and `report_section`/`study_section`, the parts of `hydranet report` (report/context.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any, Callable
 
 from hydranet.errors import UserError
 
-KINDS = ("source", "trunk", "balancer", "sharing", "perturbation", "loss", "ssl", "mitigation", "run_parts")
+KINDS = ("source", "trunk", "balancer", "sharing", "perturbation", "loss", "ssl", "mitigation", "run_parts",
+         "report_section", "study_section")
 _TABLES: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
 _OPTIONS: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}  # kind → name → options model (or None)
 # Modules whose import registers the built-in implementations (imported lazily on first lookup).

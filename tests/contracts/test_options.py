@@ -21,8 +21,9 @@ from hydranet.errors import UserError
 FIELD = {kind: path for path, method in method_fields(Config()) for kind in method.kinds}
 # The kinds no config field names, and why: a source is `data.source`, a plain name, and takes its settings from
 # `data:` (path, features …); a `run_parts` builder is not chosen at all: every registered one adds its parts to
-# every run (train/run.py), reading its settings from its own config section (`adversarial:`).
-UNNAMED = {"source", "run_parts"}
+# every run (train/run.py), reading its settings from its own config section (`adversarial:`); report sections
+# are not chosen either: `hydranet report` shows every registered one (report/run.py).
+UNNAMED = {"source", "run_parts", "report_section", "study_section"}
 BASE = {"tasks": {"digit": {"kind": "classification"}}}  # what every built-in method accepts (trades needs a class)
 METHODS = [(kind, name) for kind in registry.KINDS if kind in FIELD for name in registry.names(kind)]
 WRONG = {"wrong": [1]}  # a mapping: a wrong type for any option that is a number, flag, word or list

@@ -14,7 +14,7 @@ LAYERS = [
     {"tasks", "rundir"},
     {"data", "models"},
     {"train"},
-    {"mtl", "robust", "ssl", "tune", "predict", "export", "monitor"},  # features
+    {"mtl", "robust", "ssl", "tune", "predict", "export", "monitor", "meta"},  # features
     {"cli", "api"},
 ]
 LAYER = {name: level for level, names in enumerate(LAYERS) for name in names}

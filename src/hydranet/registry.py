@@ -1,6 +1,7 @@
 """Name → implementation tables for the extension points of DESIGN.md.
 
-YAML names a source, trunk, sharing, balancer, perturbation, (extra) loss or self-supervised method by string;
+YAML names a source, trunk, sharing, balancer, perturbation, (extra) loss, self-supervised or meta-learning
+method by string;
 `@register(kind, name, options=Model)` adds one together with the pydantic model of its own config options, so
 users can plug in their own, with validated settings, without touching hydranet. One kind is not named in YAML:
 `run_parts`, the builders through which a feature adds components to every training run (train/surface.py).
@@ -14,12 +15,12 @@ from typing import Any, Callable
 
 from hydranet.errors import UserError
 
-KINDS = ("source", "trunk", "balancer", "sharing", "perturbation", "loss", "ssl", "run_parts")
+KINDS = ("source", "trunk", "balancer", "sharing", "perturbation", "loss", "ssl", "meta", "run_parts")
 _TABLES: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
 _OPTIONS: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}  # kind → name → options model (or None)
 # Modules whose import registers the built-in implementations (imported lazily on first lookup).
 _BUILTINS = ("hydranet.data.sources", "hydranet.models.trunks", "hydranet.models.sharing", "hydranet.mtl",
-             "hydranet.robust.defenses", "hydranet.ssl.methods")
+             "hydranet.robust.defenses", "hydranet.ssl.methods", "hydranet.meta.methods")
 _loaded = False
 
 

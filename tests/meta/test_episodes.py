@@ -62,6 +62,7 @@ def test_sinusoids_follow_finns_ranges():
     assert eps.support_x.shape == (500, 5, 1) and eps.query_y.shape == (500, 10, 1)
 
 
+@pytest.mark.slow  # decodes 4,840 drawings
 @pytest.mark.skipif(not OMNIGLOT.exists(), reason="needs ../shared/data/omniglot")
 def test_omniglot_background_is_deduplicated_and_its_split_is_disjoint():
     train, val = omniglot.pools(OMNIGLOT, 14, ["Latin", "Greek"])

@@ -27,9 +27,12 @@ def mean_ci(scores: torch.Tensor) -> dict[str, float]:
     return {"mean": scores.mean().item(), "ci95": 1.96 * spread / math.sqrt(n), "episodes": n}
 
 
+EVAL_CHUNK = 100  # episodes scored per batched call: few Python round trips, small enough for any memory
+
+
 def score_episodes(setup: MetaSetup, params: Params, episodes: Episodes) -> dict[str, float]:
-    """Per-episode scores of the method's adapted query predictions, in meta-batch sized chunks."""
-    chunk = setup.cfg.meta.meta_batch
+    """Per-episode scores of the method's adapted query predictions, EVAL_CHUNK episodes at a time."""
+    chunk = EVAL_CHUNK
     scores = [setup.problem.score(setup.method.predict(params, part), part.query_y).detach()
               for part in (episodes.slice(i, i + chunk) for i in range(0, episodes.tasks, chunk))]
     return mean_ci(torch.cat(scores))

@@ -100,3 +100,16 @@ def test_a_short_omniglot_protonet_run_reaches_80_percent_on_held_out_characters
     loop.train(cfg, tmp_path / "run", progress=False)
     result = evaluate_run(tmp_path / "run", ways=5, shots=1, episodes=300)
     assert result["mean"] >= 0.80, result
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not OMNIGLOT.exists(), reason="needs ../shared/data/omniglot")
+def test_a_five_way_head_is_evaluated_five_way_only(cli, tmp_path):
+    """MAML's head has one output per class of its training episodes: 20-way episodes (Lake's runs) are refused."""
+    code, _, err = cli("meta", "train", "omniglot", "--run-dir", tmp_path / "run", "-q", "--set", f"meta.path={OMNIGLOT}",
+                       "--set", "meta.method=maml", "--set", "meta.train_ways=null", "--set", "meta.iterations=2")
+    assert code == 0, err
+    code, _, err = cli("meta", "eval", tmp_path / "run", "--ways", "20", "--episodes", "5")
+    assert code == 2 and "evaluate it with --ways 5" in err
+    code, out, err = cli("meta", "eval", tmp_path / "run", "--ways", "5", "--episodes", "5")
+    assert code == 0 and "Lake" not in out, err

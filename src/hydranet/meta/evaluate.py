@@ -14,7 +14,7 @@ from hydranet.errors import UserError
 from hydranet.files import write_json
 from hydranet.meta.episodes import ClassPool, Episodes
 from hydranet.meta.learner import Params
-from hydranet.meta.omniglot import official_runs
+from hydranet.meta.omniglot import RUN_WAYS, official_runs
 from hydranet.meta.setup import MetaSetup, build
 from hydranet.randomness import Purpose, stream
 from hydranet.rundir import RunDir, check_fits
@@ -67,9 +67,12 @@ def evaluate_run(run_dir: str | Path, ways: int, shots: int, episodes: int) -> d
                         f"{pool.per_class - 1} shots leave a query; got {shots}")
     if pool is not None and ways > pool.classes:
         raise UserError(f"--ways: the evaluation pool has {pool.classes} classes; got {ways}")
+    if setup.fixed_ways not in (None, ways) and pool is not None:
+        raise UserError(f"--ways: {setup.cfg.meta.method.name} was meta-trained with one head output per class of "
+                        f"{setup.fixed_ways}-way episodes; evaluate it with --ways {setup.fixed_ways}, got {ways}")
     result: dict[str, Any] = {"metric": setup.problem.metric, "ways": ways, "shots": shots, "queries": queries,
                               **score_sampled(setup, params, pool, episodes, ways, shots, queries)}
-    if pool is not None:
+    if pool is not None and setup.fixed_ways in (None, RUN_WAYS):
         result["lake_runs"] = score_episodes(setup, params, official_runs(pool))  # 20-way 1-shot, 20 runs
     name = f"meta-eval-{ways}way-{shots}shot.json" if pool is not None else f"meta-eval-{shots}shot.json"
     write_json(run.path / name, result)

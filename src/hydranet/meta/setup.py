@@ -40,6 +40,11 @@ class MetaSetup:
             return sample_sinusoids(tasks, shots, queries, generator)
         return sample_classes(pool, tasks, ways, shots, queries, generator)
 
+    @property
+    def fixed_ways(self) -> int | None:
+        """The only episode width a method with one head output per episode class handles (None: any)."""
+        return self.cfg.meta.ways if self.method.head == "ways" and not self.problem.regression else None
+
     def initial_parameters(self) -> Params:
         """The meta-parameters as trainable leaves: the network's and the method's own (Meta-SGD's rates)."""
         extra = {name: value.requires_grad_(True) for name, value in self.method.extra_parameters(self.net).items()}

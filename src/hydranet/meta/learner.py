@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
@@ -116,8 +115,3 @@ def no_learning_rates(net: MetaNet) -> Params:
 def mean_over_tasks(grads: Params) -> Params:
     return {name: value.mean(0) for name, value in grads.items()}
 
-
-@torch.no_grad()
-def score(method, params: Params, episodes: Episodes, problem: Problem) -> Tensor:
-    """(T,) per-episode score of a method's query predictions."""
-    return problem.score(method.predict(params, episodes), episodes.query_y)

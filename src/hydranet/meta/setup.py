@@ -22,6 +22,8 @@ from hydranet.randomness import Purpose, seed_global
 
 @dataclass
 class MetaSetup:
+    """A meta-learning run's parts, rebuilt alike by train, resume and eval from the run's config."""
+
     cfg: Config
     problem: Problem
     net: MetaNet

@@ -363,7 +363,7 @@ def meta_eval(
 
     at_least_one(("--ways", ways), ("--shots", shots), ("--episodes", episodes))
     result = evaluate_run(run_dir, ways, shots, episodes)
-    task = f"{ways}-way {shots}-shot" if "lake_runs" in result else f"{shots}-shot"
+    task = f"{ways}-way {shots}-shot" if result["metric"] == "accuracy" else f"{shots}-shot"
     console.print(f"{task}, {result['episodes']} episodes: {result['metric']} {result['mean']:.4f} ± {result['ci95']:.4f}")
     if "lake_runs" in result:
         lake = result["lake_runs"]

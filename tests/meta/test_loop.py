@@ -112,4 +112,4 @@ def test_a_five_way_head_is_evaluated_five_way_only(cli, tmp_path):
     code, _, err = cli("meta", "eval", tmp_path / "run", "--ways", "20", "--episodes", "5")
     assert code == 2 and "evaluate it with --ways 5" in err
     code, out, err = cli("meta", "eval", tmp_path / "run", "--ways", "5", "--episodes", "5")
-    assert code == 0 and "Lake" not in out, err
+    assert code == 0 and "5-way 1-shot, 5 episodes: accuracy" in out and "Lake" not in out, err

@@ -73,6 +73,8 @@ def test_meta_cli_trains_evaluates_and_refuses_a_finished_resume(cli, tmp_path):
     assert json.loads((tmp_path / "run" / "meta-eval-5shot.json").read_text())["episodes"] == 30
     code, _, err = cli("meta", "train", "--resume", tmp_path / "run")
     assert code == 0 and "finished already" in err
+    code, _, err = cli("train", "--resume", tmp_path / "run")  # the trainer's resume would train digits here
+    assert code == 2 and "is a meta train run; continue it with hydranet meta train --resume" in err
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,5 +1,5 @@
 """The `hydranet` command line: train, pretrain, probe, evaluate, calibrate, predict, explain, export, monitor,
-audit, serve, attack, tune, experiments, config, bench mtl.
+audit, serve, report, attack, tune, experiments, config, bench mtl, meta train, meta eval.
 
 User errors end with one line on stderr and exit code 2 (no traceback); internal errors keep theirs. Each command
 imports what it runs when it runs (lazily), so `hydranet --help` and `hydranet config` start without loading torch.
@@ -454,6 +454,48 @@ def bench_mtl(
 
     run_bench(experiment, names(balancers), names(sharings), seeds, overrides, out,
               command="hydranet " + shlex.join(sys.argv[1:]), echo=typer.echo)
+
+
+meta_app = typer.Typer(no_args_is_help=True, help="Few-shot meta-learning: protonet, maml, fomaml, anil, reptile, finetune.")
+app.add_typer(meta_app, name="meta")
+
+
+@meta_app.command("train")
+def meta_train(
+    experiment: Optional[str] = EXPERIMENT,
+    overrides: List[str] = SET,
+    run_dir: Optional[Path] = RUN_DIR,
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted meta-training run directory"),
+    quiet: bool = QUIET,
+) -> None:
+    """Meta-train `meta.method` on episodes of `meta.source` (built-in experiments: omniglot, sinusoid)."""
+    from hydranet.meta.loop import resume as resume_meta
+    from hydranet.meta.loop import train as train_meta
+
+    run = start_or_resume(experiment, overrides, run_dir, resume, quiet, train_meta, resume_meta)
+    shown = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in run.summary.items()
+                      if k != "method")
+    console.print(f"meta-trained: {shown}")
+    console.print(f"run directory: [bold]{run.dir}[/bold]")
+
+
+@meta_app.command("eval")
+def meta_eval(
+    run_dir: Path = typer.Argument(..., help="a meta-training run directory"),
+    ways: int = typer.Option(5, "--ways", help="classes per episode (ignored for regression)"),
+    shots: int = typer.Option(1, "--shots", help="support examples per class (sinusoid: support points)"),
+    episodes: int = typer.Option(600, "--episodes", help="episodes to average over"),
+) -> None:
+    """Adapt to new few-shot tasks of held-out classes: mean score ± 95% CI (Omniglot: also Lake's 20 runs)."""
+    from hydranet.meta.evaluate import evaluate_run
+
+    at_least_one(("--ways", ways), ("--shots", shots), ("--episodes", episodes))
+    result = evaluate_run(run_dir, ways, shots, episodes)
+    task = f"{ways}-way {shots}-shot" if result["metric"] == "accuracy" else f"{shots}-shot"
+    console.print(f"{task}, {result['episodes']} episodes: {result['metric']} {result['mean']:.4f} ± {result['ci95']:.4f}")
+    if "lake_runs" in result:
+        lake = result["lake_runs"]
+        console.print(f"Lake's 20 one-shot runs (20-way 1-shot): accuracy {lake['mean']:.4f} ± {lake['ci95']:.4f}")
 
 
 @app.command()

@@ -36,6 +36,8 @@ class Purpose(IntEnum):
     EXPLAIN = 19  # explanations: examples drawn from a split, KernelSHAP/LIME coalitions and perturbations
     AUDIT = 20  # fairness audit: bootstrap resamples of the confidence intervals
     SERVE_WINDOW = 21  # the server's reservoir sample of recent inputs for drift
+    EPISODES = 22  # meta-learning: the tasks (classes, examples, sinusoids) of each meta-training iteration
+    META_EVAL = 23  # meta-learning: the episodes a meta-validation or `hydranet meta eval` scores
 
 
 # What a stream depends on besides the seed; every other purpose has one stream per run.
@@ -43,6 +45,7 @@ COUNTERS: dict[Purpose, tuple[str, ...]] = {
     **dict.fromkeys((Purpose.SHUFFLE, Purpose.AUGMENT, Purpose.DROPOUT, Purpose.ATTACK_START, Purpose.GUARD_START,
                      Purpose.SSL_VIEWS), ("epoch",)),
     Purpose.TUNE_SAMPLER: ("worker", "trials"),
+    Purpose.EPISODES: ("iteration",),
 }
 # The number a stream mixes into its seed is its value, except where runs made before this table mixed
 # another: kept, so an existing run directory rebuilds the same split and a resumed run the same draws.

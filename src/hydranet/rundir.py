@@ -325,10 +325,10 @@ def _yaml_mapping(text: str) -> dict[str, Any]:
     return value
 
 
-def check_fits(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Refuse a state dict that does not fit `model` exactly, naming the file and the first key that differs
-    (torch's own error lists every key over many lines)."""
-    expected = model.state_dict()
+def check_fits(model: torch.nn.Module | dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse a state dict that does not fit `model` (a module, or the tensors it expects) exactly, naming the file
+    and the first key that differs (torch's own error lists every key over many lines)."""
+    expected = model if isinstance(model, dict) else model.state_dict()
     for key, value in expected.items():
         if key not in tensors:
             raise UserError(f"{path}: does not fit the model the run's config builds: {key} is missing")

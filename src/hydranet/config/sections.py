@@ -34,6 +34,7 @@ BalancerMethod = method_of("balancer")
 AdversarialMethod = method_of(*ADVERSARIAL_KINDS, none=True, word="adversarial method")
 SSLMethod = method_of("ssl", word="self-supervised method")
 MitigationMethod = method_of("mitigation", none=True, word="fairness mitigation")
+MetaMethod = method_of("meta", word="meta-learning method")
 
 
 class Section(Options):
@@ -207,6 +208,28 @@ class MonitorConfig(Section):
     keep_rows: bool = Field(True, description="store that sample in the run (reference_rows.parquet: raw train rows of a table, per-image channel means and stds of an image run); false: no rows are kept, only statistics, and drift is measured against them")
 
 
+class MetaConfig(Section):
+    """`hydranet meta train`: few-shot episodes and the meta-learner's outer loop (the inner loop is the method's)."""
+
+    method: MetaMethod = Field(default_factory=lambda: MetaMethod(name="protonet"), description="the meta-learning method and its options: protonet (Snell et al. 2017), maml (Finn et al. 2017), fomaml, anil (Raghu et al. 2020), reptile (Nichol et al. 2018), finetune (a linear head fitted per episode on a trunk trained on all classes)")
+    source: Literal["omniglot", "sinusoid"] = Field("sinusoid", description="omniglot: characters of the two small background sets, evaluated on Lake's 20 one-shot runs | sinusoid: Finn et al.'s regression tasks (amplitude 0.1–5, phase 0–π, x in [−5, 5])")
+    path: str | None = Field(None, description="omniglot: the folder holding images_background_small1.zip, images_background_small2.zip and all_runs.zip")
+    val_alphabets: list[str] = Field(["Latin"], description="omniglot: background alphabets held out for meta-validation (never meta-trained on)")
+    rotations: bool = Field(True, description="omniglot: each character rotated by 90°, 180° and 270° is a class of its own (×4 meta-train classes)")
+    image_size: int = Field(28, ge=8, description="omniglot: images are resized to this square side")
+    ways: int = Field(5, ge=2, description="classes per episode (classification sources)")
+    train_ways: int | None = Field(None, ge=2, description="classes per meta-training episode (null: ways; ProtoNets train with more ways than they test)")
+    shots: int = Field(1, ge=1, description="labelled support examples per class (sinusoid: support points per task)")
+    queries: int = Field(5, ge=1, description="query examples per class scored after adaptation (sinusoid: query points per task)")
+    meta_batch: int = Field(16, ge=1, description="tasks per meta-iteration, batched together (vmap)")
+    iterations: int = Field(1000, ge=1, description="meta-iterations (outer optimizer steps)")
+    time_budget: float | None = Field(None, gt=0, description="stop meta-training after this many seconds of training (null: run all iterations)")
+    outer_optimizer: Literal["adam", "sgd"] = Field("adam", description="optimizer of the meta-parameters (reptile with sgd: θ ← θ + lr·(θ' − θ))")
+    outer_lr: float = Field(1e-3, gt=0, description="learning rate of the outer optimizer (reptile's ε with sgd)")
+    eval_every: int = Field(100, ge=1, description="meta-iterations between meta-validation, checkpoint and metrics line")
+    eval_episodes: int = Field(100, ge=1, description="episodes of each meta-validation (the same ones every time)")
+
+
 class SearchParam(Section):
     """One searched field of `hydranet tune`: a float or int range, or a list of choices."""
 
@@ -253,6 +276,7 @@ class Config(Section):
     ssl: SSLConfig = Field(default_factory=SSLConfig, description="self-supervised pretraining of the trunk (`hydranet pretrain`)")
     fairness: FairnessConfig = Field(default_factory=FairnessConfig, description="sensitive columns, the fairness audit and bias mitigation")
     monitor: MonitorConfig = Field(default_factory=MonitorConfig, description="the reference a run stores at the end of training for `hydranet monitor` (drift)")
+    meta: MetaConfig = Field(default_factory=MetaConfig, description="few-shot meta-learning (`hydranet meta train`)")
     search: dict[str, SearchParam] = Field({}, description="`hydranet tune` only: dotted config key → range or choices to search (training ignores it)")
 
     @field_validator("name")

@@ -150,6 +150,9 @@ def reopen(run_dir: str | Path, progress: bool, *, labels_required: bool = True)
     that is damaged or from another run, and data that differ from those the run was started on."""
     run = RunDir.open(run_dir)
     meta = run.read_run_json()
+    kind = meta.get("kind", "train")
+    if kind not in ("train", "pretrain"):  # another loop's run (`meta train`): its own command continues it
+        raise UserError(f"{run.path}: is a {kind} run; continue it with hydranet {kind} --resume {run.path}")
     if meta.get("status") == "finished":
         raise RunFinished(run.path, run.read_summary(required=True))
     cfg = run.read_config()
@@ -160,7 +163,7 @@ def reopen(run_dir: str | Path, progress: bool, *, labels_required: bool = True)
     data = build_dataset(cfg, labels_required=labels_required)
     _check_same_data(run, meta.get("data_sha256"), data_fingerprint(data))
     return Session(cfg, run, data, resolve_device(cfg.train.device), progress and cfg.train.progress, state,
-                   kind=meta.get("kind", "train"), new=False)
+                   kind=kind, new=False)
 
 
 def _check_same_data(run: RunDir, recorded: str | None, now: str) -> None:

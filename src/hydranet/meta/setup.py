@@ -1,0 +1,99 @@
+"""Everything a meta-learning run is built from its config: the problem, the class pools (or sinusoid tasks), the
+network (a registry trunk and the head its method asks for), the method, and episode sampling; shared by
+`meta train`, `meta eval` and resume, so all three rebuild the same thing from a run's config.yaml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.func import replace_all_batch_norm_modules_
+
+from hydranet import registry
+from hydranet.config import Config
+from hydranet.errors import UserError
+from hydranet.files import tensor_digest
+from hydranet.meta import omniglot
+from hydranet.meta.episodes import ClassPool, Episodes, sample_classes, sample_sinusoids, with_rotations
+from hydranet.meta.learner import MetaNet, Params, Problem
+from hydranet.randomness import Purpose, seed_global
+
+
+@dataclass
+class MetaSetup:
+    """A meta-learning run's parts, rebuilt alike by train, resume and eval from the run's config."""
+
+    cfg: Config
+    problem: Problem
+    net: MetaNet
+    method: object
+    train: ClassPool | None  # None: sinusoid tasks are drawn, not picked from a pool
+    val: ClassPool | None
+
+    @property
+    def omniglot(self) -> bool:
+        return self.cfg.meta.source == "omniglot"
+
+    def sample(self, pool: ClassPool | None, tasks: int, ways: int, shots: int, queries: int,
+               generator: torch.Generator) -> Episodes:
+        """`tasks` episodes from a class pool, or sinusoid tasks (ways do not apply to regression)."""
+        if pool is None:
+            return sample_sinusoids(tasks, shots, queries, generator)
+        return sample_classes(pool, tasks, ways, shots, queries, generator)
+
+    @property
+    def fixed_ways(self) -> int | None:
+        """The only episode width a method with one head output per episode class handles (None: any)."""
+        return self.cfg.meta.ways if self.method.head == "ways" and not self.problem.regression else None
+
+    def initial_parameters(self) -> Params:
+        """The meta-parameters as trainable leaves: the network's and the method's own (Meta-SGD's rates)."""
+        extra = {name: value.requires_grad_(True) for name, value in self.method.extra_parameters(self.net).items()}
+        return {**dict(self.net.named_parameters()), **extra}
+
+    def fingerprint(self) -> str | None:
+        """SHA-256 of the class pools, so `--resume` refuses other data (sinusoid tasks are drawn, not read)."""
+        if self.train is None:
+            return None
+        return tensor_digest({"train": self.train.images, "val": self.val.images})
+
+    def test_pool(self) -> ClassPool | None:
+        """The classes `meta eval` scores: Omniglot's evaluation characters (Lake's runs)."""
+        if not self.omniglot:
+            return None
+        return omniglot.evaluation_pool(_omniglot_folder(self.cfg), self.cfg.meta.image_size)
+
+
+def _omniglot_folder(cfg: Config) -> str:
+    if cfg.meta.path is None:
+        raise UserError("meta.path: the omniglot source needs the folder of its zip files (e.g. ../shared/data/omniglot)")
+    return cfg.meta.path
+
+
+def build(cfg: Config) -> MetaSetup:
+    """Pools, network and method of a config; the weights initialised from the seed (Purpose.INIT)."""
+    meta = cfg.meta
+    problem = Problem(regression=meta.source == "sinusoid")
+    train = val = None
+    if meta.source == "omniglot":
+        train, val = omniglot.pools(_omniglot_folder(cfg), meta.image_size, meta.val_alphabets)
+        train = with_rotations(train) if meta.rotations else train
+    method_type = registry.get("meta", meta.method.name, "meta.method")
+    if method_type.head == "ways" and meta.train_ways not in (None, meta.ways):
+        raise UserError(f"meta.train_ways: {meta.method.name} has one head output per episode class, so it trains "
+                        f"and tests with meta.ways ({meta.ways}) classes; got {meta.train_ways}")
+    input_shape = (1,) if problem.regression else (1, meta.image_size, meta.image_size)
+    seed_global(cfg.seed, Purpose.INIT)
+    trunk = registry.get("trunk", cfg.model.trunk.name, "model.trunk")(cfg.model.trunk.options, input_shape)
+    net = MetaNet(trunk, _head_width(method_type.head, problem, meta.ways, train))
+    replace_all_batch_norm_modules_(net)  # batch statistics per task: no running buffers to update under vmap
+    return MetaSetup(cfg, problem, net, method_type(meta.method.options, net, problem), train, val)
+
+
+def _head_width(head: str, problem: Problem, ways: int, train: ClassPool | None) -> int | None:
+    if head == "none":
+        return None
+    if problem.regression:
+        return 1
+    return ways if head == "ways" else train.classes

@@ -12,7 +12,7 @@ import pandas as pd
 from hydranet.kinds import higher_is_better
 from hydranet.report.context import STUDY_SECTIONS, section
 from hydranet.report.page import escape, figures, image, note, table
-from hydranet.rundir import read_file
+from hydranet.rundir import RunDir, read_file
 
 COST_OBJECTIVES = ("params", "latency")  # objectives that are not val/<task>/<metric> or val/loss
 MAX_TRIAL_ROWS = 60  # the best ones when sorted; the whole table is trials.csv
@@ -32,9 +32,9 @@ class StudyContext:
                          lambda text: pd.read_csv(io.StringIO(text)))
 
 
-
 def is_study(path: Path) -> bool:
-    return (path / "trials.csv").exists() and not (path / "config.yaml").exists()
+    """A study folder holds trials.csv and, unlike a run folder, no config of its own."""
+    return (path / "trials.csv").exists() and not RunDir(path).config.exists()
 
 
 @section("trials", "Trials", order=10, kind=STUDY_SECTIONS)

@@ -1,0 +1,216 @@
+"""Load test of `hydranet serve`: requests per second, latency percentiles and errors under concurrent clients.
+
+For each experiment (a table model, adult; an image model, seed-cnn) it trains a short run (serving speed does not
+depend on how well the model learned), then for each backend (torch, onnx) and batching setting (on: up to
+`--max-batch` rows gathered for at most `--max-wait-ms`; off: `--max-batch 1`) it starts `hydranet serve` as a
+subprocess on loopback and drives it for `--seconds` with `--clients` concurrent asyncio clients, each sending
+one-example requests back to back (a closed loop: the load generator stops by itself). It reports req/s,
+p50/p95/p99 latency, the error count, and the CPU time the load generator and the server used per second of wall
+time (they share the machine's cores). A table run also gets a breakdown of one request's time, each part timed
+in-process: the HTTP round trip of /health, JSON parsing, predict's encoding, the model at batch 1.
+
+Prints one JSON line per setting and a table. Usage (from the repository root; adult and seed-cnn read
+../shared/data):
+
+    python benchmarks/serve.py [--experiments adult seed-cnn] [--clients 32] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import torch
+
+import hydranet as hn
+from hydranet.data.build import load_raw
+from hydranet.data.tabular import TableEncoder
+from hydranet.predict import table_inputs
+
+sys.path.insert(0, str(Path(__file__).parent))
+from export import cpu_name, median_ms  # noqa: E402  (the export benchmark's helpers)
+
+SHORT_RUN = {"adult": {"train.epochs": 1}, "seed-cnn": {"train.epochs": 1, "data.limit": 2000}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Server:
+    """`hydranet serve` in a subprocess, ready when /health answers; stopped with SIGTERM."""
+
+    def __init__(self, run_dir: Path, backend: str, max_batch: int, max_wait_ms: float):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "hydranet.cli", "serve", str(run_dir), "--port", str(self.port),
+                   "--backend", backend, "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"hydranet serve exited: {self.process.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"hydranet serve was not ready after {timeout:.0f} s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+def example_bodies(run: hn.Model, count: int) -> list[dict[str, Any]]:
+    """One-example request bodies from the run's own test rows or images (cycled by the clients)."""
+    raw = load_raw(run.config)
+    if run.run.info.is_image:
+        return [{"images": [png_base64(image)]} for image in raw.images[:count]]
+    columns = [c["name"] for c in TableEncoder.from_state(run.run.info.encoder).columns]
+    rows = json.loads(raw.frame[columns].head(count).to_json(orient="records"))
+    return [{"rows": [row]} for row in rows]
+
+
+def png_base64(image: torch.Tensor) -> str:
+    from PIL import Image
+
+    pixels = image.permute(1, 2, 0).numpy().astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+async def drive(url: str, bodies: list[dict], clients: int, seconds: float) -> dict[str, Any]:
+    """`clients` closed-loop clients for `seconds`: latency of each answered request, errors by kind."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    stop_at = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def client(k: int, http: httpx.AsyncClient) -> None:
+        i = k
+        while time.perf_counter() < stop_at:
+            start = time.perf_counter()
+            try:
+                answer = await http.post(url + "/predict", json=bodies[i % len(bodies)])
+                if answer.status_code == 200:
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    errors[str(answer.status_code)] = errors.get(str(answer.status_code), 0) + 1
+            except httpx.HTTPError as error:
+                errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
+            i += clients
+
+    async with httpx.AsyncClient(limits=limits, timeout=30.0) as http:
+        begin = time.perf_counter()
+        await asyncio.gather(*(client(k, http) for k in range(clients)))
+        wall = time.perf_counter() - begin
+    return {"latencies": latencies, "errors": errors, "wall": wall}
+
+
+def load_test(run_dir: Path, bodies: list[dict], backend: str, max_batch: int, args: argparse.Namespace) -> dict:
+    server = Server(run_dir, backend, max_batch, args.max_wait_ms)
+    try:
+        server.wait_ready()
+        asyncio.run(drive(server.url, bodies, args.clients, min(2.0, args.seconds)))  # warm-up, not counted
+        server_cpu, own_cpu = cpu_seconds(server.process.pid), time.process_time()
+        result = asyncio.run(drive(server.url, bodies, args.clients, args.seconds))
+        server_cpu, own_cpu = cpu_seconds(server.process.pid) - server_cpu, time.process_time() - own_cpu
+    finally:
+        server.stop()
+    latencies = np.array(result["latencies"]) * 1000
+    wall = result["wall"]
+    return {"backend": backend, "batching": max_batch > 1, "max_batch": max_batch, "max_wait_ms": args.max_wait_ms,
+            "clients": args.clients, "seconds": round(wall, 2), "requests": len(latencies),
+            "req_per_s": len(latencies) / wall, "p50_ms": float(np.percentile(latencies, 50)),
+            "p95_ms": float(np.percentile(latencies, 95)), "p99_ms": float(np.percentile(latencies, 99)),
+            "errors": sum(result["errors"].values()), "error_kinds": result["errors"],
+            "server_cpu_per_s": server_cpu / wall, "loadgen_cpu_per_s": own_cpu / wall}
+
+
+def table_breakdown(run_dir: Path, bodies: list[dict], args: argparse.Namespace) -> dict[str, float]:
+    """Where one table request's time goes, each part timed alone in this process (median ms)."""
+    model = hn.load(run_dir)
+    payload = json.dumps(bodies[0]).encode()
+    frame = pd.DataFrame(json.loads(payload)["rows"])
+    x = table_inputs(model.run.info, frame, "request")
+    server = Server(run_dir, "torch", 1, args.max_wait_ms)
+    try:
+        server.wait_ready()
+        with httpx.Client() as http:
+            http_ms = median_ms(lambda: http.get(server.url + "/health"), 20, 200)
+            request_ms = median_ms(lambda: http.post(server.url + "/predict", content=payload,
+                                                     headers={"content-type": "application/json"}), 20, 200)
+    finally:
+        server.stop()
+    with torch.inference_mode():
+        model_ms = median_ms(lambda: model.run.model(x), 20, 200)
+    return {"request_ms": request_ms, "http_health_ms": http_ms,
+            "json_ms": median_ms(lambda: pd.DataFrame(json.loads(payload)["rows"]), 20, 200),
+            "encode_ms": median_ms(lambda: table_inputs(model.run.info, frame, "request"), 20, 200),
+            "model_ms": model_ms}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiments", nargs="+", default=["adult", "seed-cnn"])
+    parser.add_argument("--backends", nargs="+", default=["torch", "onnx"])
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    args = parser.parse_args()
+    machine = {"machine": cpu_name(), "cpus": os.cpu_count(), "torch": torch.__version__}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for experiment in args.experiments:
+            overrides = {**SHORT_RUN.get(experiment, {"train.epochs": 1}), "train.progress": False}
+            run = hn.Experiment(experiment, overrides).fit(Path(tmp) / experiment)
+            model = hn.load(run.dir)
+            if "onnx" in args.backends:
+                model.export()
+            bodies = example_bodies(model, 256)
+            for backend in args.backends:
+                for max_batch in (args.max_batch, 1):
+                    rows.append({"experiment": experiment, **load_test(run.dir, bodies, backend, max_batch, args)})
+                    print(json.dumps({**machine, **rows[-1]}), flush=True)
+            if not model.run.info.is_image:
+                print(json.dumps({**machine, "experiment": experiment, "breakdown": table_breakdown(run.dir, bodies, args)}),
+                      flush=True)
+    print(f"\n{'experiment':<10} {'backend':<7} {'batching':<8} {'req/s':>7} {'p50':>7} {'p95':>7} {'p99':>7} "
+          f"{'errors':>6} {'server cpu':>10} {'loadgen cpu':>11}  (ms; cpu: cores busy)")
+    for r in rows:
+        print(f"{r['experiment']:<10} {r['backend']:<7} {'on' if r['batching'] else 'off':<8} {r['req_per_s']:>7.0f} "
+              f"{r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['errors']:>6} "
+              f"{r['server_cpu_per_s']:>10.2f} {r['loadgen_cpu_per_s']:>11.2f}")
+
+
+if __name__ == "__main__":
+    main()

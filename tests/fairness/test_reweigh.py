@@ -70,8 +70,10 @@ def test_weight_column_is_read_checked_and_kept_out_of_the_features(fair_csv, tm
     frame = pd.read_csv(fair_csv)
     frame.loc[5, "w"] = -1.0
     frame.to_csv(tmp_path / "bad.csv", index=False)
-    with pytest.raises(UserError, match=r"data.weight_column: column 'w' has '-1.0' in row 6; expected a number ≥ 0"):
-        build_dataset(load_config(fair_config(tmp_path / "bad.csv", data={"weight_column": "w"})))
+    for limit in (None, 20):  # the row named is the file's, also when data.limit keeps a subset
+        with pytest.raises(UserError, match=r"data.weight_column: .*bad.csv: column 'w' row 6 \(counting from 1 below "
+                                            r"the header\) holds '-1.0'; expected a number ≥ 0"):
+            build_dataset(load_config(fair_config(tmp_path / "bad.csv", data={"weight_column": "w", "limit": limit})))
 
 
 def test_reweigh_refuses_a_task_without_class_labels_and_a_run_without_sensitive_columns(fair_csv):

@@ -76,18 +76,12 @@ def example_weights(cfg: Config, raw: RawData, targets: dict[str, torch.Tensor],
 
 
 def user_weights(cfg: Config, raw: RawData) -> torch.Tensor | None:
-    """`data.weight_column` as float32 (N,): numbers ≥ 0 in every row (a missing or negative weight has no meaning
-    in a weighted mean), or None when no column is set."""
+    """`data.weight_column` as float32 (N,) (the table source has checked every row holds a number ≥ 0), or None
+    when no column is set."""
     name = cfg.data.weight_column
     if name is None:
         return None
-    values = pd.to_numeric(pd.Series(raw.columns[name], dtype=object), errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(values) | (values < 0)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise UserError(f"data.weight_column: column {name!r} has {str(raw.columns[name][row])!r} in row {row + 1}; expected "
-                        f"a number ≥ 0 in every row")
-    return torch.from_numpy(values.astype(np.float32))
+    return torch.from_numpy(pd.to_numeric(pd.Series(raw.columns[name], dtype=object)).to_numpy(dtype=np.float32))
 
 
 def _label_strata(cfg: Config, targets: dict[str, torch.Tensor], strata: np.ndarray | None) -> np.ndarray | None:

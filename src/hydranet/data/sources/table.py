@@ -121,6 +121,8 @@ def table_data(frame: pd.DataFrame, cfg: Config, where: str) -> RawData:
     labels = {column: require_column(frame, column, where).to_numpy() for column in task_columns}
     split = read_split(frame[SPLIT_COLUMN], where) if SPLIT_COLUMN in frame.columns else None
     columns = {name: require_column(frame, name, where, field).to_numpy() for name, field in side_columns(cfg).items()}
+    if cfg.data.weight_column is not None:
+        check_weights(columns[cfg.data.weight_column], cfg.data.weight_column, where)
     excluded = {**dict.fromkeys(task_columns, "a task column"), SPLIT_COLUMN: "the split column",
                 **kept_out(cfg)}
     features = select_features(frame, cfg, excluded, where=where)
@@ -144,6 +146,17 @@ def kept_out(cfg: Config) -> dict[str, str]:
     if cfg.data.weight_column is not None:
         out[cfg.data.weight_column] = "the weight column"
     return out
+
+
+def check_weights(values: np.ndarray, name: str, where: str) -> None:
+    """Example weights are numbers ≥ 0 in every row: a missing or negative weight has no meaning in a weighted
+    mean. Checked here, on the file's rows, so the row named is the file's (not one counted after `data.limit`)."""
+    numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(numbers) | (numbers < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise UserError(f"data.weight_column: {where}: {table_row(name, (row,))} holds {str(values[row])!r}; "
+                        f"expected a number ≥ 0 in every row")
 
 
 def check_numbers(frame: pd.DataFrame, where: str) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import Tensor
 
 from hydranet.errors import UserError
@@ -33,13 +32,10 @@ IMAGE_METHODS = {"integrated_gradients": "IG", "gradcam": "Grad-CAM"}
 
 @section("attributions", "Attributions (test)", order=95)
 def attributions(ctx: RunContext) -> str:
-    """What a few test predictions of each task rest on; a run without task heads says so in one line."""
-    run = ctx.loaded
-    if not run.tasks:
-        return note("no attributions: this run has no task heads (a self-supervised pretraining run); "
-                    "explain a run fine-tuned from it")
+    """What a few test predictions of each task rest on. Where none can be computed (a pretraining run has no
+    heads) the UserError saying why is the section's one line."""
     started = time.perf_counter()
-    body = _images(ctx) if run.info.is_image else _tables(ctx)
+    body = _images(ctx) if ctx.loaded.info.is_image else _tables(ctx)
     return body + f"<p class='muted'>computed in {time.perf_counter() - started:.1f} s</p>"
 
 

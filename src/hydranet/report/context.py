@@ -110,7 +110,11 @@ class RunContext:
 
     @cached_property
     def loaded(self) -> Run:
-        """The run's model with its final weights (eval mode), its tasks and data info."""
+        """The run's model with its final weights (eval mode), its tasks and data info. A pretraining run has a
+        trunk and no heads: each section that needs the model says so in one line."""
+        if self.run.trunk.exists() and not self.run.model.exists():
+            raise UserError(f"{self.path}: a pretraining run (a trunk, no task heads): predictions and attributions "
+                            f"need a run fine-tuned from it (hydranet train … --set model.init_from={self.path})")
         return load_run(self.path)
 
     @cached_property

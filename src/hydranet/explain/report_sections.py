@@ -22,7 +22,8 @@ from hydranet.report.context import RunContext, section
 from hydranet.report.page import escape, figure, figures, note, plt, table
 from hydranet.report.split_sections import truth_column
 
-IMAGE_EXAMPLES = 4  # test images per task: one row of the figure
+IMAGE_EXAMPLES = 4  # test images per task: a task's figure takes half the page's width
+ONE_TASK_EXAMPLES = 8  # a run with one task has the whole width
 TABLE_EXAMPLES = 4  # test rows per task whose top columns are listed
 GLOBAL_EXAMPLES = 200  # test rows averaged into a table run's global importance (as `hydranet explain --global`)
 TOP_COLUMNS = 3  # columns named per example row
@@ -47,7 +48,8 @@ def _settings(method: str) -> Settings:
 def _images(ctx: RunContext) -> str:
     """Per task a figure: the examples as columns, the input and each method's heat over it as rows."""
     run, test = ctx.loaded, ctx.test
-    pick = drawn(run, min(IMAGE_EXAMPLES, len(test.stored)), len(test.stored))
+    count = ONE_TASK_EXAMPLES if len(run.tasks) == 1 else IMAGE_EXAMPLES
+    pick = drawn(run, min(count, len(test.stored)), len(test.stored))
     x = ctx.dataset.split("test")["x"][pick]
     raw = images.raw_images(run.info, x)
     panels, notes = [], []
@@ -58,12 +60,14 @@ def _images(ctx: RunContext) -> str:
                 heats[label] = images.heatmaps(explain_batch(run, x, task, _settings(method)).values)
             except UserError as err:  # Grad-CAM on a trunk without convolutions: IG alone, and why
                 notes.append(f"{label} of {task}: {err}")
-        panels.append(_image_figure(task, raw, heats, [f"{_short(p)}\nlabel {_short(t)}" for p, t in _predictions(ctx, task, pick)]))
+        captions = [f"{_short(p)}\nlabel {_short(t)}" for p, t in _predictions(ctx, task, pick)]
+        panels.append(_image_figure(task, raw, heats, captions))
     steps = _settings("integrated_gradients").steps
+    zeros = "the train set's mean colour" if any(run.info.mean) else "a black image"  # the zero model input
     intro = (f"<p>{len(pick)} test examples drawn as <code>hydranet explain RUN --split test --n {len(pick)}</code> "
              f"draws them, explained for each task's predicted class (or its one output): Integrated Gradients "
-             f"({steps} steps from the zeros baseline, the train set's mean colour) and Grad-CAM (the last "
-             f"convolutional block). Heat: |attribution| summed over channels, scaled per example.</p>")
+             f"({steps} steps from the zeros baseline, {zeros}) and Grad-CAM (the last convolutional block). "
+             f"Heat: |attribution| summed over channels, scaled per example.</p>")
     return intro + figures(panels) + "".join(note(n) for n in dict.fromkeys(notes))
 
 

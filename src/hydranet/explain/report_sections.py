@@ -110,24 +110,24 @@ def _image_figure(task: str, raw: np.ndarray, heats: dict[str, np.ndarray], capt
 
 def _tables(ctx: RunContext) -> str:
     """Each task's global importance (read from `hydranet explain --global` output, else IG over test rows) and
-    the top columns of a few test rows."""
+    the top columns of a few test rows (IG)."""
     run, data = ctx.loaded, ctx.dataset
     test_x = data.split("test")["x"]
-    pick = drawn(run, min(GLOBAL_EXAMPLES, len(test_x)), len(test_x))
+    saved, importance = _saved_importance(ctx.path)
+    count = TABLE_EXAMPLES if saved else GLOBAL_EXAMPLES  # rows explained here: a few, or enough for the average
+    pick = drawn(run, min(count, len(test_x)), len(test_x))
     train_mean = lambda: data.split("train")["x"].mean(0, keepdim=True)  # noqa: E731 (built only if asked for)
     columns, mask = tables.source_columns(run.info)
     explained = {task: explain_batch(run, test_x[pick], task, _settings("integrated_gradients"), train_mean)
                  for task in run.tasks}
     frames = {task: tables.per_column(e.values, mask, columns) for task, e in explained.items()}
-    saved, importance = _saved_importance(ctx.path)
-    if importance is None:
-        importance = tables.importance(frames)
-    steps = _settings("integrated_gradients").steps
+    ig = f"Integrated Gradients ({_settings('integrated_gradients').steps} steps from the mean train row)"
     source = (f"read from {saved}" if saved else
-              f"Integrated Gradients ({steps} steps from the mean train row) of {len(pick)} test rows drawn as "
-              f"<code>hydranet explain RUN --split test --global --n {len(pick)}</code> draws them")
-    parts = [f"<p>Global importance per task: mean |attribution| per source column, {source}.</p>",
-             _importance_figure(importance)]
+              f"{ig} of {len(pick)} test rows drawn as <code>hydranet explain RUN --split test --global --n "
+              f"{len(pick)}</code> draws them")
+    parts = [f"<p>Global importance per task: mean |attribution| per source column, {source}. "
+             f"The strongest columns of single test rows below: {ig}.</p>",
+             _importance_figure(importance if saved else tables.importance(frames))]
     shown = pick[:TABLE_EXAMPLES]
     for task, e in explained.items():
         parts.append(f"<h3>{escape(task)} · top columns of {len(shown)} test rows</h3>"

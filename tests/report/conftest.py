@@ -30,3 +30,32 @@ def image_report(image_run):
 
     result = write_report(image_run)
     return result, result["path"].read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def fair_run(tmp_path_factory):
+    """A two-task table run with sensitive columns sex and race, audited (RUN/audit) and explained with
+    `hydranet explain --global` (RUN/explain/global-integrated_gradients), as a user would before a report."""
+    from hydranet.config import load_config
+    from hydranet.explain import Settings, explain_run
+    from hydranet.fairness.audit import audit_run
+    from hydranet.train import fit
+    from tests.fairness.conftest import fair_config, write_fair_csv
+
+    folder, threads = tmp_path_factory.mktemp("fair"), torch.get_num_threads()
+    torch.set_num_threads(1)
+    cfg = fair_config(write_fair_csv(folder / "fair.csv"), fairness={"sensitive": ["sex", "race"], "bootstrap": 50})
+    run = fit(load_config(cfg), folder / "run", progress=False)
+    audit_run(run, out_dir=run.dir / "audit")
+    explain_run(run, split="test", global_=True, n=40, settings=Settings(method="integrated_gradients"))
+    torch.set_num_threads(threads)
+    return run.dir
+
+
+@pytest.fixture(scope="session")
+def fair_report(fair_run):
+    """The audited table run's report, written once: (write_report's result, the HTML)."""
+    from hydranet.report.run import write_report
+
+    result = write_report(fair_run)
+    return result, result["path"].read_text(encoding="utf-8")

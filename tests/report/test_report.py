@@ -18,7 +18,8 @@ from tests.conftest import tiny_table_config
 from tests.tune.conftest import SEARCH
 
 RUN_SECTIONS = ["overview", "data", "curves", "metrics", "confusion", "reliability", "roc_pr", "residuals",
-                "highest_loss", "balancing", "attacks"]
+                "highest_loss", "attributions", "balancing", "attacks"]
+TABLE_SECTIONS = [s for s in RUN_SECTIONS if s != "attacks"] + ["fairness"]  # an audited table run (fair_run)
 
 
 def section_body(html, name):
@@ -38,6 +39,11 @@ def test_an_image_run_gets_every_section_in_one_self_contained_page(image_report
     assert html.count('class="thumb"') == 3 * 8  # highest-loss thumbnails: three tasks, eight each
     assert "attack-fgsm.json" in section_body(html, "attacks") and "attack-fgsm-sweep.json" in section_body(html, "attacks")
     assert "ECE" in section_body(html, "reliability") and "gradient cosine" not in section_body(html, "metrics")
+    attributions = section_body(html, "attributions")
+    for task in ("digit", "parity", "ink"):  # one figure per task: input, IG and Grad-CAM rows
+        assert f'alt="attributions of {task}"' in attributions
+    assert "Integrated Gradients (50 steps" in attributions and "Grad-CAM" in attributions
+    assert 'class="note"' not in attributions
 
 
 def test_a_table_run_shows_missing_labels_rows_and_no_image_sections(tiny_csv, tmp_path, one_thread):
@@ -50,6 +56,10 @@ def test_a_table_run_shows_missing_labels_rows_and_no_image_sections(tiny_csv, t
     assert "size · regression" in data and re.search(r'<td class="num">[1-9]\d*</td></tr>', data)  # every 7th size missing
     assert "<thead><tr><th>row</th><th>loss</th>" in section_body(html, "highest_loss")
     assert "class=\"thumb\"" not in html
+    attributions = section_body(html, "attributions")
+    assert "Integrated Gradients (50 steps from the mean train row) of 48 test rows" in attributions
+    assert attributions.count("<img") == 1  # global importance, one panel per task
+    assert "<h3>kind · top columns of 4 test rows</h3>" in attributions and "<h3>size · top columns" in attributions
 
 
 def test_ece_matches_a_hand_computation():
@@ -127,3 +137,67 @@ def test_a_feature_packages_report_sections_module_is_found(image_run, tmp_path,
     finally:  # the imported demo package must not outlive the test
         for module in ("hydranet.demo_feature", "hydranet.demo_feature.report_sections"):
             sys.modules.pop(module, None)
+
+
+def test_an_audited_table_run_shows_the_audit_and_the_saved_global_importance(fair_report):
+    result, html = fair_report
+    assert result["sections"] == TABLE_SECTIONS
+    fairness = section_body(html, "fairness")
+    assert "across the groups of <b>sex, race</b>; mitigation: <b>none</b>" in fairness
+    assert "<th>summary</th><th>sex</th><th>race</th><th>sex×race</th>" in fairness  # a column per attribute
+    assert re.search(r"<td>demographic parity difference</td><td>\d\.\d{3}  \[\d\.\d{3}, \d\.\d{3}\]</td>", fairness)
+    assert "<h3>size · regression · not mitigated · 90 labelled</h3>" in fairness and "worst group mae" in fairness
+    assert "warnings (small groups' numbers are unreliable)</summary><ul><li>race: group &#x27;C&#x27;" in fairness
+    assert 'alt="audit per group"' in fairness  # audit.png
+    attributions = section_body(html, "attributions")
+    assert "read from explain/global-integrated_gradients/importance.csv" in attributions  # `hydranet explain --global`'s
+
+
+def only_section(monkeypatch, name):
+    """Keep one registered section (the test's), so a report is fast; the registry is restored after the test."""
+    from hydranet.report.run import load_feature_sections
+
+    load_feature_sections()
+    monkeypatch.setitem(_TABLES, "report_section", {name: _TABLES["report_section"][name]})
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda audit: shutil.rmtree(audit), "no audit in {run}/audit: `hydranet audit {run}` writes one (sensitive "
+                                         "columns sex, race)"),
+    (lambda audit: (audit / "audit.json").write_text('{"split": "test"}'),
+     "{run}/audit/audit.json: not a result of `hydranet audit` (KeyError: &#x27;mitigation&#x27;); skipped"),
+    (lambda audit: (audit / "audit.json").write_text('{"split": '), "{run}/audit/audit.json: is corrupt or truncated"),
+])
+def test_a_missing_or_broken_audit_is_one_line(fair_run, tmp_path, monkeypatch, change, expected):
+    run = tmp_path / "run"
+    shutil.copytree(fair_run, run)
+    change(run / "audit")
+    only_section(monkeypatch, "fairness")
+    html = write_report(run, tmp_path / "r.html")["path"].read_text(encoding="utf-8")
+    assert expected.format(run=run) in section_body(html, "fairness")
+
+
+def test_no_audit_and_no_sensitive_columns_leave_the_fairness_section_out(image_run, tmp_path, monkeypatch):
+    only_section(monkeypatch, "fairness")
+    assert write_report(image_run, tmp_path / "r.html")["sections"] == []
+
+
+def test_a_pretraining_runs_attributions_say_why_there_are_none(tmp_path, monkeypatch, one_thread):
+    """A pretraining run keeps a trunk and no heads: the model's sections say so, not "did training finish?"."""
+    run = hn.Experiment("quickstart", {"model.trunk.channels": [8], "model.trunk.dense": [16], "data.limit": 200,
+                                       "train.epochs": 1, "ssl.method": "denoising"}).pretrain(tmp_path / "pre")
+    only_section(monkeypatch, "attributions")
+    html = write_report(run.dir, tmp_path / "r.html")["path"].read_text(encoding="utf-8")
+    assert section_body(html, "attributions") == (
+        f'<summary>Attributions (test)</summary><p class="note">{run.dir}: a pretraining run (a trunk, no task heads): '
+        f"predictions and attributions need a run fine-tuned from it (hydranet train … --set model.init_from={run.dir})</p>")
+
+
+def test_an_image_run_without_convolutions_gets_ig_and_a_line_for_grad_cam(tmp_path, monkeypatch, one_thread):
+    run = hn.Experiment({"name": "flat", "data": {"source": "digits", "limit": 200}, "tasks": {"digit": {"kind": "classification"}},
+                         "model": {"trunk": {"name": "mlp", "hidden": [16]}},
+                         "train": {"epochs": 1, "progress": False}}).fit(tmp_path / "run")
+    only_section(monkeypatch, "attributions")
+    body = section_body(write_report(run.dir, tmp_path / "r.html")["path"].read_text(encoding="utf-8"), "attributions")
+    assert body.count('alt="attributions of digit"') == 1
+    assert "Grad-CAM of digit: --method gradcam: needs a convolutional trunk" in body

@@ -86,9 +86,14 @@ def examples(run: Run, inputs: Sequence[str | Path], split: str | None, n: int |
     x = data().split(split)["x"]
     if len(x) == 0:
         raise UserError(f"--split: the {split} split of this run is empty")
-    count = min(n or default_n, len(x))
-    pick = torch.randperm(len(x), generator=stream(run.config.seed, Purpose.EXPLAIN))[:count].sort().values
+    pick = drawn(run, min(n or default_n, len(x)), len(x))
     return x[pick], [f"{split}[{i}]" for i in pick.tolist()]
+
+
+def drawn(run: Run, count: int, size: int) -> Tensor:
+    """`count` of `size` examples drawn at random (the EXPLAIN stream of the run's seed), in split order: the
+    examples `hydranet explain --split` and the report's attributions show."""
+    return torch.randperm(size, generator=stream(run.config.seed, Purpose.EXPLAIN))[:count].sort().values
 
 
 def completeness(e: Explained) -> dict[str, float]:

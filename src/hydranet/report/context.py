@@ -17,7 +17,7 @@ from hydranet.errors import UserError
 from hydranet.registry import get, names, register
 from hydranet.rundir import RunDir, read_file
 from hydranet.tasks import Task
-from hydranet.train import load_run
+from hydranet.train import Run, load_run
 from hydranet.train.evaluation import eval_settings, predict_batches
 
 RUN_SECTIONS = "report_section"  # registry kind: sections of a run's report
@@ -109,9 +109,18 @@ class RunContext:
         return build_dataset(self.config)
 
     @cached_property
+    def loaded(self) -> Run:
+        """The run's model with its final weights (eval mode), its tasks and data info. A pretraining run has a
+        trunk and no heads: each section that needs the model says so in one line."""
+        if self.run.trunk.exists() and not self.run.model.exists():
+            raise UserError(f"{self.path}: a pretraining run (a trunk, no task heads): predictions and attributions "
+                            f"need a run fine-tuned from it (hydranet train … --set model.init_from={self.path})")
+        return load_run(self.path)
+
+    @cached_property
     def test(self) -> TestOutputs:
         """One pass over the test split through the run's final weights."""
-        loaded = load_run(self.path)
+        loaded = self.loaded
         data = self.dataset
         if len(data.index["test"]) == 0:
             raise UserError(f"{self.path}: the run's test split is empty (data.split.test is 0)")

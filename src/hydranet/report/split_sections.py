@@ -167,14 +167,14 @@ def highest_loss(ctx: RunContext) -> str:
         losses = torch.where(labeled, test.losses(name), torch.tensor(-np.inf))
         top = losses.argsort(descending=True)[: min(HIGHEST_LOSS, int(labeled.sum()))]
         predicted = task.column(test.outputs[name][top])
-        truth = _truth_column(test, name, top)
+        truth = truth_column(test, name, top)
         heading = f"{name} · predicted {task.column_name}" if task.column_name != name else name
         parts.append(f"<h3>{escape(heading)}</h3>" + (_thumbnails(test, top, losses, predicted, truth) if test.is_image
                                                    else _rows(ctx, top, losses, predicted, truth)))
     return "".join(parts)
 
 
-def _truth_column(test: TestOutputs, name: str, rows: torch.Tensor) -> list:
+def truth_column(test: TestOutputs, name: str, rows: torch.Tensor) -> list:
     """Labels as a user reads them: class names, labels joined, or values."""
     task, target = test.tasks[name], test.targets[name][rows]
     if task.info.classes and task.spec.single_label:

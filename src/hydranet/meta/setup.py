@@ -90,9 +90,23 @@ def build(cfg: Config) -> MetaSetup:
     if method_type.head == "ways" and meta.train_ways not in (None, meta.ways):
         raise UserError(f"meta.train_ways: {meta.method.name} has one head output per episode class, so it trains "
                         f"and tests with meta.ways ({meta.ways}) classes; got {meta.train_ways}")
+    if train is not None:
+        _check_episodes(cfg, train, val)
     input_shape = (1,) if problem.regression else tuple(train.images.shape[2:])
     net, method = learner(cfg, problem, input_shape, None if train is None else train.classes)
     return MetaSetup(cfg, problem, net, method, train, val, test, info)
+
+
+def _check_episodes(cfg: Config, train: ClassPool, val: ClassPool) -> None:
+    """Refuse episode settings the pools cannot fill, naming the setting, before any run folder is claimed."""
+    meta = cfg.meta
+    for pool, role, ways in ((train, "meta-train", meta.train_ways or meta.ways), (val, "meta-validation", meta.ways)):
+        if ways > pool.classes:
+            raise UserError(f"meta.{'train_ways' if meta.train_ways and pool is train else 'ways'}: {ways}-way "
+                            f"episodes need {ways} classes; the {role} pool has {pool.classes}")
+        if meta.shots + meta.queries > pool.per_class:
+            raise UserError(f"meta.shots + meta.queries: {meta.shots} + {meta.queries} examples per class; the "
+                            f"{role} pool has {pool.per_class} per class")
 
 
 def learner(cfg: Config, problem: Problem, input_shape: tuple[int, ...], train_classes: int | None) -> tuple[MetaNet, object]:

@@ -13,6 +13,7 @@ from hydranet.config import validate
 from hydranet.errors import UserError
 from hydranet.meta import loop
 from hydranet.meta.classes import source_pools
+from hydranet.meta.evaluate import evaluate_run
 from hydranet.meta.setup import build
 from tests.data.datafiles import write_png
 
@@ -51,6 +52,12 @@ def digits_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("meta") / "run"
     loop.train(validate(DIGITS), run, progress=False)
     return run
+
+
+def test_meta_eval_scores_the_held_out_classes(digits_run):
+    """Episodes of the five test classes, meta.queries per class (not every remaining example), no Lake's runs."""
+    result = evaluate_run(digits_run, ways=5, shots=1, episodes=20)
+    assert result["queries"] == 3 and "lake_runs" not in result and result["mean"] > 0.5, result
 
 
 def user_files(folder, per_class=(2, 2, 2), queries=4):

@@ -1,5 +1,5 @@
 """The `hydranet` command line: train, pretrain, probe, evaluate, calibrate, predict, explain, export, monitor,
-audit, serve, report, attack, tune, experiments, config, bench mtl, meta train, meta eval.
+audit, serve, report, attack, tune, experiments, config, bench mtl, meta train, meta eval, meta adapt.
 
 User errors end with one line on stderr and exit code 2 (no traceback); internal errors keep theirs. Each command
 imports what it runs when it runs (lazily), so `hydranet --help` and `hydranet config` start without loading torch.
@@ -496,6 +496,20 @@ def meta_eval(
     if "lake_runs" in result:
         lake = result["lake_runs"]
         console.print(f"Lake's 20 one-shot runs (20-way 1-shot): accuracy {lake['mean']:.4f} ± {lake['ci95']:.4f}")
+
+
+@meta_app.command("adapt")
+def meta_adapt(
+    run_dir: Path = typer.Argument(..., help="a meta-training run directory"),
+    support: Path = typer.Argument(..., help="labelled examples: one sub-folder of images per class (a table source: a CSV/Parquet file with the class column)"),
+    query: List[Path] = typer.Argument(..., help="inputs to classify: image files or folders (a table source: one table file)"),
+    output: Path = typer.Option(Path("predictions.csv"), "--output", "-o", help="CSV to write"),
+) -> None:
+    """Adapt to your own few examples per class and classify new inputs (class and probability per class)."""
+    from hydranet.meta.adapt import adapt_run
+
+    frame = adapt_run(run_dir, support, query, output)
+    console.print(f"adapted to {frame.shape[1] - 2} classes; wrote {len(frame)} predictions to {output}")
 
 
 @app.command()

@@ -2,6 +2,8 @@
 after a checkpoint resumes to exactly the uninterrupted result, and user mistakes are one line, exit 2."""
 
 import json
+import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -107,7 +109,8 @@ def test_a_short_omniglot_protonet_run_reaches_80_percent_on_held_out_characters
 @pytest.mark.slow
 @pytest.mark.skipif(not OMNIGLOT.exists(), reason="needs ../shared/data/omniglot")
 def test_a_five_way_head_is_evaluated_five_way_only(cli, tmp_path):
-    """MAML's head has one output per class of its training episodes: 20-way episodes (Lake's runs) are refused."""
+    """MAML's head has one output per class of its training episodes: 20-way episodes (Lake's runs) are refused,
+    and `meta adapt` reads drawings as Omniglot's are read but takes exactly five classes."""
     code, _, err = cli("meta", "train", "omniglot", "--run-dir", tmp_path / "run", "-q", "--set", f"meta.path={OMNIGLOT}",
                        "--set", "meta.method=maml", "--set", "meta.train_ways=null", "--set", "meta.iterations=2")
     assert code == 0, err
@@ -115,3 +118,14 @@ def test_a_five_way_head_is_evaluated_five_way_only(cli, tmp_path):
     assert code == 2 and "evaluate it with --ways 5" in err
     code, out, err = cli("meta", "eval", tmp_path / "run", "--ways", "5", "--episodes", "5")
     assert code == 0 and "5-way 1-shot, 5 episodes: accuracy" in out and "Lake" not in out, err
+    runs = zipfile.ZipFile(OMNIGLOT / "all_runs.zip")  # your own drawings: Lake's run 1, five of its characters
+    for k in range(1, 6):
+        (tmp_path / "support" / f"char{k}").mkdir(parents=True)
+        (tmp_path / "support" / f"char{k}" / "a.png").write_bytes(runs.read(f"run01/training/class{k:02d}.png"))
+    (tmp_path / "query").mkdir()
+    (tmp_path / "query" / "q.png").write_bytes(runs.read("run01/test/item01.png"))
+    code, out, err = cli("meta", "adapt", tmp_path / "run", tmp_path / "support", tmp_path / "query")
+    assert code == 0 and "adapted to 5 classes; wrote 1 predictions" in out, err
+    shutil.rmtree(tmp_path / "support" / "char5")
+    code, _, err = cli("meta", "adapt", tmp_path / "run", tmp_path / "support", tmp_path / "query")
+    assert code == 2 and "4 class folders; maml was meta-trained with one head output per class of 5-way" in err

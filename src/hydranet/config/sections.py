@@ -212,11 +212,14 @@ class MetaConfig(Section):
     """`hydranet meta train`: few-shot episodes and the meta-learner's outer loop (the inner loop is the method's)."""
 
     method: MetaMethod = Field(default_factory=lambda: MetaMethod(name="protonet"), description="the meta-learning method and its options: protonet (Snell et al. 2017), maml (Finn et al. 2017), fomaml, anil (Raghu et al. 2020), reptile (Nichol et al. 2018), finetune (a linear head fitted per episode on a trunk trained on all classes)")
-    source: Literal["omniglot", "sinusoid"] = Field("sinusoid", description="omniglot: characters of the two small background sets, evaluated on Lake's 20 one-shot runs | sinusoid: Finn et al.'s regression tasks (amplitude 0.1–5, phase 0–π, x in [−5, 5])")
+    source: Literal["omniglot", "sinusoid", "data"] = Field("sinusoid", description="omniglot: characters of the two small background sets, evaluated on Lake's 20 one-shot runs | sinusoid: Finn et al.'s regression tasks (amplitude 0.1–5, phase 0–π, x in [−5, 5]) | data: the classes of the `data:` source's one classification task (image folder, cifar10, digits, a table), split by meta.test_classes and meta.val_classes")
     path: str | None = Field(None, description="omniglot: the folder holding images_background_small1.zip, images_background_small2.zip and all_runs.zip")
     val_alphabets: list[str] = Field(["Latin"], description="omniglot: background alphabets held out for meta-validation (never meta-trained on)")
     rotations: bool = Field(True, description="omniglot: each character rotated by 90°, 180° and 270° is a class of its own (×4 meta-train classes)")
     image_size: int = Field(28, ge=8, description="omniglot: images are resized to this square side")
+    test_classes: list[str] = Field([], description="data: classes held out for `meta eval` (never meta-trained on); every class not held out is meta-trained on")
+    val_classes: list[str] = Field([], description="data: classes held out for meta-validation (empty: meta-validate on the test classes; it only reports, it selects nothing)")
+    per_class: int = Field(600, ge=2, description="data: examples kept per class, the first in the source's order, the same number for every class (miniImageNet keeps 600)")
     ways: int = Field(5, ge=2, description="classes per episode (classification sources)")
     train_ways: int | None = Field(None, ge=2, description="classes per meta-training episode (null: ways; ProtoNets train with more ways than they test)")
     shots: int = Field(1, ge=1, description="labelled support examples per class (sinusoid: support points per task)")

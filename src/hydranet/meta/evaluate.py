@@ -61,7 +61,7 @@ def evaluate_run(run_dir: str | Path, ways: int, shots: int, episodes: int) -> d
     setup = build(run.read_config())
     params = read_parameters(run, setup)
     pool = setup.test_pool()
-    queries = setup.cfg.meta.queries if pool is None else pool.per_class - shots
+    queries = setup.cfg.meta.queries if pool is None else min(pool.per_class - shots, setup.cfg.meta.queries)
     if pool is not None and shots >= pool.per_class:
         raise UserError(f"--shots: the evaluation classes have {pool.per_class} examples each, so at most "
                         f"{pool.per_class - 1} shots leave a query; got {shots}")
@@ -72,7 +72,7 @@ def evaluate_run(run_dir: str | Path, ways: int, shots: int, episodes: int) -> d
                         f"{setup.fixed_ways}-way episodes; evaluate it with --ways {setup.fixed_ways}, got {ways}")
     result: dict[str, Any] = {"metric": setup.problem.metric, "ways": ways, "shots": shots, "queries": queries,
                               **score_sampled(setup, params, pool, episodes, ways, shots, queries)}
-    if pool is not None and setup.fixed_ways in (None, RUN_WAYS):
+    if setup.omniglot and setup.fixed_ways in (None, RUN_WAYS):
         result["lake_runs"] = score_episodes(setup, params, official_runs(pool))  # 20-way 1-shot, 20 runs
     name = f"meta-eval-{ways}way-{shots}shot.json" if pool is not None else f"meta-eval-{shots}shot.json"
     write_json(run.path / name, result)

@@ -55,6 +55,8 @@ def train(cfg: Config, run_dir: str | Path | None = None, progress: bool = True)
     params = setup.initial_parameters()
     optimizer = _optimizer(cfg, params)
     run.claim(cfg, KIND, setup.fingerprint())
+    if setup.info is not None:  # what `meta adapt` turns a user's files into model inputs with
+        run.write_data_info(setup.info.to_dict())
     return _loop(run, setup, params, optimizer, Progress(), progress)
 
 

@@ -32,12 +32,21 @@ def _archive(folder: Path, name: str) -> zipfile.ZipFile:
 
 
 def _decode(archive: zipfile.ZipFile, member: str, size: int) -> Tensor:
-    """One drawing as (1, size, size) ink in [0, 1] (strokes 1, paper 0), box-filtered (area mean) from 105×105."""
     try:
-        with Image.open(io.BytesIO(archive.read(member))) as image:
-            small = image.convert("L").resize((size, size), Image.Resampling.BOX)
-    except (UnidentifiedImageError, OSError, zipfile.BadZipFile) as err:
+        data = archive.read(member)
+    except (OSError, zipfile.BadZipFile) as err:
         raise UserError(f"{archive.filename}: {member}: not a readable image ({err})") from None
+    return decode_drawing(data, f"{archive.filename}: {member}", size)
+
+
+def decode_drawing(data: bytes, where: str, size: int) -> Tensor:
+    """One drawing as (1, size, size) ink in [0, 1] (strokes 1, paper 0), box-filtered (area mean) from 105×105;
+    `meta adapt` reads a user's drawings with it too, so they become what the run was trained on."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            small = image.convert("L").resize((size, size), Image.Resampling.BOX)
+    except (UnidentifiedImageError, OSError) as err:
+        raise UserError(f"{where}: not a readable image ({err})") from None
     return 1.0 - torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0)[None]
 
 

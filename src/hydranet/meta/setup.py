@@ -12,9 +12,11 @@ from torch.func import replace_all_batch_norm_modules_
 
 from hydranet import registry
 from hydranet.config import Config
+from hydranet.data import DataInfo
 from hydranet.errors import UserError
 from hydranet.files import tensor_digest
 from hydranet.meta import omniglot
+from hydranet.meta.classes import source_pools
 from hydranet.meta.episodes import ClassPool, Episodes, sample_classes, sample_sinusoids, with_rotations
 from hydranet.meta.learner import MetaNet, Params, Problem
 from hydranet.randomness import Purpose, seed_global
@@ -30,6 +32,8 @@ class MetaSetup:
     method: object
     train: ClassPool | None  # None: sinusoid tasks are drawn, not picked from a pool
     val: ClassPool | None
+    test: ClassPool | None = None  # meta.source data: the held-out classes (Omniglot's are read by test_pool)
+    info: DataInfo | None = None  # meta.source data: the source's preprocessing, fitted on the meta-train classes
 
     @property
     def omniglot(self) -> bool:
@@ -59,9 +63,10 @@ class MetaSetup:
         return tensor_digest({"train": self.train.images, "val": self.val.images})
 
     def test_pool(self) -> ClassPool | None:
-        """The classes `meta eval` scores: Omniglot's evaluation characters (Lake's runs)."""
+        """The classes `meta eval` scores: the held-out classes of a data source, or Omniglot's evaluation
+        characters (Lake's runs)."""
         if not self.omniglot:
-            return None
+            return self.test
         return omniglot.evaluation_pool(_omniglot_folder(self.cfg), self.cfg.meta.image_size)
 
 
@@ -72,28 +77,52 @@ def _omniglot_folder(cfg: Config) -> str:
 
 
 def build(cfg: Config) -> MetaSetup:
-    """Pools, network and method of a config; the weights initialised from the seed (Purpose.INIT)."""
+    """Pools, network and method of a config."""
     meta = cfg.meta
     problem = Problem(regression=meta.source == "sinusoid")
-    train = val = None
+    train = val = test = info = None
     if meta.source == "omniglot":
         train, val = omniglot.pools(_omniglot_folder(cfg), meta.image_size, meta.val_alphabets)
         train = with_rotations(train) if meta.rotations else train
+    elif meta.source == "data":
+        train, val, test, info = source_pools(cfg).parts()
     method_type = registry.get("meta", meta.method.name, "meta.method")
     if method_type.head == "ways" and meta.train_ways not in (None, meta.ways):
         raise UserError(f"meta.train_ways: {meta.method.name} has one head output per episode class, so it trains "
                         f"and tests with meta.ways ({meta.ways}) classes; got {meta.train_ways}")
-    input_shape = (1,) if problem.regression else (1, meta.image_size, meta.image_size)
+    if train is not None:
+        _check_episodes(cfg, train, val)
+    input_shape = (1,) if problem.regression else tuple(train.images.shape[2:])
+    net, method = learner(cfg, problem, input_shape, None if train is None else train.classes)
+    return MetaSetup(cfg, problem, net, method, train, val, test, info)
+
+
+def _check_episodes(cfg: Config, train: ClassPool, val: ClassPool) -> None:
+    """Refuse episode settings the pools cannot fill, naming the setting, before any run folder is claimed."""
+    meta = cfg.meta
+    for pool, role, ways in ((train, "meta-train", meta.train_ways or meta.ways), (val, "meta-validation", meta.ways)):
+        if ways > pool.classes:
+            raise UserError(f"meta.{'train_ways' if meta.train_ways and pool is train else 'ways'}: {ways}-way "
+                            f"episodes need {ways} classes; the {role} pool has {pool.classes}")
+        if meta.shots + meta.queries > pool.per_class:
+            raise UserError(f"meta.shots + meta.queries: {meta.shots} + {meta.queries} examples per class; the "
+                            f"{role} pool has {pool.per_class} per class")
+
+
+def learner(cfg: Config, problem: Problem, input_shape: tuple[int, ...], train_classes: int | None) -> tuple[MetaNet, object]:
+    """The network and method of a config for inputs of `input_shape`, the weights initialised from the seed
+    (Purpose.INIT); `meta adapt` builds them without reading the data (the shapes come from the run)."""
+    method_type = registry.get("meta", cfg.meta.method.name, "meta.method")
     seed_global(cfg.seed, Purpose.INIT)
     trunk = registry.get("trunk", cfg.model.trunk.name, "model.trunk")(cfg.model.trunk.options, input_shape)
-    net = MetaNet(trunk, _head_width(method_type.head, problem, meta.ways, train))
+    net = MetaNet(trunk, _head_width(method_type.head, problem, cfg.meta.ways, train_classes))
     replace_all_batch_norm_modules_(net)  # batch statistics per task: no running buffers to update under vmap
-    return MetaSetup(cfg, problem, net, method_type(meta.method.options, net, problem), train, val)
+    return net, method_type(cfg.meta.method.options, net, problem)
 
 
-def _head_width(head: str, problem: Problem, ways: int, train: ClassPool | None) -> int | None:
+def _head_width(head: str, problem: Problem, ways: int, train_classes: int | None) -> int | None:
     if head == "none":
         return None
     if problem.regression:
         return 1
-    return ways if head == "ways" else train.classes
+    return ways if head == "ways" else train_classes

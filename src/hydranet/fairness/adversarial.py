@@ -38,7 +38,7 @@ GROUP_KEY = "fairness@group"  # the batch key of each example's sensitive group 
 
 
 class AdversarialOptions(Options):
-    adversary_weight: float = Field(1.0, ge=0, description="α: how strongly the adversary's gradient is reversed into the model")
+    adversary_weight: float = Field(0.3, ge=0, description="α: how strongly the adversary's gradient is reversed into the model")
     constraint: Literal["demographic_parity", "equalized_odds"] = Field(
         "demographic_parity", description="what the adversary sees: the prediction (demographic_parity) or the prediction and the true label (equalized_odds)")
     adversary_lr: float = Field(0.01, gt=0, description="learning rate of the adversaries' own Adam; they must learn faster than the model (about 5× train.optimizer.lr)")

@@ -55,21 +55,37 @@ def build_dataset(cfg: Config, labels_required: bool = True) -> Dataset:
     # images stay as read (uint8: 4x smaller than float32) and are normalized per batch or split
     x = raw.images if info.is_image else to_model_inputs(info, frame=raw.frame)
     info.tasks, info.input_shape = infos, tuple(x.shape[1:])  # a table's width is its encoding's
-    return Dataset(x=x, targets=targets, index=index, info=info, weights=example_weights(cfg, raw, targets, infos, train),
-                   frame=raw.frame)
+    mitigation = mitigation_method(cfg)
+    return Dataset(x=x, targets=targets, index=index, info=info,
+                   weights=example_weights(cfg, raw, targets, infos, train, mitigation),
+                   extras=mitigation_tensors(cfg, raw, train, mitigation), frame=raw.frame)
+
+
+def mitigation_method(cfg: Config) -> object | None:
+    """The `fairness.mitigation` object made with its options; None for `none`. What it gives the data is optional:
+    `example_weights` (pre-processing: reweigh) and `batch_tensors` (in-processing: what its training part reads)."""
+    mitigation = cfg.fairness.mitigation
+    if mitigation.name == "none":
+        return None
+    return registry.get("mitigation", mitigation.name, "fairness.mitigation")(mitigation.options)
+
+
+def mitigation_tensors(cfg: Config, raw: RawData, train: torch.Tensor, method: object | None) -> dict[str, torch.Tensor]:
+    """The mitigation's per-example tensors that batches carry (`Dataset.extras`), fitted on the `train` indices."""
+    make = getattr(method, "batch_tensors", None)
+    return {} if make is None else make(cfg.fairness, raw.columns, train)
 
 
 def example_weights(cfg: Config, raw: RawData, targets: dict[str, torch.Tensor], infos: dict[str, TaskInfo],
-                    train: torch.Tensor) -> dict[str, torch.Tensor]:
+                    train: torch.Tensor, method: object | None = None) -> dict[str, torch.Tensor]:
     """Per task, the weight of each example in its training loss: `data.weight_column` times the weights of the
-    `fairness.mitigation` for the tasks it mitigates. Empty when neither is set, so the loss is today's plain mean."""
+    mitigation `method` for the tasks it mitigates. Empty when neither is set, so the loss is today's plain mean."""
     column = user_weights(cfg, raw)
-    mitigation = cfg.fairness.mitigation
     mitigated: dict[str, torch.Tensor] = {}
-    if mitigation.name != "none":
-        method = registry.get("mitigation", mitigation.name, "fairness.mitigation")(mitigation.options)
+    weigh = getattr(method, "example_weights", None)
+    if weigh is not None:
         tasks = cfg.fairness.tasks or list(targets)
-        mitigated = method.example_weights(cfg.fairness, raw.columns, {t: targets[t] for t in tasks}, infos, train, column)
+        mitigated = weigh(cfg.fairness, raw.columns, {t: targets[t] for t in tasks}, infos, train, column)
     if column is None:
         return mitigated
     return {task: column * mitigated[task] if task in mitigated else column for task in targets}

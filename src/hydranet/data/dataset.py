@@ -65,6 +65,8 @@ class Dataset:
     regression). `info` is all that `predict` needs to turn new inputs into model inputs (saved as data.json).
     `weights[task]` (float32 (N,), optional) weighs each example in that task's training loss; a batch carries it
     as `weight_key(task)` beside the task's targets.
+    `extras` holds other per-example tensors (N, …) that a training component reads from its batches under their own
+    key, which contains `@` so it never meets a task (the sensitive group of adversarial debiasing).
     `frame` keeps a table's raw rows as the source read them, for the monitoring reference a run stores (read
     once, not again at the end of training); None for images.
     """
@@ -74,6 +76,7 @@ class Dataset:
     index: dict[str, torch.Tensor]
     info: DataInfo
     weights: dict[str, torch.Tensor] = field(default_factory=dict)
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
     frame: pd.DataFrame | None = None
 
     def split(self, name: str, stored: bool = False) -> dict[str, torch.Tensor]:
@@ -84,6 +87,7 @@ class Dataset:
         out = {"x": self.x[idx] if normalize is None else normalize(self.x[idx])}
         out.update({task: y[idx] for task, y in self.targets.items()})
         out.update({weight_key(task): w[idx] for task, w in self.weights.items()})
+        out.update({key: values[idx] for key, values in self.extras.items()})
         return out
 
     def normalizer(self, device: torch.device | str = "cpu") -> ImageNormalizer | None:

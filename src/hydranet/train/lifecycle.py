@@ -59,7 +59,8 @@ def data_fingerprint(data: Dataset) -> str:
     cover every source alike and a change in preprocessing too (150 MB of images hash in about 0.5 s)."""
     return tensor_digest({"x": data.x, **{f"target/{k}": v for k, v in data.targets.items()},
                           **{f"index/{k}": v for k, v in data.index.items()},
-                          **{f"weight/{k}": v for k, v in data.weights.items()}})  # none: as before weights
+                          **{f"weight/{k}": v for k, v in data.weights.items()},  # none: as before weights
+                          **{f"extra/{k}": v for k, v in data.extras.items()}})
 
 
 @dataclass

@@ -73,6 +73,8 @@ def _train(session: Session, callbacks: Sequence = ()) -> Run:
     session.initialize(model)
     balancer = registry.get("balancer", cfg.mtl.balancer.name, "mtl.balancer")(cfg.mtl.balancer.options, tasks, cfg.seed)
     parts = _feature_parts(cfg, tasks, data, session.dir, device)
+    for wrap in parts.balancer_wrappers:  # a feature's gradient step after the balancer's (fairness: adversarial)
+        balancer = wrap(balancer)
     extra = [*make_freezer(model, cfg), *parts.callbacks, *callbacks]
     hooked = make_callbacks(cfg, session.dir, session.progress, model, extra)
     trainer = Trainer(model, tasks, cfg, balancer, device=device, perturbations=parts.perturbations,

@@ -55,8 +55,11 @@ WRITABLE = frozenset({"should_stop", "shared"})
 class RunParts(NamedTuple):
     """What a feature adds to a training run (adversarial training: its perturbation or extra loss, and its
     guard), made by the builder it registers as kind `run_parts`: `check(cfg, data)` before the run directory
-    exists, `build(cfg, tasks, data, run_dir, device) -> RunParts` when the trainer is assembled."""
+    exists, `build(cfg, tasks, data, run_dir, device) -> RunParts` when the trainer is assembled.
+    `balancer_wrappers`: each `wrap(balancer) -> balancer` returns a balancer that runs the chosen one and then
+    changes the combined gradient (adversarial debiasing's projection), so any `mtl.balancer` composes with it."""
 
     perturbations: Sequence = ()
     extra_losses: Sequence = ()
     callbacks: Sequence = ()
+    balancer_wrappers: Sequence = ()

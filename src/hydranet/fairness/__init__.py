@@ -2,7 +2,22 @@
 `hydranet audit`) and bias mitigations registered as kind `mitigation`: reweigh.py (training) and threshold.py
 (post-processing, `hydranet threshold`)."""
 
+from typing import Any
+
+from hydranet import registry
 from hydranet.fairness.reweigh import Reweigh, reweigh
 from hydranet.fairness.threshold import Threshold, fit_thresholds
+from hydranet.train.run import Run
 
-__all__ = ["Reweigh", "Threshold", "fit_thresholds", "reweigh"]
+__all__ = ["Reweigh", "Threshold", "after_training", "fit_thresholds", "reweigh"]
+
+
+def after_training(run: Run) -> Any:
+    """The configured mitigation's optional post-training step (`after_training(run)`; threshold: fit the thresholds
+    on val), run by `hydranet train` and `Experiment.fit` once the model is trained; None when it has none."""
+    mitigation = run.config.fairness.mitigation
+    if mitigation.name == "none":
+        return None
+    step = getattr(registry.get("mitigation", mitigation.name, "fairness.mitigation")(mitigation.options),
+                   "after_training", None)
+    return step(run) if step is not None else None

@@ -56,6 +56,9 @@ class Threshold:
         """No task's training loss is reweighted: the mitigation acts on the trained model's decisions."""
         return {}
 
+    def after_training(self, run: Run) -> dict[str, Any]:
+        return fit_thresholds(run, self.options.constraint)
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -225,26 +228,29 @@ def fit_rules(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, constr
     return {str(group): Rule.from_fairlearn(bunch) for group, bunch in fitted.items()}
 
 
-def thresholded_tasks(run: Run) -> list[str]:
-    """The tasks thresholds apply to: `fairness.tasks` (default: every task) that are yes/no decisions."""
-    chosen = run.config.fairness.tasks or list(run.tasks)
-    wrong = [t for t in chosen if audit_for(run.tasks[t].spec) is not BinaryAudit]
-    if wrong and run.config.fairness.tasks:
-        raise UserError(f"fairness.tasks: thresholds need a binary task, and {wrong[0]!r} is "
-                        f"{run.tasks[wrong[0]].kind} (name the binary tasks to mitigate)")
-    tasks = [t for t in chosen if t not in wrong]
-    if not tasks:
+def thresholded_tasks(run: Run, tasks: list[str] | None) -> list[str]:
+    """The tasks thresholds apply to: `tasks`, else `fairness.tasks`, else every yes/no (binary) task."""
+    chosen = tasks or run.config.fairness.tasks
+    where = "--tasks" if tasks else "fairness.tasks"
+    for name in chosen:
+        if name not in run.tasks:
+            raise UserError(f"{where}: {name!r} is not a task of this run (tasks: {', '.join(run.tasks)})")
+        if audit_for(run.tasks[name].spec) is not BinaryAudit:
+            raise UserError(f"{where}: thresholds need a binary task, and {name!r} is {run.tasks[name].kind}")
+    found = chosen or [t for t, task in run.tasks.items() if audit_for(task.spec) is BinaryAudit]
+    if not found:
         raise UserError(f"{run.dir}: no binary task to threshold (tasks: "
                         f"{', '.join(f'{t.name} ({t.kind})' for t in run.tasks.values())})")
-    return tasks
+    return found
 
 
-def fit_thresholds(run: Run, constraint: str | None = None) -> dict[str, Any]:
+def fit_thresholds(run: Run, constraint: str | None = None, tasks: list[str] | None = None) -> dict[str, Any]:
     """Fit each thresholded task's group rules on the run's val split, write thresholds.json (replacing an earlier
     one: the fit reads only the model and val, so refitting loses nothing) and return its content.
 
     `constraint`: demographic_parity or equalized_odds; default: the run's `fairness.mitigation` option when that
-    is threshold, else demographic_parity."""
+    is threshold, else demographic_parity. `tasks`: the binary tasks to threshold (default: `fairness.tasks`, else
+    every binary task)."""
     cfg = run.config
     constraint = constraint or configured_constraint(run)
     if constraint not in CONSTRAINTS:
@@ -252,7 +258,7 @@ def fit_thresholds(run: Run, constraint: str | None = None) -> dict[str, Any]:
     if not cfg.fairness.sensitive:
         raise UserError("fairness.sensitive: thresholds need the columns whose groups they protect (e.g. --set "
                         "fairness.sensitive=[sex] when training)")
-    tasks = thresholded_tasks(run)
+    tasks = thresholded_tasks(run, tasks)
     data = build_dataset(cfg)
     val = data.index["val"].numpy()
     if len(val) == 0:

@@ -166,3 +166,21 @@ def test_threshold_cli_refuses_a_non_binary_task_and_a_bad_constraint(thresholde
     assert code == 2 and err.startswith("error: --tasks: thresholds need a binary task, and 'size' is regression"), err
     code, _, err = cli("threshold", thresholded.dir, "--constraint", "parity")
     assert code == 2 and err.startswith("error: --constraint: 'parity' is not a constraint"), err
+
+
+def test_server_answers_the_decisions_of_predict(thresholded, biased_csv, cli, tmp_path):
+    from fastapi.testclient import TestClient  # lazy: only this test serves
+
+    from hydranet.serve.app import create_app
+    from hydranet.serve.settings import ServeSettings
+
+    frame = pd.read_csv(biased_csv).drop(columns=["income", "size"]).head(40)
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    assert cli("predict", thresholded.dir, tmp_path / "rows.csv", "-o", "rows-out.csv")[0] == 0
+    expected = pd.read_csv(Path("rows-out.csv"))["income_decision"].tolist()
+    with TestClient(create_app(thresholded, ServeSettings())) as client:
+        answered = client.post("/predict", json={"rows": frame.to_dict("records")})
+        assert answered.status_code == 200, answered.text
+        assert [row["income"]["label"] for row in answered.json()["predictions"]] == expected
+        missing = client.post("/predict", json={"rows": frame.drop(columns="sex").to_dict("records")})
+        assert missing.status_code == 422 and "no column 'sex'" in missing.text

@@ -17,6 +17,7 @@ mean ± std over the seeds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import platform
@@ -66,8 +67,10 @@ def trained(experiment: str, sensitive: str, method: str, overrides: list[str], 
 
 
 def audited(run, sensitive: str) -> dict:
-    """Audit the run on the test split: {task: {metric: value}}."""
-    report = audit_run(run, [sensitive], "test")
+    """Audit the run on the test split: {task: {metric: value}} (point values: no bootstrap intervals)."""
+    fairness = run.config.fairness.model_copy(update={"bootstrap": 0})
+    report = audit_run(dataclasses.replace(run, config=run.config.model_copy(update={"fairness": fairness})),
+                       [sensitive], "test")
     out = {}
     for task, result in report["tasks"].items():
         found = result["attributes"][sensitive]

@@ -110,8 +110,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """thresholds.json: the group rules per task, the sensitive columns (and bins) that name the groups, and the
-    seed of the per-row draws."""
+    """thresholds.json: the constraint, the rule per group of each thresholded task, and the seed of the per-row
+    draws. A row's group comes from the run's `fairness.sensitive` columns (and `bins`), as in fitting."""
 
     constraint: str
     seed: int

@@ -22,6 +22,7 @@ import datetime
 import json
 import platform
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -92,14 +93,22 @@ def hydranet_results(methods: list[str], seeds: list[int], runs: Path) -> dict[t
             run = trained(experiment, sensitive, method, overrides, seed, runs)
             RunDir(run.dir).thresholds.unlink(missing_ok=True)  # a reused run audited unmitigated first
             results.setdefault((label, sensitive), []).append(audited(run, sensitive))
+            progress(label, sensitive, seed, results)
             if not thresholds:
                 continue
             for short, constraint in CONSTRAINTS.items():
                 fit_thresholds(run, constraint, ["income"])
                 name = label.replace("none", f"threshold {short}" + (" income" if experiment == "adult-mtl" else ""))
                 results.setdefault((name, sensitive), []).append(audited(run, sensitive))
+                progress(name, sensitive, seed, results)
             RunDir(run.dir).thresholds.unlink()
     return results
+
+
+def progress(label: str, sensitive: str, seed: int, results: dict) -> None:
+    """One seed's numbers on stderr as they come (a long benchmark that is stopped still leaves them)."""
+    print(json.dumps({"setting": label, "sensitive": sensitive, "seed": seed, **results[(label, sensitive)][-1]}),
+          file=sys.stderr, flush=True)
 
 
 def adult_frame() -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:

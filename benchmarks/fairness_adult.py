@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from hydranet.config import load_config
+from hydranet.errors import UserError
 from hydranet.fairness import fit_thresholds
 from hydranet.fairness.audit import audit_run
 from hydranet.files import write_text
@@ -97,7 +98,11 @@ def hydranet_results(methods: list[str], seeds: list[int], runs: Path) -> dict[t
             if not thresholds:
                 continue
             for short, constraint in CONSTRAINTS.items():
-                fit_thresholds(run, constraint, ["income"])
+                try:
+                    fit_thresholds(run, constraint, ["income"])
+                except UserError as err:  # e.g. a small race group with one label in val: no row for this setting
+                    print(f"{label} {sensitive} seed {seed}: {err}", file=sys.stderr, flush=True)
+                    continue
                 name = label.replace("none", f"threshold {short}" + (" income" if experiment == "adult-mtl" else ""))
                 results.setdefault((name, sensitive), []).append(audited(run, sensitive))
                 progress(name, sensitive, seed, results)

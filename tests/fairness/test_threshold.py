@@ -184,3 +184,10 @@ def test_server_answers_the_decisions_of_predict(thresholded, biased_csv, cli, t
         assert [row["income"]["label"] for row in answered.json()["predictions"]] == expected
         missing = client.post("/predict", json={"rows": frame.drop(columns="sex").to_dict("records")})
         assert missing.status_code == 422 and "no column 'sex'" in missing.text
+
+
+def test_a_group_with_one_label_in_val_is_one_line():
+    scores, labels, groups = biased_scores(400)
+    labels[groups == "a"] = 0  # Fairlearn raises a bare ValueError ("Degenerate labels") here
+    with pytest.raises(UserError, match=r"^fairness.sensitive: group 'a' has a single label in the val split"):
+        fit_rules(scores, labels, groups, "equalized_odds")

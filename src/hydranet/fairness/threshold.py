@@ -221,6 +221,10 @@ def fit_rules(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, constr
     """ThresholdOptimizer (accuracy objective) fitted on these scores; its rule per group."""
     from fairlearn.postprocessing import ThresholdOptimizer  # lazy: fairlearn loads pandas' plotting stack
 
+    for group in np.unique(groups.astype(str)):
+        if len(np.unique(labels[groups.astype(str) == group])) < 2:
+            raise UserError(f"fairness.sensitive: group {group!r} has a single label in the val split; thresholds "
+                            f"need both labels in every group (merge small groups, or use reweigh)")
     optimizer = ThresholdOptimizer(estimator=_Scores(), constraints=constraint, objective="accuracy_score",
                                    prefit=True, predict_method="predict")
     optimizer.fit(scores[:, None], labels.astype(int), sensitive_features=groups.astype(str))

@@ -223,7 +223,7 @@ def fit_rules(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, constr
 
     for group in np.unique(groups.astype(str)):
         if len(np.unique(labels[groups.astype(str) == group])) < 2:
-            raise UserError(f"fairness.sensitive: group {group!r} has a single label in the val split; thresholds "
+            raise UserError(f"fairness.sensitive: group {str(group)!r} has a single label in the val split; thresholds "
                             f"need both labels in every group (merge small groups, or use reweigh)")
     optimizer = ThresholdOptimizer(estimator=_Scores(), constraints=constraint, objective="accuracy_score",
                                    prefit=True, predict_method="predict")

@@ -106,7 +106,7 @@ def hydranet_results(methods: list[str], seeds: list[int], runs: Path) -> dict[t
                 name = label.replace("none", f"threshold {short}" + (" income" if experiment == "adult-mtl" else ""))
                 results.setdefault((name, sensitive), []).append(audited(run, sensitive))
                 progress(name, sensitive, seed, results)
-            RunDir(run.dir).thresholds.unlink()
+            RunDir(run.dir).thresholds.unlink(missing_ok=True)
     return results
 
 

@@ -21,7 +21,9 @@ from hydranet.config.loading import ALLOW_ENV
 from hydranet.data import build_dataset
 from hydranet.explain import Settings, default_task, explain_batch, explained_array
 from hydranet.export import export_run
-from hydranet.predict import decode_outputs, evaluate_run, inputs_from_files, predict_paths, python_inputs
+from hydranet.fairness import after_training, fit_thresholds
+from hydranet.fairness.audit import audit_run
+from hydranet.predict import evaluate_run, inputs_from_files, predict_paths, predictions, python_inputs
 from hydranet.ssl import pretrain, probe
 from hydranet.train import Run, fit, load_run
 from hydranet.train.evaluation import eval_settings, predict_batches
@@ -46,7 +48,9 @@ class Experiment:
     def fit(self, run_dir: str | Path | None = None, progress: bool = False, callbacks: Sequence = ()) -> Run:
         """Train into a run directory and return the Run (model, summary, history); `callbacks` are extra
         trainer callbacks (any object with some of the hooks `on_fit_start`, `on_epoch_end`, …)."""
-        return fit(self.config, run_dir, progress=progress, callbacks=callbacks)
+        run = fit(self.config, run_dir, progress=progress, callbacks=callbacks)
+        after_training(run)
+        return run
 
     def pretrain(self, run_dir: str | Path | None = None, progress: bool = False, callbacks: Sequence = ()) -> Run:
         """Self-supervised pretraining of the trunk (`ssl.method`); the run directory holds trunk.safetensors,
@@ -82,7 +86,9 @@ class Model:
             inputs = [inputs]
         if isinstance(inputs, (list, tuple)) and all(isinstance(p, (str, Path)) for p in inputs):
             return predict_paths(self.run, inputs).drop(columns="input")
-        return decode_outputs(self.run, self.predict_raw(python_inputs(self.run.info, inputs)))
+        x = python_inputs(self.run.info, inputs)
+        return predictions(self.run, self.predict_raw(x), x, inputs if isinstance(inputs, pd.DataFrame) else None,
+                           "input")
 
     def predict_raw(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw outputs (logits/standardized values) for already-preprocessed inputs."""
@@ -117,6 +123,18 @@ class Model:
 
     def evaluate(self, split: str = "test") -> dict[str, dict[str, float]]:
         return evaluate_run(self.run, split)
+
+    def audit(self, sensitive: Sequence[str] | None = None, split: str = "test",
+              folder: str | Path | None = None) -> dict[str, Any]:
+        """`hydranet audit` in Python: every task's metrics per group of the sensitive columns (default: the run's
+        `fairness.sensitive`) on `split`, with the run's thresholds applied; writes audit.json, audit.md and
+        audit.png to `folder` when given. Returns audit.json's content."""
+        return audit_run(self.run, list(sensitive) if sensitive is not None else None, split, folder)
+
+    def threshold(self, constraint: str | None = None, tasks: Sequence[str] | None = None) -> dict[str, Any]:
+        """`hydranet threshold` in Python: fit fairness thresholds per group of each binary task on val, write
+        thresholds.json and apply it from now on (predict, evaluate, audit); returns the file's content."""
+        return fit_thresholds(self.run, constraint, list(tasks) if tasks is not None else None)
 
     def calibrate(self) -> dict[str, Any]:
         """`hydranet calibrate` in Python: fit a temperature per head on val, write calibration.json and apply it to

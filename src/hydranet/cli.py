@@ -90,11 +90,13 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted run directory"),
     quiet: bool = QUIET,
 ) -> None:
-    """Train an experiment and write a run directory."""
+    """Train an experiment and write a run directory (with fairness.mitigation threshold, also thresholds.json)."""
+    from hydranet.fairness import after_training
     from hydranet.train import fit
     from hydranet.train import resume as resume_run
 
     run = start_or_resume(experiment, overrides, run_dir, resume, quiet, fit, resume_run)
+    after_training(run)
     console.print(metrics_table(run.summary, title=f"{run.summary['experiment']} — {run.summary['epochs']} epochs, "
                                                    f"{run.summary['train_seconds']:.1f}s, {run.summary['params']:,} params"))
     console.print(f"run directory: [bold]{run.dir}[/bold]")
@@ -177,6 +179,40 @@ def calibrate(run_dir: Path = typer.Argument(..., help="a run directory (with a 
                 _fmt(numbers.get(f"{metric}_{when}")) for metric in ("nll", "ece") for when in ("before", "after")))
     console.print(table)
     console.print(f"wrote {RunDir(run_dir).calibration}")
+
+
+@app.command()
+def threshold(
+    run_dir: Path = typer.Argument(..., help="a run directory (trained on a table, with fairness.sensitive)"),
+    constraint: Optional[str] = typer.Option(None, "--constraint", help="demographic_parity | equalized_odds "
+                                             "(default: the run's fairness.mitigation option, else demographic_parity)"),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="binary tasks to threshold, comma-separated (default: "
+                                        "the run's fairness.tasks, else every binary task)"),
+) -> None:
+    """Fairness thresholds (Hardt et al. 2016): fit a threshold rule per group of each binary task on val; writes
+    thresholds.json (replacing an earlier one), which predict, evaluate, audit and serving then apply."""
+    from hydranet.fairness import fit_thresholds
+    from hydranet.rundir import RunDir
+    from hydranet.train import load_run
+
+    chosen = [t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None
+    report = fit_thresholds(load_run(run_dir), constraint, chosen)
+    table = Table("task", "group", "P(positive | logit)", title=f"{run_dir} — thresholds ({report['constraint']}) "
+                                                              f"fitted on val")
+    for task, entry in report["tasks"].items():
+        for group, rule in entry["groups"].items():
+            table.add_row(task, group, rule_text(rule))
+    console.print(table)
+    console.print(f"wrote {RunDir(run_dir).thresholds}")
+
+
+def rule_text(rule: dict) -> str:
+    """`0.40·[logit > -0.31] + 0.60·[logit > -1.39]`, with equalized odds' constant part when it has one."""
+    text = " + ".join(f"{p:.2f}·[logit {op} {float(t):.3g}]" for p, (op, t) in
+                      ((rule["p0"], rule["operation0"]), (rule["p1"], rule["operation1"])) if p > 0)
+    if rule["p_ignore"] > 0:
+        text = f"{rule['p_ignore']:.2f}·{rule['constant']:.3f} + {1 - rule['p_ignore']:.2f}·({text})"
+    return text
 
 
 @app.command()

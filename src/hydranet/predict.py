@@ -19,6 +19,7 @@ from hydranet.data.finite import table_row
 from hydranet.data.sources.table import check_numbers, clean, read_table, table_format
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
+from hydranet.fairness.threshold import Thresholds, decision_metrics, row_groups, split_decisions
 from hydranet.files import write_csv, write_json
 from hydranet.rundir import RunDir
 from hydranet.tasks import Task
@@ -40,14 +41,37 @@ def decode_tasks(tasks: dict[str, Task], outputs: dict[str, torch.Tensor]) -> pd
     return pd.DataFrame({task.column_name: task.column(outputs[name]) for name, task in tasks.items()})
 
 
+def predictions(run: Run, outputs: dict[str, torch.Tensor], x: torch.Tensor, rows: pd.DataFrame | None,
+                where: str) -> pd.DataFrame:
+    """`decode_outputs`, and for a run with fairness thresholds (`hydranet threshold`) each thresholded task's
+    decision as a class label in a `<task>_decision` column after its probability column, which stays the model's
+    (calibrated) probability. The thresholds need the rows' sensitive columns (`rows`, the input table)."""
+    frame = decode_outputs(run, outputs)
+    thresholds = Thresholds.of(run)
+    if thresholds is None:
+        return frame
+    groups = row_groups(run, {} if rows is None else rows, where)
+    for name, decided in thresholds.decide(run, outputs, x, groups, where).items():
+        task = run.tasks[name]
+        frame.insert(frame.columns.get_loc(task.column_name) + 1, f"{name}_decision",
+                     np.asarray(task.info.classes, dtype=object)[decided])
+    return frame
+
+
 def inputs_from_files(run: Run, paths: Sequence[str | Path]) -> tuple[torch.Tensor, list[str]]:
     """Model inputs from a CSV/Parquet table (table runs) or image files / folders (image runs)."""
+    x, ids, _ = inputs_and_rows(run, paths)
+    return x, ids
+
+
+def inputs_and_rows(run: Run, paths: Sequence[str | Path]) -> tuple[torch.Tensor, list[str], pd.DataFrame | None]:
+    """`inputs_from_files`, and for table runs the table read (its sensitive columns decide thresholded tasks)."""
     if run.info.is_image:
-        return image_file_inputs(run.info, paths)
+        return *image_file_inputs(run.info, paths), None
     if len(paths) != 1:
         raise UserError(f"INPUT: this run was trained on a table; give {TABLE_FILES}, not {len(paths)} inputs")
     frame = read_input_table(paths[0])
-    return table_inputs(run.info, frame, str(paths[0])), [str(i) for i in range(len(frame))]
+    return table_inputs(run.info, frame, str(paths[0])), [str(i) for i in range(len(frame))], frame
 
 
 def read_input_table(path: str | Path) -> pd.DataFrame:
@@ -182,9 +206,9 @@ def input_images(paths: Sequence[str | Path]) -> list[Path]:
 
 def predict_paths(run: Run, paths: Sequence[str | Path], output: Path | None = None) -> pd.DataFrame:
     """Predict for files and write a CSV with an `input` column and one column per task."""
-    x, ids = inputs_from_files(run, paths)
+    x, ids, rows = inputs_and_rows(run, paths)
     outputs = predict_batches(run.model, x, *eval_settings(run.config.train))
-    frame = decode_outputs(run, outputs)
+    frame = predictions(run, outputs, x, rows, str(paths[0]))
     frame.insert(0, "input", ids)
     if output is not None:
         write_csv(output, frame)
@@ -192,12 +216,17 @@ def predict_paths(run: Run, paths: Sequence[str | Path], output: Path | None = N
 
 
 def evaluate_run(run: Run, split: str = "test") -> dict[str, dict[str, float]]:
-    """Rebuild the run's data (same seed → same split), score one split, write eval-<split>.json."""
+    """Rebuild the run's data (same seed → same split), score one split, write eval-<split>.json. A task with
+    fairness thresholds reports the accuracy and F1 of their decisions (ROC-AUC, loss and ECE: of its scores)."""
     if split not in ("train", "val", "test"):
         raise UserError(f"--split: {split!r} is not a split (expected train, val or test)")
     data = build_dataset(run.config)
     if len(data.index[split]) == 0:
         raise UserError(f"--split: the {split} split of this run is empty")
     metrics = evaluate_split(run.model, run.tasks, data.split(split), *eval_settings(run.config.train))
+    if RunDir(run.dir).thresholds.exists():  # a second pass over the split, only for a thresholded run
+        outputs = predict_batches(run.model, data.split(split)["x"], *eval_settings(run.config.train))
+        for name, decided in split_decisions(run, data, split, outputs)[0].items():
+            metrics[name] |= decision_metrics(data.split(split)[name].numpy(), decided)
     write_json(RunDir(run.dir).eval_file(split), metrics)
     return metrics

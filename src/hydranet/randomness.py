@@ -38,6 +38,7 @@ class Purpose(IntEnum):
     SERVE_WINDOW = 21  # the server's reservoir sample of recent inputs for drift
     EPISODES = 22  # meta-learning: the tasks (classes, examples, sinusoids) of each meta-training iteration
     META_EVAL = 23  # meta-learning: the episodes a meta-validation or `hydranet meta eval` scores
+    THRESHOLD = 24  # fairness thresholds: the key of each row's hashed draw between a group's two thresholds
 
 
 # What a stream depends on besides the seed; every other purpose has one stream per run.

@@ -69,6 +69,7 @@ class RunDir:
         self.best_robust = self.checkpoint_dir / "best_robust.safetensors"  # the robustness guard's best weights
         self.summary = self.path / "summary.json"
         self.calibration = self.path / "calibration.json"  # `hydranet calibrate`: a temperature per task, applied on load
+        self.thresholds = self.path / "thresholds.json"  # `hydranet threshold`: fairness thresholds per task and group
         self.plots = self.path / "plots"
         self.init = self.path / "init.json"  # what `model.init_from` loaded
         self.tensorboard = self.path / "tensorboard"
@@ -174,6 +175,11 @@ class RunDir:
         so recalibrating loses nothing (it reproduces or updates the file)."""
         write_json(self.calibration, report)
 
+    def write_thresholds(self, report: dict[str, Any]) -> None:
+        """thresholds.json, replacing an earlier one: they are fitted on the model's val outputs alone, so refitting
+        loses nothing."""
+        write_json(self.thresholds, report)
+
     def finish(self, summary: dict[str, Any]) -> None:
         """summary.json, then run.json marked finished: the last two writes of a complete run."""
         write_json(self.summary, summary)
@@ -229,6 +235,11 @@ class RunDir:
             return {}
         expected = "a temperature > 0 per task, as `hydranet calibrate RUN` writes it; rerun that to replace the file"
         return read_file(self.calibration, expected, lambda text: _temperatures(_json_object(text), tasks))
+
+    def read_thresholds(self, decode: Callable[[dict[str, Any]], Any]) -> Any:
+        """thresholds.json, turned into fairness thresholds by `decode` inside the same one-line error."""
+        expected = "fairness thresholds per task and group, as `hydranet threshold RUN` writes them; rerun that"
+        return read_file(self.thresholds, expected, lambda text: decode(_json_object(text)))
 
     def read_reference(self) -> dict[str, Any] | None:
         """reference.json, monitoring's stored statistics; None for a run from before runs stored one."""

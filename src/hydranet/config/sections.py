@@ -190,7 +190,7 @@ class FairnessConfig(Section):
     bins: dict[str, list[float]] = Field({}, description="numeric sensitive column → ascending bin edges (e.g. {age: [25, 45, 65]}: <25, 25–45, 45–65, ≥65)")
     intersections: bool = Field(True, description="audit: with several sensitive columns, also the groups of their combinations (sex × race)")
     tasks: list[str] = Field([], description="tasks the mitigation applies to (empty: all tasks); the audit reports every task")
-    mitigation: MitigationMethod = Field(default_factory=lambda: MitigationMethod(name="none"), description="bias mitigation in training, and its options: none | reweigh (Kamiran & Calders 2012: example weights P(g)·P(y) / P(g, y) from the train split) | adversarial (Zhang, Lemoine & Mitchell 2018: an adversary per task predicts the group from the prediction; its gradient is projected out and reversed)")
+    mitigation: MitigationMethod = Field(default_factory=lambda: MitigationMethod(name="none"), description="bias mitigation, and its options: none | reweigh (Kamiran & Calders 2012: example weights P(g)·P(y) / P(g, y) from the train split) | adversarial (Zhang, Lemoine & Mitchell 2018: an adversary per task predicts the group from the prediction; its gradient is projected out and reversed) | threshold (Hardt et al. 2016: thresholds per group fitted on val when training ends, applied to the decisions)")
     min_group_size: int = Field(30, ge=1, description="audit: a group with fewer examples in the split is named in a warning (its numbers are unreliable)")
     bootstrap: int = Field(1000, ge=0, description="audit: bootstrap resamples of the 95% intervals of the summary metrics (0: none)")
 

@@ -13,12 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from hydranet.config import Config
 from hydranet.data import build_dataset
-from hydranet.data.build import load_raw
 from hydranet.errors import UserError
-from hydranet.fairness.groups import check_groups, group_table
+from hydranet.fairness.groups import check_groups, group_table, sensitive_columns
 from hydranet.fairness.metrics import Scored, audit_for, bootstrap
+from hydranet.fairness.threshold import split_decisions
 from hydranet.files import make_dir, write_figure, write_json, write_text
 from hydranet.randomness import Purpose, numpy_stream
 from hydranet.train.evaluation import eval_settings, predict_batches
@@ -43,8 +42,11 @@ def audit_run(run: Run, sensitive: list[str] | None = None, split: str = "test",
     groups = group_table(fairness, {k: v[index] for k, v in columns.items()}, chosen)
     warnings = [w for attribute, labels in groups.items()
                 for w in check_groups(attribute, labels, f"the {split} split", fairness.min_group_size)]
-    outputs = predict_batches(run.model, data.split(split)["x"], *eval_settings(cfg.train))
-    mitigated = [] if fairness.mitigation.name == "none" else (fairness.tasks or list(run.tasks))
+    x = data.split(split)["x"]
+    outputs = predict_batches(run.model, x, *eval_settings(cfg.train))
+    decisions, constraint = split_decisions(run, data, split, outputs)
+    trained = [] if fairness.mitigation.name in ("none", "threshold") else (fairness.tasks or list(run.tasks))
+    mitigated = list(dict.fromkeys([*trained, *decisions]))
     rng = numpy_stream(cfg.seed, Purpose.AUDIT)
     tasks: dict[str, Any] = {}
     for name, task in run.tasks.items():
@@ -56,12 +58,15 @@ def audit_run(run: Run, sensitive: list[str] | None = None, split: str = "test",
         target = data.targets[name][index]
         labelled = task.spec.labeled(target).numpy()
         scored = audit.scored(task, target[labelled].numpy(), outputs[name].cpu()[labelled])
+        if name in decisions:  # the thresholds' decision replaces logit > 0; ROC-AUC still ranks the scores
+            scored.y_pred = decisions[name][labelled]
         tasks[name] = {"kind": task.kind, "examples": int(labelled.sum()), "unlabelled": int((~labelled).sum()),
                        "mitigated": name in mitigated, "plotted": list(audit.plotted),
                        "attributes": {a: audit_attribute(audit, scored, labels[labelled], fairness.bootstrap, rng)
                                       for a, labels in groups.items()}}
     report = {"run": str(run.dir), "split": split, "examples": len(index), "sensitive": chosen,
               "mitigation": cfg.fairness.mitigation.model_dump(), "mitigated_tasks": mitigated,
+              "thresholds": constraint,
               "bootstrap": fairness.bootstrap, "seed": cfg.seed, "warnings": warnings, "tasks": tasks}
     if out_dir is not None:
         out = make_dir(out_dir)
@@ -69,22 +74,6 @@ def audit_run(run: Run, sensitive: list[str] | None = None, split: str = "test",
         write_text(out / "audit.md", audit_markdown(report))
         plot_audit(report, out / "audit.png")
     return report
-
-
-def sensitive_columns(cfg: Config, sensitive: list[str] | None) -> dict[str, np.ndarray]:
-    """The raw sensitive columns of the run's rows, as training indexed them."""
-    chosen = list(dict.fromkeys(sensitive or cfg.fairness.sensitive))
-    if not chosen:
-        raise UserError("--sensitive: this run has no fairness.sensitive; name the columns to audit, e.g. "
-                        "--sensitive sex,race")
-    tasks = {cfg.column(t) for t in cfg.tasks}
-    clash = [c for c in chosen if c in tasks]
-    if clash:
-        raise UserError(f"--sensitive: {clash[0]!r} is a task column (expected a column such as sex or race)")
-    # Read the chosen columns beside the run's own (features unchanged: `use_as_features` keeps them where they were).
-    reading = cfg.fairness.model_copy(update={"sensitive": chosen, "use_as_features": True})
-    raw = load_raw(cfg.model_copy(update={"fairness": reading}))
-    return {c: raw.columns[c] for c in chosen}
 
 
 def audit_attribute(audit: type, scored: Scored, labels: np.ndarray, resamples: int,
@@ -121,6 +110,7 @@ def audit_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Fairness audit of {report['run']}", "",
              f"Split {report['split']} ({report['examples']} examples); sensitive: {', '.join(report['sensitive'])}; "
              f"mitigation: {mitigation}"
+             + (f", thresholds ({report['thresholds']})" if report["thresholds"] else "")
              + (f" on {', '.join(report['mitigated_tasks'])}" if report["mitigated_tasks"] else "")
              + f"; 95% intervals from {report['bootstrap']} bootstrap resamples (seed {report['seed']}).", ""]
     lines += [f"- warning: {w}" for w in report["warnings"]] + ([""] if report["warnings"] else [])

@@ -9,7 +9,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from hydranet.config import FairnessConfig
+from hydranet.config import Config, FairnessConfig
+from hydranet.data.build import load_raw
 from hydranet.data.dataset import missing_mask
 from hydranet.errors import UserError
 
@@ -82,3 +83,19 @@ def check_groups(attribute: str, labels: np.ndarray, where: str, min_size: int) 
     return [f"{attribute}: group {str(name)!r} has {count} example{'s' if count != 1 else ''} in {where} (fewer than "
             f"fairness.min_group_size {min_size}); its numbers are unreliable"
             for name, count in zip(names, counts) if count < min_size]
+
+
+def sensitive_columns(cfg: Config, sensitive: list[str] | None) -> dict[str, np.ndarray]:
+    """The raw sensitive columns of the run's rows, as training indexed them."""
+    chosen = list(dict.fromkeys(sensitive or cfg.fairness.sensitive))
+    if not chosen:
+        raise UserError("--sensitive: this run has no fairness.sensitive; name the columns to audit, e.g. "
+                        "--sensitive sex,race")
+    tasks = {cfg.column(t) for t in cfg.tasks}
+    clash = [c for c in chosen if c in tasks]
+    if clash:
+        raise UserError(f"--sensitive: {clash[0]!r} is a task column (expected a column such as sex or race)")
+    # Read the chosen columns beside the run's own (features unchanged: `use_as_features` keeps them where they were).
+    reading = cfg.fairness.model_copy(update={"sensitive": chosen, "use_as_features": True})
+    raw = load_raw(cfg.model_copy(update={"fairness": reading}))
+    return {c: raw.columns[c] for c in chosen}

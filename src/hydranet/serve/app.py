@@ -19,6 +19,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
+from hydranet.fairness.threshold import Thresholds, row_groups
 from hydranet.predict import decode_outputs
 from hydranet.rundir import RunDir
 from hydranet.serve.backend import load_backend
@@ -50,6 +51,7 @@ class Service:
         self.run, self.settings, self.key = run, settings, settings.api_key()
         self.backend = load_backend(run, settings.backend)
         self.metrics = ServerMetrics()
+        self.thresholds = Thresholds.of(run)  # fairness thresholds (`hydranet threshold`), applied as `predict` does
         self.window = drift_window(run, self.backend, settings.window)
         self.batcher = MicroBatcher(self.backend, settings.max_batch, settings.max_wait_ms / 1000,
                                     self.metrics.batch_rows.observe)
@@ -66,7 +68,7 @@ class Service:
         body = await read_body(request, self.settings.max_body_bytes)
         x, rows = await self.model_inputs(request, body)
         outputs = await self.batcher.submit(x)
-        answers = self.answers(outputs)
+        answers = self.answers(outputs, x, rows)
         self.window.add(rows, decode_outputs(self.run, outputs))
         self.metrics.count_answers(answers)
         return {"predictions": answers}
@@ -85,11 +87,19 @@ class Service:
         parsed = parse_json(body)
         if info.is_image:
             return await asyncio.to_thread(image_json_request, info, parsed), None
-        return await asyncio.to_thread(table_request, info, parsed)
+        sensitive = self.run.config.fairness.sensitive if self.thresholds is not None else ()
+        return await asyncio.to_thread(table_request, info, parsed, sensitive)
 
-    def answers(self, outputs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
-        """One object per row: {task: the task kind's answer}."""
+    def answers(self, outputs: dict[str, torch.Tensor], x: torch.Tensor, rows: pd.DataFrame | None
+                ) -> list[dict[str, Any]]:
+        """One object per row: {task: the task kind's answer}; a thresholded task's label is the thresholds'
+        decision (its probability stays the model's), the same as `hydranet predict`'s `<task>_decision`."""
         per_task = {name: task.answers(outputs[name]) for name, task in self.run.tasks.items()}
+        if self.thresholds is not None:
+            groups = row_groups(self.run, {} if rows is None else rows, "rows")
+            for name, decided in self.thresholds.decide(self.run, outputs, x, groups, "rows").items():
+                for answer, positive in zip(per_task[name], decided):
+                    answer["label"] = self.run.tasks[name].info.classes[positive]
         return [dict(zip(per_task, row)) for row in zip(*per_task.values())]
 
     def metadata(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 import torch
@@ -39,14 +39,15 @@ def parse_json(body: bytes) -> Any:
         raise UserError(f"body: not valid JSON ({err})") from None
 
 
-def table_request(info: DataInfo, body: Any) -> tuple[torch.Tensor, pd.DataFrame]:
-    """`{"rows": [...]}` → (model inputs, the cleaned rows of the trained columns, for the drift window)."""
+def table_request(info: DataInfo, body: Any, sensitive: Sequence[str] = ()) -> tuple[torch.Tensor, pd.DataFrame]:
+    """`{"rows": [...]}` → (model inputs, the cleaned rows of the trained columns, for the drift window). A run with
+    fairness thresholds also takes its `sensitive` columns in every row: they decide the thresholded tasks."""
     rows = body.get("rows") if isinstance(body, dict) else None
     if not isinstance(rows, list) or set(body) != {"rows"}:
         raise UserError('body: expected a JSON object {"rows": [{column: value, …}, …]} and nothing else')
     if not rows:
         raise UserError("rows: the list is empty (expected at least one row)")
-    columns = input_columns(info)
+    columns = list(dict.fromkeys([*input_columns(info), *sensitive]))
     for i, row in enumerate(rows):
         check_row(row, i, columns)
     frame = clean(pd.DataFrame(rows, columns=columns, dtype=object), "rows")

@@ -1,5 +1,5 @@
 """Attribution methods by name (`METHODS`), each one Captum call on a task's `TaskScores`, and their inputs:
-baselines (zeros, the train mean, a blurred input) and feature masks (grid patches of images, source columns).
+baselines (zeros, the train mean, a blurred input); the feature masks come from segments.py and tables.py.
 
 Every method returns attributions shaped like the input (Grad-CAM: one channel), in the model's input space, so
 that summing them over a feature group gives that group's share: methods that score groups (kernel_shap, lime,
@@ -30,7 +30,7 @@ class Request:
     x: Tensor  # (N, *input_shape) model inputs
     target: Tensor  # (N,) column of `scores` per example
     baseline: Tensor  # (N, *input_shape): the "absent" input of integrated_gradients, kernel_shap, lime, occlusion
-    mask: Tensor  # (1, *input_shape) int64 feature group per element, broadcast over the batch
+    mask: Tensor | None  # grouped methods: (1 or N, *input_shape) int64 group per element (one for all, or per example)
     steps: int = 50  # integrated_gradients: points on the path (Riemann / Gauss-Legendre)
     samples: int = 200  # kernel_shap, lime: coalitions drawn per example
     layer: str | None = None  # gradcam: a module name of the model (default: its last Conv2d)
@@ -130,11 +130,13 @@ def lime(r: Request) -> Attribution:
 
 
 def spread(values: Tensor, mask: Tensor) -> Tensor:
-    """Captum gives every element of a group the group's whole value; divide it over the group's elements, so a
-    sum over the group (a source column, a patch) is the group's attribution and a sum over all is the total."""
-    groups = mask.expand_as(values[:1]).reshape(-1)
-    counts = torch.bincount(groups).to(values.dtype)
-    return values / counts[groups].reshape(values.shape[1:])
+    """Captum gives every element of a group the group's whole value; divide it over the group's elements (per
+    example: superpixels differ between images), so a sum over the group (a source column, a patch, a superpixel)
+    is the group's attribution and a sum over all is the total."""
+    groups = mask.expand_as(values).reshape(len(values), -1)  # (N, elements)
+    counts = torch.zeros(len(values), int(groups.max()) + 1, dtype=values.dtype, device=values.device)
+    counts.scatter_add_(1, groups, torch.ones_like(groups, dtype=values.dtype))
+    return values / counts.gather(1, groups).reshape(values.shape)
 
 
 def conv_layer(scores: TaskScores, example: Tensor, name: str | None) -> nn.Module:
@@ -191,17 +193,3 @@ def blur(x: Tensor) -> Tensor:
     """A box blur over a quarter of the image side (odd, at least 3): the shapes go, the colours stay."""
     size = max(3, x.shape[-1] // 4) | 1
     return F.avg_pool2d(x, size, stride=1, padding=size // 2, count_include_pad=False)
-
-
-def patch_mask(shape: tuple[int, ...], patch: int) -> Tensor:
-    """(1, 1, H, W) group ids of a grid of patch × patch squares (the last row/column may be smaller)."""
-    _, height, width = shape
-    rows = torch.arange(height) // patch
-    cols = torch.arange(width) // patch
-    per_row = (width + patch - 1) // patch
-    return (rows[:, None] * per_row + cols[None, :])[None, None]
-
-
-def default_patch(shape: tuple[int, ...]) -> int:
-    """An 8 × 8 grid: 1-pixel patches on 8×8 digits, 4-pixel patches on 32×32 CIFAR-10."""
-    return max(1, -(-min(shape[1:]) // 8))

@@ -64,7 +64,7 @@ def explain_run(run: Run, inputs: Sequence[str | Path] = (), split: str | None =
         if global_:
             write_importance(run, staging, explained, method)
         elif run.info.is_image:
-            write_images(run, staging, x, ids, tasks[0], explained[tasks[0]], method)
+            write_images(run, staging, x, ids, tasks[0], explained[tasks[0]], method, settings.segments)
         else:
             write_table(run, staging, x, ids, tasks[0], explained[tasks[0]], method)
         summary["seconds"] = round(time.perf_counter() - started, 3)
@@ -111,13 +111,19 @@ def titles(run: Run, task: str, e: Explained) -> list[str]:
     return out
 
 
-def write_images(run: Run, folder: Path, x: Tensor, ids: list[str], task: str, e: Explained, method: str) -> None:
-    """example-<i>.png per example, and the attributions with their inputs (safetensors)."""
+def write_images(run: Run, folder: Path, x: Tensor, ids: list[str], task: str, e: Explained, method: str,
+                 segmentation: str) -> None:
+    """example-<i>.png per example (grouped methods: the groups' boundaries drawn on the input), and the
+    attributions with their inputs and groups (safetensors)."""
     raw, heat = images.raw_images(run.info, x), images.heatmaps(e.values)
+    segments = None if e.segments is None else e.segments.numpy()
+    name = {"grid": "patches", "slic": "superpixels"}[segmentation]
     for i, title in enumerate(titles(run, task, e)):
-        images.plot_example(folder / f"example-{i}.png", raw[i], heat[i], f"{ids[i]}\n{title}", method)
-    write_tensors(folder / "attributions.safetensors", {"attributions": e.values.contiguous(),
-                                                       "inputs": x.detach().cpu().contiguous()})
+        images.plot_example(folder / f"example-{i}.png", raw[i], heat[i], f"{ids[i]}\n{title}", method,
+                            None if segments is None else segments[i], name)
+    tensors = {"attributions": e.values.contiguous(), "inputs": x.detach().cpu().contiguous()}
+    write_tensors(folder / "attributions.safetensors", tensors | ({} if e.segments is None else
+                                                                 {"segments": e.segments.contiguous()}))
 
 
 def write_table(run: Run, folder: Path, x: Tensor, ids: list[str], task: str, e: Explained, method: str) -> None:

@@ -334,8 +334,10 @@ def explain(
                         layer=layer, patch=patch, segments=segments, n_segments=n_segments)
     result = explain_run(load_run(run_dir), inputs or [], split, task, n, out, global_, settings)
     for task_name, gap in result["completeness"].items():
-        console.print(f"{task_name}: integrated gradients completeness error ≤ {gap['max_relative_delta']:.2%} "
-                      f"of |f(x) − f(baseline)| (max |delta| {gap['max_abs_delta']:.2e})")
+        relative = "-" if gap["max_relative_delta"] is None else f"{gap['max_relative_delta']:.2%}"
+        console.print(f"{task_name}: integrated gradients completeness error within the bound for "
+                      f"{gap['within_bound']}/{gap['examples']} examples ({gap['bound']}); largest relative {relative}, "
+                      f"{gap['near_zero_gaps']} near-zero gaps; steps {min(gap['steps'])}-{max(gap['steps'])}")
     console.print(f"explained {len(result['inputs'])} examples with {result['method']} in {result['seconds']:.1f}s; "
                   f"wrote [bold]{result['folder']}[/bold]")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ class Settings:
     method: str | None = None  # None: integrated_gradients for images, kernel_shap for tables
     target: str | None = None  # class or label (name or index); None: the predicted one
     baseline: str | None = None  # None: zeros for images, the train mean for tables (see `baseline_for`)
-    steps: int = 50
+    steps: int = 50  # integrated_gradients: points on the path to start with, doubled where an example needs more
     samples: int = 200
     layer: str | None = None
     patch: int | None = None  # images, segments "grid": side of the square patches kernel_shap, lime, occlusion switch
@@ -59,6 +59,7 @@ class Explained:
     delta: Tensor | None = None  # integrated_gradients' completeness error per example
     groups: str | None = None  # what a grouped method (kernel_shap, lime, occlusion) switched on and off
     segments: Tensor | None = None  # images, grouped methods: (N, H, W) group id of every pixel, on the CPU
+    steps: Tensor | None = None  # integrated_gradients' points on the path per example
 
 
 def explain_batch(run: Run, x: Tensor, task: str, settings: Settings,
@@ -90,10 +91,15 @@ def explain_batch(run: Run, x: Tensor, task: str, settings: Settings,
         run.model.train(was_training)
     column = target.index.to(device)[:, None]
     gap = (outputs.gather(1, column) - base_scores.gather(1, column))[:, 0].cpu()
-    deltas = [p.delta for p in parts]
     segments = mask.expand(len(x), *mask.shape[1:])[:, 0].cpu() if grouped and image else None
-    return Explained(torch.cat([p.values.detach().cpu() for p in parts]), target, outputs.cpu(), gap,
-                     None if deltas[0] is None else torch.cat(deltas).detach().cpu(), note, segments)
+    return Explained(joined(p.values for p in parts), target, outputs.cpu(), gap, joined(p.delta for p in parts),
+                     note, segments, joined(p.steps for p in parts))
+
+
+def joined(parts: Iterable[Tensor | None]) -> Tensor | None:
+    """The chunks' tensors as one, on the CPU; None for what the method does not return."""
+    parts = list(parts)
+    return None if parts[0] is None else torch.cat(parts).detach().cpu()
 
 
 def request(scores: TaskScores, x: Tensor, target: Tensor, baseline: Tensor, mask: Tensor | None,

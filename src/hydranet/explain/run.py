@@ -22,7 +22,7 @@ from hydranet.data import build_dataset
 from hydranet.errors import UserError
 from hydranet.explain import images, tables
 from hydranet.explain.core import Explained, Settings, default_task, explain_batch
-from hydranet.explain.methods import get_method
+from hydranet.explain.methods import COMPLETENESS, NEAR_ZERO_GAP, completeness_bound, get_method
 from hydranet.files import atomic_folder, write_csv, write_json, write_tensors
 from hydranet.predict import inputs_from_files
 from hydranet.randomness import Purpose, stream
@@ -91,10 +91,18 @@ def examples(run: Run, inputs: Sequence[str | Path], split: str | None, n: int |
     return x[pick], [f"{split}[{i}]" for i in pick.tolist()]
 
 
-def completeness(e: Explained) -> dict[str, float]:
-    """IG's convergence delta: |Σ attributions − (f(x) − f(baseline))|, largest and relative to |f(x) − f(b)|."""
-    error = e.delta.abs()
-    return {"max_abs_delta": float(error.max()), "max_relative_delta": float((error / e.gap.abs().clamp_min(1e-12)).max())}
+def completeness(e: Explained) -> dict[str, Any]:
+    """IG's convergence delta δ = Σ attributions − (f(x) − f(baseline)) against its bound (`completeness_bound`),
+    summarized and per example: the gap, δ and the steps used. An example whose gap is near zero is held to the
+    absolute bound and counted apart, and left out of the largest relative error."""
+    error, gap = e.delta.abs(), e.gap.abs()
+    relative = gap >= NEAR_ZERO_GAP
+    return {"bound": f"|delta| <= {COMPLETENESS:.0%} of |f(x) - f(baseline)|, or <= {COMPLETENESS * NEAR_ZERO_GAP:g} "
+                     f"where |f(x) - f(baseline)| < {NEAR_ZERO_GAP:g}",
+            "within_bound": int((error <= completeness_bound(e.gap)).sum()), "examples": len(error),
+            "near_zero_gaps": int((~relative).sum()), "max_abs_delta": float(error.max()),
+            "max_relative_delta": float((error / gap)[relative].max()) if relative.any() else None,
+            "gap": e.gap.tolist(), "delta": e.delta.tolist(), "steps": e.steps.tolist()}
 
 
 def titles(run: Run, task: str, e: Explained) -> list[str]:

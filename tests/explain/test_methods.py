@@ -14,9 +14,11 @@ from scipy.stats import spearmanr
 import hydranet as hn
 from hydranet.data import build_dataset
 from hydranet.explain import METHODS, Settings, explain_batch, explain_run
-from hydranet.explain.methods import NEAR_ZERO_GAP
+from hydranet.explain import sampling
+from hydranet.explain.methods import NEAR_ZERO_GAP, Request
 from hydranet.explain.tables import source_columns
 from hydranet.explain.target import TaskScores
+from hydranet.randomness import Purpose, stream
 from hydranet.train.run import fresh_model
 from tests.data.datafiles import SHARED_DATA
 from tests.explain.conftest import fit_quietly
@@ -168,3 +170,44 @@ def test_occlusion_of_a_one_hot_group_is_the_score_change(table_model):
         with torch.no_grad():
             change = scores(x)[:, 0] - scores(torch.where(inside, baseline, x))[:, 0]
         assert torch.allclose(per_column[:, columns.index(name)], change, atol=1e-5)
+
+
+def test_lime_matches_captum_given_the_same_coalitions(table_model):
+    """The batched LIME (coalitions, cosine kernel, weighted Lasso for all examples at once) gives Captum's Lime
+    coefficients when Captum is fed the same coalitions, example by example."""
+    from captum.attr import Lime
+
+    run = table_model.run
+    x = split_inputs(table_model, 3)
+    baseline = train_mean(table_model)().expand_as(x)
+    _, groups = source_columns(run.info)
+    explained = explain_batch(run, x, "value", Settings(method="lime", samples=80), train_mean(table_model))
+    ours = torch.zeros(len(x), int(groups.max()) + 1).index_add_(1, groups[0], explained.values)
+    count, width = sampling.live_groups(groups, len(x))
+    present = sampling.lime_coalitions(count, width, 80, stream(run.config.seed, Purpose.EXPLAIN))
+    scores = TaskScores(run.model.eval(), "value")
+    for i in range(len(x)):
+        coalitions = iter(present[i].long())
+        captum = Lime(scores, perturb_func=lambda *_, **__: next(coalitions)[None]).attribute(
+            x[i:i + 1], baselines=baseline[i:i + 1], target=0, feature_mask=groups, n_samples=80,
+            return_input_shape=False)
+        assert torch.allclose(ours[i], captum[0].float(), atol=2e-4 * float(captum.abs().max()) + 1e-6)
+
+
+@pytest.mark.parametrize("method", ["kernel_shap", "lime"])
+def test_sampled_attributions_repeat_given_the_seed(table_model, method):
+    """Same seed, same values, however the coalitions are batched into forward passes (`rows`); another seed
+    draws other coalitions."""
+    run = table_model.run
+    x = split_inputs(table_model, 5)
+    baseline = train_mean(table_model)().expand_as(x)
+    scores = TaskScores(run.model.eval(), "value")
+    target = torch.zeros(len(x), dtype=torch.long)
+
+    def attributions(rows, seed=0):
+        request = Request(scores, x, target, baseline, source_columns(run.info)[1], samples=50, rows=rows, seed=seed)
+        return METHODS[method](request).values
+
+    assert torch.equal(attributions(1024), attributions(1024))
+    assert torch.allclose(attributions(1024), attributions(7), atol=1e-5)
+    assert not torch.allclose(attributions(1024), attributions(1024, seed=1))

@@ -3,7 +3,8 @@ baselines (zeros, the train mean, a blurred input); the feature masks come from 
 
 Every method returns attributions shaped like the input (Grad-CAM: one channel), in the model's input space, so
 that summing them over a feature group gives that group's share: methods that score groups (kernel_shap, lime,
-occlusion) spread a group's value evenly over its elements. Captum is imported when a method runs.
+occlusion) spread a group's value evenly over its elements. Captum is imported when a method runs; kernel_shap and
+lime are Captum's estimators computed batched over examples (sampling.py).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hydranet.errors import UserError
+from hydranet.explain import sampling
 from hydranet.explain.target import TaskScores
-from hydranet.randomness import Purpose, seed_global
+from hydranet.randomness import Purpose, stream
 
 BASELINES = ("zeros", "mean", "blur")
 COMPLETENESS = 0.01  # integrated_gradients: |Σ attributions − (f(x) − f(b))| ≤ 1% of |f(x) − f(b)| per example
@@ -38,7 +40,7 @@ class Request:
     samples: int = 200  # kernel_shap, lime: coalitions drawn per example
     layer: str | None = None  # gradcam: a module name of the model (default: its last Conv2d)
     rows: int = 1024  # at most this many rows per forward pass (the batching of steps and coalitions)
-    seed: int = 0  # kernel_shap, lime: coalitions drawn from the EXPLAIN stream of this seed
+    seed: int = 0  # kernel_shap, lime: coalitions drawn from the EXPLAIN stream of this seed (the same per chunk)
 
 
 @dataclass
@@ -133,25 +135,33 @@ def occlusion(r: Request) -> Attribution:
 @method("kernel_shap", grouped=True)
 def kernel_shap(r: Request) -> Attribution:
     """Shapley values of the feature groups, estimated by a weighted linear fit on `samples` coalitions drawn
-    with the Shapley kernel (Lundberg & Lee 2017); an absent group takes the baseline's values."""
-    from captum.attr import KernelShap  # lazy: captum only when explaining
-
-    seed_global(r.seed, Purpose.EXPLAIN)  # Captum draws coalitions from torch's global generator
-    values = KernelShap(r.scores).attribute(r.x, baselines=r.baseline, target=r.target, feature_mask=r.mask,
-                                            n_samples=r.samples, perturbations_per_eval=min(r.samples, r.rows))
-    return Attribution(spread(values, r.mask))
+    with the Shapley kernel (Lundberg & Lee 2017); an absent group takes the baseline's values. Captum's
+    estimator, batched over examples (sampling.py)."""
+    count, groups = sampling.live_groups(r.mask, len(r.x))
+    present = sampling.shapley_coalitions(count, groups, r.samples, stream(r.seed, Purpose.EXPLAIN))
+    y = sampling.coalition_scores(r.scores, r.x, r.baseline, r.target, r.mask, present, r.rows)
+    weight = torch.ones_like(y)
+    weight[:, :2] = sampling.ENDPOINT_WEIGHT  # all on, all off: the fit passes through f(x) and f(baseline)
+    return Attribution(spread_groups(sampling.weighted_linear_fit(present, y, weight), r))
 
 
 @method("lime", grouped=True)
 def lime(r: Request) -> Attribution:
-    """A sparse linear model (Lasso, Captum's default) fitted on `samples` random on/off patterns of the feature
-    groups, weighted by their closeness to x (Ribeiro et al. 2016); an "off" group takes the baseline's values."""
-    from captum.attr import Lime  # lazy: captum only when explaining
+    """A sparse linear model (Lasso, α = 0.01 as Captum's default) fitted on `samples` random on/off patterns of
+    the feature groups, weighted by their closeness to x (Ribeiro et al. 2016); an "off" group takes the
+    baseline's values. Captum's estimator, batched over examples (sampling.py)."""
+    count, groups = sampling.live_groups(r.mask, len(r.x))
+    present = sampling.lime_coalitions(count, groups, r.samples, stream(r.seed, Purpose.EXPLAIN))
+    y = sampling.coalition_scores(r.scores, r.x, r.baseline, r.target, r.mask, present, r.rows)
+    weight = sampling.cosine_similarity(r.x, r.baseline, r.mask, present, groups)
+    return Attribution(spread_groups(sampling.weighted_lasso(present, y, weight), r))
 
-    seed_global(r.seed, Purpose.EXPLAIN)  # Captum draws the patterns from torch's global generator
-    values = Lime(r.scores).attribute(r.x, baselines=r.baseline, target=r.target, feature_mask=r.mask,
-                                      n_samples=r.samples, perturbations_per_eval=min(r.samples, r.rows))
-    return Attribution(spread(values, r.mask))
+
+def spread_groups(coefficients: Tensor, r: Request) -> Tensor:
+    """(N, G) values per group → like x, each group's value spread over its elements (see `spread`)."""
+    group = r.mask.expand(len(r.x), *r.x.shape[1:]).flatten(1)
+    values = coefficients.to(r.x.device, r.x.dtype).gather(1, group).view(r.x.shape)
+    return spread(values, r.mask)
 
 
 def spread(values: Tensor, mask: Tensor) -> Tensor:

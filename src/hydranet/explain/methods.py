@@ -24,7 +24,7 @@ from hydranet.randomness import Purpose, stream
 BASELINES = ("zeros", "mean", "blur")
 COMPLETENESS = 0.01  # integrated_gradients: |Σ attributions − (f(x) − f(b))| ≤ 1% of |f(x) − f(b)| per example
 NEAR_ZERO_GAP = 0.01  # a |f(x) − f(b)| below this (logit or standardized units) is held to 1% of it, absolutely
-MAX_STEPS = 4096  # integrated_gradients doubles its steps for the examples that miss the bound up to this many
+MAX_STEPS = 4096  # integrated_gradients doubles the steps of the examples that miss the bound up to this many
 
 
 @dataclass
@@ -80,10 +80,11 @@ def saliency(r: Request) -> Attribution:
 
 @method("integrated_gradients")
 def integrated_gradients(r: Request) -> Attribution:
-    """∫ gradient along the straight path from the baseline (Sundararajan et al. 2017), by Gauss–Legendre
-    quadrature; all steps of all examples go through the model in batches of `rows`. The examples whose
-    completeness error misses `completeness_bound` are done again with twice the steps (together, batched) until
-    every one meets it or MAX_STEPS is reached; the error and the steps are returned per example."""
+    """∫ gradient along the straight path from the baseline (Sundararajan et al. 2017), by `steps`-point
+    Gauss–Legendre quadrature; all steps of all examples go through the model in batches of `rows`. The examples
+    whose completeness error misses `completeness_bound` are done again with the path cut into twice as many equal
+    pieces, each integrated the same way (together, batched), until every one meets it or MAX_STEPS is reached;
+    the error δ = Σ attributions − (f(x) − f(b)) and the steps are returned per example."""
     from captum.attr import IntegratedGradients  # lazy: captum only when explaining
 
     ig = IntegratedGradients(r.scores)
@@ -92,16 +93,26 @@ def integrated_gradients(r: Request) -> Attribution:
     bound = completeness_bound(gap)
     values, delta = torch.zeros_like(r.x), torch.zeros_like(gap)
     steps = torch.zeros(len(r.x), dtype=torch.long, device=r.x.device)
-    todo, n = torch.arange(len(r.x), device=r.x.device), r.steps
-    while len(todo):
-        values[todo], delta[todo] = ig.attribute(r.x[todo], baselines=r.baseline[todo], target=r.target[todo],
-                                                 n_steps=n, internal_batch_size=max(r.rows, len(todo)),
-                                                 return_convergence_delta=True)
-        steps[todo] = n
-        todo, n = todo[delta[todo].abs() > bound[todo]], 2 * n
-        if n > MAX_STEPS:
-            break
+    todo, pieces = torch.arange(len(r.x), device=r.x.device), 1
+    while len(todo) and pieces * r.steps <= max(MAX_STEPS, r.steps):
+        values[todo] = _piecewise_path(ig, r, todo, pieces)
+        delta[todo] = values[todo].flatten(1).sum(1) - gap[todo]
+        steps[todo] = pieces * r.steps
+        todo, pieces = todo[delta[todo].abs() > bound[todo]], 2 * pieces
     return Attribution(values, delta, steps)
+
+
+def _piecewise_path(ig, r: Request, todo: Tensor, pieces: int) -> Tensor:
+    """IG of the examples `todo` with the path cut into `pieces` equal parts: each part is the IG from its start
+    to its end (one Captum call for all parts of all examples), and the parts add up, as integrals do; the
+    Gauss–Legendre nodes stay those of `steps` points (numpy computes n nodes in O(n³))."""
+    x, b = r.x[todo], r.baseline[todo]
+    cut = torch.linspace(0, 1, pieces + 1, device=x.device).view(-1, *[1] * x.ndim)  # (pieces + 1, 1, ...)
+    points = sampling.laid_out_as((b + cut * (x - b)).flatten(0, 1), x)  # (pieces + 1) × examples
+    starts, ends = points[:-len(x)], points[len(x):]
+    parts = ig.attribute(ends, baselines=starts, target=r.target[todo].repeat(pieces), n_steps=r.steps,
+                         internal_batch_size=max(r.rows, len(ends)))
+    return parts.view(pieces, *x.shape).sum(0)
 
 
 def completeness_bound(gap: Tensor) -> Tensor:

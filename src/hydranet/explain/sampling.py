@@ -74,12 +74,18 @@ def coalition_scores(scores: TaskScores, x: Tensor, baseline: Tensor, target: Te
         pair = torch.arange(start, min(start + rows, n * s), device=x.device)
         example, coalition = pair // s, pair % s
         on = present[example, coalition].gather(1, group[example])  # (R, F)
-        inputs = torch.where(on, flat_x[example], flat_b[example]).view(-1, *x.shape[1:])
-        if inputs.ndim == 4:  # laid out as the explained images are (channels_last where the run trains so)
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        inputs = laid_out_as(torch.where(on, flat_x[example], flat_b[example]).view(-1, *x.shape[1:]), x)
         with torch.no_grad():
             out.append(scores(inputs).gather(1, target[example][:, None])[:, 0])
     return torch.cat(out).view(n, s)
+
+
+def laid_out_as(inputs: Tensor, x: Tensor) -> Tensor:
+    """`inputs` in x's memory layout: channels_last where the run's images are (its convolutions are laid out
+    for it)."""
+    if x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        return inputs.contiguous(memory_format=torch.channels_last)
+    return inputs
 
 
 def cosine_similarity(x: Tensor, baseline: Tensor, mask: Tensor, present: Tensor, groups: int) -> Tensor:

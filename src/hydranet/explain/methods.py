@@ -176,8 +176,8 @@ def spread_groups(coefficients: Tensor, r: Request) -> Tensor:
 
 
 def spread(values: Tensor, mask: Tensor) -> Tensor:
-    """Captum gives every element of a group the group's whole value; divide it over the group's elements (per
-    example: superpixels differ between images), so a sum over the group (a source column, a patch, a superpixel)
+    """Grouped methods give every element of a group the group's whole value; divide it over the group's elements
+    (per example: superpixels differ between images), so a sum over the group (a source column, a patch, a superpixel)
     is the group's attribution and a sum over all is the total."""
     groups = mask.expand_as(values).reshape(len(values), -1)  # (N, elements)
     counts = torch.zeros(len(values), int(groups.max()) + 1, dtype=values.dtype, device=values.device)

@@ -125,7 +125,7 @@ def write_images(run: Run, folder: Path, x: Tensor, ids: list[str], task: str, e
     attributions with their inputs and groups (safetensors)."""
     raw, heat = images.raw_images(run.info, x), images.heatmaps(e.values)
     segments = None if e.segments is None else e.segments.numpy()
-    name = {"grid": "patches", "slic": "superpixels"}[segmentation]
+    name = "superpixels" if segmentation == "slic" else "patches"
     for i, title in enumerate(titles(run, task, e)):
         images.plot_example(folder / f"example-{i}.png", raw[i], heat[i], f"{ids[i]}\n{title}", method,
                             None if segments is None else segments[i], name)

@@ -355,6 +355,9 @@ def explain(
                                         "(default: the last convolutional feature map)"),
     patch: Optional[int] = typer.Option(None, "--patch", help="images, for kernel_shap, lime, occlusion: patch side "
                                         "in pixels (default: an 8x8 grid)"),
+    segments: str = typer.Option("grid", "--segments", help="images, for kernel_shap, lime, occlusion: grid (square "
+                                 "patches) | slic (superpixels)"),
+    n_segments: int = typer.Option(64, "--n-segments", help="images, --segments slic: about this many superpixels"),
     out: Optional[Path] = typer.Option(None, "--output", "-o", help="folder to write (default: "
                                        "RUN/explain/<task>-<method>); missing, empty or an earlier explanation"),
 ) -> None:
@@ -364,11 +367,13 @@ def explain(
 
     at_least_one(("--n", n), ("--steps", steps), ("--samples", samples), ("--patch", patch))
     settings = Settings(method=method, target=target, baseline=baseline, steps=steps, samples=samples,
-                        layer=layer, patch=patch)
+                        layer=layer, patch=patch, segments=segments, n_segments=n_segments)
     result = explain_run(load_run(run_dir), inputs or [], split, task, n, out, global_, settings)
     for task_name, gap in result["completeness"].items():
-        console.print(f"{task_name}: integrated gradients completeness error ≤ {gap['max_relative_delta']:.2%} "
-                      f"of |f(x) − f(baseline)| (max |delta| {gap['max_abs_delta']:.2e})")
+        relative = "-" if gap["max_relative_delta"] is None else f"{gap['max_relative_delta']:.2%}"
+        console.print(f"{task_name}: integrated gradients completeness error within the bound for "
+                      f"{gap['within_bound']}/{gap['examples']} examples ({gap['bound']}); largest relative {relative}, "
+                      f"{gap['near_zero_gaps']} near-zero gaps; steps {min(gap['steps'])}-{max(gap['steps'])}")
     console.print(f"explained {len(result['inputs'])} examples with {result['method']} in {result['seconds']:.1f}s; "
                   f"wrote [bold]{result['folder']}[/bold]")
 

@@ -22,13 +22,16 @@ def test_images_give_a_picture_per_example(cli, digits_model, tmp_path):
 
 
 def test_integrated_gradients_reports_its_completeness(cli, digits_model, tmp_path):
+    """Per example: the gap f(x) − f(baseline), Captum's delta and the steps it took to meet the bound."""
     code, out, err = cli("explain", digits_model.run.dir, "--split", "test", "--task", "ink", "--n", "3",
                          "-o", tmp_path / "ig")
     assert code == 0, err
-    assert "completeness error" in out
+    assert "completeness error within the bound for 3/3 examples" in out
     summary = json.loads((tmp_path / "ig" / "explanation.json").read_text())
     assert summary["method"] == "integrated_gradients"
-    assert summary["completeness"]["ink"]["max_relative_delta"] < 0.05
+    report = summary["completeness"]["ink"]
+    assert report["within_bound"] == report["examples"] == 3 and report["max_relative_delta"] <= 0.01
+    assert len(report["delta"]) == len(report["gap"]) == len(report["steps"]) == 3 and min(report["steps"]) >= 50
 
 
 def test_table_rows_give_one_column_per_source_column(cli, table_model, tmp_path):

@@ -14,8 +14,11 @@ from scipy.stats import spearmanr
 import hydranet as hn
 from hydranet.data import build_dataset
 from hydranet.explain import METHODS, Settings, explain_batch, explain_run
+from hydranet.explain import sampling
+from hydranet.explain.methods import NEAR_ZERO_GAP, Request
 from hydranet.explain.tables import source_columns
 from hydranet.explain.target import TaskScores
+from hydranet.randomness import Purpose, stream
 from hydranet.train.run import fresh_model
 from tests.data.datafiles import SHARED_DATA
 from tests.explain.conftest import fit_quietly
@@ -30,26 +33,33 @@ def train_mean(model):
     return lambda: build_dataset(model.config).split("train")["x"].mean(0, keepdim=True)
 
 
-@pytest.mark.parametrize("fixture, task", [("digits_model", "digit"), ("digits_model", "parity"),
-                                           ("digits_model", "ink"), ("table_model", "label"),
-                                           ("table_model", "value")])
-def test_integrated_gradients_complete(request, fixture, task):
-    """Σ attributions = f(x) − f(baseline) within 1% (fp32, 128 steps), checked against the model itself, for a
-    class logit, a binary logit and a regression output; Captum's own delta agrees. The 1% is of |f(x) − f(b)|,
-    or of its mean over the examples where it is smaller: a ReLU network's path has kinks, and a gap near 0
-    makes any fixed number of steps fail a purely relative bound."""
-    model = request.getfixturevalue(fixture)
-    x = split_inputs(model, 8)
-    settings = Settings(method="integrated_gradients", steps=128)
-    explained = explain_batch(model.run, x, task, settings, train_mean(model))
+def assert_complete(model, task, count):
+    """Every example: |Σ attributions − (f(x) − f(baseline))| ≤ 1% of |f(x) − f(baseline)| in fp32, f computed
+    from the model itself; where that gap is under NEAR_ZERO_GAP, ≤ 1% of NEAR_ZERO_GAP (and the report says
+    so). Captum's own delta and the steps reported per example agree."""
+    x = split_inputs(model, count)
+    explained = explain_batch(model.run, x, task, Settings(method="integrated_gradients"), train_mean(model))
     baseline = torch.zeros_like(x) if model.run.info.is_image else train_mean(model)().expand_as(x)
     with torch.no_grad():
         scores = TaskScores(model.run.model.eval(), task)
         column = explained.target.index[:, None]
         gap = (scores(x).gather(1, column) - scores(baseline).gather(1, column))[:, 0]
-    total = explained.values.flatten(1).sum(1)
-    assert ((total - gap).abs() <= 0.01 * gap.abs().clamp_min(gap.abs().mean())).all()
-    assert torch.allclose(explained.delta.abs(), (total - gap).abs(), atol=1e-4)
+    error = (explained.values.flatten(1).sum(1) - gap).abs()
+    relative = gap.abs() >= NEAR_ZERO_GAP
+    assert (error[relative] <= 0.01 * gap.abs()[relative]).all()
+    assert (error[~relative] <= 0.01 * NEAR_ZERO_GAP).all()
+    assert torch.allclose(explained.delta.abs(), error, atol=1e-4)
+    assert (explained.steps >= 50).all() and explained.steps.shape == (count,)
+    return explained
+
+
+@pytest.mark.parametrize("fixture, task", [("digits_model", "digit"), ("digits_model", "parity"),
+                                           ("digits_model", "ink"), ("table_model", "label"),
+                                           ("table_model", "value")])
+def test_integrated_gradients_complete(request, fixture, task):
+    """The issue's bound, per example, for a class logit, a binary logit and a regression output of a trained
+    digits CNN (the quickstart's tasks) and a table MLP; 50 steps to start with, doubled where an example needs."""
+    assert_complete(request.getfixturevalue(fixture), task, 24)
 
 
 def exact_shapley(scores, x, baseline, target, groups):
@@ -134,19 +144,15 @@ def test_global_importance_ranks_the_two_columns_first(table_model, tmp_path, me
 
 @pytest.mark.slow
 def test_integrated_gradients_complete_on_adult(tmp_path):
-    """The same completeness bound on the real UCI Adult table (one epoch of the built-in `adult` experiment),
-    with categorical one-hot groups and the train-mean baseline."""
+    """The same per-example completeness bound on the real UCI Adult table (one epoch of the built-in `adult`
+    experiment), with categorical one-hot groups and the train-mean baseline."""
     adult = SHARED_DATA / "adult" / "adult.csv.gz"
     if not adult.exists():
         pytest.skip(f"{adult} is not on this machine")
     model = fit_quietly(hn.Experiment("adult").config.model_dump(mode="json")
                         | {"data": {"source": "csv", "path": str(adult), "split": {"val": 0.1, "stratify": "income"}},
                            "train": {"epochs": 1, "batch_size": 256, "progress": False}}, tmp_path / "adult")
-    x = split_inputs(model, 64)
-    explained = explain_batch(model.run, x, "income", Settings(method="integrated_gradients", steps=128),
-                              train_mean(model))
-    gap, total = explained.gap, explained.values.flatten(1).sum(1)
-    assert ((total - gap).abs() <= 0.01 * gap.abs().clamp_min(gap.abs().mean())).all()
+    assert_complete(model, "income", 64)
 
 
 def test_occlusion_of_a_one_hot_group_is_the_score_change(table_model):
@@ -164,3 +170,44 @@ def test_occlusion_of_a_one_hot_group_is_the_score_change(table_model):
         with torch.no_grad():
             change = scores(x)[:, 0] - scores(torch.where(inside, baseline, x))[:, 0]
         assert torch.allclose(per_column[:, columns.index(name)], change, atol=1e-5)
+
+
+def test_lime_matches_captum_given_the_same_coalitions(table_model):
+    """The batched LIME (coalitions, cosine kernel, weighted Lasso for all examples at once) gives Captum's Lime
+    coefficients when Captum is fed the same coalitions, example by example."""
+    from captum.attr import Lime
+
+    run = table_model.run
+    x = split_inputs(table_model, 3)
+    baseline = train_mean(table_model)().expand_as(x)
+    _, groups = source_columns(run.info)
+    explained = explain_batch(run, x, "value", Settings(method="lime", samples=80), train_mean(table_model))
+    ours = torch.zeros(len(x), int(groups.max()) + 1).index_add_(1, groups[0], explained.values)
+    count, width = sampling.live_groups(groups, len(x))
+    present = sampling.lime_coalitions(count, width, 80, stream(run.config.seed, Purpose.EXPLAIN))
+    scores = TaskScores(run.model.eval(), "value")
+    for i in range(len(x)):
+        coalitions = iter(present[i].long())
+        captum = Lime(scores, perturb_func=lambda *_, **__: next(coalitions)[None]).attribute(
+            x[i:i + 1], baselines=baseline[i:i + 1], target=0, feature_mask=groups, n_samples=80,
+            return_input_shape=False)
+        assert torch.allclose(ours[i], captum[0].float(), atol=2e-4 * float(captum.abs().max()) + 1e-6)
+
+
+@pytest.mark.parametrize("method", ["kernel_shap", "lime"])
+def test_sampled_attributions_repeat_given_the_seed(table_model, method):
+    """Same seed, same values, however the coalitions are batched into forward passes (`rows`); another seed
+    draws other coalitions."""
+    run = table_model.run
+    x = split_inputs(table_model, 5)
+    baseline = train_mean(table_model)().expand_as(x)
+    scores = TaskScores(run.model.eval(), "value")
+    target = torch.zeros(len(x), dtype=torch.long)
+
+    def attributions(rows, seed=0):
+        request = Request(scores, x, target, baseline, source_columns(run.info)[1], samples=50, rows=rows, seed=seed)
+        return METHODS[method](request).values
+
+    assert torch.equal(attributions(1024), attributions(1024))
+    assert torch.allclose(attributions(1024), attributions(7), atol=1e-5)
+    assert not torch.allclose(attributions(1024), attributions(1024, seed=1))

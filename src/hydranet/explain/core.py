@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -14,7 +14,8 @@ from torch import Tensor
 
 from hydranet.data.batches import on_device
 from hydranet.errors import UserError
-from hydranet.explain.methods import GROUPED, Attribution, Request, baseline_input, default_patch, get_method, patch_mask
+from hydranet.explain.methods import GROUPED, Attribution, Request, baseline_input, get_method
+from hydranet.explain.segments import SEGMENTATIONS, default_patch, patch_mask, slic
 from hydranet.explain.tables import per_column, source_columns
 from hydranet.explain.target import Target, TaskScores, choose_target
 from hydranet.train.run import Run
@@ -30,10 +31,12 @@ class Settings:
     method: str | None = None  # None: integrated_gradients for images, kernel_shap for tables
     target: str | None = None  # class or label (name or index); None: the predicted one
     baseline: str | None = None  # None: zeros for images, the train mean for tables (see `baseline_for`)
-    steps: int = 50
+    steps: int = 50  # integrated_gradients: points on the path to start with, doubled where an example needs more
     samples: int = 200
     layer: str | None = None
-    patch: int | None = None  # images: side of the square patches kernel_shap, lime and occlusion switch
+    patch: int | None = None  # images, segments "grid": side of the square patches kernel_shap, lime, occlusion switch
+    segments: str = "grid"  # images: the groups those methods switch, "grid" (patches) or "slic" (superpixels)
+    n_segments: int = 64  # images, segments "slic": about this many superpixels per image
 
     def method_for(self, image: bool) -> str:
         return self.method or DEFAULT_METHOD[image]
@@ -55,6 +58,8 @@ class Explained:
     gap: Tensor  # (N,) f(x) − f(baseline) of the explained score
     delta: Tensor | None = None  # integrated_gradients' completeness error per example
     groups: str | None = None  # what a grouped method (kernel_shap, lime, occlusion) switched on and off
+    segments: Tensor | None = None  # images, grouped methods: (N, H, W) group id of every pixel, on the CPU
+    steps: Tensor | None = None  # integrated_gradients' points on the path per example
 
 
 def explain_batch(run: Run, x: Tensor, task: str, settings: Settings,
@@ -75,23 +80,31 @@ def explain_batch(run: Run, x: Tensor, task: str, settings: Settings,
         outputs = forward_all(scores, x, run.config.train.eval_batch_size)
         target = choose_target(run.tasks[task], outputs, settings.target)
         baseline = baseline_input(settings.baseline_for(image), x, train_mean or _no_mean, image)
-        mask, note = feature_mask(run, settings)
+        grouped = name in GROUPED
+        mask, note = feature_mask(run, settings, x) if grouped else (None, None)
         with warnings.catch_warnings():  # Captum's advice (one example at a time, inputs set to require grad)
             warnings.filterwarnings("ignore", category=UserWarning, module=r"captum\.")
-            parts = [method(request(scores, x, target.index, baseline, mask.to(device), settings, run, sl))
+            parts = [method(request(scores, x, target.index, baseline, mask, settings, run, sl))
                      for sl in chunks(len(x), run.config.train.eval_batch_size)]
         base_scores = forward_all(scores, baseline, run.config.train.eval_batch_size)
     finally:
         run.model.train(was_training)
     column = target.index.to(device)[:, None]
     gap = (outputs.gather(1, column) - base_scores.gather(1, column))[:, 0].cpu()
-    deltas = [p.delta for p in parts]
-    return Explained(torch.cat([p.values.detach().cpu() for p in parts]), target, outputs.cpu(), gap,
-                     None if deltas[0] is None else torch.cat(deltas).detach().cpu(), note if name in GROUPED else None)
+    segments = mask.expand(len(x), *mask.shape[1:])[:, 0].cpu() if grouped and image else None
+    return Explained(joined(p.values for p in parts), target, outputs.cpu(), gap, joined(p.delta for p in parts),
+                     note, segments, joined(p.steps for p in parts))
 
 
-def request(scores: TaskScores, x: Tensor, target: Tensor, baseline: Tensor, mask: Tensor, settings: Settings,
-            run: Run, rows: slice) -> Request:
+def joined(parts: Iterable[Tensor | None]) -> Tensor | None:
+    """The chunks' tensors as one, on the CPU; None for what the method does not return."""
+    parts = list(parts)
+    return None if parts[0] is None else torch.cat(parts).detach().cpu()
+
+
+def request(scores: TaskScores, x: Tensor, target: Tensor, baseline: Tensor, mask: Tensor | None,
+            settings: Settings, run: Run, rows: slice) -> Request:
+    mask = mask[rows] if mask is not None and len(mask) > 1 else mask  # superpixels: one mask per example
     return Request(scores, x[rows], target[rows].to(x.device), baseline[rows], mask, steps=settings.steps,
                    samples=settings.samples, layer=settings.layer, rows=ROWS, seed=run.config.seed)
 
@@ -106,16 +119,25 @@ def chunks(n: int, size: int) -> list[slice]:
     return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
-def feature_mask(run: Run, settings: Settings) -> tuple[Tensor, str]:
-    """The groups switched as one: a grid of square patches (images) or the source columns (tables)."""
-    if run.info.is_image:
-        shape = tuple(run.info.input_shape)
-        patch = settings.patch or default_patch(shape)
-        if patch < 1 or patch > max(shape[1:]):
-            raise UserError(f"--patch: {patch} does not fit {shape[1]}x{shape[2]} images (expected 1..{max(shape[1:])})")
-        return patch_mask(shape, patch), f"grid of {patch}x{patch}-pixel patches (all channels together)"
-    _, mask = source_columns(run.info)
-    return mask, "source columns (a one-hot group as one feature)"
+def feature_mask(run: Run, settings: Settings, x: Tensor) -> tuple[Tensor, str]:
+    """The groups switched as one, on x's device: the source columns (tables); on images a grid of square patches
+    (one mask for all) or SLIC superpixels of each image (one mask per example)."""
+    if not run.info.is_image:
+        _, mask = source_columns(run.info)
+        return mask.to(x.device), "source columns (a one-hot group as one feature)"
+    shape = tuple(run.info.input_shape)
+    if settings.segments == "slic":
+        if not 1 <= settings.n_segments <= shape[1] * shape[2]:
+            raise UserError(f"--n-segments: {settings.n_segments} does not fit {shape[1]}x{shape[2]} images "
+                            f"(expected 1..{shape[1] * shape[2]})")
+        return slic(x, settings.n_segments), (f"SLIC superpixels, about {settings.n_segments} per image "
+                                              f"(k-means in colour and position; all channels together)")
+    if settings.segments != "grid":
+        raise UserError(f"--segments: {settings.segments!r} is not a segmentation (expected {' or '.join(SEGMENTATIONS)})")
+    patch = settings.patch or default_patch(shape)
+    if patch < 1 or patch > max(shape[1:]):
+        raise UserError(f"--patch: {patch} does not fit {shape[1]}x{shape[2]} images (expected 1..{max(shape[1:])})")
+    return patch_mask(shape, patch).to(x.device), f"grid of {patch}x{patch}-pixel patches (all channels together)"
 
 
 def check_task(run: Run, task: str) -> None:

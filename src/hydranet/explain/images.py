@@ -31,8 +31,19 @@ def heatmaps(values: torch.Tensor) -> np.ndarray:
     return (heat / heat.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)).numpy()
 
 
-def plot_example(path: Path, image: np.ndarray, heat: np.ndarray, title: str, method: str) -> None:
-    """Input | heatmap over the input (jet, half transparent); the title carries the prediction."""
+def boundaries(segments: np.ndarray) -> np.ndarray:
+    """(H, W) group ids → (H, W, 4) RGBA: yellow where a pixel's group differs from its right or lower
+    neighbour's, transparent elsewhere."""
+    edge = np.zeros(segments.shape, dtype=bool)
+    edge[:, :-1] |= segments[:, :-1] != segments[:, 1:]
+    edge[:-1, :] |= segments[:-1, :] != segments[1:, :]
+    return np.where(edge[..., None], np.array([1.0, 0.85, 0.0, 0.9]), np.zeros(4))
+
+
+def plot_example(path: Path, image: np.ndarray, heat: np.ndarray, title: str, method: str,
+                 segments: np.ndarray | None = None, segments_name: str = "") -> None:
+    """Input | heatmap over the input (jet, half transparent); the title carries the prediction. `segments`
+    (grouped methods): the groups switched, drawn as boundaries over the input and counted in its caption."""
     import matplotlib  # lazy: matplotlib only when plotting
 
     matplotlib.use("Agg")
@@ -45,7 +56,11 @@ def plot_example(path: Path, image: np.ndarray, heat: np.ndarray, title: str, me
         ax.imshow(shown, cmap="gray" if grey else None, vmin=0, vmax=1, interpolation="nearest")
         ax.axis("off")
     axes[1].imshow(heat, cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="nearest")
-    axes[0].set_title("input", fontsize=8)
+    caption = "input"
+    if segments is not None:
+        axes[0].imshow(boundaries(segments), interpolation="nearest")
+        caption = f"input: {len(np.unique(segments))} {segments_name}"
+    axes[0].set_title(caption, fontsize=8)
     axes[1].set_title(method, fontsize=8)
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()

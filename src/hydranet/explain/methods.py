@@ -1,9 +1,10 @@
 """Attribution methods by name (`METHODS`), each one Captum call on a task's `TaskScores`, and their inputs:
-baselines (zeros, the train mean, a blurred input) and feature masks (grid patches of images, source columns).
+baselines (zeros, the train mean, a blurred input); the feature masks come from segments.py and tables.py.
 
 Every method returns attributions shaped like the input (Grad-CAM: one channel), in the model's input space, so
 that summing them over a feature group gives that group's share: methods that score groups (kernel_shap, lime,
-occlusion) spread a group's value evenly over its elements. Captum is imported when a method runs.
+occlusion) spread a group's value evenly over its elements. Captum is imported when a method runs; kernel_shap and
+lime are Captum's estimators computed batched over examples (sampling.py).
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hydranet.errors import UserError
+from hydranet.explain import sampling
 from hydranet.explain.target import TaskScores
-from hydranet.randomness import Purpose, seed_global
+from hydranet.randomness import Purpose, stream
 
 BASELINES = ("zeros", "mean", "blur")
+COMPLETENESS = 0.01  # integrated_gradients: |Σ attributions − (f(x) − f(b))| ≤ 1% of |f(x) − f(b)| per example
+NEAR_ZERO_GAP = 0.01  # a |f(x) − f(b)| below this (logit or standardized units) is held to 1% of it, absolutely
+MAX_STEPS = 4096  # integrated_gradients doubles the steps of the examples that miss the bound up to this many
 
 
 @dataclass
@@ -30,18 +35,19 @@ class Request:
     x: Tensor  # (N, *input_shape) model inputs
     target: Tensor  # (N,) column of `scores` per example
     baseline: Tensor  # (N, *input_shape): the "absent" input of integrated_gradients, kernel_shap, lime, occlusion
-    mask: Tensor  # (1, *input_shape) int64 feature group per element, broadcast over the batch
-    steps: int = 50  # integrated_gradients: points on the path (Riemann / Gauss-Legendre)
+    mask: Tensor | None  # grouped methods: (1 or N, *input_shape) int64 group per element (one for all, or per example)
+    steps: int = 50  # integrated_gradients: points on the path (Gauss-Legendre) to start with
     samples: int = 200  # kernel_shap, lime: coalitions drawn per example
     layer: str | None = None  # gradcam: a module name of the model (default: its last Conv2d)
     rows: int = 1024  # at most this many rows per forward pass (the batching of steps and coalitions)
-    seed: int = 0  # kernel_shap, lime: coalitions drawn from the EXPLAIN stream of this seed
+    seed: int = 0  # kernel_shap, lime: coalitions drawn from the EXPLAIN stream of this seed (the same per chunk)
 
 
 @dataclass
 class Attribution:
     values: Tensor  # like x (gradcam: (N, 1, H, W))
     delta: Tensor | None = None  # integrated_gradients: Σ attributions − (f(x) − f(baseline)) per example
+    steps: Tensor | None = None  # integrated_gradients: (N,) points on the path each example needed
 
 
 METHODS: dict[str, Callable[[Request], Attribution]] = {}
@@ -74,14 +80,46 @@ def saliency(r: Request) -> Attribution:
 
 @method("integrated_gradients")
 def integrated_gradients(r: Request) -> Attribution:
-    """∫ gradient along the straight path from the baseline (Sundararajan et al. 2017); all steps of all examples
-    go through the model in batches of `rows`, and the completeness gap is returned as `delta`."""
+    """∫ gradient along the straight path from the baseline (Sundararajan et al. 2017), by `steps`-point
+    Gauss–Legendre quadrature; all steps of all examples go through the model in batches of `rows`. The examples
+    whose completeness error misses `completeness_bound` are done again with the path cut into twice as many equal
+    pieces, each integrated the same way (together, batched), until every one meets it or MAX_STEPS is reached;
+    the error δ = Σ attributions − (f(x) − f(b)) and the steps are returned per example."""
     from captum.attr import IntegratedGradients  # lazy: captum only when explaining
 
-    values, delta = IntegratedGradients(r.scores).attribute(
-        r.x, baselines=r.baseline, target=r.target, n_steps=r.steps,
-        internal_batch_size=max(r.rows, len(r.x)), return_convergence_delta=True)
-    return Attribution(values, delta)
+    ig = IntegratedGradients(r.scores)
+    with torch.no_grad():
+        gap = (r.scores(r.x) - r.scores(r.baseline)).gather(1, r.target[:, None])[:, 0]
+    bound = completeness_bound(gap)
+    values, delta = torch.zeros_like(r.x), torch.zeros_like(gap)
+    steps = torch.zeros(len(r.x), dtype=torch.long, device=r.x.device)
+    todo, pieces = torch.arange(len(r.x), device=r.x.device), 1
+    while len(todo) and pieces * r.steps <= max(MAX_STEPS, r.steps):
+        values[todo] = _piecewise_path(ig, r, todo, pieces)
+        delta[todo] = values[todo].flatten(1).sum(1) - gap[todo]
+        steps[todo] = pieces * r.steps
+        todo, pieces = todo[delta[todo].abs() > bound[todo]], 2 * pieces
+    return Attribution(values, delta, steps)
+
+
+def _piecewise_path(ig, r: Request, todo: Tensor, pieces: int) -> Tensor:
+    """IG of the examples `todo` with the path cut into `pieces` equal parts: each part is the IG from its start
+    to its end (one Captum call for all parts of all examples), and the parts add up, as integrals do; the
+    Gauss–Legendre nodes stay those of `steps` points (numpy computes n nodes in O(n³))."""
+    x, b = r.x[todo], r.baseline[todo]
+    cut = torch.linspace(0, 1, pieces + 1, device=x.device).view(-1, *[1] * x.ndim)  # (pieces + 1, 1, ...)
+    points = sampling.laid_out_as((b + cut * (x - b)).flatten(0, 1), x)  # (pieces + 1) × examples
+    starts, ends = points[:-len(x)], points[len(x):]
+    parts = ig.attribute(ends, baselines=starts, target=r.target[todo].repeat(pieces), n_steps=r.steps,
+                         internal_batch_size=max(r.rows, len(ends)))
+    return parts.view(pieces, *x.shape).sum(0)
+
+
+def completeness_bound(gap: Tensor) -> Tensor:
+    """The largest |Σ attributions − (f(x) − f(b))| integrated_gradients accepts per example: 1% of |f(x) − f(b)|,
+    or, where that gap is under NEAR_ZERO_GAP (x scores as the baseline does, and a relative bound would ask for
+    an error below fp32's rounding of the sum), 1% of NEAR_ZERO_GAP."""
+    return COMPLETENESS * gap.abs().clamp_min(NEAR_ZERO_GAP)
 
 
 @method("gradcam")
@@ -108,33 +146,43 @@ def occlusion(r: Request) -> Attribution:
 @method("kernel_shap", grouped=True)
 def kernel_shap(r: Request) -> Attribution:
     """Shapley values of the feature groups, estimated by a weighted linear fit on `samples` coalitions drawn
-    with the Shapley kernel (Lundberg & Lee 2017); an absent group takes the baseline's values."""
-    from captum.attr import KernelShap  # lazy: captum only when explaining
-
-    seed_global(r.seed, Purpose.EXPLAIN)  # Captum draws coalitions from torch's global generator
-    values = KernelShap(r.scores).attribute(r.x, baselines=r.baseline, target=r.target, feature_mask=r.mask,
-                                            n_samples=r.samples, perturbations_per_eval=min(r.samples, r.rows))
-    return Attribution(spread(values, r.mask))
+    with the Shapley kernel (Lundberg & Lee 2017); an absent group takes the baseline's values. Captum's
+    estimator, batched over examples (sampling.py)."""
+    count, groups = sampling.live_groups(r.mask, len(r.x))
+    present = sampling.shapley_coalitions(count, groups, r.samples, stream(r.seed, Purpose.EXPLAIN))
+    y = sampling.coalition_scores(r.scores, r.x, r.baseline, r.target, r.mask, present, r.rows)
+    weight = torch.ones_like(y)
+    weight[:, :2] = sampling.ENDPOINT_WEIGHT  # all on, all off: the fit passes through f(x) and f(baseline)
+    return Attribution(spread_groups(sampling.weighted_linear_fit(present, y, weight), r))
 
 
 @method("lime", grouped=True)
 def lime(r: Request) -> Attribution:
-    """A sparse linear model (Lasso, Captum's default) fitted on `samples` random on/off patterns of the feature
-    groups, weighted by their closeness to x (Ribeiro et al. 2016); an "off" group takes the baseline's values."""
-    from captum.attr import Lime  # lazy: captum only when explaining
+    """A sparse linear model (Lasso, α = 0.01 as Captum's default) fitted on `samples` random on/off patterns of
+    the feature groups, weighted by their closeness to x (Ribeiro et al. 2016); an "off" group takes the
+    baseline's values. Captum's estimator, batched over examples (sampling.py)."""
+    count, groups = sampling.live_groups(r.mask, len(r.x))
+    present = sampling.lime_coalitions(count, groups, r.samples, stream(r.seed, Purpose.EXPLAIN))
+    y = sampling.coalition_scores(r.scores, r.x, r.baseline, r.target, r.mask, present, r.rows)
+    weight = sampling.cosine_similarity(r.x, r.baseline, r.mask, present, groups)
+    return Attribution(spread_groups(sampling.weighted_lasso(present, y, weight), r))
 
-    seed_global(r.seed, Purpose.EXPLAIN)  # Captum draws the patterns from torch's global generator
-    values = Lime(r.scores).attribute(r.x, baselines=r.baseline, target=r.target, feature_mask=r.mask,
-                                      n_samples=r.samples, perturbations_per_eval=min(r.samples, r.rows))
-    return Attribution(spread(values, r.mask))
+
+def spread_groups(coefficients: Tensor, r: Request) -> Tensor:
+    """(N, G) values per group → like x, each group's value spread over its elements (see `spread`)."""
+    group = r.mask.expand(len(r.x), *r.x.shape[1:]).flatten(1)
+    values = coefficients.to(r.x.device, r.x.dtype).gather(1, group).view(r.x.shape)
+    return spread(values, r.mask)
 
 
 def spread(values: Tensor, mask: Tensor) -> Tensor:
-    """Captum gives every element of a group the group's whole value; divide it over the group's elements, so a
-    sum over the group (a source column, a patch) is the group's attribution and a sum over all is the total."""
-    groups = mask.expand_as(values[:1]).reshape(-1)
-    counts = torch.bincount(groups).to(values.dtype)
-    return values / counts[groups].reshape(values.shape[1:])
+    """Grouped methods give every element of a group the group's whole value; divide it over the group's elements
+    (per example: superpixels differ between images), so a sum over the group (a source column, a patch, a superpixel)
+    is the group's attribution and a sum over all is the total."""
+    groups = mask.expand_as(values).reshape(len(values), -1)  # (N, elements)
+    counts = torch.zeros(len(values), int(groups.max()) + 1, dtype=values.dtype, device=values.device)
+    counts.scatter_add_(1, groups, torch.ones_like(groups, dtype=values.dtype))
+    return values / counts.gather(1, groups).reshape(values.shape)
 
 
 def conv_layer(scores: TaskScores, example: Tensor, name: str | None) -> nn.Module:
@@ -191,17 +239,3 @@ def blur(x: Tensor) -> Tensor:
     """A box blur over a quarter of the image side (odd, at least 3): the shapes go, the colours stay."""
     size = max(3, x.shape[-1] // 4) | 1
     return F.avg_pool2d(x, size, stride=1, padding=size // 2, count_include_pad=False)
-
-
-def patch_mask(shape: tuple[int, ...], patch: int) -> Tensor:
-    """(1, 1, H, W) group ids of a grid of patch × patch squares (the last row/column may be smaller)."""
-    _, height, width = shape
-    rows = torch.arange(height) // patch
-    cols = torch.arange(width) // patch
-    per_row = (width + patch - 1) // patch
-    return (rows[:, None] * per_row + cols[None, :])[None, None]
-
-
-def default_patch(shape: tuple[int, ...]) -> int:
-    """An 8 × 8 grid: 1-pixel patches on 8×8 digits, 4-pixel patches on 32×32 CIFAR-10."""
-    return max(1, -(-min(shape[1:]) // 8))

@@ -22,7 +22,7 @@ from hydranet.data import build_dataset
 from hydranet.errors import UserError
 from hydranet.explain import images, tables
 from hydranet.explain.core import Explained, Settings, default_task, explain_batch
-from hydranet.explain.methods import get_method
+from hydranet.explain.methods import COMPLETENESS, NEAR_ZERO_GAP, completeness_bound, get_method
 from hydranet.files import atomic_folder, write_csv, write_json, write_tensors
 from hydranet.predict import inputs_from_files
 from hydranet.randomness import Purpose, stream
@@ -64,7 +64,7 @@ def explain_run(run: Run, inputs: Sequence[str | Path] = (), split: str | None =
         if global_:
             write_importance(run, staging, explained, method)
         elif run.info.is_image:
-            write_images(run, staging, x, ids, tasks[0], explained[tasks[0]], method)
+            write_images(run, staging, x, ids, tasks[0], explained[tasks[0]], method, settings.segments)
         else:
             write_table(run, staging, x, ids, tasks[0], explained[tasks[0]], method)
         summary["seconds"] = round(time.perf_counter() - started, 3)
@@ -96,10 +96,18 @@ def drawn(run: Run, count: int, size: int) -> Tensor:
     return torch.randperm(size, generator=stream(run.config.seed, Purpose.EXPLAIN))[:count].sort().values
 
 
-def completeness(e: Explained) -> dict[str, float]:
-    """IG's convergence delta: |Σ attributions − (f(x) − f(baseline))|, largest and relative to |f(x) − f(b)|."""
-    error = e.delta.abs()
-    return {"max_abs_delta": float(error.max()), "max_relative_delta": float((error / e.gap.abs().clamp_min(1e-12)).max())}
+def completeness(e: Explained) -> dict[str, Any]:
+    """IG's convergence delta δ = Σ attributions − (f(x) − f(baseline)) against its bound (`completeness_bound`),
+    summarized and per example: the gap, δ and the steps used. An example whose gap is near zero is held to the
+    absolute bound and counted apart, and left out of the largest relative error."""
+    error, gap = e.delta.abs(), e.gap.abs()
+    relative = gap >= NEAR_ZERO_GAP
+    return {"bound": f"|delta| <= {COMPLETENESS:.0%} of |f(x) - f(baseline)|, or <= {COMPLETENESS * NEAR_ZERO_GAP:g} "
+                     f"where |f(x) - f(baseline)| < {NEAR_ZERO_GAP:g}",
+            "within_bound": int((error <= completeness_bound(e.gap)).sum()), "examples": len(error),
+            "near_zero_gaps": int((~relative).sum()), "max_abs_delta": float(error.max()),
+            "max_relative_delta": float((error / gap)[relative].max()) if relative.any() else None,
+            "gap": e.gap.tolist(), "delta": e.delta.tolist(), "steps": e.steps.tolist()}
 
 
 def titles(run: Run, task: str, e: Explained) -> list[str]:
@@ -116,13 +124,19 @@ def titles(run: Run, task: str, e: Explained) -> list[str]:
     return out
 
 
-def write_images(run: Run, folder: Path, x: Tensor, ids: list[str], task: str, e: Explained, method: str) -> None:
-    """example-<i>.png per example, and the attributions with their inputs (safetensors)."""
+def write_images(run: Run, folder: Path, x: Tensor, ids: list[str], task: str, e: Explained, method: str,
+                 segmentation: str) -> None:
+    """example-<i>.png per example (grouped methods: the groups' boundaries drawn on the input), and the
+    attributions with their inputs and groups (safetensors)."""
     raw, heat = images.raw_images(run.info, x), images.heatmaps(e.values)
+    segments = None if e.segments is None else e.segments.numpy()
+    name = "superpixels" if segmentation == "slic" else "patches"
     for i, title in enumerate(titles(run, task, e)):
-        images.plot_example(folder / f"example-{i}.png", raw[i], heat[i], f"{ids[i]}\n{title}", method)
-    write_tensors(folder / "attributions.safetensors", {"attributions": e.values.contiguous(),
-                                                       "inputs": x.detach().cpu().contiguous()})
+        images.plot_example(folder / f"example-{i}.png", raw[i], heat[i], f"{ids[i]}\n{title}", method,
+                            None if segments is None else segments[i], name)
+    tensors = {"attributions": e.values.contiguous(), "inputs": x.detach().cpu().contiguous()}
+    write_tensors(folder / "attributions.safetensors", tensors | ({} if e.segments is None else
+                                                                 {"segments": e.segments.contiguous()}))
 
 
 def write_table(run: Run, folder: Path, x: Tensor, ids: list[str], task: str, e: Explained, method: str) -> None:

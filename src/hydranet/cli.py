@@ -92,11 +92,13 @@ def train(
 ) -> None:
     """Train an experiment and write a run directory (with fairness.mitigation threshold, also thresholds.json)."""
     from hydranet.fairness import after_training
+    from hydranet.rundir import RunFinished
     from hydranet.train import fit
     from hydranet.train import resume as resume_run
 
     run = start_or_resume(experiment, overrides, run_dir, resume, quiet, fit, resume_run)
-    after_training(run)
+    if not isinstance(run, RunFinished):  # a finished run was post-processed when it finished
+        after_training(run)
     console.print(metrics_table(run.summary, title=f"{run.summary['experiment']} — {run.summary['epochs']} epochs, "
                                                    f"{run.summary['train_seconds']:.1f}s, {run.summary['params']:,} params"))
     console.print(f"run directory: [bold]{run.dir}[/bold]")

@@ -17,6 +17,7 @@ from hydranet.data import DataInfo, to_model_inputs
 from hydranet.data.build import fit_preprocessing, load_raw
 from hydranet.data.dataset import RawData, missing_mask
 from hydranet.errors import UserError
+from hydranet.kinds import get_kind
 from hydranet.meta.episodes import ClassPool
 
 
@@ -34,9 +35,10 @@ class SourcePools:
 
 
 def class_column(cfg: Config) -> str:
-    """The column whose classes the episodes are drawn from: the column of the config's one classification task."""
+    """The column whose classes the episodes are drawn from: the column of the config's one task whose head scores
+    every class of one label (classification)."""
     kinds = {task: task_cfg.kind for task, task_cfg in cfg.tasks.items()}
-    if len(kinds) != 1 or next(iter(kinds.values())) != "classification":
+    if len(kinds) != 1 or not get_kind(next(iter(kinds.values()))).class_scores:
         raise UserError(f"tasks: meta.source data draws episodes over the classes of one classification task; "
                         f"got {', '.join(f'{t} ({k})' for t, k in kinds.items()) or 'none'}")
     return cfg.column(next(iter(kinds)))

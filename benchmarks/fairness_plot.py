@@ -38,7 +38,7 @@ def spread(values: list[float]) -> tuple[float, float]:
 
 def plot(rows: dict[tuple[str, str, str], dict], out: Path) -> None:
     panels = sorted({(sensitive, task) for sensitive, task, _ in rows})
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 6.2), squeeze=False)
     for ax, (sensitive, task) in zip(axes[0], panels):
         ax.set_prop_cycle(color=plt.cm.tab20.colors)  # more settings than tab10's colours
         for (s, t, setting), row in rows.items():
@@ -51,7 +51,7 @@ def plot(rows: dict[tuple[str, str, str], dict], out: Path) -> None:
         ax.set_xlabel("demographic-parity difference (lower: fairer)")
         ax.set_ylabel("accuracy")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6.5, loc="lower right")
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)  # below: never over a point
     fig.tight_layout()
     write_figure(out, fig)
     plt.close(fig)

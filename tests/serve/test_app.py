@@ -2,10 +2,12 @@
 gets its 4xx with a message naming the problem and the next good request still gets its answer, the key, metadata,
 metrics and drift."""
 
+import asyncio
 import base64
 import json
 import os
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.export.exportruns import table_frame
 from tests.serve.servehelpers import GOOD, assert_same_as_predict, json_rows, png
 
+from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
 from hydranet.rundir import RunDir
 from hydranet.serve.app import create_app
@@ -51,6 +54,30 @@ def test_answers_equal_predict(table, table_run, rows, cli, tmp_path):
     response = table.post("/predict", json={"rows": json_rows(rows)})
     assert response.status_code == 200
     assert_same_as_predict(response.json()["predictions"], tmp_path / "predictions.csv", columns(table))
+
+
+def test_concurrent_table_requests_are_checked_alone_and_encoded_once(table, table_run, rows, monkeypatch):
+    """Four requests in one batch (it closes at max_batch rows, never by the clock): one encoding for all, each
+    answer what the request gets alone, and the request with a bad row refused alone, naming its row."""
+    bodies = [{"rows": json_rows(rows.iloc[i:i + 3])} for i in range(0, 9, 3)]
+    bad = {"rows": [GOOD, {**GOOD, "x2": "many"}]}
+    alone = [table.post("/predict", json=body).json()["predictions"] for body in bodies]
+    app = create_app(load_run(table_run), ServeSettings(max_batch=9, max_wait_ms=3_600_000))
+    encodings = []  # rows per encoding, counted once the app (and its drift reference) is ready
+    transform = TableEncoder.transform
+    monkeypatch.setattr(TableEncoder, "transform", lambda self, frame: encodings.append(len(frame))
+                        or transform(self, frame))
+
+    async def together():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://serve") as c:
+                return await asyncio.gather(*(c.post("/predict", json=body) for body in [*bodies, bad]))
+
+    *answers, refused = asyncio.run(together())
+    assert encodings == [9]  # the three good requests' rows at once; the bad one never reached the batcher
+    assert [a.json()["predictions"] for a in answers] == alone
+    assert refused.status_code == 422 and "'x2' row 2" in refused.json()["detail"]
 
 
 def test_onnx_backend_answers_as_torch(table, table_run, rows):

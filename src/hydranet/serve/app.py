@@ -23,7 +23,8 @@ from hydranet.predict import decode_outputs
 from hydranet.rundir import RunDir
 from hydranet.serve.backend import load_backend
 from hydranet.serve.batcher import MicroBatcher
-from hydranet.serve.inputs import JSON, MULTIPART, image_json_request, image_request, parse_json, table_request
+from hydranet.serve.inputs import (JSON, MULTIPART, batch_inputs, image_json_request, image_request, parse_json,
+                                   table_request)
 from hydranet.serve.metrics import ServerMetrics
 from hydranet.serve.settings import ServeSettings
 from hydranet.serve.window import drift_window
@@ -52,7 +53,7 @@ class Service:
         self.metrics = ServerMetrics()
         self.window = drift_window(run, self.backend, settings.window)
         self.batcher = MicroBatcher(self.backend, settings.max_batch, settings.max_wait_ms / 1000,
-                                    self.metrics.batch_rows.observe)
+                                    self.metrics.batch_rows.observe, batch_inputs(run.info))
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
@@ -64,16 +65,17 @@ class Service:
 
     async def predict(self, request: Request) -> dict[str, Any]:
         body = await read_body(request, self.settings.max_body_bytes)
-        x, rows = await self.model_inputs(request, body)
-        outputs = await self.batcher.submit(x)
+        inputs, rows = await self.model_inputs(request, body)
+        outputs = await self.batcher.submit(inputs)
         answers = self.answers(outputs)
         self.window.add(rows, decode_outputs(self.run, outputs))
         self.metrics.count_answers(answers)
         return {"predictions": answers}
 
-    async def model_inputs(self, request: Request, body: bytes) -> tuple[torch.Tensor, pd.DataFrame | None]:
-        """The body as model inputs (decoded in a thread: pandas and image decoding would stall the event loop),
-        and for table runs the rows, for the drift window."""
+    async def model_inputs(self, request: Request, body: bytes) -> tuple[torch.Tensor | pd.DataFrame,
+                                                                         pd.DataFrame | None]:
+        """The body as the batcher's inputs (decoded and checked in a thread: pandas and image decoding would stall
+        the event loop): model inputs of images, or checked table rows (also returned for the drift window)."""
         info, media = self.run.info, media_type(request)
         accepted = (JSON, MULTIPART) if info.is_image else (JSON,)
         if media not in accepted:
@@ -85,7 +87,8 @@ class Service:
         parsed = parse_json(body)
         if info.is_image:
             return await asyncio.to_thread(image_json_request, info, parsed), None
-        return await asyncio.to_thread(table_request, info, parsed)
+        rows = await asyncio.to_thread(table_request, info, parsed)
+        return rows, rows
 
     def answers(self, outputs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
         """One object per row: {task: the task kind's answer}."""

@@ -9,17 +9,21 @@ import os
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from tests.export.exportruns import table_frame
-from tests.serve.servehelpers import GOOD, assert_same_as_predict, json_rows, png
+from tests.serve.servehelpers import FEATURES, GOOD, assert_same_as_predict, json_rows, png
 
+from hydranet.data.sources.table import read_table
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
+from hydranet.predict import checked_table
 from hydranet.rundir import RunDir
 from hydranet.serve.app import create_app
 from hydranet.serve.backend import current_export, is_current_export
+from hydranet.serve.inputs import table_request
 from hydranet.serve.settings import ServeSettings
 from hydranet.serve.window import MIN_ROWS
 from hydranet.train import load_run
@@ -78,6 +82,16 @@ def test_concurrent_table_requests_are_checked_alone_and_encoded_once(table, tab
     assert encodings == [9]  # the three good requests' rows at once; the bad one never reached the batcher
     assert [a.json()["predictions"] for a in answers] == alone
     assert refused.status_code == 422 and "'x2' row 2" in refused.json()["detail"]
+
+
+def test_rows_are_read_as_predict_reads_a_csv_of_them(table_run, tmp_path):
+    """JSON numbers stay numbers, as read_csv reads them: a number in a text column is the category "5", not the
+    "5.0" that reading every cell as text and then parsing it would make."""
+    rows = [{**GOOD, "color": 5}, {**GOOD, "color": 7, "x2": None}]
+    pd.DataFrame(rows).to_csv(tmp_path / "rows.csv", index=False)
+    info = load_run(table_run).info
+    from_csv = checked_table(info, read_table(tmp_path / "rows.csv", "csv"), "rows.csv")[FEATURES]
+    pd.testing.assert_frame_equal(table_request(info, {"rows": rows}), from_csv)
 
 
 def test_onnx_backend_answers_as_torch(table, table_run, rows):

@@ -107,41 +107,68 @@ def png_base64(image: torch.Tensor) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-async def drive(url: str, bodies: list[dict], clients: int, seconds: float) -> dict[str, Any]:
-    """`clients` closed-loop clients for `seconds`: latency of each answered request, errors by kind."""
+def raw_requests(port: int, bodies: list[dict]) -> list[bytes]:
+    """Each body as a whole HTTP/1.1 POST /predict, encoded once: the clients then only write bytes."""
+    requests = []
+    for body in bodies:
+        payload = json.dumps(body).encode()
+        head = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\n\r\n")
+        requests.append(head.encode() + payload)
+    return requests
+
+
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    """One request on a keep-alive connection; the answer's status code (its body is read and dropped)."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
+    await reader.readexactly(length)
+    return int(lines[0].split()[1])
+
+
+async def drive(port: int, requests: list[bytes], clients: int, seconds: float) -> dict[str, Any]:
+    """`clients` closed-loop clients for `seconds`, each on its own keep-alive connection, written as raw HTTP/1.1
+    over asyncio streams (an HTTP client library would take a core of the two to itself): latency of each answered
+    request, errors by kind."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
     stop_at = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
-    async def client(k: int, http: httpx.AsyncClient) -> None:
+    async def client(k: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
         i = k
-        while time.perf_counter() < stop_at:
-            start = time.perf_counter()
-            try:
-                answer = await http.post(url + "/predict", json=bodies[i % len(bodies)])
-                if answer.status_code == 200:
+        try:
+            while time.perf_counter() < stop_at:
+                start = time.perf_counter()
+                try:
+                    status = await exchange(reader, writer, requests[i % len(requests)])
+                except (OSError, asyncio.IncompleteReadError) as error:
+                    errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    continue
+                if status == 200:
                     latencies.append(time.perf_counter() - start)
                 else:
-                    errors[str(answer.status_code)] = errors.get(str(answer.status_code), 0) + 1
-            except httpx.HTTPError as error:
-                errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
-            i += clients
+                    errors[str(status)] = errors.get(str(status), 0) + 1
+                i += clients
+        finally:
+            writer.close()
 
-    async with httpx.AsyncClient(limits=limits, timeout=30.0) as http:
-        begin = time.perf_counter()
-        await asyncio.gather(*(client(k, http) for k in range(clients)))
-        wall = time.perf_counter() - begin
-    return {"latencies": latencies, "errors": errors, "wall": wall}
+    begin = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    return {"latencies": latencies, "errors": errors, "wall": time.perf_counter() - begin}
 
 
 def load_test(run_dir: Path, bodies: list[dict], backend: str, max_batch: int, args: argparse.Namespace) -> dict:
     server = Server(run_dir, backend, max_batch, args.max_wait_ms)
     try:
         server.wait_ready()
-        asyncio.run(drive(server.url, bodies, args.clients, min(2.0, args.seconds)))  # warm-up, not counted
+        requests = raw_requests(server.port, bodies)
+        asyncio.run(drive(server.port, requests, args.clients, min(2.0, args.seconds)))  # warm-up, not counted
         server_cpu, own_cpu = cpu_seconds(server.process.pid), time.process_time()
-        result = asyncio.run(drive(server.url, bodies, args.clients, args.seconds))
+        result = asyncio.run(drive(server.port, requests, args.clients, args.seconds))
         server_cpu, own_cpu = cpu_seconds(server.process.pid) - server_cpu, time.process_time() - own_cpu
     finally:
         server.stop()

@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from tests.export.exportruns import table_frame
@@ -99,6 +100,8 @@ def test_onnx_backend_answers_as_torch(table, table_run, rows):
     with client(table_run, backend="onnx") as onnx:
         assert onnx.get("/metadata").json()["backend"] == "onnx"
         by_onnx = onnx.post("/predict", json=body).json()["predictions"]
+        options = onnx.app.state.service.backend.session.get_session_options()
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (torch.get_num_threads(), 1)
     by_torch = table.post("/predict", json=body).json()["predictions"]
     for mine, theirs in zip(by_onnx, by_torch):
         for task in theirs:

@@ -234,6 +234,18 @@ def test_drift_waits_for_enough_rows_then_reports_features_and_tasks(table_run):
     assert 'hydranet_drifted{kind="feature",name="x2"} 1.0' in text
 
 
+def test_drift_of_an_image_run_compares_channel_statistics(digits_run):
+    """As `hydranet monitor RUN images/` does: white images move the channel's mean and std far from the digits'."""
+    white = base64.b64encode(png(np.full((8, 8), 255, np.uint8))).decode()
+    with client(digits_run) as c:
+        c.post("/predict", json={"images": [white] * MIN_ROWS})
+        report = c.get("/drift").json()
+        text = c.get("/metrics").text
+    features = {f["feature"]: f["drift"] for f in report["features"]["features"]}
+    assert features == {"mean_c0": True, "std_c0": True} and report["predictions"]["tasks"]
+    assert 'hydranet_drifted{kind="feature",name="mean_c0"} 1.0' in text
+
+
 def test_image_run_takes_uploads_and_base64_as_predict_does(digits_run, cli, tmp_path):
     rng = np.random.default_rng(0)
     files = {f"{i}.png": png(rng.integers(0, 256, (8 + 4 * i, 8 + 4 * i), dtype=np.uint8)) for i in range(3)}  # resized
@@ -256,7 +268,7 @@ def test_image_run_takes_uploads_and_base64_as_predict_does(digits_run, cli, tmp
         assert c.get("/drift").json()["rows"] == 3 + 3 + 3
         c.post("/predict", json={"images": [base64.b64encode(files["1.png"]).decode()] * MIN_ROWS})
         drift = c.get("/drift").json()
-    assert drift["ready"] and drift["features"] is None and "prediction drift only" in drift["message"]
+    assert drift["ready"] and drift["features"]["current_rows"] == drift["rows"]  # pixel features, per image
     assert {t["feature"] for t in drift["predictions"]["tasks"]} == set(names.values())
 
 

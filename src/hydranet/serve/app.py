@@ -19,7 +19,6 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
-from hydranet.predict import decode_outputs
 from hydranet.rundir import RunDir
 from hydranet.serve.backend import load_backend
 from hydranet.serve.batcher import MicroBatcher
@@ -27,7 +26,7 @@ from hydranet.serve.inputs import (JSON, MULTIPART, batch_inputs, image_json_req
                                    table_request)
 from hydranet.serve.metrics import ServerMetrics
 from hydranet.serve.settings import ServeSettings
-from hydranet.serve.window import drift_window
+from hydranet.serve.window import drift_window, window_rows
 from hydranet.train.run import Run
 
 ENDPOINTS = ("/predict", "/health", "/metadata", "/metrics", "/drift")
@@ -65,17 +64,16 @@ class Service:
 
     async def predict(self, request: Request) -> dict[str, Any]:
         body = await read_body(request, self.settings.max_body_bytes)
-        inputs, rows = await self.model_inputs(request, body)
+        inputs = await self.model_inputs(request, body)
         outputs = await self.batcher.submit(inputs)
         answers = self.answers(outputs)
-        self.window.add(rows, decode_outputs(self.run, outputs))
+        self.window.add(window_rows(inputs), outputs)
         self.metrics.count_answers(answers)
         return {"predictions": answers}
 
-    async def model_inputs(self, request: Request, body: bytes) -> tuple[torch.Tensor | pd.DataFrame,
-                                                                         pd.DataFrame | None]:
+    async def model_inputs(self, request: Request, body: bytes) -> torch.Tensor | pd.DataFrame:
         """The body as the batcher's inputs (decoded and checked in a thread: pandas and image decoding would stall
-        the event loop): model inputs of images, or checked table rows (also returned for the drift window)."""
+        the event loop): model inputs of images, or checked table rows."""
         info, media = self.run.info, media_type(request)
         accepted = (JSON, MULTIPART) if info.is_image else (JSON,)
         if media not in accepted:
@@ -83,12 +81,11 @@ class Service:
                                      f"{' or '.join(accepted)})")
         if media == MULTIPART:
             items = await uploaded_files(request, body)
-            return await asyncio.to_thread(image_request, info, items), None
+            return await asyncio.to_thread(image_request, info, items)
         parsed = parse_json(body)
         if info.is_image:
-            return await asyncio.to_thread(image_json_request, info, parsed), None
-        rows = await asyncio.to_thread(table_request, info, parsed)
-        return rows, rows
+            return await asyncio.to_thread(image_json_request, info, parsed)
+        return await asyncio.to_thread(table_request, info, parsed)
 
     def answers(self, outputs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
         """One object per row: {task: the task kind's answer}."""
@@ -168,7 +165,8 @@ def create_app(run: Run, settings: ServeSettings) -> FastAPI:
 
     @app.get("/drift")
     async def drift() -> dict[str, Any]:
-        """Drift of the recent rows against the run's train split, per feature (table runs) and per task."""
+        """Drift of the recent rows against the run's train split, per input column (table runs) or image feature
+        (mean and std of each channel), and per task."""
         return await service.drift()
 
     @app.get("/metrics")

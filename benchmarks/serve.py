@@ -1,13 +1,14 @@
 """Load test of `hydranet serve`: requests per second, latency percentiles and errors under concurrent clients.
 
 For each experiment (a table model, adult; an image model, seed-cnn) it trains a short run (serving speed does not
-depend on how well the model learned), then for each backend (torch, onnx) and batching setting (on: up to
-`--max-batch` rows gathered for at most `--max-wait-ms`; off: `--max-batch 1`) it starts `hydranet serve` as a
-subprocess on loopback and drives it for `--seconds` with `--clients` concurrent asyncio clients, each sending
-one-example requests back to back (a closed loop: the load generator stops by itself). It reports req/s,
-p50/p95/p99 latency, the error count, and the CPU time the load generator and the server used per second of wall
-time (they share the machine's cores). A table run also gets a breakdown of one request's time, each part timed
-in-process: the HTTP round trip of /health, JSON parsing, predict's encoding, the model at batch 1.
+depend on how well the model learned), then for each backend (torch, onnx) starts `hydranet serve` as a subprocess
+on loopback and drives it for `--seconds` with `--clients` concurrent clients, each sending one-example requests
+back to back on its own keep-alive connection (a closed loop), with batching on (up to `--max-batch` rows gathered
+for at most `--max-wait-ms`) and off (`--max-batch 1`); then with one client and batching off (batch-1 latency);
+for torch also two servers sharing the clients (what `--workers 2` would be). The clients write pre-encoded raw
+HTTP/1.1 over asyncio streams, so the load generator costs little of the cores it shares with the server. It
+reports req/s, p50/p95/p99 latency, the error count, and the CPU time the load generator and the server(s) used
+per second of wall time. A table run also gets a breakdown of one request's time, each part timed in-process.
 
 Prints one JSON line per setting and a table. Usage (from the repository root; adult and seed-cnn read
 ../shared/data):
@@ -40,7 +41,8 @@ import torch
 import hydranet as hn
 from hydranet.data.build import load_raw
 from hydranet.data.tabular import TableEncoder
-from hydranet.predict import table_inputs
+from hydranet.data import to_model_inputs
+from hydranet.serve.inputs import table_request
 
 sys.path.insert(0, str(Path(__file__).parent))
 from export import cpu_name, median_ms  # noqa: E402  (the export benchmark's helpers)
@@ -107,60 +109,101 @@ def png_base64(image: torch.Tensor) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-async def drive(url: str, bodies: list[dict], clients: int, seconds: float) -> dict[str, Any]:
-    """`clients` closed-loop clients for `seconds`: latency of each answered request, errors by kind."""
+def raw_requests(bodies: list[dict]) -> list[bytes]:
+    """Each body as a whole HTTP/1.1 POST /predict, encoded once: the clients then only write bytes."""
+    requests = []
+    for body in bodies:
+        payload = json.dumps(body).encode()
+        head = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\n\r\n")
+        requests.append(head.encode() + payload)
+    return requests
+
+
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    """One request on a keep-alive connection; the answer's status code (its body is read and dropped)."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
+    await reader.readexactly(length)
+    return int(lines[0].split()[1])
+
+
+async def drive(ports: list[int], requests: list[bytes], clients: int, seconds: float) -> dict[str, Any]:
+    """`clients` closed-loop clients for `seconds`, each on its own keep-alive connection to one of `ports` (in
+    turn), written as raw HTTP/1.1 over asyncio streams (httpx took a core of the two to itself): latency of each
+    answered request, errors by kind."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
     stop_at = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
-    async def client(k: int, http: httpx.AsyncClient) -> None:
+    async def client(k: int) -> None:
+        port = ports[k % len(ports)]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
         i = k
-        while time.perf_counter() < stop_at:
-            start = time.perf_counter()
-            try:
-                answer = await http.post(url + "/predict", json=bodies[i % len(bodies)])
-                if answer.status_code == 200:
+        try:
+            while time.perf_counter() < stop_at:
+                start = time.perf_counter()
+                try:
+                    status = await exchange(reader, writer, requests[i % len(requests)])
+                except (OSError, asyncio.IncompleteReadError) as error:
+                    errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    continue
+                if status == 200:
                     latencies.append(time.perf_counter() - start)
                 else:
-                    errors[str(answer.status_code)] = errors.get(str(answer.status_code), 0) + 1
-            except httpx.HTTPError as error:
-                errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
-            i += clients
+                    errors[str(status)] = errors.get(str(status), 0) + 1
+                i += clients
+        finally:
+            writer.close()
 
-    async with httpx.AsyncClient(limits=limits, timeout=30.0) as http:
-        begin = time.perf_counter()
-        await asyncio.gather(*(client(k, http) for k in range(clients)))
-        wall = time.perf_counter() - begin
-    return {"latencies": latencies, "errors": errors, "wall": wall}
+    begin = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    return {"latencies": latencies, "errors": errors, "wall": time.perf_counter() - begin}
 
 
-def load_test(run_dir: Path, bodies: list[dict], backend: str, max_batch: int, args: argparse.Namespace) -> dict:
-    server = Server(run_dir, backend, max_batch, args.max_wait_ms)
+def load_test(run_dir: Path, bodies: list[dict], backend: str, max_batch: int, clients: int,
+              args: argparse.Namespace, servers: int = 1) -> dict:
+    """One setting: `servers` independent `hydranet serve` processes (what `--workers` would start), the clients
+    spread over them in turn."""
+    running = [Server(run_dir, backend, max_batch, args.max_wait_ms) for _ in range(servers)]
     try:
-        server.wait_ready()
-        asyncio.run(drive(server.url, bodies, args.clients, min(2.0, args.seconds)))  # warm-up, not counted
-        server_cpu, own_cpu = cpu_seconds(server.process.pid), time.process_time()
-        result = asyncio.run(drive(server.url, bodies, args.clients, args.seconds))
-        server_cpu, own_cpu = cpu_seconds(server.process.pid) - server_cpu, time.process_time() - own_cpu
+        for server in running:
+            server.wait_ready()
+        ports, requests = [server.port for server in running], raw_requests(bodies)
+        asyncio.run(drive(ports, requests, clients, min(2.0, args.seconds)))  # warm-up, not counted
+        server_cpu, own_cpu = servers_cpu(running), time.process_time()
+        result = asyncio.run(drive(ports, requests, clients, args.seconds))
+        server_cpu, own_cpu = servers_cpu(running) - server_cpu, time.process_time() - own_cpu
     finally:
-        server.stop()
+        for server in running:
+            server.stop()
     latencies = np.array(result["latencies"]) * 1000
     wall = result["wall"]
     return {"backend": backend, "batching": max_batch > 1, "max_batch": max_batch, "max_wait_ms": args.max_wait_ms,
-            "clients": args.clients, "seconds": round(wall, 2), "requests": len(latencies),
+            "servers": servers, "clients": clients, "seconds": round(wall, 2), "requests": len(latencies),
             "req_per_s": len(latencies) / wall, "p50_ms": float(np.percentile(latencies, 50)),
             "p95_ms": float(np.percentile(latencies, 95)), "p99_ms": float(np.percentile(latencies, 99)),
             "errors": sum(result["errors"].values()), "error_kinds": result["errors"],
             "server_cpu_per_s": server_cpu / wall, "loadgen_cpu_per_s": own_cpu / wall}
 
 
+def servers_cpu(servers: list[Server]) -> float:
+    return sum(cpu_seconds(server.process.pid) for server in servers)
+
+
 def table_breakdown(run_dir: Path, bodies: list[dict], args: argparse.Namespace) -> dict[str, float]:
-    """Where one table request's time goes, each part timed alone in this process (median ms)."""
+    """Where one table request's time goes, each part timed alone in this process (median ms): the whole request,
+    an HTTP round trip (/health), JSON parsing, the per-request checks (`table_request`), the per-batch encoding of
+    1 and of 64 rows, and the model on one row."""
     model = hn.load(run_dir)
+    info = model.run.info
     payload = json.dumps(bodies[0]).encode()
-    frame = pd.DataFrame(json.loads(payload)["rows"])
-    x = table_inputs(model.run.info, frame, "request")
+    one = table_request(info, json.loads(payload))
+    many = pd.concat([table_request(info, body) for body in bodies[:64]], ignore_index=True)
+    x = to_model_inputs(info, frame=one)
     server = Server(run_dir, "torch", 1, args.max_wait_ms)
     try:
         server.wait_ready()
@@ -172,10 +215,10 @@ def table_breakdown(run_dir: Path, bodies: list[dict], args: argparse.Namespace)
         server.stop()
     with torch.inference_mode():
         model_ms = median_ms(lambda: model.run.model(x), 20, 200)
-    return {"request_ms": request_ms, "http_health_ms": http_ms,
-            "json_ms": median_ms(lambda: pd.DataFrame(json.loads(payload)["rows"]), 20, 200),
-            "encode_ms": median_ms(lambda: table_inputs(model.run.info, frame, "request"), 20, 200),
-            "model_ms": model_ms}
+    return {"request_ms": request_ms, "http_health_ms": http_ms, "json_ms": median_ms(lambda: json.loads(payload), 20, 200),
+            "check_ms": median_ms(lambda: table_request(info, json.loads(payload)), 20, 200),
+            "encode_1_ms": median_ms(lambda: to_model_inputs(info, frame=one), 20, 200),
+            "encode_64_ms": median_ms(lambda: to_model_inputs(info, frame=many), 20, 200), "model_ms": model_ms}
 
 
 def main() -> None:
@@ -198,16 +241,22 @@ def main() -> None:
                 model.export()
             bodies = example_bodies(model, 256)
             for backend in args.backends:
-                for max_batch in (args.max_batch, 1):
-                    rows.append({"experiment": experiment, **load_test(run.dir, bodies, backend, max_batch, args)})
+                settings = [(args.max_batch, args.clients, 1), (1, args.clients, 1), (1, 1, 1)]
+                if backend == "torch":  # what --workers 2 would give: two servers sharing the clients
+                    settings.append((args.max_batch, args.clients, 2))
+                for max_batch, clients, servers in settings:
+                    rows.append({"experiment": experiment,
+                                 **load_test(run.dir, bodies, backend, max_batch, clients, args, servers)})
                     print(json.dumps({**machine, **rows[-1]}), flush=True)
             if not model.run.info.is_image:
                 print(json.dumps({**machine, "experiment": experiment, "breakdown": table_breakdown(run.dir, bodies, args)}),
                       flush=True)
-    print(f"\n{'experiment':<10} {'backend':<7} {'batching':<8} {'req/s':>7} {'p50':>7} {'p95':>7} {'p99':>7} "
+    print(f"\n{'experiment':<10} {'backend':<7} {'batching':<8} {'servers':>7} {'clients':>7} {'req/s':>7} {'p50':>7} {'p95':>7} {'p99':>7} "
           f"{'errors':>6} {'server cpu':>10} {'loadgen cpu':>11}  (ms; cpu: cores busy)")
     for r in rows:
-        print(f"{r['experiment']:<10} {r['backend']:<7} {'on' if r['batching'] else 'off':<8} {r['req_per_s']:>7.0f} "
+        print(f"{r['experiment']:<10} {r['backend']:<7} {'on' if r['batching'] else 'off':<8} {r['servers']:>7} "
+              f"{r['clients']:>7} "
+              f"{r['req_per_s']:>7.0f} "
               f"{r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['errors']:>6} "
               f"{r['server_cpu_per_s']:>10.2f} {r['loadgen_cpu_per_s']:>11.2f}")
 

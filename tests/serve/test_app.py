@@ -2,21 +2,29 @@
 gets its 4xx with a message naming the problem and the next good request still gets its answer, the key, metadata,
 metrics and drift."""
 
+import asyncio
 import base64
 import json
 import os
 
+import httpx
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from tests.export.exportruns import table_frame
-from tests.serve.servehelpers import GOOD, assert_same_as_predict, json_rows, png
+from tests.serve.servehelpers import FEATURES, GOOD, assert_same_as_predict, json_rows, png
 
+from hydranet.data.sources.table import read_table
+from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
+from hydranet.predict import checked_table
 from hydranet.rundir import RunDir
 from hydranet.serve.app import create_app
 from hydranet.serve.backend import current_export, is_current_export
+from hydranet.serve.inputs import table_request
 from hydranet.serve.settings import ServeSettings
 from hydranet.serve.window import MIN_ROWS
 from hydranet.train import load_run
@@ -53,11 +61,47 @@ def test_answers_equal_predict(table, table_run, rows, cli, tmp_path):
     assert_same_as_predict(response.json()["predictions"], tmp_path / "predictions.csv", columns(table))
 
 
+def test_concurrent_table_requests_are_checked_alone_and_encoded_once(table, table_run, rows, monkeypatch):
+    """Four requests in one batch (it closes at max_batch rows, never by the clock): one encoding for all, each
+    answer what the request gets alone, and the request with a bad row refused alone, naming its row."""
+    bodies = [{"rows": json_rows(rows.iloc[i:i + 3])} for i in range(0, 9, 3)]
+    bad = {"rows": [GOOD, {**GOOD, "x2": "many"}]}
+    alone = [table.post("/predict", json=body).json()["predictions"] for body in bodies]
+    app = create_app(load_run(table_run), ServeSettings(max_batch=9, max_wait_ms=3_600_000))
+    encodings = []  # rows per encoding, counted once the app (and its drift reference) is ready
+    transform = TableEncoder.transform
+    monkeypatch.setattr(TableEncoder, "transform", lambda self, frame: encodings.append(len(frame))
+                        or transform(self, frame))
+
+    async def together():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://serve") as c:
+                return await asyncio.gather(*(c.post("/predict", json=body) for body in [*bodies, bad]))
+
+    *answers, refused = asyncio.run(together())
+    assert encodings == [9]  # the three good requests' rows at once; the bad one never reached the batcher
+    assert [a.json()["predictions"] for a in answers] == alone
+    assert refused.status_code == 422 and "'x2' row 2" in refused.json()["detail"]
+
+
+def test_rows_are_read_as_predict_reads_a_csv_of_them(table_run, tmp_path):
+    """JSON numbers stay numbers, as read_csv reads them: a number in a text column is the category "5", not the
+    "5.0" that reading every cell as text and then parsing it would make."""
+    rows = [{**GOOD, "color": 5}, {**GOOD, "color": 7, "x2": None}]
+    pd.DataFrame(rows).to_csv(tmp_path / "rows.csv", index=False)
+    info = load_run(table_run).info
+    from_csv = checked_table(info, read_table(tmp_path / "rows.csv", "csv"), "rows.csv")[FEATURES]
+    pd.testing.assert_frame_equal(table_request(info, {"rows": rows}), from_csv)
+
+
 def test_onnx_backend_answers_as_torch(table, table_run, rows):
     body = {"rows": json_rows(rows)}
     with client(table_run, backend="onnx") as onnx:
         assert onnx.get("/metadata").json()["backend"] == "onnx"
         by_onnx = onnx.post("/predict", json=body).json()["predictions"]
+        options = onnx.app.state.service.backend.session.get_session_options()
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (torch.get_num_threads(), 1)
     by_torch = table.post("/predict", json=body).json()["predictions"]
     for mine, theirs in zip(by_onnx, by_torch):
         for task in theirs:
@@ -190,6 +234,18 @@ def test_drift_waits_for_enough_rows_then_reports_features_and_tasks(table_run):
     assert 'hydranet_drifted{kind="feature",name="x2"} 1.0' in text
 
 
+def test_drift_of_an_image_run_compares_channel_statistics(digits_run):
+    """As `hydranet monitor RUN images/` does: white images move the channel's mean and std far from the digits'."""
+    white = base64.b64encode(png(np.full((8, 8), 255, np.uint8))).decode()
+    with client(digits_run) as c:
+        c.post("/predict", json={"images": [white] * MIN_ROWS})
+        report = c.get("/drift").json()
+        text = c.get("/metrics").text
+    features = {f["feature"]: f["drift"] for f in report["features"]["features"]}
+    assert features == {"mean_c0": True, "std_c0": True} and report["predictions"]["tasks"]
+    assert 'hydranet_drifted{kind="feature",name="mean_c0"} 1.0' in text
+
+
 def test_image_run_takes_uploads_and_base64_as_predict_does(digits_run, cli, tmp_path):
     rng = np.random.default_rng(0)
     files = {f"{i}.png": png(rng.integers(0, 256, (8 + 4 * i, 8 + 4 * i), dtype=np.uint8)) for i in range(3)}  # resized
@@ -212,7 +268,7 @@ def test_image_run_takes_uploads_and_base64_as_predict_does(digits_run, cli, tmp
         assert c.get("/drift").json()["rows"] == 3 + 3 + 3
         c.post("/predict", json={"images": [base64.b64encode(files["1.png"]).decode()] * MIN_ROWS})
         drift = c.get("/drift").json()
-    assert drift["ready"] and drift["features"] is None and "prediction drift only" in drift["message"]
+    assert drift["ready"] and drift["features"]["current_rows"] == drift["rows"]  # pixel features, per image
     assert {t["feature"] for t in drift["predictions"]["tasks"]} == set(names.values())
 
 

@@ -14,20 +14,22 @@ import pandas as pd
 import torch
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from hydranet.data import to_model_inputs
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
 from hydranet.fairness.threshold import Thresholds, row_groups
-from hydranet.predict import decode_outputs
 from hydranet.rundir import RunDir
 from hydranet.serve.backend import load_backend
 from hydranet.serve.batcher import MicroBatcher
-from hydranet.serve.inputs import JSON, MULTIPART, image_json_request, image_request, parse_json, table_request
+from hydranet.serve.inputs import (JSON, MULTIPART, batch_inputs, image_json_request, image_request, parse_json,
+                                   table_request)
 from hydranet.serve.metrics import ServerMetrics
 from hydranet.serve.settings import ServeSettings
-from hydranet.serve.window import drift_window
+from hydranet.serve.window import drift_window, window_rows
 from hydranet.train.run import Run
 
 ENDPOINTS = ("/predict", "/health", "/metadata", "/metrics", "/drift")
@@ -54,7 +56,7 @@ class Service:
         self.thresholds = Thresholds.of(run)  # fairness thresholds (`hydranet threshold`), applied as `predict` does
         self.window = drift_window(run, self.backend, settings.window)
         self.batcher = MicroBatcher(self.backend, settings.max_batch, settings.max_wait_ms / 1000,
-                                    self.metrics.batch_rows.observe)
+                                    self.metrics.batch_rows.observe, batch_inputs(run.info))
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
@@ -66,16 +68,16 @@ class Service:
 
     async def predict(self, request: Request) -> dict[str, Any]:
         body = await read_body(request, self.settings.max_body_bytes)
-        x, rows = await self.model_inputs(request, body)
-        outputs = await self.batcher.submit(x)
-        answers = self.answers(outputs, x, rows)
-        self.window.add(rows, decode_outputs(self.run, outputs))
+        inputs = await self.model_inputs(request, body)
+        outputs = await self.batcher.submit(inputs)
+        answers = self.answers(outputs, inputs)
+        self.window.add(window_rows(inputs), outputs)
         self.metrics.count_answers(answers)
         return {"predictions": answers}
 
-    async def model_inputs(self, request: Request, body: bytes) -> tuple[torch.Tensor, pd.DataFrame | None]:
-        """The body as model inputs (decoded in a thread: pandas and image decoding would stall the event loop),
-        and for table runs the rows, for the drift window."""
+    async def model_inputs(self, request: Request, body: bytes) -> torch.Tensor | pd.DataFrame:
+        """The body as the batcher's inputs (decoded and checked in a thread: pandas and image decoding would stall
+        the event loop): model inputs of images, or checked table rows."""
         info, media = self.run.info, media_type(request)
         accepted = (JSON, MULTIPART) if info.is_image else (JSON,)
         if media not in accepted:
@@ -83,20 +85,21 @@ class Service:
                                      f"{' or '.join(accepted)})")
         if media == MULTIPART:
             items = await uploaded_files(request, body)
-            return await asyncio.to_thread(image_request, info, items), None
+            return await asyncio.to_thread(image_request, info, items)
         parsed = parse_json(body)
         if info.is_image:
-            return await asyncio.to_thread(image_json_request, info, parsed), None
+            return await asyncio.to_thread(image_json_request, info, parsed)
         sensitive = self.run.config.fairness.sensitive if self.thresholds is not None else ()
         return await asyncio.to_thread(table_request, info, parsed, sensitive)
 
-    def answers(self, outputs: dict[str, torch.Tensor], x: torch.Tensor, rows: pd.DataFrame | None
-                ) -> list[dict[str, Any]]:
+    def answers(self, outputs: dict[str, torch.Tensor], inputs: torch.Tensor | pd.DataFrame) -> list[dict[str, Any]]:
         """One object per row: {task: the task kind's answer}; a thresholded task's label is the thresholds'
-        decision (its probability stays the model's), the same as `hydranet predict`'s `<task>_decision`."""
+        decision (its probability stays the model's), the same as `hydranet predict`'s `<task>_decision`.
+        Thresholds exist for table runs only; their per-row draw hashes the request's encoded rows, as predict's."""
         per_task = {name: task.answers(outputs[name]) for name, task in self.run.tasks.items()}
         if self.thresholds is not None:
-            groups = row_groups(self.run, {} if rows is None else rows, "rows")
+            x = to_model_inputs(self.run.info, frame=inputs)
+            groups = row_groups(self.run, inputs, "rows")
             for name, decided in self.thresholds.decide(self.run, outputs, x, groups, "rows").items():
                 for answer, positive in zip(per_task[name], decided):
                     answer["label"] = self.run.tasks[name].info.classes[positive]
@@ -137,22 +140,7 @@ def create_app(run: Run, settings: ServeSettings) -> FastAPI:
     async def invalid_input(request: Request, err: UserError) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, status_code=422)
 
-    @app.middleware("http")
-    async def guard_and_count(request: Request, call_next) -> Response:
-        start, path = time.perf_counter(), request.url.path
-        endpoint = path if path in ENDPOINTS else "other"
-        try:
-            if not service.authorized(request):
-                response: Response = JSONResponse({"detail": "unauthorized: send the key as 'Authorization: Bearer "
-                                                             "KEY' or 'X-API-Key: KEY'"}, status_code=401,
-                                                  headers={"WWW-Authenticate": "Bearer"})
-            else:
-                response = await call_next(request)
-        except Exception:
-            record(service.metrics, endpoint, 500, start)
-            raise
-        record(service.metrics, endpoint, response.status_code, start)
-        return response
+    app.add_middleware(GuardAndCount, service=service)
 
     @app.post("/predict", openapi_extra=PREDICT_BODY)
     async def predict(request: Request) -> dict[str, Any]:
@@ -175,7 +163,8 @@ def create_app(run: Run, settings: ServeSettings) -> FastAPI:
 
     @app.get("/drift")
     async def drift() -> dict[str, Any]:
-        """Drift of the recent rows against the run's train split, per feature (table runs) and per task."""
+        """Drift of the recent rows against the run's train split, per input column (table runs) or image feature
+        (mean and std of each channel), and per task."""
         return await service.drift()
 
     @app.get("/metrics")
@@ -185,6 +174,39 @@ def create_app(run: Run, settings: ServeSettings) -> FastAPI:
         return Response(service.metrics.render(), media_type=service.metrics.content_type)
 
     return app
+
+
+class GuardAndCount:
+    """Refuses requests without the key (401) and counts every answer (status, latency, errors by reason). A plain
+    ASGI middleware: Starlette's `@app.middleware("http")` runs each request in a task group of its own and relays
+    the body through a stream, which cost more per request than the rest of the server's own work."""
+
+    def __init__(self, app: ASGIApp, service: Service):
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, path, status = time.perf_counter(), scope["path"], 500  # 500 unless an answer starts
+        endpoint = path if path in ENDPOINTS else "other"
+
+        async def counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            if self.service.authorized(Request(scope)):
+                await self.app(scope, receive, counted)
+            else:
+                await UNAUTHORIZED(scope, receive, counted)
+        finally:
+            record(self.service.metrics, endpoint, status, start)
+
+
+UNAUTHORIZED = JSONResponse({"detail": "unauthorized: send the key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"},
+                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
 
 def record(metrics: ServerMetrics, endpoint: str, status: int, start: float) -> None:

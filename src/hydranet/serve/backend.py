@@ -50,11 +50,24 @@ class OnnxBackend:
         spec = json.loads((folder / OUTPUTS).read_text(encoding="utf-8"))
         self.input = spec["input"]["name"]
         self.outputs = {task: entry["output"] for task, entry in spec["tasks"].items()}
-        self.session = ort.InferenceSession(str(folder / MODEL), providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(folder / MODEL), session_options(ort),
+                                            providers=["CPUExecutionProvider"])
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         raw = self.session.run(list(self.outputs.values()), {self.input: x.numpy()})
         return {task: torch.from_numpy(values) for task, values in zip(self.outputs, raw)}
+
+
+def session_options(ort) -> "ort.SessionOptions":
+    """ONNX Runtime on as many threads as torch uses (`--backend torch` and `onnx` then compete equally with the
+    server's other work), one operator at a time. Left alone, ORT starts a thread per core and spins them between
+    calls, taking the cores the event loop and the request decoding need."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
 
 
 def current_export(run: Run) -> Path:

@@ -11,16 +11,16 @@ import base64
 import binascii
 import json
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 import torch
 
-from hydranet.data import DataInfo
+from hydranet.data import DataInfo, to_model_inputs
 from hydranet.data.sources.table import clean
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
-from hydranet.predict import encoded_image_inputs, table_inputs
+from hydranet.predict import checked_table, encoded_image_inputs
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
@@ -39,9 +39,10 @@ def parse_json(body: bytes) -> Any:
         raise UserError(f"body: not valid JSON ({err})") from None
 
 
-def table_request(info: DataInfo, body: Any, sensitive: Sequence[str] = ()) -> tuple[torch.Tensor, pd.DataFrame]:
-    """`{"rows": [...]}` → (model inputs, the cleaned rows of the trained columns, for the drift window). A run with
-    fairness thresholds also takes its `sensitive` columns in every row: they decide the thresholded tasks."""
+def table_request(info: DataInfo, body: Any, sensitive: Sequence[str] = ()) -> pd.DataFrame:
+    """`{"rows": [...]}` → the cleaned rows of the trained columns, checked as `predict` checks a table; the batcher
+    encodes them with other requests' rows (`batch_inputs`), and the drift window keeps them. A run with fairness
+    thresholds also takes its `sensitive` columns in every row: they decide the thresholded tasks."""
     rows = body.get("rows") if isinstance(body, dict) else None
     if not isinstance(rows, list) or set(body) != {"rows"}:
         raise UserError('body: expected a JSON object {"rows": [{column: value, …}, …]} and nothing else')
@@ -50,8 +51,18 @@ def table_request(info: DataInfo, body: Any, sensitive: Sequence[str] = ()) -> t
     columns = list(dict.fromkeys([*input_columns(info), *sensitive]))
     for i, row in enumerate(rows):
         check_row(row, i, columns)
-    frame = clean(pd.DataFrame(rows, columns=columns, dtype=object), "rows")
-    return table_inputs(info, frame, "rows"), frame
+    # Columns typed as read_csv types a file's (numbers stay numbers, so a number in a text column is "5", not the
+    # "5.0" of parsing text back), and only text columns cost `clean` its pandas string work.
+    frame = clean(pd.DataFrame(rows, columns=columns), "rows")
+    return checked_table(info, frame, "rows")
+
+
+def batch_inputs(info: DataInfo) -> Callable[[Sequence[Any]], torch.Tensor]:
+    """How the batcher makes one model input of the requests it gathered: image requests are model inputs already
+    (concatenated); table requests are checked rows, encoded together once."""
+    if info.is_image:
+        return torch.cat
+    return lambda frames: to_model_inputs(info, frame=pd.concat(frames, ignore_index=True))
 
 
 def check_row(row: Any, i: int, columns: list[str]) -> None:

@@ -47,10 +47,7 @@ def captum_kernel_shap(r: Request) -> Attribution:
     """kernel_shap before it was batched: Captum's KernelShap, one example (and its coalitions) at a time."""
     from captum.attr import KernelShap
 
-    seed_global(r.seed, Purpose.EXPLAIN)
-    values = KernelShap(r.scores).attribute(r.x, baselines=r.baseline, target=r.target, feature_mask=r.mask,
-                                            n_samples=r.samples, perturbations_per_eval=min(r.samples, r.rows))
-    return Attribution(spread(values, r.mask))
+    return captum_reference(KernelShap, r)
 
 
 @method("captum_lime", grouped=True)
@@ -58,9 +55,14 @@ def captum_lime(r: Request) -> Attribution:
     """lime before it was batched: Captum's Lime, one example at a time."""
     from captum.attr import Lime
 
+    return captum_reference(Lime, r)
+
+
+def captum_reference(attribution, r: Request) -> Attribution:
+    """A Captum perturbation method (KernelShap, Lime) as hydranet called it before batching, seeded as it was."""
     seed_global(r.seed, Purpose.EXPLAIN)
-    values = Lime(r.scores).attribute(r.x, baselines=r.baseline, target=r.target, feature_mask=r.mask,
-                                      n_samples=r.samples, perturbations_per_eval=min(r.samples, r.rows))
+    values = attribution(r.scores).attribute(r.x, baselines=r.baseline, target=r.target, feature_mask=r.mask,
+                                             n_samples=r.samples, perturbations_per_eval=min(r.samples, r.rows))
     return Attribution(spread(values, r.mask))
 
 

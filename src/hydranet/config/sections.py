@@ -53,9 +53,19 @@ class AugmentConfig(Section):
     cutout: int = Field(0, ge=0, description="side of a random square set to zero (0: off)")
 
 
+class TextConfig(Section):
+    columns: list[str] = Field(["text"], min_length=1, description="text source: the text columns, joined with `separator` into one text per row")
+    separator: str = Field(" ", description="text source: what joins the text columns of a row")
+    header: list[str] | None = Field(None, description="text source: column names of a CSV without a header row (null: the file's first row names them)")
+    tokenizer: Literal["bpe", "wordpiece", "byte"] = Field("bpe", description="bpe | wordpiece (trained on the train split's texts) | byte (UTF-8 bytes, nothing trained)")
+    vocab_size: int = Field(8192, ge=300, description="bpe/wordpiece: most tokens the trained vocabulary holds, special tokens included")
+    lowercase: bool = Field(True, description="bpe/wordpiece: lowercase texts before tokenizing")
+    max_length: int = Field(128, ge=2, description="tokens per text, [CLS] included: longer texts are cut, shorter ones padded")
+
+
 class DataConfig(Section):
-    source: str = Field("digits", description="where examples come from: digits, breast_cancer, csv, parquet, image_folder, cifar10, npz")
-    path: str | None = Field(None, description="file or folder for sources that read one (csv, parquet, image_folder, cifar10, npz)")
+    source: str = Field("digits", description="where examples come from: digits, breast_cancer, csv, parquet, image_folder, cifar10, npz, text, sequence")
+    path: str | None = Field(None, description="file or folder for sources that read one (csv, parquet, image_folder, cifar10, npz, text, sequence)")
     features: list[str] | None = Field(None, description="feature columns of a table (null: every column that is not a task column, `split`, the weight column or a sensitive column)")
     weight_column: str | None = Field(None, description="tables: a column of per-example loss weights (numbers ≥ 0; each task's loss is the weighted mean over its labelled examples; never a feature; null: all weights 1)")
     split: SplitConfig = Field(default_factory=SplitConfig, description="how examples are split into train/val/test")
@@ -65,6 +75,7 @@ class DataConfig(Section):
     limit: int | None = Field(None, ge=1, description="use only this many examples, drawn at random with the seed (quick runs)")
     labels_fraction: float = Field(1.0, gt=0, le=1, description="train on a seeded fraction of the train split, stratified by the first classification task (label-efficiency studies; val and test stay whole)")
     cache_dir: str | None = Field(None, description="where decoded image sets are cached (null: $HYDRANET_CACHE or ~/.cache/hydranet)")
+    text: TextConfig = Field(default_factory=TextConfig, description="text source: columns, tokenizer and length")
 
 
 class TaskConfig(Section):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from hydranet.errors import UserError
 from hydranet.kinds import TaskInfo
 
 IMAGE, TABLE, TEXT, SEQUENCE = "image", "table", "text", "sequence"
@@ -42,6 +43,13 @@ class DataInfo:
     @property
     def is_image(self) -> bool:
         return self.kind == IMAGE
+
+    def require_image_or_table(self, command: str) -> None:
+        """Refuse a text or sequence run in a command that only knows images and tables (one line, before any
+        work), instead of failing deep inside it."""
+        if self.kind not in (IMAGE, TABLE):
+            raise UserError(f"RUN: {command} does not handle {self.kind} runs yet (image and table runs only; "
+                            f"see docs/sequence.md)")
 
     def to_dict(self) -> dict[str, Any]:
         """data.json's layout (keys in the order runs have always written them)."""

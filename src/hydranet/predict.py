@@ -14,12 +14,11 @@ import pandas as pd
 import torch
 
 from hydranet.data import DataInfo, build_dataset, to_model_inputs
-from hydranet.data.images import decode_many, image_files, read_image_file
 from hydranet.data.build import text_inputs
+from hydranet.data.images import decode_many, image_files, read_image_file
 from hydranet.data.finite import table_row
 from hydranet.data.info import SEQUENCE, TEXT
-from hydranet.data.sequences import padded_series
-from hydranet.data.sources.npz import read_arrays
+from hydranet.data.sources.sequence import read_sequences
 from hydranet.data.sources.table import check_numbers, clean, read_table, table_format
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
@@ -150,17 +149,15 @@ def sequence_file_inputs(info: DataInfo, paths: Sequence[str | Path]) -> tuple[t
     """Sequences from one .npz (x (N, T, F) and lengths (N,), as the sequence source reads them) with the trained
     number of features, standardized as in training."""
     if len(paths) != 1 or Path(paths[0]).suffix.lower() != ".npz":
-        raise UserError(f"INPUT: this run was trained on sequences; give one .npz file with arrays x and lengths")
+        raise UserError("INPUT: this run was trained on sequences; give one .npz file with arrays x and lengths")
     path = Path(paths[0])
     if not path.is_file():
         raise UserError(f"{path}: file not found (expected a .npz file with arrays x and lengths)")
-    arrays = read_arrays(path)
-    if "x" not in arrays or "lengths" not in arrays:
-        raise UserError(f"{path}: expected arrays x (N, T, F) and lengths (N,); found {', '.join(arrays) or 'none'}")
-    series = padded_series(arrays["x"].astype(np.float64), arrays["lengths"], str(path))
+    series, _ = read_sequences(path)
     if series.shape[1:] != tuple(info.input_shape):
         steps, width = info.input_shape
-        raise UserError(f"{path}: x has shape {arrays['x'].shape}; this model was trained on (N, {steps}, {width - 1})")
+        raise UserError(f"{path}: x holds sequences of {series.shape[1]} steps of {series.shape[2] - 1} features; this "
+                        f"model was trained on {steps} steps of {width - 1}")
     return to_model_inputs(info, series=series), [str(i) for i in range(len(series))]
 
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import hydranet as hn
-from hydranet.config import Config, TextConfig, load_config
+from hydranet.config import TextConfig, load_config
 from hydranet.data import DataInfo, build_dataset, to_model_inputs
 from hydranet.data.sequences import padded_series
-from hydranet.data.text import CLS_ID, PAD_ID, decode_ids, encode_texts, train_tokenizer
+from hydranet.data.text import CLS_ID, PAD_ID, decode_ids, encode_texts, load_tokenizer, train_tokenizer
 from hydranet.errors import UserError
 
 WORDS = ["alpha", "beta", "gamma", "delta", "omega", "zeta", "kappa"]
@@ -84,7 +84,6 @@ def test_the_tokenizer_learns_from_the_train_split_only(text_csv, tmp_path):
     frame.loc[100:, "body"] = "unseenword"
     frame.to_csv(tmp_path / "split.csv", index=False)
     info = build_dataset(load_config(text_config(tmp_path / "split.csv"))).info
-    from hydranet.data.text import load_tokenizer
     assert "unseenword</w>" not in load_tokenizer(info.tokenizer).get_vocab()
 
 

@@ -41,7 +41,7 @@ def numeric_batch(padding: int, features: int = 2) -> torch.Tensor:
     """Three sequences of 2, 4 and 6 steps with a validity channel; padded steps hold garbage values, which the
     validity channel alone must make irrelevant."""
     generator = torch.Generator().manual_seed(1)
-    x = (torch.randn(3, 6 + 5, features + 1, generator=generator) * 5)[:, : 6 + padding]  # the same real steps
+    x = (torch.randn(3, 6 + 6, features + 1, generator=generator) * 5)[:, : 6 + padding]  # the same real steps
     x[..., -1] = 0.0
     for row, length in enumerate((2, 4, 6)):
         x[row, :length, -1] = 1.0

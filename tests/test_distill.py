@@ -14,7 +14,7 @@ from hydranet.config import TaskConfig, load_config
 from hydranet.kinds import KINDS, TaskInfo
 from hydranet.tasks import Task
 from hydranet.train import fit
-from hydranet.train.distill import Distillation, distillation_terms
+from hydranet.train.distill import Distillation, Teacher, distillation_terms
 from tests.conftest import tiny_table_config, write_tiny_csv
 
 
@@ -65,7 +65,7 @@ class Counting(nn.Module):
 def test_terms_weigh_labels_and_teacher_by_alpha_and_teach_unlabelled_examples():
     tasks = {"digit": Task("digit", TaskConfig(kind="classification"), TaskInfo("classification", 3, ["a", "b", "c"])),
              "ink": Task("ink", TaskConfig(kind="regression"), TaskInfo("regression", 1))}
-    teacher = SimpleNamespace(model=Counting(2.0).requires_grad_(False).eval(), tasks=["digit", "ink"])
+    teacher = Teacher(Counting(2.0).requires_grad_(False).eval(), None, {"digit": (1.0, 0.0), "ink": (1.0, 0.0)})
     distill = Distillation([teacher], tasks, SimpleNamespace(alpha=0.25, temperature=2.0))
     student = Counting(1.0).train()
     distill.on_fit_start(SimpleNamespace(model=student, device=torch.device("cpu"), precision="fp32"))
@@ -89,10 +89,11 @@ def test_terms_weigh_labels_and_teacher_by_alpha_and_teach_unlabelled_examples()
 
 @pytest.fixture(scope="module")
 def teachers(tmp_path_factory, tiny_csv_module):
-    """Three finished tiny teachers: both tasks, `kind` only, `size` only."""
+    """Three finished tiny teachers: both tasks (on another seed's split, so inputs and `size` were standardized with
+    other statistics than the student's), `kind` only, `size` only."""
     root = tmp_path_factory.mktemp("teachers")
     base = tiny_table_config(tiny_csv_module, epochs=1, threads=1)
-    both = fit(load_config(base), root / "both", progress=False)
+    both = fit(load_config({**base, "seed": 1}), root / "both", progress=False)  # another split: its own statistics
     single = {}
     for task in ("kind", "size"):
         features = {**base["data"], "features": ["x1", "x2", "color"]}  # else the other task's column is a feature
@@ -167,11 +168,11 @@ def test_a_teacher_with_other_classes_or_inputs_is_refused(cli, tmp_path, teache
     cfg = tiny_table_config(tiny_csv_module, epochs=1, threads=1)
     swapped = {**cfg, "tasks": {**cfg["tasks"], "kind": {"kind": "binary", "positive": "down"}}}
     fit(load_config(swapped), tmp_path / "swapped", progress=False)
-    narrow = {**cfg, "data": {**cfg["data"], "features": ["x1", "x2"]}}
-    fit(load_config(narrow), tmp_path / "narrow", progress=False)
+    wider = {**cfg, "tasks": {"kind": cfg["tasks"]["kind"]}}  # reads `size` as a feature: the student's task
+    fit(load_config(wider), tmp_path / "wider", progress=False)
     exp = student_yaml(tmp_path, tiny_csv_module)
     for teacher, message in (("swapped", "task 'kind' has classes ['up', 'down'] in swapped, ['down', 'up'] in the student"),
-                             ("narrow", "narrow takes inputs of shape (2,), the student's are (5,)")):
+                             ("wider", "wider: reads feature 'size' as numeric; the student's data lacks it")):
         code, _, err = cli("train", exp, "--set", f"distill.teacher={{kind: {teacher}}}", "--run-dir", "run", "-q")
         assert code == 2 and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "run").exists()

@@ -13,8 +13,9 @@ from hydranet.config import Config
 from hydranet.config.sections import DistillConfig
 from hydranet.data import DataInfo, Dataset
 from hydranet.data.dataset import weight_key
+from hydranet.data.input_map import InputMap, input_map
 from hydranet.errors import UserError
-from hydranet.kinds import Kind
+from hydranet.kinds import Kind, TaskInfo
 from hydranet.kinds.masking import masked_mean
 from hydranet.registry import register
 from hydranet.rundir import RunDir
@@ -77,63 +78,71 @@ def assign(teacher: str | list[str] | dict[str, str], tasks: list[str], infos: d
     return pairs
 
 
-def inputs_of(info: DataInfo) -> dict:
-    """How a run turns examples into model inputs (shape, normalization or table encoding): a teacher must share it,
-    or the student's batches would mean something else to it."""
-    return {key: value for key, value in info.to_dict().items() if key != "tasks"}
-
-
-def check_teacher(run: str, teacher: DataInfo, student: DataInfo, tasks: list[str]) -> None:
-    """Refuse a teacher whose inputs or tasks differ from the student's, in one line naming what differs."""
-    if tuple(teacher.input_shape) != tuple(student.input_shape):
-        raise UserError(f"{WHERE}: {run} takes inputs of shape {tuple(teacher.input_shape)}, the student's are "
-                        f"{tuple(student.input_shape)}")
-    theirs, ours = inputs_of(teacher), inputs_of(student)
-    differ = [key for key in ours if theirs.get(key) != ours[key]]
-    if differ:
-        raise UserError(f"{WHERE}: {run} prepares its inputs differently ({differ[0]} differs): train the teacher "
-                        f"with the student's data settings")
+def check_tasks(run: str, teacher: DataInfo, student: DataInfo, tasks: list[str]) -> None:
+    """Refuse a teacher whose task is of another kind or has other classes than the student's, in one line."""
     for task in tasks:
         t, s = teacher.tasks[task], student.tasks[task]
         if t.kind != s.kind:
             raise UserError(f"{WHERE}: task {task!r} is {t.kind} in {run}, {s.kind} in the student")
         if (t.outputs, t.classes) != (s.outputs, s.classes):
             raise UserError(f"{WHERE}: task {task!r} has classes {t.classes} in {run}, {s.classes} in the student")
-        if (t.mean, t.std) != (s.mean, s.std):
-            raise UserError(f"{WHERE}: task {task!r} was standardized with mean {t.mean:g}, std {t.std:g} in {run}, "
-                            f"{s.mean:g}, {s.std:g} in the student: train the teacher on the student's data")
 
 
-def taught_by(cfg: Config, student: DataInfo) -> dict[str, list[str]]:
-    """teacher run → the student's tasks it teaches, every pair checked; {} when distillation is off."""
+@dataclass
+class Plan:
+    """One teacher run: the student's tasks it teaches, and how it reads the student's inputs (None: as they are)."""
+
+    path: str
+    info: DataInfo
+    tasks: list[str]
+    inputs: InputMap | None
+
+
+def plan(cfg: Config, student: DataInfo) -> list[Plan]:
+    """Every teacher run with its tasks, each pair checked; [] when distillation is off."""
     teacher = cfg.distill.teacher
     if not teacher:
-        return {}
+        return []
     runs = [teacher] if isinstance(teacher, str) else list(teacher.values() if isinstance(teacher, dict) else teacher)
     infos = teacher_infos(runs)
     by_run: dict[str, list[str]] = {}
     for task, run in assign(teacher, list(cfg.tasks), infos).items():
         by_run.setdefault(run, []).append(task)
+    plans = []
     for run, tasks in by_run.items():
-        check_teacher(run, infos[run], student, tasks)
-    return by_run
+        check_tasks(run, infos[run], student, tasks)
+        plans.append(Plan(run, infos[run], tasks, input_map(student, infos[run], f"{WHERE}: {run}")))
+    return plans
 
 
 # --- the extra loss --------------------------------------------------------------------------------------------------
 
+def output_map(teacher: TaskInfo, student: TaskInfo) -> tuple[float, float]:
+    """(scale, shift) of a teacher head's output into the student's: TaskInfo's mean and std standardize a regression
+    target (0 and 1 for the kinds that standardize nothing), so z_s = (z_t·σ_t + μ_t − μ_s) / σ_s, and logits stay
+    as they are."""
+    return teacher.std / student.std, (teacher.mean - student.mean) / student.std
+
+
 @dataclass
 class Teacher:
-    """A trained run's model, frozen in eval mode on the student's device, and the student tasks it teaches."""
+    """A trained run's model, frozen in eval mode on the student's device, reading the student's inputs and
+    answering in the student's units for the tasks it teaches."""
 
-    path: str
     model: nn.Module
-    tasks: list[str]
+    inputs: InputMap | None
+    outputs: dict[str, tuple[float, float]]  # task → output_map
 
     @classmethod
-    def load(cls, path: str, tasks: list[str], device: torch.device) -> Teacher:
+    def load(cls, plan: Plan, student: DataInfo, device: torch.device) -> Teacher:
         """Raw logits (no calibration temperatures: distillation's own T softens them), no gradients."""
-        model = load_run(path, str(device), calibrated=False).model  # in eval mode
-        return cls(path, model.requires_grad_(False), tasks)
+        model = load_run(plan.path, str(device), calibrated=False).model  # in eval mode
+        outputs = {task: output_map(plan.info.tasks[task], student.tasks[task]) for task in plan.tasks}
+        return cls(model.requires_grad_(False), None if plan.inputs is None else plan.inputs.to(device), outputs)
+
+    def __call__(self, x: Tensor) -> dict[str, Tensor]:
+        preds = self.model(x if self.inputs is None else self.inputs(x))
+        return {task: preds[task].float() * scale + shift for task, (scale, shift) in self.outputs.items()}
 
 
 class Distillation:
@@ -182,8 +191,7 @@ class Distillation:
         out: dict[str, Tensor] = {}
         with autocast(self.device, self.precision):
             for teacher in self.teachers:
-                preds = teacher.model(x)
-                out.update({task: preds[task].float() for task in teacher.tasks})
+                out.update(teacher(x))
         return out
 
     def __call__(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -205,12 +213,12 @@ class DistillParts:
 
     @staticmethod
     def check(cfg: Config, data: Dataset) -> None:
-        taught_by(cfg, data.info)
+        plan(cfg, data.info)
 
     @staticmethod
     def build(cfg: Config, tasks: dict[str, Task], data: Dataset, run: RunDir, device: torch.device) -> RunParts:
-        taught = taught_by(cfg, data.info)
-        if not taught:
+        plans = plan(cfg, data.info)
+        if not plans:
             return RunParts()
-        teachers = [Teacher.load(path, names, device) for path, names in taught.items()]
+        teachers = [Teacher.load(one, data.info, device) for one in plans]
         return RunParts(extra_losses=[Distillation(teachers, tasks, cfg.distill)])

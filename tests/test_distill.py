@@ -5,16 +5,20 @@ import json
 import math
 from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
 from torch import nn
 
 from hydranet.config import TaskConfig, load_config
+from hydranet.data.tabular import TableEncoder
 from hydranet.kinds import KINDS, TaskInfo
 from hydranet.tasks import Task
 from hydranet.train import fit
-from hydranet.train.distill import Distillation, Teacher, distillation_terms
+from hydranet.train.distill import Distillation, Teacher, distillation_terms, plan
+from hydranet.train.run import load_run
 from tests.conftest import tiny_table_config, write_tiny_csv
 
 
@@ -122,12 +126,29 @@ def test_distilled_run_trains_saves_loads_evaluates_and_predicts(cli, tmp_path, 
     assert yaml.safe_load((run / "config.yaml").read_text())["distill"]["teacher"] == str(teachers.both)
     first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert {"kind", "size", "kind@distill", "size@distill"} <= set(first["train"])
+    check_teacher_reads_the_students_inputs(run, teachers.both, tiny_csv_module)
     code, _, err = cli("evaluate", run, "--split", "test")
     assert code == 0, err
     assert (run / "eval-test.json").exists()
     code, _, err = cli("predict", run, tiny_csv_module, "-o", "pred.csv")
     assert code == 0, err
     assert (tmp_path / "pred.csv").read_text().count("\n") == 241
+
+
+def check_teacher_reads_the_students_inputs(student_run, teacher_run, csv):
+    """The teacher, given rows as the student encodes them, answers as it does for rows it encodes itself."""
+    student, teacher = load_run(student_run), load_run(teacher_run)
+    frame = pd.read_csv(csv).head(20)
+    own = {name: TableEncoder.from_state(info.encoder).transform(frame[info.features])
+           for name, info in (("student", student.info), ("teacher", teacher.info))}
+    assert not np.allclose(own["student"], own["teacher"])  # another split: other statistics
+    [one] = plan(student.config, student.info)
+    taught = Teacher.load(one, student.info, torch.device("cpu"))(torch.from_numpy(own["student"]))
+    with torch.no_grad():
+        direct = teacher.model(torch.from_numpy(own["teacher"]))
+    assert torch.allclose(taught["kind"], direct["kind"], atol=1e-5)
+    as_student = student.tasks["size"].decode(taught["size"])  # both in the original units
+    assert torch.allclose(as_student, teacher.tasks["size"].decode(direct["size"]), atol=1e-4)
 
 
 def test_one_teacher_per_task_into_one_student(cli, tmp_path, teachers, tiny_csv_module):

@@ -1,8 +1,8 @@
 """Knowledge distillation: is a small student taught by a bigger teacher better than the same student trained alone?
 
-The experiment's own model is the teacher, trained once (seed 0); then for each seed a much smaller student is trained
-twice with the same recipe and seed: alone, and with `distill.teacher` set to the teacher (T and α as given, by
-default distill's defaults 4 and 0.5). Test metrics of every task; prints one JSON line per run, then a table of
+For each seed, the experiment's own model is trained as the teacher, then a much smaller student twice with the same
+recipe and seed: alone, and with `distill.teacher` set to that teacher (T and α as given, by default distill's
+defaults 4 and 0.5). Test metrics of every task; prints one JSON line per run, then a table of
 mean ± standard deviation over the seeds.
 
     python benchmarks/distill.py                           # adult-mtl: MLP [128, 64] teaches MLP [8], seeds 0,1,2
@@ -44,11 +44,15 @@ def train(experiment: str, overrides: dict, run_dir: Path, echo=print, **row) ->
 
 
 def distill_benchmark(experiment: str, seeds: list[int], distill: dict, workdir: Path, echo=print) -> list[dict]:
-    """The teacher's row, then the student alone and distilled (with `distill`'s temperature and alpha) per seed."""
-    teacher = workdir / "teacher"
-    rows = [train(experiment, {"seed": 0}, teacher, echo, model="teacher", seed=0)]
+    """Per seed: the teacher, the student alone and the student distilled (with `distill`'s temperature and alpha).
+
+    The teacher has the student's seed, hence its split: a teacher of another seed would have trained on some of
+    the student's test examples."""
+    rows = []
     student = {"model.trunk": SETUPS[experiment][1]}
     for seed in seeds:
+        teacher = workdir / f"teacher-{seed}"
+        rows.append(train(experiment, {"seed": seed}, teacher, echo, model="teacher", seed=seed))
         rows.append(train(experiment, {**student, "seed": seed}, workdir / f"alone-{seed}", echo, model="alone", seed=seed))
         rows.append(train(experiment, {**student, "seed": seed, "distill": {"teacher": str(teacher), **distill}},
                           workdir / f"distilled-{seed}", echo, model="distilled", seed=seed))

@@ -45,7 +45,8 @@ def test_binary_term_is_the_two_class_bernoulli_version():
     expected = t * t * (p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q)))
     got = distillation_terms(KINDS["binary"], torch.tensor([student]), torch.tensor([teacher]), t)
     assert got.tolist() == pytest.approx([expected], rel=1e-6)
-    two_class = distillation_terms(KINDS["classification"], torch.tensor([[0.0, student]]), torch.tensor([[0.0, teacher]]), t)
+    two_class = distillation_terms(KINDS["classification"], torch.tensor([[0.0, student]]),
+                                   torch.tensor([[0.0, teacher]]), t)
     assert got.tolist() == pytest.approx(two_class.tolist(), rel=1e-6)  # a logit is a two-class softmax
 
 
@@ -79,7 +80,8 @@ def test_terms_weigh_labels_and_teacher_by_alpha_and_teach_unlabelled_examples()
     terms = distill(student, batch)
     assert student.calls == 1  # the hook handed the trainer's outputs over: no second student forward
     label_ce = tasks["digit"].loss(preds["digit"].detach(), batch["digit"])
-    soft = distillation_terms(tasks["digit"].spec, preds["digit"].detach(), 2 * x, 2.0).mean()  # both examples, labelled or not
+    # the teacher term averages both examples, labelled or not
+    soft = distillation_terms(tasks["digit"].spec, preds["digit"].detach(), 2 * x, 2.0).mean()
     terms = {name: term.detach() for name, term in terms.items()}
     assert float(terms["digit"]) == pytest.approx(0.75 * float(label_ce))
     assert float(terms["digit@distill"]) == pytest.approx(0.25 * float(soft))

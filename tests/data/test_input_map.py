@@ -51,7 +51,9 @@ def test_images_of_another_shape_or_a_table_are_refused(teacher, message):
 
 def test_a_feature_the_student_lacks_or_reads_otherwise_is_refused():
     student, _ = table_info(pd.DataFrame({"age": [1.0, 2.0], "job": ["a", "b"]}))
-    for frame, message in ((pd.DataFrame({"height": [1.0, 2.0]}), "reads feature 'height' as numeric; the student's data lacks it"),
-                           (pd.DataFrame({"age": ["old", "young"]}), "reads feature 'age' as categorical; the student's data has it as numeric")):
+    cases = ((pd.DataFrame({"height": [1.0, 2.0]}), "reads feature 'height' as numeric; the student's data lacks it"),
+             (pd.DataFrame({"age": ["old", "young"]}),
+              "reads feature 'age' as categorical; the student's data has it as numeric"))
+    for frame, message in cases:
         with pytest.raises(UserError, match=message):
             input_map(student, table_info(frame)[0], "teacher")

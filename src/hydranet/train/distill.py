@@ -1,5 +1,5 @@
 """Knowledge distillation (`distill:`; Hinton, Vinyals & Dean 2015): trained teacher runs' outputs are soft targets,
-one extra loss term `<task>@distill` per distilled task beside its label term; several teachers may share the tasks.
+one extra loss term `<task>@distill` per distilled task beside its label term; several teachers may split the tasks.
 """
 
 from __future__ import annotations

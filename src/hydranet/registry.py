@@ -22,7 +22,7 @@ _OPTIONS: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}  # kind → n
 # Modules whose import registers the built-in implementations (imported lazily on first lookup).
 _BUILTINS = ("hydranet.data.sources", "hydranet.models.trunks", "hydranet.models.sequence", "hydranet.models.sharing", "hydranet.mtl",
              "hydranet.robust.defenses", "hydranet.ssl.methods", "hydranet.fairness", "hydranet.monitor.reference",
-             "hydranet.meta.methods")
+             "hydranet.meta.methods", "hydranet.train.distill")
 _loaded = False
 
 

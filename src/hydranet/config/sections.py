@@ -214,6 +214,14 @@ class FairnessConfig(Section):
         return bins
 
 
+class DistillConfig(Section):
+    """Knowledge distillation from trained runs (Hinton et al. 2015); train/distill.py does it."""
+
+    teacher: str | list[str] | dict[str, str] | None = Field(None, description="teacher run directory: one run for every task, a list of runs (each teaches the student's tasks it has; every task exactly one), or a mapping task → run (only those tasks are distilled); null: off")
+    temperature: float = Field(4.0, gt=0, description="T: classification, binary and multilabel heads match the teacher's softmax/sigmoid of logits / T, with the KL scaled by T²")
+    alpha: float = Field(0.5, ge=0, le=1, description="α: each distilled task's loss is (1 − α)·its label loss (term `<task>`) + α·the teacher term (`<task>@distill`)")
+
+
 class MonitorConfig(Section):
     reference_rows: int = Field(1000, ge=1, description="train rows sampled at random (seeded) and stored as the reference of `hydranet monitor`'s statistical tests (≤ 1000: Kolmogorov–Smirnov and chi-squared; more: distances)")
     keep_rows: bool = Field(True, description="store that sample in the run (reference_rows.parquet: raw train rows of a table, per-image channel means and stds of an image run); false: no rows are kept, only statistics, and drift is measured against them")
@@ -289,6 +297,7 @@ class Config(Section):
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig, description="adversarial training against L∞ or L2 perturbations of the raw pixels")
     ssl: SSLConfig = Field(default_factory=SSLConfig, description="self-supervised pretraining of the trunk (`hydranet pretrain`)")
     fairness: FairnessConfig = Field(default_factory=FairnessConfig, description="sensitive columns, the fairness audit and bias mitigation")
+    distill: DistillConfig = Field(default_factory=DistillConfig, description="knowledge distillation: teacher runs whose outputs the student's heads learn from, beside the labels")
     monitor: MonitorConfig = Field(default_factory=MonitorConfig, description="the reference a run stores at the end of training for `hydranet monitor` (drift)")
     meta: MetaConfig = Field(default_factory=MetaConfig, description="few-shot meta-learning (`hydranet meta train`)")
     search: dict[str, SearchParam] = Field({}, description="`hydranet tune` only: dotted config key → range or choices to search (training ignores it)")
@@ -325,6 +334,10 @@ class Config(Section):
             raise ValueError(f"adversarial.tasks: {unknown[0]!r} is not a task (tasks: {', '.join(self.tasks)})")
         self._check_freeze()
         self._check_fairness()
+        teacher = self.distill.teacher
+        unknown = [t for t in teacher if t not in self.tasks] if isinstance(teacher, dict) else []
+        if unknown:
+            raise ValueError(f"distill.teacher: {unknown[0]!r} is not a task (tasks: {', '.join(self.tasks)})")
         monitor = self.train.early_stopping.monitor
         problem = None if monitor is None else metric_problem(self.tasks, monitor)
         if problem:

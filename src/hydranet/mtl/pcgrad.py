@@ -7,8 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hydranet.config import Options
-from hydranet.mtl.gradients import combine_and_backward, independent_backward, term_gradients
+from hydranet.mtl.gradients import GradientMethod, GradientOptions, combine, independent_backward
 from hydranet.randomness import Purpose, stream
 from hydranet.registry import register
 
@@ -32,28 +31,30 @@ def pcgrad_coefficients(gram: Tensor, orders: list[list[int]]) -> Tensor:
     return torch.stack(rows).sum(0)
 
 
-@register("balancer", "pcgrad")
-class PCGrad:
+@register("balancer", "pcgrad", options=GradientOptions)
+class PCGrad(GradientMethod):
     """Shared parameters get Σ_i g_i^PC (the paper's sum); task-specific ones their own gradient (weight 1).
 
     Order: each task visits the other tasks in a fresh random order every step (as the paper's code
     shuffles), drawn from a CPU generator seeded from `seed` and checkpointed for exact resume. All
     arithmetic stays on the device, so a step never syncs. Returned weights: each term's coefficient in
-    the shared gradient. Cost: one backward through the trunk per term (T instead of 1).
+    the shared gradient. Cost: one (batched) backward through the trunk per term; with `gradients:
+    representation` the projections act on the gradients on the shared features and the trunk is traversed once.
     """
 
-    def __init__(self, options: Options, tasks: dict, seed: int):
+    def __init__(self, options: GradientOptions, tasks: dict, seed: int):
         self.generator = stream(seed, Purpose.PCGRAD)
+        self.level = options.gradients
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, Tensor]:
         if not shared_params:
             return independent_backward(losses)
         names = list(losses)
-        grads = term_gradients(list(losses.values()), shared_params)  # (T, P)
+        grads = self.task_gradients(losses, shared_params)  # (T, P), or (T, B·D) on the features
         orders = [[j for j in torch.randperm(len(names), generator=self.generator).tolist() if j != i]
                   for i in range(len(names))]
-        coeffs = pcgrad_coefficients(grads @ grads.T, orders)  # (T,)
-        combine_and_backward(losses, shared_params, grads, coeffs, {name: 1.0 for name in names})
+        coeffs = pcgrad_coefficients(grads.matrix @ grads.matrix.T, orders)  # (T,)
+        combine(losses, shared_params, grads, coeffs, {name: 1.0 for name in names})
         return {name: coeffs[i].detach() for i, name in enumerate(names)}
 
     def state_dict(self) -> dict:

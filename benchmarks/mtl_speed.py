@@ -7,7 +7,8 @@ AdamW step. Rows:
 
 - `equal`: the backward of Σ L_t (one backward);
 - `floor`: one forward plus T backward passes through the shared part (one autograd.grad per term, then the
-  heads' backward): what an exact method must pay with one backward per term;
+  heads' backward): what an exact method must pay with one backward per term; `floor-batched`: the same rows
+  from one vectorized backward (`term_gradients(batched=True)`, the default off the CPU);
 - pcgrad, mgda, cagrad, nash_mtl, gradnorm (exact: `gradients: parameters`; gradnorm's rows end at the last
   shared layer), and `…@rep` (`gradients: representation`, the gradients on the shared features);
 - `torchjd-upgrad`, `torchjd-mean`: torchjd's `mtl_backward` + `jac_to_grad` with UPGrad / Mean, the reference.
@@ -15,9 +16,12 @@ AdamW step. Rows:
   same QP, same normalization and ridge, solved by scipy's L-BFGS-B), a few (T, T) solves per step.
 
 Methods take turns, one block of `--steps` steps each per round; the figure is the median over `--rounds` of
-the mean ms per step in a block. Prints one JSON line per (model, T, method), then a table.
+the mean ms per step in a block. `--clock cpu` counts the process's CPU time instead of wall time: on a shared,
+oversubscribed machine a long step is preempted more often than a short one, which inflates wall-time ratios
+(use it with `--threads 1`). Prints one JSON line per (model, T, method), then a table.
 
     python benchmarks/mtl_speed.py [--models mlp cnn] [--tasks 2 4 8 16] [--batch-size 256] [--steps 4] [--rounds 5]
+                                   [--threads 2] [--clock wall|cpu]
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from hydranet.data import build_dataset
 from hydranet.models import HydraNet
 from hydranet.models.trunks import CNNOptions, MLPOptions, cnn, mlp
 from hydranet.mtl.gradients import backward_private
-from hydranet.train.gradients import loop_rows
+from hydranet.train.gradients import term_gradients
 
 METHODS = {  # row name → (balancer, its options)
     "equal": ("equal", {}),
@@ -50,6 +54,7 @@ METHODS = {  # row name → (balancer, its options)
     "nash_mtl@rep": ("nash_mtl", {"gradients": "representation"}),
 }
 CLASSES = 10
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def build(model_name: str, tasks: int, batch_size: int) -> tuple[HydraNet, dict]:
@@ -88,12 +93,13 @@ def balancer_step(name: str, options: dict, model: HydraNet):
     return lambda losses: balancer.backward(losses, shared)
 
 
-def floor_step(model: HydraNet):
-    """One autograd.grad per term on the shared parameters (discarded), then the heads' backward."""
+def floor_step(model: HydraNet, batched: bool):
+    """The per-term rows on the shared parameters (discarded; one backward per term, or one batched), then the
+    heads' backward."""
     shared = model.shared_parameters()
 
     def step(losses):
-        loop_rows(list(losses.values()), shared)
+        term_gradients(list(losses.values()), shared, batched=batched)
         backward_private(losses, {name: 1.0 for name in losses}, shared)
     return step
 
@@ -134,20 +140,21 @@ def torchjd_step(aggregator_name: str, model: HydraNet):
 def runners(model: HydraNet, names: list[str], with_torchjd: bool) -> dict:
     """Row name → backward function of the loss dict (every row shares the model: only the time matters)."""
     rows = {name: balancer_step(*METHODS[name], model) for name in names}
-    rows["floor"] = floor_step(model)
+    rows["floor"] = floor_step(model, batched=False)
+    rows["floor-batched"] = floor_step(model, batched=True)
     if with_torchjd:
         rows |= {f"torchjd-{agg}": torchjd_step(agg, model) for agg in ("upgrad", "mean")}
     return rows
 
 
-def block_ms(model: HydraNet, optimizer, backward, batch: dict, steps: int) -> float:
+def block_ms(model: HydraNet, optimizer, backward, batch: dict, steps: int, clock=time.perf_counter) -> float:
     """Mean ms per step (forward, losses, backward, optimizer step) over one block."""
-    start = time.perf_counter()
+    start = clock()
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
         backward(losses_of(model, batch))
         optimizer.step()
-    return (time.perf_counter() - start) * 1e3 / steps
+    return (clock() - start) * 1e3 / steps
 
 
 def measure(model_name: str, tasks: int, args) -> dict[str, float]:
@@ -159,7 +166,7 @@ def measure(model_name: str, tasks: int, args) -> dict[str, float]:
     times = {name: [] for name in rows}
     for _ in range(args.rounds):
         for name, backward in rows.items():
-            times[name].append(block_ms(model, optimizer, backward, batch, args.steps))
+            times[name].append(block_ms(model, optimizer, backward, batch, args.steps, CLOCKS[args.clock]))
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -173,6 +180,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--no-torchjd", action="store_true", help="skip the torchjd rows")
+    parser.add_argument("--clock", default="wall", choices=list(CLOCKS), help="cpu: the process's CPU time")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = []
@@ -189,7 +197,8 @@ def rows_of(model_name: str, tasks: int, medians: dict[str, float], args) -> lis
     machine = platform.processor() or platform.machine()
     return [{"model": model_name, "tasks": tasks, "method": name, "ms_per_step": round(ms, 2),
              "x_equal": round(ms / medians["equal"], 2), "x_floor": round(ms / medians["floor"], 2),
-             "batch_size": args.batch_size, "steps": args.steps, "rounds": args.rounds, "machine": machine,
+             "batch_size": args.batch_size, "steps": args.steps, "rounds": args.rounds, "clock": args.clock,
+             "machine": machine,
              "threads": torch.get_num_threads(), "torch": torch.__version__} for name, ms in medians.items()]
 
 

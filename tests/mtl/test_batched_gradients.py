@@ -42,7 +42,7 @@ def model_and_losses(sharing: str, trunk: str, precision: str = "fp32"):
 def test_batched_rows_equal_one_backward_per_term(sharing, trunk):
     model, losses = model_and_losses(sharing, trunk)
     shared = model.shared_parameters()
-    batched = term.term_gradients(losses, shared)
+    batched = term.term_gradients(losses, shared, batched=True)
     expected = torch.cat([term.loop_rows(losses[:-1], shared), torch.zeros(1, batched.shape[1])])
     torch.testing.assert_close(batched, expected, rtol=1e-5, atol=1e-6)
     assert batched[:-1].abs().sum(dim=1).min() > 0  # every real term reaches the shared parameters
@@ -51,15 +51,16 @@ def test_batched_rows_equal_one_backward_per_term(sharing, trunk):
 def test_batched_rows_under_bf16_autocast_match_the_loop():
     model, losses = model_and_losses("hard", "cnn", precision="bf16")
     shared = model.shared_parameters()
-    torch.testing.assert_close(term.term_gradients(losses[:-1], shared), term.loop_rows(losses[:-1], shared))
+    torch.testing.assert_close(term.term_gradients(losses[:-1], shared, batched=True), term.loop_rows(losses[:-1], shared))
 
 
 def test_chunks_give_the_same_rows():
     model, losses = model_and_losses("hard", "cnn")
     shared = model.shared_parameters()
-    whole = term.term_gradients(losses, shared)
+    whole = term.term_gradients(losses, shared, batched=True)
     for rows in (1, 2, 3):
-        torch.testing.assert_close(term.term_gradients(losses, shared, max_rows=rows), whole)
+        torch.testing.assert_close(term.term_gradients(losses, shared, max_rows=rows, batched=True), whole)
+    torch.testing.assert_close(term.term_gradients(losses, shared), whole)  # the CPU default: the loop
 
 
 class NoBatchingRule(torch.autograd.Function):
@@ -85,9 +86,9 @@ def test_an_op_without_batching_rule_falls_back_to_the_loop():
     losses = [z[:, i].pow(2).mean() for i in range(3)]
     with pytest.raises(RuntimeError):
         term.batched_rows(losses, [w])
-    rows = term.term_gradients(losses, [w])
+    rows = term.term_gradients(losses, [w], batched=True)
     torch.testing.assert_close(rows, term.loop_rows(losses, [w]))
-    assert term.term_gradients(losses, [w]).equal(rows)  # remembered: the next call goes straight to the loop
+    assert term.term_gradients(losses, [w], batched=True).equal(rows)  # remembered: the next call goes straight to the loop
 
 
 # --- gradients on the shared representation -------------------------------------------------------

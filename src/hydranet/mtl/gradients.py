@@ -21,7 +21,7 @@ Level = Literal["parameters", "representation"]
 class GradientOptions(Options):
     """The option every method that combines task gradients shares: which gradients it combines."""
 
-    gradients: Level = Field("parameters", description="parameters: each term's gradient on the shared parameters (exact; one backward through the trunk per term) | representation: on the shared features z (B, D) instead, as MGDA-UB and LibMTL's rep_grad (the trunk is traversed once; soft sharing and terms that do not reach z fall back to parameters)")
+    gradients: Level = Field("parameters", description="parameters: each term's gradient on the shared parameters (exact) | representation: on the shared features z, as MGDA-UB and LibMTL's rep_grad (one pass through the trunk; soft sharing falls back to parameters)")
 
 
 @dataclass

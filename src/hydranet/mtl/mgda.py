@@ -16,7 +16,7 @@ from hydranet.registry import register
 class MGDAOptions(GradientOptions):
     """Options of `mtl.balancer: {name: mgda, …}`."""
 
-    gradients: Level = Field("representation", description="representation: MGDA-UB, the min-norm point of the gradients on the shared features z (the paper's upper bound; the trunk is traversed once) | parameters: plain MGDA on the shared parameters' gradients (one backward through the trunk per term)")
+    gradients: Level = Field("representation", description="representation: MGDA-UB, the min-norm point of the gradients on the shared features z (one pass through the trunk) | parameters: plain MGDA on the shared parameters' gradients (exact)")
 
 
 @register("balancer", "mgda", options=MGDAOptions)

@@ -17,18 +17,21 @@ def pcgrad_coefficients(gram: Tensor, orders: list[list[int]]) -> Tensor:
 
     g_i^PC starts as g_i and, for each j in orders[i], loses its component along g_j when the two conflict
     (g_i^PC·g_j < 0): g_i^PC −= (g_i^PC·g_j)/|g_j|²·g_j. Every projected vector stays a combination
-    Σ_k C[i, k] g_k of the original gradients, so only (T, T) numbers move, never (P,) vectors.
+    Σ_k C[i, k] g_k of the original gradients, so only (T, T) numbers move, never (P,) vectors. The T
+    sequences are independent, so step k of all of them runs at once: T − 1 rounds of (T, T) ops, not T².
     """
-    eye = torch.eye(len(gram), dtype=gram.dtype, device=gram.device)  # row i of the result: g_i^PC in the g basis
-    tiny = torch.finfo(gram.dtype).tiny
-    rows = []
-    for i, order in enumerate(orders):
-        row = eye[i]
-        for j in order:
-            conflict = (row @ gram[:, j]).clamp(max=0)  # g_i^PC · g_j when negative, else 0 (no branch, no sync)
-            row = row - conflict / gram[j, j].clamp(min=tiny) * eye[j]
-        rows.append(row)
-    return torch.stack(rows).sum(0)
+    t = len(gram)
+    rows = torch.eye(t, dtype=gram.dtype, device=gram.device)  # row i: g_i^PC in the g basis
+    if t < 2:
+        return rows.sum(0)
+    order = torch.tensor(orders, device=gram.device)  # (T, T − 1): the task row i projects off at step k
+    norms = gram.diagonal().clamp(min=torch.finfo(gram.dtype).tiny)  # (T,) |g_j|²
+    index = torch.arange(t, device=gram.device)
+    for k in range(order.shape[1]):
+        j = order[:, k]  # (T,)
+        conflict = (rows * gram[j]).sum(1).clamp(max=0)  # g_i^PC · g_j(i) when negative, else 0 (no branch, no sync)
+        rows = rows.index_put((index, j), rows[index, j] - conflict / norms[j])
+    return rows.sum(0)
 
 
 @register("balancer", "pcgrad", options=GradientOptions)

@@ -12,36 +12,41 @@ MAX_ROWS = 16  # terms per vectorized backward: each row carries its own copy of
 _UNBATCHABLE: set[tuple[int, ...]] = set()  # parameter lists whose graph had no batching rule: the loop serves them
 
 
-def term_gradients(losses: list[Tensor], params: list[Tensor], max_rows: int = MAX_ROWS) -> Tensor:
+def term_gradients(losses: list[Tensor], params: list[Tensor], max_rows: int = MAX_ROWS,
+                   batched: bool | None = None) -> Tensor:
     """(T, P) flat float32 gradients of each loss on `params`; the graph is kept for the backward after.
 
-    One vectorized backward (`is_grads_batched`: vmap over the VJP with one-hot cotangents) computes all rows
-    at once, `max_rows` terms per pass (halved after an out-of-memory error). The FLOPs are those of T
-    backward passes, but on an accelerator they run as one wide pass instead of T narrow ones. Where an op
-    of the graph has no batching rule (a custom autograd.Function without a vmap rule, for instance) the rows
-    come from one backward per term, as before; every built-in trunk and sharing batches (tested).
+    Batched (the default off the CPU): one vectorized backward (`is_grads_batched`: vmap over the VJP with
+    one-hot cotangents) computes all rows at once, `max_rows` terms per pass (halved after an out-of-memory
+    error). The FLOPs are those of T backward passes (plus T² small head passes: every head sees all T rows),
+    but on an accelerator they run as one wide pass instead of T narrow ones. On the CPU there is no launch
+    cost to save, and the loop was measured 0–20 % faster (docs/multitask.md), so it stays the default there.
+    Where an op has no batching rule (a custom autograd.Function that reads a value, for instance) the rows
+    come from one backward per term; every built-in trunk and sharing batches (tested).
     A loss that does not reach a parameter (or no parameter at all) contributes zeros there.
     """
     live = [i for i, loss in enumerate(losses) if loss.requires_grad]
+    device = _device(losses, params)
+    batched = device.type != "cpu" if batched is None else batched
     if params and len(live) == len(losses):
-        return _live_rows(losses, params, max_rows)
-    rows = torch.zeros(len(losses), sum(p.numel() for p in params), device=_device(losses, params))
+        return _live_rows(losses, params, max_rows, batched)
+    rows = torch.zeros(len(losses), sum(p.numel() for p in params), device=device)
     if live and params:
-        rows[live] = _live_rows([losses[i] for i in live], params, max_rows)
+        rows[live] = _live_rows([losses[i] for i in live], params, max_rows, batched)
     return rows
 
 
-def _live_rows(losses: list[Tensor], params: list[Tensor], max_rows: int) -> Tensor:
-    """Rows of losses that all require grad: batched in chunks, or the loop where batching failed before."""
+def _live_rows(losses: list[Tensor], params: list[Tensor], max_rows: int, batched: bool) -> Tensor:
+    """Rows of losses that all require grad: batched in chunks, or the loop (asked for, or batching failed before)."""
     key = tuple(id(p) for p in params)
-    if key in _UNBATCHABLE:
+    if not batched or key in _UNBATCHABLE:
         return loop_rows(losses, params)
     try:
         return torch.cat([batched_rows(losses[i:i + max_rows], params) for i in range(0, len(losses), max_rows)])
     except torch.OutOfMemoryError:
         if max_rows == 1:
             raise
-        return _live_rows(losses, params, max(1, max_rows // 2))
+        return _live_rows(losses, params, max(1, max_rows // 2), batched)
     except RuntimeError:  # no batching rule for some op: the loop re-raises what is a real error
         rows = loop_rows(losses, params)
         _UNBATCHABLE.add(key)

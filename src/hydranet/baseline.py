@@ -123,6 +123,7 @@ def baselines(target: str | Path) -> dict[str, Any]:
     tasks = {name: Task(name, cfg.tasks[name], data.info.tasks[name]) for name in cfg.tasks}
     report: dict[str, Any] = {"booster": booster_name(), "split": "test",
                               "rows": {split: len(data.index[split]) for split in ("train", "val", "test")},
+                              "test_rows": data.index["test"].tolist(),  # the source's row numbers: checkably the run's
                               "skipped": {name: f"{task.kind} tasks have no baseline"
                                           for name, task in tasks.items() if task.kind not in SUPPORTED},
                               "tasks": {name: task_baselines(data, task, seed)

@@ -7,6 +7,7 @@ defaults (only `train.progress` off), then `baselines` on the run. Prints one JS
 (appended to `--jsonl` when given) and a table of mean ± std over the seeds of the test metric and the fit time.
 
     python benchmarks/tabular.py --seeds 0 1 2 --tables breast_cancer diabetes adult
+    python benchmarks/tabular.py --tables breast_cancer diabetes --set model.trunk.embedding=plr
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from sklearn.datasets import load_diabetes
 
 from hydranet.baseline import baselines, by_model
-from hydranet.config import validate
+from hydranet.config import load_config
 from hydranet.files import write_csv, write_text
 from hydranet.train import fit
 
@@ -46,9 +47,9 @@ def experiments(work: Path) -> dict[str, dict]:
     }
 
 
-def measure(table: str, experiment: dict, seed: int, work: Path) -> list[dict]:
-    """One JSON row per model (hydranet's run first) for one table and seed."""
-    cfg = validate(experiment | {"seed": seed, "name": table, "train": {"progress": False}})
+def measure(table: str, experiment: dict, seed: int, work: Path, overrides: list[str]) -> list[dict]:
+    """One JSON row per model (hydranet's run first, with the `--set` overrides) for one table and seed."""
+    cfg = load_config(experiment | {"seed": seed, "name": table, "train": {"progress": False}}, overrides)
     start = time.perf_counter()
     run = fit(cfg, work / f"{table}-{seed}", progress=False)
     seconds = time.perf_counter() - start
@@ -57,7 +58,7 @@ def measure(table: str, experiment: dict, seed: int, work: Path) -> list[dict]:
     rows = []
     for model, metrics in by_model(report).items():
         fit_seconds = seconds if model == "run" else metrics[task]["fit_seconds"]
-        rows.append({"table": table, "seed": seed, "model": "hydranet" if model == "run" else model,
+        rows.append({"table": table, "seed": seed, "model": " ".join(["hydranet", *overrides]) if model == "run" else model,
                      "task": task, "metric": METRIC[kind], "value": metrics[task][METRIC[kind]],
                      "fit_seconds": round(fit_seconds, 2), "test_rows": report["rows"]["test"]})
     return rows
@@ -67,6 +68,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--tables", nargs="+", default=["breast_cancer", "diabetes", "adult"])
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="a config override of the hydranet runs (repeatable), e.g. model.trunk.embedding=plr")
     parser.add_argument("--jsonl", type=Path, help="append the JSON lines to this file")
     args = parser.parse_args()
     machine = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
@@ -77,7 +80,7 @@ def main() -> None:
         tables = experiments(work)
         for table in args.tables:
             for seed in args.seeds:
-                for row in measure(table, tables[table], seed, work):
+                for row in measure(table, tables[table], seed, work, args.overrides):
                     row |= machine
                     print(json.dumps(row), flush=True)
                     rows.append(row)

@@ -47,8 +47,8 @@ def fit_booster(kind: str, seed: int, train: tuple, val: tuple | None) -> Any:
     if booster_name() == "lightgbm":
         import lightgbm
 
-        # One thread: on a shared 2-core machine LightGBM's OpenMP threads spin against each other (breast cancer,
-        # 400 rows: 1.1 s on one thread, 11 s on all, 33 s on two).
+        # One thread: on a shared 2-core machine OpenMP threads spin against each other (LightGBM, breast cancer,
+        # 400 rows: 1.1 s on one thread, 11 s on all, 33 s on two; HistGradientBoosting alike).
         model = (lightgbm.LGBMRegressor if regression else lightgbm.LGBMClassifier)(
             n_estimators=BOOSTING_ROUNDS, learning_rate=0.05, random_state=seed, verbose=-1, n_jobs=1)
         if val is None:
@@ -56,12 +56,13 @@ def fit_booster(kind: str, seed: int, train: tuple, val: tuple | None) -> Any:
         return model.fit(x, y, sample_weight=weight, eval_X=(val[0],), eval_y=(val[1],), eval_sample_weight=[val[2]],
                          callbacks=[lightgbm.early_stopping(50, verbose=False)])
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
     model = (HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier)(
         max_iter=BOOSTING_ROUNDS, learning_rate=0.05, early_stopping=val is not None, random_state=seed)
-    if val is None:
-        return model.fit(x, y, sample_weight=weight)
-    return model.fit(x, y, sample_weight=weight, X_val=val[0], y_val=val[1], sample_weight_val=val[2])
+    extra = {} if val is None else {"X_val": val[0], "y_val": val[1], "sample_weight_val": val[2]}
+    with threadpool_limits(1, user_api="openmp"):  # one OpenMP thread, as LightGBM above
+        return model.fit(x, y, sample_weight=weight, **extra)
 
 
 def labelled(data: Dataset, split: str, task: Task) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

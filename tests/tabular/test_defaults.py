@@ -2,7 +2,7 @@
 
 import yaml
 
-from hydranet.config import validate
+from hydranet.config import load_config, validate
 from hydranet.config.loading import to_yaml
 
 
@@ -30,3 +30,9 @@ def test_resolved_default_survives_a_round_trip():
     config = validate({"data": {"source": "parquet"}, "tasks": {"y": {}}})
     again = validate(yaml.safe_load(to_yaml(config)))
     assert again.model.trunk == config.model.trunk and "trunk" in again.model.model_fields_set
+
+
+def test_an_option_override_keeps_the_data_default():
+    """`--set model.trunk.embedding=plr` on a config naming no trunk options the table's mlp, not the image cnn."""
+    config = load_config({"data": {"source": "csv"}, "tasks": {"y": {}}}, ["model.trunk.embedding=plr"])
+    assert config.model.trunk.name == "mlp" and config.model.trunk.options.embedding == "plr"

@@ -41,10 +41,10 @@ MetaMethod = method_of("meta", word="meta-learning method")
 DEFAULT_TRUNKS = {"table": "mlp", "image": "cnn"}
 
 
-def source_inputs(source: str) -> str:
-    """"table" when the registered source declares it reads tables, else "image" (today's default)."""
+def default_trunk(source: str) -> str:
+    """The trunk of a config that names none: "mlp" when the registered source declares it reads tables, else "cnn"."""
     found = registry.find(source, ("source",))
-    return getattr(found[1], "inputs", "image") if found else "image"
+    return DEFAULT_TRUNKS[getattr(found[1], "inputs", "image") if found else "image"]
 
 
 class Section(Options):
@@ -316,7 +316,7 @@ class Config(Section):
         Assigning marks the trunk as set, so the saved config names it and a reloaded run builds the same model.
         """
         if "trunk" not in self.model.model_fields_set:
-            self.model.trunk = TrunkMethod(name=DEFAULT_TRUNKS[source_inputs(self.data.source)])
+            self.model.trunk = TrunkMethod(name=default_trunk(self.data.source))
         return self
 
     @model_validator(mode="after")

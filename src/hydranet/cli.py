@@ -169,6 +169,21 @@ def evaluate(
 
 
 @app.command()
+def baseline(target: str = typer.Argument(..., help="a run directory, or an experiment (built-in name or YAML file)")) -> None:
+    """Boosted trees (LightGBM, else HistGradientBoosting) and logistic/ridge regression per task on the run's own
+    train/val/test rows, beside the run's test metrics; a run directory gets baselines.json."""
+    from hydranet.baseline import baselines, by_model
+
+    report = baselines(target)
+    models = by_model(report)
+    console.print(metrics_table(models, f"{target} — test ({report['rows']['test']} rows)", tuple(models)))
+    for task, why in report["skipped"].items():
+        console.print(f"{task}: skipped ({why})")
+    if "run" in report:
+        console.print(f"wrote {Path(target) / 'baselines.json'}")
+
+
+@app.command()
 def calibrate(run_dir: Path = typer.Argument(..., help="a run directory (with a val split)")) -> None:
     """Temperature scaling: fit one T per classification/binary/multilabel head on val; writes calibration.json
     (replacing an earlier one), which evaluate, predict, export and serving then apply."""

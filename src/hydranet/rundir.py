@@ -70,6 +70,7 @@ class RunDir:
         self.summary = self.path / "summary.json"
         self.calibration = self.path / "calibration.json"  # `hydranet calibrate`: a temperature per task, applied on load
         self.thresholds = self.path / "thresholds.json"  # `hydranet threshold`: fairness thresholds per task and group
+        self.baselines = self.path / "baselines.json"  # `hydranet baseline`: boosted trees and linear models per task
         self.plots = self.path / "plots"
         self.init = self.path / "init.json"  # what `model.init_from` loaded
         self.tensorboard = self.path / "tensorboard"

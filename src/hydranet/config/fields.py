@@ -13,7 +13,7 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from hydranet.config.methods import Method
-from hydranet.config.sections import Config
+from hydranet.config.sections import Config, DataConfig, default_trunk
 
 
 def _step(node: Any, keys: list[str], i: int) -> tuple[Any, int]:
@@ -68,8 +68,13 @@ def is_method_path(path: list[str]) -> bool:
     return isinstance(node, type) and issubclass(node, Method)
 
 
-def default_method(path: list[str]) -> str | None:
-    """The default method name of the method field at a path (`mtl.balancer` → `equal`)."""
+def default_method(path: list[str], data: dict[str, Any]) -> str | None:
+    """The default method name of the method field at a path (`mtl.balancer` → `equal`) in the raw config `data`
+    (the trunk's follows the data source: `--set model.trunk.embedding=plr` on a csv config options an mlp)."""
+    if path == ["model", "trunk"]:
+        section = data.get("data")
+        source = section.get("source") if isinstance(section, dict) else None  # a wrong type: validation says so
+        return default_trunk(source if isinstance(source, str) else DataConfig.model_fields["source"].default)
     parent = field_at(path[:-1]) if len(path) > 1 else Config
     field = parent.model_fields[path[-1]]
     return field.get_default(call_default_factory=True).name

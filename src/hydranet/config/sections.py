@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from hydranet import registry
 from hydranet.config.methods import Options, method_of
 from hydranet.kinds import KINDS, get_kind
 
@@ -35,6 +36,16 @@ AdversarialMethod = method_of(*ADVERSARIAL_KINDS, none=True, word="adversarial m
 SSLMethod = method_of("ssl", word="self-supervised method")
 MitigationMethod = method_of("mitigation", none=True, word="fairness mitigation")
 MetaMethod = method_of("meta", word="meta-learning method")
+# The trunk a config gets when it names none, by the kind of input its source reads: a source that reads tables
+# says so with `inputs = "table"` (or "text", "sequence") on its registered loader; any other source keeps the image
+# default.
+DEFAULT_TRUNKS = {"table": "mlp", "image": "cnn", "text": "transformer", "sequence": "gru"}
+
+
+def default_trunk(source: str) -> str:
+    """The trunk of a config that names none: the one for the input kind its registered source declares, else "cnn"."""
+    found = registry.find(source, ("source",))
+    return DEFAULT_TRUNKS[getattr(found[1], "inputs", "image") if found else "image"]
 
 
 class Section(Options):
@@ -89,7 +100,7 @@ class TaskConfig(Section):
 
 
 class ModelConfig(Section):
-    trunk: TrunkMethod = Field(default_factory=lambda: TrunkMethod(name="cnn"), description="the shared feature extractor and its options: mlp, cnn, resnet (e.g. {name: cnn, channels: [32, 64]})")
+    trunk: TrunkMethod = Field(default_factory=lambda: TrunkMethod(name="cnn"), description="the shared feature extractor and its options: mlp, cnn, resnet (e.g. {name: cnn, channels: [32, 64]}); unnamed, it follows the data: mlp for a table source (csv, parquet, breast_cancer), cnn otherwise")
     sharing: SharingMethod = Field(default_factory=lambda: SharingMethod(name="hard"), description="how tasks share the trunk, and its options: hard (one trunk for all), mmoe, cgc, cross_stitch")
     head_hidden: list[int] = Field([], description="hidden widths of each task head (empty: a linear head)")
     head_dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each head")
@@ -318,6 +329,16 @@ class Config(Section):
             if not task or task == "x" or any(c in task for c in "./@ "):
                 raise ValueError(f"{task!r} is not a usable task name (not empty, not x, no '.', '/', '@' or space)")
         return tasks
+
+    @model_validator(mode="after")
+    def _trunk_follows_data(self) -> "Config":
+        """A config that names no trunk gets the default of its source's inputs (a csv is not fed to a cnn).
+
+        Assigning marks the trunk as set, so the saved config names it and a reloaded run builds the same model.
+        """
+        if "trunk" not in self.model.model_fields_set:
+            self.model.trunk = TrunkMethod(name=default_trunk(self.data.source))
+        return self
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from hydranet.config import Options
 from hydranet.errors import UserError
+from hydranet.models.embeddings import PLR, PLROptions
 from hydranet.registry import register
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
@@ -37,6 +38,8 @@ class MLPOptions(TrunkOptions):
     hidden: list[int] = Field([256, 128], description="widths of the hidden layers")
     batch_norm: bool = Field(False, description="batch normalization after each linear layer")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each hidden layer but the first")
+    embedding: Literal["none", "plr"] = Field("none", description="front-end per input feature: none (the numbers as they are) | plr (periodic embeddings, Gorishniy et al. 2022)")
+    plr: PLROptions = Field(default_factory=PLROptions, description="the plr embedding's options")
 
 
 class CNNOptions(TrunkOptions):
@@ -99,7 +102,7 @@ def _dense_block(in_dim: int, width: int, cfg: MLPOptions | CNNOptions, dropout_
 
 
 class MLP(nn.Module):
-    """Flatten → (Linear → [BatchNorm] → activation) per hidden width.
+    """Flatten → [PLR embedding] → (Linear → [BatchNorm] → activation) per hidden width.
 
     Dropout sits before every dense layer but the first: dropping raw table features rarely helps, and
     the features leaving the trunk get the heads' own dropout.
@@ -109,6 +112,9 @@ class MLP(nn.Module):
         super().__init__()
         in_dim = int(torch.Size(input_shape).numel())
         layers: list[nn.Module] = [nn.Flatten()]
+        if cfg.embedding == "plr":  # part of the first stage: the embedding feeds the first hidden layer only
+            layers.append(PLR(in_dim, cfg.plr))
+            in_dim = layers[-1].out_dim
         for i, width in enumerate(cfg.hidden):
             layers += _dense_block(in_dim, width, cfg, dropout_first=i > 0)
             in_dim = width

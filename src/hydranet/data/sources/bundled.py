@@ -42,3 +42,6 @@ def load_breast_cancer_source(cfg: Config) -> RawData:
     diagnosis = np.asarray(bunch.target_names, dtype=object)[bunch.target]
     frame = select_features(frame, cfg, exclude={"diagnosis": "the task column"}, where="breast_cancer")
     return RawData(labels={"diagnosis": diagnosis}, frame=frame)
+
+
+load_breast_cancer_source.inputs = "table"  # type: ignore[attr-defined]  (the config's default trunk follows it)

@@ -44,3 +44,6 @@ def read_sequences(path: Path) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     if x.dtype.kind not in "fiub":
         raise UserError(f"{path}: array 'x' has dtype {x.dtype}; expected numbers")
     return padded_series(x.astype(np.float64), lengths, str(path)), arrays
+
+
+load_sequences.inputs = "sequence"  # type: ignore[attr-defined]  # read by the config: the default trunk

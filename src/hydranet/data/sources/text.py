@@ -32,3 +32,6 @@ def load_text(cfg: Config) -> RawData:
     columns = {name: require_column(frame, name, where, field).to_numpy() for name, field in side_columns(cfg).items()}
     return RawData(labels=labels, texts=joined_texts(texts, text.columns, text.separator, where),
                    frame=frame[list(text.columns)].reset_index(drop=True), split=split, columns=columns)
+
+
+load_text.inputs = "text"  # type: ignore[attr-defined]  # read by the config: the default trunk

@@ -8,6 +8,7 @@ import asyncio
 import hmac
 import time
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 import pandas as pd
@@ -29,7 +30,7 @@ from hydranet.serve.inputs import (JSON, MULTIPART, batch_inputs, image_json_req
                                    table_request)
 from hydranet.serve.metrics import ServerMetrics
 from hydranet.serve.settings import ServeSettings
-from hydranet.serve.window import drift_window, window_rows
+from hydranet.serve.window import drift_window
 from hydranet.train.run import Run
 
 ENDPOINTS = ("/predict", "/health", "/metadata", "/metrics", "/drift")
@@ -47,14 +48,15 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {JSON: {"schema": {
 
 
 class Service:
-    """What one server holds: the run, its backend, the batcher, the drift window and the metrics."""
+    """What one server (or one worker of a server) holds: the run, its backend, the batcher, the drift window and
+    the metrics. `shared`: the folder where the workers of `serve --workers N` pool their metrics and windows."""
 
-    def __init__(self, run: Run, settings: ServeSettings):
+    def __init__(self, run: Run, settings: ServeSettings, shared: Path | None = None):
         self.run, self.settings, self.key = run, settings, settings.api_key()
         self.backend = load_backend(run, settings.backend)
-        self.metrics = ServerMetrics()
+        self.metrics = ServerMetrics(shared)
         self.thresholds = Thresholds.of(run)  # fairness thresholds (`hydranet threshold`), applied as `predict` does
-        self.window = drift_window(run, self.backend, settings.window)
+        self.window = drift_window(run, self.backend, settings.window, shared)
         self.batcher = MicroBatcher(self.backend, settings.max_batch, settings.max_wait_ms / 1000,
                                     self.metrics.batch_rows.observe, batch_inputs(run.info))
 
@@ -71,7 +73,7 @@ class Service:
         inputs = await self.model_inputs(request, body)
         outputs = await self.batcher.submit(inputs)
         answers = self.answers(outputs, inputs)
-        self.window.add(window_rows(inputs), outputs)
+        self.window.add(inputs, outputs)
         self.metrics.count_answers(answers)
         return {"predictions": answers}
 
@@ -114,8 +116,8 @@ class Service:
                 "max_body_mb": self.settings.max_body_mb}
 
     async def drift(self) -> dict[str, Any]:
-        """The window's drift report, computed in a thread on a copy of the window; the drift gauges follow it."""
-        report = await asyncio.to_thread(self.window.drift, self.window.recent())
+        """The window's drift report, computed in a thread on a snapshot of the window; the drift gauges follow it."""
+        report = await asyncio.to_thread(self.window.drift, self.window.snapshot())
         if report["ready"]:
             self.metrics.set_drift(report)
         return report
@@ -129,9 +131,10 @@ class Service:
         return hmac.compare_digest(given.encode(), self.key.encode())
 
 
-def create_app(run: Run, settings: ServeSettings) -> FastAPI:
-    """The app serving `run` (its backend loaded, and the drift reference predicted, before this returns)."""
-    service = Service(run, settings)
+def create_app(run: Run, settings: ServeSettings, shared: Path | None = None) -> FastAPI:
+    """The app serving `run` (its backend loaded, and the drift reference predicted, before this returns); `shared`:
+    as `Service` takes it."""
+    service = Service(run, settings, shared)
     app = FastAPI(title=f"hydranet: {run.config.name}", lifespan=service.lifespan,
                   description="Predictions of a hydranet run; answers equal `hydranet predict`'s.")
     app.state.service = service

@@ -92,7 +92,7 @@ def test_rows_are_read_as_predict_reads_a_csv_of_them(table_run, tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path / "rows.csv", index=False)
     info = load_run(table_run).info
     from_csv = checked_table(info, read_table(tmp_path / "rows.csv", "csv"), "rows.csv")[FEATURES]
-    pd.testing.assert_frame_equal(table_request(info, {"rows": rows}), from_csv)
+    pd.testing.assert_frame_equal(table_request(info, {"rows": rows}).frame, from_csv)
 
 
 def test_onnx_backend_answers_as_torch(table, table_run, rows):

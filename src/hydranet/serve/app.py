@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-import pandas as pd
 import torch
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
@@ -19,15 +18,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from hydranet.data import to_model_inputs
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
 from hydranet.fairness.threshold import Thresholds, row_groups
 from hydranet.rundir import RunDir
 from hydranet.serve.backend import load_backend
 from hydranet.serve.batcher import MicroBatcher
-from hydranet.serve.inputs import (JSON, MULTIPART, batch_inputs, image_json_request, image_request, parse_json,
-                                   table_request)
+from hydranet.serve.inputs import (JSON, MULTIPART, TableRows, batch_inputs, encode_table_rows, image_json_request,
+                                   image_request, parse_json, table_request)
 from hydranet.serve.metrics import ServerMetrics
 from hydranet.serve.settings import ServeSettings
 from hydranet.serve.window import drift_window
@@ -77,7 +75,7 @@ class Service:
         self.metrics.count_answers(answers)
         return {"predictions": answers}
 
-    async def model_inputs(self, request: Request, body: bytes) -> torch.Tensor | pd.DataFrame:
+    async def model_inputs(self, request: Request, body: bytes) -> torch.Tensor | TableRows:
         """The body as the batcher's inputs (decoded and checked in a thread: pandas and image decoding would stall
         the event loop): model inputs of images, or checked table rows."""
         info, media = self.run.info, media_type(request)
@@ -94,14 +92,14 @@ class Service:
         sensitive = self.run.config.fairness.sensitive if self.thresholds is not None else ()
         return await asyncio.to_thread(table_request, info, parsed, sensitive)
 
-    def answers(self, outputs: dict[str, torch.Tensor], inputs: torch.Tensor | pd.DataFrame) -> list[dict[str, Any]]:
+    def answers(self, outputs: dict[str, torch.Tensor], inputs: torch.Tensor | TableRows) -> list[dict[str, Any]]:
         """One object per row: {task: the task kind's answer}; a thresholded task's label is the thresholds'
         decision (its probability stays the model's), the same as `hydranet predict`'s `<task>_decision`.
         Thresholds exist for table runs only; their per-row draw hashes the request's encoded rows, as predict's."""
         per_task = {name: task.answers(outputs[name]) for name, task in self.run.tasks.items()}
         if self.thresholds is not None:
-            x = to_model_inputs(self.run.info, frame=inputs)
-            groups = row_groups(self.run, inputs, "rows")
+            x = encode_table_rows(self.run.info, [inputs])
+            groups = row_groups(self.run, inputs.frame, "rows")  # with thresholds, rows come with their frame
             for name, decided in self.thresholds.decide(self.run, outputs, x, groups, "rows").items():
                 for answer, positive in zip(per_task[name], decided):
                     answer["label"] = self.run.tasks[name].info.classes[positive]

@@ -26,6 +26,9 @@ from hydranet.train import load_run
 
 GRACE_S = 30  # how long in-flight requests may take to finish after SIGTERM before they are cancelled
 READY_S = 600  # how long a worker may take to load the run before the server gives up on it
+# uvicorn's supervisor kills and restarts a worker that does not answer its ping within this many seconds; its
+# default, 5 s, killed busy workers (and their requests) on two cores shared with other jobs.
+HEALTHCHECK_S = 60
 
 
 class _Server(uvicorn.Server):
@@ -75,7 +78,8 @@ def serve_workers(run_dir: str | Path, settings: ServeSettings) -> None:
         os.environ[MULTIPROC_ENV] = str(metrics_folder(shared))  # inherited by the workers (spawned, not forked)
         config = uvicorn.Config(functools.partial(worker_app, str(run_dir), settings, shared), factory=True,
                                 host=settings.host, port=settings.port, workers=settings.workers,
-                                log_level="warning", timeout_graceful_shutdown=GRACE_S)
+                                log_level="warning", timeout_graceful_shutdown=GRACE_S,
+                                timeout_worker_healthcheck=HEALTHCHECK_S)
         socket = config.bind_socket()
         _Workers(config, [socket], run_dir).run()
     finally:

@@ -27,12 +27,13 @@ from hydranet.monitor.reference import channel_statistics, image_feature_names
 from hydranet.monitor.report import input_pixels, predictions_drift, reference_frame
 from hydranet.predict import decode_outputs, table_inputs
 from hydranet.randomness import Purpose, numpy_stream
+from hydranet.serve.inputs import TableRows
 from hydranet.train.run import Run
 
 MIN_ROWS = 30  # fewer recent rows make the tests too weak to flag anything but a gross shift
 
 Outputs = dict[str, torch.Tensor]
-Inputs = torch.Tensor | pd.DataFrame
+Inputs = torch.Tensor | TableRows
 Recent = tuple[list[Any], list[Outputs]]  # window rows and, per row, its raw outputs
 
 
@@ -152,9 +153,9 @@ def drift_window(run: Run, model: Callable[[torch.Tensor], Outputs], size: int,
     return SharedWindow(shared, *parts) if shared is not None else DriftWindow(*parts)
 
 
-def table_rows(inputs: pd.DataFrame) -> list[dict[str, Any]]:
+def table_rows(inputs: TableRows) -> list[dict[str, Any]]:
     """A request's checked table rows as window rows."""
-    return inputs.to_dict("records")
+    return inputs.rows
 
 
 def reference_images(run: Run, rows: int) -> torch.Tensor:

@@ -42,7 +42,7 @@ import hydranet as hn
 from hydranet.data.build import load_raw
 from hydranet.data.tabular import TableEncoder
 from hydranet.data import to_model_inputs
-from hydranet.serve.inputs import table_request
+from hydranet.serve.inputs import checked_frame, input_columns, table_request
 
 sys.path.insert(0, str(Path(__file__).parent))
 from export import cpu_name, median_ms  # noqa: E402  (the export benchmark's helpers)
@@ -205,13 +205,15 @@ def load_test(run_dir: Path, bodies: list[dict], backend: str, max_batch: int, c
 
 def table_breakdown(run_dir: Path, bodies: list[dict], args: argparse.Namespace) -> dict[str, float]:
     """Where one table request's time goes, each part timed alone in this process (median ms): the whole request,
-    an HTTP round trip (/health), JSON parsing, the per-request checks (`table_request`), the per-batch encoding of
-    1 and of 64 rows, and the model on one row."""
+    an HTTP round trip (/health), JSON parsing, the checks and encoding of a one-row request (`table_request`, on
+    serve/onerow.py's plain-Python path), the same checks on the pandas path (`checked_frame`, which requests of
+    several rows take), the pandas encoding of 1 and of 64 such rows (once per batch), and the model on one row."""
     model = hn.load(run_dir)
     info = model.run.info
     payload = json.dumps(bodies[0]).encode()
-    one = table_request(info, json.loads(payload))
-    many = pd.concat([table_request(info, body) for body in bodies[:64]], ignore_index=True)
+    columns = input_columns(info)
+    one = checked_frame(info, bodies[0]["rows"], columns)
+    many = checked_frame(info, [body["rows"][0] for body in bodies[:64]], columns)
     x = to_model_inputs(info, frame=one)
     server = Server(run_dir, "torch", 1, args.max_wait_ms)
     try:
@@ -225,7 +227,8 @@ def table_breakdown(run_dir: Path, bodies: list[dict], args: argparse.Namespace)
     with torch.inference_mode():
         model_ms = median_ms(lambda: model.run.model(x), 20, 200)
     return {"request_ms": request_ms, "http_health_ms": http_ms, "json_ms": median_ms(lambda: json.loads(payload), 20, 200),
-            "check_ms": median_ms(lambda: table_request(info, json.loads(payload)), 20, 200),
+            "one_row_ms": median_ms(lambda: table_request(info, json.loads(payload)), 20, 200),
+            "pandas_check_ms": median_ms(lambda: checked_frame(info, json.loads(payload)["rows"], columns), 20, 200),
             "encode_1_ms": median_ms(lambda: to_model_inputs(info, frame=one), 20, 200),
             "encode_64_ms": median_ms(lambda: to_model_inputs(info, frame=many), 20, 200), "model_ms": model_ms}
 

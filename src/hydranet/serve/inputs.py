@@ -70,10 +70,15 @@ def table_request(info: DataInfo, body: Any, sensitive: Sequence[str] = ()) -> T
     fast = encode_one_row(info, rows[0]) if len(rows) == 1 and not sensitive else None
     if fast is not None:
         return TableRows([fast[0]], encoded=fast[1])
+    frame = checked_frame(info, rows, columns)
+    return TableRows(frame.to_dict("records"), frame=frame)
+
+
+def checked_frame(info: DataInfo, rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    """The pandas path: checked rows as a table, cleaned and checked as `predict` cleans and checks a file's."""
     # Columns typed as read_csv types a file's (numbers stay numbers, so a number in a text column is "5", not the
     # "5.0" of parsing text back), and only text columns cost `clean` its pandas string work.
-    frame = checked_table(info, clean(pd.DataFrame(rows, columns=columns), "rows"), "rows")
-    return TableRows(frame.to_dict("records"), frame=frame)
+    return checked_table(info, clean(pd.DataFrame(rows, columns=columns), "rows"), "rows")
 
 
 def batch_inputs(info: DataInfo) -> Callable[[Sequence[Any]], torch.Tensor]:

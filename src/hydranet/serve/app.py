@@ -132,6 +132,7 @@ class Service:
 def create_app(run: Run, settings: ServeSettings, shared: Path | None = None) -> FastAPI:
     """The app serving `run` (its backend loaded, and the drift reference predicted, before this returns); `shared`:
     as `Service` takes it."""
+    run.info.require_image_or_table("hydranet serve")
     service = Service(run, settings, shared)
     app = FastAPI(title=f"hydranet: {run.config.name}", lifespan=service.lifespan,
                   description="Predictions of a hydranet run; answers equal `hydranet predict`'s.")

@@ -70,6 +70,7 @@ def serve_workers(run_dir: str | Path, settings: ServeSettings) -> None:
     The run is checked here first (a user error ends the command before any worker starts) and an ONNX export
     made here once, so the workers do not race to write it."""
     run = load_run(run_dir)
+    run.info.require_image_or_table("hydranet serve")
     if settings.backend == "onnx":
         current_export(run)
     shared = Path(tempfile.mkdtemp(prefix="hydranet-serve-"))

@@ -5,15 +5,15 @@ depend on how well the model learned), then for each backend (torch, onnx) start
 on loopback and drives it for `--seconds` with `--clients` concurrent clients, each sending one-example requests
 back to back on its own keep-alive connection (a closed loop), with batching on (up to `--max-batch` rows gathered
 for at most `--max-wait-ms`) and off (`--max-batch 1`); then with one client and batching off (batch-1 latency);
-for torch also two servers sharing the clients (what `--workers 2` would be). The clients write pre-encoded raw
+with batching on also with each of `--workers` (server processes on one port). The clients write pre-encoded raw
 HTTP/1.1 over asyncio streams, so the load generator costs little of the cores it shares with the server. It
-reports req/s, p50/p95/p99 latency, the error count, and the CPU time the load generator and the server(s) used
-per second of wall time. A table run also gets a breakdown of one request's time, each part timed in-process.
+reports req/s, p50/p95/p99 latency, the error count, and the CPU time the load generator and the server (with its
+workers) used per second of wall time, and the load average at the start of each setting. A table run also gets a breakdown of one request's time, each part timed in-process.
 
 Prints one JSON line per setting and a table. Usage (from the repository root; adult and seed-cnn read
 ../shared/data):
 
-    python benchmarks/serve.py [--experiments adult seed-cnn] [--clients 32] [--seconds 20]
+    python benchmarks/serve.py [--experiments adult seed-cnn] [--clients 32] [--seconds 20] [--workers 1 2]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import hydranet as hn
 from hydranet.data.build import load_raw
 from hydranet.data.tabular import TableEncoder
 from hydranet.data import to_model_inputs
-from hydranet.serve.inputs import table_request
+from hydranet.serve.inputs import checked_frame, input_columns, table_request
 
 sys.path.insert(0, str(Path(__file__).parent))
 from export import cpu_name, median_ms  # noqa: E402  (the export benchmark's helpers)
@@ -57,33 +57,50 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds a process and its running descendants (the server's workers) have used so far
+    (Linux /proc); a process that ended in between counts nothing."""
+    total = 0.0
+    for process in [pid, *descendants(pid)]:
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def descendants(pid: int) -> list[int]:
+    """The ids of the processes below `pid`, read from every process's parent id in /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
 
 
 class Server:
-    """`hydranet serve` in a subprocess, ready when /health answers; stopped with SIGTERM."""
+    """`hydranet serve` in a subprocess, ready when it prints its "serving" line (with `--workers`, once every
+    worker listens); stopped with SIGTERM."""
 
-    def __init__(self, run_dir: Path, backend: str, max_batch: int, max_wait_ms: float):
+    def __init__(self, run_dir: Path, backend: str, max_batch: int, max_wait_ms: float, workers: int = 1):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "hydranet.cli", "serve", str(run_dir), "--port", str(self.port),
-                   "--backend", backend, "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                   "--backend", backend, "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms),
+                   "--workers", str(workers)]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"hydranet serve exited: {self.process.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"hydranet serve was not ready after {timeout:.0f} s")
+    def wait_ready(self) -> None:
+        if not self.process.stdout.readline().startswith("serving "):
+            self.process.wait()
+            raise RuntimeError(f"hydranet serve exited: {self.process.stderr.read()[-2000:]}")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -130,16 +147,15 @@ async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r
     return int(lines[0].split()[1])
 
 
-async def drive(ports: list[int], requests: list[bytes], clients: int, seconds: float) -> dict[str, Any]:
-    """`clients` closed-loop clients for `seconds`, each on its own keep-alive connection to one of `ports` (in
-    turn), written as raw HTTP/1.1 over asyncio streams (httpx took a core of the two to itself): latency of each
-    answered request, errors by kind."""
+async def drive(port: int, requests: list[bytes], clients: int, seconds: float) -> dict[str, Any]:
+    """`clients` closed-loop clients for `seconds`, each on its own keep-alive connection to `port`, written as raw
+    HTTP/1.1 over asyncio streams (httpx took a core of the two to itself): latency of each answered request,
+    errors by kind."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
     stop_at = time.perf_counter() + seconds
 
     async def client(k: int) -> None:
-        port = ports[k % len(ports)]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         i = k
         try:
@@ -165,44 +181,39 @@ async def drive(ports: list[int], requests: list[bytes], clients: int, seconds: 
 
 
 def load_test(run_dir: Path, bodies: list[dict], backend: str, max_batch: int, clients: int,
-              args: argparse.Namespace, servers: int = 1) -> dict:
-    """One setting: `servers` independent `hydranet serve` processes (what `--workers` would start), the clients
-    spread over them in turn."""
-    running = [Server(run_dir, backend, max_batch, args.max_wait_ms) for _ in range(servers)]
+              args: argparse.Namespace, workers: int = 1) -> dict:
+    """One setting: one `hydranet serve --workers W`, its CPU counted over its workers."""
+    server = Server(run_dir, backend, max_batch, args.max_wait_ms, workers)
     try:
-        for server in running:
-            server.wait_ready()
-        ports, requests = [server.port for server in running], raw_requests(bodies)
-        asyncio.run(drive(ports, requests, clients, min(2.0, args.seconds)))  # warm-up, not counted
-        server_cpu, own_cpu = servers_cpu(running), time.process_time()
-        result = asyncio.run(drive(ports, requests, clients, args.seconds))
-        server_cpu, own_cpu = servers_cpu(running) - server_cpu, time.process_time() - own_cpu
+        server.wait_ready()
+        requests, load_average = raw_requests(bodies), os.getloadavg()[0]
+        asyncio.run(drive(server.port, requests, clients, min(2.0, args.seconds)))  # warm-up, not counted
+        server_cpu, own_cpu = cpu_seconds(server.process.pid), time.process_time()
+        result = asyncio.run(drive(server.port, requests, clients, args.seconds))
+        server_cpu, own_cpu = cpu_seconds(server.process.pid) - server_cpu, time.process_time() - own_cpu
     finally:
-        for server in running:
-            server.stop()
+        server.stop()
     latencies = np.array(result["latencies"]) * 1000
     wall = result["wall"]
     return {"backend": backend, "batching": max_batch > 1, "max_batch": max_batch, "max_wait_ms": args.max_wait_ms,
-            "servers": servers, "clients": clients, "seconds": round(wall, 2), "requests": len(latencies),
+            "workers": workers, "clients": clients, "load_average": round(load_average, 1), "seconds": round(wall, 2), "requests": len(latencies),
             "req_per_s": len(latencies) / wall, "p50_ms": float(np.percentile(latencies, 50)),
             "p95_ms": float(np.percentile(latencies, 95)), "p99_ms": float(np.percentile(latencies, 99)),
             "errors": sum(result["errors"].values()), "error_kinds": result["errors"],
             "server_cpu_per_s": server_cpu / wall, "loadgen_cpu_per_s": own_cpu / wall}
 
 
-def servers_cpu(servers: list[Server]) -> float:
-    return sum(cpu_seconds(server.process.pid) for server in servers)
-
-
 def table_breakdown(run_dir: Path, bodies: list[dict], args: argparse.Namespace) -> dict[str, float]:
     """Where one table request's time goes, each part timed alone in this process (median ms): the whole request,
-    an HTTP round trip (/health), JSON parsing, the per-request checks (`table_request`), the per-batch encoding of
-    1 and of 64 rows, and the model on one row."""
+    an HTTP round trip (/health), JSON parsing, the checks and encoding of a one-row request (`table_request`, on
+    serve/onerow.py's plain-Python path), the same checks on the pandas path (`checked_frame`, which requests of
+    several rows take), the pandas encoding of 1 and of 64 such rows (once per batch), and the model on one row."""
     model = hn.load(run_dir)
     info = model.run.info
     payload = json.dumps(bodies[0]).encode()
-    one = table_request(info, json.loads(payload))
-    many = pd.concat([table_request(info, body) for body in bodies[:64]], ignore_index=True)
+    columns = input_columns(info)
+    one = checked_frame(info, bodies[0]["rows"], columns)
+    many = checked_frame(info, [body["rows"][0] for body in bodies[:64]], columns)
     x = to_model_inputs(info, frame=one)
     server = Server(run_dir, "torch", 1, args.max_wait_ms)
     try:
@@ -216,7 +227,8 @@ def table_breakdown(run_dir: Path, bodies: list[dict], args: argparse.Namespace)
     with torch.inference_mode():
         model_ms = median_ms(lambda: model.run.model(x), 20, 200)
     return {"request_ms": request_ms, "http_health_ms": http_ms, "json_ms": median_ms(lambda: json.loads(payload), 20, 200),
-            "check_ms": median_ms(lambda: table_request(info, json.loads(payload)), 20, 200),
+            "one_row_ms": median_ms(lambda: table_request(info, json.loads(payload)), 20, 200),
+            "pandas_check_ms": median_ms(lambda: checked_frame(info, json.loads(payload)["rows"], columns), 20, 200),
             "encode_1_ms": median_ms(lambda: to_model_inputs(info, frame=one), 20, 200),
             "encode_64_ms": median_ms(lambda: to_model_inputs(info, frame=many), 20, 200), "model_ms": model_ms}
 
@@ -229,6 +241,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--workers", nargs="+", type=int, default=[1, 2], help="server processes, batching on")
     args = parser.parse_args()
     machine = {"machine": cpu_name(), "cpus": os.cpu_count(), "torch": torch.__version__}
     rows = []
@@ -241,24 +254,23 @@ def main() -> None:
                 model.export()
             bodies = example_bodies(model, 256)
             for backend in args.backends:
-                settings = [(args.max_batch, args.clients, 1), (1, args.clients, 1), (1, 1, 1)]
-                if backend == "torch":  # what --workers 2 would give: two servers sharing the clients
-                    settings.append((args.max_batch, args.clients, 2))
-                for max_batch, clients, servers in settings:
+                settings = [(args.max_batch, args.clients, workers) for workers in args.workers]
+                settings += [(1, args.clients, 1), (1, 1, 1)]
+                for max_batch, clients, workers in settings:
                     rows.append({"experiment": experiment,
-                                 **load_test(run.dir, bodies, backend, max_batch, clients, args, servers)})
+                                 **load_test(run.dir, bodies, backend, max_batch, clients, args, workers)})
                     print(json.dumps({**machine, **rows[-1]}), flush=True)
             if not model.run.info.is_image:
                 print(json.dumps({**machine, "experiment": experiment, "breakdown": table_breakdown(run.dir, bodies, args)}),
                       flush=True)
-    print(f"\n{'experiment':<10} {'backend':<7} {'batching':<8} {'servers':>7} {'clients':>7} {'req/s':>7} {'p50':>7} {'p95':>7} {'p99':>7} "
-          f"{'errors':>6} {'server cpu':>10} {'loadgen cpu':>11}  (ms; cpu: cores busy)")
+    print(f"\n{'experiment':<10} {'backend':<7} {'batching':<8} {'workers':>7} {'clients':>7} {'req/s':>7} {'p50':>7} {'p95':>7} {'p99':>7} "
+          f"{'errors':>6} {'server cpu':>10} {'loadgen cpu':>11} {'load':>5}  (ms; cpu: cores busy; load: 1-min average)")
     for r in rows:
-        print(f"{r['experiment']:<10} {r['backend']:<7} {'on' if r['batching'] else 'off':<8} {r['servers']:>7} "
+        print(f"{r['experiment']:<10} {r['backend']:<7} {'on' if r['batching'] else 'off':<8} {r['workers']:>7} "
               f"{r['clients']:>7} "
               f"{r['req_per_s']:>7.0f} "
               f"{r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['errors']:>6} "
-              f"{r['server_cpu_per_s']:>10.2f} {r['loadgen_cpu_per_s']:>11.2f}")
+              f"{r['server_cpu_per_s']:>10.2f} {r['loadgen_cpu_per_s']:>11.2f} {r['load_average']:>5.1f}")
 
 
 if __name__ == "__main__":

@@ -336,7 +336,7 @@ def serve(
     port: int = typer.Option(8000, "--port", help="TCP port"),
     backend: str = typer.Option("torch", "--backend", help="torch | onnx (ONNX Runtime on RUN/export, exported "
                                 "first when missing or stale)"),
-    workers: int = typer.Option(1, "--workers", help="server processes (only 1: see docs/deploy.md)"),
+    workers: int = typer.Option(1, "--workers", help="server processes sharing the port (each batches on its own; /metrics and /drift cover all)"),
     max_batch: int = typer.Option(64, "--max-batch", help="most rows per model call; 1: no batching"),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="how long a request waits for others to join its batch"),
     max_body_mb: float = typer.Option(10.0, "--max-body-mb", help="largest request body (larger: 413)"),

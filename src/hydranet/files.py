@@ -120,6 +120,17 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def append_line(path: str | Path, line: str) -> None:
+    """One line added to the end of a log file with a single O_APPEND write (the only writer of the file is the
+    caller): a crash loses at most this line, or leaves it cut short, which readers of the log skip. Not synced:
+    the logs appended to (the serving workers' traffic) are temporary and rewritten whole by `write_text`."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (line + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
 def write_json(path: str | Path, value: Any, indent: int | None = 2) -> None:
     """JSON, indented for people to read unless `indent` is None (large machine-read files)."""
     write_text(path, json.dumps(value, indent=indent))

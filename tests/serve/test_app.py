@@ -92,7 +92,7 @@ def test_rows_are_read_as_predict_reads_a_csv_of_them(table_run, tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path / "rows.csv", index=False)
     info = load_run(table_run).info
     from_csv = checked_table(info, read_table(tmp_path / "rows.csv", "csv"), "rows.csv")[FEATURES]
-    pd.testing.assert_frame_equal(table_request(info, {"rows": rows}), from_csv)
+    pd.testing.assert_frame_equal(table_request(info, {"rows": rows}).frame, from_csv)
 
 
 def test_onnx_backend_answers_as_torch(table, table_run, rows):
@@ -186,8 +186,8 @@ def test_settings_are_checked_before_the_run_loads(monkeypatch, cli, table_run):
     monkeypatch.delenv("SERVE_UNSET_KEY", raising=False)
     with pytest.raises(UserError, match="SERVE_UNSET_KEY is not set"):
         ServeSettings(api_key_env="SERVE_UNSET_KEY")
-    code, _, err = cli("serve", table_run, "--workers", "2")
-    assert code == 2 and err.startswith("error: --workers: 2 is not supported")
+    code, _, err = cli("serve", table_run, "--workers", "0")
+    assert code == 2 and err.startswith("error: --workers: expected at least 1, got 0")
     code, _, err = cli("serve", table_run, "--backend", "tensorrt")
     assert code == 2 and "--backend: 'tensorrt'" in err
 

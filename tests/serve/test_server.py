@@ -31,10 +31,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(run_dir: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+def start(run_dir: Path, port: int, *options: str, **env_vars: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
+           **env_vars}
     command = [sys.executable, "-m", "hydranet.cli", "serve", str(run_dir), "--port", str(port),
-               "--max-batch", str(BATCH), "--max-wait-ms", str(WAIT_MS)]
+               "--max-batch", str(BATCH), "--max-wait-ms", str(WAIT_MS), *options]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

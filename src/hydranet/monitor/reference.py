@@ -76,15 +76,21 @@ def image_features(images: torch.Tensor, scale: float) -> pd.DataFrame:
     Why these: a darker, brighter or tinted camera moves the channel means, noise, blur and a contrast change
     move the standard deviations, and both are cheap, need no model and read in pixel units; brightness (the
     mean over channels) would only repeat the channel means."""
-    means, stds = [], []
+    return pd.DataFrame(channel_statistics(images, scale).numpy(), columns=image_feature_names(images.shape[1]))
+
+
+def channel_statistics(images: torch.Tensor, scale: float) -> torch.Tensor:
+    """`image_features` as a float64 tensor (images, 2 × channels): the means of the channels, then their stds."""
+    chunks = []
     for chunk in images.split(IMAGE_CHUNK):
         pixels = chunk.to(torch.float64) / scale
-        means.append(pixels.mean(dim=(2, 3)))
-        stds.append(pixels.std(dim=(2, 3), correction=0))
-    mean, std = torch.cat(means).numpy(), torch.cat(stds).numpy()
-    columns = {f"mean_c{c}": mean[:, c] for c in range(mean.shape[1])}
-    columns.update({f"std_c{c}": std[:, c] for c in range(std.shape[1])})
-    return pd.DataFrame(columns)
+        chunks.append(torch.cat([pixels.mean(dim=(2, 3)), pixels.std(dim=(2, 3), correction=0)], dim=1))
+    return torch.cat(chunks)
+
+
+def image_feature_names(channels: int) -> list[str]:
+    """The columns of `image_features`, in `channel_statistics`' order."""
+    return [f"mean_c{c}" for c in range(channels)] + [f"std_c{c}" for c in range(channels)]
 
 
 def pixel_statistics(images: torch.Tensor, scale: float) -> dict[str, dict[str, Any]]:

@@ -8,9 +8,9 @@ import asyncio
 import hmac
 import time
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, AsyncIterator
 
-import pandas as pd
 import torch
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
@@ -18,18 +18,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from hydranet.data import to_model_inputs
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
 from hydranet.fairness.threshold import Thresholds, row_groups
 from hydranet.rundir import RunDir
 from hydranet.serve.backend import load_backend
 from hydranet.serve.batcher import MicroBatcher
-from hydranet.serve.inputs import (JSON, MULTIPART, batch_inputs, image_json_request, image_request, parse_json,
-                                   table_request)
+from hydranet.serve.inputs import (JSON, MULTIPART, TableRows, batch_inputs, encode_table_rows, image_json_request,
+                                   image_request, parse_json, table_request)
 from hydranet.serve.metrics import ServerMetrics
 from hydranet.serve.settings import ServeSettings
-from hydranet.serve.window import drift_window, window_rows
+from hydranet.serve.window import drift_window
 from hydranet.train.run import Run
 
 ENDPOINTS = ("/predict", "/health", "/metadata", "/metrics", "/drift")
@@ -47,14 +46,15 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {JSON: {"schema": {
 
 
 class Service:
-    """What one server holds: the run, its backend, the batcher, the drift window and the metrics."""
+    """What one server (or one worker of a server) holds: the run, its backend, the batcher, the drift window and
+    the metrics. `shared`: the folder where the workers of `serve --workers N` pool their metrics and windows."""
 
-    def __init__(self, run: Run, settings: ServeSettings):
+    def __init__(self, run: Run, settings: ServeSettings, shared: Path | None = None):
         self.run, self.settings, self.key = run, settings, settings.api_key()
         self.backend = load_backend(run, settings.backend)
-        self.metrics = ServerMetrics()
+        self.metrics = ServerMetrics(shared)
         self.thresholds = Thresholds.of(run)  # fairness thresholds (`hydranet threshold`), applied as `predict` does
-        self.window = drift_window(run, self.backend, settings.window)
+        self.window = drift_window(run, self.backend, settings.window, shared)
         self.batcher = MicroBatcher(self.backend, settings.max_batch, settings.max_wait_ms / 1000,
                                     self.metrics.batch_rows.observe, batch_inputs(run.info))
 
@@ -71,11 +71,11 @@ class Service:
         inputs = await self.model_inputs(request, body)
         outputs = await self.batcher.submit(inputs)
         answers = self.answers(outputs, inputs)
-        self.window.add(window_rows(inputs), outputs)
+        self.window.add(inputs, outputs)
         self.metrics.count_answers(answers)
         return {"predictions": answers}
 
-    async def model_inputs(self, request: Request, body: bytes) -> torch.Tensor | pd.DataFrame:
+    async def model_inputs(self, request: Request, body: bytes) -> torch.Tensor | TableRows:
         """The body as the batcher's inputs (decoded and checked in a thread: pandas and image decoding would stall
         the event loop): model inputs of images, or checked table rows."""
         info, media = self.run.info, media_type(request)
@@ -92,14 +92,14 @@ class Service:
         sensitive = self.run.config.fairness.sensitive if self.thresholds is not None else ()
         return await asyncio.to_thread(table_request, info, parsed, sensitive)
 
-    def answers(self, outputs: dict[str, torch.Tensor], inputs: torch.Tensor | pd.DataFrame) -> list[dict[str, Any]]:
+    def answers(self, outputs: dict[str, torch.Tensor], inputs: torch.Tensor | TableRows) -> list[dict[str, Any]]:
         """One object per row: {task: the task kind's answer}; a thresholded task's label is the thresholds'
         decision (its probability stays the model's), the same as `hydranet predict`'s `<task>_decision`.
         Thresholds exist for table runs only; their per-row draw hashes the request's encoded rows, as predict's."""
         per_task = {name: task.answers(outputs[name]) for name, task in self.run.tasks.items()}
         if self.thresholds is not None:
-            x = to_model_inputs(self.run.info, frame=inputs)
-            groups = row_groups(self.run, inputs, "rows")
+            x = encode_table_rows(self.run.info, [inputs])
+            groups = row_groups(self.run, inputs.frame, "rows")  # with thresholds, rows come with their frame
             for name, decided in self.thresholds.decide(self.run, outputs, x, groups, "rows").items():
                 for answer, positive in zip(per_task[name], decided):
                     answer["label"] = self.run.tasks[name].info.classes[positive]
@@ -114,8 +114,8 @@ class Service:
                 "max_body_mb": self.settings.max_body_mb}
 
     async def drift(self) -> dict[str, Any]:
-        """The window's drift report, computed in a thread on a copy of the window; the drift gauges follow it."""
-        report = await asyncio.to_thread(self.window.drift, self.window.recent())
+        """The window's drift report, computed in a thread on a snapshot of the window; the drift gauges follow it."""
+        report = await asyncio.to_thread(self.window.drift, self.window.snapshot())
         if report["ready"]:
             self.metrics.set_drift(report)
         return report
@@ -129,10 +129,11 @@ class Service:
         return hmac.compare_digest(given.encode(), self.key.encode())
 
 
-def create_app(run: Run, settings: ServeSettings) -> FastAPI:
-    """The app serving `run` (its backend loaded, and the drift reference predicted, before this returns)."""
+def create_app(run: Run, settings: ServeSettings, shared: Path | None = None) -> FastAPI:
+    """The app serving `run` (its backend loaded, and the drift reference predicted, before this returns); `shared`:
+    as `Service` takes it."""
     run.info.require_image_or_table("hydranet serve")
-    service = Service(run, settings)
+    service = Service(run, settings, shared)
     app = FastAPI(title=f"hydranet: {run.config.name}", lifespan=service.lifespan,
                   description="Predictions of a hydranet run; answers equal `hydranet predict`'s.")
     app.state.service = service

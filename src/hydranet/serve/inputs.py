@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import pandas as pd
@@ -21,6 +22,7 @@ from hydranet.data.sources.table import clean
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
 from hydranet.predict import checked_table, encoded_image_inputs
+from hydranet.serve.onerow import encode_one_row
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
@@ -39,10 +41,24 @@ def parse_json(body: bytes) -> Any:
         raise UserError(f"body: not valid JSON ({err})") from None
 
 
-def table_request(info: DataInfo, body: Any, sensitive: Sequence[str] = ()) -> pd.DataFrame:
-    """`{"rows": [...]}` → the cleaned rows of the trained columns, checked as `predict` checks a table; the batcher
-    encodes them with other requests' rows (`batch_inputs`), and the drift window keeps them. A run with fairness
-    thresholds also takes its `sensitive` columns in every row: they decide the thresholded tasks."""
+@dataclass
+class TableRows:
+    """One request's checked table rows: `rows` (cleaned, as dicts: what the drift window keeps) and either their
+    model inputs `encoded` (a one-row request, encoded by `onerow`) or the cleaned `frame` (encoded by the
+    batcher together with the other frames of its batch: pandas' encoding costs about the same for 1 row as 64)."""
+
+    rows: list[dict[str, Any]]
+    encoded: torch.Tensor | None = None
+    frame: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def table_request(info: DataInfo, body: Any, sensitive: Sequence[str] = ()) -> TableRows:
+    """`{"rows": [...]}` → the cleaned rows of the trained columns, checked as `predict` checks a table. A run with
+    fairness thresholds also takes its `sensitive` columns in every row: they decide the thresholded tasks, from
+    the frame. One row without them takes `onerow`'s plain-Python path when it can (same result, no pandas)."""
     rows = body.get("rows") if isinstance(body, dict) else None
     if not isinstance(rows, list) or set(body) != {"rows"}:
         raise UserError('body: expected a JSON object {"rows": [{column: value, …}, …]} and nothing else')
@@ -51,18 +67,34 @@ def table_request(info: DataInfo, body: Any, sensitive: Sequence[str] = ()) -> p
     columns = list(dict.fromkeys([*input_columns(info), *sensitive]))
     for i, row in enumerate(rows):
         check_row(row, i, columns)
+    fast = encode_one_row(info, rows[0]) if len(rows) == 1 and not sensitive else None
+    if fast is not None:
+        return TableRows([fast[0]], encoded=fast[1])
+    frame = checked_frame(info, rows, columns)
+    return TableRows(frame.to_dict("records"), frame=frame)
+
+
+def checked_frame(info: DataInfo, rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    """The pandas path: checked rows as a table, cleaned and checked as `predict` cleans and checks a file's."""
     # Columns typed as read_csv types a file's (numbers stay numbers, so a number in a text column is "5", not the
     # "5.0" of parsing text back), and only text columns cost `clean` its pandas string work.
-    frame = clean(pd.DataFrame(rows, columns=columns), "rows")
-    return checked_table(info, frame, "rows")
+    return checked_table(info, clean(pd.DataFrame(rows, columns=columns), "rows"), "rows")
 
 
 def batch_inputs(info: DataInfo) -> Callable[[Sequence[Any]], torch.Tensor]:
     """How the batcher makes one model input of the requests it gathered: image requests are model inputs already
-    (concatenated); table requests are checked rows, encoded together once."""
+    (concatenated); table requests are `TableRows`, their frames encoded together once."""
     if info.is_image:
         return torch.cat
-    return lambda frames: to_model_inputs(info, frame=pd.concat(frames, ignore_index=True))
+    return lambda requests: encode_table_rows(info, requests)
+
+
+def encode_table_rows(info: DataInfo, requests: Sequence[TableRows]) -> torch.Tensor:
+    """The model inputs of the requests' rows, in order: encoded ones as they are, frames in one encoding."""
+    frames = [request.frame for request in requests if request.encoded is None]
+    encoded = iter(to_model_inputs(info, frame=pd.concat(frames, ignore_index=True)).split([len(f) for f in frames])
+                   if frames else ())
+    return torch.cat([request.encoded if request.encoded is not None else next(encoded) for request in requests])
 
 
 def check_row(row: Any, i: int, columns: list[str]) -> None:

@@ -13,7 +13,8 @@ from hydranet.serve.backend import BACKENDS
 class ServeSettings:
     """How the server runs. `max_wait_ms` is how long the batcher waits after a request for others to join its
     batch; `max_batch` 1 runs every request alone. `window`: recent rows kept for /drift. `api_key_env` names the
-    environment variable holding the key (never the key itself, which would show in `ps` and shell history)."""
+    environment variable holding the key (never the key itself, which would show in `ps` and shell history).
+    `workers`: server processes on one port, each with its own batcher, pooling their metrics and drift window."""
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -36,12 +37,8 @@ class ServeSettings:
         for flag, value in (("--max-wait-ms", self.max_wait_ms), ("--max-body-mb", self.max_body_mb)):
             if not value >= 0:  # also refuses NaN
                 raise UserError(f"{flag}: expected a number ≥ 0, got {value}")
-        if self.workers != 1:
-            # Each process would load its own model and keep its own batcher, drift window and metrics, so /drift
-            # and /metrics would each describe a random one of them; run one server per core behind a proxy instead.
-            raise UserError(f"--workers: {self.workers} is not supported (one process serves; each worker would "
-                            f"batch, count metrics and track drift apart from the others; run several servers on "
-                            f"different ports behind a load balancer instead)")
+        if self.workers < 1:
+            raise UserError(f"--workers: expected at least 1, got {self.workers}")
         self.api_key()  # a named variable that is unset is an error now, not at the first request
 
     @property

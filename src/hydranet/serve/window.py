@@ -3,12 +3,17 @@ against the run's training data, computed as `hydranet monitor` computes it: per
 image feature (mean and std of each channel) of an image run, and per task of the predictions.
 
 A request only appends its rows; describing the inputs and decoding the predictions (pandas work) is left to the
-drift report, which runs in a thread, so the window costs the request path next to nothing.
+drift report, which runs in a thread, so the window costs the request path next to nothing. The workers of
+`hydranet serve --workers N` pool their windows (`SharedWindow`), so /drift describes all the server's traffic.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from collections import deque
+from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
@@ -16,44 +21,51 @@ import torch
 
 from hydranet.data import build_dataset
 from hydranet.data.tabular import TableEncoder
+from hydranet.files import append_line, write_text
 from hydranet.monitor.drift import STAT_TEST_MAX_ROWS, frame_drift
-from hydranet.monitor.reference import image_features
+from hydranet.monitor.reference import channel_statistics, image_feature_names
 from hydranet.monitor.report import input_pixels, predictions_drift, reference_frame
 from hydranet.predict import decode_outputs, table_inputs
 from hydranet.randomness import Purpose, numpy_stream
+from hydranet.serve.inputs import TableRows
 from hydranet.train.run import Run
 
 MIN_ROWS = 30  # fewer recent rows make the tests too weak to flag anything but a gross shift
 
 Outputs = dict[str, torch.Tensor]
+Inputs = torch.Tensor | TableRows
+Recent = tuple[list[Any], list[Outputs]]  # window rows and, per row, its raw outputs
 
 
 class DriftWindow:
-    """The last `size` answered rows. `reference_inputs` (raw train rows, or their image features) and
-    `reference_predictions` (the model's decoded answers on them) are fixed at start. `describe(rows)` turns window
-    input rows into the frame compared with `reference_inputs`; `decode(outputs)` turns raw outputs into answers."""
+    """The last `size` answered rows of this process. `reference_inputs` (raw train rows, or their image features)
+    and `reference_predictions` (the model's decoded answers on them) are fixed at start. `rows(inputs)` turns a
+    request's inputs into window rows (JSON values: table rows as dicts, an image's channel statistics as a list),
+    `describe(rows)` turns those into the frame compared with `reference_inputs`; `decode(outputs)` turns raw
+    outputs into answers."""
 
     def __init__(self, size: int, reference_inputs: pd.DataFrame, reference_predictions: pd.DataFrame,
-                 categorical: list[str], describe: Callable[[list[Any]], pd.DataFrame],
-                 decode: Callable[[Outputs], pd.DataFrame]):
-        self.reference_inputs, self.reference_predictions = reference_inputs, reference_predictions
-        self.categorical, self.describe, self.decode = categorical, describe, decode
+                 categorical: list[str], rows: Callable[[Inputs], list[Any]],
+                 describe: Callable[[list[Any]], pd.DataFrame], decode: Callable[[Outputs], pd.DataFrame]):
+        self.size, self.reference_inputs, self.reference_predictions = size, reference_inputs, reference_predictions
+        self.categorical, self.rows, self.describe, self.decode = categorical, rows, describe, decode
         self.inputs: deque[Any] = deque(maxlen=size)
-        self.outputs: deque[dict[str, torch.Tensor]] = deque(maxlen=size)
+        self.outputs: deque[Outputs] = deque(maxlen=size)
 
-    def add(self, inputs: list[Any], outputs: Outputs) -> None:
-        """One request's input rows and its raw outputs (one row per input row)."""
-        self.inputs.extend(inputs)
+    def add(self, inputs: Inputs, outputs: Outputs) -> None:
+        """One request's inputs and its raw outputs (one row per input row)."""
+        self.inputs.extend(self.rows(inputs))
         self.outputs.extend({task: values[i] for task, values in outputs.items()} for i in range(len(inputs)))
 
-    def recent(self) -> tuple[list[Any], list[dict[str, torch.Tensor]]]:
-        """A copy of the window (inputs, outputs), taken on the event loop, which alone adds to it, so the drift
+    def snapshot(self) -> Callable[[], Recent]:
+        """What `drift` reads, taken on the event loop, which alone adds to the window: a copy of it, so the drift
         tests can run in a thread on rows that do not change under them."""
-        return list(self.inputs), list(self.outputs)
+        recent = list(self.inputs), list(self.outputs)
+        return lambda: recent
 
-    def drift(self, recent: tuple[list[Any], list[dict[str, torch.Tensor]]]) -> dict[str, Any]:
-        """Feature drift and prediction drift per task of `recent()`; with too few rows, how many are needed."""
-        inputs, outputs = recent
+    def drift(self, snapshot: Callable[[], Recent]) -> dict[str, Any]:
+        """Feature drift and prediction drift per task of the window; with too few rows, how many are needed."""
+        inputs, outputs = snapshot()
         rows = len(outputs)
         if rows < MIN_ROWS:
             return {"ready": False, "rows": rows, "needed": MIN_ROWS,
@@ -64,27 +76,86 @@ class DriftWindow:
                 "features": frame_drift(self.reference_inputs, self.describe(inputs), self.categorical)}
 
 
-def drift_window(run: Run, model: Callable[[torch.Tensor], Outputs], size: int) -> DriftWindow:
+class SharedWindow(DriftWindow):
+    """The window of all the workers of `hydranet serve --workers N`: the last `size` rows any of them answered.
+
+    Each worker appends every request (a time stamp, its window rows, its raw outputs) as one JSON line to a log
+    of its own in `folder`, the server's private temporary folder; `drift` merges the logs and keeps the newest
+    `size` rows. A worker rewrites its log with its newest `size` rows once it holds 2 × `size`, so the logs stay
+    bounded and no worker ever writes another's file."""
+
+    def __init__(self, folder: Path, *args: Any):
+        super().__init__(*args)
+        self.folder, self.log, self.logged = folder, folder / f"window-{os.getpid()}.jsonl", 0
+
+    def add(self, inputs: Inputs, outputs: Outputs) -> None:
+        record = {"t": time.time_ns(), "rows": self.rows(inputs),
+                  "outputs": {task: values.tolist() for task, values in outputs.items()}}
+        append_line(self.log, json.dumps(record))
+        self.logged += len(inputs)
+        if self.logged >= 2 * self.size:
+            kept = newest(read_log(self.log), self.size)
+            write_text(self.log, "".join(json.dumps(record) + "\n" for record in kept))
+            self.logged = sum(len(record["rows"]) for record in kept)
+
+    def snapshot(self) -> Callable[[], Recent]:
+        return self.merged
+
+    def merged(self) -> Recent:
+        """The newest `size` rows of all the workers' logs, oldest first."""
+        records = newest(sorted((r for log in self.folder.glob("window-*.jsonl") for r in read_log(log)),
+                                key=lambda r: r["t"]), self.size)
+        inputs = [row for record in records for row in record["rows"]]
+        outputs = [{task: torch.tensor(values[i]) for task, values in record["outputs"].items()}
+                   for record in records for i in range(len(record["rows"]))]
+        return inputs[-self.size:], outputs[-self.size:]
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The records of one worker's log; a line cut short (its worker stopped while writing it) is skipped."""
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def newest(records: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
+    """The shortest tail of `records` (in time order) holding at least `size` rows."""
+    rows = 0
+    for start in range(len(records) - 1, -1, -1):
+        rows += len(records[start]["rows"])
+        if rows >= size:
+            return records[start:]
+    return records
+
+
+def drift_window(run: Run, model: Callable[[torch.Tensor], Outputs], size: int,
+                 shared: Path | None = None) -> DriftWindow:
     """A window whose reference is up to 1,000 train rows (statistical tests, as `hydranet monitor` by default) and
-    `model`'s predictions on them. Its input rows are the table rows as dicts, or the images' model inputs."""
+    `model`'s predictions on them; `shared`: the folder where the workers of one server pool their windows."""
     decode = lambda outputs: decode_outputs(run, outputs)  # noqa: E731
     if run.info.is_image:
         x = reference_images(run, STAT_TEST_MAX_ROWS)
-        describe = lambda images: image_features(input_pixels(run.info, torch.stack(images)), 1.0)  # noqa: E731
-        return DriftWindow(size, describe(list(x)), decode(model(x)), [], describe, decode)
-    columns = TableEncoder.from_state(run.info.encoder).columns
-    names = [c["name"] for c in columns]
-    reference = reference_frame(run, STAT_TEST_MAX_ROWS)[names]
-    predictions = decode(model(table_inputs(run.info, reference, "reference")))
-    return DriftWindow(size, reference, predictions, [c["name"] for c in columns if c["kind"] == "categorical"],
-                       lambda rows: pd.DataFrame(rows, columns=names), decode)
+        rows = lambda images: channel_statistics(input_pixels(run.info, images), 1.0).tolist()  # noqa: E731
+        names = image_feature_names(run.info.channels)
+        describe = lambda stats: pd.DataFrame(stats, columns=names, dtype="float64")  # noqa: E731
+        parts = (size, describe(rows(x)), decode(model(x)), [], rows, describe, decode)
+    else:
+        columns = TableEncoder.from_state(run.info.encoder).columns
+        names = [c["name"] for c in columns]
+        reference = reference_frame(run, STAT_TEST_MAX_ROWS)[names]
+        predictions = decode(model(table_inputs(run.info, reference, "reference")))
+        parts = (size, reference, predictions, [c["name"] for c in columns if c["kind"] == "categorical"],
+                 table_rows, lambda rows: pd.DataFrame(rows, columns=names), decode)
+    return SharedWindow(shared, *parts) if shared is not None else DriftWindow(*parts)
 
 
-def window_rows(inputs: torch.Tensor | pd.DataFrame) -> list[Any]:
-    """A request's inputs as window rows: table rows as dicts, images as their model inputs."""
-    if isinstance(inputs, pd.DataFrame):
-        return inputs.to_dict("records")
-    return list(inputs)
+def table_rows(inputs: TableRows) -> list[dict[str, Any]]:
+    """A request's checked table rows as window rows."""
+    return inputs.rows
 
 
 def reference_images(run: Run, rows: int) -> torch.Tensor:

@@ -39,6 +39,8 @@ class Purpose(IntEnum):
     EPISODES = 22  # meta-learning: the tasks (classes, examples, sinusoids) of each meta-training iteration
     META_EVAL = 23  # meta-learning: the episodes a meta-validation or `hydranet meta eval` scores
     THRESHOLD = 24  # fairness thresholds: the key of each row's hashed draw between a group's two thresholds
+    GRADVAC = 25  # GradVac's task order, per step, from one checkpointed generator
+    GRADDROP = 26  # GradDrop's per-coordinate uniform draws, per step, from one checkpointed generator
 
 
 # What a stream depends on besides the seed; every other purpose has one stream per run.

@@ -177,6 +177,20 @@ def test_gradvac_first_step_is_pcgrad_on_a_conflict():
     assert targets == pytest.approx(np.array([[0, 0.5 * cosine], [0.5 * cosine, 0]]))
 
 
+def test_gradvac_resumes_with_its_targets():
+    """The targets φ̂ travel in the checkpoint: a conflicting pair's correction depends on them from step 2 on."""
+    first, toy = make_balancer("gradvac"), LinearToy([[1.0, 0.0], [-1.0, 2.0], [0.5, 0.5]])
+    first.backward(toy.losses(), [toy.w])
+    resumed = make_balancer("gradvac")
+    resumed.load_state_dict(first.state_dict())
+    updates = []
+    for balancer in (first, resumed):
+        toy.w.grad = None
+        balancer.backward(toy.losses(), [toy.w])
+        updates.append(toy.w.grad.clone())
+    assert torch.equal(*updates)
+
+
 def test_gradvac_matches_torchjd_over_several_steps():
     """Same task orders (torchjd draws them from torch's global generator: replayed here) and the same targets."""
     matrices = jacobians(5, shapes=((4, 7),) * 4)

@@ -8,11 +8,10 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
-import torch
 from torch import Tensor, nn
 
 from hydranet.config import Options
-from hydranet.mtl.gradients import combine_and_backward, independent_backward, term_gradients
+from hydranet.mtl.gram import gram_backward
 from hydranet.registry import register
 
 
@@ -53,11 +52,5 @@ class AlignedMTL:
         self.scale = options.scale
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float]:
-        if not shared_params:
-            return independent_backward(losses)
-        names = list(losses)
-        grads = term_gradients(list(losses.values()), shared_params)  # (T, P)
-        b = balance_matrix((grads @ grads.T).double().cpu().numpy(), self.scale)  # the sync of the step
-        coeffs = b.sum(axis=0)  # Σ_i ĝ_i = Σ_k (Σ_i B_ik) g_k
-        combine_and_backward(losses, shared_params, grads, torch.from_numpy(coeffs), {name: 1.0 for name in names})
-        return {name: float(c) for name, c in zip(names, coeffs)}
+        # Σ_i ĝ_i = Σ_k (Σ_i B_ik) g_k
+        return gram_backward(losses, shared_params, lambda gram: balance_matrix(gram, self.scale).sum(axis=0))

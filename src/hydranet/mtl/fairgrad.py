@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import Field
-import torch
 from scipy.optimize import least_squares
 from torch import Tensor, nn
 
 from hydranet.config import Options
-from hydranet.mtl.gradients import combine_and_backward, independent_backward, term_gradients
+from hydranet.mtl.gram import gram_backward
 from hydranet.registry import register
 
 
@@ -59,11 +58,5 @@ class FairGrad:
         self.alpha, self.max_iters = options.alpha, options.max_iters
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float]:
-        if not shared_params:
-            return independent_backward(losses)
-        names = list(losses)
-        grads = term_gradients(list(losses.values()), shared_params)  # (T, P)
-        w = fairgrad_weights((grads @ grads.T).double().cpu().numpy(), self.alpha, self.max_iters)  # the sync
-        weights = {name: float(x) for name, x in zip(names, w)}
-        combine_and_backward(losses, shared_params, grads, torch.from_numpy(w), weights)
-        return weights
+        return gram_backward(losses, shared_params, lambda gram: fairgrad_weights(gram, self.alpha, self.max_iters),
+                             heads_weighted=True)

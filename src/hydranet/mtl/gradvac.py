@@ -10,7 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from hydranet.config import Options
-from hydranet.mtl.gradients import combine_and_backward, independent_backward, term_gradients
+from hydranet.mtl.gradients import independent_backward
+from hydranet.mtl.gram import gram_backward
 from hydranet.randomness import Purpose, stream
 from hydranet.registry import register
 
@@ -69,16 +70,12 @@ class GradVac:
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float]:
         if not shared_params:
             return independent_backward(losses)
-        names = list(losses)
-        t = len(names)
-        grads = term_gradients(list(losses.values()), shared_params)  # (T, P)
+        t = len(losses)
         if self.targets is None or self.targets.shape != (t, t):
             self.targets = np.zeros((t, t))
         orders = [[j for j in torch.randperm(t, generator=self.generator).tolist() if j != i] for i in range(t)]
-        gram = (grads @ grads.T).double().cpu().numpy()  # the sync of the step
-        coeffs = gradvac_coefficients(gram, self.targets, orders, self.beta)
-        combine_and_backward(losses, shared_params, grads, torch.from_numpy(coeffs), {name: 1.0 for name in names})
-        return {name: float(c) for name, c in zip(names, coeffs)}
+        return gram_backward(losses, shared_params,
+                             lambda gram: gradvac_coefficients(gram, self.targets, orders, self.beta))
 
     def state_dict(self) -> dict:
         targets = torch.zeros(0) if self.targets is None else torch.from_numpy(self.targets.copy())

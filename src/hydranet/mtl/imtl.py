@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from hydranet.config import Options
-from hydranet.mtl.gradients import combine_and_backward, independent_backward, term_gradients
+from hydranet.mtl.gram import gram_backward
 from hydranet.mtl.uncertainty import task_slot
 from hydranet.registry import register
 
@@ -65,12 +65,5 @@ class IMTL(nn.Module):
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, Tensor | float]:
         terms, factors = self.scaled(losses)
-        if not shared_params:
-            independent_backward(terms)
-            return factors
-        names = list(terms)
-        grads = term_gradients(list(terms.values()), shared_params)  # (T, P)
-        alpha = imtl_g_coefficients((grads @ grads.T).double().cpu().numpy())  # the sync of the step
-        coeffs = len(names) * alpha
-        combine_and_backward(terms, shared_params, grads, torch.from_numpy(coeffs), {name: 1.0 for name in names})
-        return {name: float(c) * factors[name] for name, c in zip(names, coeffs)}
+        coeffs = gram_backward(terms, shared_params, lambda gram: len(gram) * imtl_g_coefficients(gram))
+        return {name: c * factors[name] for name, c in coeffs.items()}

@@ -5,12 +5,11 @@ Optimization", arXiv:2406.16232; torchjd's default aggregator): each task gradie
 from __future__ import annotations
 
 import numpy as np
-import torch
 from scipy.optimize import nnls
 from torch import Tensor, nn
 
 from hydranet.config import Options
-from hydranet.mtl.gradients import combine_and_backward, independent_backward, term_gradients
+from hydranet.mtl.gram import gram_backward
 from hydranet.registry import register
 
 
@@ -56,10 +55,4 @@ class UPGrad:
         pass
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float]:
-        if not shared_params:
-            return independent_backward(losses)
-        names = list(losses)
-        grads = term_gradients(list(losses.values()), shared_params)  # (T, P)
-        coeffs = upgrad_coefficients((grads @ grads.T).double().cpu().numpy())  # (T,); the sync of the step
-        combine_and_backward(losses, shared_params, grads, torch.from_numpy(coeffs), {name: 1.0 for name in names})
-        return {name: float(c) for name, c in zip(names, coeffs)}
+        return gram_backward(losses, shared_params, upgrad_coefficients)

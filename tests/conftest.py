@@ -28,6 +28,11 @@ def one_thread():
 @pytest.fixture
 def tiny_csv(tmp_path):
     """A two-task table (class `kind` from x1, value `size` from x2), a categorical column and gaps."""
+    return write_tiny_csv(tmp_path / "tiny.csv")
+
+
+def write_tiny_csv(path):
+    """tiny_csv's table at `path` (for fixtures of a wider scope)."""
     rng = np.random.default_rng(0)
     n = 240
     x1, x2 = rng.normal(size=n), rng.normal(size=n)
@@ -39,7 +44,6 @@ def tiny_csv(tmp_path):
     })
     frame.loc[::7, "size"] = np.nan  # some examples lack the regression label
     frame.loc[::11, "color"] = "?"
-    path = tmp_path / "tiny.csv"
     frame.to_csv(path, index=False)
     return path
 

@@ -7,6 +7,7 @@ imports what it runs when it runs (lazily), so `hydranet --help` and `hydranet c
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -88,6 +89,8 @@ def train(
     overrides: List[str] = SET,
     run_dir: Optional[Path] = RUN_DIR,
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted run directory"),
+    teacher: List[str] = typer.Option([], "--teacher", help="distill from this trained run (repeatable: each teaches "
+                                                            "the tasks it has); short for --set distill.teacher=…"),
     quiet: bool = QUIET,
 ) -> None:
     """Train an experiment and write a run directory (with fairness.mitigation threshold, also thresholds.json)."""
@@ -96,6 +99,8 @@ def train(
     from hydranet.train import fit
     from hydranet.train import resume as resume_run
 
+    if teacher:  # JSON is YAML: the paths stay strings whatever characters they hold
+        overrides = [*overrides, f"distill.teacher={json.dumps(teacher[0] if len(teacher) == 1 else teacher)}"]
     run = start_or_resume(experiment, overrides, run_dir, resume, quiet, fit, resume_run)
     if not isinstance(run, RunFinished):  # a finished run was post-processed when it finished
         after_training(run)

@@ -14,8 +14,11 @@ import pandas as pd
 import torch
 
 from hydranet.data import DataInfo, build_dataset, to_model_inputs
+from hydranet.data.build import text_inputs
 from hydranet.data.images import decode_many, image_files, read_image_file
 from hydranet.data.finite import table_row
+from hydranet.data.info import SEQUENCE, TEXT
+from hydranet.data.sources.sequence import read_sequences
 from hydranet.data.sources.table import check_numbers, clean, read_table, table_format
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
@@ -68,6 +71,8 @@ def inputs_and_rows(run: Run, paths: Sequence[str | Path]) -> tuple[torch.Tensor
     """`inputs_from_files`, and for table runs the table read (its sensitive columns decide thresholded tasks)."""
     if run.info.is_image:
         return *image_file_inputs(run.info, paths), None
+    if run.info.kind == SEQUENCE:
+        return *sequence_file_inputs(run.info, paths), None
     if len(paths) != 1:
         raise UserError(f"INPUT: this run was trained on a table; give {TABLE_FILES}, not {len(paths)} inputs")
     frame = read_input_table(paths[0])
@@ -90,7 +95,12 @@ def read_input_table(path: str | Path) -> pd.DataFrame:
 def table_inputs(info: DataInfo, frame: pd.DataFrame, where: str) -> torch.Tensor:
     """A cleaned table checked against the columns the model was trained with, then encoded as in training.
 
-    Columns the model was not trained with (ids, the task columns, `split`) are ignored."""
+    Columns the model was not trained with (ids, the task columns, `split`) are ignored. A text run reads its text
+    columns (joined and tokenized as in training)."""
+    if info.kind == TEXT:
+        if len(frame) == 0:
+            raise UserError(f"{where}: the table has no rows")
+        return text_inputs(info, frame, where)
     return to_model_inputs(info, frame=checked_table(info, frame, where))
 
 
@@ -133,6 +143,22 @@ def python_inputs(info: DataInfo, inputs: Any) -> torch.Tensor:
         raise UserError(f"input: this run was trained on a table; pass a pandas DataFrame with its columns or a "
                         f"CSV/Parquet path, not {type(inputs).__name__}")
     return array_inputs(info, inputs)
+
+
+def sequence_file_inputs(info: DataInfo, paths: Sequence[str | Path]) -> tuple[torch.Tensor, list[str]]:
+    """Sequences from one .npz (x (N, T, F) and lengths (N,), as the sequence source reads them) with the trained
+    number of features, standardized as in training."""
+    if len(paths) != 1 or Path(paths[0]).suffix.lower() != ".npz":
+        raise UserError("INPUT: this run was trained on sequences; give one .npz file with arrays x and lengths")
+    path = Path(paths[0])
+    if not path.is_file():
+        raise UserError(f"{path}: file not found (expected a .npz file with arrays x and lengths)")
+    series, _ = read_sequences(path)
+    if series.shape[1:] != tuple(info.input_shape):
+        steps, width = info.input_shape
+        raise UserError(f"{path}: x holds sequences of {series.shape[1]} steps of {series.shape[2] - 1} features; this "
+                        f"model was trained on {steps} steps of {width - 1}")
+    return to_model_inputs(info, series=series), [str(i) for i in range(len(series))]
 
 
 def image_file_inputs(info: DataInfo, paths: Sequence[str | Path]) -> tuple[torch.Tensor, list[str]]:

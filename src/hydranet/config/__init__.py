@@ -12,13 +12,13 @@ from hydranet.config.search import check_search, plain_experiment
 from hydranet.config.sections import (
     ADVERSARIAL_KINDS, AdversarialConfig, AugmentConfig, Config, DataConfig, EarlyStopConfig, EMAConfig, FairnessConfig,
     ModelConfig, MTLConfig, OptimizerConfig, ScheduleConfig, SearchParam, Section, SplitConfig, SSLConfig, TaskConfig,
-    TaskKind, TrainConfig, metric_problem,
+    TaskKind, TextConfig, TrainConfig, metric_problem,
 )
 
 __all__ = [
     "ADVERSARIAL_KINDS", "EXPERIMENTS_DIR", "AdversarialConfig", "AugmentConfig", "Config", "DataConfig",
     "EarlyStopConfig", "EMAConfig", "FairnessConfig", "Method", "ModelConfig", "MTLConfig", "NoOptions", "OptimizerConfig", "Options",
-    "ScheduleConfig", "SearchParam", "Section", "SplitConfig", "SSLConfig", "TaskConfig", "TaskKind", "TrainConfig",
+    "ScheduleConfig", "SearchParam", "Section", "SplitConfig", "SSLConfig", "TaskConfig", "TaskKind", "TextConfig", "TrainConfig",
     "apply_override", "check_search", "experiment_description", "experiment_dict", "experiment_names", "load_config",
     "metric_problem", "parse_override", "plain_experiment", "to_yaml", "validate",
 ]

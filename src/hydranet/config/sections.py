@@ -53,9 +53,19 @@ class AugmentConfig(Section):
     cutout: int = Field(0, ge=0, description="side of a random square set to zero (0: off)")
 
 
+class TextConfig(Section):
+    columns: list[str] = Field(["text"], min_length=1, description="text source: the text columns, joined with `separator` into one text per row")
+    separator: str = Field(" ", description="text source: what joins the text columns of a row")
+    header: list[str] | None = Field(None, description="text source: column names of a CSV without a header row (null: the file's first row names them)")
+    tokenizer: Literal["bpe", "wordpiece", "byte"] = Field("bpe", description="bpe | wordpiece (trained on the train split's texts) | byte (UTF-8 bytes, nothing trained)")
+    vocab_size: int = Field(8192, ge=300, description="bpe/wordpiece: most tokens the trained vocabulary holds, special tokens included")
+    lowercase: bool = Field(True, description="bpe/wordpiece: lowercase texts before tokenizing")
+    max_length: int = Field(128, ge=2, description="tokens per text, [CLS] included: longer texts are cut, shorter ones padded")
+
+
 class DataConfig(Section):
-    source: str = Field("digits", description="where examples come from: digits, breast_cancer, csv, parquet, image_folder, cifar10, npz")
-    path: str | None = Field(None, description="file or folder for sources that read one (csv, parquet, image_folder, cifar10, npz)")
+    source: str = Field("digits", description="where examples come from: digits, breast_cancer, csv, parquet, image_folder, cifar10, npz, text, sequence")
+    path: str | None = Field(None, description="file or folder for sources that read one (csv, parquet, image_folder, cifar10, npz, text, sequence)")
     features: list[str] | None = Field(None, description="feature columns of a table (null: every column that is not a task column, `split`, the weight column or a sensitive column)")
     weight_column: str | None = Field(None, description="tables: a column of per-example loss weights (numbers ≥ 0; each task's loss is the weighted mean over its labelled examples; never a feature; null: all weights 1)")
     split: SplitConfig = Field(default_factory=SplitConfig, description="how examples are split into train/val/test")
@@ -65,6 +75,7 @@ class DataConfig(Section):
     limit: int | None = Field(None, ge=1, description="use only this many examples, drawn at random with the seed (quick runs)")
     labels_fraction: float = Field(1.0, gt=0, le=1, description="train on a seeded fraction of the train split, stratified by the first classification task (label-efficiency studies; val and test stay whole)")
     cache_dir: str | None = Field(None, description="where decoded image sets are cached (null: $HYDRANET_CACHE or ~/.cache/hydranet)")
+    text: TextConfig = Field(default_factory=TextConfig, description="text source: columns, tokenizer and length")
 
 
 class TaskConfig(Section):
@@ -203,6 +214,14 @@ class FairnessConfig(Section):
         return bins
 
 
+class DistillConfig(Section):
+    """Knowledge distillation from trained runs (Hinton et al. 2015); train/distill.py does it."""
+
+    teacher: str | list[str] | dict[str, str] | None = Field(None, description="teacher run directory: one run for every task, a list of runs (each teaches the student's tasks it has; every task exactly one), or a mapping task → run (only those tasks are distilled); null: off")
+    temperature: float = Field(4.0, gt=0, description="T: classification, binary and multilabel heads match the teacher's softmax/sigmoid of logits / T, with the KL scaled by T²")
+    alpha: float = Field(0.5, ge=0, le=1, description="α: each distilled task's loss is (1 − α)·its label loss (term `<task>`) + α·the teacher term (`<task>@distill`)")
+
+
 class MonitorConfig(Section):
     reference_rows: int = Field(1000, ge=1, description="train rows sampled at random (seeded) and stored as the reference of `hydranet monitor`'s statistical tests (≤ 1000: Kolmogorov–Smirnov and chi-squared; more: distances)")
     keep_rows: bool = Field(True, description="store that sample in the run (reference_rows.parquet: raw train rows of a table, per-image channel means and stds of an image run); false: no rows are kept, only statistics, and drift is measured against them")
@@ -278,6 +297,7 @@ class Config(Section):
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig, description="adversarial training against L∞ or L2 perturbations of the raw pixels")
     ssl: SSLConfig = Field(default_factory=SSLConfig, description="self-supervised pretraining of the trunk (`hydranet pretrain`)")
     fairness: FairnessConfig = Field(default_factory=FairnessConfig, description="sensitive columns, the fairness audit and bias mitigation")
+    distill: DistillConfig = Field(default_factory=DistillConfig, description="knowledge distillation: teacher runs whose outputs the student's heads learn from, beside the labels")
     monitor: MonitorConfig = Field(default_factory=MonitorConfig, description="the reference a run stores at the end of training for `hydranet monitor` (drift)")
     meta: MetaConfig = Field(default_factory=MetaConfig, description="few-shot meta-learning (`hydranet meta train`)")
     search: dict[str, SearchParam] = Field({}, description="`hydranet tune` only: dotted config key → range or choices to search (training ignores it)")
@@ -314,6 +334,10 @@ class Config(Section):
             raise ValueError(f"adversarial.tasks: {unknown[0]!r} is not a task (tasks: {', '.join(self.tasks)})")
         self._check_freeze()
         self._check_fairness()
+        teacher = self.distill.teacher
+        unknown = [t for t in teacher if t not in self.tasks] if isinstance(teacher, dict) else []
+        if unknown:
+            raise ValueError(f"distill.teacher: {unknown[0]!r} is not a task (tasks: {', '.join(self.tasks)})")
         monitor = self.train.early_stopping.monitor
         problem = None if monitor is None else metric_problem(self.tasks, monitor)
         if problem:

@@ -1,6 +1,6 @@
-"""From a config to a `Dataset`: read the source, encode targets, split, fit normalization on train statistics.
+"""From a config to a `Dataset`: read the source, encode targets, split, fit normalization (or a tokenizer) on train.
 
-`to_model_inputs` applies the same fitted preprocessing to new images or tables at prediction time,
+`to_model_inputs` applies the same fitted preprocessing to new images, tables, texts or sequences at prediction time,
 from the `DataInfo` that a run directory stores as `data.json`.
 """
 
@@ -14,10 +14,12 @@ import torch
 from hydranet import registry
 from hydranet.config import Config
 from hydranet.data.dataset import Dataset, ImageNormalizer, RawData, missing_mask
-from hydranet.data.info import IMAGE, TABLE, DataInfo
+from hydranet.data.info import IMAGE, SEQUENCE, TABLE, TEXT, DataInfo
+from hydranet.data.sequences import feature_statistics, standardized
 from hydranet.data.sources.table import side_columns
 from hydranet.data.split import label_subset, make_splits
 from hydranet.data.tabular import TableEncoder
+from hydranet.data.text import encode_texts, joined_texts, train_tokenizer
 from hydranet.data.targets import encode_target
 from hydranet.errors import UserError
 from hydranet.kinds import TaskInfo, get_kind
@@ -53,7 +55,7 @@ def build_dataset(cfg: Config, labels_required: bool = True) -> Dataset:
         kind.fit(task_info, y)  # regression: mean and std of the train targets
     info = fit_preprocessing(raw, train.numpy(), cfg)
     # images stay as read (uint8: 4x smaller than float32) and are normalized per batch or split
-    x = raw.images if info.is_image else to_model_inputs(info, frame=raw.frame)
+    x = raw.images if info.is_image else to_model_inputs(info, frame=raw.frame, series=raw.series)
     info.tasks, info.input_shape = infos, tuple(x.shape[1:])  # a table's width is its encoding's
     mitigation = mitigation_method(cfg)
     return Dataset(x=x, targets=targets, index=index, info=info,
@@ -132,6 +134,8 @@ def _limit(raw: RawData, cfg: Config) -> RawData:
         frame=raw.frame.iloc[keep].reset_index(drop=True) if raw.frame is not None else None,
         split=raw.split[keep] if raw.split is not None else None,
         columns={k: v[keep] for k, v in raw.columns.items()},
+        texts=[raw.texts[i] for i in keep] if raw.texts is not None else None,
+        series=raw.series[torch.from_numpy(keep)] if raw.series is not None else None,
     )
 
 
@@ -155,12 +159,28 @@ def fit_preprocessing(raw: RawData, train: np.ndarray, cfg: Config) -> DataInfo:
             std = (squares / count - (total / count) ** 2).clamp_min(1e-12).sqrt().float()
         return DataInfo(IMAGE, tuple(images.shape[1:]), scale=scale, mean=mean.tolist(), std=std.tolist(),
                         channels=int(images.shape[1]), size=tuple(images.shape[2:]))
+    if raw.kind == TEXT:
+        text = cfg.data.text
+        tokenizer = train_tokenizer(text, [raw.texts[i] for i in train])
+        return DataInfo(TEXT, (text.max_length,), features=list(text.columns), separator=text.separator,
+                        max_length=text.max_length, tokenizer=tokenizer)
+    if raw.kind == SEQUENCE:
+        mean, std = feature_statistics(raw.series[torch.from_numpy(train)])
+        return DataInfo(SEQUENCE, tuple(raw.series.shape[1:]), mean=mean, std=std)
     encoder = TableEncoder().fit(raw.frame.iloc[train])
     return DataInfo(TABLE, (), encoder=encoder.state_dict(), features=list(raw.frame.columns))
 
 
-def to_model_inputs(info: DataInfo, images: torch.Tensor | None = None, frame: pd.DataFrame | None = None) -> torch.Tensor:
-    """Apply fitted preprocessing: images → normalized float (N, C, H, W); tables → encoded float (N, F)."""
+def to_model_inputs(info: DataInfo, images: torch.Tensor | None = None, frame: pd.DataFrame | None = None,
+                    series: torch.Tensor | None = None) -> torch.Tensor:
+    """Apply fitted preprocessing: images → normalized float (N, C, H, W); tables → encoded float (N, F); texts (the
+    text columns of `frame`) → int64 token ids (N, max_length); sequences → standardized float (N, T, F + 1)."""
+    if info.kind == TEXT:
+        return text_inputs(info, frame)
+    if info.kind == SEQUENCE:
+        if series is None:
+            raise UserError("input: this model expects numeric sequences (an .npz with x and lengths)")
+        return standardized(series, info.mean, info.std)
     if info.is_image:
         if images is None:
             raise UserError("input: this model expects images")
@@ -172,3 +192,16 @@ def to_model_inputs(info: DataInfo, images: torch.Tensor | None = None, frame: p
     if frame is None:
         raise UserError("input: this model expects a table (CSV/Parquet)")
     return torch.from_numpy(TableEncoder.from_state(info.encoder).transform(frame))
+
+
+def text_inputs(info: DataInfo, frame: pd.DataFrame | None, where: str = "input") -> torch.Tensor:
+    """The trained text columns of `frame` (from `where`), joined and tokenized as in training."""
+    if frame is None:
+        raise UserError(f"{where}: this model expects texts (a CSV/Parquet with the column(s) {', '.join(info.features)})")
+    missing = [name for name in info.features if name not in frame.columns]
+    if missing:
+        raise UserError(f"{where}: no column {missing[0]!r}, which the model was trained with (expected the text "
+                        f"column(s) {', '.join(info.features)}; columns: {', '.join(map(str, frame.columns))})")
+    columns = {name: frame[name].to_numpy(dtype=object) for name in info.features}
+    texts = joined_texts(columns, info.features, info.separator, where)
+    return encode_texts(info.tokenizer, texts, info.max_length)

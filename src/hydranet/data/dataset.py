@@ -12,14 +12,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hydranet.data.info import IMAGE, TABLE, DataInfo
+from hydranet.data.info import IMAGE, SEQUENCE, TABLE, TEXT, DataInfo
 
 
 @dataclass
 class RawData:
     """Examples as a source read them.
 
-    Exactly one of `images` (uint8, (N, C, H, W)) and `frame` (raw feature columns of a table) is set.
+    Exactly one of `images` (uint8, (N, C, H, W)), `frame` (raw feature columns of a table), `texts` (one string
+    per example; `frame` then keeps the text columns they were joined from) and `series` (float32 (N, T, F + 1):
+    numeric sequences, padded, the last channel 1 where a step is real and 0 where it is padding) is set.
     `labels` maps column names to raw values (strings or numbers; None/NaN/''/'?' mean missing), one
     entry per example; `split` optionally gives each example's predefined split ('train'/'val'/'test').
     `columns` holds a table's columns that are read but are not features unless also in `frame`: the example-weight
@@ -31,13 +33,22 @@ class RawData:
     frame: pd.DataFrame | None = None
     split: np.ndarray | None = None
     columns: dict[str, np.ndarray] = field(default_factory=dict)
+    texts: list[str] | None = None
+    series: torch.Tensor | None = None
 
     def __len__(self) -> int:
-        return len(self.images) if self.images is not None else len(self.frame)
+        for inputs in (self.images, self.texts, self.series):
+            if inputs is not None:
+                return len(inputs)
+        return len(self.frame)
 
     @property
     def kind(self) -> str:
-        return IMAGE if self.images is not None else TABLE
+        if self.images is not None:
+            return IMAGE
+        if self.texts is not None:
+            return TEXT
+        return SEQUENCE if self.series is not None else TABLE
 
 
 class ImageNormalizer:

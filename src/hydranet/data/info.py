@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from hydranet.errors import UserError
 from hydranet.kinds import TaskInfo
 
-IMAGE, TABLE = "image", "table"
+IMAGE, TABLE, TEXT, SEQUENCE = "image", "table", "text", "sequence"
 
 
 @dataclass
@@ -20,10 +21,13 @@ class DataInfo:
     Images are stored as read (usually uint8) and become model inputs as `(x / scale − mean) / std` per
     channel (mean 0 and std 1 when `data.normalize` is off); `size` is (height, width). Tables are encoded
     by the fitted `TableEncoder` whose JSON state is `encoder`, reading the raw columns `features`.
+    Texts are the columns `features` joined by `separator`, tokenized by the Hugging Face tokenizer whose JSON is
+    `tokenizer` into `max_length` ids (data/text.py). Numeric sequences are standardized per feature (`mean`, `std`)
+    and carry a validity channel last (data/sequences.py).
     """
 
-    kind: str  # IMAGE or TABLE
-    input_shape: tuple[int, ...]  # one example as the model sees it: (C, H, W) or (F,)
+    kind: str  # IMAGE, TABLE, TEXT or SEQUENCE
+    input_shape: tuple[int, ...]  # one example as the model sees it: (C, H, W), (F,), (T,) token ids or (T, F + 1)
     tasks: dict[str, TaskInfo] = field(default_factory=dict)
     scale: float = 1.0
     mean: list[float] = field(default_factory=list)
@@ -32,10 +36,20 @@ class DataInfo:
     size: tuple[int, int] | None = None
     encoder: dict[str, Any] | None = None
     features: list[str] = field(default_factory=list)
+    tokenizer: str | None = None
+    separator: str = " "
+    max_length: int | None = None
 
     @property
     def is_image(self) -> bool:
         return self.kind == IMAGE
+
+    def require_image_or_table(self, command: str) -> None:
+        """Refuse a text or sequence run in a command that only knows images and tables (one line, before any
+        work), instead of failing deep inside it."""
+        if self.kind not in (IMAGE, TABLE):
+            raise UserError(f"RUN: {command} does not handle {self.kind} runs yet (image and table runs only; "
+                            f"see docs/sequence.md)")
 
     def to_dict(self) -> dict[str, Any]:
         """data.json's layout (keys in the order runs have always written them)."""
@@ -43,6 +57,11 @@ class DataInfo:
         if self.is_image:
             out.update(scale=self.scale, mean=list(self.mean), std=list(self.std), channels=self.channels,
                        size=list(self.size) if self.size is not None else None)
+        elif self.kind == TEXT:
+            out.update(features=list(self.features), separator=self.separator, max_length=self.max_length,
+                       tokenizer=self.tokenizer)
+        elif self.kind == SEQUENCE:
+            out.update(mean=list(self.mean), std=list(self.std))
         else:
             out.update(encoder=self.encoder, features=list(self.features))
         out["input_shape"] = list(self.input_shape)

@@ -41,6 +41,7 @@ def explain_run(run: Run, inputs: Sequence[str | Path] = (), split: str | None =
     """Explain examples of `inputs` (files, as `predict` takes them) or of the run's `split`; write the folder
     `out` (default RUN/explain/<task or global>-<method>) and return what explanation.json holds."""
     started = time.perf_counter()
+    run.info.require_image_or_table("hydranet explain")
     settings = settings or Settings()
     apply_process_settings(run.config)
     if global_ and run.info.is_image:

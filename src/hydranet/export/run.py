@@ -30,6 +30,7 @@ def export_run(run: Run, out: str | Path | None = None) -> dict[str, Any]:
     anything else is refused, so no file of the user's is overwritten. Nothing is written when the exporter
     refuses a part of the model or ONNX Runtime disagrees with PyTorch.
     """
+    run.info.require_image_or_table("hydranet export")
     versions = require_packages()
     folder = Path(out) if out is not None else run.dir / "export"
     identity = RunDir.open(run.dir).identity()

@@ -17,6 +17,7 @@ import torch
 from hydranet.config import Config
 from hydranet.data import Dataset, to_model_inputs
 from hydranet.data.build import load_raw
+from hydranet.data.info import TABLE
 from hydranet.data.tabular import TableEncoder
 from hydranet.files import write_json, write_parquet
 from hydranet.predict import decode_tasks
@@ -122,13 +123,15 @@ def build_reference(cfg: Config, data: Dataset, tasks: dict[str, Task], model: t
         features = summarize_frame(image_features(data.x[torch.from_numpy(train)], data.info.scale))
         sample = image_sample(cfg, data, tasks, model, device, positions)
         extra = {"pixels": pixel_statistics(data.x[torch.from_numpy(positions)], data.info.scale)}
+    elif data.info.kind != TABLE:  # texts and sequences: only the prediction statistics, no input drift yet
+        features, sample, extra = {}, None, {}
     else:
         raw = table_rows(cfg, data)
         names, categorical = table_columns(data.info.encoder)
         features = summarize_frame(raw.iloc[train][names], categorical)
         sample, extra = raw.iloc[positions].reset_index(drop=True), {}
     reference = {"format": FORMAT, "kind": data.info.kind, "train_rows": len(train),
-                 "sample_rows": len(positions) if cfg.monitor.keep_rows else 0, "features": features, **extra,
+                 "sample_rows": len(positions) if cfg.monitor.keep_rows and sample is not None else 0, "features": features, **extra,
                  "predictions": val_predictions(cfg, data, tasks, model, device)}
     return reference, sample if cfg.monitor.keep_rows else None
 

@@ -45,6 +45,7 @@ def monitor_run(run: Run, inputs: Sequence[str | Path], out_dir: str | Path | No
                 reference_rows: int | None = None) -> dict[str, Any]:
     """`hydranet monitor`'s inputs as `predict` takes them: image files or folders for image runs, one table
     file for table runs."""
+    run.info.require_image_or_table("hydranet monitor")
     if run.info.is_image:
         return monitor_images(run, inputs, out_dir, reference_rows)
     if len(inputs) != 1:

@@ -12,8 +12,7 @@ import torch
 from scipy.optimize import minimize
 from torch import Tensor, nn
 
-from hydranet.config import Options
-from hydranet.mtl.gradients import combine_and_backward, independent_backward, term_gradients
+from hydranet.mtl.gradients import GradientMethod, GradientOptions, combine, independent_backward
 from hydranet.registry import register
 
 
@@ -53,7 +52,7 @@ def cagrad_coefficients(gram: np.ndarray, c: float) -> np.ndarray:
     return (1.0 / t + scale * w) / (1 + c * c)
 
 
-class CAGradOptions(Options):
+class CAGradOptions(GradientOptions):
     """Options of `mtl.balancer: {name: cagrad, …}`."""
 
     c: float = Field(0.4, ge=0, description="radius c of the ball around the mean gradient (0: the mean gradient)")
@@ -61,7 +60,7 @@ class CAGradOptions(Options):
 
 
 @register("balancer", "cagrad", options=CAGradOptions)
-class CAGrad:
+class CAGrad(GradientMethod):
     """Shared parameters get T·d (`scale: sum`, the default: the authors' code multiplies d by T "to match
     the sum loss", so c = 0 gives the `equal` balancer's gradient) or d (`scale: mean`, the mean gradient's
     scale, 1/T of it); task-specific parameters get their own gradient (weight 1), as in the authors' and
@@ -73,18 +72,19 @@ class CAGrad:
     """
 
     def __init__(self, options: CAGradOptions, tasks: dict, seed: int):
-        self.c, self.sum_scale = options.c, options.scale == "sum"
+        self.c, self.sum_scale, self.level = options.c, options.scale == "sum", options.gradients
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float | Tensor]:
         if not shared_params:
             return independent_backward(losses)
         names = list(losses)
-        grads = term_gradients(list(losses.values()), shared_params)  # (T, P)
+        grads = self.task_gradients(losses, shared_params)  # (T, P), or (T, B·D) on the features
         if self.c == 0:
             coeffs = torch.full((len(names),), 1.0 / len(names))
         else:
-            coeffs = torch.from_numpy(cagrad_coefficients((grads @ grads.T).double().cpu().numpy(), self.c))
+            gram = (grads.matrix @ grads.matrix.T).double().cpu().numpy()
+            coeffs = torch.from_numpy(cagrad_coefficients(gram, self.c))
         if self.sum_scale:
             coeffs = coeffs * len(names)
-        combine_and_backward(losses, shared_params, grads, coeffs, {name: 1.0 for name in names})
+        combine(losses, shared_params, grads, coeffs, {name: 1.0 for name in names})
         return {name: float(coeffs[i]) for i, name in enumerate(names)}

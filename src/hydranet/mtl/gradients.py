@@ -1,13 +1,77 @@
 """Helpers shared by the gradient balancers: per-term gradients on the shared parameters (from train/gradients.py,
-which diagnostics share), a combined gradient written into `.grad`, and one backward for everything not shared.
+which diagnostics share) or on the shared representation, a combined gradient written into `.grad`, and one
+backward for everything not shared.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field
 import torch
 from torch import Tensor
 
+from hydranet.config import Options
 from hydranet.train.gradients import flatten, term_gradients  # noqa: F401  (the balancers take them from here)
+
+Level = Literal["parameters", "representation"]
+
+
+class GradientOptions(Options):
+    """The option every method that combines task gradients shares: which gradients it combines."""
+
+    gradients: Level = Field("parameters", description="parameters: each term's gradient on the shared parameters (exact) | representation: on the shared features z, as MGDA-UB and LibMTL's rep_grad (one pass through the trunk; soft sharing falls back to parameters)")
+
+
+@dataclass
+class TermGradients:
+    """The (T, N) matrix a method combines, and where its rows live: on the shared features z when `features`
+    is z, else on the shared parameters (N = P)."""
+
+    matrix: Tensor
+    features: Tensor | None = None
+
+
+class GradientMethod:
+    """What the gradient balancers share: the model (for its features), read at `on_fit_start`, and the choice
+    between parameter- and representation-level gradients (`gradients` option). Optional: a balancer may call
+    `term_gradients` and `combine_and_backward` directly."""
+
+    level: Level = "parameters"
+    model = None  # set by on_fit_start; without it (a bare backward call) the shared parameters are used
+
+    def on_fit_start(self, trainer) -> None:
+        self.model = trainer.model
+
+    def task_gradients(self, losses: dict[str, Tensor], shared: list[Tensor]) -> TermGradients:
+        """Gradients on z = `model.features` when asked for and usable, else on the shared parameters."""
+        terms = list(losses.values())
+        z = representation(terms, getattr(self.model, "features", None)) if self.level == "representation" else None
+        return TermGradients(term_gradients(terms, [z] if z is not None else shared), z)
+
+
+def representation(losses: list[Tensor], features) -> Tensor | None:
+    """z when every term reaches it, else None: soft sharing (a dict of features), no forward seen, a term that
+    does not require grad, or one computed by a later forward (an extra loss on other views overwrites
+    `model.features`) would make gradients on z miss part of the shared gradient."""
+    if not isinstance(features, Tensor) or features.grad_fn is None:
+        return None
+    return features if all(reaches(loss, features.grad_fn) for loss in losses) else None
+
+
+def reaches(loss: Tensor, node) -> bool:
+    """Whether the autograd graph of `loss` passes through `node` (a walk of the graph; no backward)."""
+    seen, stack = set(), [loss.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        if fn is node:
+            return True
+        seen.add(fn)
+        stack.extend(next_fn for next_fn, _ in fn.next_functions)
+    return False
 
 
 def independent_backward(losses: dict[str, Tensor]) -> dict[str, float]:
@@ -74,6 +138,20 @@ def combine_and_backward(losses: dict[str, Tensor], shared: list[Tensor], grads:
     coeffs = coeffs.to(grads.device, non_blocking=True).to(grads.dtype)
     set_grad(shared, coeffs @ grads)
     backward_private(losses, head_weights, shared)
+
+
+def combine(losses: dict[str, Tensor], shared: list[Tensor], grads: TermGradients, coeffs: Tensor,
+            head_weights: dict[str, float | Tensor]) -> None:
+    """`combine_and_backward` for gradients on the parameters; on z, the shared parameters get the backward of
+    z with cotangent coeffs @ grads ((T,) @ (T, B·D)), which is ∇_θ Σ_t c_t L_t (one pass through the trunk),
+    and the rest the backward of Σ head_weights·L."""
+    if grads.features is None:
+        combine_and_backward(losses, shared, grads.matrix, coeffs, head_weights)
+        return
+    z = grads.features
+    coeffs = coeffs.to(z.device, non_blocking=True).to(grads.matrix.dtype)
+    backward_private(losses, head_weights, shared)
+    torch.autograd.backward(z, (coeffs @ grads.matrix).view(z.shape).to(z.dtype), inputs=shared)
 
 
 def last_matrix(params: list[Tensor]) -> Tensor:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from hydranet.config import Options
-from hydranet.mtl.gradients import independent_backward, last_matrix
+from hydranet.mtl.gradients import independent_backward, last_matrix, term_gradients
 from hydranet.registry import register
 
 
@@ -28,8 +28,8 @@ class GradNorm:
     G_t = |∇_W w_t L_t| on W, the last shared layer's weight; Ḡ = mean G_t; r_t = L̃_t / mean L̃ with
     L̃_t = L_t / L_t(0) the inverse training rate (L_t(0): the first step's loss); α = `mtl.gradnorm_alpha`.
     The target Ḡ·r^α is a constant (as in the paper), and since G_t = w_t·|∇_W L_t| the gradient of L_grad
-    on w_t is sign(G_t − target_t)·|∇_W L_t|: T backward passes to W (heads and one layer), no double
-    backward. w is not a trainer parameter (it follows its own rule): it lives here with its own Adam, is
+    on w_t is sign(G_t − target_t)·|∇_W L_t|: one batched backward to W (heads and one layer) for all
+    terms, no double backward. w is not a trainer parameter (it follows its own rule): it lives here with its own Adam, is
     kept ≥ 1e-3 before renormalizing, and is checkpointed. Every loss term counts as a task; nothing syncs.
     """
 
@@ -59,18 +59,11 @@ class GradNorm:
         if self.names != names:
             self.start(names, current)
         layer = last_matrix(shared_params)
-        norms = torch.stack([self.grad_norm(loss, layer) for loss in terms])  # (T,) |∇_W L_t|
+        norms = term_gradients(terms, [layer]).norm(dim=1)  # (T,) |∇_W L_t|
         used = self.weights.detach().clone()
         sum(used[i] * loss for i, loss in enumerate(terms)).backward()
         self.update(norms, current)
         return {name: used[i] for i, name in enumerate(names)}
-
-    @staticmethod
-    def grad_norm(loss: Tensor, layer: Tensor) -> Tensor:
-        if not loss.requires_grad:
-            return torch.zeros((), device=layer.device)
-        (grad,) = torch.autograd.grad(loss, layer, retain_graph=True, allow_unused=True)
-        return grad.float().norm() if grad is not None else torch.zeros((), device=layer.device)
 
     def update(self, norms: Tensor, current: Tensor) -> None:
         """One Adam step of w on L_grad, then w ← T·w / Σ w."""

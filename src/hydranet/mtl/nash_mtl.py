@@ -9,8 +9,7 @@ from pydantic import Field
 import torch
 from torch import Tensor, nn
 
-from hydranet.config import Options
-from hydranet.mtl.gradients import combine_and_backward, independent_backward, term_gradients
+from hydranet.mtl.gradients import GradientMethod, GradientOptions, combine, independent_backward
 from hydranet.registry import register
 
 
@@ -40,7 +39,7 @@ def nash_alpha(gram: np.ndarray, start: np.ndarray | None = None, tol: float = 1
     return alpha
 
 
-class NashMTLOptions(Options):
+class NashMTLOptions(GradientOptions):
     """Options of `mtl.balancer: {name: nash_mtl, …}`."""
 
     update_every: int = Field(1, ge=1, description="re-solve the weights every this many steps, reuse them in between")
@@ -48,7 +47,7 @@ class NashMTLOptions(Options):
 
 
 @register("balancer", "nash_mtl", options=NashMTLOptions)
-class NashMTL:
+class NashMTL(GradientMethod):
     """Backward with weights α solving α_t·(Gᵀ G α)_t = 1 on the raw Gram matrix, as the paper does and as
     the authors' code does (it divides Gᵀ G by its Frobenius norm n for the solver and carries n into the
     constraints): then ‖Σ α_t g_t‖² = αᵀ Gᵀ G α = T, whatever the gradients' scale. Here the solve also runs
@@ -64,6 +63,7 @@ class NashMTL:
     def __init__(self, options: NashMTLOptions, tasks: dict, seed: int):
         self.update_every = options.update_every
         self.max_norm = options.max_norm
+        self.level = options.gradients
         self.step = 0
         self.alpha: np.ndarray | None = None
 
@@ -73,14 +73,14 @@ class NashMTL:
         names = list(losses)
         stale = self.alpha is None or len(self.alpha) != len(names)
         if stale or self.step % self.update_every == 0:
-            grads = term_gradients(list(losses.values()), shared_params)  # (T, P)
-            gram = (grads @ grads.T).double().cpu().numpy()  # (T, T); the sync of a solving step
+            grads = self.task_gradients(losses, shared_params)  # (T, P), or (T, B·D) on the features
+            gram = (grads.matrix @ grads.matrix.T).double().cpu().numpy()  # (T, T); the sync of a solving step
             norm = np.linalg.norm(gram)
             scale = np.sqrt(norm) if norm > 0 else 1.0  # α' of Gᵀ G / n is √n·α of Gᵀ G
             start = None if stale else self.alpha * scale
             self.alpha = nash_alpha(gram / (norm if norm > 0 else 1.0), start) / scale
             weights = {name: float(a) for name, a in zip(names, self.alpha)}
-            combine_and_backward(losses, shared_params, grads, torch.from_numpy(self.alpha), weights)
+            combine(losses, shared_params, grads, torch.from_numpy(self.alpha), weights)
         else:
             weights = {name: float(a) for name, a in zip(names, self.alpha)}
             sum(weights[name] * loss for name, loss in losses.items()).backward()

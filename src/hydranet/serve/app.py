@@ -131,6 +131,7 @@ class Service:
 
 def create_app(run: Run, settings: ServeSettings) -> FastAPI:
     """The app serving `run` (its backend loaded, and the drift reference predicted, before this returns)."""
+    run.info.require_image_or_table("hydranet serve")
     service = Service(run, settings)
     app = FastAPI(title=f"hydranet: {run.config.name}", lifespan=service.lifespan,
                   description="Predictions of a hydranet run; answers equal `hydranet predict`'s.")

@@ -25,8 +25,8 @@ from hydranet.registry import register
 @register("source", "npz")
 def load_npz(cfg: Config) -> RawData:
     """Images or a table from array `x`; labels from the other arrays (one value per example each)."""
-    path = _source_path(cfg)
-    arrays = _read(path)
+    path = npz_path(cfg)
+    arrays = read_arrays(path)
     if "x" not in arrays:
         raise UserError(f"{path}: no array 'x' (arrays: {', '.join(arrays) or 'none'}); expected x plus one array per label")
     x = arrays.pop("x")
@@ -45,18 +45,21 @@ def load_npz(cfg: Config) -> RawData:
     raise UserError(f"{path}: array 'x' has shape {x.shape}; expected (N, C, H, W) or (N, H, W) images or an (N, F) table")
 
 
-def _source_path(cfg: Config) -> Path:
+def npz_path(cfg: Config) -> Path:
+    """`data.path` as an existing .npz file, or a UserError saying what was expected."""
+    source, expected = cfg.data.source, "expected a .npz file with an array 'x'"
     if cfg.data.path is None:
-        raise UserError("data.path: required for source npz (expected a .npz file with an array 'x')")
+        raise UserError(f"data.path: required for source {source} ({expected})")
     path = Path(cfg.data.path).expanduser()
     if path.is_dir():
-        raise UserError(f"{path}: is a folder (data.path of source npz: expected a .npz file with an array 'x')")
+        raise UserError(f"{path}: is a folder (data.path of source {source}: {expected})")
     if not path.is_file():
-        raise UserError(f"{path}: file not found (data.path of source npz: expected a .npz file with an array 'x')")
+        raise UserError(f"{path}: file not found (data.path of source {source}: {expected})")
     return path
 
 
-def _read(path: Path) -> dict[str, np.ndarray]:
+def read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the file; one that needs pickle (ragged lists, objects) is a UserError naming the file."""
     # allow_pickle=False: object arrays would need pickle, which can run code; text labels load fine as '<U'.
     try:
         with np.load(path, allow_pickle=False) as npz:

@@ -35,8 +35,9 @@ def load_parquet(cfg: Config) -> RawData:
     return table_data(read_table(path, "parquet"), cfg, str(path))
 
 
-def table_path(cfg: Config, source: str, expected: str) -> Path:
-    """`data.path` as an existing file, or a UserError saying what was expected."""
+def table_path(cfg: Config, source: str, expected: str, any_format: bool = False) -> Path:
+    """`data.path` as an existing file, or a UserError saying what was expected; unless `any_format` (a source
+    that reads both), a CSV given to the parquet source or the reverse is refused."""
     if cfg.data.path is None:
         raise UserError(f"data.path: required for source {source} (expected {expected})")
     path = Path(cfg.data.path).expanduser()
@@ -45,7 +46,7 @@ def table_path(cfg: Config, source: str, expected: str) -> Path:
     if path.is_dir():
         raise UserError(f"{path}: is a folder (data.path of source {source}: expected {expected})")
     suffix_format = table_format(path)
-    if suffix_format not in (None, source):
+    if not any_format and suffix_format not in (None, source):
         raise UserError(f"{path}: a .{suffix_format} file given to source {source} (expected {expected}; "
                         f"set data.source: {suffix_format})")
     return path
@@ -59,15 +60,16 @@ def table_format(path: Path) -> str | None:
     return "csv" if ".csv" in suffixes[-2:] else None
 
 
-def read_table(path: Path, fmt: str) -> pd.DataFrame:
+def read_table(path: Path, fmt: str, names: list[str] | None = None) -> pd.DataFrame:
     """A CSV or Parquet file, read and cleaned the one way training and `predict` share; a file that cannot be
-    read as one (garbage, cut short, empty, a header without rows) is a UserError naming it."""
+    read as one (garbage, cut short, empty, a header without rows) is a UserError naming it. `names`: the column
+    names of a CSV without a header row."""
     try:
         if fmt == "parquet":
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path, na_values=["?"], low_memory=False)
-            header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
+            frame = pd.read_csv(path, na_values=["?"], low_memory=False, header=None if names else "infer", names=names)
+            header = names or pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]
     except Exception as err:  # pandas, pyarrow and the decompressors raise many types for damaged files
         detail = str(err).splitlines()[0] if str(err) else ""
         raise UserError(f"{path}: not a readable {'Parquet' if fmt == 'parquet' else 'CSV'} table "

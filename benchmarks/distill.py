@@ -1,0 +1,98 @@
+"""Knowledge distillation: is a small student taught by a bigger teacher better than the same student trained alone?
+
+For each seed, the experiment's own model is trained as the teacher, then a much smaller student twice with the same
+recipe and seed: alone, and with `distill.teacher` set to that teacher (T and α as given, by default distill's
+defaults 4 and 0.5). Test metrics of every task; prints one JSON line per run, then a table of
+mean ± standard deviation over the seeds.
+
+    python benchmarks/distill.py                           # adult-mtl: MLP [128, 64] teaches MLP [8], seeds 0,1,2
+    python benchmarks/distill.py --experiment quickstart   # digits: CNN [32, 64] + dense 128 teaches CNN [4, 8]
+    python benchmarks/distill.py --seeds 0,1,2,3,4 --temperature 1 --alpha 0.9
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+
+import hydranet as hn
+
+ROOT = Path(__file__).resolve().parents[1]
+# experiment → (its overrides, the student's trunk)
+SETUPS = {
+    "adult-mtl": ({"data.path": str(ROOT.parent / "shared" / "data" / "adult" / "adult.csv.gz")},
+                  {"name": "mlp", "hidden": [8], "dropout": 0.0}),
+    "quickstart": ({}, {"name": "cnn", "channels": [4, 8], "padding": "same"}),
+}
+METRICS = ("roc_auc", "accuracy", "r2")  # those a task reports, in this order
+
+
+def train(experiment: str, overrides: dict, run_dir: Path, echo=print, **row) -> dict:
+    """One run of `experiment` with `overrides`; its test metrics as one row (echoed as a JSON line)."""
+    run = hn.Experiment(experiment, {"train.progress": False, **SETUPS[experiment][0], **overrides}).fit(run_dir)
+    for task, metrics in run.summary["test"].items():
+        row.update({f"{task}/{metric}": round(metrics[metric], 4) for metric in METRICS if metric in metrics})
+    row.update(params=run.summary["params"], seconds=run.summary["train_seconds"])
+    echo(json.dumps(row))
+    return row
+
+
+def distill_benchmark(experiment: str, seeds: list[int], distill: dict, workdir: Path, echo=print) -> list[dict]:
+    """Per seed: the teacher, the student alone and the student distilled (with `distill`'s temperature and alpha).
+
+    The teacher has the student's seed, hence its split: a teacher of another seed would have trained on some of
+    the student's test examples."""
+    rows = []
+    student = {"model.trunk": SETUPS[experiment][1]}
+    for seed in seeds:
+        teacher = workdir / f"teacher-{seed}"
+        rows.append(train(experiment, {"seed": seed}, teacher, echo, model="teacher", seed=seed))
+        rows.append(train(experiment, {**student, "seed": seed}, workdir / f"alone-{seed}", echo, model="alone", seed=seed))
+        rows.append(train(experiment, {**student, "seed": seed, "distill": {"teacher": str(teacher), **distill}},
+                          workdir / f"distilled-{seed}", echo, model="distilled", seed=seed))
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """Mean ± standard deviation over seeds of every metric, one line per model."""
+    columns = [key for key in rows[0] if "/" in key]
+    lines = ["| model | params | seeds | " + " | ".join(columns) + " | seconds |", "|---" * (len(columns) + 4) + "|"]
+    for model in ("teacher", "alone", "distilled"):
+        mine = [r for r in rows if r["model"] == model]
+        cells = []
+        for column in columns:
+            values = [r[column] for r in mine]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.4f} ± {spread:.4f}")
+        seconds = statistics.mean(r["seconds"] for r in mine)
+        lines.append(f"| {model} | {mine[0]['params']:,} | {len(mine)} | " + " | ".join(cells) + f" | {seconds:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--experiment", choices=sorted(SETUPS), default="adult-mtl")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--temperature", type=float, default=4.0, help="distill.temperature")
+    parser.add_argument("--alpha", type=float, default=0.5, help="distill.alpha")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    options = {"temperature": args.temperature, "alpha": args.alpha}
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = distill_benchmark(args.experiment, [int(s) for s in args.seeds.split(",")], options, Path(tmp))
+    print(f"\n{args.experiment}, student {SETUPS[args.experiment][1]}, T = {args.temperature:g}, α = {args.alpha:g}: "
+          f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; test metrics, "
+          f"mean ± std over seeds {args.seeds}")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Task gradients in one batched backward: equal to one backward per term on every trunk and sharing, chunked,
+with the loop as fallback where an op has no batching rule; and the representation-level option."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from tests.contracts.conftest import IMAGE_SHAPE, TABLE_SHAPE, make_problem
+from tests.mtl.toys import make_balancer, task_losses, tiny_problem
+
+from hydranet.config import ModelConfig
+from hydranet.models import build_model
+from hydranet.mtl import gradients
+from hydranet.train import gradients as term
+from hydranet.train.precision import autocast
+
+TRUNKS = {  # every built-in trunk, small; the MLP with BatchNorm (batch statistics couple the examples)
+    "mlp": {"name": "mlp", "hidden": [8, 6], "batch_norm": True},
+    "cnn": {"name": "cnn", "channels": [4, 6], "dense": [8], "batch_norm": True},
+    "resnet": {"name": "resnet", "channels": [4], "blocks": [1]},
+}
+SHARINGS = ["hard", "mmoe", "cgc", "cross_stitch"]
+
+
+def model_and_losses(sharing: str, trunk: str, precision: str = "fp32"):
+    """A train-mode model of every task kind and its loss terms on an 8-example batch (the last term constant)."""
+    torch.manual_seed(0)
+    tasks, targets = make_problem(8)
+    shape = TABLE_SHAPE if trunk == "mlp" else IMAGE_SHAPE
+    model = build_model(ModelConfig(sharing=sharing, trunk=TRUNKS[trunk]), shape, tasks).train()
+    x = torch.randn(8, *shape, generator=torch.Generator().manual_seed(1))
+    if x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)  # the layout training uses
+    with autocast(torch.device("cpu"), precision):
+        out = model(x)
+    losses = [task.loss(out[name].float(), targets[name]) for name, task in tasks.items()]
+    return model, losses + [torch.zeros(())]  # a term that reaches nothing gets a row of zeros
+
+
+@pytest.mark.parametrize("trunk", list(TRUNKS))
+@pytest.mark.parametrize("sharing", SHARINGS)
+def test_batched_rows_equal_one_backward_per_term(sharing, trunk):
+    model, losses = model_and_losses(sharing, trunk)
+    shared = model.shared_parameters()
+    batched = term.term_gradients(losses, shared, batched=True)
+    expected = torch.cat([term.loop_rows(losses[:-1], shared), torch.zeros(1, batched.shape[1])])
+    torch.testing.assert_close(batched, expected, rtol=1e-5, atol=1e-6)
+    assert batched[:-1].abs().sum(dim=1).min() > 0  # every real term reaches the shared parameters
+
+
+def test_batched_rows_under_bf16_autocast_match_the_loop():
+    model, losses = model_and_losses("hard", "cnn", precision="bf16")
+    shared = model.shared_parameters()
+    torch.testing.assert_close(term.term_gradients(losses[:-1], shared, batched=True), term.loop_rows(losses[:-1], shared))
+
+
+def test_chunks_give_the_same_rows():
+    model, losses = model_and_losses("hard", "cnn")
+    shared = model.shared_parameters()
+    whole = term.term_gradients(losses, shared, batched=True)
+    for rows in (1, 2, 3):
+        torch.testing.assert_close(term.term_gradients(losses, shared, max_rows=rows, batched=True), whole)
+    torch.testing.assert_close(term.term_gradients(losses, shared), whole)  # the CPU default: the loop
+
+
+class NoBatchingRule(torch.autograd.Function):
+    """tanh with a hand-written backward that branches on a value (`.item()`): vmap cannot batch it."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = x.tanh()
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * (1 - y * y) if grad.abs().sum().item() > 0 else grad
+
+
+def test_an_op_without_batching_rule_falls_back_to_the_loop():
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(3, 4))
+    x = torch.randn(5, 4)
+    z = NoBatchingRule.apply(x @ w.T)  # (5, 3)
+    losses = [z[:, i].pow(2).mean() for i in range(3)]
+    with pytest.raises(RuntimeError):
+        term.batched_rows(losses, [w])
+    rows = term.term_gradients(losses, [w], batched=True)
+    torch.testing.assert_close(rows, term.loop_rows(losses, [w]))
+    assert term.term_gradients(losses, [w], batched=True).equal(rows)  # remembered: the next call goes straight to the loop
+
+
+# --- gradients on the shared representation -------------------------------------------------------
+
+
+def representation_step(name: str, seed: int = 0, gradients: str = "representation", **options):
+    """(model, balancer weights, tasks, batch): one step of `name` with gradients on the features."""
+    cfg, tasks, model, batch = tiny_problem(seed)
+    balancer = make_balancer(name, cfg, tasks, gradients=gradients, **options)
+    balancer.on_fit_start(SimpleNamespace(model=model))
+    weights = balancer.backward(task_losses(tasks, model, batch), model.shared_parameters())
+    return model, weights, tasks, batch
+
+
+@pytest.mark.parametrize("name", ["pcgrad", "cagrad", "nash_mtl", "mgda"])
+def test_representation_level_shared_gradient_is_the_weighted_backward(name):
+    """The trunk gets ∇_θ Σ c_t L_t with the method's coefficients c (from the z-gradients' Gram matrix)."""
+    options = {"max_norm": 0.0} if name == "nash_mtl" else {}
+    model, weights, tasks, batch = representation_step(name, **options)
+    coeffs = {task: float(w) for task, w in weights.items()}  # each term's coefficient in the shared gradient
+    losses = task_losses(tasks, model, batch)
+    shared = model.shared_parameters()
+    expected = torch.autograd.grad(sum(coeffs[t] * loss for t, loss in losses.items()), shared)
+    for p, ref in zip(shared, expected):
+        torch.testing.assert_close(p.grad, ref, rtol=1e-4, atol=1e-6)
+
+
+def test_pcgrad_on_the_representation_projects_the_feature_gradients():
+    """The coefficients are PCGrad's on the gradients w.r.t. z, not on the parameters: with seed 1 the two
+    terms conflict on z but not on the parameters, so only the representation-level step projects."""
+    cfg, tasks, model, batch = tiny_problem(seed=1)
+    losses = task_losses(tasks, model, batch)
+    z_rows = term.loop_rows(list(losses.values()), [model.features])  # (2, B·D)
+    gram = z_rows @ z_rows.T
+    _, weights, _, _ = representation_step("pcgrad", seed=1)
+    _, on_parameters, _, _ = representation_step("pcgrad", seed=1, gradients="parameters")
+    assert gram[0, 1] < 0 and all(float(w) == 1.0 for w in on_parameters.values())
+    expected = 1 - gram[0, 1] / gram.diagonal()  # T = 2: c_i = 1 − g_0·g_1/|g_i|² (g_j's projection off g_i)
+    torch.testing.assert_close(torch.stack([weights["digit"], weights["even"]]), expected)
+
+
+def test_soft_sharing_falls_back_to_the_parameters():
+    """Each task has its own features under mmoe: no common z, so the rows are the parameters' gradients."""
+    _, tasks, _, batch = tiny_problem()
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(sharing="mmoe", trunk={"name": "mlp", "hidden": [8]}), (1, 4, 4), tasks)
+    balancer = make_balancer("pcgrad", tasks=tasks, gradients="representation")
+    balancer.on_fit_start(SimpleNamespace(model=model))
+    losses = task_losses(tasks, model, batch)
+    grads = balancer.task_gradients(losses, model.shared_parameters())
+    assert grads.features is None and grads.matrix.shape[1] == sum(p.numel() for p in model.shared_parameters())
+
+
+def test_a_term_that_misses_the_features_falls_back_to_the_parameters():
+    """A term from another forward (an extra loss on other views) does not reach this forward's z."""
+    cfg, tasks, model, batch = tiny_problem()
+    losses = task_losses(tasks, model, batch)
+    first_z = model.features
+    losses["again"] = task_losses(tasks, model, batch)["digit"]  # overwrites model.features
+    assert gradients.representation(list(losses.values()), first_z) is None
+    assert gradients.representation(list(losses.values())[:2], first_z) is first_z

@@ -24,7 +24,8 @@ from hydranet.data import DataInfo, build_dataset
 from hydranet.train.run import build_model_for
 from hydranet.train.trainer import Trainer
 
-BALANCERS = ["equal", "uncertainty", "dwa", "rlw", "famo", "gradnorm", "pcgrad", "mgda", "cagrad", "nash_mtl"]
+BALANCERS = ["equal", "uncertainty", "dwa", "rlw", "famo", "gradnorm", "pcgrad", "mgda", "cagrad", "nash_mtl",
+             "upgrad", "aligned_mtl", "imtl", "db_mtl", "gradvac", "graddrop", "fairgrad"]
 
 
 def make_trainer(name: str, batch_size: int, device: torch.device, info: DataInfo) -> Trainer:

@@ -40,6 +40,8 @@ class Purpose(IntEnum):
     META_EVAL = 23  # meta-learning: the episodes a meta-validation or `hydranet meta eval` scores
     THRESHOLD = 24  # fairness thresholds: the key of each row's hashed draw between a group's two thresholds
     BASELINE = 25  # `hydranet baseline`: the boosted trees' and linear models' own random states
+    GRADVAC = 26  # GradVac's task order, per step, from one checkpointed generator
+    GRADDROP = 27  # GradDrop's per-coordinate uniform draws, per step, from one checkpointed generator
 
 
 # What a stream depends on besides the seed; every other purpose has one stream per run.

@@ -61,7 +61,7 @@ def test_resume_reproduces_the_next_step(name, tmp_path):
 
 @pytest.mark.parametrize("name", TRAINED_HERE)
 def test_balancer_trains_the_quickstart(name, tmp_path):
-    run = hn.Experiment("quickstart", {"train.epochs": 1, "data.limit": 300, "mtl.balancer": name,
+    run = hn.Experiment("quickstart", {"train.epochs": 1, "data.limit": 120, "mtl.balancer": name,
                                        "train.progress": False}).fit(tmp_path / "run")
     record = run.history[-1]
     assert set(record["weights"]) == {"digit", "parity", "ink"}

@@ -179,7 +179,7 @@ class TrainConfig(Section):
 
 
 class MTLConfig(Section):
-    balancer: BalancerMethod = Field(default_factory=lambda: BalancerMethod(name="equal"), description="how task losses are combined, and its options: equal, static, uncertainty, dwa, gradnorm, rlw, pcgrad, mgda, cagrad, nash_mtl, famo (e.g. {name: dwa, temperature: 2.0})")
+    balancer: BalancerMethod = Field(default_factory=lambda: BalancerMethod(name="equal"), description="how task losses are combined, and its options: equal, static, uncertainty, dwa, gradnorm, rlw, pcgrad, mgda, cagrad, nash_mtl, famo, upgrad, aligned_mtl, imtl, db_mtl, gradvac, graddrop, fairgrad (e.g. {name: dwa, temperature: 2.0})")
     diagnostics_every: int = Field(25, ge=0, description="every this many steps, log the cosine and conflict rate of task gradients on the shared parameters (0: off)")
 
 

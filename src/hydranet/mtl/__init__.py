@@ -8,17 +8,24 @@ leaves `.grad` set and returns the weight it gave each loss term.
 from hydranet import registry
 from hydranet.config import Method
 from hydranet.mtl import (  # noqa: F401  (importing registers the built-in balancers)
+    aligned_mtl,
     cagrad,
+    db_mtl,
     dwa,
     equal,
+    fairgrad,
     famo,
+    graddrop,
     gradnorm,
+    gradvac,
+    imtl,
     mgda,
     nash_mtl,
     pcgrad,
     rlw,
     static,
     uncertainty,
+    upgrad,
 )
 
 

@@ -11,6 +11,11 @@ from hydranet.config import Options
 from hydranet.registry import register
 
 
+def task_slot(index: dict[str, int], term: str) -> int | None:
+    """Which per-task parameter a loss term uses: its own task's, its base task's ("task@suffix"), or none."""
+    return index.get(term, index.get(term.partition("@")[0]))
+
+
 @register("balancer", "uncertainty")
 class Uncertainty(nn.Module):
     """Backward of Σ_t exp(−s_t)·L_t + s_t with learned log-variances s_t = log σ_t² (init 0: weight 1).
@@ -31,14 +36,10 @@ class Uncertainty(nn.Module):
         self.index = {name: i for i, name in enumerate(tasks)}
         self.log_vars = nn.Parameter(torch.zeros(len(self.index)))  # (T,) s_t
 
-    def slot(self, term: str) -> int | None:
-        """Which log-variance a loss term uses: its own task's, its base task's, or none."""
-        return self.index.get(term, self.index.get(term.partition("@")[0]))
-
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, Tensor | float]:
         total, weights = 0.0, {}
         for name, loss in losses.items():
-            i = self.slot(name)
+            i = task_slot(self.index, name)
             if i is None:
                 total, weights[name] = total + loss, 1.0
                 continue

@@ -300,9 +300,9 @@ def profile_table(report: dict, title: str) -> Table:
 @app.command()
 def compress(
     run_dir: Path = typer.Argument(..., help="a trained run directory"),
-    out: Optional[Path] = typer.Option(None, "--output", "-o", help="the new run directory (default: "
-                                       "runs/<name>-<time>); must be missing or empty"),
-    method: str = typer.Option("prune", "--method", help="prune"),
+    out: Optional[Path] = typer.Option(None, "--output", "-o", help="the new run directory (default: runs/<name>-"
+                                       "<time>; int8: RUN/export-int8-MODE); must be missing or empty"),
+    method: str = typer.Option("prune", "--method", help="prune | int8-dynamic | int8-static (ONNX Runtime)"),
     structure: str = typer.Option("unstructured", "--structure", help="unstructured (zero weights) | channels "
                                   "(remove channels and neurons: smaller and faster)"),
     amount: float = typer.Option(0.5, "--amount", help="sparsity (unstructured) or fraction of channels removed"),
@@ -312,20 +312,42 @@ def compress(
     epochs: int = typer.Option(0, "--epochs", help="fine-tuning epochs through the normal trainer (0: none)"),
     end: float = typer.Option(0.75, "--end", help="gradual: fraction of the fine-tuning steps that reach the sparsity"),
     every: int = typer.Option(10, "--every", help="gradual: steps between pruning steps"),
+    calibration: int = typer.Option(512, "--calibration", help="int8-static: train examples that calibrate activations"),
     quiet: bool = QUIET,
 ) -> None:
-    """Prune a trained run into a new run directory that evaluate, predict, export and serve take; writes
-    compress.json (source, options, parameters before and after, sparsity) beside the usual files."""
+    """Prune a trained run into a new run directory that evaluate, predict, export and serve take (compress.json
+    says what was done), or quantize its ONNX export to int8 (an export folder with quantization.json)."""
     from hydranet.compress.prune import prune_options
     from hydranet.compress.run import compress_run
 
+    if method.startswith("int8-"):
+        return _quantize(run_dir, method.removeprefix("int8-"), out, calibration)
     if method != "prune":
-        raise UserError(f"--method: {method!r} is not a compression method (expected prune)")
+        raise UserError(f"--method: {method!r} is not a compression method (expected prune, int8-dynamic or int8-static)")
     options = prune_options(structure=structure, amount=amount, importance=importance, schedule=schedule,
                             epochs=epochs, end=end, every=every)
     run = compress_run(run_dir, options, out, progress=not quiet)
     console.print(metrics_table({k: run.summary.get(k, {}) for k in ("val", "test")}, title=f"{run.dir} — pruned"))
     console.print(f"run directory: [bold]{run.dir}[/bold]")
+
+
+def _quantize(run_dir: Path, mode: str, out: Optional[Path], calibration: int) -> None:
+    """`compress --method int8-…`: the int8 export and its comparison with fp32 as a table."""
+    from hydranet.compress.quantize import quantize_run
+    from hydranet.train import load_run
+
+    at_least_one(("--calibration", calibration))
+    report = quantize_run(load_run(run_dir), mode, out, calibration)
+    table = Table("", "fp32", "int8", title=f"{run_dir} — int8 {mode} (ONNX Runtime, {report['split']} split, "
+                  f"{report['threads']} threads)")
+    table.add_row("model.onnx", *(f"{report[k]['bytes'] / 1024:,.1f} KiB" for k in ("fp32", "int8")))
+    for batch in (1, 64):
+        table.add_row(f"latency batch {batch}", *(f"{report[k][f'batch_{batch}_ms']:.3f} ms" for k in ("fp32", "int8")))
+    for task, metrics in report["fp32"]["metrics"].items():
+        for metric, value in metrics.items():
+            table.add_row(f"{task} {metric}", _fmt(value), _fmt(report["int8"]["metrics"][task][metric]))
+    console.print(table)
+    console.print(f"wrote [bold]{report['folder']}[/bold] (model.onnx int8, quantization.json)")
 
 
 @app.command()

@@ -12,7 +12,7 @@ from torch import nn
 import hydranet as hn
 from hydranet.compress.profile import flops_per_example, parameter_counts
 from hydranet.compress.prune import cubic_sparsity, magnitude_prune, prune_options, sparsity
-from hydranet.compress.run import compress_run
+from hydranet.compress.run import _check, compress_run
 from hydranet.config import load_config
 from hydranet.data import build_dataset
 from hydranet.errors import UserError
@@ -123,3 +123,10 @@ def test_compress_never_writes_into_a_folder_that_holds_files(cli, digits_run, t
     code, _, err = cli("compress", digits_run, "-o", tmp_path / "p")
     assert code == 2 and "is not empty" in err and (tmp_path / "p" / "mine.txt").read_text() == "keep"
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["mine.txt"]
+
+
+@pytest.mark.parametrize("sharing", ["cgc", "cross_stitch"])
+def test_channel_pruning_refuses_sharings_torch_pruning_cannot_follow(sharing):
+    """On cgc Torch-Pruning removed channels the task experts still index (an IndexError at the next forward)."""
+    with pytest.raises(UserError, match=f"^--structure: channel pruning supports model.sharing hard and mmoe, not {sharing}"):
+        _check(prune_options(structure="channels"), sharing)

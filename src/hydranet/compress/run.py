@@ -21,6 +21,7 @@ from hydranet.train import Run, fit, load_run
 from hydranet.train.evaluation import eval_settings, evaluate_split
 from hydranet.train.run import build_model_for
 
+CHANNEL_SHARINGS = ("hard", "mmoe")  # where Torch-Pruning's dependency graph was checked to prune correctly
 TAYLOR_EXAMPLES = 256  # train examples whose summed task losses score channels for Taylor importance
 
 
@@ -38,8 +39,8 @@ class StartFrom:
 
 def compress_run(source: str | Path, options: PruneOptions, out: str | Path | None, progress: bool = False) -> Run:
     """Prune the run at `source` into a new run directory `out` (refused if it holds anything) and return it."""
-    _check(options)
     run = load_run(source, calibrated=False)  # temperatures are fitted to the unpruned model: not carried over
+    _check(options, run.config.model.sharing.name)
     before = parameter_counts(run.model)
     data = build_dataset(run.config)
     if options.schedule == "oneshot":
@@ -60,7 +61,10 @@ def compress_run(source: str | Path, options: PruneOptions, out: str | Path | No
     return pruned
 
 
-def _check(options: PruneOptions) -> None:
+def _check(options: PruneOptions, sharing: str) -> None:
+    if options.structure == "channels" and sharing not in CHANNEL_SHARINGS:
+        raise UserError(f"--structure: channel pruning supports model.sharing {' and '.join(CHANNEL_SHARINGS)}, not "
+                        f"{sharing} (Torch-Pruning cannot follow its expert wiring); use --structure unstructured")
     if options.schedule == "gradual" and options.structure != "unstructured":
         raise UserError("--schedule: gradual pruning is unstructured (the cubic schedule of Zhu & Gupta); use "
                         "--structure unstructured, or --schedule oneshot with --epochs to fine-tune channel pruning")

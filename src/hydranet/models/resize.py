@@ -16,6 +16,8 @@ def resize(model: nn.Module, shapes: dict[str, list[int]]) -> nn.Module:
     """Give each listed parameter or buffer (by state-dict key) its recorded shape, update the layer attributes that
     follow from it (in/out features, channels, BatchNorm's num_features) and re-initialize each resized layer, as
     a fresh one of that width would be; a key that is not a tensor of the model is a one-line error."""
+    if not shapes:
+        return model
     resized: dict[str, nn.Module] = {}
     for key, shape in shapes.items():
         owner, _, name = key.rpartition(".")

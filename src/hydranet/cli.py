@@ -1,5 +1,5 @@
-"""The `hydranet` command line: train, pretrain, probe, evaluate, calibrate, predict, explain, export, profile, compress, monitor,
-audit, serve, report, attack, tune, experiments, config, bench mtl, meta train, meta eval, meta adapt.
+"""The `hydranet` command line: train, pretrain, probe, evaluate, calibrate, predict, explain, export, profile,
+compress, monitor, audit, serve, report, attack, tune, experiments, config, bench mtl, meta train, meta eval, meta adapt.
 
 User errors end with one line on stderr and exit code 2 (no traceback); internal errors keep theirs. Each command
 imports what it runs when it runs (lazily), so `hydranet --help` and `hydranet config` start without loading torch.

@@ -14,7 +14,7 @@ LAYERS = [
     {"tasks", "rundir"},
     {"data", "models"},
     {"train"},
-    {"mtl", "robust", "ssl", "tune", "predict", "baseline", "export", "monitor", "calibrate", "fairness", "serve", "explain", "report", "meta"},  # features
+    {"mtl", "robust", "ssl", "tune", "predict", "baseline", "export", "monitor", "calibrate", "fairness", "serve", "explain", "report", "meta", "compress"},  # features
     {"cli", "api"},
 ]
 LAYER = {name: level for level, names in enumerate(LAYERS) for name in names}

@@ -1,5 +1,5 @@
-"""The `hydranet` command line: train, pretrain, probe, evaluate, calibrate, predict, explain, export, monitor,
-audit, serve, report, attack, tune, experiments, config, bench mtl, meta train, meta eval, meta adapt.
+"""The `hydranet` command line: train, pretrain, probe, evaluate, calibrate, predict, explain, export, profile,
+compress, monitor, audit, serve, report, attack, tune, experiments, config, bench mtl, meta train, meta eval, meta adapt.
 
 User errors end with one line on stderr and exit code 2 (no traceback); internal errors keep theirs. Each command
 imports what it runs when it runs (lazily), so `hydranet --help` and `hydranet config` start without loading torch.
@@ -272,6 +272,102 @@ def export(
     console.print(table)
     console.print(f"exported in {result['export_seconds']:.1f}s to [bold]{result['folder']}[/bold] "
                   f"(model.onnx, preprocessing.json, outputs.json, parity.json, predict_onnx.py)")
+
+
+@app.command()
+def profile(
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    repeats: int = typer.Option(20, "--repeats", help="timed forward passes per batch size (after 3 untimed)"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 (autocast)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's, one per core)"),
+) -> None:
+    """What the model costs: parameters (trunk, heads, shared), FLOPs per example, weights on disk, peak memory,
+    latency at batch 1 and 64; writes profile.json (replacing an earlier one)."""
+    from hydranet.compress.profile import profile_run
+    from hydranet.rundir import RunDir
+    from hydranet.train import load_run
+
+    if precision not in ("fp32", "bf16"):
+        raise UserError(f"--precision: {precision!r} is not a precision (expected fp32 or bf16)")
+    at_least_one(("--repeats", repeats), ("--threads", threads))
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    report = profile_run(load_run(run_dir), repeats, precision)
+    console.print(profile_table(report, title=f"{run_dir} — profile"))
+    console.print(f"wrote {RunDir(run_dir).profile}")
+
+
+def profile_table(report: dict, title: str) -> Table:
+    """profile.json as a two-column table (the latency row says at how many threads and which precision)."""
+    params, memory, lat = report["params"], report["peak_memory_bytes"], report["latency"]
+    table = Table("measure", "value", title=title)
+    table.add_row("parameters", f"{params['total']:,} (nonzero {params['nonzero']:,})")
+    table.add_row("  trunk / shared", f"{params['trunk']:,} / {params['shared']:,}")
+    for task, count in params["heads"].items():
+        table.add_row(f"  head {task}", f"{count:,}")
+    table.add_row("FLOPs per example", f"{report['flops_per_example']:,}")
+    table.add_row("weights on disk", f"{report['weights_bytes'] / 1024:,.1f} KiB")
+    table.add_row("peak memory, batch 64", f"{memory['total'] / 1024:,.1f} KiB (weights {memory['weights'] / 1024:,.1f}, "
+                  f"activations {memory['activations'] / 1024:,.1f})")
+    for key in ("batch_1_ms", "batch_64_ms"):
+        table.add_row(f"latency {key.removesuffix('_ms').replace('_', ' ')}", f"{lat[key]:.3f} ms (median of "
+                      f"{lat['repeats']}, {lat['threads']} threads, {lat['precision']})")
+    return table
+
+
+@app.command()
+def compress(
+    run_dir: Path = typer.Argument(..., help="a trained run directory"),
+    out: Optional[Path] = typer.Option(None, "--output", "-o", help="the new run directory (default: runs/<name>-"
+                                       "<time>; int8: RUN/export-int8-MODE); must be missing or empty"),
+    method: str = typer.Option("prune", "--method", help="prune | int8-dynamic | int8-static (ONNX Runtime)"),
+    structure: str = typer.Option("unstructured", "--structure", help="unstructured (zero weights) | channels "
+                                  "(remove channels and neurons: smaller and faster)"),
+    amount: float = typer.Option(0.5, "--amount", help="sparsity (unstructured) or fraction of channels removed"),
+    importance: str = typer.Option("l1", "--importance", help="channels: l1 | taylor"),
+    schedule: str = typer.Option("oneshot", "--schedule", help="oneshot | gradual (Zhu & Gupta's cubic schedule "
+                                 "while fine-tuning; unstructured)"),
+    epochs: int = typer.Option(0, "--epochs", help="fine-tuning epochs through the normal trainer (0: none)"),
+    end: float = typer.Option(0.75, "--end", help="gradual: fraction of the fine-tuning steps that reach the sparsity"),
+    every: int = typer.Option(10, "--every", help="gradual: steps between pruning steps"),
+    calibration: int = typer.Option(512, "--calibration", help="int8-static: train examples that calibrate activations"),
+    quiet: bool = QUIET,
+) -> None:
+    """Prune a trained run into a new run directory that evaluate, predict, export and serve take (compress.json
+    says what was done), or quantize its ONNX export to int8 (an export folder with quantization.json)."""
+    from hydranet.compress.prune import prune_options
+    from hydranet.compress.run import compress_run
+
+    if method.startswith("int8-"):
+        return _quantize(run_dir, method.removeprefix("int8-"), out, calibration)
+    if method != "prune":
+        raise UserError(f"--method: {method!r} is not a compression method (expected prune, int8-dynamic or int8-static)")
+    options = prune_options(structure=structure, amount=amount, importance=importance, schedule=schedule,
+                            epochs=epochs, end=end, every=every)
+    run = compress_run(run_dir, options, out, progress=not quiet)
+    console.print(metrics_table({k: run.summary.get(k, {}) for k in ("val", "test")}, title=f"{run.dir} — pruned"))
+    console.print(f"run directory: [bold]{run.dir}[/bold]")
+
+
+def _quantize(run_dir: Path, mode: str, out: Optional[Path], calibration: int) -> None:
+    """`compress --method int8-…`: the int8 export and its comparison with fp32 as a table."""
+    from hydranet.compress.quantize import quantize_run
+    from hydranet.train import load_run
+
+    at_least_one(("--calibration", calibration))
+    report = quantize_run(load_run(run_dir), mode, out, calibration)
+    table = Table("", "fp32", "int8", title=f"{run_dir} — int8 {mode} (ONNX Runtime, {report['split']} split, "
+                  f"{report['threads']} threads)")
+    table.add_row("model.onnx", *(f"{report[k]['bytes'] / 1024:,.1f} KiB" for k in ("fp32", "int8")))
+    for batch in (1, 64):
+        table.add_row(f"latency batch {batch}", *(f"{report[k][f'batch_{batch}_ms']:.3f} ms" for k in ("fp32", "int8")))
+    for task, metrics in report["fp32"]["metrics"].items():
+        for metric, value in metrics.items():
+            table.add_row(f"{task} {metric}", _fmt(value), _fmt(report["int8"]["metrics"][task][metric]))
+    console.print(table)
+    console.print(f"wrote [bold]{report['folder']}[/bold] (model.onnx int8, quantization.json)")
 
 
 @app.command()

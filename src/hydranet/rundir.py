@@ -72,6 +72,8 @@ class RunDir:
         self.thresholds = self.path / "thresholds.json"  # `hydranet threshold`: fairness thresholds per task and group
         self.baselines = self.path / "baselines.json"  # `hydranet baseline`: boosted trees and linear models per task
         self.plots = self.path / "plots"
+        self.profile = self.path / "profile.json"  # `hydranet profile`: parameters, FLOPs, memory, latency
+        self.compress = self.path / "compress.json"  # `hydranet compress`: the source run, method, options, what changed
         self.init = self.path / "init.json"  # what `model.init_from` loaded
         self.tensorboard = self.path / "tensorboard"
         self.reference = self.path / "reference.json"  # monitoring: train statistics and val predictions (monitor/reference.py)

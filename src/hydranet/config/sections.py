@@ -108,6 +108,7 @@ class ModelConfig(Section):
     init_from: str | None = Field(None, description="start from these weights: a run directory (its trunk.safetensors or model.safetensors) or a .safetensors/.pt state-dict file (null: random init)")
     init_map: dict[str, str] = Field({}, description="init_from: rename source key prefixes before matching, e.g. {'backbone.': 'trunk.'} for a plain PyTorch state dict")
     init_heads: bool = Field(False, description="init_from: also load task heads whose names and shapes match (default: trunk only, fresh heads)")
+    pruned: dict[str, list[int]] = Field({}, description="layer widths structured pruning left (`hydranet compress`): the shape of each state-dict tensor that differs from what the options above build; written by compress, not by hand")
 
 
 class OptimizerConfig(Section):

@@ -9,15 +9,17 @@ from __future__ import annotations
 from hydranet import registry
 from hydranet.config import ModelConfig
 from hydranet.models.hydranet import HydraNet
+from hydranet.models.resize import resize
 from hydranet.models.sharing import cgc, cross_stitch, hard, mmoe  # noqa: F401  (register the built-ins)
 from hydranet.models.sharing.base import ModelParts
 from hydranet.tasks import Task
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], tasks: dict[str, Task]) -> HydraNet:
-    """The model of a config: the sharing named by `model.sharing` wires trunk and heads."""
+    """The model of a config: the sharing named by `model.sharing` wires trunk and heads, at the widths structured
+    pruning left when `model.pruned` lists them."""
     factory = registry.get("sharing", cfg.sharing.name, "model.sharing")
-    return factory(cfg.sharing.options, ModelParts.of(cfg, input_shape, tasks))
+    return resize(factory(cfg.sharing.options, ModelParts.of(cfg, input_shape, tasks)), cfg.pruned)
 
 
 __all__ = ["ModelParts", "build_model"]

@@ -15,16 +15,14 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
 import onnxruntime as ort
 import torch
 
 import hydranet as hn
+from hydranet.compress.profile import median_ms
 from hydranet.data import build_dataset
 
 
@@ -36,18 +34,6 @@ def cpu_name() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
-
-
-def median_ms(call: Callable[[], object], warmup: int, repeats: int) -> float:
-    """Median wall time of one call in milliseconds, the first `warmup` calls left out."""
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def measure(experiment: str, folder: Path, threads: int, warmup: int, repeats: int) -> dict:
@@ -66,8 +52,8 @@ def measure(experiment: str, folder: Path, threads: int, warmup: int, repeats: i
         inputs = x[:batch]
         feed = {"x": inputs.numpy()}
         with torch.inference_mode():
-            row[f"eager_ms_b{batch}"] = median_ms(lambda: model(inputs), warmup, repeats)
-        row[f"onnxruntime_ms_b{batch}"] = median_ms(lambda: session.run(None, feed), warmup, repeats)
+            row[f"eager_ms_b{batch}"] = median_ms(lambda: model(inputs), repeats, warmup)
+        row[f"onnxruntime_ms_b{batch}"] = median_ms(lambda: session.run(None, feed), repeats, warmup)
         row[f"speedup_b{batch}"] = row[f"eager_ms_b{batch}"] / row[f"onnxruntime_ms_b{batch}"]
     return row
 

@@ -45,7 +45,9 @@ from hydranet.data import to_model_inputs
 from hydranet.serve.inputs import checked_frame, input_columns, table_request
 
 sys.path.insert(0, str(Path(__file__).parent))
-from export import cpu_name, median_ms  # noqa: E402  (the export benchmark's helpers)
+from export import cpu_name  # noqa: E402  (the export benchmark's helper)
+
+from hydranet.compress.profile import median_ms  # noqa: E402
 
 SHORT_RUN = {"adult": {"train.epochs": 1}, "seed-cnn": {"train.epochs": 1, "data.limit": 2000}}
 
@@ -219,18 +221,18 @@ def table_breakdown(run_dir: Path, bodies: list[dict], args: argparse.Namespace)
     try:
         server.wait_ready()
         with httpx.Client() as http:
-            http_ms = median_ms(lambda: http.get(server.url + "/health"), 20, 200)
+            http_ms = median_ms(lambda: http.get(server.url + "/health"), 200, 20)
             request_ms = median_ms(lambda: http.post(server.url + "/predict", content=payload,
-                                                     headers={"content-type": "application/json"}), 20, 200)
+                                                     headers={"content-type": "application/json"}), 200, 20)
     finally:
         server.stop()
     with torch.inference_mode():
-        model_ms = median_ms(lambda: model.run.model(x), 20, 200)
-    return {"request_ms": request_ms, "http_health_ms": http_ms, "json_ms": median_ms(lambda: json.loads(payload), 20, 200),
-            "one_row_ms": median_ms(lambda: table_request(info, json.loads(payload)), 20, 200),
-            "pandas_check_ms": median_ms(lambda: checked_frame(info, json.loads(payload)["rows"], columns), 20, 200),
-            "encode_1_ms": median_ms(lambda: to_model_inputs(info, frame=one), 20, 200),
-            "encode_64_ms": median_ms(lambda: to_model_inputs(info, frame=many), 20, 200), "model_ms": model_ms}
+        model_ms = median_ms(lambda: model.run.model(x), 200, 20)
+    return {"request_ms": request_ms, "http_health_ms": http_ms, "json_ms": median_ms(lambda: json.loads(payload), 200, 20),
+            "one_row_ms": median_ms(lambda: table_request(info, json.loads(payload)), 200, 20),
+            "pandas_check_ms": median_ms(lambda: checked_frame(info, json.loads(payload)["rows"], columns), 200, 20),
+            "encode_1_ms": median_ms(lambda: to_model_inputs(info, frame=one), 200, 20),
+            "encode_64_ms": median_ms(lambda: to_model_inputs(info, frame=many), 200, 20), "model_ms": model_ms}
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ class Purpose(IntEnum):
     EPISODES = 22  # meta-learning: the tasks (classes, examples, sinusoids) of each meta-training iteration
     META_EVAL = 23  # meta-learning: the episodes a meta-validation or `hydranet meta eval` scores
     THRESHOLD = 24  # fairness thresholds: the key of each row's hashed draw between a group's two thresholds
+    SCENES = 25  # the `scenes` source: every image's background, shapes, their depths and places
 
 
 # What a stream depends on besides the seed; every other purpose has one stream per run.

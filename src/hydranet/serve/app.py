@@ -31,6 +31,7 @@ from hydranet.serve.metrics import ServerMetrics
 from hydranet.serve.settings import ServeSettings
 from hydranet.serve.window import drift_window, window_rows
 from hydranet.train.run import Run
+from hydranet.tasks import refuse_dense
 
 ENDPOINTS = ("/predict", "/health", "/metadata", "/metrics", "/drift")
 OPEN = ("/health", "/docs", "/openapi.json")  # answered without the key: probes and the API's description
@@ -131,6 +132,7 @@ class Service:
 
 def create_app(run: Run, settings: ServeSettings) -> FastAPI:
     """The app serving `run` (its backend loaded, and the drift reference predicted, before this returns)."""
+    refuse_dense(run.tasks, "hydranet serve")
     service = Service(run, settings)
     app = FastAPI(title=f"hydranet: {run.config.name}", lifespan=service.lifespan,
                   description="Predictions of a hydranet run; answers equal `hydranet predict`'s.")

@@ -1,8 +1,8 @@
 """Built-in data sources: importing this package registers every one of them under its `data.source` name.
 
-One module per family: bundled scikit-learn sets, two-digit overlays (multidigits), tables, image folders/archives, CIFAR-10 pickles, npz.
+One module per family: bundled scikit-learn sets, two-digit overlays (multidigits), generated scenes, tables, image folders/archives, CIFAR-10 pickles, npz.
 """
 
-from hydranet.data.sources import bundled, cifar10, image_folder, multidigits, npz, table
+from hydranet.data.sources import bundled, cifar10, image_folder, multidigits, npz, scenes, table
 
-__all__ = ["bundled", "cifar10", "image_folder", "multidigits", "npz", "table"]
+__all__ = ["bundled", "cifar10", "image_folder", "multidigits", "npz", "scenes", "table"]

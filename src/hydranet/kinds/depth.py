@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hydranet.kinds.info import TaskInfo
-from hydranet.kinds.masking import masked_mean
-from hydranet.kinds.pixels import PixelHead, cells, label_maps, per_example, save_array
+from hydranet.kinds.pixels import PixelHead, cells, label_maps, per_example, pixel_mean, save_array
 
 DELTA = 1.25  # Eigen et al. (2014): a pixel is right when max(d̂/d, d/d̂) < 1.25
 SMALLEST = 1e-6  # predicted depths are clamped to this before the ratio (a depth is positive)
@@ -72,7 +71,7 @@ class Depth:
         return PixelHead(channels, 1, squeeze=True)
 
     def loss(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any, weight: Tensor | None = None) -> Tensor:
-        return masked_mean(*_terms(pred, target, info), weight)
+        return pixel_mean(*_terms(pred, target, info), weight)
 
     def example_losses(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any) -> Tensor:
         return per_example(*_terms(pred, target, info))
@@ -92,8 +91,8 @@ class Depth:
         return task
 
     def answer(self, pred: Tensor, info: TaskInfo, cfg: Any) -> list[dict[str, Any]]:
-        """The depth of every pixel, row by row, in the data's units."""
-        return [{"depth": depth.tolist()} for depth in self.decode(pred, info).cpu().numpy()]
+        """The depth of every pixel, row by row, in the data's units (what `column` holds)."""
+        return [{"value": depth.tolist()} for depth in self.decode(pred, info).cpu().numpy()]
 
     def decoding(self, info: TaskInfo, cfg: Any) -> dict[str, Any]:
         """depth = output × scale + shift (the train mean and std of the valid depths)."""

@@ -32,17 +32,42 @@ class PixelHead(nn.Module):
 
 
 def label_maps(values: np.ndarray, where: str, kind: str) -> np.ndarray:
-    """A dense task's raw labels must be one map per example, (N, H, W) numbers; anything else is the user's."""
-    if values.ndim != 3 or values.dtype == object:
-        raise UserError(f"{where}: a {kind} task needs one (H, W) map of numbers per example, got an array of "
-                        f"shape {values.shape} and type {values.dtype}")
-    return values
+    """A dense task's raw labels as float64 (N, H, W): one map of numbers per example, anything else is the user's."""
+    try:
+        maps = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        maps = None
+    if maps is None or maps.ndim != 3:
+        shape = getattr(values, "shape", (len(values),))
+        raise UserError(f"{where}: a {kind} task needs one (H, W) map of numbers per example, got shape {shape}")
+    return maps
+
+
+def pixel_sums(terms: Tensor, labeled: Tensor) -> tuple[Tensor, Tensor]:
+    """Each example's sum of labeled pixel terms and its count of labeled pixels, (B,) each.
+
+    Summing per example first makes a batch's loss independent of the examples around it: an unlabeled example
+    adds exact zeros at the end of the sum, so dropping it changes no bit (a flat sum over every pixel would
+    regroup the additions)."""
+    terms = torch.where(labeled, terms, torch.zeros_like(terms))
+    return terms.flatten(1).sum(1), labeled.flatten(1).sum(1).to(terms.dtype)
+
+
+def pixel_mean(terms: Tensor, labeled: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Mean over the labeled pixels, Σ w·ℓ / Σ w with example weights (each labeled pixel counts its example's
+    weight, as `masking.masked_mean`); 0, still in the graph, when none is labeled or every weight is 0."""
+    sums, counts = pixel_sums(terms, labeled)
+    if weight is not None:
+        weight = weight.to(sums.dtype)
+        sums, counts = sums * weight, counts * weight
+    total = counts.sum()
+    return sums.sum() / torch.where(total > 0, total, torch.ones_like(total))
 
 
 def per_example(terms: Tensor, labeled: Tensor) -> Tensor:
     """Mean of each example's labeled pixel terms (B,), 0 for an example without any."""
-    terms = torch.where(labeled, terms, torch.zeros_like(terms))
-    return terms.flatten(1).sum(1) / labeled.flatten(1).sum(1).clamp(min=1)
+    sums, counts = pixel_sums(terms, labeled)
+    return sums / counts.clamp(min=1)
 
 
 def cells(maps: np.ndarray) -> np.ndarray:

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from hydranet.errors import UserError
 from hydranet.files import atomic_path
 from hydranet.kinds.info import TaskInfo
-from hydranet.kinds.masking import masked_mean
-from hydranet.kinds.pixels import PixelHead, cells, label_maps, per_example
+from hydranet.kinds.pixels import PixelHead, cells, label_maps, per_example, pixel_mean
 
 VOID = 255  # the other common spelling of "no label" in label PNGs
 # Class colours of the predicted masks (class k gets PALETTE[k % len]): matplotlib's tab10, background first black.
@@ -57,8 +57,11 @@ class Segmentation:
 
     def encode(self, values: np.ndarray, missing: np.ndarray, cfg: Any, where: str) -> tuple[Tensor, TaskInfo]:
         """K is one more than the largest class index in the data; the classes are named by their index."""
-        maps = label_maps(values, where, self.name).astype(np.int64)
-        maps[(maps < 0) | (maps == VOID)] = -1
+        maps = label_maps(values, where, self.name)
+        maps[~np.isfinite(maps) | (maps < 0) | (maps == VOID)] = -1
+        if (maps != np.round(maps)).any():
+            raise UserError(f"{where}: segmentation labels are class indices (whole numbers), found {maps[maps != np.round(maps)][0]}")
+        maps = maps.astype(np.int64)
         classes = int(maps.max()) + 1
         return torch.from_numpy(maps), TaskInfo(kind=self.name, outputs=classes, classes=[str(k) for k in range(classes)])
 
@@ -77,7 +80,7 @@ class Segmentation:
                                label_smoothing=cfg.label_smoothing)
 
     def loss(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any, weight: Tensor | None = None) -> Tensor:
-        return masked_mean(self._terms(pred, target, cfg), target != -1, weight)
+        return pixel_mean(self._terms(pred, target, cfg), target != -1, weight)
 
     def example_losses(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any) -> Tensor:
         return per_example(F.cross_entropy(pred.permute(0, 3, 1, 2), target, ignore_index=-1, reduction="none"), target != -1)
@@ -98,8 +101,8 @@ class Segmentation:
         return task
 
     def answer(self, pred: Tensor, info: TaskInfo, cfg: Any) -> list[dict[str, Any]]:
-        """The class index of every pixel, row by row."""
-        return [{"mask": mask.tolist()} for mask in self.decode(pred, info).cpu().numpy()]
+        """The class index of every pixel, row by row (what `column` holds)."""
+        return [{"label": mask.tolist()} for mask in self.decode(pred, info).cpu().numpy()]
 
     def decoding(self, info: TaskInfo, cfg: Any) -> dict[str, Any]:
         """The class of a pixel is classes[argmax over the last axis]."""

@@ -34,10 +34,9 @@ def generate(n: int, side: int, seed: int) -> dict:
     """The images and labels of `n` scenes; the same for the same (n, side, seed)."""
     rng = numpy_stream(seed, Purpose.SCENES)
     y, x = np.mgrid[0:side, 0:side].astype(np.float32) / side  # (S, S) in [0, 1)
-    image = background(rng, n, x, y)  # (N, S, S, 3) float
-    depth = np.broadcast_to(8.0 + 4.0 * (1.0 - y), (n, side, side)).copy()  # the floor-like plane: nearer at the bottom
-    semantic = np.zeros((n, side, side), dtype=np.int64)
-    instance = np.zeros((n, side, side), dtype=np.int64)
+    scene = {"image": background(rng, n, x, y),  # (N, S, S, 3) float
+             "depth": np.broadcast_to(8.0 + 4.0 * (1.0 - y), (n, side, side)).copy(),  # a plane, nearer at the bottom
+             "semantic": np.zeros((n, side, side), dtype=np.int64), "instance": np.zeros((n, side, side), dtype=np.int64)}
     shapes = rng.integers(1, MAX_SHAPES + 1, size=n)
     for slot in range(MAX_SHAPES):
         kind = rng.integers(1, len(SHAPES) + 1, size=n)
@@ -45,17 +44,25 @@ def generate(n: int, side: int, seed: int) -> dict:
         centre = rng.uniform(0.0, 1.0, size=(n, 2))
         colour = rng.uniform(0, 255, size=(n, 3))
         inside = shape_masks(kind, centre, REACH / distance, x, y) & (slot < shapes)[:, None, None]
-        # z-buffer: a shape shows where it is nearer than whatever was drawn there, so occlusion follows depth
-        visible = inside & (distance[:, None, None] < depth)
-        depth = np.where(visible, distance[:, None, None], depth)
-        semantic = np.where(visible, kind[:, None, None], semantic)
-        instance = np.where(visible, slot + 1, instance)
-        image = np.where(visible[..., None], colour[:, None, None, :], image)
-    image = image + rng.normal(0, NOISE, size=image.shape)
+        scene = paint(scene, inside, distance, {"semantic": kind, "instance": np.full(n, slot + 1), "image": colour})
+    image = scene["image"] + rng.normal(0, NOISE, size=scene["image"].shape)
     pixels = np.clip(np.round(image), 0, 255).astype(np.uint8).transpose(0, 3, 1, 2)  # (N, 3, S, S)
-    count = np.array([len(np.unique(m)) - (0 in m) for m in instance], dtype=np.int64)  # visible shapes
+    count = np.array([len(np.unique(m)) - (0 in m) for m in scene["instance"]], dtype=np.int64)  # visible shapes
     return {"images": torch.from_numpy(np.ascontiguousarray(pixels)),
-            "labels": {"semantic": semantic, "depth": depth.astype(np.float32), "count": count}}
+            "labels": dict(semantic=scene["semantic"], depth=scene["depth"].astype(np.float32), count=count)}
+
+
+def paint(scene: dict[str, np.ndarray], inside: np.ndarray, distance: np.ndarray,
+          values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The scene with one shape per image drawn through a z-buffer: it shows where it covers the pixel (`inside`,
+    (N, S, S)) and is nearer than what is there, so occlusion follows depth whatever order shapes are drawn in.
+    `values[layer]` (N[, C]) is what the shape writes into that layer (N, S, S[, C]); `depth` gets `distance`."""
+    visible = inside & (distance[:, None, None] < scene["depth"])
+    out = dict(scene, depth=np.where(visible, distance[:, None, None], scene["depth"]))
+    for layer, value in values.items():
+        extra = scene[layer].ndim - 3  # trailing axes (the image's colour channels)
+        out[layer] = np.where(visible.reshape(*visible.shape, *[1] * extra), value.reshape(-1, 1, 1, *value.shape[1:]), scene[layer])
+    return out
 
 
 def background(rng: np.random.Generator, n: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:

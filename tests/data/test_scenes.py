@@ -28,7 +28,7 @@ def test_labels_agree_with_each_other():
 
 
 def test_the_nearer_shape_hides_the_farther_in_either_drawing_order():
-    empty = {"depth": np.full((1, 4, 4), 10.0), "semantic": np.zeros((1, 4, 4), dtype=np.int64)}
+    empty = {"zbuffer": np.full((1, 4, 4), 10.0), "semantic": np.zeros((1, 4, 4), dtype=np.int64)}
     big, small = np.ones((1, 4, 4), dtype=bool), np.zeros((1, 4, 4), dtype=bool)
     small[0, 1:3, 1:3] = True
     far = (big, np.array([6.0]), {"semantic": np.array([1])})
@@ -37,8 +37,8 @@ def test_the_nearer_shape_hides_the_farther_in_either_drawing_order():
         scene = empty
         for inside, distance, values in order:
             scene = paint(scene, inside, distance, values)
-        assert (scene["semantic"][small] == 2).all() and (scene["depth"][small] == 3.0).all()
-        assert (scene["semantic"][~small] == 1).all() and (scene["depth"][~small] == 6.0).all()
+        assert (scene["semantic"][small] == 2).all() and (scene["zbuffer"][small] == 3.0).all()
+        assert (scene["semantic"][~small] == 1).all() and (scene["zbuffer"][~small] == 6.0).all()
 
 
 def test_crops_and_flips_move_the_targets_with_the_image():

@@ -35,7 +35,7 @@ def generate(n: int, side: int, seed: int) -> dict:
     rng = numpy_stream(seed, Purpose.SCENES)
     y, x = np.mgrid[0:side, 0:side].astype(np.float32) / side  # (S, S) in [0, 1)
     scene = {"image": background(rng, n, x, y),  # (N, S, S, 3) float
-             "depth": np.broadcast_to(8.0 + 4.0 * (1.0 - y), (n, side, side)).copy(),  # a plane, nearer at the bottom
+             "zbuffer": np.broadcast_to(8.0 + 4.0 * (1.0 - y), (n, side, side)).copy(),  # a plane, nearer at the bottom
              "semantic": np.zeros((n, side, side), dtype=np.int64), "instance": np.zeros((n, side, side), dtype=np.int64)}
     shapes = rng.integers(1, MAX_SHAPES + 1, size=n)
     for slot in range(MAX_SHAPES):
@@ -49,16 +49,16 @@ def generate(n: int, side: int, seed: int) -> dict:
     pixels = np.clip(np.round(image), 0, 255).astype(np.uint8).transpose(0, 3, 1, 2)  # (N, 3, S, S)
     count = np.array([len(np.unique(m)) - (0 in m) for m in scene["instance"]], dtype=np.int64)  # visible shapes
     return {"images": torch.from_numpy(np.ascontiguousarray(pixels)),
-            "labels": dict(semantic=scene["semantic"], depth=scene["depth"].astype(np.float32), count=count)}
+            "labels": dict(semantic=scene["semantic"], depth=scene["zbuffer"].astype(np.float32), count=count)}
 
 
 def paint(scene: dict[str, np.ndarray], inside: np.ndarray, distance: np.ndarray,
           values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The scene with one shape per image drawn through a z-buffer: it shows where it covers the pixel (`inside`,
     (N, S, S)) and is nearer than what is there, so occlusion follows depth whatever order shapes are drawn in.
-    `values[layer]` (N[, C]) is what the shape writes into that layer (N, S, S[, C]); `depth` gets `distance`."""
-    visible = inside & (distance[:, None, None] < scene["depth"])
-    out = dict(scene, depth=np.where(visible, distance[:, None, None], scene["depth"]))
+    `values[layer]` (N[, C]) is what the shape writes into that layer (N, S, S[, C]); `zbuffer` (the depth) gets `distance`."""
+    visible = inside & (distance[:, None, None] < scene["zbuffer"])
+    out = dict(scene, zbuffer=np.where(visible, distance[:, None, None], scene["zbuffer"]))
     for layer, value in values.items():
         extra = scene[layer].ndim - 3  # trailing axes (the image's colour channels)
         out[layer] = np.where(visible.reshape(*visible.shape, *[1] * extra), value.reshape(-1, 1, 1, *value.shape[1:]), scene[layer])

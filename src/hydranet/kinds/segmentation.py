@@ -40,6 +40,11 @@ def mean_iou(counts: np.ndarray) -> float:
     return float((tp[seen] / union[seen]).mean())
 
 
+def _terms(pred: Tensor, target: Tensor, smoothing: float) -> Tensor:
+    """Cross-entropy per pixel (B, H, W), 0 where unlabeled; cross_entropy wants the classes on axis 1."""
+    return F.cross_entropy(pred.permute(0, 3, 1, 2), target, ignore_index=-1, reduction="none", label_smoothing=smoothing)
+
+
 class Segmentation:
     """Per-pixel softmax over K classes. A prediction is a whole mask, neither right nor wrong as one label (no
     accuracy, strata or targeted attacks), and its logits are not calibrated per example (no temperature)."""
@@ -74,16 +79,11 @@ class Segmentation:
     def head(self, channels: int, info: TaskInfo) -> PixelHead:
         return PixelHead(channels, info.outputs, squeeze=False)
 
-    def _terms(self, pred: Tensor, target: Tensor, cfg: Any) -> Tensor:
-        # cross_entropy wants the classes on axis 1: (B, H, W, K) → (B, K, H, W)
-        return F.cross_entropy(pred.permute(0, 3, 1, 2), target, ignore_index=-1, reduction="none",
-                               label_smoothing=cfg.label_smoothing)
-
     def loss(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any, weight: Tensor | None = None) -> Tensor:
-        return pixel_mean(self._terms(pred, target, cfg), target != -1, weight)
+        return pixel_mean(_terms(pred, target, cfg.label_smoothing), target != -1, weight)
 
     def example_losses(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any) -> Tensor:
-        return per_example(F.cross_entropy(pred.permute(0, 3, 1, 2), target, ignore_index=-1, reduction="none"), target != -1)
+        return per_example(_terms(pred, target, 0.0), target != -1)
 
     def decode(self, pred: Tensor, info: TaskInfo) -> Tensor:
         """The class index per pixel (B, H, W)."""

@@ -24,6 +24,11 @@ RAW = {
     "binary": ["yes", "no", None, "yes", "no", "yes"],
     "multilabel": ["a|b", "b", None, "c", "a|c", "b|c"],
     "regression": [1.5, 2.0, None, 3.5, 10.0, 4.0],
+    # dense kinds: one 2×2 map per example, every pixel of row 2 unlabeled (-1 / 255 for classes, NaN / 0 for depth)
+    "segmentation": [[[0, 1], [2, 1]], [[1, 1], [0, 0]], [[-1, 255], [-1, -1]], [[2, 2], [0, 1]], [[0, 0], [0, 2]],
+                     [[1, 2], [2, 0]]],
+    "depth": [[[1.0, 2.0], [3.0, 4.0]], [[2.5, 2.5], [1.0, 8.0]], [[np.nan, 0.0], [np.nan, np.nan]],
+              [[5.0, 1.5], [2.0, 2.0]], [[0.5, 3.0], [9.0, 1.0]], [[4.0, 4.0], [6.0, 2.0]]],
 }
 MISSING_ROW = 2
 
@@ -37,8 +42,15 @@ def make(name: str) -> tuple[Task, torch.Tensor, torch.Tensor]:
     get_kind(name).fit(info, target)
     task = Task("t", cfg, info)
     torch.manual_seed(0)
-    pred = task.head(4)(torch.randn(len(target), 4)).detach()
+    features = torch.randn(len(target), 4, 2, 2) if task.dense else torch.randn(len(target), 4)  # a map for dense heads
+    pred = task.head(4, feature_map=task.dense)(features).detach()
     return task, target, pred
+
+
+def output_shape(task: Task, n: int) -> tuple[int, ...]:
+    """(B[, K]) per example; a dense kind puts the pixel axes first, (B, H, W[, K])."""
+    pixels = (2, 2) if task.dense else ()
+    return (n, *pixels) if task.spec.squeeze else (n, *pixels, task.info.outputs)
 
 
 def rows_labeled(task: Task, target: torch.Tensor) -> torch.Tensor:
@@ -81,7 +93,7 @@ def test_metrics_are_exactly_the_metric_names(kind):
 def test_shapes(kind):
     task, target, pred = make(kind)
     n = len(target)
-    assert pred.shape == ((n,) if task.spec.squeeze else (n, task.info.outputs))
+    assert pred.shape == output_shape(task, n)
     assert task.loss(pred, target).shape == ()
     assert task.example_losses(pred, target).shape == (n,)
     assert task.decode(pred).shape[0] == n
@@ -101,6 +113,9 @@ def test_answers_are_json_and_agree_with_the_column(kind):
         decided = answer.get("value", answer.get("probability", answer.get("label")))
         if "labels" in answer:
             decided = task.cfg.separator.join(answer["labels"])
+        if task.dense:  # one map per example
+            assert np.array_equal(np.asarray(decided), cell)
+            continue
         assert decided == pytest.approx(cell) if isinstance(cell, float) else decided == cell
         if "probability" in answer:  # of classes[1], the positive class: the label follows it
             assert (answer["label"] == task.info.classes[1]) == (answer["probability"] > 0.5)

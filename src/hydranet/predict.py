@@ -238,13 +238,27 @@ def input_images(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def predict_paths(run: Run, paths: Sequence[str | Path], output: Path | None = None) -> pd.DataFrame:
-    """Predict for files and write a CSV with an `input` column and one column per task."""
+    """Predict for files and write a CSV with an `input` column and one column per task (a dense task's column
+    names the files its maps were written to)."""
     x, ids, rows = inputs_and_rows(run, paths)
     outputs = predict_batches(run.model, x, *eval_settings(run.config.train))
     frame = predictions(run, outputs, x, rows, str(paths[0]))
     frame.insert(0, "input", ids)
     if output is not None:
-        write_csv(output, frame)
+        write_csv(output, with_map_files(run.tasks, frame, output))
+    return frame
+
+
+def with_map_files(tasks: dict[str, Task], frame: pd.DataFrame, output: Path) -> pd.DataFrame:
+    """The prediction table with each dense task's maps written as files (`<output stem>-<task>/<row>.png` or
+    `.npy`, as the task's kind writes them) and the column holding their paths relative to the table."""
+    frame = frame.copy()
+    for name, task in tasks.items():
+        if task.dense:
+            folder = output.parent / f"{output.stem}-{name}"
+            paths = [task.spec.write_output(folder / f"{row:05d}", value, task.info) for row, value in
+                     enumerate(frame[task.column_name])]
+            frame[task.column_name] = [str(path.relative_to(output.parent)) for path in paths]
     return frame
 
 

@@ -42,6 +42,7 @@ class Purpose(IntEnum):
     BASELINE = 25  # `hydranet baseline`: the boosted trees' and linear models' own random states
     GRADVAC = 26  # GradVac's task order, per step, from one checkpointed generator
     GRADDROP = 27  # GradDrop's per-coordinate uniform draws, per step, from one checkpointed generator
+    SCENES = 28  # the `scenes` source: every image's background, shapes, their depths and places
 
 
 # What a stream depends on besides the seed; every other purpose has one stream per run.

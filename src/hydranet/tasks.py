@@ -14,9 +14,10 @@ import torch
 from torch import Tensor, nn
 
 from hydranet.config import TaskConfig
-from hydranet.kinds import LOWER_IS_BETTER, Kind, TaskInfo, get_kind, higher_is_better
+from hydranet.errors import UserError
+from hydranet.kinds import LOWER_IS_BETTER, Kind, TaskInfo, get_kind, higher_is_better, is_dense
 
-__all__ = ["LOWER_IS_BETTER", "Task", "TaskInfo", "higher_is_better"]
+__all__ = ["LOWER_IS_BETTER", "Task", "TaskInfo", "higher_is_better", "refuse_dense"]
 
 
 class _SqueezeLast(nn.Module):
@@ -46,9 +47,23 @@ class Task:
     def kind(self) -> str:
         return self.info.kind
 
-    def head(self, in_dim: int, hidden: Sequence[int] = (), dropout: float = 0.0) -> nn.Module:
-        """Features (B, in_dim) → (B, outputs), or (B,) for kinds that squeeze (binary, regression)."""
-        layers: list[nn.Module] = []
+    @property
+    def dense(self) -> bool:
+        """Whether the task labels every pixel (segmentation, depth): its column holds one map per example."""
+        return is_dense(self.spec)
+
+    def head(self, in_dim: int, hidden: Sequence[int] = (), dropout: float = 0.0, feature_map: bool = False) -> nn.Module:
+        """Features (B, in_dim) → (B, outputs), or (B,) for kinds that squeeze (binary, regression).
+
+        On a trunk whose features are a map (B, in_dim, H, W) (`feature_map`, the unet trunk) a dense kind gives its
+        own conv head at the map's resolution, and every other kind pools the map to (B, in_dim) first.
+        """
+        if self.dense:
+            if not feature_map:
+                raise UserError(f"tasks.{self.name}: a {self.kind} task predicts every pixel and needs a trunk whose "
+                                f"features are a map (model.trunk.name: unet with model.sharing: hard)")
+            return self.spec.head(in_dim, self.info)
+        layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()] if feature_map else []
         for width in [*hidden, None]:
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
@@ -135,6 +150,15 @@ class Task:
     @staticmethod
     def higher_is_better(metric: str) -> bool:
         return higher_is_better(metric)
+
+
+def refuse_dense(tasks: dict[str, Task], command: str) -> None:
+    """A command that reads one prediction per example (export, serve, explain, report, attack, audit) refuses a
+    run with per-pixel tasks in one line, rather than failing somewhere inside on a map it cannot hold."""
+    dense = [f"{name} ({task.kind})" for name, task in tasks.items() if task.dense]
+    if dense:
+        raise UserError(f"tasks: {command} does not handle per-pixel tasks yet, and this run has {', '.join(dense)}; "
+                        f"use hydranet evaluate and hydranet predict")
 
 
 def _non_finite_where(pred: Tensor, labeled: Tensor) -> bool:

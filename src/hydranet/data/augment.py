@@ -1,4 +1,4 @@
-"""Batched image augmentation: random crop after zero padding, horizontal flip and cutout.
+"""Batched image augmentation: random crop after zero padding, horizontal flip and cutout; dense targets move along.
 
 Whole batches at once with tensor ops (airbench style): random numbers are drawn on a CPU generator, so
 a seed gives the same batch on any device, then the ops run where the batch lives.
@@ -38,6 +38,18 @@ def apply(x: torch.Tensor, cfg: AugmentConfig, params: dict[str, torch.Tensor]) 
     return x
 
 
+def apply_to_target(y: torch.Tensor, cfg: AugmentConfig, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Move a dense target (B, H, W) with its images: the same crops and flips as `apply` (cutout changes the
+    picture, not what it shows). Pixels the crop brings in from the padding are missing (-1 or NaN)."""
+    y = y[:, None]  # (B, 1, H, W): one channel, so the image ops apply
+    if cfg.crop_padding:
+        fill = float("nan") if y.is_floating_point() else -1
+        y = crop_at(y, cfg.crop_padding, params["top"], params["left"], fill)
+    if cfg.flip:
+        y = flip_where(y, params["flip"])
+    return y[:, 0]
+
+
 def draw(cfg: AugmentConfig, batch: int, height: int, width: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The random choices of one batch, in a fixed order (crop offsets, flips, cutout centres)."""
     params = {}
@@ -53,10 +65,10 @@ def draw(cfg: AugmentConfig, batch: int, height: int, width: int, generator: tor
     return params
 
 
-def crop_at(x: torch.Tensor, padding: int, top: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
-    """Per-example H×W windows of the zero-padded batch, window b starting at (top[b], left[b])."""
+def crop_at(x: torch.Tensor, padding: int, top: torch.Tensor, left: torch.Tensor, fill: float = 0) -> torch.Tensor:
+    """Per-example H×W windows of the batch padded with `fill` (zeros), window b starting at (top[b], left[b])."""
     b, _, h, w = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding))  # (B, C, H+2p, W+2p), zeros outside
+    padded = F.pad(x, (padding, padding, padding, padding), value=fill)  # (B, C, H+2p, W+2p), `fill` outside
     rows = (top[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
     cols = (left[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
     batch = torch.arange(b, device=x.device)[:, None, None]  # (B, 1, 1)

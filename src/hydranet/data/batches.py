@@ -12,8 +12,9 @@ import torch
 from torch import Tensor
 
 from hydranet.config import AugmentConfig
-from hydranet.data.augment import apply, draw_epoch
+from hydranet.data.augment import apply, apply_to_target, draw_epoch
 from hydranet.data.dataset import Dataset
+from hydranet.kinds import get_kind, is_dense
 from hydranet.randomness import Purpose, stream
 
 
@@ -36,6 +37,8 @@ class Batches:
         self.device, self.batch_size, self.augment, self.seed = device, batch_size, augment, seed
         self.size = len(self.split["x"])
         self.augmenting = self.split["x"].ndim == 4 and bool(augment.crop_padding or augment.flip or augment.cutout)
+        # per-pixel targets must follow every crop and flip of their images
+        self.dense = [task for task, info in data.info.tasks.items() if is_dense(get_kind(info.kind))]
         # A last batch of one example (when batch_size > 1) is left out of the epoch, and shuffling gives that
         # place to another example each epoch: BatchNorm cannot normalize one example (PyTorch refuses), and
         # one example's step is mostly noise.
@@ -70,5 +73,7 @@ class Batches:
             if self.inputs is not None:
                 batch["x"] = self.inputs(batch["x"])
             if choices is not None:
-                batch["x"] = apply(batch["x"], self.augment, {k: v[begin:end] for k, v in choices.items()})
+                drawn = {k: v[begin:end] for k, v in choices.items()}
+                batch["x"] = apply(batch["x"], self.augment, drawn)
+                batch.update({task: apply_to_target(batch[task], self.augment, drawn) for task in self.dense})
             yield batch

@@ -129,7 +129,7 @@ def _limit(raw: RawData, cfg: Config) -> RawData:
         return raw
     keep = np.sort(numpy_stream(cfg.seed, Purpose.LIMIT).permutation(len(raw))[:limit])
     return RawData(
-        labels={k: np.asarray(v, dtype=object)[keep] for k, v in raw.labels.items()},
+        labels={k: _rows(v, keep) for k, v in raw.labels.items()},
         images=raw.images[torch.from_numpy(keep)] if raw.images is not None else None,
         frame=raw.frame.iloc[keep].reset_index(drop=True) if raw.frame is not None else None,
         split=raw.split[keep] if raw.split is not None else None,
@@ -137,6 +137,11 @@ def _limit(raw: RawData, cfg: Config) -> RawData:
         texts=[raw.texts[i] for i in keep] if raw.texts is not None else None,
         series=raw.series[torch.from_numpy(keep)] if raw.series is not None else None,
     )
+
+
+def _rows(values, keep: np.ndarray) -> np.ndarray:
+    """The kept rows of a label column; an array keeps its dtype (a dense task's (N, H, W) maps stay numbers)."""
+    return values[keep] if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)[keep]
 
 
 def fit_preprocessing(raw: RawData, train: np.ndarray, cfg: Config) -> DataInfo:

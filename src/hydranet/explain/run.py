@@ -29,6 +29,7 @@ from hydranet.randomness import Purpose, stream
 from hydranet.rundir import RunDir
 from hydranet.train.lifecycle import apply_process_settings
 from hydranet.train.run import Run
+from hydranet.tasks import refuse_dense
 
 EXAMPLES = 8  # examples explained from a split by default
 GLOBAL_EXAMPLES = 200  # examples averaged by --global by default
@@ -40,6 +41,7 @@ def explain_run(run: Run, inputs: Sequence[str | Path] = (), split: str | None =
                 settings: Settings | None = None) -> dict[str, Any]:
     """Explain examples of `inputs` (files, as `predict` takes them) or of the run's `split`; write the folder
     `out` (default RUN/explain/<task or global>-<method>) and return what explanation.json holds."""
+    refuse_dense(run.tasks, "hydranet explain")
     started = time.perf_counter()
     run.info.require_image_or_table("hydranet explain")
     settings = settings or Settings()

@@ -17,6 +17,7 @@ from hydranet.export.spec import outputs, preprocessing
 from hydranet.files import atomic_folder, atomic_path, write_json, write_text
 from hydranet.rundir import RunDir
 from hydranet.train.run import Run
+from hydranet.tasks import refuse_dense
 
 MODEL, PREPROCESSING, OUTPUTS, PARITY, SCRIPT = "model.onnx", "preprocessing.json", "outputs.json", "parity.json", "predict_onnx.py"
 FILES = (MODEL, PREPROCESSING, OUTPUTS, PARITY, SCRIPT)
@@ -31,6 +32,7 @@ def export_run(run: Run, out: str | Path | None = None) -> dict[str, Any]:
     refuses a part of the model or ONNX Runtime disagrees with PyTorch.
     """
     run.info.require_image_or_table("hydranet export")
+    refuse_dense(run.tasks, "hydranet export")
     versions = require_packages()
     folder = Path(out) if out is not None else run.dir / "export"
     identity = RunDir.open(run.dir).identity()

@@ -22,6 +22,7 @@ from hydranet.files import make_dir, write_figure, write_json, write_text
 from hydranet.randomness import Purpose, numpy_stream
 from hydranet.train.evaluation import eval_settings, predict_batches
 from hydranet.train.run import Run
+from hydranet.tasks import refuse_dense
 
 SPLITS = ("train", "val", "test")
 
@@ -30,6 +31,7 @@ def audit_run(run: Run, sensitive: list[str] | None = None, split: str = "test",
               out_dir: str | Path | None = None) -> dict[str, Any]:
     """The audit of every task of `run` on `split` across the groups of `sensitive` (default: the run's
     `fairness.sensitive`); writes audit.json, audit.md and audit.png to `out_dir` when given."""
+    refuse_dense(run.tasks, "hydranet audit")
     cfg, fairness = run.config, run.config.fairness
     if split not in SPLITS:
         raise UserError(f"--split: {split!r} is not a split (expected {', '.join(SPLITS)})")

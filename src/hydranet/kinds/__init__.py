@@ -1,4 +1,4 @@
-"""Task kinds: one record per kind (classification, binary, multilabel, regression) owning all the kind means.
+"""Task kinds: one record per kind (classification, binary, multilabel, regression, segmentation, depth) owning all the kind means.
 
 `KINDS` maps a name to its record, `get_kind` looks one up; features ask the record and never branch on the name.
 
@@ -17,7 +17,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 from torch import Tensor
 
-from hydranet.kinds import binary, classification, multilabel, regression
+from hydranet.kinds import binary, classification, depth, multilabel, regression, segmentation
 from hydranet.kinds.info import TaskInfo
 
 
@@ -32,6 +32,11 @@ class Kind(Protocol):
     `correct(pred, target) -> (B,) bool` (right, whether labeled or not) and `class_index(target) -> (B,)`
     (int64 class, -1 where missing); they give accuracy, robust accuracy, chance level, kNN votes and
     split strata.
+
+    Dense kinds (`dense` true: one label per pixel, targets (N, H, W), outputs with the pixel axes first,
+    (B, H, W[, K])) also provide `head(channels, info) -> nn.Module` (a conv head on a trunk's feature map) and
+    `write_output(path, value, info) -> Path` (one example's decoded map as the file `predict` writes; `path`
+    without suffix). `is_dense` asks for the member; the other kinds need not have it.
     """
 
     name: str
@@ -88,7 +93,8 @@ class Kind(Protocol):
         """A neighbour average → head output space, so the task's loss and metrics score it."""
 
 
-KINDS: dict[str, Kind] = {k.name: k for k in (classification.KIND, binary.KIND, multilabel.KIND, regression.KIND)}
+KINDS: dict[str, Kind] = {k.name: k for k in (classification.KIND, binary.KIND, multilabel.KIND, regression.KIND,
+                                               segmentation.KIND, depth.KIND)}
 # Metric names are shared across kinds ("loss", "accuracy"), so lower-is-better is one set for all.
 LOWER_IS_BETTER = frozenset().union(*(k.lower_is_better for k in KINDS.values()))
 
@@ -101,9 +107,14 @@ def get_kind(name: str) -> Kind:
         raise ValueError(f"unknown task kind {name!r} (known: {', '.join(KINDS)})") from None
 
 
+def is_dense(kind: Kind) -> bool:
+    """Whether a kind labels every pixel (a dense kind) rather than the example."""
+    return bool(getattr(kind, "dense", False))
+
+
 def higher_is_better(metric: str) -> bool:
     """Whether a larger value of a metric is better; accepts paths like `val/digit/loss`."""
     return metric.rsplit("/", 1)[-1] not in LOWER_IS_BETTER
 
 
-__all__ = ["KINDS", "LOWER_IS_BETTER", "Kind", "TaskInfo", "get_kind", "higher_is_better"]
+__all__ = ["KINDS", "LOWER_IS_BETTER", "Kind", "TaskInfo", "get_kind", "higher_is_better", "is_dense"]

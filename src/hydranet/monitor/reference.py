@@ -153,9 +153,15 @@ def image_sample(cfg: Config, data: Dataset, tasks: dict[str, Task], model: torc
 
 def decoded_predictions(cfg: Config, tasks: dict[str, Task], model: torch.nn.Module, x: torch.Tensor,
                         device: torch.device) -> pd.DataFrame:
-    """A column per task of the model's decoded predictions on model inputs `x` (computed on `device`)."""
+    """A column per task of the model's decoded predictions on model inputs `x` (computed on `device`); dense tasks
+    (a map per example) are left out: prediction drift compares one value per example."""
     outputs = predict_batches(model, x.to(device), *eval_settings(cfg.train))
-    return decode_tasks(tasks, {task: out.cpu() for task, out in outputs.items()})
+    return decode_tasks(per_example_tasks(tasks), {task: out.cpu() for task, out in outputs.items()})
+
+
+def per_example_tasks(tasks: dict[str, Task]) -> dict[str, Task]:
+    """The tasks whose predictions drift is measured on: one value per example, so dense tasks are left out."""
+    return {name: task for name, task in tasks.items() if not task.dense}
 
 
 def val_predictions(cfg: Config, data: Dataset, tasks: dict[str, Task], model: torch.nn.Module,

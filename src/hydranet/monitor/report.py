@@ -29,9 +29,9 @@ from hydranet.errors import UserError
 from hydranet.files import make_dir, write_figure, write_json, write_text
 from hydranet.monitor.drift import format_score, frame_drift, summary_drift
 from hydranet.monitor.figure import drift_figure
-from hydranet.monitor.reference import (PREDICTION, image_features, image_sample, sample_positions, summarize_frame,
-                                        table_columns, table_rows)
-from hydranet.predict import TABLE_FILES, decode_outputs, image_file_inputs, read_input_table, table_inputs
+from hydranet.monitor.reference import (PREDICTION, image_features, image_sample, per_example_tasks, sample_positions,
+                                        summarize_frame, table_columns, table_rows)
+from hydranet.predict import TABLE_FILES, decode_tasks, image_file_inputs, read_input_table, table_inputs
 from hydranet.rundir import RunDir
 from hydranet.train.evaluation import eval_settings, predict_batches
 from hydranet.train.run import Run
@@ -157,8 +157,8 @@ def input_pixels(info: DataInfo, x: torch.Tensor) -> torch.Tensor:
 
 
 def predicted(run: Run, x: torch.Tensor) -> pd.DataFrame:
-    """Decoded predictions (a column per task) of model inputs."""
-    return decode_outputs(run, predict_batches(run.model, x, *eval_settings(run.config.train)))
+    """Decoded predictions (a column per task, dense tasks left out) of model inputs."""
+    return decode_tasks(per_example_tasks(run.tasks), predict_batches(run.model, x, *eval_settings(run.config.train)))
 
 
 def prediction_drift(run: Run, reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from hydranet.report import files_sections, split_sections, study_sections  # no
 from hydranet.report.context import RUN_SECTIONS, STUDY_SECTIONS, RunContext, registered
 from hydranet.report.page import Section, note, page
 from hydranet.report.study_sections import StudyContext, is_study
+from hydranet.tasks import refuse_dense
 
 FEATURE_SECTIONS = "report_sections"  # hydranet/<feature>/report_sections.py registers a feature's own sections
 
@@ -57,6 +58,7 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> dict[str,
         title, subtitle = f"Study {folder.name}", f"tuning study · {folder}"
     else:
         context = RunContext(folder)
+        refuse_dense(context.loaded.tasks, "hydranet report")
         subtitle = _subtitle(context)  # reads the config first: its `plugins` may register sections too
         sections = render(RUN_SECTIONS, context)
         title = f"Run {folder.name}"

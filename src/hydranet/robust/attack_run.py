@@ -25,6 +25,7 @@ from hydranet.rundir import RunDir
 from hydranet.train.evaluation import predict_batches
 from hydranet.train.lifecycle import apply_process_settings
 from hydranet.train.run import Run
+from hydranet.tasks import refuse_dense
 
 ATTACKS: dict[str, Callable[..., Tensor]] = {"fgsm": fgsm, "pgd": pgd, "apgd": apgd}
 DEFAULT_STEPS = {"fgsm": 1, "pgd": 10, "apgd": 100}
@@ -159,6 +160,7 @@ def attack_run(run: Run, attack: str = "pgd", eps: str | float = 8 / 255, norm: 
     `target`: a class (name or index) or "random" makes the attack targeted on `task` (see `target_classes`);
     `success_rate` then means reaching the target.
     """
+    refuse_dense(run.tasks, "hydranet attack")
     started = time.perf_counter()
     get_attack(attack), check_norm(norm)
     apply_process_settings(run.config)  # threads; freed memory kept (attacks allocate like training steps)

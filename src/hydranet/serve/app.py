@@ -30,6 +30,7 @@ from hydranet.serve.metrics import ServerMetrics
 from hydranet.serve.settings import ServeSettings
 from hydranet.serve.window import drift_window
 from hydranet.train.run import Run
+from hydranet.tasks import refuse_dense
 
 ENDPOINTS = ("/predict", "/health", "/metadata", "/metrics", "/drift")
 OPEN = ("/health", "/docs", "/openapi.json")  # answered without the key: probes and the API's description
@@ -133,6 +134,7 @@ def create_app(run: Run, settings: ServeSettings, shared: Path | None = None) ->
     """The app serving `run` (its backend loaded, and the drift reference predicted, before this returns); `shared`:
     as `Service` takes it."""
     run.info.require_image_or_table("hydranet serve")
+    refuse_dense(run.tasks, "hydranet serve")
     service = Service(run, settings, shared)
     app = FastAPI(title=f"hydranet: {run.config.name}", lifespan=service.lifespan,
                   description="Predictions of a hydranet run; answers equal `hydranet predict`'s.")

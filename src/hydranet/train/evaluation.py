@@ -24,9 +24,15 @@ def forward_tta(model: nn.Module, x: torch.Tensor, tta: str) -> dict[str, torch.
     """
     outputs = {task: pred.float() for task, pred in model(x).items()}
     if tta == "flip":
-        mirrored = model(x.flip(3))
-        outputs = {task: (pred + mirrored[task].float()) / 2 for task, pred in outputs.items()}
+        mirrored = {task: unmirror(pred.float()) for task, pred in model(x.flip(3)).items()}
+        outputs = {task: (pred + mirrored[task]) / 2 for task, pred in outputs.items()}
     return outputs
+
+
+def unmirror(pred: torch.Tensor) -> torch.Tensor:
+    """The output for a mirrored image, mirrored back: dense outputs put the pixel axes first, (B, H, W[, K])
+    (`hydranet.kinds`), so their W axis is 2; a per-example output (B[, K]) has no pixels to move."""
+    return pred.flip(2) if pred.ndim >= 3 else pred
 
 
 @torch.inference_mode()

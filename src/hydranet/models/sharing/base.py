@@ -12,7 +12,7 @@ from torch import nn
 
 from hydranet import registry
 from hydranet.config import Method, ModelConfig
-from hydranet.models import trunks as _trunks  # noqa: F401  (registers the built-in trunks)
+from hydranet.models import trunks as _trunks, unet as _unet  # noqa: F401  (register the built-in trunks)
 from hydranet.models.hydranet import HydraNet
 from hydranet.tasks import Task
 
@@ -44,10 +44,11 @@ class ModelParts:
         factory = registry.get("trunk", self.trunk.name, "model.trunk.name")
         return factory(scaled(self.trunk.options, width_mult), self.input_shape)
 
-    def heads(self, in_dim: int) -> dict[str, nn.Module]:
-        """One head per task on (B, in_dim) features."""
-        return {name: task.head(in_dim, self.head_hidden, self.head_dropout) for name, task in self.tasks.items()}
+    def heads(self, in_dim: int, feature_map: bool = False) -> dict[str, nn.Module]:
+        """One head per task on (B, in_dim) features, or on a (B, in_dim, H, W) map when `feature_map`."""
+        return {name: task.head(in_dim, self.head_hidden, self.head_dropout, feature_map) for name, task in self.tasks.items()}
 
     def model(self, trunk: nn.Module) -> HydraNet:
-        """The HydraNet of a (possibly composite) trunk with one head per task on its features."""
-        return HydraNet(trunk, self.heads(trunk.out_dim))
+        """The HydraNet of a (possibly composite) trunk with one head per task on its features (a trunk whose
+        `feature_map` is true gives a map: dense tasks get conv heads, the others pool it)."""
+        return HydraNet(trunk, self.heads(trunk.out_dim, bool(getattr(trunk, "feature_map", False))))

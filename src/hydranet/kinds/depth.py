@@ -1,0 +1,115 @@
+"""The depth kind: one distance per pixel, a conv head of one value per pixel (B, H, W), L1 loss.
+
+Targets are (N, H, W) float32 depths in the data's own units, NaN where invalid (a raw value that is not a
+positive finite number is read as invalid, as the zeros of a depth sensor's holes). The head predicts the
+standardized depth (train mean and std of the valid pixels in TaskInfo); metrics are in the original units, as the
+NYUv2 multi-task papers report them: absolute error, relative error, RMSE and the share within δ < 1.25.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from hydranet.kinds.info import TaskInfo
+from hydranet.kinds.pixels import PixelHead, cells, label_maps, per_example, pixel_mean, save_array
+
+DELTA = 1.25  # Eigen et al. (2014): a pixel is right when max(d̂/d, d/d̂) < 1.25
+SMALLEST = 1e-6  # predicted depths are clamped to this before the ratio (a depth is positive)
+
+
+def _terms(pred: Tensor, target: Tensor, info: TaskInfo) -> tuple[Tensor, Tensor]:
+    labeled = ~torch.isnan(target)
+    z = torch.where(labeled, (target - info.mean) / info.std, torch.zeros_like(target))
+    return F.l1_loss(pred, z, reduction="none"), labeled
+
+
+def depth_metrics(predicted: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """The standard depth errors over the valid pixels (target not NaN), predicted and true in the same units."""
+    keep = ~np.isnan(target)
+    d, d_hat = target[keep].astype(np.float64), predicted[keep].astype(np.float64)
+    error = np.abs(d_hat - d)
+    ratio = np.maximum(np.maximum(d_hat, SMALLEST) / d, d / np.maximum(d_hat, SMALLEST))
+    return {"abs_err": float(error.mean()), "abs_rel": float((error / d).mean()),
+            "rmse": float(np.sqrt((error ** 2).mean())), "delta1": float((ratio < DELTA).mean())}
+
+
+class Depth:
+    """Per-pixel regression with a validity mask: no classes, no distribution (no TRADES, no calibration)."""
+
+    name = "depth"
+    metric_names = ("loss", "abs_err", "abs_rel", "rmse", "delta1")
+    main_metric = "abs_err"
+    lower_is_better = frozenset({"loss", "abs_err", "abs_rel", "rmse"})
+    squeeze = True
+    single_label = False
+    class_scores = False
+    divergence = None
+    temperature_scaling = False
+    dense = True
+
+    def encode(self, values: np.ndarray, missing: np.ndarray, cfg: Any, where: str) -> tuple[Tensor, TaskInfo]:
+        maps = label_maps(values, where, self.name).astype(np.float32)
+        maps[~(np.isfinite(maps) & (maps > 0))] = np.nan
+        return torch.from_numpy(maps), TaskInfo(kind=self.name, outputs=1)
+
+    def fit(self, info: TaskInfo, target: Tensor) -> None:
+        """Mean and std of the train split's valid depths (std 1 when it is 0 or undefined)."""
+        d = target[~torch.isnan(target)].double()
+        std = float(d.std()) if len(d) > 1 else 0.0
+        info.mean, info.std = float(d.mean()), std if std > 0 else 1.0
+
+    def labeled(self, target: Tensor) -> Tensor:
+        return ~torch.isnan(target)
+
+    def head(self, channels: int, info: TaskInfo) -> PixelHead:
+        return PixelHead(channels, 1, squeeze=True)
+
+    def loss(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any, weight: Tensor | None = None) -> Tensor:
+        return pixel_mean(*_terms(pred, target, info), weight)
+
+    def example_losses(self, pred: Tensor, target: Tensor, info: TaskInfo, cfg: Any) -> Tensor:
+        return per_example(*_terms(pred, target, info))
+
+    def decode(self, pred: Tensor, info: TaskInfo) -> Tensor:
+        """The depth per pixel in the data's units (B, H, W)."""
+        return pred * info.std + info.mean
+
+    def metrics(self, pred: np.ndarray, target: np.ndarray, info: TaskInfo) -> dict[str, float]:
+        return depth_metrics(pred.astype(np.float64) * info.std + info.mean, target)  # float64: a huge output stays finite
+
+    def column(self, decoded: np.ndarray, info: TaskInfo, cfg: Any) -> Any:
+        """One (H, W) depth map per example (`predict` writes each as an .npy file)."""
+        return cells(decoded)
+
+    def column_name(self, task: str, info: TaskInfo) -> str:
+        return task
+
+    def answer(self, pred: Tensor, info: TaskInfo, cfg: Any) -> list[dict[str, Any]]:
+        """The depth of every pixel, row by row, in the data's units (what `column` holds)."""
+        return [{"value": depth.tolist()} for depth in self.decode(pred, info).cpu().numpy()]
+
+    def decoding(self, info: TaskInfo, cfg: Any) -> dict[str, Any]:
+        """depth = output × scale + shift (the train mean and std of the valid depths)."""
+        return {"decode": "affine", "scale": info.std, "shift": info.mean}
+
+    def average_target(self, target: Tensor, info: TaskInfo) -> Tensor:
+        """Standardized, the head's own output space (invalid pixels 0, the train mean)."""
+        return torch.nan_to_num((target - info.mean) / info.std)
+
+    def from_average(self, average: Tensor) -> Tensor:
+        return average
+
+    def write_output(self, path: Path, value: np.ndarray, info: TaskInfo) -> Path:
+        """A predicted depth map as float32 .npy in the data's units."""
+        path = path.with_suffix(".npy")
+        save_array(path, value.astype(np.float32))
+        return path
+
+
+KIND = Depth()

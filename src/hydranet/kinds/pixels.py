@@ -1,0 +1,83 @@
+"""What the per-pixel kinds (segmentation, depth) share: label maps as targets, the conv head, example losses.
+
+A dense target holds one label per pixel, (N, H, W), marking missing pixels in itself (-1 or NaN) as the per-example
+kinds mark a missing label; its head gives (B, H, W, K) scores or (B, H, W) values: the pixel axes come first, so
+"a row of class scores belongs to its one target" and a left-right mirror is `flip(2)` for every dense output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from hydranet.errors import UserError
+from hydranet.files import atomic_path
+
+
+class PixelHead(nn.Module):
+    """A light conv head at the trunk's output resolution: 3×3 conv → ReLU → 1×1 conv to `outputs` channels,
+    returned channels-last (B, H, W, outputs), or (B, H, W) when `squeeze` (one value per pixel)."""
+
+    def __init__(self, channels: int, outputs: int, squeeze: bool):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(), nn.Conv2d(channels, outputs, 1))
+        self.squeeze = squeeze
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.layers(x).permute(0, 2, 3, 1)  # (B, C, H, W) → (B, H, W, outputs)
+        return out.squeeze(-1) if self.squeeze else out
+
+
+def label_maps(values: np.ndarray, where: str, kind: str) -> np.ndarray:
+    """A dense task's raw labels as float64 (N, H, W): one map of numbers per example, anything else is the user's."""
+    try:
+        maps = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        maps = None
+    if maps is None or maps.ndim != 3:
+        shape = getattr(values, "shape", (len(values),))
+        raise UserError(f"{where}: a {kind} task needs one (H, W) map of numbers per example, got shape {shape}")
+    return maps
+
+
+def pixel_sums(terms: Tensor, labeled: Tensor) -> tuple[Tensor, Tensor]:
+    """Each example's sum of labeled pixel terms and its count of labeled pixels, (B,) each.
+
+    Summing per example first makes a batch's loss independent of the examples around it: an unlabeled example
+    adds exact zeros at the end of the sum, so dropping it changes no bit (a flat sum over every pixel would
+    regroup the additions)."""
+    terms = torch.where(labeled, terms, torch.zeros_like(terms))
+    return terms.flatten(1).sum(1), labeled.flatten(1).sum(1).to(terms.dtype)
+
+
+def pixel_mean(terms: Tensor, labeled: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Mean over the labeled pixels, Σ w·ℓ / Σ w with example weights (each labeled pixel counts its example's
+    weight, as `masking.masked_mean`); 0, still in the graph, when none is labeled or every weight is 0."""
+    sums, counts = pixel_sums(terms, labeled)
+    if weight is not None:
+        weight = weight.to(sums.dtype)
+        sums, counts = sums * weight, counts * weight
+    total = counts.sum()
+    return sums.sum() / torch.where(total > 0, total, torch.ones_like(total))
+
+
+def per_example(terms: Tensor, labeled: Tensor) -> Tensor:
+    """Mean of each example's labeled pixel terms (B,), 0 for an example without any."""
+    sums, counts = pixel_sums(terms, labeled)
+    return sums / counts.clamp(min=1)
+
+
+def cells(maps: np.ndarray) -> np.ndarray:
+    """An object array with one map per example, so a table column can hold it."""
+    out = np.empty(len(maps), dtype=object)
+    out[:] = list(maps)
+    return out
+
+
+def save_array(path: Any, array: np.ndarray) -> None:
+    """An .npy file written atomically (np.save given a file object adds no suffix)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)

@@ -19,11 +19,11 @@ from hydranet.data import build_dataset
 from hydranet.data.dataset import Dataset, weight_key
 from hydranet.errors import UserError
 from hydranet.files import write_json
+from hydranet.kinds import baseline_estimator
 from hydranet.randomness import Purpose, purpose_seed
 from hydranet.rundir import RunDir
 from hydranet.tasks import Task
 
-SUPPORTED = ("binary", "classification", "regression")  # one scikit-learn estimator each; multilabel is skipped
 BOOSTING_ROUNDS = 1000  # an upper bound: LightGBM stops 50 rounds after val stops improving (HGB: 20 iterations)
 PROBABILITY_FLOOR = 1e-7  # keeps the logits of a certain tree prediction finite
 
@@ -33,16 +33,20 @@ def booster_name() -> str:
     return "lightgbm" if importlib.util.find_spec("lightgbm") is not None else "hist_gradient_boosting"
 
 
-def linear_model(kind: str, seed: int) -> Any:
+def regressor(task: Task) -> bool:
+    """Whether the task's kind is fitted with a regressor (values) rather than a classifier (labels)."""
+    return baseline_estimator(task.spec) == "regressor"
+
+
+def linear_model(regression: bool, seed: int) -> Any:
     """Logistic regression for labels, ridge regression for values: scikit-learn's defaults, more iterations."""
     from sklearn.linear_model import LogisticRegression, Ridge
 
-    return Ridge() if kind == "regression" else LogisticRegression(max_iter=2000, random_state=seed)
+    return Ridge() if regression else LogisticRegression(max_iter=2000, random_state=seed)
 
 
-def fit_booster(kind: str, seed: int, train: tuple, val: tuple | None) -> Any:
+def fit_booster(regression: bool, seed: int, train: tuple, val: tuple | None) -> Any:
     """Boosted trees fitted on (x, y, weight) of train, stopping early on val's labelled rows when there are any."""
-    regression = kind == "regression"
     x, y, weight = train
     if booster_name() == "lightgbm":
         import lightgbm
@@ -73,17 +77,17 @@ def labelled(data: Dataset, split: str, task: Task) -> tuple[np.ndarray, np.ndar
         return None
     y = part[task.name][keep].numpy()
     weight = part.get(weight_key(task.name), torch.ones(len(keep)))[keep].numpy()
-    return part["x"][keep].numpy(), y.astype(np.int64) if task.kind != "regression" else y, weight
+    return part["x"][keep].numpy(), y if regressor(task) else y.astype(np.int64), weight
 
 
 def as_outputs(task: Task, model: Any, x: np.ndarray) -> torch.Tensor:
     """The estimator's predictions as the network's raw outputs (logits, log-probabilities, standardized values),
     so the task's own metrics score both the same way."""
-    if task.kind == "regression":
+    if regressor(task):
         return torch.from_numpy((model.predict(x) - task.info.mean) / task.info.std).float()
     proba = np.full((len(x), max(task.info.outputs, 2)), PROBABILITY_FLOOR)
     proba[:, model.classes_] = np.clip(model.predict_proba(x), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
-    if task.kind == "binary":
+    if task.spec.squeeze:  # one logit per example (binary): the log-odds
         return torch.from_numpy(np.log(proba[:, 1]) - np.log(proba[:, 0])).float()
     return torch.from_numpy(np.log(proba)).float()
 
@@ -95,8 +99,8 @@ def task_baselines(data: Dataset, task: Task, seed: int) -> dict[str, Any]:
         raise UserError(f"tasks.{task.name}: no labelled train rows to fit a baseline on")
     test = data.split("test")
     out: dict[str, Any] = {}
-    for name, fit in ((booster_name(), lambda: fit_booster(task.kind, seed, train, labelled(data, "val", task))),
-                      ("linear", lambda: linear_model(task.kind, seed).fit(*train[:2], sample_weight=train[2]))):
+    for name, fit in ((booster_name(), lambda: fit_booster(regressor(task), seed, train, labelled(data, "val", task))),
+                      ("linear", lambda: linear_model(regressor(task), seed).fit(*train[:2], sample_weight=train[2]))):
         start = time.perf_counter()
         model = fit()
         seconds = time.perf_counter() - start
@@ -106,7 +110,7 @@ def task_baselines(data: Dataset, task: Task, seed: int) -> dict[str, Any]:
 
 def config_and_run(target: str | Path) -> tuple[Config, RunDir | None]:
     """A run directory's config (and the run), or an experiment's (built-in name or YAML file; no run)."""
-    if (Path(target) / "config.yaml").is_file():
+    if RunDir(target).config.is_file():
         run = RunDir.open(target)
         return run.read_config(), run
     return load_config(str(target)), None
@@ -126,9 +130,9 @@ def baselines(target: str | Path) -> dict[str, Any]:
                               "rows": {split: len(data.index[split]) for split in ("train", "val", "test")},
                               "test_rows": data.index["test"].tolist(),  # the source's row numbers: checkably the run's
                               "skipped": {name: f"{task.kind} tasks have no baseline"
-                                          for name, task in tasks.items() if task.kind not in SUPPORTED},
+                                          for name, task in tasks.items() if baseline_estimator(task.spec) is None},
                               "tasks": {name: task_baselines(data, task, seed)
-                                        for name, task in tasks.items() if task.kind in SUPPORTED}}
+                                        for name, task in tasks.items() if baseline_estimator(task.spec) is not None}}
     if run is not None:
         report["run"] = run.read_summary().get("test", {})
         write_json(run.baselines, report)

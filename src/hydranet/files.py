@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -146,6 +147,12 @@ def write_parquet(path: str | Path, frame: Any) -> None:
     """A pandas DataFrame as Parquet, without its index (typed columns, no pickle)."""
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
+
+
+def write_npy(path: str | Path, array: Any) -> None:
+    """A numpy array as .npy (saved through a file object: np.save given a path would add its own suffix)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)
 
 
 def write_figure(path: str | Path, figure: Any, dpi: int = 100) -> None:

@@ -152,10 +152,11 @@ class Task:
         return higher_is_better(metric)
 
 
-def refuse_dense(tasks: dict[str, Task], command: str) -> None:
+def refuse_dense(tasks: dict[str, Any], command: str) -> None:
     """A command that reads one prediction per example (export, serve, explain, report, attack, audit) refuses a
-    run with per-pixel tasks in one line, rather than failing somewhere inside on a map it cannot hold."""
-    dense = [f"{name} ({task.kind})" for name, task in tasks.items() if task.dense]
+    run with per-pixel tasks in one line, rather than failing somewhere inside on a map it cannot hold. `tasks`:
+    anything with a `kind` name per task (the run's Tasks, or its config's tasks when the model is not loaded)."""
+    dense = [f"{name} ({task.kind})" for name, task in tasks.items() if is_dense(get_kind(task.kind))]
     if dense:
         raise UserError(f"tasks: {command} does not handle per-pixel tasks yet, and this run has {', '.join(dense)}; "
                         f"use hydranet evaluate and hydranet predict")

@@ -24,6 +24,8 @@ from rich.console import Console
 
 import hydranet
 from hydranet import registry
+from hydranet.compress.prune import GradualPruning
+from hydranet.compress.run import StartFrom
 from hydranet.config import AdversarialConfig, Config, EMAConfig, NoOptions
 from hydranet.data.dataset import Dataset
 from hydranet.data.info import DataInfo
@@ -82,10 +84,13 @@ CALLBACKS = {
     "Freezer": lambda c: Freezer(frozen_groups(c.model, ["stage1"]), unfreeze_at=2, gradual=False),
     "PruningReporter": lambda c: PruningReporter(Trial(prune_at=2), MONITOR),
     "StoreReference": lambda c: StoreReference(config(), c.tasks, c.data, RunDir(c.dir)),
+    "GradualPruning": lambda c: GradualPruning(0.5, end=0.5, every=1),
+    "StartFrom": lambda c: StartFrom({k: v.clone() for k, v in c.model.state_dict().items()}),
 }
 # Classes with trainer hooks that are not callbacks of their own: ViewMaker gets `on_epoch_start` forwarded
-# by the self-supervised method that holds it.
-NOT_CALLBACKS = {"ViewMaker"}
+# by the self-supervised method that holds it; Distillation is an extra loss whose hooks only keep the trainer's own
+# forward outputs for its term (tests/test_distill.py checks that the student runs one forward per step).
+NOT_CALLBACKS = {"ViewMaker", "Distillation"}
 
 
 @functools.cache

@@ -47,7 +47,7 @@ class DataInfo:
     def require_image_or_table(self, command: str) -> None:
         """Refuse a text or sequence run in a command that only knows images and tables (one line, before any
         work), instead of failing deep inside it."""
-        if self.kind not in (IMAGE, TABLE):
+        if not (self.is_image or self.kind == TABLE):
             raise UserError(f"RUN: {command} does not handle {self.kind} runs yet (image and table runs only; "
                             f"see docs/sequence.md)")
 

@@ -37,6 +37,10 @@ class Kind(Protocol):
     (B, H, W[, K])) also provide `head(channels, info) -> nn.Module` (a conv head on a trunk's feature map) and
     `write_output(path, value, info) -> Path` (one example's decoded map as the file `predict` writes; `path`
     without suffix). `is_dense` asks for the member; the other kinds need not have it.
+
+    Kinds that `hydranet baseline` can fit with one scikit-learn estimator say which with `baseline`
+    ("classifier": integer labels and `predict_proba`; "regressor": values in original units); `baseline_estimator`
+    asks for it, None for the kinds without one.
     """
 
     name: str
@@ -112,9 +116,14 @@ def is_dense(kind: Kind) -> bool:
     return bool(getattr(kind, "dense", False))
 
 
+def baseline_estimator(kind: Kind) -> str | None:
+    """"classifier", "regressor", or None: which scikit-learn estimator `hydranet baseline` fits for a kind."""
+    return getattr(kind, "baseline", None)
+
+
 def higher_is_better(metric: str) -> bool:
     """Whether a larger value of a metric is better; accepts paths like `val/digit/loss`."""
     return metric.rsplit("/", 1)[-1] not in LOWER_IS_BETTER
 
 
-__all__ = ["KINDS", "LOWER_IS_BETTER", "Kind", "TaskInfo", "get_kind", "higher_is_better", "is_dense"]
+__all__ = ["KINDS", "LOWER_IS_BETTER", "Kind", "TaskInfo", "baseline_estimator", "get_kind", "higher_is_better", "is_dense"]

@@ -61,6 +61,7 @@ class Binary:
     class_scores = False  # one logit, not a score per class: no targeted attack
     divergence = staticmethod(bernoulli_kl)
     temperature_scaling = True
+    baseline = "classifier"  # `hydranet baseline` fits a scikit-learn classifier
 
     def encode(self, values: np.ndarray, missing: np.ndarray, cfg: Any, where: str) -> tuple[Tensor, TaskInfo]:
         """At most two values, the larger one positive; or, with `cfg.positive`, "value == positive"."""

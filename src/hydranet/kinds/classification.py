@@ -59,6 +59,7 @@ class Classification:
     class_scores = True
     divergence = staticmethod(categorical_kl)
     temperature_scaling = True
+    baseline = "classifier"  # `hydranet baseline` fits a scikit-learn classifier
 
     def encode(self, values: np.ndarray, missing: np.ndarray, cfg: Any, where: str) -> tuple[Tensor, TaskInfo]:
         """Class names sorted naturally; the target is the index of each value's class."""

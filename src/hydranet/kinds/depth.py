@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hydranet.files import write_npy
 from hydranet.kinds.info import TaskInfo
-from hydranet.kinds.pixels import PixelHead, cells, label_maps, per_example, pixel_mean, save_array
+from hydranet.kinds.pixels import PixelHead, cells, label_maps, per_example, pixel_mean
 
 DELTA = 1.25  # Eigen et al. (2014): a pixel is right when max(d̂/d, d/d̂) < 1.25
 SMALLEST = 1e-6  # predicted depths are clamped to this before the ratio (a depth is positive)
@@ -108,7 +109,7 @@ class Depth:
     def write_output(self, path: Path, value: np.ndarray, info: TaskInfo) -> Path:
         """A predicted depth map as float32 .npy in the data's units."""
         path = path.with_suffix(".npy")
-        save_array(path, value.astype(np.float32))
+        write_npy(path, value.astype(np.float32))
         return path
 
 

@@ -14,7 +14,6 @@ import torch
 from torch import Tensor, nn
 
 from hydranet.errors import UserError
-from hydranet.files import atomic_path
 
 
 class PixelHead(nn.Module):
@@ -75,9 +74,3 @@ def cells(maps: np.ndarray) -> np.ndarray:
     out = np.empty(len(maps), dtype=object)
     out[:] = list(maps)
     return out
-
-
-def save_array(path: Any, array: np.ndarray) -> None:
-    """An .npy file written atomically (np.save given a file object adds no suffix)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, array)

@@ -42,6 +42,7 @@ class Regression:
     class_scores = False
     divergence = None
     temperature_scaling = False  # a point prediction, no probabilities to calibrate
+    baseline = "regressor"  # `hydranet baseline` fits a scikit-learn regressor
 
     def encode(self, values: np.ndarray, missing: np.ndarray, cfg: Any, where: str) -> tuple[Tensor, TaskInfo]:
         numbers = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)

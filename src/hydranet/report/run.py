@@ -58,7 +58,7 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> dict[str,
         title, subtitle = f"Study {folder.name}", f"tuning study · {folder}"
     else:
         context = RunContext(folder)
-        refuse_dense(context.loaded.tasks, "hydranet report")
+        refuse_dense(context.config.tasks, "hydranet report")  # before the model loads: a missing one is a note
         subtitle = _subtitle(context)  # reads the config first: its `plugins` may register sections too
         sections = render(RUN_SECTIONS, context)
         title = f"Run {folder.name}"

@@ -18,9 +18,12 @@ def test_one_line_table_config_trains(cli, tiny_csv, tmp_path, one_thread):
 
 
 def test_default_trunk_by_source_and_named_trunk_kept():
-    """Tables get mlp, images keep cnn, and a trunk the config names is never replaced."""
+    """Tables get mlp, texts transformer, numeric sequences gru, images keep cnn, and a trunk the config names is
+    never replaced."""
     assert validate({"data": {"source": "breast_cancer"}, "tasks": {"diagnosis": {}}}).model.trunk.name == "mlp"
     assert validate({"data": {"source": "digits"}, "tasks": {"digit": {}}}).model.trunk.name == "cnn"
+    assert validate({"data": {"source": "text"}, "tasks": {"y": {}}}).model.trunk.name == "transformer"
+    assert validate({"data": {"source": "sequence"}, "tasks": {"y": {}}}).model.trunk.name == "gru"
     named = {"data": {"source": "csv"}, "tasks": {"y": {}}, "model": {"trunk": {"name": "resnet"}}}
     assert validate(named).model.trunk.name == "resnet"
 

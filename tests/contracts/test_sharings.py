@@ -4,7 +4,8 @@
 `shared_parameters()` and the tasks' `task_parameters(t)` partition the model's parameters, no parameter is
 private to two tasks, and every task's loss reaches the shared ones (what gradient balancers rely on); the
 same seed builds the same model; a state dict reloads into a fresh one; bf16 autocast gives finite float32
-losses. What a sharing cannot wire (cross-stitch on a trunk without stages) is a one-line UserError.
+losses. What a sharing cannot wire is a one-line UserError naming model.sharing and the trunk: cross-stitch on a
+trunk without stages, mmoe/cgc/cross-stitch on a trunk whose features are a map (unet), mmoe/cgc gates on token ids.
 """
 
 import pytest
@@ -18,18 +19,42 @@ from hydranet.train.precision import autocast
 from tests.contracts.conftest import IMAGE_SHAPE, TABLE_SHAPE, same_tensors
 
 NAMES = registry.names("sharing")
-# Every trunk on images, and on tables where it takes them (small widths: many experts are built per model).
-SMALL = {"mlp": {"hidden": [8]}, "cnn": {"channels": [4], "dense": [8]}, "resnet": {"channels": [4], "blocks": [1]}}
-CASES = [pytest.param(trunk, shape, id=f"{trunk}-{kind}") for trunk in registry.names("trunk")
-         for kind, shape in (("image", IMAGE_SHAPE), ("table", TABLE_SHAPE))]
+# Every trunk on images, and on the other input kinds it declares (`inputs` on its factory, else tables); small
+# widths: many experts are built per model.
+SMALL = {"mlp": {"hidden": [8]}, "cnn": {"channels": [4], "dense": [8]}, "resnet": {"channels": [4], "blocks": [1]},
+         "unet": {"channels": [4, 8], "decoder": 8}, "transformer": {"width": 8, "heads": 2, "depth": 1},
+         "gru": {"width": 8, "embedding": 8}, "lstm": {"width": 8, "embedding": 8}}
+SEQUENCE_SHAPE = (5, 3)  # 5 steps of 2 features and the validity channel
+SHAPES = {"image": IMAGE_SHAPE, "table": TABLE_SHAPE, "text": TABLE_SHAPE[:1], "sequence": SEQUENCE_SHAPE}
+CASES = [pytest.param(trunk, kind, id=f"{trunk}-{kind}") for trunk in registry.names("trunk") for kind in SHAPES
+         if kind == "image" or kind in getattr(registry.get("trunk", trunk), "inputs", ("table",))]
+# What the built-in sharings refuse at build time: (sharing, trunk, input kind).
+REFUSED = {*((s, "unet", "image") for s in ("mmoe", "cgc", "cross_stitch")),  # features are a map
+           *((s, t, "text") for s in ("mmoe", "cgc") for t in ("transformer", "gru", "lstm"))}  # gates on token ids
+
+
+def example_inputs(kind: str, batch: dict) -> torch.Tensor:
+    """6 examples of `kind`: the fixture's image or table batch, token ids or numeric sequences with trailing padding."""
+    real = torch.arange(SEQUENCE_SHAPE[0])[None, :] < torch.tensor([5, 3, 1, 4, 2, 5])[:, None]  # (6, T)
+    gen = torch.Generator().manual_seed(3)
+    if kind == "text":
+        return torch.randint(3, 259, (6, *SHAPES["text"]), generator=gen) * real
+    if kind == "sequence":
+        x = torch.randn(6, *SEQUENCE_SHAPE, generator=gen) * real[..., None]
+        x[..., -1] = real.float()
+        return x
+    return batch["x"]
+
+
+def config(name: str, trunk: str) -> ModelConfig:
+    return ModelConfig(sharing=name, trunk={"name": trunk, **SMALL.get(trunk, {})})
 
 
 def build(name: str, trunk: str, shape, tasks, seed: int = 0):
     """The model, or None where the trunk refuses the input shape; a sharing's own refusal must be a UserError."""
     torch.manual_seed(seed)
-    cfg = ModelConfig(sharing=name, trunk={"name": trunk, **SMALL.get(trunk, {})})
     try:
-        return build_model(cfg, shape, tasks).train()
+        return build_model(config(name, trunk), shape, tasks).train()
     except UserError as err:
         assert "\n" not in str(err) and str(err).startswith("model."), str(err)
         return None
@@ -43,13 +68,20 @@ def ids(params) -> list[int]:
     return [id(p) for p in params]
 
 
-@pytest.mark.parametrize("trunk, shape", CASES)
+@pytest.mark.parametrize("trunk, kind", CASES)
 @pytest.mark.parametrize("name", NAMES)
-def test_every_task_gets_its_prediction_shape(name, trunk, shape, tasks, image_batch, table_batch):
+def test_every_task_gets_its_prediction_shape(name, trunk, kind, tasks, image_batch, table_batch):
+    shape = SHAPES[kind]
+    if (name, trunk, kind) in REFUSED:
+        with pytest.raises(UserError) as err:
+            build_model(config(name, trunk), shape, tasks)
+        message = str(err.value)
+        assert "\n" not in message and message.startswith(f"model.sharing: {name} ") and repr(trunk) in message, message
+        return
     model = build(name, trunk, shape, tasks)
     if model is None:
         return
-    x = (image_batch if len(shape) == 3 else table_batch)["x"]
+    x = example_inputs(kind, image_batch if kind == "image" else table_batch)
     out = model(x)
     assert set(out) == set(tasks)
     for task_name, task in tasks.items():

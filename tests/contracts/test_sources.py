@@ -1,6 +1,7 @@
 """Data sources: the contract every registered source meets, on tiny inputs made in tmp_path.
 
-`source(cfg) → RawData`: images (uint8 or float (N, C, H, W)) or a table, never both; one value per example
+`source(cfg) → RawData`: one kind of input, images (uint8 or float (N, C, H, W)), a table, texts (which keep their
+table columns) or numeric sequences (float32 (N, T, F + 1), the last channel 0/1 validity); one value per example
 in every label column, among them each task's column; a predefined split, if any, says train/val/test per
 example; the same config reads the same RawData (twice: the second read may come from the cache); image
 sources honour `data.image_size`; the result builds into a Dataset; a missing, absent or unreadable input is
@@ -77,10 +78,25 @@ def cifar10_input(tmp):
     return folder, {"label": {}}
 
 
+def text_input(tmp):
+    words = ["red", "green", "blue", "fast", "slow", "cat", "dog", "sky"]
+    texts = [" ".join(words[(i * 3 + k) % len(words)] for k in range(1 + i % 4)) for i in range(12)]
+    pd.DataFrame({"text": texts, "label": ["a", "b", "c"] * 4}).to_csv(tmp / "texts.csv", index=False)
+    return tmp / "texts.csv", {"label": {}}
+
+
+def sequence_input(tmp):
+    """9 sequences of up to 5 steps of 2 features, padded, with their lengths, a label and a split."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp / "s.npz", x=rng.normal(size=(9, 5, 2)), lengths=np.array([5, 3, 1, 4, 2, 5, 3, 2, 4]),
+             label=np.array(["a", "b", "c"] * 3), split=np.array(["train"] * 6 + ["test"] * 3))
+    return tmp / "s.npz", {"label": {}}
+
+
 # name → maker(tmp_path) → (data.path or None, tasks): the tiny input of each built-in source.
 INPUTS = {
     "csv": csv_input, "parquet": parquet_input, "npz": npz_input, "image_folder": image_folder_input,
-    "cifar10": cifar10_input,
+    "cifar10": cifar10_input, "text": text_input, "sequence": sequence_input,
     "digits": lambda tmp: (None, {"digit": {}, "ink": {"kind": "regression"}, "parity": {"kind": "binary"}}),
     "breast_cancer": lambda tmp: (None, {"diagnosis": {"kind": "binary"}}),
     "multidigits": lambda tmp: (None, {"left": {}, "right": {}}),
@@ -128,14 +144,22 @@ def equal_columns(a, b) -> bool:
 @pytest.mark.parametrize("made", NAMES, indirect=True)
 def test_raw_data_has_one_value_per_example_everywhere(made):
     cfg, raw, known = made
-    assert isinstance(raw, RawData) and (raw.images is None) != (raw.frame is None), "images or a table, not both"
+    assert isinstance(raw, RawData)
+    table = raw.frame is not None and raw.texts is None  # texts keep the table columns they were joined from
+    given = [raw.images is not None, table, raw.texts is not None, raw.series is not None]
+    assert sum(given) == 1, "one kind of input: images, a table, texts or sequences"
     n = len(raw)
     assert n > 0
     if raw.images is not None:
         assert raw.images.dim() == 4 and raw.images.dtype in (torch.uint8, torch.float32)
         assert raw.images.shape[1] in (1, 3)
+    elif raw.series is not None:
+        assert raw.series.dim() == 3 and raw.series.dtype == torch.float32 and raw.series.shape[2] >= 2
+        valid = raw.series[..., -1]
+        assert ((valid == 0) | (valid == 1)).all() and (valid[:, 0] == 1).all()  # every sequence has a real step
     else:
         assert isinstance(raw.frame, pd.DataFrame) and len(raw.frame.columns) > 0
+        assert raw.texts is None or (len(raw.texts) == n and all(isinstance(t, str) for t in raw.texts))
     assert all(len(values) == n for values in raw.labels.values())
     if known:  # the tasks we gave it are its columns
         assert {cfg.column(task) for task in cfg.tasks} <= set(raw.labels)
@@ -147,10 +171,13 @@ def test_raw_data_has_one_value_per_example_everywhere(made):
 def test_same_config_reads_the_same_raw_data(made):
     cfg, first, _ = made
     again = load(cfg)  # image sets: from the cache this time
-    assert (again.images is None) == (first.images is None)
-    if first.images is not None:
-        assert again.images.dtype == first.images.dtype and torch.equal(again.images, first.images)
-    else:
+    for inputs in ("images", "series"):
+        a, b = getattr(again, inputs), getattr(first, inputs)
+        assert (a is None) == (b is None)
+        assert a is None or (a.dtype == b.dtype and torch.equal(a, b))
+    assert again.texts == first.texts
+    assert (again.frame is None) == (first.frame is None)
+    if first.frame is not None:
         pd.testing.assert_frame_equal(again.frame, first.frame)
     assert again.labels.keys() == first.labels.keys()
     assert all(equal_columns(again.labels[k], first.labels[k]) for k in first.labels)

@@ -1,10 +1,12 @@
 """Trunks: the contract every registered trunk meets, with its default options.
 
 `factory(options, input_shape)` gives an nn.Module with an int `out_dim` whose forward maps (B, *shape) to
-(B, out_dim) on images and/or tables (what it does not support is a one-line UserError naming model.trunk,
-never a crash); the same seed builds the same weights; a state dict reloads into a fresh trunk; bf16
-autocast, channels_last and batches of one work; `stages()`, if offered, compose to the forward and hold
-the trunk's own parameters; `widths` options scale (narrower experts of mmoe and cgc).
+(B, out_dim) on the input kinds it reads: images and/or tables, or (a factory declaring `inputs`, as sources do)
+token ids of texts and numeric sequences with a last 0/1 validity channel. A trunk whose `feature_map` is true
+(unet) gives a (B, out_dim, H, W) map at the input's resolution instead. What it does not support is a one-line
+UserError naming model.trunk, never a crash; the same seed builds the same weights; a state dict reloads into
+a fresh trunk; bf16 autocast, channels_last and batches of one work; `stages()`, if offered, compose to the
+forward and hold the trunk's own parameters; `widths` options scale (narrower experts of mmoe and cgc).
 """
 
 import pytest
@@ -19,7 +21,17 @@ from hydranet.train.precision import autocast
 from tests.contracts.conftest import default_options, same_tensors
 
 NAMES = registry.names("trunk")
-SHAPES = {"grey image": (1, 8, 8), "colour image": (3, 8, 8), "table": (7,)}
+# label → (input kind, shape); a trunk is tried on the kinds it declares (`inputs` on its factory, else images and
+# tables). Texts are (T,) token ids, id 0 padding; sequences (T, F + 1), the last channel 1 on real steps.
+SHAPES = {"grey image": ("image", (1, 8, 8)), "colour image": ("image", (3, 8, 8)), "table": ("table", (7,)),
+          "text": ("text", (7,)), "sequence": ("sequence", (6, 3))}
+UNDECLARED = ("image", "table")
+LENGTHS = (7, 5, 2, 1, 6, 3, 4, 7)  # real steps per example (the rest trailing padding, as the sources give it)
+
+
+def reads(name: str) -> tuple[str, ...]:
+    """The input kinds the trunk `name` declares it reads."""
+    return tuple(getattr(registry.get("trunk", name), "inputs", UNDECLARED))
 
 
 def build(name: str, shape, seed: int = 0, options=None) -> nn.Module | None:
@@ -34,24 +46,45 @@ def build(name: str, shape, seed: int = 0, options=None) -> nn.Module | None:
         return None
 
 
-def inputs(shape, n: int = 4) -> torch.Tensor:
-    return torch.randn(n, *shape, generator=torch.Generator().manual_seed(2))
+def inputs(kind: str, shape, n: int = 4) -> torch.Tensor:
+    """n examples of `kind`: floats for images and tables, token ids (≥ 3: no special ids) with trailing padding
+    for texts, numbers with their validity channel and trailing padding for sequences."""
+    gen = torch.Generator().manual_seed(2)
+    lengths = torch.tensor([min(LENGTHS[i % len(LENGTHS)], shape[0]) for i in range(n)])
+    real = torch.arange(shape[0])[None, :] < lengths[:, None]  # (n, T)
+    if kind == "text":
+        return torch.randint(3, 259, (n, *shape), generator=gen) * real
+    x = torch.randn(n, *shape, generator=gen)
+    if kind == "sequence":
+        x = x * real[..., None]
+        x[..., -1] = real.float()
+    return x
 
 
-def supported(name: str) -> dict[str, tuple[int, ...]]:
-    return {label: shape for label, shape in SHAPES.items() if build(name, shape) is not None}
+def expected_shape(trunk: nn.Module, x: torch.Tensor) -> tuple[int, ...]:
+    """(B, out_dim) features, or (B, out_dim, H, W) for a trunk whose features are a map (dense tasks' heads)."""
+    if getattr(trunk, "feature_map", False):
+        return (len(x), trunk.out_dim, *x.shape[-2:])
+    return (len(x), trunk.out_dim)
+
+
+def supported(name: str) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """label → (kind, shape) of the declared inputs the trunk builds on."""
+    return {label: (kind, shape) for label, (kind, shape) in SHAPES.items()
+            if kind in reads(name) and build(name, shape) is not None}
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_forward_gives_batch_by_out_dim_where_supported(name):
-    assert supported(name), f"trunk {name!r} accepts neither images nor tables"
-    for label, shape in SHAPES.items():
-        trunk = build(name, shape)
-        if trunk is None:
+    assert supported(name), f"trunk {name!r} builds on none of the input kinds it reads ({', '.join(reads(name))})"
+    for label, (kind, shape) in SHAPES.items():
+        trunk = build(name, shape)  # any refusal, of a declared kind or not, is one line
+        if trunk is None or kind not in reads(name):
             continue
         assert isinstance(trunk.out_dim, int) and trunk.out_dim > 0, label
-        out = trunk(inputs(shape))
-        assert out.shape == (4, trunk.out_dim) and out.dtype == torch.float32 and torch.isfinite(out).all(), label
+        x = inputs(kind, shape)
+        out = trunk(x)
+        assert out.shape == expected_shape(trunk, x) and out.dtype == torch.float32 and torch.isfinite(out).all(), label
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -63,31 +96,36 @@ def test_an_image_trunk_takes_both_channel_counts(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_same_seed_same_weights_and_outputs(name):
-    for shape in supported(name).values():
+    for kind, shape in supported(name).values():
         a, b, other = build(name, shape, seed=3), build(name, shape, seed=3), build(name, shape, seed=4)
         assert same_tensors(a.state_dict(), b.state_dict())
         assert not same_tensors(a.state_dict(), other.state_dict())
-        x = inputs(shape)
-        assert torch.equal(a(x), b(x))
+        x = inputs(kind, shape)
+        outs = []
+        for trunk in (a, b):
+            torch.manual_seed(7)  # train mode: the same dropout draws too
+            outs.append(trunk(x))
+        assert torch.equal(*outs)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_state_dict_round_trip(name):
-    for shape in supported(name).values():
+    for kind, shape in supported(name).values():
         trained, fresh = build(name, shape, seed=0), build(name, shape, seed=1)
-        trained(inputs(shape, 8))  # train mode: BatchNorm statistics move away from their initial values
+        trained(inputs(kind, shape, 8))  # train mode: BatchNorm statistics move away from their initial values
         fresh.load_state_dict(trained.state_dict())
-        x = inputs(shape)
+        x = inputs(kind, shape)
         assert torch.equal(trained.eval()(x), fresh.eval()(x))
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_bf16_autocast_forward_is_finite(name):
-    for shape in supported(name).values():
+    for kind, shape in supported(name).values():
         trunk = build(name, shape)
+        x = inputs(kind, shape)
         with autocast(torch.device("cpu"), "bf16"):
-            out = trunk(inputs(shape))
-        assert out.shape == (4, trunk.out_dim) and torch.isfinite(out.float()).all()
+            out = trunk(x)
+        assert out.shape == expected_shape(trunk, x) and torch.isfinite(out.float()).all()
         out.float().sum().backward()
         assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in trunk.parameters() if p.requires_grad)
 
@@ -95,9 +133,9 @@ def test_bf16_autocast_forward_is_finite(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_one_example_in_eval_mode_and_channels_last(name):
     """Prediction feeds single examples, and the trainer feeds images channels_last: same numbers either way."""
-    for shape in supported(name).values():
+    for kind, shape in supported(name).values():
         trunk = build(name, shape).eval()
-        x = inputs(shape)
+        x = inputs(kind, shape)
         with torch.no_grad():
             full = trunk(x)
             assert torch.allclose(trunk(x[:1]), full[:1], atol=1e-5)
@@ -107,14 +145,15 @@ def test_one_example_in_eval_mode_and_channels_last(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_stages_compose_to_the_forward_and_hold_the_trunks_parameters(name):
-    for shape in supported(name).values():
+    for kind, shape in supported(name).values():
         trunk = build(name, shape).eval()
         stages = getattr(trunk, "stages", None)
+        assert not isinstance(stages, nn.Module), "`stages` is the stages() method: cross-stitch and train.freeze call it"
         if not callable(stages):
             continue  # optional: only cross-stitch and staged freezing need it
         parts = list(stages())
         assert parts and all(isinstance(p, nn.Module) for p in parts)
-        x = h = inputs(shape)
+        x = h = inputs(kind, shape)
         with torch.no_grad():
             for part in parts:
                 h = part(h)
@@ -129,9 +168,10 @@ def test_width_options_scale_to_narrower_experts(name):
     options = default_options("trunk", name)
     if not getattr(type(options), "widths", ()):
         return  # no width options: experts are full copies
-    for shape in supported(name).values():
+    for kind, shape in supported(name).values():
         full, half = build(name, shape), build(name, shape, options=scaled(options, 0.5))
-        assert half is not None and half(inputs(shape)).shape == (4, half.out_dim)
+        x = inputs(kind, shape)
+        assert half is not None and half(x).shape == expected_shape(half, x)
         assert sum(p.numel() for p in half.parameters()) < sum(p.numel() for p in full.parameters())
 
 

@@ -101,6 +101,7 @@ class Transformer(nn.Module):
         if cfg.width % cfg.heads:
             raise UserError(f"model.trunk.width: {cfg.width} is not a multiple of model.trunk.heads {cfg.heads}")
         self.inputs = SequenceInput(input_shape, cfg.width, cfg.vocab_size, "transformer")
+        self.token_ids = self.inputs.tokens  # reads token ids (texts), which mmoe and cgc gates cannot read
         self.cls = nn.Parameter(torch.zeros(1, 1, cfg.width)) if cfg.pooling == "cls" else None
         steps = input_shape[0] + (self.cls is not None)
         if cfg.positions == "learned":
@@ -132,6 +133,7 @@ class Recurrent(nn.Module):
         name = cell.__name__.lower()
         size = cfg.embedding if len(input_shape) == 1 else cfg.width
         self.inputs = SequenceInput(input_shape, size, cfg.vocab_size, name)
+        self.token_ids = self.inputs.tokens  # reads token ids (texts), which mmoe and cgc gates cannot read
         self.drop = nn.Dropout(cfg.dropout)
         self.rnn = cell(size, cfg.width, cfg.layers, batch_first=True, bidirectional=cfg.bidirectional,
                         dropout=cfg.dropout if cfg.layers > 1 else 0.0)
@@ -167,3 +169,6 @@ def lstm(cfg: RecurrentOptions, input_shape: tuple[int, ...]) -> Recurrent:
 
 for _factory in (transformer, gru, lstm):
     _factory.check_config = check_vocabulary  # type: ignore[attr-defined]  (called by config validation)
+    # the input kinds (a source's `inputs`) the trunk reads: token ids (T,) of texts, numeric sequences (T, F + 1);
+    # a trunk that declares none reads images and/or tables
+    _factory.inputs = ("text", "sequence")  # type: ignore[attr-defined]

@@ -36,7 +36,8 @@ class UNet(nn.Module):
     output. Decoder (Lin et al., 2017, FPN): a 1×1 lateral conv per stage to `decoder` channels, the coarser
     sum upsampled (bilinear) and added top-down, then one 3×3 conv on the finest, full-resolution map.
 
-    `forward` gives (B, decoder, H, W); `feature_map` tells the heads so (`ModelParts.model`).
+    `forward` gives (B, decoder, H, W), `out_dim` being its channels; `feature_map` tells the heads so
+    (`ModelParts.model`). No `stages()`: the skip connections do not split into stages that compose.
     """
 
     feature_map = True
@@ -48,15 +49,17 @@ class UNet(nn.Module):
             raise UserError("model.trunk.channels: unet needs at least one encoder stage width")
         self.stem = conv_bn(c, cfg.channels[0], 3, cfg.activation)
         widths = [cfg.channels[0], *cfg.channels]
-        self.stages = nn.ModuleList(BasicBlock(widths[i], widths[i + 1], 1 if i == 0 else 2, cfg.activation)
-                                    for i in range(len(cfg.channels)))
+        # `encoder`, not `stages`: a trunk's `stages()` is a method whose parts compose to the forward (cross-stitch,
+        # train.freeze), which the skip connections rule out here
+        self.encoder = nn.ModuleList(BasicBlock(widths[i], widths[i + 1], 1 if i == 0 else 2, cfg.activation)
+                                     for i in range(len(cfg.channels)))
         self.laterals = nn.ModuleList(nn.Conv2d(width, cfg.decoder, 1) for width in cfg.channels)
         self.smooth = conv_bn(cfg.decoder, cfg.decoder, 3, cfg.activation)
         self.out_dim = cfg.decoder
 
     def forward(self, x: Tensor) -> Tensor:
         skips, h = [], self.stem(x)
-        for stage in self.stages:
+        for stage in self.encoder:
             h = stage(h)
             skips.append(h)  # (B, C_i, H / 2^i, W / 2^i)
         top = self.laterals[-1](skips[-1])

@@ -34,5 +34,5 @@ def cgc(options: CGCOptions, parts: ModelParts) -> HydraNet:
         raise UserError("model.sharing.task_experts: cgc needs at least one expert per task; shared_experts and task_experts are both 0")
     n = options.shared_experts + len(parts.tasks) * options.task_experts
     routes = cgc_routes(list(parts.tasks), options.shared_experts, options.task_experts)
-    experts = build_experts(parts, n, options.expert_width_mult)
+    experts = build_experts(parts, n, options.expert_width_mult, "cgc")
     return parts.model(GatedExperts(experts, routes, parts.input_shape, options.gate_pool))

@@ -13,6 +13,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from hydranet.config import Options
+from hydranet.errors import UserError
 from hydranet.models.sharing.base import ModelParts
 
 
@@ -23,10 +24,19 @@ class ExpertOptions(Options):
     gate_pool: int = Field(4, ge=1, description="on images: gates see the input average-pooled to this square side (tables: the flat input)")
 
 
-def build_experts(parts: ModelParts, n: int, width_mult: float) -> list[nn.Module]:
+def build_experts(parts: ModelParts, n: int, width_mult: float, sharing: str) -> list[nn.Module]:
     """`n` independently initialized trunks (different inits let experts specialize); narrower experts
-    (`width_mult` < 1) keep an MoE's cost near one trunk's."""
-    return [parts.new_trunk(width_mult) for _ in range(n)]
+    (`width_mult` < 1) keep an MoE's cost near one trunk's. A trunk the gates cannot mix is refused (`sharing`,
+    the method's name, says whose refusal it is)."""
+    first = parts.new_trunk(width_mult)
+    trunk = parts.trunk.name
+    if getattr(first, "feature_map", False):
+        raise UserError(f"model.sharing: {sharing} mixes (B, D) feature vectors and cannot take model.trunk.name "
+                        f"{trunk!r}, whose features are a map; use model.sharing hard")
+    if getattr(first, "token_ids", False):
+        raise UserError(f"model.sharing: {sharing} gates read the flattened input, which means nothing for the token "
+                        f"ids model.trunk.name {trunk!r} reads here; use model.sharing hard for texts")
+    return [first, *(parts.new_trunk(width_mult) for _ in range(n - 1))]
 
 
 class Gate(nn.Module):

@@ -23,6 +23,6 @@ class MMoEOptions(ExpertOptions):
 @register("sharing", "mmoe", options=MMoEOptions)
 def mmoe(options: MMoEOptions, parts: ModelParts) -> HydraNet:
     """`experts` trunks as experts; every task's gate routes to all of them (all experts are shared)."""
-    experts = build_experts(parts, options.experts, options.expert_width_mult)
+    experts = build_experts(parts, options.experts, options.expert_width_mult, "mmoe")
     routes = {task: list(range(options.experts)) for task in parts.tasks}
     return parts.model(GatedExperts(experts, routes, parts.input_shape, options.gate_pool))

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from hydranet.files import write_npy
 from hydranet.kinds.info import TaskInfo
-from hydranet.kinds.pixels import PixelHead, cells, label_maps, per_example, pixel_mean
+from hydranet.kinds.pixels import PixelHead, PixelMaps, label_maps, per_example, pixel_mean
 
 DELTA = 1.25  # Eigen et al. (2014): a pixel is right when max(d̂/d, d/d̂) < 1.25
 SMALLEST = 1e-6  # predicted depths are clamped to this before the ratio (a depth is positive)
@@ -40,7 +40,7 @@ def depth_metrics(predicted: np.ndarray, target: np.ndarray) -> dict[str, float]
             "rmse": float(np.sqrt((error ** 2).mean())), "delta1": float((ratio < DELTA).mean())}
 
 
-class Depth:
+class Depth(PixelMaps):
     """Per-pixel regression with a validity mask: no classes, no distribution (no TRADES, no calibration)."""
 
     name = "depth"
@@ -52,7 +52,6 @@ class Depth:
     class_scores = False
     divergence = None
     temperature_scaling = False
-    dense = True
 
     def encode(self, values: np.ndarray, missing: np.ndarray, cfg: Any, where: str) -> tuple[Tensor, TaskInfo]:
         maps = label_maps(values, where, self.name).astype(np.float32)
@@ -84,12 +83,6 @@ class Depth:
     def metrics(self, pred: np.ndarray, target: np.ndarray, info: TaskInfo) -> dict[str, float]:
         return depth_metrics(pred.astype(np.float64) * info.std + info.mean, target)  # float64: a huge output stays finite
 
-    def column(self, decoded: np.ndarray, info: TaskInfo, cfg: Any) -> Any:
-        """One (H, W) depth map per example (`predict` writes each as an .npy file)."""
-        return cells(decoded)
-
-    def column_name(self, task: str, info: TaskInfo) -> str:
-        return task
 
     def answer(self, pred: Tensor, info: TaskInfo, cfg: Any) -> list[dict[str, Any]]:
         """The depth of every pixel, row by row, in the data's units (what `column` holds)."""

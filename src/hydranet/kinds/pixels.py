@@ -74,3 +74,16 @@ def cells(maps: np.ndarray) -> np.ndarray:
     out = np.empty(len(maps), dtype=object)
     out[:] = list(maps)
     return out
+
+
+class PixelMaps:
+    """What both dense kinds mean for a prediction table: the column holds one (H, W) map per example (`predict`
+    writes each as the kind's file), under the task's own name."""
+
+    dense = True
+
+    def column(self, decoded: np.ndarray, info: Any, cfg: Any) -> Any:
+        return cells(decoded)
+
+    def column_name(self, task: str, info: Any) -> str:
+        return task

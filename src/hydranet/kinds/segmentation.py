@@ -18,7 +18,7 @@ from torch import Tensor
 from hydranet.errors import UserError
 from hydranet.files import atomic_path
 from hydranet.kinds.info import TaskInfo
-from hydranet.kinds.pixels import PixelHead, cells, label_maps, per_example, pixel_mean
+from hydranet.kinds.pixels import PixelHead, PixelMaps, label_maps, per_example, pixel_mean
 
 VOID = 255  # the other common spelling of "no label" in label PNGs
 # Class colours of the predicted masks (class k gets PALETTE[k % len]): matplotlib's tab10, background first black.
@@ -45,7 +45,7 @@ def _terms(pred: Tensor, target: Tensor, smoothing: float) -> Tensor:
     return F.cross_entropy(pred.permute(0, 3, 1, 2), target, ignore_index=-1, reduction="none", label_smoothing=smoothing)
 
 
-class Segmentation:
+class Segmentation(PixelMaps):
     """Per-pixel softmax over K classes. A prediction is a whole mask, neither right nor wrong as one label (no
     accuracy, strata or targeted attacks), and its logits are not calibrated per example (no temperature)."""
 
@@ -58,7 +58,6 @@ class Segmentation:
     class_scores = False
     divergence = None
     temperature_scaling = False
-    dense = True
 
     def encode(self, values: np.ndarray, missing: np.ndarray, cfg: Any, where: str) -> tuple[Tensor, TaskInfo]:
         """K is one more than the largest class index in the data; the classes are named by their index."""
@@ -93,12 +92,6 @@ class Segmentation:
         counts = confusion(target, pred.argmax(-1), info.outputs)
         return {"miou": mean_iou(counts), "pixel_accuracy": float(np.diag(counts).sum() / counts.sum())}
 
-    def column(self, decoded: np.ndarray, info: TaskInfo, cfg: Any) -> Any:
-        """One (H, W) class-index map per example (`predict` writes each as a colour-coded PNG)."""
-        return cells(decoded)
-
-    def column_name(self, task: str, info: TaskInfo) -> str:
-        return task
 
     def answer(self, pred: Tensor, info: TaskInfo, cfg: Any) -> list[dict[str, Any]]:
         """The class index of every pixel, row by row (what `column` holds)."""

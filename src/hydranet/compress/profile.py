@@ -4,8 +4,6 @@ weights on disk, peak memory and latency at batch 1 and 64 — as profile.json a
 
 from __future__ import annotations
 
-import statistics
-import time
 import weakref
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +18,7 @@ from hydranet.models import HydraNet
 from hydranet.rundir import RunDir
 from hydranet.train.precision import autocast
 from hydranet.train.run import Run
+from hydranet.tune.objectives import latency_ms
 
 BATCH_SIZES = (1, 64)
 WARMUP = 3  # first calls allocate and pick kernels; they are not what a served model costs
@@ -94,15 +93,9 @@ def peak_memory(model: nn.Module, x: Tensor, precision: str = "fp32") -> dict[st
 
 
 def median_ms(call: Callable[[], Any], repeats: int, warmup: int = WARMUP) -> float:
-    """Median wall time of `call` in milliseconds over `repeats` timed calls after `warmup` untimed ones."""
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times) * 1000, 4)
+    """Median wall time of `call` in milliseconds over `repeats` timed calls after `warmup` untimed ones (the tuner's
+    latency objective, rounded for the table)."""
+    return round(latency_ms(call, repeats, warmup), 4)
 
 
 def latency(model: nn.Module, input_shape: tuple[int, ...], repeats: int, precision: str = "fp32",

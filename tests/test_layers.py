@@ -9,7 +9,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "hydranet"
 # Bottom to top; a module may import from its own layer and the ones below. Every top-level module or package of
 # hydranet must be listed, so a new one is placed on purpose.
 LAYERS = [
-    {"hydranet", "errors", "files", "randomness", "registry", "kinds"},  # ground floor (kinds: config validates against it)
+    {"hydranet", "errors", "files", "randomness", "registry", "kinds", "distributed"},  # ground floor (kinds: config validates against it)
     {"config"},
     {"tasks", "rundir"},
     {"data", "models"},

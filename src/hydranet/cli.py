@@ -660,15 +660,17 @@ def meta_eval(
 @meta_app.command("adapt")
 def meta_adapt(
     run_dir: Path = typer.Argument(..., help="a meta-training run directory"),
-    support: Path = typer.Argument(..., help="labelled examples: one sub-folder of images per class (a table source: a CSV/Parquet file with the class column)"),
-    query: List[Path] = typer.Argument(..., help="inputs to classify: image files or folders (a table source: one table file)"),
+    support: Path = typer.Argument(..., help="labelled examples: one sub-folder of images per class (a table source: a CSV/Parquet file with the class column; sinusoid: a table with columns x, y)"),
+    query: List[Path] = typer.Argument(..., help="inputs to classify: image files or folders (a table source: one table file; sinusoid: a table with column x)"),
     output: Path = typer.Option(Path("predictions.csv"), "--output", "-o", help="CSV to write"),
 ) -> None:
-    """Adapt to your own few examples per class and classify new inputs (class and probability per class)."""
+    """Adapt to your own few examples per class and classify new inputs (class and probability per class); a
+    sinusoid run adapts to your points of one curve and predicts y at new x."""
     from hydranet.meta.adapt import adapt_run
 
     frame = adapt_run(run_dir, support, query, output)
-    console.print(f"adapted to {frame.shape[1] - 2} classes; wrote {len(frame)} predictions to {output}")
+    adapted = "your curve" if "x" in frame.columns else f"{frame.shape[1] - 2} classes"
+    console.print(f"adapted to {adapted}; wrote {len(frame)} predictions to {output}")
 
 
 @app.command()

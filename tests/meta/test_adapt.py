@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_digits
 
-from hydranet.config import validate
+from hydranet.config import load_config, validate
 from hydranet.errors import UserError
 from hydranet.meta import loop
 from hydranet.meta.classes import source_pools
@@ -126,3 +126,31 @@ def test_a_table_run_adapts_from_a_csv_and_refuses_missing_columns(cli, tmp_path
     support.drop(columns="x2").to_csv(tmp_path / "support.csv", index=False)
     code, _, err = cli("meta", "adapt", tmp_path / "run", tmp_path / "support.csv", tmp_path / "query.csv")
     assert code == 2 and "no column 'x2', which the model was trained with" in err, err
+
+
+def test_a_sinusoid_run_adapts_to_the_users_points_of_one_curve(cli, tmp_path):
+    """MAML meta-trained briefly, then given 10 points of y = 3·sin(x − 1): its predictions at 50 new x follow the
+    curve (a support/query mix-up, no inner steps or a dropped y column leave the error near the curve's power)."""
+    cfg = load_config("sinusoid", ["meta.iterations=150", "meta.meta_batch=10", "meta.eval_every=150",
+                                   "meta.outer_lr=0.01", "meta.eval_episodes=20", "train.progress=false",
+                                   "meta.method={name: maml, inner_lr: 0.02, eval_steps: 10}"])
+    loop.train(cfg, tmp_path / "run", progress=False)
+    curve = lambda x: 3 * np.sin(x - 1)  # noqa: E731
+    x = np.linspace(-5, 5, 10)
+    pd.DataFrame({"x": x, "y": curve(x)}).to_csv(tmp_path / "support.csv", index=False)
+    new_x = np.linspace(-4.9, 4.9, 50)
+    pd.DataFrame({"x": new_x}).to_csv(tmp_path / "query.csv", index=False)
+    code, out, err = cli("meta", "adapt", tmp_path / "run", tmp_path / "support.csv", tmp_path / "query.csv",
+                         "-o", tmp_path / "preds.csv")
+    assert code == 0 and "adapted to your curve" in out, err
+    preds = pd.read_csv(tmp_path / "preds.csv")
+    assert list(preds.columns) == ["input", "x", "prediction"]
+    np.testing.assert_allclose(preds["x"], new_x, rtol=1e-6)
+    error = np.mean((preds["prediction"] - curve(new_x)) ** 2)
+    assert error < 0.3 * np.mean(curve(new_x) ** 2), error
+    pd.DataFrame({"x": x, "y": ["abc", ""] + list(curve(x[2:]))}).to_csv(tmp_path / "bad.csv", index=False)
+    for support, message in [(tmp_path / "query.csv", "query.csv: no column 'y' (SUPPORT: a table with columns x, y)"),
+                             (tmp_path / "bad.csv", "bad.csv: row 1 of column 'y' is 'abc'; expected a number")]:
+        code, _, err = cli("meta", "adapt", tmp_path / "run", support, tmp_path / "query.csv", "-o", tmp_path / "p2.csv")
+        assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "p2.csv").exists()

@@ -129,3 +129,16 @@ def test_a_five_way_head_is_evaluated_five_way_only(cli, tmp_path):
     shutil.rmtree(tmp_path / "support" / "char5")
     code, _, err = cli("meta", "adapt", tmp_path / "run", tmp_path / "support", tmp_path / "query")
     assert code == 2 and "4 class folders; maml was meta-trained with one head output per class of 5-way" in err
+
+
+@pytest.mark.parametrize("clock, frozen", [("wall", "cpu"), ("cpu", "wall")])
+def test_the_time_budget_counts_on_the_configured_clock(tmp_path, monkeypatch, clock, frozen):
+    """The budget reads meta.budget_clock's clock only: a fake clock that gains 10 s per iteration stops a 25 s
+    budget after 3 iterations, while the other clock, frozen, would never stop it."""
+    ticks = iter(range(0, 10_000, 10))  # read at each iteration's start and end
+    monkeypatch.setitem(loop.CLOCKS, clock, lambda: float(next(ticks)))
+    monkeypatch.setitem(loop.CLOCKS, frozen, lambda: 0.0)
+    cfg = sinusoid("meta.method={name: fomaml, inner_lr: 0.01}", "meta.iterations=50", "meta.eval_every=50",
+                   f"meta.budget_clock={clock}", "meta.time_budget=25")
+    run = loop.train(cfg, tmp_path / "run", progress=False)
+    assert run.summary["iterations"] == 3 and run.summary["seconds"] == 30.0

@@ -5,6 +5,8 @@ inner steps, the fine-tuning baseline's ridge head), and each query gets a class
 SUPPORT is a folder with one sub-folder of images per class (or, for a table source, a CSV/Parquet file with the
 class column); QUERY is image files or folders (or a table). The files become model inputs exactly as training
 made them: Omniglot drawings by Omniglot's decoding, a data source's by the preprocessing stored in data.json.
+A sinusoid run regresses instead: SUPPORT is a table of the K points of the user's curve (columns `x`, `y`), QUERY
+a table of the points to predict (column `x`), and each gets its adapted `prediction`.
 """
 
 from __future__ import annotations
@@ -110,29 +112,63 @@ def read_query(inputs: Inputs, paths: list[Path]) -> tuple[torch.Tensor, list[st
 
 def adapt_run(run_dir: str | Path, support: Path, query: list[Path], output: Path | None = None) -> pd.DataFrame:
     """Predictions for the query inputs after adapting to the support set: `input`, `prediction` and `p_<class>`
-    (softmax of the adapted scores) per class; written to `output` as CSV when given."""
+    (softmax of the adapted scores) per class, or `input`, `x`, `prediction` for a sinusoid run; written to
+    `output` as CSV when given."""
     run = RunDir.open(run_dir)
     cfg = run.read_config()
-    if cfg.meta.source == "sinusoid":
-        raise UserError(f"{run.path}: a sinusoid regression run; meta adapt classifies (score it with meta eval)")
     run.require(run.model)
-    inputs = Inputs(run, cfg)
     tensors, _ = run.read_weights(run.model)
+    adapt = _adapt_curve if cfg.meta.source == "sinusoid" else _adapt_classes
+    frame = adapt(run, cfg, tensors, Path(support), [Path(p) for p in query])
+    if output is not None:
+        write_csv(output, frame)
+    return frame
+
+
+def _adapt_classes(run: RunDir, cfg: Config, tensors: Params, support: Path, query: list[Path]) -> pd.DataFrame:
+    inputs = Inputs(run, cfg)
     head = tensors.get("head.weight")
     net, method = learner(cfg, Problem(regression=False), inputs.shape, None if head is None else head.shape[0])
     check_fits({**dict(net.named_parameters()), **method.extra_parameters(net)}, tensors, run.model)
-    support_x, support_y, classes = read_support(inputs, Path(support))
+    support_x, support_y, classes = read_support(inputs, support)
     if method.head == "ways" and len(classes) != cfg.meta.ways:
         raise UserError(f"{support}: {len(classes)} class folders; {cfg.meta.method.name} was meta-trained with one "
                         f"head output per class of {cfg.meta.ways}-way episodes, so it adapts to {cfg.meta.ways} classes")
-    query_x, ids = read_query(inputs, [Path(p) for p in query])
+    query_x, ids = read_query(inputs, query)
     probabilities = torch.softmax(predict(method, tensors, support_x, support_y, query_x, len(classes)), -1)
     frame = pd.DataFrame({"input": ids, "prediction": [classes[i] for i in probabilities.argmax(-1).tolist()]})
     for k, name in enumerate(classes):
         frame[f"p_{name}"] = probabilities[:, k].numpy()
-    if output is not None:
-        write_csv(output, frame)
     return frame
+
+
+def _adapt_curve(run: RunDir, cfg: Config, tensors: Params, support: Path, query: list[Path]) -> pd.DataFrame:
+    """A sinusoid run adapted to the user's own points of one curve, as `meta eval` adapts to a new task."""
+    net, method = learner(cfg, Problem(regression=True), (1,), None)
+    check_fits({**dict(net.named_parameters()), **method.extra_parameters(net)}, tensors, run.model)
+    points = _numbers(read_input_table(support), ("x", "y"), support, "SUPPORT")
+    if len(query) != 1:
+        raise UserError(f"QUERY: a sinusoid run predicts the points of one table (column 'x'); got {len(query)} paths")
+    x = _numbers(read_input_table(query[0]), ("x",), query[0], "QUERY")[:, :1]
+    y = predict(method, tensors, points[:, :1], points[:, 1:], x, ways=0)[:, 0]
+    return pd.DataFrame({"input": [str(i) for i in range(len(x))], "x": x[:, 0].numpy(), "prediction": y.numpy()})
+
+
+def _numbers(frame: pd.DataFrame, columns: tuple[str, ...], path: Path, role: str) -> torch.Tensor:
+    """(rows, len(columns)) float tensor of the named columns; each must exist, hold numbers and have no gaps."""
+    for column in columns:
+        if column not in frame.columns:
+            raise UserError(f"{path}: no column {column!r} ({role}: a table with columns {', '.join(columns)})")
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna().to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            value = frame[column].iloc[row]
+            raise UserError(f"{path}: row {row + 1} of column {column!r} is "
+                            f"{'empty' if pd.isna(value) else repr(value)}; expected a number")
+    if frame.empty:
+        raise UserError(f"{path}: no rows ({role}: expected at least one point)")
+    return torch.tensor(frame[list(columns)].to_numpy(dtype=np.float32))
 
 
 def predict(method: object, params: Params, support_x: torch.Tensor, support_y: torch.Tensor,

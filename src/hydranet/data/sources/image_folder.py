@@ -1,7 +1,8 @@
 """Class-per-folder images (JPEG/PNG) from a folder or straight from a .tar/.tar.gz/.tgz archive.
 
 Layouts: `root/<class>/*.jpg`, or predefined splits `root/{train,val,test}/<class>/*.jpg`; an archive may
-wrap either in one top-level folder. Decoded sets are cached by content (see data/cache.py).
+wrap either in one top-level folder. Decoded sets are cached by content (see data/cache.py). A folder with an
+`images/` folder holds per-pixel label maps beside it instead (`dense_folder`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from hydranet.data import cache
 from hydranet.data.archives import ARCHIVE_SUFFIXES, tar_files
 from hydranet.data.dataset import RawData
 from hydranet.data.images import decode_many, image_files, is_image_name
+from hydranet.data.sources.dense_folder import is_dense_layout, load_dense_folder
 from hydranet.errors import UserError
 from hydranet.registry import register
 
@@ -24,9 +26,12 @@ LAYOUTS = "<class>/<image> or <train|val|test>/<class>/<image>, or unlabeled <im
 
 @register("source", "image_folder")
 def load_image_folder(cfg: Config) -> RawData:
-    """Images labelled by their folder name (task column `label`), with predefined splits if present."""
+    """Images labelled by their folder name (task column `label`), with predefined splits if present; or, in the
+    dense layout, images with a label map column per folder beside `images/`."""
     path = _source_path(cfg)
     size = cfg.data.image_size
+    if path.is_dir() and is_dense_layout(path):
+        return load_dense_folder(path, cfg)
     if path.is_dir():
         # Read once: the same bytes give the cache key and, on a miss, the images.
         items = read_folder(path)

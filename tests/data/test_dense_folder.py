@@ -3,20 +3,20 @@
 import numpy as np
 import pytest
 import torch
-from datafiles import dense_folder, pixels, write_png
 from PIL import Image
 
 from hydranet.config import load_config
 from hydranet.data import build_dataset
 from hydranet.data.sources.dense_folder import load_dense_folder
 from hydranet.errors import UserError
+from tests.data.datafiles import dense_folder, pixels, write_png
 
 TASKS = ["tasks={semantic: {kind: segmentation, column: label}, depth: {kind: depth}, normals: {kind: normals}}",
          "data.label_scale={depth: 1000}"]
 
 
 def config(root, *sets):
-    return load_config("scenes-mtl", [f"data.source=image_folder", f"data.path={root}", "data.split.stratify=null",
+    return load_config("scenes-mtl", ["data.source=image_folder", f"data.path={root}", "data.split.stratify=null",
                                       *TASKS, *sets])
 
 

@@ -20,11 +20,10 @@ from PIL import Image
 from hydranet.config import Config
 from hydranet.data.dataset import RawData
 from hydranet.data.images import GREY_MODES, decode_many, is_image_name
+from hydranet.data.split import SPLIT_FOLDERS, SPLITS
 from hydranet.errors import UserError
 
 IMAGE_FOLDERS = ("images", "image")  # NYUv2 in LibMTL's layout says `image`
-SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-SPLIT_ORDER = ("train", "val", "test")  # the examples' order: train's first
 MAP_SUFFIXES = (".png", ".npy")
 # A 3-channel label PNG holds unit vectors (normals) as 8-bit colours: v = colour / 255 · 2 − 1.
 VECTOR_SCALE, VECTOR_SHIFT = 2.0 / 255.0, -1.0
@@ -37,7 +36,7 @@ def image_dir(folder: Path) -> Path | None:
 
 def is_dense_layout(root: Path) -> bool:
     """Whether a folder holds the dense layout: an `images/` folder in it or in one of its split folders."""
-    groups = [root, *(child for child in root.iterdir() if child.is_dir() and child.name.lower() in SPLIT_NAMES)]
+    groups = [root, *(child for child in root.iterdir() if child.is_dir() and child.name.lower() in SPLIT_FOLDERS)]
     return any(image_dir(group) is not None for group in groups)
 
 
@@ -60,7 +59,8 @@ def load_dense_folder(root: Path, cfg: Config) -> RawData:
     labels = read_label_columns(groups, keys, tuple(pixels.shape[2:]), cfg.data.label_scale)
     unknown = sorted(set(cfg.data.label_scale) - set(labels))
     if unknown:
-        raise UserError(f"data.label_scale: {root} has no label folder {unknown[0]!r} (label folders: {', '.join(labels) or 'none'})")
+        raise UserError(f"data.label_scale: {root} has no label folder {unknown[0]!r} "
+                        f"(label folders: {', '.join(labels) or 'none'})")
     has_splits = splits[0] is not None
     return RawData(labels=labels, images=pixels, split=np.array(splits, dtype=object) if has_splits else None)
 
@@ -69,8 +69,9 @@ def split_groups(root: Path) -> list[tuple[str | None, Path]]:
     """[(None, root)] for one pool, else [(split, split folder)] for each split folder, each with its images/."""
     if image_dir(root) is not None:
         return [(None, root)]
-    groups = sorted(((SPLIT_NAMES[child.name.lower()], child) for child in root.iterdir()
-                     if child.is_dir() and child.name.lower() in SPLIT_NAMES), key=lambda g: (SPLIT_ORDER.index(g[0]), g[1].name))
+    groups = [(SPLIT_FOLDERS[child.name.lower()], child) for child in root.iterdir()
+              if child.is_dir() and child.name.lower() in SPLIT_FOLDERS]
+    groups.sort(key=lambda group: (SPLITS.index(group[0]), group[1].name))  # train's examples first
     for _, folder in groups:
         if image_dir(folder) is None:
             raise UserError(f"{folder}: a split folder of the dense layout needs an images/ folder beside its label folders")
@@ -94,23 +95,27 @@ def read_label_columns(groups: list[tuple[str | None, Path]], keys: list[tuple[P
     names = sorted({child.name for _, folder in groups for child in folder.iterdir()
                     if child.is_dir() and child.name not in IMAGE_FOLDERS and not child.name.startswith(".")})
     row = {key: i for i, key in enumerate(keys)}
-    columns = {}
-    for name in names:
-        maps: np.ndarray | None = None
-        for _, folder in groups:
-            if not (folder / name).is_dir():
-                continue  # this split has no such maps: its examples miss the label
-            for key, path in _files(folder / name, lambda rel: True).items():
-                if (folder, key) not in row:
-                    raise UserError(f"{path}: no image {key}.* in {image_dir(folder)} for this label map")
-                value = read_map(path, scales.get(name, 1.0))
-                if maps is None:
-                    maps, first = np.full((len(keys), *size, *value.shape[2:]), np.nan, dtype=np.float32), path
-                check_map(path, value, maps.shape[1:], first)
-                maps[row[(folder, key)]] = value
-        if maps is not None:
-            columns[name] = maps
-    return columns
+    columns = {name: read_column(name, groups, row, size, scales.get(name, 1.0)) for name in names}
+    return {name: maps for name, maps in columns.items() if maps is not None}
+
+
+def read_column(name: str, groups: list[tuple[str | None, Path]], row: dict[tuple[Path, str], int],
+                size: tuple[int, int], scale: float) -> np.ndarray | None:
+    """The maps of label folder `name` in every group, at their images' rows (`row`), NaN where a map is missing;
+    None when no group has a file there. The first map decides the column's channels."""
+    maps, first = None, None
+    for _, folder in groups:
+        if not (folder / name).is_dir():
+            continue  # this split has no such maps: its examples miss the label
+        for key, path in _files(folder / name, lambda rel: True).items():
+            if (folder, key) not in row:
+                raise UserError(f"{path}: no image {key}.* in {image_dir(folder)} for this label map")
+            value = read_map(path, scale)
+            if maps is None:
+                maps, first = np.full((len(row), *size, *value.shape[2:]), np.nan, dtype=np.float32), path
+            check_map(path, value, maps.shape[1:], first)
+            maps[row[(folder, key)]] = value
+    return maps
 
 
 def check_map(path: Path, value: np.ndarray, expected: tuple[int, ...], first: Path) -> None:

@@ -49,7 +49,7 @@ class Task:
 
     @property
     def dense(self) -> bool:
-        """Whether the task labels every pixel (segmentation, depth): its column holds one map per example."""
+        """Whether the task labels every pixel (a dense kind): its column holds one map per example."""
         return is_dense(self.spec)
 
     def head(self, in_dim: int, hidden: Sequence[int] = (), dropout: float = 0.0, feature_map: bool = False) -> nn.Module:

@@ -1,4 +1,5 @@
-"""What the per-pixel kinds (segmentation, depth) share: label maps as targets, the conv head, example losses.
+"""What the per-pixel kinds (segmentation, depth, edges, normals) share: label maps as targets, the conv head,
+example losses.
 
 A dense target holds one label per pixel, (N, H, W), marking missing pixels in itself (-1 or NaN) as the per-example
 kinds mark a missing label; its head gives (B, H, W, K) scores or (B, H, W) values: the pixel axes come first, so

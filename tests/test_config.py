@@ -44,7 +44,7 @@ def test_overrides_are_typed():
     ("tasks.digit.kindd=binary", "unknown key 'tasks.digit.kindd' (allowed: column, kind"),
     ("train.epochs=many", "train.epochs: Input should be a valid integer"),
     ("train.epochs=0", "train.epochs: Input should be greater than or equal to 1"),
-    ("tasks.digit.kind=ranking", "tasks.digit.kind: Input should be 'classification', 'binary', 'multilabel', 'regression', 'segmentation' or 'depth'"),
+    ("tasks.digit.kind=ranking", "tasks.digit.kind: Input should be 'classification', 'binary', 'multilabel', 'regression', 'segmentation', 'depth', 'edges' or 'normals'"),
     ("data.source=mnist", "data.source: unknown source 'mnist' (known: "),
     ("model.trunk.name=vit", "model.trunk.name: unknown trunk 'vit' (known: "),
     ("mtl.balancer=magic", "mtl.balancer: unknown balancer 'magic'"),

@@ -1,4 +1,4 @@
-"""The per-pixel kinds (segmentation, depth) against hand-computed cases, ignore labels and invalid depth included.
+"""The per-pixel kinds (segmentation, depth, edges, normals) against hand-computed cases, ignore labels and invalid depth included.
 
 The contract every kind meets is tests/test_kinds.py; here the numbers themselves are checked.
 """
@@ -81,7 +81,56 @@ def test_segmentation_loss_ignores_unlabeled_pixels():
     torch.testing.assert_close(task.loss(pred.nan_to_num(), target), expected)
 
 
-@pytest.mark.parametrize("kind", ["segmentation", "depth"])
+def test_edge_fscore_by_hand_with_unlabeled_pixels():
+    # true edges (255 is an edge too; NaN and -1 unlabeled):   predicted (logit > 0):
+    #   1 0 255        0 0 -1                                   1 1 0      0 0 1
+    #   0 NaN 1        1 1 0                                    0 1 1      1 0 0
+    task, target = task_of("edges", [[[1, 0, 255], [0, np.nan, 1]], [[0, 0, -1], [1, 1, 0]]])
+    said = torch.tensor([[[1, 1, 0], [0, 1, 1]], [[0, 0, 1], [1, 0, 0]]], dtype=torch.bool)
+    metrics = task.metrics(torch.where(said, 3.0, -3.0), target)
+    # labeled 10 pixels; hits: image 1 (0,0),(1,2), image 2 (1,0) = 3; said on labeled pixels 4; true edges 5
+    assert metrics["precision"] == pytest.approx(3 / 4) and metrics["recall"] == pytest.approx(3 / 5)
+    assert metrics["fscore"] == pytest.approx(2 * (3 / 4) * (3 / 5) / (3 / 4 + 3 / 5))
+    assert task.metrics(torch.full((2, 2, 3), -3.0), target)["fscore"] == 0  # never firing scores nothing
+
+
+def test_edge_loss_is_bce_over_labeled_pixels_only():
+    task, target = task_of("edges", [[[1, np.nan], [0, -1]]])
+    logits = torch.tensor([[[0.5, 1e6], [-2.0, -1e6]]])
+    expected = (math.log1p(math.exp(-0.5)) + math.log1p(math.exp(-2.0))) / 2  # −log σ(0.5), −log(1 − σ(−2))
+    assert float(task.loss(logits, target)) == pytest.approx(expected)
+
+
+def test_other_edge_values_are_a_user_error():
+    with pytest.raises(UserError, match="tasks.t: edge labels are 0 .* and 1 or 255 .*found 2"):
+        task_of("edges", [[[0, 1], [2, 0]]])
+
+
+def normals_at(degrees: list[float]) -> torch.Tensor:
+    """Vectors at these angles from (0, 0, −1), tilted toward +y, unnormalized (the head's raw output)."""
+    return torch.tensor([[0.0, math.tan(math.radians(d)), -1.0] for d in degrees])
+
+
+def test_normal_metrics_by_hand_with_unlabeled_pixels():
+    # every labeled pixel faces the camera; the prediction is off by 0°, 45°, 10°, 20° and 25°; pixel 6 unlabeled
+    task, target = task_of("normals", [[[[0, 0, -1]] * 3, [[0, 0, -2], [0, 0, -1], [np.nan, np.nan, np.nan]]]])
+    pred = torch.cat([normals_at([0, 45, 10, 20, 25]), torch.tensor([[float("nan")] * 3])]).reshape(1, 2, 3, 3)
+    metrics = task.metrics(pred.nan_to_num(), target)
+    assert metrics["mean_angle"] == pytest.approx(20.0) and metrics["median_angle"] == pytest.approx(20.0)
+    assert (metrics["within_11"], metrics["within_22"], metrics["within_30"]) == pytest.approx((2 / 5, 3 / 5, 4 / 5))
+    cosines = np.cos(np.radians([0, 45, 10, 20, 25]))
+    assert float(task.loss(pred.nan_to_num(), target)) == pytest.approx(float((1 - cosines).mean()), rel=1e-5)
+
+
+def test_normals_are_read_as_unit_vectors_and_zero_vectors_as_unlabeled():
+    task, target = task_of("normals", [[[[0, 3, -4], [0, 0, 0]]]])
+    torch.testing.assert_close(target[0, 0, 0], torch.tensor([0.0, 0.6, -0.8]))
+    assert target[0, 0, 1].isnan().all() and task.spec.labeled(target).tolist() == [[[True, False]]]
+    with pytest.raises(UserError, match=r"tasks.t: a normals task needs one \(H, W, 3\) map of vectors"):
+        task_of("normals", [[[0.0, 1.0]]])
+
+
+@pytest.mark.parametrize("kind", ["segmentation", "depth", "edges"])
 def test_a_column_of_scalars_for_a_dense_task_is_a_user_error(kind):
     with pytest.raises(UserError, match=rf"tasks.t: a {kind} task needs one \(H, W\) map"):
         encode_target(np.array([1, 2, 3], dtype=object), TaskConfig(kind=kind), "tasks.t")

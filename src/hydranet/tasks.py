@@ -49,7 +49,7 @@ class Task:
 
     @property
     def dense(self) -> bool:
-        """Whether the task labels every pixel (segmentation, depth): its column holds one map per example."""
+        """Whether the task labels every pixel (a dense kind): its column holds one map per example."""
         return is_dense(self.spec)
 
     def head(self, in_dim: int, hidden: Sequence[int] = (), dropout: float = 0.0, feature_map: bool = False) -> nn.Module:
@@ -61,7 +61,7 @@ class Task:
         if self.dense:
             if not feature_map:
                 raise UserError(f"tasks.{self.name}: a {self.kind} task predicts every pixel and needs a trunk whose "
-                                f"features are a map (model.trunk.name: unet with model.sharing: hard)")
+                                f"features are a map (model.trunk.name: unet)")
             return self.spec.head(in_dim, self.info)
         layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()] if feature_map else []
         for width in [*hidden, None]:

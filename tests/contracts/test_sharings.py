@@ -5,7 +5,7 @@
 private to two tasks, and every task's loss reaches the shared ones (what gradient balancers rely on); the
 same seed builds the same model; a state dict reloads into a fresh one; bf16 autocast gives finite float32
 losses. What a sharing cannot wire is a one-line UserError naming model.sharing and the trunk: cross-stitch on a
-trunk without stages, mmoe/cgc/cross-stitch on a trunk whose features are a map (unet), mmoe/cgc gates on token ids.
+trunk without stages (nor an encoder-decoder's stage and decode), mmoe/cgc gates on token ids.
 """
 
 import pytest
@@ -29,8 +29,7 @@ SHAPES = {"image": IMAGE_SHAPE, "table": TABLE_SHAPE, "text": TABLE_SHAPE[:1], "
 CASES = [pytest.param(trunk, kind, id=f"{trunk}-{kind}") for trunk in registry.names("trunk") for kind in SHAPES
          if kind == "image" or kind in getattr(registry.get("trunk", trunk), "inputs", ("table",))]
 # What the built-in sharings refuse at build time: (sharing, trunk, input kind).
-REFUSED = {*((s, "unet", "image") for s in ("mmoe", "cgc", "cross_stitch")),  # features are a map
-           *((s, t, "text") for s in ("mmoe", "cgc") for t in ("transformer", "gru", "lstm"))}  # gates on token ids
+REFUSED = {*((s, t, "text") for s in ("mmoe", "cgc") for t in ("transformer", "gru", "lstm"))}  # gates on token ids
 
 
 def example_inputs(kind: str, batch: dict) -> torch.Tensor:

@@ -51,3 +51,25 @@ def fake_cifar(folder, per_batch=3):
         (folder / name).write_bytes(pickle.dumps({b"data": data, b"labels": labels, b"batch_label": name.encode()}))
     (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [n.encode() for n in CIFAR_NAMES]}))
     return batches
+
+
+def dense_folder(root: Path, splits: tuple[str, ...] = ("train", "test"), per_split: int = 4, size=(6, 8)) -> Path:
+    """A tiny dense image_folder set: `<split>/images/<i>.png` RGB images, `<split>/label/<i>.png` class indices
+    (the image's index mod 3 on the left half, 0 on the right), `<split>/depth/<i>.png` 16-bit millimetres (1000 +
+    100·i everywhere) and `<split>/normals/<i>.npy` (H, W, 3) facing the camera; the last image of every split has
+    no label map (a missing label)."""
+    height, width = size
+    for s, split in enumerate(splits):
+        for i in range(per_split):
+            index = s * per_split + i
+            folder = root / split
+            write_png(folder / "images" / f"{i}.png", pixels(index, size))
+            if i == per_split - 1:
+                continue
+            label = np.zeros(size, dtype=np.uint8)
+            label[:, : width // 2] = index % 3
+            write_png(folder / "label" / f"{i}.png", label)
+            write_png(folder / "depth" / f"{i}.png", np.full(size, 1000 + 100 * index, dtype=np.uint16))
+            (folder / "normals").mkdir(parents=True, exist_ok=True)
+            np.save(folder / "normals" / f"{i}.npy", np.broadcast_to(np.array([0, 0, -1.0]), (height, width, 3)))
+    return root

@@ -64,3 +64,60 @@ def test_crops_and_flips_move_the_targets_with_the_image():
         assert torch.equal(padded, batch["depth"].isnan()) and padded.any()
         moved += int(visible.sum())
     assert moved > 5
+
+
+def test_edges_outline_what_is_visible_and_normals_are_the_cards_and_the_plane():
+    labels = generate(50, 16, seed=2)["labels"]
+    assert np.array_equal(labels["edges"], generate(50, 16, seed=2)["labels"]["edges"])
+    semantic, edges, normals = labels["semantic"], labels["edges"], labels["normals"]
+    # wherever two horizontal neighbours show different classes, both are edge pixels
+    differ = semantic[:, :, 1:] != semantic[:, :, :-1]
+    assert (edges[:, :, 1:][differ] == 1).all() and (edges[:, :, :-1][differ] == 1).all()
+    assert set(np.unique(edges)) == {0.0, 1.0} and 0.02 < edges.mean() < 0.5
+    assert normals.shape == (50, 16, 16, 3) and np.allclose(np.linalg.norm(normals, axis=-1), 1)
+    assert (normals[semantic > 0] == [0, 0, -1]).all()  # cards face the camera
+    assert (normals[semantic == 0][:, 1] < 0).all()  # the background plane tilts up toward it
+
+
+def test_a_flip_mirrors_the_normals_x_component_with_the_pixels():
+    """A marker pixel in each image's left half whose normal points right (+x): wherever a flip carried it into
+    the right half, its normal must point left, and every other pixel keeps facing the camera."""
+    data = build_dataset(load_config("scenes-mtl", ["data.limit=40", "data.image_size=8"]))
+    n = len(data.x)
+    rows, cols = torch.randint(0, 8, (n,), generator=torch.Generator().manual_seed(0)), torch.arange(n) % 4
+    data.x = torch.zeros_like(data.x)
+    data.x[torch.arange(n), :, rows, cols] = 255
+    data.targets["normals"] = torch.tensor([0.0, 0.0, -1.0]).expand(n, 8, 8, 3).clone()
+    data.targets["normals"][torch.arange(n), rows, cols] = torch.tensor([1.0, 0.0, 0.0])
+    flipped = 0
+    for batch in Batches(data, torch.device("cpu"), 16, AugmentConfig(flip=True), seed=1).epoch(0):
+        marker = batch["x"][:, 0] == batch["x"][:, 0].amax(dim=(1, 2), keepdim=True)  # (B, H, W)
+        on_right = marker[:, :, 4:].flatten(1).any(1)  # flipped
+        expected_x = torch.where(on_right, -1.0, 1.0)[:, None, None] * marker
+        assert torch.equal(batch["normals"][..., 0], expected_x)
+        assert torch.equal(batch["normals"][..., 2], torch.where(marker, 0.0, -1.0))
+        flipped += int(on_right.sum())
+    assert 0 < flipped < n
+
+
+def test_flip_averaging_mirrors_a_normal_prediction_back():
+    """A model whose normals are exactly mirror-equivariant (x from the image's horizontal gradient): averaging its
+    prediction with the mirrored image's, mirrored back, changes nothing; without negating x it would cancel."""
+    from torch import nn
+
+    from hydranet.kinds.normals import NormalsHead
+    from hydranet.train.evaluation import forward_tta
+
+    class Gradient(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.heads = nn.ModuleDict({"normals": NormalsHead(1, 3, squeeze=False)})
+
+        def forward(self, x):
+            padded = nn.functional.pad(x[:, 0], (1, 1))
+            dx = padded[:, :, 2:] - padded[:, :, :-2]  # (B, H, W): changes sign in a mirror
+            return {"normals": torch.stack([dx, torch.zeros_like(dx), -torch.ones_like(dx)], -1)}
+
+    x = torch.randn(2, 1, 5, 6, generator=torch.Generator().manual_seed(0))
+    model = Gradient()
+    torch.testing.assert_close(forward_tta(model, x, "flip")["normals"], model(x)["normals"])

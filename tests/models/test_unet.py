@@ -43,3 +43,35 @@ def test_every_encoder_and_decoder_parameter_is_shared_and_reached_by_every_task
 def test_a_unet_needs_images():
     with pytest.raises(UserError, match="model.trunk.name: unet needs image inputs"):
         model(shape=(12,))
+
+
+@pytest.mark.parametrize("sharing", ["mmoe", "cgc", "cross_stitch"])
+def test_soft_sharings_give_every_task_its_own_map(sharing):
+    """Gated experts and cross-stitch columns on unet: each task's heads read its own (B, D, H, W) map, dense heads
+    predict per pixel, and every shared parameter (experts every gate routes to; every column and unit of cross-stitch,
+    through the units) is reached by every task's loss."""
+    cfg = load_config("scenes-mtl", ["model.trunk.channels=[4,8]", "model.trunk.decoder=4", f"model.sharing={sharing}"])
+    net = build_model(cfg.model, (3, 9, 9), tasks())
+    features = net.trunk(torch.randn(2, 3, 9, 9))
+    assert set(features) == set(tasks()) and all(f.shape == (2, 4, 9, 9) for f in features.values())
+    out = net(torch.randn(2, 3, 9, 9))
+    assert out["semantic"].shape == (2, 9, 9, 4) and out["depth"].shape == (2, 9, 9) and out["count"].shape == (2, 3)
+    shared = net.shared_parameters()
+    for name, pred in out.items():
+        grads = torch.autograd.grad(pred.float().square().mean(), shared, retain_graph=True, allow_unused=True)
+        assert all(g is not None for g in grads), name
+
+
+def test_cross_stitch_on_unet_mixes_the_columns_at_every_scale():
+    """One unit after each encoder stage and one after the decoders; with identity units the columns are independent
+    unets, so task t's map is exactly column t's own forward."""
+    cfg = load_config("scenes-mtl", ["model.trunk.channels=[4,8,8]", "model.trunk.decoder=4", "model.sharing=cross_stitch"])
+    net = build_model(cfg.model, (3, 9, 9), tasks()).eval()
+    assert len(net.trunk.units) == 3 + 1
+    with torch.no_grad():
+        for unit in net.trunk.units:
+            unit.copy_(torch.eye(3).flatten())
+    x = torch.randn(2, 3, 9, 9)
+    features = net.trunk(x)
+    for t, name in enumerate(net.trunk.tasks):
+        torch.testing.assert_close(features[name], net.trunk.columns[t](x))

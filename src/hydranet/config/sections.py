@@ -85,8 +85,17 @@ class DataConfig(Section):
     image_size: int | None = Field(None, ge=1, description="resize images to this square side (null: keep; all images must then share one size)")
     limit: int | None = Field(None, ge=1, description="use only this many examples, drawn at random with the seed (quick runs)")
     labels_fraction: float = Field(1.0, gt=0, le=1, description="train on a seeded fraction of the train split, stratified by the first classification task (label-efficiency studies; val and test stay whole)")
+    label_scale: dict[str, float] = Field({}, description="dense image_folder: what a one-channel label PNG's values are divided by, per label folder (16-bit depth in millimetres: {depth: 1000}); .npy maps are read as stored")
     cache_dir: str | None = Field(None, description="where decoded image sets are cached (null: $HYDRANET_CACHE or ~/.cache/hydranet)")
     text: TextConfig = Field(default_factory=TextConfig, description="text source: columns, tokenizer and length")
+
+    @field_validator("label_scale")
+    @classmethod
+    def _positive_scales(cls, scales: dict[str, float]) -> dict[str, float]:
+        bad = next((name for name, scale in scales.items() if not scale > 0), None)
+        if bad is not None:
+            raise ValueError(f"the scale of {bad!r} must be a number > 0, got {scales[bad]}")
+        return scales
 
 
 class TaskConfig(Section):

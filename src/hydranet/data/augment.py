@@ -6,6 +6,8 @@ a seed gives the same batch on any device, then the ops run where the batch live
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -38,16 +40,23 @@ def apply(x: torch.Tensor, cfg: AugmentConfig, params: dict[str, torch.Tensor]) 
     return x
 
 
-def apply_to_target(y: torch.Tensor, cfg: AugmentConfig, params: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Move a dense target (B, H, W) with its images: the same crops and flips as `apply` (cutout changes the
-    picture, not what it shows). Pixels the crop brings in from the padding are missing (-1 or NaN)."""
-    y = y[:, None]  # (B, 1, H, W): one channel, so the image ops apply
+def apply_to_target(y: torch.Tensor, cfg: AugmentConfig, params: dict[str, torch.Tensor],
+                    mirror: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Move a dense target (B, H, W[, C]) with its images: the same crops and flips as `apply` (cutout changes the
+    picture, not what it shows). Pixels the crop brings in from the padding are missing (-1 or NaN). `mirror` (the
+    kind's, `kinds.mirror_values`) turns a flipped example's values into what the mirrored picture shows: a
+    normal's x component changes sign."""
+    vectors = y.ndim == 4
+    y = y.movedim(-1, 1) if vectors else y[:, None]  # (B, C, H, W): the image ops apply
     if cfg.crop_padding:
         fill = float("nan") if y.is_floating_point() else -1
         y = crop_at(y, cfg.crop_padding, params["top"], params["left"], fill)
     if cfg.flip:
         y = flip_where(y, params["flip"])
-    return y[:, 0]
+    y = y.movedim(1, -1) if vectors else y[:, 0]
+    if cfg.flip and mirror is not None:
+        y = torch.where(params["flip"].view(-1, *[1] * (y.ndim - 1)), mirror(y), y)
+    return y
 
 
 def draw(cfg: AugmentConfig, batch: int, height: int, width: int, generator: torch.Generator) -> dict[str, torch.Tensor]:

@@ -6,6 +6,7 @@ resumed run trains on exactly the batches of an uninterrupted one.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Iterator
 
 import torch
@@ -14,7 +15,7 @@ from torch import Tensor
 from hydranet.config import AugmentConfig
 from hydranet.data.augment import apply, apply_to_target, draw_epoch
 from hydranet.data.dataset import Dataset
-from hydranet.kinds import get_kind, is_dense
+from hydranet.kinds import get_kind, is_dense, mirror_values
 from hydranet.randomness import Purpose, stream
 
 
@@ -38,7 +39,9 @@ class Batches:
         self.size = len(self.split["x"])
         self.augmenting = self.split["x"].ndim == 4 and bool(augment.crop_padding or augment.flip or augment.cutout)
         # per-pixel targets must follow every crop and flip of their images
-        self.dense = [task for task, info in data.info.tasks.items() if is_dense(get_kind(info.kind))]
+        # (and a kind whose values change in a mirror, normals, says how: `mirror_values`)
+        self.dense = {task: partial(mirror_values, get_kind(info.kind)) for task, info in data.info.tasks.items()
+                      if is_dense(get_kind(info.kind))}
         # A last batch of one example (when batch_size > 1) is left out of the epoch, and shuffling gives that
         # place to another example each epoch: BatchNorm cannot normalize one example (PyTorch refuses), and
         # one example's step is mostly noise.
@@ -75,5 +78,6 @@ class Batches:
             if choices is not None:
                 drawn = {k: v[begin:end] for k, v in choices.items()}
                 batch["x"] = apply(batch["x"], self.augment, drawn)
-                batch.update({task: apply_to_target(batch[task], self.augment, drawn) for task in self.dense})
+                batch.update({task: apply_to_target(batch[task], self.augment, drawn, mirror)
+                              for task, mirror in self.dense.items()})
             yield batch

@@ -14,6 +14,8 @@ from hydranet.errors import UserError
 from hydranet.randomness import Purpose, numpy_stream, stream
 
 SPLITS = ("train", "val", "test")
+# Folder names that mean a predefined split (image_folder's class-per-folder and dense layouts), any case.
+SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
 def make_splits(n: int, cfg: SplitConfig, seed: int, strata: np.ndarray | None = None,

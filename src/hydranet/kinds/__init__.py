@@ -1,4 +1,5 @@
-"""Task kinds: one record per kind (classification, binary, multilabel, regression, segmentation, depth) owning all the kind means.
+"""Task kinds: one record per kind (classification, binary, multilabel, regression, segmentation, depth, edges,
+normals) owning all the kind means.
 
 `KINDS` maps a name to its record, `get_kind` looks one up; features ask the record and never branch on the name.
 
@@ -17,7 +18,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 from torch import Tensor
 
-from hydranet.kinds import binary, classification, depth, multilabel, regression, segmentation
+from hydranet.kinds import binary, classification, depth, edges, multilabel, normals, regression, segmentation
 from hydranet.kinds.info import TaskInfo
 
 
@@ -33,10 +34,12 @@ class Kind(Protocol):
     (int64 class, -1 where missing); they give accuracy, robust accuracy, chance level, kNN votes and
     split strata.
 
-    Dense kinds (`dense` true: one label per pixel, targets (N, H, W), outputs with the pixel axes first,
+    Dense kinds (`dense` true: one label per pixel, targets (N, H, W[, C]), outputs with the pixel axes first,
     (B, H, W[, K])) also provide `head(channels, info) -> nn.Module` (a conv head on a trunk's feature map) and
     `write_output(path, value, info) -> Path` (one example's decoded map as the file `predict` writes; `path`
-    without suffix). `is_dense` asks for the member; the other kinds need not have it.
+    without suffix). `is_dense` asks for the member; the other kinds need not have it. A dense kind whose values
+    change when the picture is mirrored left-right (a normal's x component) provides `mirror(values) -> values` on
+    channels-last maps; `mirror_values` applies it, or leaves the values of the other kinds as they are.
 
     Kinds that `hydranet baseline` can fit with one scikit-learn estimator say which with `baseline`
     ("classifier": integer labels and `predict_proba`; "regressor": values in original units); `baseline_estimator`
@@ -98,7 +101,7 @@ class Kind(Protocol):
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (classification.KIND, binary.KIND, multilabel.KIND, regression.KIND,
-                                               segmentation.KIND, depth.KIND)}
+                                               segmentation.KIND, depth.KIND, edges.KIND, normals.KIND)}
 # Metric names are shared across kinds ("loss", "accuracy"), so lower-is-better is one set for all.
 LOWER_IS_BETTER = frozenset().union(*(k.lower_is_better for k in KINDS.values()))
 
@@ -116,6 +119,13 @@ def is_dense(kind: Kind) -> bool:
     return bool(getattr(kind, "dense", False))
 
 
+def mirror_values(kind: Kind, values: Tensor) -> Tensor:
+    """A dense kind's values (targets or outputs, channels last) as the left-right mirrored picture shows them; the
+    pixels themselves are moved by the caller. Unchanged for every kind without a `mirror` member."""
+    mirror = getattr(kind, "mirror", None)
+    return values if mirror is None else mirror(values)
+
+
 def baseline_estimator(kind: Kind) -> str | None:
     """"classifier", "regressor", or None: which scikit-learn estimator `hydranet baseline` fits for a kind."""
     return getattr(kind, "baseline", None)
@@ -126,4 +136,4 @@ def higher_is_better(metric: str) -> bool:
     return metric.rsplit("/", 1)[-1] not in LOWER_IS_BETTER
 
 
-__all__ = ["KINDS", "LOWER_IS_BETTER", "Kind", "TaskInfo", "baseline_estimator", "get_kind", "higher_is_better", "is_dense"]
+__all__ = ["KINDS", "LOWER_IS_BETTER", "Kind", "TaskInfo", "baseline_estimator", "get_kind", "higher_is_better", "is_dense", "mirror_values"]

@@ -1,8 +1,10 @@
-"""What the per-pixel kinds (segmentation, depth) share: label maps as targets, the conv head, example losses.
+"""What the per-pixel kinds (segmentation, depth, edges, normals) share: label maps as targets, the conv head,
+example losses.
 
-A dense target holds one label per pixel, (N, H, W), marking missing pixels in itself (-1 or NaN) as the per-example
-kinds mark a missing label; its head gives (B, H, W, K) scores or (B, H, W) values: the pixel axes come first, so
-"a row of class scores belongs to its one target" and a left-right mirror is `flip(2)` for every dense output.
+A dense target holds one label per pixel, (N, H, W) (normals: a vector, (N, H, W, 3)), marking missing pixels in
+itself (-1 or NaN) as the per-example kinds mark a missing label; its head gives (B, H, W, K) scores or (B, H, W)
+values: the pixel axes come first, so "a row of class scores belongs to its one target" and a left-right mirror is
+`flip(2)` for every dense output (plus the kind's `mirror` of the values themselves, normals' x).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The `unet` trunk: a ResNet encoder and a small FPN-style decoder, giving a feature map at the input resolution.
 
-Dense tasks (segmentation, depth) put their conv heads on that map and image-level tasks pool it, so under `hard`
-sharing every encoder and decoder parameter is shared and the gradient balancers treat them as such.
+Dense tasks (segmentation, depth, edges, normals) put their conv heads on that map and image-level tasks pool it, so
+under `hard` sharing every encoder and decoder parameter is shared and the gradient balancers treat them as such.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ class UNet(nn.Module):
     sum upsampled (bilinear) and added top-down, then one 3×3 conv on the finest, full-resolution map.
 
     `forward` gives (B, decoder, H, W), `out_dim` being its channels; `feature_map` tells the heads so
-    (`ModelParts.model`). No `stages()`: the skip connections do not split into stages that compose.
+    (`ModelParts.model`). No `stages()`: the skip connections do not split into stages that compose; `stage` and
+    `decode` are the parts cross-stitch mixes between (one unit after every encoder stage and one after the decoder).
     """
 
     feature_map = True
@@ -56,16 +57,25 @@ class UNet(nn.Module):
         self.laterals = nn.ModuleList(nn.Conv2d(width, cfg.decoder, 1) for width in cfg.channels)
         self.smooth = conv_bn(cfg.decoder, cfg.decoder, 3, cfg.activation)
         self.out_dim = cfg.decoder
+        self.n_stages = len(cfg.channels)  # how many `stage`s the encoder has
 
-    def forward(self, x: Tensor) -> Tensor:
-        skips, h = [], self.stem(x)
-        for stage in self.encoder:
-            h = stage(h)
-            skips.append(h)  # (B, C_i, H / 2^i, W / 2^i)
+    def stage(self, index: int, h: Tensor) -> Tensor:
+        """Encoder stage `index` (the stem runs before the first): (B, C, H, W) → (B, C_index, H / 2^index, …)."""
+        return self.encoder[index](self.stem(h) if index == 0 else h)
+
+    def decode(self, skips: list[Tensor]) -> Tensor:
+        """Every stage's output, finest first, → the full-resolution map (B, decoder, H, W)."""
         top = self.laterals[-1](skips[-1])
         for skip, lateral in zip(reversed(skips[:-1]), reversed(self.laterals[:-1])):
             top = lateral(skip) + F.interpolate(top, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.smooth(top)  # (B, decoder, H, W)
+        return self.smooth(top)
+
+    def forward(self, x: Tensor) -> Tensor:
+        skips, h = [], x
+        for index in range(self.n_stages):
+            h = self.stage(index, h)
+            skips.append(h)  # (B, C_i, H / 2^i, W / 2^i)
+        return self.decode(skips)  # (B, decoder, H, W)
 
 
 @register("trunk", "unet", options=UNetOptions)

@@ -24,15 +24,21 @@ def forward_tta(model: nn.Module, x: torch.Tensor, tta: str) -> dict[str, torch.
     """
     outputs = {task: pred.float() for task, pred in model(x).items()}
     if tta == "flip":
-        mirrored = {task: unmirror(pred.float()) for task, pred in model(x.flip(3)).items()}
+        heads = getattr(model, "heads", {})
+        mirrored = {task: unmirror(pred.float(), heads[task] if task in heads else None)
+                    for task, pred in model(x.flip(3)).items()}
         outputs = {task: (pred + mirrored[task]) / 2 for task, pred in outputs.items()}
     return outputs
 
 
-def unmirror(pred: torch.Tensor) -> torch.Tensor:
+def unmirror(pred: torch.Tensor, head: nn.Module | None = None) -> torch.Tensor:
     """The output for a mirrored image, mirrored back: dense outputs put the pixel axes first, (B, H, W[, K])
-    (`hydranet.kinds`), so their W axis is 2; a per-example output (B[, K]) has no pixels to move."""
-    return pred.flip(2) if pred.ndim >= 3 else pred
+    (`hydranet.kinds`), so their W axis is 2; a per-example output (B[, K]) has no pixels to move. A head whose
+    values themselves change in a mirror (normals: x changes sign) says how with its `mirror`."""
+    if pred.ndim < 3:
+        return pred
+    mirror = getattr(head, "mirror", None)
+    return pred.flip(2) if mirror is None else mirror(pred.flip(2))
 
 
 @torch.inference_mode()

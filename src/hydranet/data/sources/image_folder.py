@@ -1,7 +1,8 @@
 """Class-per-folder images (JPEG/PNG) from a folder or straight from a .tar/.tar.gz/.tgz archive.
 
 Layouts: `root/<class>/*.jpg`, or predefined splits `root/{train,val,test}/<class>/*.jpg`; an archive may
-wrap either in one top-level folder. Decoded sets are cached by content (see data/cache.py).
+wrap either in one top-level folder. Decoded sets are cached by content (see data/cache.py). A folder with an
+`images/` folder holds per-pixel label maps beside it instead (`dense_folder`).
 """
 
 from __future__ import annotations
@@ -15,18 +16,22 @@ from hydranet.data import cache
 from hydranet.data.archives import ARCHIVE_SUFFIXES, tar_files
 from hydranet.data.dataset import RawData
 from hydranet.data.images import decode_many, image_files, is_image_name
+from hydranet.data.sources.dense_folder import is_dense_layout, load_dense_folder
+from hydranet.data.split import SPLIT_FOLDERS
 from hydranet.errors import UserError
 from hydranet.registry import register
 
-SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 LAYOUTS = "<class>/<image> or <train|val|test>/<class>/<image>, or unlabeled <image> files only"
 
 
 @register("source", "image_folder")
 def load_image_folder(cfg: Config) -> RawData:
-    """Images labelled by their folder name (task column `label`), with predefined splits if present."""
+    """Images labelled by their folder name (task column `label`), with predefined splits if present; or, in the
+    dense layout, images with a label map column per folder beside `images/`."""
     path = _source_path(cfg)
     size = cfg.data.image_size
+    if path.is_dir() and is_dense_layout(path):
+        return load_dense_folder(path, cfg)
     if path.is_dir():
         # Read once: the same bytes give the cache key and, on a miss, the images.
         items = read_folder(path)
@@ -78,14 +83,14 @@ def parse_layout(names: list[str], prefix: str = "") -> tuple[np.ndarray | None,
     if all(len(p) == 1 for p in parts):
         return None, np.full(len(names), None, dtype=object)
     tops = {p[0] for p in parts}
-    if len(tops) == 1 and min(map(len, parts)) >= 3 and next(iter(tops)).lower() not in SPLIT_NAMES:
+    if len(tops) == 1 and min(map(len, parts)) >= 3 and next(iter(tops)).lower() not in SPLIT_FOLDERS:
         parts = [p[1:] for p in parts]  # archive made of `dataset/…`: the wrapper is not a class
     # The layout most files follow; the first file that does not is then the one to blame.
-    has_splits = 2 * sum(len(p) == 3 and p[0].lower() in SPLIT_NAMES for p in parts) > len(parts)
+    has_splits = 2 * sum(len(p) == 3 and p[0].lower() in SPLIT_FOLDERS for p in parts) > len(parts)
     depth = 3 if has_splits else 2
     for name, p in zip(names, parts):
-        if len(p) != depth or (has_splits and p[0].lower() not in SPLIT_NAMES):
+        if len(p) != depth or (has_splits and p[0].lower() not in SPLIT_FOLDERS):
             raise UserError(f"{prefix}{name}: does not fit the layout {LAYOUTS} of the other files")
     classes = np.array([p[-2] for p in parts], dtype=object)
-    splits = np.array([SPLIT_NAMES[p[0].lower()] for p in parts], dtype=object) if has_splits else None
+    splits = np.array([SPLIT_FOLDERS[p[0].lower()] for p in parts], dtype=object) if has_splits else None
     return splits, classes

@@ -2,7 +2,10 @@
 
 Each image comes with exact per-pixel labels: `semantic` (0 background, 1 circle, 2 square, 3 triangle), `depth`
 (every shape is a flat card at its own distance in front of a tilted background plane; nearer shapes look larger
-and hide what lies behind them) and one image-level label, `count` (how many shapes are visible, 1 to 4).
+and hide what lies behind them), `edges` (the outlines of what is visible: a pixel whose neighbour shows another
+surface), `normals` (the cards face the camera, the plane tilts up toward it) and one image-level label, `count`
+(how many shapes are visible, 1 to 4). Edges and normals follow from the drawn scene and draw no random number, so
+they left every image and earlier label as it was.
 """
 
 from __future__ import annotations
@@ -22,11 +25,16 @@ SHAPES = ("circle", "square", "triangle")  # semantic classes 1, 2, 3 (0 is the 
 NEAR, FAR = 2.0, 7.0  # shapes' depths, in the scene's units; the background plane lies behind them, 8 to 12
 REACH = 0.8  # a shape's apparent half-size is REACH · side / depth: 0.4 to 0.11 of the side
 NOISE = 8.0  # std of the pixel noise (0..255 scale)
+# Unit normals in camera axes (x right, y down, z away from the camera), read orthographically with the image one
+# unit wide: a card faces the camera; the plane z = 12 − 4y (`generate`'s zbuffer) has the normal (0, −4, −1)/√17,
+# up and toward the camera.
+CARD_NORMAL = np.array([0.0, 0.0, -1.0], dtype=np.float32)
+PLANE_NORMAL = np.array([0.0, -4.0, -1.0], dtype=np.float32) / np.sqrt(17.0, dtype=np.float32)
 
 
 @register("source", "scenes")
 def load_scenes(cfg: Config) -> RawData:
-    """`data.limit` (default 3,000) images, uint8 (N, 3, S, S), with labels semantic, depth and count."""
+    """`data.limit` (default 3,000) images, uint8 (N, 3, S, S), with labels semantic, depth, edges, normals and count."""
     return RawData(**generate(cfg.data.limit or SCENES, cfg.data.image_size or SIDE, cfg.seed))
 
 
@@ -49,7 +57,26 @@ def generate(n: int, side: int, seed: int) -> dict:
     pixels = np.clip(np.round(image), 0, 255).astype(np.uint8).transpose(0, 3, 1, 2)  # (N, 3, S, S)
     count = np.array([len(np.unique(m)) - (0 in m) for m in scene["instance"]], dtype=np.int64)  # visible shapes
     return {"images": torch.from_numpy(np.ascontiguousarray(pixels)),
-            "labels": dict(semantic=scene["semantic"], depth=scene["zbuffer"].astype(np.float32), count=count)}
+            "labels": dict(semantic=scene["semantic"], depth=scene["zbuffer"].astype(np.float32),
+                           edges=outlines(scene["instance"]), normals=normals(scene["instance"]), count=count)}
+
+
+def outlines(instance: np.ndarray) -> np.ndarray:
+    """(N, S, S) float32, 1 where a pixel's left, right, upper or lower neighbour shows another surface (another
+    shape or the background), else 0: both sides of every visible outline, so the map mirrors with the image."""
+    edge = np.zeros(instance.shape, dtype=bool)
+    across = instance[:, :, 1:] != instance[:, :, :-1]  # between horizontal neighbours
+    down = instance[:, 1:, :] != instance[:, :-1, :]  # between vertical neighbours
+    edge[:, :, 1:] |= across
+    edge[:, :, :-1] |= across
+    edge[:, 1:, :] |= down
+    edge[:, :-1, :] |= down
+    return edge.astype(np.float32)
+
+
+def normals(instance: np.ndarray) -> np.ndarray:
+    """(N, S, S, 3) float32 unit normals: the card's where a shape shows, the background plane's elsewhere."""
+    return np.where((instance > 0)[..., None], CARD_NORMAL, PLANE_NORMAL).astype(np.float32)
 
 
 def paint(scene: dict[str, np.ndarray], inside: np.ndarray, distance: np.ndarray,

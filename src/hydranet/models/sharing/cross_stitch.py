@@ -1,7 +1,9 @@
 """Cross-stitch networks (Misra et al., 2016, CVPR): one trunk column per task, mixed between stages.
 
 After every stage a cross-stitch unit, a learned T×T matrix α, replaces each column's activation by
-Σ_u α[t, u]·h_u, so the network learns how much to share at each depth instead of a fixed split point.
+Σ_u α[t, u]·h_u, so the network learns how much to share at each depth instead of a fixed split point. An
+encoder–decoder trunk with skip connections (unet: `stage` and `decode` instead of `stages()`) is stitched after every
+encoder stage, each column's decoder reading its own stitched skips, and once more after the decoders.
 """
 
 from __future__ import annotations
@@ -53,12 +55,15 @@ class CrossStitch(nn.Module):
         self.out_dim = int(columns[0].out_dim)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        n = len(self.tasks)
-        hidden = [x] * n  # T × (B, ...)
+        hidden = [x] * len(self.tasks)  # T × (B, ...)
         for s, unit in enumerate(self.units):
-            stacked = torch.stack([column[s](h) for column, h in zip(self.columns, hidden)])  # (T, B, ...)
-            hidden = list(torch.einsum("tu,u...->t...", unit.view(n, n), stacked).unbind(0))
+            hidden = self.stitch(unit, [column[s](h) for column, h in zip(self.columns, hidden)])
         return dict(zip(self.tasks, hidden))  # {task: (B, D)}
+
+    def stitch(self, unit: Tensor, outputs: list[Tensor]) -> list[Tensor]:
+        """Column t's next input Σ_u α[t, u]·outputs[u], for the T columns' outputs of one stage."""
+        n = len(self.tasks)
+        return list(torch.einsum("tu,u...->t...", unit.view(n, n), torch.stack(outputs)).unbind(0))  # (T, B, ...)
 
     def mixing(self) -> list[Tensor]:
         """The units as (T, T) matrices, row t = what column t takes from each column (for inspection)."""
@@ -74,13 +79,43 @@ class CrossStitch(nn.Module):
         return []
 
 
+class SkipCrossStitch(CrossStitch):
+    """Cross-stitch on encoder–decoder columns with skip connections: a unit after each encoder stage (its mixed
+    output goes on down the encoder and into the column's decoder as the skip), then one on the decoders' maps, so
+    dense tasks choose how much to share at every scale. Forward gives {task: (B, D, H, W)}.
+
+    The columns are registered whole (their stages and decoders are not split out), so each parameter has one name.
+    """
+
+    def __init__(self, columns: list[nn.Module], tasks: list[str], self_weight: float):
+        nn.Module.__init__(self)
+        self.tasks = list(tasks)
+        self.columns = nn.ModuleList(columns)
+        init = unit_init(len(tasks), self_weight).flatten()
+        self.units = nn.ParameterList(nn.Parameter(init.clone()) for _ in range(columns[0].n_stages + 1))
+        self.out_dim = int(columns[0].out_dim)
+        self.feature_map = bool(getattr(columns[0], "feature_map", False))
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        hidden = [x] * len(self.tasks)  # T × (B, C, H, W)
+        skips: list[list[Tensor]] = [[] for _ in self.tasks]  # per column, each stitched stage output
+        for s, unit in enumerate(self.units[:-1]):
+            hidden = self.stitch(unit, [column.stage(s, h) for column, h in zip(self.columns, hidden)])
+            for own, h in zip(skips, hidden):
+                own.append(h)
+        decoded = [column.decode(own) for column, own in zip(self.columns, skips)]
+        return dict(zip(self.tasks, self.stitch(self.units[-1], decoded)))  # {task: (B, D, H, W)}
+
+
 @register("sharing", "cross_stitch", options=CrossStitchOptions)
 def cross_stitch(options: CrossStitchOptions, parts: ModelParts) -> HydraNet:
     """One independently initialized trunk per task, stitched after each of its stages."""
     columns = [parts.new_trunk() for _ in parts.tasks]
-    if not callable(getattr(columns[0], "stages", None)):
-        raise UserError(
-            f"model.sharing: cross_stitch needs a trunk with stages() (the built-in mlp, cnn and resnet have them); "
-            f"model.trunk.name {parts.trunk.name!r} has none"
-        )
-    return parts.model(CrossStitch(columns, list(parts.tasks), options.self_weight))
+    if callable(getattr(columns[0], "stages", None)):
+        return parts.model(CrossStitch(columns, list(parts.tasks), options.self_weight))
+    if callable(getattr(columns[0], "decode", None)):
+        return parts.model(SkipCrossStitch(columns, list(parts.tasks), options.self_weight))
+    raise UserError(
+        f"model.sharing: cross_stitch needs a trunk with stages() (the built-in mlp, cnn and resnet have them) or an "
+        f"encoder-decoder with n_stages, stage() and decode() (unet); model.trunk.name {parts.trunk.name!r} has neither"
+    )

@@ -30,9 +30,6 @@ def build_experts(parts: ModelParts, n: int, width_mult: float, sharing: str) ->
     the method's name, says whose refusal it is)."""
     first = parts.new_trunk(width_mult)
     trunk = parts.trunk.name
-    if getattr(first, "feature_map", False):
-        raise UserError(f"model.sharing: {sharing} mixes (B, D) feature vectors and cannot take model.trunk.name "
-                        f"{trunk!r}, whose features are a map; use model.sharing hard")
     if getattr(first, "token_ids", False):
         raise UserError(f"model.sharing: {sharing} gates read the flattened input, which means nothing for the token "
                         f"ids model.trunk.name {trunk!r} reads here; use model.sharing hard for texts")
@@ -65,6 +62,10 @@ class Gate(nn.Module):
 class GatedExperts(nn.Module):
     """Experts shared through per-task gates: task t's features = Σ_e g_t,e(x)·expert_e(x), a dict {t: (B, D)}.
 
+    Experts whose features are a map (unet, `feature_map`) are mixed the same way, one weight per image and expert
+    for the whole map (B, D, H, W): a task picks the experts that suit it, as on vectors; dense heads then read
+    their task's mixed map.
+
     `routes[t]` lists the experts (indices) task t's gate mixes. An expert every task routes to is
     shared: every task's loss reaches it. A task's gate and the experts only it routes to are its own.
     """
@@ -75,6 +76,7 @@ class GatedExperts(nn.Module):
         self.routes = {task: list(route) for task, route in routes.items()}
         self.gates = nn.ModuleDict({task: Gate(input_shape, len(route), pool) for task, route in self.routes.items()})
         self.out_dim = int(experts[0].out_dim)
+        self.feature_map = bool(getattr(experts[0], "feature_map", False))
         self.gate_weights: dict[str, Tensor] = {}  # last forward's gates, detached: for diagnostics
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
@@ -82,8 +84,8 @@ class GatedExperts(nn.Module):
         features = {}
         for task, route in self.routes.items():
             weights = self.gates[task](x)  # (B, E_t)
-            stacked = torch.stack([outputs[e] for e in route], dim=1)  # (B, E_t, D)
-            features[task] = torch.einsum("be,bed->bd", weights, stacked)  # (B, D)
+            stacked = torch.stack([outputs[e] for e in route], dim=1)  # (B, E_t, D[, H, W])
+            features[task] = torch.einsum("be,be...->b...", weights, stacked)  # (B, D[, H, W])
             self.gate_weights[task] = weights.detach()
         return features
 

@@ -21,12 +21,12 @@ from torch import nn
 from hydranet.config import Config
 from hydranet.distributed import batchnorm, gather
 from hydranet.distributed.batchnorm import CPUSyncBatchNorm, sync_batch_norm
-from hydranet.distributed.gather import Gathered, all_gather_with_grad
+from hydranet.distributed.gather import Gathered, all_gather_with_grad, mean_over_ranks
 from hydranet.ssl.methods.simclr import mlp_head, nt_xent
 from hydranet.train.trainer import Trainer
 
-WORLD, SHARE = 2, 4  # ranks, examples per rank
-GATHER_ROWS = (3, 2)  # uneven: rank r gathers GATHER_ROWS[r] rows
+SHARES = (5, 3)  # examples of each rank: uneven, as a global batch that does not divide evenly
+WORLD, BATCH = len(SHARES), sum(SHARES)
 BN_LAYERS = {"bn2d": lambda: nn.BatchNorm2d(3), "bn1d_cumulative": lambda: nn.BatchNorm1d(5, momentum=None)}
 BN_INPUTS = {"bn2d": (3, 4, 4), "bn1d_cumulative": (5,)}
 BN_STEPS = 2
@@ -36,17 +36,17 @@ def _randn(seed: int, *shape: int) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-def _shard(x: torch.Tensor, rank: int) -> torch.Tensor:
-    return x[rank * SHARE:(rank + 1) * SHARE]
+def _rows(rank: int) -> slice:
+    """Rank `rank`'s share of the global batch."""
+    return slice(sum(SHARES[:rank]), sum(SHARES[:rank + 1]))
 
 
 # --- the same computations, on one rank's share or on the whole batch --------------------------------------------
 
 def _gather_inputs(rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Rank r's rows (distinct values) and the weights of its loss Σ rows·c_r over the gathered rows."""
-    start = sum(GATHER_ROWS[:rank])
-    x = torch.arange(start * 3, (start + GATHER_ROWS[rank]) * 3, dtype=torch.float32).view(-1, 3)
-    return x, _randn(100 + rank, sum(GATHER_ROWS), 3)
+    x = torch.arange(BATCH * 3, dtype=torch.float32).view(BATCH, 3)[_rows(rank)]
+    return x, _randn(100 + rank, BATCH, 3)
 
 
 def _encoder() -> nn.Module:
@@ -56,7 +56,7 @@ def _encoder() -> nn.Module:
 
 
 def _views() -> tuple[torch.Tensor, torch.Tensor]:
-    return _randn(1, WORLD * SHARE, 6), _randn(2, WORLD * SHARE, 6)
+    return _randn(1, BATCH, 6), _randn(2, BATCH, 6)
 
 
 def _simclr_step(encoder: nn.Module, v1: torch.Tensor, v2: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -72,14 +72,14 @@ def _bn_steps(layer: nn.Module, name: str, rows: slice) -> dict:
     Σ y·g, the affine gradients and the running statistics."""
     out = {"y": [], "grad_x": [], "grad_affine": []}
     for step in range(BN_STEPS):
-        x = _randn(10 + step, WORLD * SHARE, *BN_INPUTS[name])[rows].requires_grad_()
+        x = _randn(10 + step, BATCH, *BN_INPUTS[name])[rows].requires_grad_()
         y = layer(x)
-        (y * _randn(20 + step, WORLD * SHARE, *BN_INPUTS[name])[rows]).sum().backward()
+        (y * _randn(20 + step, BATCH, *BN_INPUTS[name])[rows]).sum().backward()
         out["y"].append(y.detach())
         out["grad_x"].append(x.grad)
     out["grad_affine"] = [layer.weight.grad, layer.bias.grad]
     out["running"] = [layer.running_mean.clone(), layer.running_var.clone(), layer.num_batches_tracked.clone()]
-    out["eval"] = layer.eval()(_randn(30, WORLD * SHARE, *BN_INPUTS[name])[rows])
+    out["eval"] = layer.eval()(_randn(30, BATCH, *BN_INPUTS[name])[rows])
     return out
 
 
@@ -102,9 +102,10 @@ def _rank_checks(rank: int) -> dict:
     x, weights = _gather_inputs(rank)
     rows, start = all_gather_with_grad(x.requires_grad_())
     (rows * weights).sum().backward()
-    results["gather"] = {"rows": rows.detach(), "start": start, "grad": x.grad}
+    share = mean_over_ranks(x.detach().sum(0), len(x))
+    results["gather"] = {"rows": rows.detach(), "start": start, "grad": x.grad, "mean": _averaged([share])[0]}
 
-    v1, v2 = _shard(_views()[0], rank), _shard(_views()[1], rank)
+    v1, v2 = _views()[0][_rows(rank)], _views()[1][_rows(rank)]
     for variant in ("synced", "bn_per_rank", "not_gathered"):
         encoder = _encoder() if variant == "bn_per_rank" else sync_batch_norm(_encoder(), torch.device("cpu"))
         local_only = mock.patch("hydranet.ssl.methods.simclr.all_gather_with_grad", lambda z: Gathered(z, 0))
@@ -114,7 +115,7 @@ def _rank_checks(rank: int) -> dict:
 
     for name, make in BN_LAYERS.items():
         layer = sync_batch_norm(make(), torch.device("cpu"))
-        results[name] = {"type": type(layer).__name__, **_bn_steps(layer, name, slice(rank * SHARE, (rank + 1) * SHARE))}
+        results[name] = {"type": type(layer).__name__, **_bn_steps(layer, name, _rows(rank))}
         _summed(results[name]["grad_affine"])  # the affine parameters' gradient is the sum of every rank's loss's
     return results
 
@@ -168,9 +169,10 @@ def test_all_gather_concatenates_uneven_shares_and_sends_back_every_ranks_gradie
     total_weights = sum(w for _, w in inputs)  # ∂(Σ_r L_r)/∂rows: every rank's loss reads every row
     for rank, result in enumerate(ranks):
         got = result["gather"]
-        start = sum(GATHER_ROWS[:rank])
-        assert torch.equal(got["rows"], everyone) and got["start"] == start
-        assert torch.allclose(got["grad"], total_weights[start:start + GATHER_ROWS[rank]])
+        assert torch.equal(got["rows"], everyone) and got["start"] == _rows(rank).start
+        assert torch.allclose(got["grad"], total_weights[_rows(rank)])
+        # the ranks' shares of a mean average to the mean of all rows, not to the mean of the ranks' means
+        assert torch.allclose(got["mean"], everyone.mean(0))
 
 
 def test_simclr_on_two_ranks_equals_one_process_on_the_whole_batch(ranks):
@@ -188,7 +190,7 @@ def test_simclr_on_two_ranks_equals_one_process_on_the_whole_batch(ranks):
 def test_sync_batch_norm_on_two_ranks_equals_one_batch_norm_on_the_whole_batch(ranks, name):
     whole = _bn_steps(BN_LAYERS[name](), name, slice(None))
     for rank, result in enumerate(ranks):
-        got, mine = result[name], slice(rank * SHARE, (rank + 1) * SHARE)
+        got, mine = result[name], _rows(rank)
         assert got["type"] == "CPUSyncBatchNorm"
         assert _close(got["y"], [y[mine] for y in whole["y"]])
         assert _close(got["grad_x"], [g[mine] for g in whole["grad_x"]])
@@ -200,8 +202,8 @@ def test_sync_batch_norm_on_two_ranks_equals_one_batch_norm_on_the_whole_batch(r
 def test_batch_norm_per_rank_differs_from_the_whole_batch():
     """The check above has teeth: plain BatchNorm on each rank's share gives other outputs and statistics."""
     whole = _bn_steps(nn.BatchNorm2d(3), "bn2d", slice(None))
-    share = _bn_steps(nn.BatchNorm2d(3), "bn2d", slice(0, SHARE))
-    assert not _close(share["y"], [y[:SHARE] for y in whole["y"]])
+    share = _bn_steps(nn.BatchNorm2d(3), "bn2d", _rows(0))
+    assert not _close(share["y"], [y[_rows(0)] for y in whole["y"]])
     assert not _close(share["running"][:2], whole["running"][:2])
 
 

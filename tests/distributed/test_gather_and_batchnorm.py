@@ -6,10 +6,12 @@ costs seconds); the tests compare what the ranks sent back with the one-process 
 from __future__ import annotations
 
 import io
+import math
 import queue
 import socket
 from contextlib import nullcontext
 from datetime import timedelta
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -17,6 +19,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
+
+import hydranet as hn
 
 from hydranet.config import Config
 from hydranet.distributed import batchnorm, gather
@@ -120,15 +124,15 @@ def _rank_checks(rank: int) -> dict:
     return results
 
 
-def _worker(rank: int, port: int, results: mp.Queue) -> None:
+def _worker(rank: int, port: int, checks, results: mp.Queue, *args) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-                            timeout=timedelta(seconds=60))
+                            timeout=timedelta(seconds=120))
     try:
-        checks = _rank_checks(rank)
+        found = checks(rank, *args)
     finally:
         dist.destroy_process_group()
     serialized = io.BytesIO()  # bytes, not tensors: a queued tensor lives in this process's shared memory
-    torch.save(checks, serialized)
+    torch.save(found, serialized)
     results.put((rank, serialized.getvalue()))
 
 
@@ -138,11 +142,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def ranks() -> list[dict]:
-    """Every rank's results, from one spawn of WORLD processes; a rank's error fails the fixture with its traceback."""
+def _on_two_ranks(checks, *args) -> list[dict]:
+    """What `checks(rank, *args)` returns on each of WORLD spawned ranks of one gloo process group; a rank's error
+    fails the caller with its traceback."""
     results = mp.get_context("spawn").Queue()
-    processes = mp.start_processes(_worker, args=(_free_port(), results), nprocs=WORLD, join=False, start_method="spawn")
+    processes = mp.start_processes(_worker, args=(_free_port(), checks, results, *args), nprocs=WORLD, join=False,
+                                   start_method="spawn")
     received = {}
     while len(received) < WORLD:
         try:
@@ -155,6 +160,12 @@ def ranks() -> list[dict]:
         pass
     assert sorted(received) == list(range(WORLD)), f"ranks {sorted(received)} of {WORLD} sent results"
     return [received[r] for r in range(WORLD)]
+
+
+@pytest.fixture(scope="module")
+def ranks() -> list[dict]:
+    """Every rank's results of `_rank_checks`, from one spawn."""
+    return _on_two_ranks(_rank_checks)
 
 
 def _close(a, b) -> bool:
@@ -230,3 +241,30 @@ def test_trainer_syncs_every_batch_norm_of_model_and_components_when_asked(monke
     assert isinstance(model[1], expected) and model[1].weight is weight and list(model.state_dict()) == keys
     assert isinstance(head[1], CPUSyncBatchNorm if enabled else nn.BatchNorm1d)
     assert gather.rank_and_world() == (0, 1)  # the patch reached only batchnorm.py's view
+
+
+# --- `hydranet pretrain` in a process group ---------------------------------------------------------------------------
+
+def _pretrain_checks(rank: int, folder: str) -> dict:
+    """Pretrain a small CNN with BatchNorm on every rank (each into its own folder: writing once is the launcher's)."""
+    torch.set_num_threads(1)
+    found = {}
+    for method in ("simclr", "byol"):
+        settings = {"model.trunk.channels": [8], "model.trunk.dense": [16], "model.trunk.batch_norm": True,
+                    "data.limit": 200, "train.epochs": 1, "train.progress": False, "ssl.method": method}
+        run = hn.Experiment("quickstart", settings).pretrain(Path(folder) / f"{method}-{rank}")
+        norms = {type(m).__name__ for m in run.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+        found[method] = {"norms": sorted(norms), "loss": run.summary["loss"], "trunk": run.model.trunk.state_dict()}
+    return found
+
+
+@pytest.mark.slow
+def test_pretraining_in_a_process_group_gathers_and_syncs_on_its_own(tmp_path):
+    """Both ranks train on the same examples here (splitting the batch is the launcher's): with gathered negatives and
+    synchronized BatchNorm every collective matches up, and the ranks' trunks stay equal (to rounding: each rank
+    takes another slice of SimCLR's summed gradient, equal in exact arithmetic)."""
+    first, second = _on_two_ranks(_pretrain_checks, str(tmp_path))
+    for method, got in first.items():
+        assert got["norms"] == ["CPUSyncBatchNorm"] and math.isfinite(got["loss"])
+        assert got["loss"] == pytest.approx(second[method]["loss"])
+        assert _close(got["trunk"].values(), second[method]["trunk"].values())

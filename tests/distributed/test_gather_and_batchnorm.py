@@ -21,7 +21,6 @@ import torch.multiprocessing as mp
 from torch import nn
 
 import hydranet as hn
-
 from hydranet.config import Config
 from hydranet.distributed import batchnorm, gather
 from hydranet.distributed.batchnorm import CPUSyncBatchNorm, sync_batch_norm
@@ -101,6 +100,8 @@ def _averaged(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def _rank_checks(rank: int) -> dict:
+    """Every two-rank check of the default suite, on this rank's share: the gather, SimCLR (as it should be, with each
+    rank's own BatchNorm, without gathering) and synchronized BatchNorm layers."""
     torch.set_num_threads(1)
     results = {}
     x, weights = _gather_inputs(rank)

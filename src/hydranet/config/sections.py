@@ -169,6 +169,7 @@ class TrainConfig(Section):
     ema: EMAConfig = Field(default_factory=EMAConfig, description="exponential moving average of the weights")
     eval_tta: Literal["none", "flip"] = Field("none", description="test-time augmentation when evaluating and predicting: flip averages the raw outputs of each image and its mirror image (image runs only)")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    sync_batch_norm: bool = Field(True, description="with several processes (torchrun), every BatchNorm layer normalizes by the statistics of all ranks' examples, so N ranks sharing a batch train like one process on it (false: each rank's own share, two all-reduces fewer per layer and step); no effect in one process")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (null: torch's default)")
     cpu_memory: Literal["keep", "release"] = Field("keep", description="keep: freed CPU memory stays in the process for reuse (glibc mallopt; no page faults per training step, much faster on CPUs) | release: the C library's defaults (freed blocks go back to the OS at once)")
     freeze: str | list[str] = Field("none", description="parameters kept fixed: none, trunk, or a list of trunk stages such as [stage1, stage2] (frozen BatchNorm layers also keep their statistics)")

@@ -14,6 +14,7 @@ from torch import nn
 from hydranet.config import Config
 from hydranet.data.batches import Batches, on_device
 from hydranet.data.dataset import Dataset, weight_key
+from hydranet.distributed.batchnorm import sync_batch_norm
 from hydranet.errors import UserError
 from hydranet.randomness import Purpose, seed_global
 from hydranet.tasks import Task
@@ -61,6 +62,10 @@ class Trainer:
                  device: torch.device, callbacks: Iterable = (), perturbations: Iterable = (), extra_losses: Iterable = ()):
         self.model, self.tasks, self.cfg, self.balancer, self.device = model, tasks, cfg, balancer, device
         self.callbacks, self.perturbations, self.extra_losses = list(callbacks), list(perturbations), list(extra_losses)
+        if cfg.train.sync_batch_norm:  # BatchNorm over all ranks' examples, the methods' heads too (one process: no-op)
+            for module in [model, *self.components]:
+                if isinstance(module, nn.Module):
+                    sync_batch_norm(module, device)
         for component in self.components:
             if isinstance(component, nn.Module):  # components with tensors live on the training device
                 component.to(device)

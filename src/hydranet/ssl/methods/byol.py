@@ -1,5 +1,9 @@
 """BYOL (Grill et al. 2020, "Bootstrap Your Own Latent", NeurIPS): the online trunk → projector → predictor
 regresses a slowly moving target network's projection of the other view, with no negatives.
+
+Its loss is per example, so several processes need no gathering; what couples a batch's examples is the
+BatchNorm of the projector and predictor (and the target's), synchronized by `train.sync_batch_norm` as the
+paper's global BatchNorm over all TPU cores.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from hydranet.config import Options
+from hydranet.distributed.gather import mean_over_ranks
 from hydranet.registry import register
 from hydranet.ssl.methods.simclr import mlp_head
 from hydranet.ssl.views import ViewMaker
@@ -53,7 +58,7 @@ class BYOL(nn.Module):
             with torch.no_grad():
                 t1, t2 = self.target["projector"](self.target["trunk"](both)).chunk(2)
         loss = _regression(p1, t2) + _regression(p2, t1)  # symmetrized, as in the paper
-        return {self.name: loss}
+        return {self.name: mean_over_ranks(loss, len(p1))}
 
     def tau(self, step: int, total: int) -> float:
         """τ = 1 − (1 − τ_base)(cos(πk/K) + 1)/2: from τ_base up to 1 at the end of training."""
@@ -71,5 +76,5 @@ class BYOL(nn.Module):
 
 
 def _regression(p: Tensor, z: Tensor) -> Tensor:
-    """BYOL's 2 − 2·cos(p, z), averaged over the batch."""
-    return (2 - 2 * F.cosine_similarity(p.float(), z.float(), dim=-1)).mean()
+    """BYOL's 2 − 2·cos(p, z), summed over the batch."""
+    return (2 - 2 * F.cosine_similarity(p.float(), z.float(), dim=-1)).sum()

@@ -10,6 +10,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from hydranet.config import Options
+from hydranet.distributed.gather import mean_over_ranks
 from hydranet.registry import register
 from hydranet.ssl.views import ViewMaker
 
@@ -48,4 +49,5 @@ class Denoising(nn.Module):
         x = batch["x"]
         with self.views.cast(x):
             recon = self.decoder(model.trunk(self.corrupt(x)))
-        return {self.name: F.mse_loss(recon.float(), x.flatten(1).float())}
+        per_example = F.mse_loss(recon.float(), x.flatten(1).float(), reduction="none").mean(1)
+        return {self.name: mean_over_ranks(per_example.sum(), len(x))}

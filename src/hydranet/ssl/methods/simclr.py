@@ -10,18 +10,26 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from hydranet.config import Options
+from hydranet.distributed.gather import all_gather_with_grad, mean_over_ranks
 from hydranet.registry import register
 from hydranet.ssl.views import ViewMaker
 
+
 def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
-    """NT-Xent (Chen et al. 2020): each of the 2B embeddings must pick its partner view among the other
-    2B − 1 by cosine similarity / τ; the mean cross-entropy over all 2B anchors."""
-    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    """NT-Xent (Chen et al. 2020): each of this rank's 2b embeddings must pick its partner view among all the other
+    embeddings of the global batch by cosine similarity / τ; the mean cross-entropy over all anchors.
+
+    With several processes the candidates are every rank's embeddings (gathered with gradients), so there are
+    2N − 2 negatives for a global batch of N, as in one process, and each rank returns its anchors' share of the
+    mean (`mean_over_ranks`): the average over ranks, whose gradient DDP computes, is the one-process loss."""
+    local = F.normalize(torch.cat([z1, z2]).float(), dim=1)  # (2b, d): this rank's view-1 rows, then its view-2 rows
+    everyone, start = all_gather_with_grad(local)  # (2N, d): every rank's block in rank order; ours at `start`
     n = z1.shape[0]
-    logits = z @ z.T / temperature
-    logits.fill_diagonal_(float("-inf"))  # an embedding is not its own positive nor a negative
-    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
-    return F.cross_entropy(logits, partner)
+    logits = local @ everyone.T / temperature  # (2b, 2N)
+    anchor = torch.arange(2 * n, device=local.device)
+    logits[anchor, start + anchor] = float("-inf")  # an embedding is not its own positive nor a negative
+    partner = start + torch.cat([anchor[n:], anchor[:n]])  # the other view of the same example, by global index
+    return mean_over_ranks(F.cross_entropy(logits, partner, reduction="sum"), 2 * n)
 
 
 def mlp_head(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:

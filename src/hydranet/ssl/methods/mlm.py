@@ -92,7 +92,12 @@ class MLM(nn.Module):
         with self.views.cast(ids):
             features, _ = model.trunk.token_features(shown)  # (B, T, D)
             hidden = self.transform(features[chosen])  # (M, E): the chosen positions only
-            weight = model.trunk.token_embedding.weight if self.decoder is None else self.decoder.weight
+            if self.decoder is None:
+                # tied: scaled by E^-1/2 as T5 does (Raffel et al. 2020), since the trunk's embedding rows have unit
+                # variance (BERT's have 0.02 std): unscaled logits start with a std of √E and a loss far above ln V
+                weight, hidden = model.trunk.token_embedding.weight, hidden * hidden.shape[-1] ** -0.5
+            else:
+                weight = self.decoder.weight
             logits = F.linear(hidden, weight.to(hidden.dtype), self.bias.to(hidden.dtype))  # (M, rows)
         # a batch may choose nothing (a few short texts): a zero loss, not the NaN of an empty mean
         loss = F.cross_entropy(logits.float(), ids[chosen], reduction="sum") / chosen.sum().clamp_min(1)

@@ -13,9 +13,10 @@ import torch
 
 from hydranet.config import SSLConfig, TextConfig
 from hydranet.data.info import DataInfo
-from hydranet.data.text import SPECIALS, decode_ids, load_tokenizer, special_ids, train_tokenizer, vocabulary_size
+from hydranet.data.text import SPECIALS, decode_ids, encode_texts, load_tokenizer, special_ids, train_tokenizer, vocabulary_size
 from hydranet.errors import UserError
 from hydranet.files import read_tensors
+from hydranet.models.hydranet import HydraNet
 from hydranet.models.sequence import TransformerOptions, transformer
 from hydranet.randomness import Purpose, stream
 from hydranet.ssl.methods.mlm import MLM, MLMOptions, corrupt
@@ -123,6 +124,17 @@ def test_a_probe_reads_texts_with_the_trunks_tokenizer(cli, tmp_path, animals_cs
 
 def text_views(tokenizer: str, length: int = 10) -> ViewMaker:
     return ViewMaker(SSLConfig(), 0, "fp32", DataInfo("text", (length,), tokenizer=tokenizer))
+
+
+def test_an_untrained_tied_head_starts_near_the_uniform_loss():
+    """The tied logits are scaled by width^-1/2: with the trunk's unit-variance embedding rows the first loss is about
+    ln(rows) (a softmax of unit-variance logits: ln(rows) + about 0.5), not the 3x of unscaled logits that the first steps would spend undoing."""
+    tokenizer = train_tokenizer(TextConfig(vocab_size=300), sentences(100))
+    torch.manual_seed(0)
+    trunk = transformer(TransformerOptions(width=64, heads=2, depth=1, vocab_size=300, dropout=0.0), (10,))
+    method = MLM(MLMOptions(), trunk, text_views(tokenizer))
+    loss = method(HydraNet(trunk, {}), {"x": encode_texts(tokenizer, sentences(64), 10)})["mlm"]
+    assert abs(float(loss.detach()) - math.log(300)) < 1.5, float(loss.detach())  # measured 6.77 (unscaled: 18.1)
 
 
 def test_a_byte_trunk_needs_a_row_for_mask():

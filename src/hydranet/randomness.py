@@ -43,12 +43,13 @@ class Purpose(IntEnum):
     GRADVAC = 26  # GradVac's task order, per step, from one checkpointed generator
     GRADDROP = 27  # GradDrop's per-coordinate uniform draws, per step, from one checkpointed generator
     SCENES = 28  # the `scenes` source: every image's background, shapes, their depths and places
+    MLM_MASK = 34  # masked-token pretraining: which tokens are chosen and what replaces them, per epoch
 
 
 # What a stream depends on besides the seed; every other purpose has one stream per run.
 COUNTERS: dict[Purpose, tuple[str, ...]] = {
     **dict.fromkeys((Purpose.SHUFFLE, Purpose.AUGMENT, Purpose.DROPOUT, Purpose.ATTACK_START, Purpose.GUARD_START,
-                     Purpose.SSL_VIEWS), ("epoch",)),
+                     Purpose.SSL_VIEWS, Purpose.MLM_MASK), ("epoch",)),
     Purpose.TUNE_SAMPLER: ("worker", "trials"),
     Purpose.EPISODES: ("iteration",),
 }

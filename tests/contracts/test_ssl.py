@@ -1,4 +1,5 @@
-"""Self-supervised methods: the contract every registered one meets, on images and on tables.
+"""Self-supervised methods: the contract every registered one meets, on the inputs it reads (`inputs`: images and
+tables unless it says otherwise; mlm reads texts).
 
 `factory(options, trunk, views: ViewMaker)` gives an nn.Module, called `method(model, batch) → {name: loss}`:
 named finite float32 scalars that train the trunk and the method's own parameters; the same seed gives the
@@ -13,27 +14,47 @@ import torch
 from hydranet import registry
 from hydranet.config import SSLConfig
 from hydranet.data.info import DataInfo
+from hydranet.config import TextConfig
+from hydranet.data.text import encode_texts, train_tokenizer
 from hydranet.models.hydranet import HydraNet
+from hydranet.models.sequence import TransformerOptions, transformer
 from hydranet.models.trunks import CNNOptions, MLPOptions, cnn, mlp
 from hydranet.ssl.views import ViewMaker
 from tests.contracts.conftest import default_options, fake_trainer, start_epoch, through_checkpoint
 
 NAMES = registry.names("ssl")
-INPUTS = ["image", "table"]
+TEXTS = ["the cat sat on the mat", "a dog ran in the park", "the bird sang", "cats and dogs and birds",
+         "on the mat sat a cat", "in the park the dog ran far"]
+
+
+def method_inputs(name: str) -> tuple[str, ...]:
+    """The input kinds a method reads: its `inputs`, else images and tables."""
+    return getattr(registry.get("ssl", name), "inputs", ("image", "table"))
+
+
+CASES = [(name, kind) for name in NAMES for kind in method_inputs(name)]
 
 
 @pytest.fixture
 def inputs(image_batch, table_batch, image_info, table_info):
-    """{"image": (batch, info), "table": (batch, info)}: unlabeled batches (only x) and their data info."""
-    return {"image": ({"x": image_batch["x"]}, image_info), "table": ({"x": table_batch["x"]}, table_info)}
+    """{kind: (batch, info)} for image, table and text: unlabeled batches (only x) and their data info."""
+    tokenizer = train_tokenizer(TextConfig(vocab_size=300), TEXTS)
+    text_info = DataInfo(kind="text", input_shape=(12,), tokenizer=tokenizer, max_length=12)
+    return {"image": ({"x": image_batch["x"]}, image_info), "table": ({"x": table_batch["x"]}, table_info),
+            "text": ({"x": encode_texts(tokenizer, TEXTS, 12)}, text_info)}
 
 
 def trunk_model(info: DataInfo, seed: int = 0) -> HydraNet:
-    """A trunk without heads, as pretraining trains it (BatchNorm included)."""
+    """A trunk without heads, as pretraining trains it (BatchNorm included where the trunk has it)."""
     torch.manual_seed(seed)
     shape = tuple(info.input_shape)
-    trunk = cnn(CNNOptions(channels=[4], dense=[8], batch_norm=True), shape) if len(shape) == 3 else \
-        mlp(MLPOptions(hidden=[8], batch_norm=True), shape)
+    if info.kind == "text":
+        # no dropout: its draws come from the global generator, which the trainer (not the method) seeds per epoch
+        trunk = transformer(TransformerOptions(width=16, heads=2, depth=1, dropout=0.0, vocab_size=300), shape)
+    elif len(shape) == 3:
+        trunk = cnn(CNNOptions(channels=[4], dense=[8], batch_norm=True), shape)
+    else:
+        trunk = mlp(MLPOptions(hidden=[8], batch_norm=True), shape)
     return HydraNet(trunk, {}).train()
 
 
@@ -63,8 +84,7 @@ def step(method, model, batch, trainer, lr: float = 0.1) -> dict[str, float]:
     return {k: float(v.detach()) for k, v in losses.items()}
 
 
-@pytest.mark.parametrize("kind", INPUTS)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name,kind", CASES)
 def test_named_finite_float32_losses_that_train_trunk_and_method(name, kind, inputs):
     batch, info = inputs[kind]
     model = trunk_model(info)
@@ -84,7 +104,7 @@ def test_named_finite_float32_losses_that_train_trunk_and_method(name, kind, inp
 
 @pytest.mark.parametrize("name", NAMES)
 def test_same_seed_same_losses(name, inputs):
-    batch, info = inputs["image"]
+    batch, info = inputs[method_inputs(name)[0]]
     results = []
     for _ in range(2):
         model = trunk_model(info, seed=3)
@@ -96,7 +116,7 @@ def test_same_seed_same_losses(name, inputs):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_state_dict_round_trip(name, inputs, tmp_path):
-    batch, info = inputs["image"]
+    batch, info = inputs[method_inputs(name)[0]]
     model = trunk_model(info)
     trained, fresh = make(name, model, info, seed=0), make(name, model, info, seed=1)
     trainer = fake_trainer(model)
@@ -113,7 +133,7 @@ def test_state_dict_round_trip(name, inputs, tmp_path):
 @pytest.mark.parametrize("name", NAMES)
 def test_resume_continues_as_the_uninterrupted_run(name, inputs, tmp_path):
     """Epoch 0 (one step), checkpoint of model and method, epoch 1 in a fresh process == epochs 0 and 1 at once."""
-    batch, info = inputs["image"]
+    batch, info = inputs[method_inputs(name)[0]]
     model = trunk_model(info)
     method = make(name, model, info)
     trainer = fake_trainer(model, total_steps=2)
@@ -136,8 +156,7 @@ def test_resume_continues_as_the_uninterrupted_run(name, inputs, tmp_path):
     assert all(torch.equal(p, q) for p, q in zip(method.state_dict().values(), resumed.state_dict().values()))
 
 
-@pytest.mark.parametrize("kind", INPUTS)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name,kind", CASES)
 def test_bf16_precision_gives_finite_float32_losses(name, kind, inputs):
     batch, info = inputs[kind]
     model = trunk_model(info)

@@ -54,9 +54,12 @@ def test_padding_never_changes_the_features(factory, options, mode):
     for batch, shape in ((token_batch, (STEPS,)), (numeric_batch, (STEPS, 3))):
         torch.manual_seed(0)
         trunk = factory(options, shape).train(mode == "train")
-        reference = trunk(batch(0))
+        reference, (tokens, keep) = trunk(batch(0)), trunk.token_features(batch(0))
         for padding in (2, 5):
             assert torch.allclose(trunk(batch(padding)), reference, atol=1e-5), (batch.__name__, padding)
+            padded, padded_keep = trunk.token_features(batch(padding))  # what masked-token pretraining reads
+            assert torch.equal(padded_keep[:, : keep.shape[1]], keep) and not padded_keep[:, keep.shape[1]:].any()
+            assert torch.allclose(padded[:, : keep.shape[1]][keep], tokens[keep], atol=1e-5), (batch.__name__, padding)
 
 
 def test_attention_ignores_what_padded_keys_hold():

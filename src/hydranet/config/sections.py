@@ -72,6 +72,7 @@ class TextConfig(Section):
     vocab_size: int = Field(8192, ge=300, description="bpe/wordpiece: most tokens the trained vocabulary holds, special tokens included")
     lowercase: bool = Field(True, description="bpe/wordpiece: lowercase texts before tokenizing")
     max_length: int = Field(128, ge=2, description="tokens per text, [CLS] included: longer texts are cut, shorter ones padded")
+    tokenizer_from: str | None = Field(None, description="a text run directory whose tokenizer to reuse instead of training one (null: model.init_from's when that is a text run, else trained)")
 
 
 class DataConfig(Section):
@@ -206,7 +207,7 @@ class AdversarialConfig(Section):
 
 
 class SSLConfig(Section):
-    method: SSLMethod = Field(default_factory=lambda: SSLMethod(name="simclr"), description="self-supervised method of `hydranet pretrain`, and its options: simclr (Chen et al. 2020), byol (Grill et al. 2020), denoising (Vincent et al. 2008)")
+    method: SSLMethod = Field(default_factory=lambda: SSLMethod(name="simclr"), description="self-supervised method of `hydranet pretrain`, and its options: simclr (Chen et al. 2020), byol (Grill et al. 2020), denoising (Vincent et al. 2008), mlm (texts: masked tokens, Devlin et al. 2019)")
     crop_scale: float = Field(0.2, gt=0, le=1, description="images: smallest area fraction of the random resized crop of a view")
     flip: bool = Field(True, description="images: random horizontal flip of a view")
     color_jitter: float = Field(0.4, ge=0, le=1, description="images: strength of the random brightness, contrast and saturation change of a view (0: off)")

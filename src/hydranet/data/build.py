@@ -19,11 +19,12 @@ from hydranet.data.sequences import feature_statistics, standardized
 from hydranet.data.sources.table import side_columns
 from hydranet.data.split import label_subset, make_splits
 from hydranet.data.tabular import TableEncoder
-from hydranet.data.text import encode_texts, joined_texts, train_tokenizer
+from hydranet.data.text import encode_texts, joined_texts, run_tokenizer, train_tokenizer
 from hydranet.data.targets import encode_target
 from hydranet.errors import UserError
 from hydranet.kinds import TaskInfo, get_kind
 from hydranet.randomness import Purpose, numpy_stream
+from hydranet.rundir import RunDir
 
 
 def build_dataset(cfg: Config, labels_required: bool = True) -> Dataset:
@@ -166,7 +167,7 @@ def fit_preprocessing(raw: RawData, train: np.ndarray, cfg: Config) -> DataInfo:
                         channels=int(images.shape[1]), size=tuple(images.shape[2:]))
     if raw.kind == TEXT:
         text = cfg.data.text
-        tokenizer = train_tokenizer(text, [raw.texts[i] for i in train])
+        tokenizer = fitted_tokenizer(cfg, [raw.texts[i] for i in train])
         return DataInfo(TEXT, (text.max_length,), features=list(text.columns), separator=text.separator,
                         max_length=text.max_length, tokenizer=tokenizer)
     if raw.kind == SEQUENCE:
@@ -174,6 +175,18 @@ def fit_preprocessing(raw: RawData, train: np.ndarray, cfg: Config) -> DataInfo:
         return DataInfo(SEQUENCE, tuple(raw.series.shape[1:]), mean=mean, std=std)
     encoder = TableEncoder().fit(raw.frame.iloc[train])
     return DataInfo(TABLE, (), encoder=encoder.state_dict(), features=list(raw.frame.columns))
+
+
+def fitted_tokenizer(cfg: Config, texts: list[str]) -> str:
+    """`data.text.tokenizer_from`'s tokenizer, else that of `model.init_from` when it names a text run (the rows of
+    its embedding stand for that tokenizer's ids: a tokenizer trained anew would scramble them), else one trained on
+    `texts` (the train split's)."""
+    if cfg.data.text.tokenizer_from is not None:
+        return run_tokenizer(cfg.data.text.tokenizer_from, "data.text.tokenizer_from")
+    source = cfg.model.init_from
+    if source is not None and RunDir(source).data.is_file():
+        return run_tokenizer(source, "model.init_from")
+    return train_tokenizer(cfg.data.text, texts)
 
 
 def to_model_inputs(info: DataInfo, images: torch.Tensor | None = None, frame: pd.DataFrame | None = None,

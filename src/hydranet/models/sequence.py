@@ -4,6 +4,10 @@ Each reads either token ids (input shape (T,), int64, padding = id 0) or numeric
 (T, F + 1), the last channel 1 on real steps and 0 on padding) and derives the padding mask from the input
 itself, so `x` stays one tensor. Padding never changes the features: attention skips padded keys, recurrent
 layers run on packed sequences, and pooling (mean, [CLS], last state) reads real positions only.
+
+Besides `forward` (pooled features), every sequence trunk gives `token_features(x)`, the per-position outputs before
+pooling, and `token_embedding`, its input embedding of token ids: what masked-token pretraining predicts from and
+ties its output layer to.
 """
 
 from __future__ import annotations
@@ -93,7 +97,19 @@ def masked_mean(values: Tensor, keep: Tensor) -> Tensor:
     return (values * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1)
 
 
-class Transformer(nn.Module):
+class TokenTrunk(nn.Module):
+    """What both sequence trunk families give besides pooled features: `token_embedding`, and `token_features(x)`
+    → (B, T, D) outputs per input position before pooling and the (B, T) bool mask of real positions."""
+
+    inputs: SequenceInput
+
+    @property
+    def token_embedding(self) -> nn.Embedding | None:
+        """The embedding of token ids (None for numeric sequences, which have no vocabulary)."""
+        return self.inputs.embed if self.inputs.tokens else None
+
+
+class Transformer(TokenTrunk):
     """Input embedding + positions → pre-LN encoder blocks → [CLS] or masked-mean pooling."""
 
     def __init__(self, cfg: TransformerOptions, input_shape: tuple[int, ...]):
@@ -112,16 +128,24 @@ class Transformer(nn.Module):
         self.encoder = Encoder(cfg.width, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.dropout)
         self.out_dim = cfg.width
 
-    def forward(self, x: Tensor) -> Tensor:
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, T', W) encoder outputs and their (B, T') mask; T' = T + 1 with the learned [CLS] vector first."""
         h, keep = self.inputs(x)  # (B, T, W), (B, T)
         if self.cls is not None:
             h = torch.cat([self.cls.expand(len(h), -1, -1).to(h.dtype), h], dim=1)
             keep = torch.cat([keep.new_ones(len(keep), 1), keep], dim=1)
-        h = self.encoder(self.drop(h + self.positions[:, : h.shape[1]]), keep)
+        return self.encoder(self.drop(h + self.positions[:, : h.shape[1]]), keep), keep
+
+    def token_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h, keep = self.encode(x)
+        return (h[:, 1:], keep[:, 1:]) if self.cls is not None else (h, keep)  # the input's positions only
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, keep = self.encode(x)
         return h[:, 0] if self.cls is not None else masked_mean(h, keep)  # (B, W)
 
 
-class Recurrent(nn.Module):
+class Recurrent(TokenTrunk):
     """Input embedding → GRU or LSTM layers on packed sequences → last hidden state or masked mean.
 
     Packing (not a mask after the fact) keeps padding out of the recurrence itself: a backward direction would
@@ -140,14 +164,23 @@ class Recurrent(nn.Module):
         self.pooling, self.directions = cfg.pooling, 2 if cfg.bidirectional else 1
         self.out_dim = cfg.width * self.directions
 
-    def forward(self, x: Tensor) -> Tensor:
+    def run(self, x: Tensor) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor], Tensor]:
+        """The packed outputs, the final state and the (B, T) mask of real steps."""
         h, keep = self.inputs(x)  # (B, T, E), (B, T)
         lengths = keep.sum(dim=1).clamp_min(1).cpu()  # pack_padded_sequence wants them on the CPU
         packed = pack_padded_sequence(self.drop(h), lengths, batch_first=True, enforce_sorted=False)
         outputs, state = self.rnn(packed)
+        return outputs, state, keep
+
+    def token_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        outputs, _, keep = self.run(x)
+        padded, _ = pad_packed_sequence(outputs, batch_first=True, total_length=keep.shape[1])  # (B, T, D·dirs)
+        return padded, keep
+
+    def forward(self, x: Tensor) -> Tensor:
         if self.pooling == "mean":
-            padded, _ = pad_packed_sequence(outputs, batch_first=True, total_length=h.shape[1])  # (B, T, D·dirs)
-            return masked_mean(padded, keep)
+            return masked_mean(*self.token_features(x))
+        _, state, _ = self.run(x)
         last = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c); (layers·dirs, B, D)
         return torch.cat(list(last[-self.directions:]), dim=-1)  # (B, D·dirs): the top layer's directions
 

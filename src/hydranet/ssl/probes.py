@@ -45,7 +45,9 @@ def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: flo
         raise ValueError("probe: a random trunk (run_dir None) needs the experiment")
     cfg = experiment if experiment is not None else RunDir.open(run_dir).read_config()
     if labels_fraction is not None:
-        cfg = _with_fraction(cfg, labels_fraction)
+        cfg = _with(cfg, ["data", "labels_fraction"], labels_fraction)
+    if run_dir is not None and cfg.data.source == "text":  # the trunk's embedding rows are its run's token ids
+        cfg = _with(cfg, ["data", "text", "tokenizer_from"], str(run_dir))
     apply_process_settings(cfg)
     start = time.perf_counter()
     data = build_dataset(cfg)
@@ -82,9 +84,9 @@ def _load_trunk(model: nn.Module, run_dir: Path) -> None:
                         "shape); probe with the same trunk config and input shape")
 
 
-def _with_fraction(cfg: Config, fraction: float) -> Config:
+def _with(cfg: Config, path: list[str], value: object) -> Config:
     data = cfg.model_dump(mode="json")
-    apply_override(data, ["data", "labels_fraction"], fraction)
+    apply_override(data, path, value)
     return validate(data)
 
 

@@ -109,6 +109,7 @@ class ViewMaker(nn.Module):
         self.cfg, self.seed, self.precision = cfg, seed, precision
         self.input_shape = info.input_shape
         self.is_image = info.is_image
+        self.tokenizer = info.tokenizer  # texts: the tokenizer's JSON, where masked-token pretraining finds [MASK]
         if self.is_image:
             self.register_buffer("mean", torch.tensor(info.mean).view(1, -1, 1, 1), persistent=False)
             self.register_buffer("std", torch.tensor(info.std).view(1, -1, 1, 1), persistent=False)

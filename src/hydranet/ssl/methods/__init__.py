@@ -6,4 +6,4 @@ A method factory takes `(options, trunk, views)`: its own validated options, the
 trunk, checkpointing its state and calling its hooks.
 """
 
-from hydranet.ssl.methods import byol, denoising, simclr  # noqa: F401  (importing registers the built-ins)
+from hydranet.ssl.methods import byol, denoising, mlm, simclr  # noqa: F401  (importing registers the built-ins)

@@ -39,7 +39,7 @@ VARIANTS = {  # name → overrides of the one-line config
     "embeddings": ["data.encoder.categorical=embedding"],
     "embeddings+quantile": EMBEDDED,
     "ft_transformer": [*EMBEDDED, "model.trunk=ft_transformer"],
-    "ensemble": [*EMBEDDED, "model.ensemble=8"],
+    "ensemble": [*EMBEDDED, "model.ensemble=4"],
 }
 
 

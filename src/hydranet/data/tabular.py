@@ -131,7 +131,9 @@ def _fit_scaling(present: np.ndarray, options: TableOptions) -> dict[str, Any]:
     """The train statistics of one numeric column's scaling; a constant (or empty) column scales to 0."""
     if options.numeric == "quantile":
         count = min(options.quantiles, len(present))
-        return {"quantiles": np.quantile(present, np.linspace(0, 1, count)).tolist() if count else [0.0]}
+        # train values themselves (nearest), not interpolations between them, so tied values stay exactly tied
+        levels = np.linspace(0, 1, count)
+        return {"quantiles": np.quantile(present, levels, method="nearest").tolist() if count else [0.0]}
     if options.numeric == "robust":
         low, median, high = np.percentile(present, [25, 50, 75]) if len(present) else (0.0, 0.0, 0.0)
         return {"median": float(median), "iqr": float(high - low) if high > low else 1.0}
@@ -176,14 +178,14 @@ def _scaled(x: np.ndarray, column: dict[str, Any]) -> np.ndarray:
 
 
 def _quantile_normal(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
-    """x → Φ⁻¹(its rank among the train quantiles). Interpolated forwards and backwards and averaged, as scikit-learn
-    does, so a value repeated over many quantiles (a discrete column) gets the middle of its ranks, not the first."""
-    if len(quantiles) < 2 or quantiles[0] == quantiles[-1]:
+    """x → Φ⁻¹(its rank among the train quantiles), interpolated linearly between them. A value repeated over many
+    quantiles (a discrete column) gets the mean of its ranks: scikit-learn's sends the smallest and largest values
+    to ±5.2 however many rows hold them."""
+    values, group = np.unique(quantiles, return_inverse=True)
+    if len(values) < 2:
         return np.zeros_like(x)
-    ranks = np.linspace(0, 1, len(quantiles))
-    forward = np.interp(x, quantiles, ranks)
-    backward = -np.interp(-x, -quantiles[::-1], -ranks[::-1])
-    return ndtri(np.clip((forward + backward) / 2, QUANTILE_BOUND, 1 - QUANTILE_BOUND))
+    ranks = np.bincount(group, weights=np.linspace(0, 1, len(quantiles))) / np.bincount(group)
+    return ndtri(np.clip(np.interp(x, values, ranks), QUANTILE_BOUND, 1 - QUANTILE_BOUND))
 
 
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:

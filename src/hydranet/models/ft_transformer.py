@@ -36,6 +36,7 @@ class FeatureTokenizer(nn.Module):
 
     def __init__(self, cardinalities: tuple[int, ...], width: int):
         super().__init__()
+        self.cardinalities = tuple(cardinalities)
         self.categories = CategoryEmbedding(cardinalities, width)
         bound = 1 / math.sqrt(width)  # the paper's (rtdl's) init of the tokenizer
         numbers, tokens = len(self.categories.numeric), len(cardinalities)

@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from sklearn.preprocessing import QuantileTransformer, RobustScaler
 
 from hydranet.api import load
+from hydranet.baseline import baselines
 from hydranet.config import validate
 from hydranet.data import build_dataset
 from hydranet.data.info import DataInfo
@@ -142,3 +144,19 @@ def test_data_info_keeps_the_encoder_options():
     encoder = TableEncoder(TableOptions(**RICH)).fit(frame())
     info = DataInfo("table", (5,), encoder=encoder.state_dict())
     assert DataInfo.from_dict(info.to_dict()).encoder["options"] == TableOptions(**RICH).model_dump()
+
+
+def test_baselines_read_the_plain_encoding_whatever_the_run_used(tiny_csv, tmp_path):
+    """Category codes read as numbers would handicap the linear model: the baselines of an embedding run are those
+    of the same rows one-hot encoded."""
+    plain = tiny_table_config(tiny_csv)
+    rich = plain | {"data": plain["data"] | {"encoder": {"name": "table", **RICH}}}
+    reports = []
+    for name, config in (("plain", plain), ("rich", rich)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        reports.append(baselines(path))
+    assert reports[0]["test_rows"] == reports[1]["test_rows"]
+    for fitted in (r["tasks"]["kind"]["linear"] for r in reports):
+        fitted.pop("fit_seconds")
+    assert reports[0]["tasks"]["kind"]["linear"] == reports[1]["tasks"]["kind"]["linear"]

@@ -38,7 +38,7 @@ class MLPOptions(TrunkOptions):
     hidden: list[int] = Field([256, 128], description="widths of the hidden layers")
     batch_norm: bool = Field(False, description="batch normalization after each linear layer")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each hidden layer but the first")
-    embedding: Literal["none", "plr"] = Field("none", description="front-end per input feature: none (the numbers as they are) | plr (periodic embeddings, Gorishniy et al. 2022)")
+    embedding: Literal["none", "plr"] = Field("none", description="front-end per numeric input: none (the numbers as they are) | plr (periodic embeddings, Gorishniy et al. 2022; with data.encoder.categorical: embedding the category codes get their own vectors instead)")
     plr: PLROptions = Field(default_factory=PLROptions, description="the plr embedding's options")
     category_dim: int = Field(16, ge=1, description="width of each category column's learned vector (data.encoder.categorical: embedding)")
 

@@ -3,11 +3,13 @@ identical adapters they are one model, and the averaged prediction is what a loa
 
 import copy
 
+import pytest
 import torch
 
 from hydranet.api import load
 from hydranet.config import validate
 from hydranet.data import build_dataset
+from hydranet.errors import UserError
 from hydranet.models import build_model
 from hydranet.models.ensemble import EnsembleLinear, make_ensemble
 from hydranet.tasks import Task
@@ -68,3 +70,14 @@ def test_predict_and_evaluate_use_the_members_average(tiny_csv, tmp_path, one_th
         expected = task.metrics(averaged[name], split[name])
         assert evaluated[name].keys() == expected.keys()
         assert all(abs(evaluated[name][k] - expected[k]) < 1e-5 for k in expected)
+
+
+def test_pretraining_refuses_an_ensemble(tiny_csv, tmp_path):
+    """Pretraining feeds the trunk alone, one member's rows: refused in one line before any run folder exists."""
+    from hydranet.ssl.pretraining import pretrain
+
+    config = validate(tiny_table_config(tiny_csv) | {"model": {"trunk": {"name": "mlp"}, "ensemble": 2},
+                                                      "ssl": {"method": "denoising"}})
+    with pytest.raises(UserError, match=r"^model.ensemble: pretraining feeds the trunk alone"):
+        pretrain(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

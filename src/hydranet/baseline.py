@@ -116,10 +116,17 @@ def config_and_run(target: str | Path) -> tuple[Config, RunDir | None]:
     return load_config(str(target)), None
 
 
+def baseline_config(cfg: Config) -> Config:
+    """The config with the default table encoder: the same rows (splits do not depend on the encoding), encoded as
+    the baselines expect (one-hot categories, standardized numbers), whatever `data.encoder` the run used: category
+    codes read as numbers would handicap the linear model."""
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"encoder": type(cfg.data.encoder)(name="table")})})
+
+
 def baselines(target: str | Path) -> dict[str, Any]:
     """Fit the baselines of every task; with a run directory, add its own test metrics and write baselines.json."""
     cfg, run = config_and_run(target)
-    data = build_dataset(cfg)
+    data = build_dataset(baseline_config(cfg))
     if data.info.is_image:
         raise UserError(f"data.source: baselines fit tables; {cfg.data.source} gives images")
     if len(data.index["test"]) == 0:

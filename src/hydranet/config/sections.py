@@ -30,6 +30,7 @@ def metric_problem(tasks: dict[str, TaskConfig], metric: str) -> str | None:
 
 ADVERSARIAL_KINDS = ("perturbation", "loss")  # an adversarial method replaces the inputs or adds a loss term
 TrunkMethod = method_of("trunk")
+EncoderMethod = method_of("encoder", word="table encoder")
 SharingMethod = method_of("sharing")
 BalancerMethod = method_of("balancer")
 AdversarialMethod = method_of(*ADVERSARIAL_KINDS, none=True, word="adversarial method")
@@ -82,13 +83,14 @@ class DataConfig(Section):
     weight_column: str | None = Field(None, description="tables: a column of per-example loss weights (numbers ≥ 0; each task's loss is the weighted mean over its labelled examples; never a feature; null: all weights 1)")
     split: SplitConfig = Field(default_factory=SplitConfig, description="how examples are split into train/val/test")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="batched image augmentation applied to training batches")
-    normalize: bool = Field(True, description="images: standardize each channel with train-split statistics (false: scale to [0, 1]); tables are always standardized")
+    normalize: bool = Field(True, description="images: standardize each channel with train-split statistics (false: scale to [0, 1]); tables are scaled as data.encoder says")
     image_size: int | None = Field(None, ge=1, description="resize images to this square side (null: keep; all images must then share one size)")
     limit: int | None = Field(None, ge=1, description="use only this many examples, drawn at random with the seed (quick runs)")
     labels_fraction: float = Field(1.0, gt=0, le=1, description="train on a seeded fraction of the train split, stratified by the first classification task (label-efficiency studies; val and test stay whole)")
     label_scale: dict[str, float] = Field({}, description="dense image_folder: what a one-channel label PNG's values are divided by, per label folder (16-bit depth in millimetres: {depth: 1000}); .npy maps are read as stored")
     cache_dir: str | None = Field(None, description="where decoded image sets are cached (null: $HYDRANET_CACHE or ~/.cache/hydranet)")
     text: TextConfig = Field(default_factory=TextConfig, description="text source: columns, tokenizer and length")
+    encoder: EncoderMethod = Field(default_factory=lambda: EncoderMethod(name="table"), description="tables: how columns become model inputs, fitted on train (data/tabular.py), and its options, e.g. {name: table, numeric: quantile, categorical: embedding, missing_indicators: true}")
 
     @field_validator("label_scale")
     @classmethod
@@ -110,10 +112,11 @@ class TaskConfig(Section):
 
 
 class ModelConfig(Section):
-    trunk: TrunkMethod = Field(default_factory=lambda: TrunkMethod(name="cnn"), description="the shared feature extractor and its options: mlp, cnn, resnet, unet (a feature map for dense tasks), transformer, gru, lstm (e.g. {name: cnn, channels: [32, 64]}); unnamed, it follows the data: mlp for a table source (csv, parquet, breast_cancer), transformer for text, gru for sequences, cnn otherwise")
+    trunk: TrunkMethod = Field(default_factory=lambda: TrunkMethod(name="cnn"), description="the shared feature extractor and its options: mlp, ft_transformer (tables), cnn, resnet, unet (a feature map for dense tasks), transformer, gru, lstm (e.g. {name: cnn, channels: [32, 64]}); unnamed, it follows the data: mlp for a table source (csv, parquet, breast_cancer), transformer for text, gru for sequences, cnn otherwise")
     sharing: SharingMethod = Field(default_factory=lambda: SharingMethod(name="hard"), description="how tasks share the trunk, and its options: hard (one trunk for all), mmoe, cgc, cross_stitch")
     head_hidden: list[int] = Field([], description="hidden widths of each task head (empty: a linear head)")
     head_dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each head")
+    ensemble: int = Field(1, ge=1, description="members of an efficient ensemble (TabM / BatchEnsemble: every linear layer's weights shared, per-member rank-1 adapters and biases; each batch runs through every member and their predictions are averaged); 1: a plain model")
     weight_init: Literal["default", "glorot"] = Field("default", description="default: each layer's own init (PyTorch's; Kaiming for the resnet trunk) | glorot: Glorot-uniform weights and zero biases in every conv and linear layer, as Keras starts them (for models ported from Keras)")
     init_from: str | None = Field(None, description="start from these weights: a run directory (its trunk.safetensors or model.safetensors) or a .safetensors/.pt state-dict file (null: random init)")
     init_map: dict[str, str] = Field({}, description="init_from: rename source key prefixes before matching, e.g. {'backbone.': 'trunk.'} for a plain PyTorch state dict")

@@ -173,7 +173,7 @@ def fit_preprocessing(raw: RawData, train: np.ndarray, cfg: Config) -> DataInfo:
     if raw.kind == SEQUENCE:
         mean, std = feature_statistics(raw.series[torch.from_numpy(train)])
         return DataInfo(SEQUENCE, tuple(raw.series.shape[1:]), mean=mean, std=std)
-    encoder = TableEncoder().fit(raw.frame.iloc[train])
+    encoder = registry.get("encoder", cfg.data.encoder.name, "data.encoder")(cfg.data.encoder.options).fit(raw.frame.iloc[train])
     return DataInfo(TABLE, (), encoder=encoder.state_dict(), features=list(raw.frame.columns))
 
 

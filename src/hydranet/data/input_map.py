@@ -74,11 +74,14 @@ def _per_channel(info: DataInfo, channels: int) -> tuple[Tensor, Tensor]:
 
 def _table_map(source: DataInfo, target: DataInfo, where: str) -> InputMap:
     """One (source index, scale, shift) per target column, in the target's column order."""
-    encoder = TableEncoder.from_state(source.encoder)
+    encoder, wanted_encoder = TableEncoder.from_state(source.encoder), TableEncoder.from_state(target.encoder)
+    if not (encoder.plain and wanted_encoder.plain):
+        raise UserError(f"{where}: its inputs are encoded otherwise than the student's, and only standardized numbers "
+                        f"and one-hot categories map onto each other (set the same data.encoder as the teacher's)")
     columns = {column["name"]: column for column in encoder.columns}
     positions = {name: i for i, name in enumerate(encoder.feature_names)}
     index, scale, shift = [], [], []
-    for wanted in TableEncoder.from_state(target.encoder).columns:
+    for wanted in wanted_encoder.columns:
         name, have = wanted["name"], columns.get(wanted["name"])
         if have is None or have["kind"] != wanted["kind"]:
             found = "lacks it" if have is None else f"has it as {have['kind']}"

@@ -21,9 +21,9 @@ TOP = 10  # columns shown in an example's bar chart
 def source_columns(info: DataInfo) -> tuple[list[str], torch.Tensor]:
     """The raw columns the model reads, and for each encoded feature the index of its column: (1, F) int64,
     the feature mask of kernel_shap, lime and occlusion (a one-hot group is switched on and off as one)."""
-    columns = TableEncoder.from_state(info.encoder).columns
-    group = [i for i, c in enumerate(columns) for _ in range(1 if c["kind"] == "numeric" else len(c["categories"]))]
-    return [c["name"] for c in columns], torch.tensor(group, dtype=torch.long)[None]
+    encoder = TableEncoder.from_state(info.encoder)
+    group = [i for i, c in enumerate(encoder.columns) for _ in range(encoder.width(c))]
+    return [c["name"] for c in encoder.columns], torch.tensor(group, dtype=torch.long)[None]
 
 
 def per_column(values: torch.Tensor, mask: torch.Tensor, columns: Sequence[str]) -> pd.DataFrame:

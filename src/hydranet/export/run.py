@@ -33,6 +33,7 @@ def export_run(run: Run, out: str | Path | None = None) -> dict[str, Any]:
     """
     run.info.require_image_or_table("hydranet export")
     refuse_dense(run.tasks, "hydranet export")
+    steps = preprocessing(run.info)  # refuses an encoding the standalone preprocessing cannot reproduce, before any work
     versions = require_packages()
     folder = Path(out) if out is not None else run.dir / "export"
     identity = RunDir.open(run.dir).identity()
@@ -48,7 +49,7 @@ def export_run(run: Run, out: str | Path | None = None) -> dict[str, Any]:
         parity = {**check_parity(staging / MODEL, view, x, split), "onnx": versions["onnx"],
                   "onnxscript": versions["onnxscript"], "export_seconds": seconds}
         require_parity(parity)
-        write_json(staging / PREPROCESSING, preprocessing(run.info))
+        write_json(staging / PREPROCESSING, steps)
         write_json(staging / OUTPUTS, outputs(run.tasks, run.info, identity))
         write_json(staging / PARITY, parity)
         write_text(staging / SCRIPT, STANDALONE.read_text(encoding="utf-8"))

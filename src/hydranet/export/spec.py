@@ -9,6 +9,7 @@ from typing import Any
 from hydranet.data import DataInfo
 from hydranet.data.dataset import MISSING_STRINGS
 from hydranet.data.tabular import TableEncoder
+from hydranet.errors import UserError
 from hydranet.export.graph import INPUT, OPSET
 from hydranet.tasks import Task
 
@@ -38,6 +39,10 @@ def preprocessing(info: DataInfo) -> dict[str, Any]:
                 "mode": "L" if info.channels == 1 else "RGB", "scale": info.scale,
                 "mean": list(info.mean), "std": list(info.std), "steps": IMAGE_STEPS}
     encoder = TableEncoder.from_state(info.encoder or {"columns": []})
+    if not encoder.plain:
+        raise UserError(f"data.encoder: the exported preprocessing reproduces standardized numbers and one-hot "
+                        f"categories only; this run's encoder is {encoder.options.model_dump()} (serve it with "
+                        f"`hydranet serve`, or train with the default data.encoder to export it)")
     return {**base, "width": len(encoder.feature_names), "missing": sorted(MISSING_STRINGS),
             "columns": encoder.state_dict()["columns"], "features": encoder.feature_names, "steps": TABLE_STEPS}
 

@@ -40,3 +40,44 @@ class PLR(nn.Module):
         periodic = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)  # (B, F, 2k)
         embedded = torch.einsum("bfk,fkd->bfd", periodic, self.weight) + self.bias  # (B, F, d)
         return torch.relu(embedded).flatten(1)  # (B, F·d)
+
+
+class CategoryEmbedding(nn.Module):
+    """Split an encoded row into its numbers and its category codes, and look each code's vector up.
+
+    `cardinalities` has one entry per model input (`TableEncoder.cardinalities`): 0 for a number, else the codes of
+    that category column (0: missing or unseen, its own learned vector). One table holds every column's codes at
+    its own offset, so the lookup is one gather. (B, F) → numbers (B, N), vectors (B, C, dim).
+    """
+
+    def __init__(self, cardinalities: tuple[int, ...], dim: int):
+        super().__init__()
+        sizes = torch.tensor(cardinalities, dtype=torch.long)
+        counts = sizes[sizes > 0]
+        # layout, not weights: rebuilt from the data info, so kept out of the state dict
+        self.register_buffer("numeric", torch.nonzero(sizes == 0).flatten(), persistent=False)
+        self.register_buffer("coded", torch.nonzero(sizes > 0).flatten(), persistent=False)
+        self.register_buffer("offsets", torch.cumsum(counts, 0) - counts, persistent=False)
+        bound = 1 / math.sqrt(dim)  # rtdl's CategoricalEmbeddings init
+        self.vectors = nn.Parameter(torch.empty(int(counts.sum()), dim).uniform_(-bound, bound))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        codes = x[:, self.coded].long() + self.offsets  # (B, C): each column's codes at its offset
+        return x[:, self.numeric], self.vectors[codes]  # (B, N), (B, C, dim)
+
+
+class EmbeddedColumns(nn.Module):
+    """The mlp's front-end for rows with category codes: (B, F) → (B, numbers [PLR-embedded] + C·dim)."""
+
+    def __init__(self, cardinalities: tuple[int, ...], dim: int, plr: PLROptions | None):
+        super().__init__()
+        self.categories = CategoryEmbedding(cardinalities, dim)
+        numbers = len(self.categories.numeric)
+        self.plr = PLR(numbers, plr) if plr is not None and numbers else None
+        self.out_dim = (self.plr.out_dim if self.plr is not None else numbers) + len(self.categories.coded) * dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        numbers, vectors = self.categories(x)
+        if self.plr is not None:
+            numbers = self.plr(numbers)
+        return torch.cat([numbers, vectors.flatten(1)], dim=1)

@@ -24,8 +24,13 @@ class HydraNet(nn.Module):
         # are divided by their T inside forward, so every reader of the model (predict, evaluate, serving, the
         # ONNX export) applies it. Plain floats, not weights: the weights file stays what training wrote.
         self.temperatures: dict[str, float] = {}
+        # `model.ensemble: k` (models/ensemble.py): the batch runs once per member, member-major, and the members'
+        # predictions are averaged, in training as in evaluation, so every reader sees one prediction per example.
+        self.members = 1
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
+        if self.members > 1:
+            x = x.repeat(self.members, *[1] * (x.dim() - 1))  # (k·B, …): member 0's rows first
         features = self.trunk(x)
         # kept for methods that work on the shared representation (MGDA-UB); replaced every forward.
         # Soft sharing (mmoe, cgc, cross_stitch) gives a dict {task: (B, D)}: each task's own features.
@@ -34,6 +39,8 @@ class HydraNet(nn.Module):
             outputs = {task: head(features[task]) for task, head in self.heads.items()}
         else:
             outputs = {task: head(features) for task, head in self.heads.items()}
+        if self.members > 1:
+            outputs = {task: out.unflatten(0, (self.members, -1)).mean(0) for task, out in outputs.items()}
         for task, temperature in self.temperatures.items():
             outputs[task] = outputs[task] / temperature
         return outputs

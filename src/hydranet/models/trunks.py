@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from hydranet.config import Options
 from hydranet.errors import UserError
-from hydranet.models.embeddings import PLR, PLROptions
+from hydranet.models.embeddings import PLR, EmbeddedColumns, PLROptions
 from hydranet.registry import register
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
@@ -38,8 +38,9 @@ class MLPOptions(TrunkOptions):
     hidden: list[int] = Field([256, 128], description="widths of the hidden layers")
     batch_norm: bool = Field(False, description="batch normalization after each linear layer")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each hidden layer but the first")
-    embedding: Literal["none", "plr"] = Field("none", description="front-end per input feature: none (the numbers as they are) | plr (periodic embeddings, Gorishniy et al. 2022)")
+    embedding: Literal["none", "plr"] = Field("none", description="front-end per numeric input: none (the numbers as they are) | plr (periodic embeddings, Gorishniy et al. 2022; with data.encoder.categorical: embedding the category codes get their own vectors instead)")
     plr: PLROptions = Field(default_factory=PLROptions, description="the plr embedding's options")
+    category_dim: int = Field(16, ge=1, description="width of each category column's learned vector (data.encoder.categorical: embedding)")
 
 
 class CNNOptions(TrunkOptions):
@@ -102,18 +103,23 @@ def _dense_block(in_dim: int, width: int, cfg: MLPOptions | CNNOptions, dropout_
 
 
 class MLP(nn.Module):
-    """Flatten → [PLR embedding] → (Linear → [BatchNorm] → activation) per hidden width.
+    """Flatten → [category vectors, PLR embedding] → (Linear → [BatchNorm] → activation) per hidden width.
 
     Dropout sits before every dense layer but the first: dropping raw table features rarely helps, and
-    the features leaving the trunk get the heads' own dropout.
+    the features leaving the trunk get the heads' own dropout. `cardinalities` (one per input, 0 for a number)
+    marks the inputs that hold category codes: each gets a learned vector of `category_dim`.
     """
 
-    def __init__(self, cfg: MLPOptions, input_shape: tuple[int, ...]):
+    def __init__(self, cfg: MLPOptions, input_shape: tuple[int, ...], cardinalities: tuple[int, ...] = ()):
         super().__init__()
         in_dim = int(torch.Size(input_shape).numel())
         layers: list[nn.Module] = [nn.Flatten()]
-        if cfg.embedding == "plr":  # part of the first stage: the embedding feeds the first hidden layer only
-            layers.append(PLR(in_dim, cfg.plr))
+        plr = cfg.plr if cfg.embedding == "plr" else None
+        if any(cardinalities):
+            layers.append(EmbeddedColumns(cardinalities, cfg.category_dim, plr))
+            in_dim = layers[-1].out_dim
+        elif plr is not None:  # part of the first stage: the embedding feeds the first hidden layer only
+            layers.append(PLR(in_dim, plr))
             in_dim = layers[-1].out_dim
         for i, width in enumerate(cfg.hidden):
             layers += _dense_block(in_dim, width, cfg, dropout_first=i > 0)
@@ -261,8 +267,11 @@ class ResNet(nn.Module):
 
 
 @register("trunk", "mlp", options=MLPOptions)
-def mlp(cfg: MLPOptions, input_shape: tuple[int, ...]) -> MLP:
-    return MLP(cfg, input_shape)
+def mlp(cfg: MLPOptions, input_shape: tuple[int, ...], cardinalities: tuple[int, ...] = ()) -> MLP:
+    return MLP(cfg, input_shape, cardinalities)
+
+
+mlp.embeds_categories = True  # takes `cardinalities`: reads data.encoder.categorical: embedding (sharing/base.py)
 
 
 @register("trunk", "cnn", options=CNNOptions)

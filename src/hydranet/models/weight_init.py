@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from torch import nn
 
+from hydranet.models.ensemble import EnsembleLinear
+
 
 def apply_weight_init(model: nn.Module, scheme: str) -> nn.Module:
     """Re-draw conv and linear layers by `scheme` (default: leave each layer's own init); returns the model."""
     if scheme == "glorot":
         for module in model.modules():
-            if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear, EnsembleLinear)):
                 nn.init.xavier_uniform_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)

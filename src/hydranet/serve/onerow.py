@@ -1,5 +1,6 @@
 """A one-row table request checked and encoded in plain Python: the same model inputs as `clean`, `checked_table`
-and `TableEncoder` give it, without their pandas work (about 40 ms of a one-row request on two busy cores).
+and `TableEncoder` give it, without their pandas work (about 40 ms of a one-row request on two busy cores), for
+the default encoding (standardized numbers, one-hot categories); other encodings go the pandas way.
 
 It takes only what it knows it reads as pandas does: JSON numbers in numeric columns, text that is no number in
 text columns, and missing values. Anything else (text in a numeric column, a number in a text column, text that
@@ -17,6 +18,7 @@ import torch
 from hydranet.data import DataInfo
 from hydranet.data.dataset import MISSING_STRINGS
 from hydranet.data.finite import FLOAT32_MAX
+from hydranet.data.tabular import TableEncoder
 
 MISSING = object()  # a missing cell: null, or a missing marker such as "?" or ""
 INT64_LIMIT = 2 ** 63  # larger ints make pandas' column object-typed, not int64
@@ -28,7 +30,9 @@ class _PandasWay(Exception):
 
 def encode_one_row(info: DataInfo, row: dict[str, Any]) -> tuple[dict[str, Any], torch.Tensor] | None:
     """(the cleaned row, its model inputs (1, F)) of a checked row with exactly the trained columns; None when a
-    cell needs the pandas path."""
+    cell needs the pandas path, or the encoding is not the plain one this module reproduces."""
+    if not TableEncoder.from_state(info.encoder).plain:
+        return None
     columns = info.encoder["columns"]
     out = np.zeros(sum(1 if c["kind"] == "numeric" else len(c["categories"]) for c in columns), dtype=np.float32)
     cleaned, start = {}, 0

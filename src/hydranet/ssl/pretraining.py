@@ -46,6 +46,9 @@ def _check(cfg: Config) -> None:
         raise UserError("adversarial.method: pretraining has no task loss to attack (set it to none)")
     if cfg.train.freeze != "none":
         raise UserError("train.freeze: pretraining trains the trunk (set it to none)")
+    if cfg.model.ensemble > 1:
+        raise UserError("model.ensemble: pretraining feeds the trunk alone, which holds one member's rows, not an "
+                        "ensemble's (set it to 1)")
 
 
 def _pretrain(session: Session, callbacks: Sequence) -> Run:

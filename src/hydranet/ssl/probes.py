@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from hydranet.config import Config, apply_override, validate
 from hydranet.data import build_dataset
+from hydranet.data.tabular import cardinalities
 from hydranet.errors import UserError
 from hydranet.files import write_json
 from hydranet.models import build_model
@@ -53,7 +54,7 @@ def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: flo
     data = build_dataset(cfg)
     tasks = {t: Task(t, cfg.tasks[t], data.info.tasks[t]) for t in cfg.tasks}
     seed_global(cfg.seed, Purpose.INIT)
-    model = build_model(cfg.model, data.info.input_shape, tasks)
+    model = build_model(cfg.model, data.info.input_shape, tasks, cardinalities(data.info.encoder))
     if run_dir is not None:
         _load_trunk(model, Path(run_dir))
     splits = {name: data.split(name) for name in ("train", "val", "test") if len(data.index[name])}

@@ -13,6 +13,7 @@ import torch
 from hydranet import registry
 from hydranet.config import Config
 from hydranet.data import DataInfo, Dataset
+from hydranet.data.tabular import cardinalities
 from hydranet.models import HydraNet, build_model
 from hydranet.models.weight_init import apply_weight_init
 from hydranet.randomness import Purpose, seed_global
@@ -47,7 +48,8 @@ def build_model_for(cfg: Config, info: DataInfo, device: torch.device) -> tuple[
 def fresh_model(cfg: Config, info: DataInfo, tasks: dict[str, Task], device: torch.device) -> HydraNet:
     """The seeded model for these tasks on `device`, channels_last for images when the config asks."""
     seed_global(cfg.seed, Purpose.INIT)
-    model = apply_weight_init(build_model(cfg.model, info.input_shape, tasks), cfg.model.weight_init).to(device)
+    model = build_model(cfg.model, info.input_shape, tasks, cardinalities(info.encoder))
+    model = apply_weight_init(model, cfg.model.weight_init).to(device)
     if cfg.train.channels_last and len(info.input_shape) == 3:
         model = model.to(memory_format=torch.channels_last)
     return model

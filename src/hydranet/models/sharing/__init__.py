@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from hydranet import registry
 from hydranet.config import ModelConfig
+from hydranet.models.ensemble import make_ensemble
 from hydranet.models.hydranet import HydraNet
 from hydranet.models.resize import resize
 from hydranet.models.sharing import cgc, cross_stitch, hard, mmoe  # noqa: F401  (register the built-ins)
@@ -15,11 +16,14 @@ from hydranet.models.sharing.base import ModelParts
 from hydranet.tasks import Task
 
 
-def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], tasks: dict[str, Task]) -> HydraNet:
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], tasks: dict[str, Task],
+                cardinalities: tuple[int, ...] = ()) -> HydraNet:
     """The model of a config: the sharing named by `model.sharing` wires trunk and heads, at the widths structured
-    pruning left when `model.pruned` lists them."""
+    pruning left when `model.pruned` lists them, as `model.ensemble` members. `cardinalities` marks a table's inputs
+    that hold category codes (`TableEncoder.cardinalities`)."""
     factory = registry.get("sharing", cfg.sharing.name, "model.sharing")
-    return resize(factory(cfg.sharing.options, ModelParts.of(cfg, input_shape, tasks)), cfg.pruned)
+    model = resize(factory(cfg.sharing.options, ModelParts.of(cfg, input_shape, tasks, cardinalities)), cfg.pruned)
+    return make_ensemble(model, cfg.ensemble)
 
 
 __all__ = ["ModelParts", "build_model"]

@@ -74,9 +74,14 @@ class TextConfig(Section):
     max_length: int = Field(128, ge=2, description="tokens per text, [CLS] included: longer texts are cut, shorter ones padded")
 
 
+class SequenceConfig(Section):
+    id: str | None = Field(None, description="sequence source, long table (.csv, .csv.gz, .parquet): the column naming the sequence each row belongs to (one example per id; null: the file is an .npz)")
+    time: str | None = Field(None, description="sequence source, long table: the column that orders the rows of one id (numbers or dates)")
+
+
 class DataConfig(Section):
     source: str = Field("digits", description="where examples come from: digits, breast_cancer, csv, parquet, image_folder, cifar10, npz, multidigits, scenes, text, sequence")
-    path: str | None = Field(None, description="file or folder for sources that read one (csv, parquet, image_folder, cifar10, npz, text, sequence)")
+    path: str | None = Field(None, description="file or folder for sources that read one (csv, parquet, image_folder, cifar10, npz, text, sequence: an .npz or a long table)")
     features: list[str] | None = Field(None, description="feature columns of a table (null: every column that is not a task column, `split`, the weight column or a sensitive column)")
     weight_column: str | None = Field(None, description="tables: a column of per-example loss weights (numbers ≥ 0; each task's loss is the weighted mean over its labelled examples; never a feature; null: all weights 1)")
     split: SplitConfig = Field(default_factory=SplitConfig, description="how examples are split into train/val/test")
@@ -87,6 +92,7 @@ class DataConfig(Section):
     labels_fraction: float = Field(1.0, gt=0, le=1, description="train on a seeded fraction of the train split, stratified by the first classification task (label-efficiency studies; val and test stay whole)")
     cache_dir: str | None = Field(None, description="where decoded image sets are cached (null: $HYDRANET_CACHE or ~/.cache/hydranet)")
     text: TextConfig = Field(default_factory=TextConfig, description="text source: columns, tokenizer and length")
+    sequence: SequenceConfig = Field(default_factory=SequenceConfig, description="sequence source: the id and time columns of a long table")
 
 
 class TaskConfig(Section):

@@ -106,7 +106,7 @@ class TaskConfig(Section):
 
 
 class ModelConfig(Section):
-    trunk: TrunkMethod = Field(default_factory=lambda: TrunkMethod(name="cnn"), description="the shared feature extractor and its options: mlp, cnn, resnet, unet (a feature map for dense tasks), transformer, gru, lstm (e.g. {name: cnn, channels: [32, 64]}); unnamed, it follows the data: mlp for a table source (csv, parquet, breast_cancer), transformer for text, gru for sequences, cnn otherwise")
+    trunk: TrunkMethod = Field(default_factory=lambda: TrunkMethod(name="cnn"), description="the shared feature extractor and its options: mlp, cnn, resnet, unet (a feature map for dense tasks), vit (patches of an image as tokens), transformer, gru, lstm (e.g. {name: cnn, channels: [32, 64]}); unnamed, it follows the data: mlp for a table source (csv, parquet, breast_cancer), transformer for text, gru for sequences, cnn otherwise")
     sharing: SharingMethod = Field(default_factory=lambda: SharingMethod(name="hard"), description="how tasks share the trunk, and its options: hard (one trunk for all), mmoe, cgc, cross_stitch")
     head_hidden: list[int] = Field([], description="hidden widths of each task head (empty: a linear head)")
     head_dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each head")

@@ -152,15 +152,15 @@ def race(blocks: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]
     return {name: statistics.median(s) for name, s in seconds.items()}
 
 
-def speed_rows(steps: int, rounds: int) -> list[dict]:
+def speed_rows(trunks: list[str], steps: int, rounds: int, precisions: list[str]) -> list[dict]:
     """Tokens/s of every contender, with the loop's overhead ratio and bf16's and the encoder's speed-ups."""
     cfg = experiment(0)
     torch.set_num_threads(cfg["train"]["threads"])  # as the experiment trains (one thread on shared machines)
     data = build_dataset(load_config(cfg))
     tokens = steps * cfg["train"]["batch_size"] * cfg["data"]["text"]["max_length"]
     blocks = {}
-    for trunk in TRUNKS:
-        for precision in ("fp32", "bf16"):
+    for trunk in trunks:
+        for precision in precisions:
             blocks[f"{trunk} {precision}"] = hydranet_block(experiment(0, TRUNKS[trunk], precision=precision), data, steps)
         if trunk != "nn.TransformerEncoder":
             blocks[f"{trunk} fp32 bare loop"] = bare_block(experiment(0, TRUNKS[trunk]), data, steps)
@@ -173,9 +173,9 @@ def speed_rows(steps: int, rounds: int) -> list[dict]:
         reference = f"{trunk} fp32 bare loop" if not bare and precision == "fp32" and trunk != "nn.TransformerEncoder" else None
         if reference:
             row["ratio_to_bare_loop"] = round(medians[reference] / seconds, 3)
-        if precision == "bf16":
+        if precision == "bf16" and f"{trunk} fp32" in medians:
             row["bf16_speedup"] = round(medians[f"{trunk} fp32"] / seconds, 3)
-        if trunk == "nn.TransformerEncoder":
+        if trunk == "nn.TransformerEncoder" and f"transformer {precision}" in medians:
             row["ratio_to_transformer"] = round(medians[f"transformer {precision}"] / seconds, 3)
         rows.append(row)
     return rows
@@ -262,13 +262,14 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=["speed", "accuracy"], choices=["speed", "accuracy"])
     parser.add_argument("--steps", type=int, default=8, help="speed: training steps per block")
     parser.add_argument("--rounds", type=int, default=5, help="speed: blocks per contender (the median is reported)")
-    parser.add_argument("--trunks", nargs="+", default=list(TRUNKS), choices=list(TRUNKS), help="accuracy: trunks")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"], help="speed: precisions")
+    parser.add_argument("--trunks", nargs="+", default=list(TRUNKS), choices=list(TRUNKS), help="trunks measured")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="accuracy: seeds")
     parser.add_argument("--epochs", type=int, default=5, help="accuracy: epochs per run (the experiment's 5)")
     args = parser.parse_args()
     print(json.dumps({"machine": machine()}), flush=True)
     if "speed" in args.parts:
-        rows = speed_rows(args.steps, args.rounds)
+        rows = speed_rows(args.trunks, args.steps, args.rounds, args.precisions)
         for row in rows:
             print(json.dumps(row), flush=True)
         print_speed(rows)

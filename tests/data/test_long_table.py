@@ -81,9 +81,10 @@ def test_features_are_standardized_from_train(tmp_path):
      r"long\.csv: column 'slope' row 5 \(counting from 1 below the header\) holds 'steep'; expected a number in every step"),
     (lambda f: f.assign(level=f["level"].where(f.index != 2)), r"column 'level' row 3 .* is empty; expected a number"),
     (lambda f: f.assign(kind=f["kind"].where(f.index != 0, "other")),
-     r"long\.csv: column 'kind' holds .* in row \d+ and .* in row \d+ for one id; expected one value per id"),
+     r"long\.csv: column 'kind' holds '(odd|even|other)' in row \d+ and '(odd|even|other)' in row \d+, both of one id; "
+     r"expected one value per id"),
     (lambda f: pd.concat([f, f.iloc[[0]]], ignore_index=True),
-     r"data\.sequence\.time: .*long\.csv: rows 1 and \d+ .* are both id 's\d+' at time .*; expected one row per id and time"),
+     r"data\.sequence\.time: .*long\.csv: rows 1 and \d+ .* are both id 's\d+' at the same time; expected one row per id and time"),
     (lambda f: f.assign(step=f["step"].astype(str).where(f.index != 1, "soon")),
      r"data\.sequence\.time: .*column 'step' row 2 .* holds 'soon'; expected a number or a date in every row"),
     (lambda f: f.assign(series=f["series"].where(f.index != 3)),

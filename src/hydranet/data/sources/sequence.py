@@ -116,8 +116,7 @@ def step_order(ids: pd.Series, times: np.ndarray, where: str) -> tuple[np.ndarra
     if tie.any():
         first, second = sorted(rows[int(np.flatnonzero(tie)[0]):][:2] + 1)
         raise UserError(f"data.sequence.time: {where}: rows {first} and {second} (counting from 1 below the header) "
-                        f"are both id {ids.iloc[first - 1]!r} at time {sorted_times[np.flatnonzero(tie)[0]]!r}; "
-                        f"expected one row per id and time")
+                        f"are both id {str(ids.iloc[first - 1])!r} at the same time; expected one row per id and time")
     return rows, sorted_codes
 
 
@@ -153,9 +152,9 @@ def one_per_id(column: pd.Series, rows: np.ndarray, codes: np.ndarray, where: st
     if (distinct > 1).any():
         clash = frame[frame["id"] == distinct.index[distinct.to_numpy() > 1][0]]
         other = clash[clash["value"] != clash["value"].iloc[0]].iloc[0]
-        raise UserError(f"{where}: column {column.name!r} holds {clash['value'].iloc[0]!r} in row "
-                        f"{clash['row'].iloc[0] + 1} and {other['value']!r} in row {other['row'] + 1} for one id; "
-                        f"expected one value per id (a label of the whole sequence)")
+        raise UserError(f"{where}: column {column.name!r} holds {str(clash['value'].iloc[0])!r} in row "
+                        f"{clash['row'].iloc[0] + 1} and {str(other['value'])!r} in row {other['row'] + 1}, both of "
+                        f"one id; expected one value per id (a label of the whole sequence)")
     out = np.full(int(codes.max()) + 1, np.nan, dtype=object)
     first = frame.drop_duplicates("id")
     out[first["id"].to_numpy()] = first["value"].to_numpy()

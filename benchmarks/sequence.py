@@ -1,6 +1,6 @@
 """AG News and the sequence trunks, measured side by side: loop overhead, nn.TransformerEncoder, bf16, accuracy.
 
-Four parts (all by default; `--parts` picks some):
+Two parts (both by default; `--parts` picks one):
 
 - speed: padded tokens/s of training steps on AG News batches (64 texts × 64 tokens) for
   * hydranet's training loop (`Trainer`, one epoch of its `Batches`) against a bare PyTorch loop (fused AdamW,
@@ -9,15 +9,16 @@ Four parts (all by default; `--parts` picks some):
     (pre-LN, GELU, same width, depth, heads and MLP width; same embedding, positions and masked-mean pooling);
   * bf16 autocast against fp32, for the transformer, the nn.TransformerEncoder and the gru trunk.
   Every contender trains its own copy on the same --steps batches per block; the contenders take turns block by
-  block for --rounds rounds and each reports its median, so a busy machine's load hits all of them alike.
+  block for --rounds rounds and each reports its median block in CPU seconds of this one-thread process (a busy
+  machine's waiting for a core left out), so the load hits all of them alike.
 - accuracy: `ag-news` trained with transformer, gru and the nn.TransformerEncoder trunk for each of --seeds
   (--epochs each), beside TF-IDF (word 1–2-grams) + logistic regression (C from 1, 10, 100 by val accuracy) on
   the same train/val/test rows; then mean ± spread (half the range) over the seeds.
 
 Prints one JSON line per measurement and a table per part.
 
-    python benchmarks/sequence.py --parts speed                       # about 5 min on a busy 2-core machine
-    python benchmarks/sequence.py --parts accuracy --seeds 0 1 2 --epochs 3
+    python benchmarks/sequence.py --parts speed --precisions fp32    # about 10 min on a busy 2-core machine
+    python benchmarks/sequence.py --parts accuracy --trunks transformer gru --seeds 0   # the earlier single-seed table
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import argparse
 import copy
 import dataclasses
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -140,22 +142,25 @@ def bare_block(cfg: dict, data, steps: int) -> Callable[[], None]:
 
 
 def race(blocks: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
-    """Median seconds per block of each contender; one warm-up block each, then they take turns round by round."""
+    """Median CPU seconds per block of each contender; one warm-up block each, then they take turns round by round.
+
+    CPU time of this one-thread process, not wall time: on a machine shared with other jobs, wall time also counts
+    the time spent waiting for a core, which varies from block to block far more than the work does."""
     for block in blocks.values():
         block()
     seconds: dict[str, list[float]] = {name: [] for name in blocks}
     for _ in range(rounds):
         for name, block in blocks.items():
-            start = time.perf_counter()
+            start = time.process_time()
             block()
-            seconds[name].append(time.perf_counter() - start)
+            seconds[name].append(time.process_time() - start)
     return {name: statistics.median(s) for name, s in seconds.items()}
 
 
 def speed_rows(trunks: list[str], steps: int, rounds: int, precisions: list[str]) -> list[dict]:
     """Tokens/s of every contender, with the loop's overhead ratio and bf16's and the encoder's speed-ups."""
     cfg = experiment(0)
-    torch.set_num_threads(cfg["train"]["threads"])  # as the experiment trains (one thread on shared machines)
+    torch.set_num_threads(cfg["train"]["threads"])  # as the experiment trains; one thread: CPU time is the work
     data = build_dataset(load_config(cfg))
     tokens = steps * cfg["train"]["batch_size"] * cfg["data"]["text"]["max_length"]
     blocks = {}
@@ -241,7 +246,7 @@ def accuracy_rows(trunks: list[str], seeds: list[int], epochs: int) -> list[dict
 def machine() -> dict:
     """What the numbers were measured on, including the load that other jobs put on it."""
     return {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-            "load_average": [round(x, 2) for x in __import__("os").getloadavg()]}
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 def print_speed(rows: list[dict]) -> None:

@@ -80,7 +80,7 @@ class SequenceConfig(Section):
 
 
 class DataConfig(Section):
-    source: str = Field("digits", description="where examples come from: digits, breast_cancer, csv, parquet, image_folder, cifar10, npz, multidigits, scenes, text, sequence")
+    source: str = Field("digits", description="where examples come from: digits, breast_cancer, csv, parquet, image_folder, cifar10, npz, multidigits, scenes, text, sequence, waves")
     path: str | None = Field(None, description="file or folder for sources that read one (csv, parquet, image_folder, cifar10, npz, text, sequence: an .npz or a long table)")
     features: list[str] | None = Field(None, description="feature columns of a table (null: every column that is not a task column, `split`, the weight column or a sensitive column)")
     weight_column: str | None = Field(None, description="tables: a column of per-example loss weights (numbers ≥ 0; each task's loss is the weighted mean over its labelled examples; never a feature; null: all weights 1)")

@@ -46,7 +46,7 @@ def test_overrides_are_typed():
     ("train.epochs=0", "train.epochs: Input should be greater than or equal to 1"),
     ("tasks.digit.kind=ranking", "tasks.digit.kind: Input should be 'classification', 'binary', 'multilabel', 'regression', 'segmentation', 'depth', 'edges' or 'normals'"),
     ("data.source=mnist", "data.source: unknown source 'mnist' (known: "),
-    ("model.trunk.name=vit", "model.trunk.name: unknown trunk 'vit' (known: "),
+    ("model.trunk.name=vgg", "model.trunk.name: unknown trunk 'vgg' (known: "),
     ("mtl.balancer=magic", "mtl.balancer: unknown balancer 'magic'"),
     ("data.split.stratify=color", "data.split.stratify: 'color' is not a task"),
     ("train.early_stopping.monitor=val/nope/accuracy", "train.early_stopping.monitor"),

@@ -44,6 +44,7 @@ class Purpose(IntEnum):
     GRADDROP = 27  # GradDrop's per-coordinate uniform draws, per step, from one checkpointed generator
     SCENES = 28  # the `scenes` source: every image's background, shapes, their depths and places
     MLM_MASK = 34  # masked-token pretraining: which tokens are chosen and what replaces them, per epoch
+    WAVES = 36  # the `waves` source: every sequence's pattern, frequency, phase, amplitude, length and noise
 
 
 # What a stream depends on besides the seed; every other purpose has one stream per run.

@@ -20,7 +20,7 @@ KINDS = ("source", "encoder", "trunk", "balancer", "sharing", "perturbation", "l
 _TABLES: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
 _OPTIONS: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}  # kind → name → options model (or None)
 # Modules whose import registers the built-in implementations (imported lazily on first lookup).
-_BUILTINS = ("hydranet.data.sources", "hydranet.data.tabular", "hydranet.models.trunks", "hydranet.models.ft_transformer", "hydranet.models.sequence", "hydranet.models.sharing", "hydranet.mtl",
+_BUILTINS = ("hydranet.data.sources", "hydranet.data.tabular", "hydranet.models.trunks", "hydranet.models.ft_transformer", "hydranet.models.sequence", "hydranet.models.vit", "hydranet.models.sharing", "hydranet.mtl",
              "hydranet.robust.defenses", "hydranet.ssl.methods", "hydranet.fairness", "hydranet.monitor.reference",
              "hydranet.meta.methods", "hydranet.train.distill")
 _loaded = False

@@ -100,6 +100,7 @@ INPUTS = {
     "digits": lambda tmp: (None, {"digit": {}, "ink": {"kind": "regression"}, "parity": {"kind": "binary"}}),
     "breast_cancer": lambda tmp: (None, {"diagnosis": {"kind": "binary"}}),
     "multidigits": lambda tmp: (None, {"left": {}, "right": {}}),
+    "waves": lambda tmp: (None, {"pattern": {}, "frequency": {"kind": "regression"}}),
 }
 NAMES = [pytest.param(n, marks=pytest.mark.skip(reason=SKIP[n])) if n in SKIP else n for n in registry.names("source")]
 

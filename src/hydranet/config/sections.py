@@ -76,9 +76,14 @@ class TextConfig(Section):
     tokenizer_from: str | None = Field(None, description="a text run directory whose tokenizer to reuse instead of training one (null: model.init_from's when that is a text run, else trained)")
 
 
+class SequenceConfig(Section):
+    id: str | None = Field(None, description="sequence source, long table (.csv, .csv.gz, .parquet): the column naming the sequence each row belongs to (one example per id; null: the file is an .npz)")
+    time: str | None = Field(None, description="sequence source, long table: the column that orders the rows of one id (numbers or dates)")
+
+
 class DataConfig(Section):
-    source: str = Field("digits", description="where examples come from: digits, breast_cancer, csv, parquet, image_folder, cifar10, npz, multidigits, scenes, text, sequence")
-    path: str | None = Field(None, description="file or folder for sources that read one (csv, parquet, image_folder, cifar10, npz, text, sequence)")
+    source: str = Field("digits", description="where examples come from: digits, breast_cancer, csv, parquet, image_folder, cifar10, npz, multidigits, scenes, text, sequence, waves")
+    path: str | None = Field(None, description="file or folder for sources that read one (csv, parquet, image_folder, cifar10, npz, text, sequence: an .npz or a long table)")
     features: list[str] | None = Field(None, description="feature columns of a table (null: every column that is not a task column, `split`, the weight column or a sensitive column)")
     weight_column: str | None = Field(None, description="tables: a column of per-example loss weights (numbers ≥ 0; each task's loss is the weighted mean over its labelled examples; never a feature; null: all weights 1)")
     split: SplitConfig = Field(default_factory=SplitConfig, description="how examples are split into train/val/test")
@@ -90,6 +95,7 @@ class DataConfig(Section):
     label_scale: dict[str, float] = Field({}, description="dense image_folder: what a one-channel label PNG's values are divided by, per label folder (16-bit depth in millimetres: {depth: 1000}); .npy maps are read as stored")
     cache_dir: str | None = Field(None, description="where decoded image sets are cached (null: $HYDRANET_CACHE or ~/.cache/hydranet)")
     text: TextConfig = Field(default_factory=TextConfig, description="text source: columns, tokenizer and length")
+    sequence: SequenceConfig = Field(default_factory=SequenceConfig, description="sequence source: the id and time columns of a long table")
     encoder: EncoderMethod = Field(default_factory=lambda: EncoderMethod(name="table"), description="tables: how columns become model inputs, fitted on train (data/tabular.py), and its options, e.g. {name: table, numeric: quantile, categorical: embedding, missing_indicators: true}")
 
     @field_validator("label_scale")
@@ -112,7 +118,7 @@ class TaskConfig(Section):
 
 
 class ModelConfig(Section):
-    trunk: TrunkMethod = Field(default_factory=lambda: TrunkMethod(name="cnn"), description="the shared feature extractor and its options: mlp, ft_transformer (tables), cnn, resnet, unet (a feature map for dense tasks), transformer, gru, lstm (e.g. {name: cnn, channels: [32, 64]}); unnamed, it follows the data: mlp for a table source (csv, parquet, breast_cancer), transformer for text, gru for sequences, cnn otherwise")
+    trunk: TrunkMethod = Field(default_factory=lambda: TrunkMethod(name="cnn"), description="the shared feature extractor and its options: mlp, ft_transformer (tables), cnn, resnet, unet (a feature map for dense tasks), vit (patches of an image as tokens), transformer, gru, lstm (e.g. {name: cnn, channels: [32, 64]}); unnamed, it follows the data: mlp for a table source (csv, parquet, breast_cancer), transformer for text, gru for sequences, cnn otherwise")
     sharing: SharingMethod = Field(default_factory=lambda: SharingMethod(name="hard"), description="how tasks share the trunk, and its options: hard (one trunk for all), mmoe, cgc, cross_stitch")
     head_hidden: list[int] = Field([], description="hidden widths of each task head (empty: a linear head)")
     head_dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each head")

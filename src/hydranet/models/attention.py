@@ -2,7 +2,8 @@
 time steps, table columns): pre-LayerNorm (Xiong et al. 2020: stable without warmup tricks) with a padding mask.
 
 `keep` is a (B, T) bool mask, True where a position is real; padded positions are never attended to, so a real
-position's output does not depend on how much padding follows it, in train and eval mode alike.
+position's output does not depend on how much padding follows it, in train and eval mode alike. Inputs without
+padding (image patches) pass `keep=None`: no mask, so SDPA may choose its fastest kernel.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.out = nn.Linear(width, width)
 
-    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
+    def forward(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
         batch, steps, width = x.shape
         q, k, v = self.qkv(x).view(batch, steps, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, T, D) each
-        mask = keep[:, None, None, :]  # (B, 1, 1, T): every query may attend to every real key
+        mask = None if keep is None else keep[:, None, None, :]  # (B, 1, 1, T): every query may attend to every real key
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(batch, steps, width))
 
@@ -41,7 +42,7 @@ class EncoderBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
+    def forward(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
         x = x + self.drop(self.attention(self.norm1(x), keep))
         return x + self.drop(self.mlp(self.norm2(x)))  # (B, T, width)
 
@@ -54,7 +55,7 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList(EncoderBlock(width, heads, mlp_ratio, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
 
-    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
+    def forward(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
         for block in self.blocks:
             x = block(x, keep)
         return self.norm(x)

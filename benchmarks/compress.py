@@ -22,7 +22,7 @@ import torch
 
 import hydranet as hn
 from hydranet.compress.profile import profile_model
-from hydranet.compress.prune import prune_options
+from hydranet.compress.prune import PruneOptions
 from hydranet.compress.quantize import quantize_run
 from hydranet.compress.run import compress_run
 from hydranet.data import build_dataset
@@ -67,7 +67,7 @@ def bench(experiment: str, overrides: list[str], folder: Path, repeats: int, fin
     source = hn.Experiment(experiment, settings).fit(folder / "fp32").dir
     rows = [torch_row("fp32", source, repeats), torch_row("bf16", source, repeats, "bf16")]
     for name, options in PRUNED:
-        pruned = compress_run(source, prune_options(**options, epochs=finetune), folder / name.replace(" ", "-"))
+        pruned = compress_run(source, PruneOptions(**options, epochs=finetune), folder / name.replace(" ", "-"))
         rows.append(torch_row(name, pruned.dir, repeats))
     for mode in ("dynamic", "static"):
         rows += int8_rows(source, mode, folder / f"int8-{mode}", repeats)

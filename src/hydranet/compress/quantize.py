@@ -27,6 +27,7 @@ from hydranet.train.run import Run
 MODES = ("dynamic", "static")
 REPORT = "quantization.json"
 CALIBRATION_BATCH = 64
+STATIC_OPS = ["Conv", "Gemm", "MatMul"]  # the conv and linear layers, exactly what QAT's fake quantization simulates
 
 
 class OnnxModule(nn.Module):
@@ -70,7 +71,7 @@ def quantize_file(source: Path, target: Path, mode: str, data: Dataset, examples
             return next(self.batches, None)
 
     quantize_static(source, target, Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, per_channel=True)
+                    weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=STATIC_OPS)
 
 
 def quantize_run(run: Run, mode: str, out: str | Path | None = None, examples: int = 512,

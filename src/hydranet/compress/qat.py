@@ -25,7 +25,7 @@ from hydranet.compress.run import derived_config, fine_tune, record
 from hydranet.config import Options
 from hydranet.train import Run, load_run
 
-WEIGHT_LEVELS = 127  # ORT's symmetric int8 weights: q in [-127, 127], scale = max|w| / 127 per output channel
+WEIGHT_LEVELS = 64  # ORT's symmetric int8 weights with reduce_range (quantize.py): q in [-64, 64], scale = max|w| / 64 per output channel
 ACTIVATION_LEVELS = 255  # ORT's uint8 activations: q in [0, 255] over [min(lo, 0), max(hi, 0)]
 MOMENTUM = 0.1  # how fast an activation's range follows the training batches (PyTorch's moving-average observer's 0.01 is for thousands of steps; fine-tuning takes hundreds)
 
@@ -69,16 +69,35 @@ class Range:
         return torch.fake_quantize_per_tensor_affine(x, scale, zero, 0, ACTIVATION_LEVELS)
 
 
-def quantized_forward(layer: nn.Module, inputs: Range, outputs: Range) -> Callable[[Tensor], Tensor]:
-    """The layer's forward with its input, weight and output fake-quantized."""
+def quantized_forward(layer: nn.Module, inputs: Range, outputs: Range | None) -> Callable[[Tensor], Tensor]:
+    """The conv or linear layer's forward with its input, weight and (unless a BatchNorm follows) output
+    fake-quantized."""
     def forward(x: Tensor) -> Tensor:
         x, weight = inputs(x, layer.training), fake_quantize_weight(layer.weight)
         if isinstance(layer, nn.Linear):
             y = F.linear(x, weight, layer.bias)
         else:
             y = layer._conv_forward(x, weight, layer.bias)
-        return outputs(y, layer.training)
+        return y if outputs is None else outputs(y, layer.training)
     return forward
+
+
+def quantized_output(module: nn.Module, outputs: Range) -> Callable[[Tensor], Tensor]:
+    """The module's own forward with its output fake-quantized."""
+    return lambda x: outputs(type(module).forward(module, x), module.training)
+
+
+def folded_norms(model: nn.Module) -> dict[nn.Module, nn.Module]:
+    """conv → the BatchNorm right after it in a Sequential: the ONNX export folds the two into one conv, whose
+    output is what ORT quantizes. (Per-channel symmetric rounding of the weight is the same before and after the
+    fold: folding scales each output channel, and so its scale, by one factor.)"""
+    pairs = {}
+    for seq in (m for m in model.modules() if isinstance(m, nn.Sequential)):
+        children = list(seq)
+        for conv, norm in zip(children, children[1:]):
+            if isinstance(conv, (nn.Conv1d, nn.Conv2d)) and isinstance(norm, nn.modules.batchnorm._BatchNorm):
+                pairs[conv] = norm
+    return pairs
 
 
 class FakeQuantization:
@@ -88,17 +107,22 @@ class FakeQuantization:
     weights are ordinary fp32 ones that the int8 export quantizes."""
 
     def __init__(self) -> None:
-        self.layers: list[nn.Module] = []
+        self.wrapped: list[nn.Module] = []
 
     def attach(self, model: nn.Module) -> None:
-        self.layers = [m for m in model.modules() if isinstance(m, PRUNABLE)]
-        for layer in self.layers:
-            layer.forward = quantized_forward(layer, Range(), Range())
+        norms = folded_norms(model)
+        for layer in [m for m in model.modules() if isinstance(m, PRUNABLE)]:
+            outputs = Range()
+            layer.forward = quantized_forward(layer, Range(), None if layer in norms else outputs)
+            self.wrapped.append(layer)
+            if layer in norms:
+                norms[layer].forward = quantized_output(norms[layer], outputs)
+                self.wrapped.append(norms[layer])
 
     def detach(self) -> None:
-        for layer in self.layers:
-            del layer.forward
-        self.layers = []
+        for module in self.wrapped:
+            del module.forward
+        self.wrapped = []
 
     def on_fit_start(self, trainer) -> None:
         self.attach(trainer.model)

@@ -433,7 +433,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: every interface)"),
     port: int = typer.Option(8000, "--port", help="TCP port"),
     backend: str = typer.Option("torch", "--backend", help="torch | onnx (ONNX Runtime on RUN/export, exported "
-                                "first when missing or stale)"),
+                                "first when missing or stale) | onnx-int8-dynamic | onnx-int8-static (RUN/export-int8-MODE, "
+                                "made by hydranet compress)"),
     workers: int = typer.Option(1, "--workers", help="server processes sharing the port (each batches on its own; /metrics and /drift cover all)"),
     max_batch: int = typer.Option(64, "--max-batch", help="most rows per model call; 1: no batching"),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="how long a request waits for others to join its batch"),

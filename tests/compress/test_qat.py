@@ -1,6 +1,6 @@
 """Quantization-aware training and the int8 arithmetic it simulates: the fake-quantized weight is ORT's int8 grid,
 ORT's int8 kernels compute what the quantized graph says, and a QAT run's fake-quantized forward predicts its int8
-export more closely than its fp32 forward does."""
+export more closely than its fp32 forward does, and the server answers with that export."""
 
 import json
 from pathlib import Path
@@ -10,6 +10,8 @@ import torch
 
 from hydranet.compress.qat import FakeQuantization, QATOptions, fake_quantize_weight, qat_run
 from hydranet.export.graph import INPUT
+from hydranet.serve.app import create_app
+from hydranet.serve.settings import ServeSettings
 from hydranet.data import build_dataset
 from hydranet.train import load_run
 
@@ -61,3 +63,7 @@ def test_qat_fine_tunes_a_run_whose_fake_quantization_predicts_its_int8_export(d
         simulated = model(x)
     for task in ("digit", "ink"):  # parity's one logit is all but exact in both
         assert (simulated[task] - int8[task]).abs().max() < 0.5 * (fp32[task] - int8[task]).abs().max(), task
+    served = create_app(load_run(run.dir), ServeSettings(backend="onnx-int8-static")).state.service.backend
+    assert served.name == "onnx-int8-static"
+    for task, values in served(x.contiguous()).items():  # `hydranet serve RUN --backend onnx-int8-static`
+        assert torch.equal(values, int8[task]), task

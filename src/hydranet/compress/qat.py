@@ -104,31 +104,52 @@ class FakeQuantization:
     """Trainer callback: from the start of fit to its end every conv and linear layer runs `quantized_forward`
     (set on the instance, so parameters, state dict and checkpoints keep their names), in training and in the
     validation that early stopping watches; at the end the layers get their plain forward back, so the run's
-    weights are ordinary fp32 ones that the int8 export quantizes."""
+    weights are ordinary fp32 ones that the int8 export quantizes. The activation ranges are its state (a resumed
+    fit goes on with them)."""
 
     def __init__(self) -> None:
         self.wrapped: list[nn.Module] = []
+        self.ranges: list[Range] = []
+        self.saved: dict[str, Tensor] | None = None  # ranges loaded before the layers are wrapped
 
     def attach(self, model: nn.Module) -> None:
-        norms = folded_norms(model)
+        norms, self.ranges = folded_norms(model), []
         for layer in [m for m in model.modules() if isinstance(m, PRUNABLE)]:
-            outputs = Range()
-            layer.forward = quantized_forward(layer, Range(), None if layer in norms else outputs)
+            inputs, outputs = Range(), Range()
+            self.ranges += [inputs, outputs]
+            layer.forward = quantized_forward(layer, inputs, None if layer in norms else outputs)
             self.wrapped.append(layer)
             if layer in norms:
                 norms[layer].forward = quantized_output(norms[layer], outputs)
                 self.wrapped.append(norms[layer])
+        if self.saved is not None:
+            device = next(model.parameters()).device
+            for one, low, high in zip(self.ranges, self.saved["low"].to(device), self.saved["high"].to(device)):
+                one.low, one.high = (None, None) if torch.isnan(low) else (low, high)
 
     def detach(self) -> None:
         for module in self.wrapped:
             del module.forward
-        self.wrapped = []
+        self.wrapped = []  # the ranges stay: they are the state a checkpoint written at the end holds
+
+    def state_dict(self) -> dict[str, Tensor]:
+        if not self.ranges and self.saved is not None:
+            return self.saved
+        return {"low": _bounds([r.low for r in self.ranges]), "high": _bounds([r.high for r in self.ranges])}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.saved = state
 
     def on_fit_start(self, trainer) -> None:
         self.attach(trainer.model)
 
     def on_fit_end(self, trainer) -> None:
         self.detach()
+
+
+def _bounds(values: list[Tensor | None]) -> Tensor:
+    """One range end per Range, NaN where none was observed yet."""
+    return torch.tensor([float("nan") if v is None else float(v) for v in values])
 
 
 def qat_run(source: str | Path, options: QATOptions, out: str | Path | None, progress: bool = False) -> tuple[Run, dict[str, Any]]:

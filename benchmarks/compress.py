@@ -5,8 +5,9 @@ eager PyTorch; unstructured global magnitude pruning to 50/70/90% sparsity and s
 30/50% (L1), each fine-tuned for `--finetune` epochs through the normal trainer; int8 dynamic and static (ONNX
 Runtime's quantizer on the export, static calibrated on 512 train examples) beside the fp32 ONNX graph they come
 from; quantization-aware training (`--finetune` epochs with fake int8, then static int8); the distillation
-benchmark's small student alone and distilled from the fp32 run (`compress --method distill`, seed 0). Columns: parameters (nonzero), weights on disk, FLOPs per example, latency at batch 1 and 64 (median of
-`--repeats` after 3 untimed calls, `--threads` threads) and each task's main test metric. Prints one JSON line per
+benchmark's small student alone and distilled from the fp32 run (`compress --method distill`, seed 0). Columns:
+parameters (nonzero), weights on disk, FLOPs per example, latency at batch 1 and 64 (median of `--repeats` after 3
+untimed calls, `--threads` threads) and each task's main test metric. Prints one JSON line per
 row and a table. Usage (from the repository root; adult-mtl reads ../shared/data):
 
     python benchmarks/compress.py [--experiments quickstart adult-mtl] [--threads 1] [--repeats 50] [--finetune 3]

@@ -16,6 +16,8 @@ def test_the_method_comes_from_the_config_then_set_then_the_flags():
     chosen = choose(stored, "prune", ["compress.method.amount=0.7", "compress.method.epochs=2"], {"amount": 0.6})
     assert chosen.name == "prune" and (chosen.options.amount, chosen.options.epochs) == (0.6, 2)
     assert choose(stored, "int8-dynamic", [], {}).model_dump() == {"name": "int8-dynamic"}  # calibration dropped
+    # another method starts from its own defaults, not from the stored ones of the configured method (prune's epochs 0)
+    assert choose(load_config("quickstart"), "qat", [], {}).model_dump() == {"name": "qat", "epochs": 2, "calibration": 512}
 
 
 @pytest.mark.parametrize("args, message", [

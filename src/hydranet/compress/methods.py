@@ -73,18 +73,19 @@ def distill(source: Path, options: DistillConfig, out: Path | None, progress: bo
 
 
 def choose(config: Config, method: str | None, overrides: Sequence[str], flags: dict[str, Any]) -> CompressMethod:
-    """The method and its options: the run's `compress:` section, changed by `--set compress.…`, then by `--method`
-    (a method's options it does not declare are dropped) and the flags given (each error names its flag)."""
+    """The method and its options: the run's `compress:` section, or `--method` with its own defaults when it names
+    another method (the section's options, every one of them stored, were chosen for the method it names), changed
+    by `--set compress.…`, then by the flags given (each error names its flag)."""
     data = {"compress": config.compress.model_dump(mode="json")}
+    if method is not None and method != config.compress.method.name:
+        if method not in registry.names("compress"):
+            raise UserError(f"--method: {method} is not a compression method (expected {', '.join(registry.names('compress'))})")
+        data["compress"]["method"] = {"name": method}
     for text in overrides:
         path, value = parse_override(text)
         if path[0] != "compress":
             raise UserError(f"--set {text}: compress takes compress.… keys only (the run's other settings made its weights)")
         apply_override(data, path, value)
-    if method is not None:
-        if method not in registry.names("compress"):
-            raise UserError(f"--method: {method} is not a compression method (expected {', '.join(registry.names('compress'))})")
-        apply_override(data, ["compress", "method", "name"], method)
     chosen = CompressMethod.model_validate(data["compress"]["method"])
     chosen.resolve(WHERE)
     return with_flags(chosen, flags)

@@ -4,8 +4,10 @@ For each experiment it trains one run (seed 0, `--set` overrides), then measures
 eager PyTorch; unstructured global magnitude pruning to 50/70/90% sparsity and structured channel pruning of
 30/50% (L1), each fine-tuned for `--finetune` epochs through the normal trainer; int8 dynamic and static (ONNX
 Runtime's quantizer on the export, static calibrated on 512 train examples) beside the fp32 ONNX graph they come
-from. Columns: parameters (nonzero), weights on disk, FLOPs per example, latency at batch 1 and 64 (median of
-`--repeats` after 3 untimed calls, `--threads` threads) and each task's main test metric. Prints one JSON line per
+from; quantization-aware training (`--finetune` epochs with fake int8, then static int8); the distillation
+benchmark's small student alone and distilled from the fp32 run (`compress --method distill`, seed 0). Columns:
+parameters (nonzero), weights on disk, FLOPs per example, latency at batch 1 and 64 (median of `--repeats` after 3
+untimed calls, `--threads` threads) and each task's main test metric. Prints one JSON line per
 row and a table. Usage (from the repository root; adult-mtl reads ../shared/data):
 
     python benchmarks/compress.py [--experiments quickstart adult-mtl] [--threads 1] [--repeats 50] [--finetune 3]
@@ -21,8 +23,12 @@ from pathlib import Path
 import torch
 
 import hydranet as hn
+from distill import SETUPS  # the small student each experiment's distillation benchmark uses
+
+from hydranet.compress.methods import choose, compress
 from hydranet.compress.profile import profile_model
-from hydranet.compress.prune import prune_options
+from hydranet.compress.prune import PruneOptions
+from hydranet.compress.qat import QATOptions, qat_run
 from hydranet.compress.quantize import quantize_run
 from hydranet.compress.run import compress_run
 from hydranet.data import build_dataset
@@ -32,7 +38,7 @@ from hydranet.train.evaluation import evaluate_split
 PRUNED = [("pruned 50%", {"amount": 0.5}), ("pruned 70%", {"amount": 0.7}), ("pruned 90%", {"amount": 0.9}),
           ("structured 30%", {"structure": "channels", "amount": 0.3}),
           ("structured 50%", {"structure": "channels", "amount": 0.5})]
-SETTINGS = {"quickstart": {}, "adult-mtl": {"train.epochs": 5}}
+SETTINGS = {"quickstart": {}, "adult-mtl": {"train.epochs": 5, **SETUPS["adult-mtl"][0]}}
 
 
 def main_metrics(run, metrics: dict) -> dict[str, float]:
@@ -51,14 +57,21 @@ def torch_row(name: str, run_dir: Path, repeats: int, precision: str = "fp32") -
             "b64_ms": profile["latency"]["batch_64_ms"], **main_metrics(run, metrics)}
 
 
-def int8_rows(run_dir: Path, mode: str, folder: Path, repeats: int) -> list[dict]:
-    """The fp32 ONNX graph and its int8 version (ONNX Runtime, same threads)."""
-    run = load_run(run_dir)
-    report = quantize_run(run, mode, folder, repeats=repeats)
-    return [{"row": f"{name} ONNX" if name == "fp32" else f"int8 {mode}", "params": None,
-             "bytes": report[name]["bytes"], "flops": None, "b1_ms": report[name]["batch_1_ms"],
-             "b64_ms": report[name]["batch_64_ms"], **main_metrics(run, report[name]["metrics"])}
-            for name in (("fp32", "int8") if mode == "dynamic" else ("int8",))]
+def int8_rows(run, report: dict, names: dict[str, str]) -> list[dict]:
+    """Rows of a quantization report: `names` maps its graphs (fp32, int8) to row names."""
+    return [{"row": row, "params": None, "bytes": report[name]["bytes"], "flops": None,
+             "b1_ms": report[name]["batch_1_ms"], "b64_ms": report[name]["batch_64_ms"],
+             **main_metrics(run, report[name]["metrics"])} for name, row in names.items()]
+
+
+def student_rows(experiment: str, settings: dict, source: Path, folder: Path, repeats: int) -> list[dict]:
+    """The distillation benchmark's small student trained alone, and distilled from `source` through
+    `hydranet compress --method distill` (same recipe and seed)."""
+    alone = hn.Experiment(experiment, {**settings, **SETUPS[experiment][0], "model.trunk": SETUPS[experiment][1]})
+    alone_dir = alone.fit(folder / "student").dir
+    chosen = choose(load_run(alone_dir).config, "distill", [], {"teacher": str(source)})
+    distilled = compress(alone_dir, chosen, folder / "student-distilled").run.dir
+    return [torch_row("student alone", alone_dir, repeats), torch_row("student distilled", distilled, repeats)]
 
 
 def bench(experiment: str, overrides: list[str], folder: Path, repeats: int, finetune: int) -> list[dict]:
@@ -67,11 +80,15 @@ def bench(experiment: str, overrides: list[str], folder: Path, repeats: int, fin
     source = hn.Experiment(experiment, settings).fit(folder / "fp32").dir
     rows = [torch_row("fp32", source, repeats), torch_row("bf16", source, repeats, "bf16")]
     for name, options in PRUNED:
-        pruned = compress_run(source, prune_options(**options, epochs=finetune), folder / name.replace(" ", "-"))
+        pruned = compress_run(source, PruneOptions(**options, epochs=finetune), folder / name.replace(" ", "-"))
         rows.append(torch_row(name, pruned.dir, repeats))
+    run = load_run(source)
     for mode in ("dynamic", "static"):
-        rows += int8_rows(source, mode, folder / f"int8-{mode}", repeats)
-    return rows
+        report = quantize_run(run, mode, folder / f"int8-{mode}", repeats=repeats)
+        rows += int8_rows(run, report, {"fp32": "fp32 ONNX", "int8": f"int8 {mode}"} if mode == "dynamic" else {"int8": "int8 static"})
+    tuned, report = qat_run(source, QATOptions(epochs=finetune), folder / "qat")
+    rows += int8_rows(tuned, report, {"fp32": "QAT fp32 ONNX", "int8": "int8 QAT"})
+    return rows + student_rows(experiment, settings, source, folder, repeats)
 
 
 def show(value, digits: int = 3) -> str:
@@ -93,11 +110,11 @@ def main() -> None:
         for row in rows:
             print(json.dumps({"experiment": experiment, "threads": args.threads, "torch": torch.__version__, **row}))
         tasks = [k for k in rows[0] if "/" in k]
-        print(f"\n{experiment}: {'row':<15} {'params':>8} {'KiB':>7} {'MFLOPs':>7} {'b1 ms':>7} {'b64 ms':>7} "
+        print(f"\n{experiment}: {'row':<18} {'params':>8} {'KiB':>7} {'MFLOPs':>7} {'b1 ms':>7} {'b64 ms':>7} "
               + " ".join(f"{t:>20}" for t in tasks))
         for r in rows:
             flops = None if r["flops"] is None else r["flops"] / 1e6
-            print(f"{'':<{len(experiment) + 2}}{r['row']:<15} {show(r['params']):>8} {r['bytes'] / 1024:>7.1f} "
+            print(f"{'':<{len(experiment) + 2}}{r['row']:<18} {show(r['params']):>8} {r['bytes'] / 1024:>7.1f} "
                   f"{show(flops, 2):>7} {r['b1_ms']:>7.3f} {r['b64_ms']:>7.3f} " + " ".join(f"{r[t]:>20.4f}" for t in tasks))
 
 

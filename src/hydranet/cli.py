@@ -322,52 +322,54 @@ def compress(
     run_dir: Path = typer.Argument(..., help="a trained run directory"),
     out: Optional[Path] = typer.Option(None, "--output", "-o", help="the new run directory (default: runs/<name>-"
                                        "<time>; int8: RUN/export-int8-MODE); must be missing or empty"),
-    method: str = typer.Option("prune", "--method", help="prune | int8-dynamic | int8-static (ONNX Runtime)"),
-    structure: str = typer.Option("unstructured", "--structure", help="unstructured (zero weights) | channels "
-                                  "(remove channels and neurons: smaller and faster)"),
-    amount: float = typer.Option(0.5, "--amount", help="sparsity (unstructured) or fraction of channels removed"),
-    importance: str = typer.Option("l1", "--importance", help="channels: l1 | taylor"),
-    schedule: str = typer.Option("oneshot", "--schedule", help="oneshot | gradual (Zhu & Gupta's cubic schedule "
-                                 "while fine-tuning; unstructured)"),
-    epochs: int = typer.Option(0, "--epochs", help="fine-tuning epochs through the normal trainer (0: none)"),
-    end: float = typer.Option(0.75, "--end", help="gradual: fraction of the fine-tuning steps that reach the sparsity"),
-    every: int = typer.Option(10, "--every", help="gradual: steps between pruning steps"),
-    calibration: int = typer.Option(512, "--calibration", help="int8-static: train examples that calibrate activations"),
+    method: Optional[str] = typer.Option(None, "--method", help="prune | int8-dynamic | int8-static | qat | distill "
+                                         "(default: the run's compress.method)"),
+    overrides: List[str] = SET,
+    structure: Optional[str] = typer.Option(None, "--structure", help="prune: unstructured (zero weights) | channels "
+                                            "(remove channels and neurons: smaller and faster)"),
+    amount: Optional[float] = typer.Option(None, "--amount", help="prune: sparsity (unstructured) or fraction of channels removed"),
+    importance: Optional[str] = typer.Option(None, "--importance", help="prune, channels: l1 | taylor"),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="prune: oneshot | gradual (Zhu & Gupta's cubic "
+                                           "schedule while fine-tuning; unstructured)"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="prune, qat: fine-tuning epochs through the normal trainer"),
+    end: Optional[float] = typer.Option(None, "--end", help="prune, gradual: fraction of the fine-tuning steps that reach the sparsity"),
+    every: Optional[int] = typer.Option(None, "--every", help="prune, gradual: steps between pruning steps"),
+    calibration: Optional[int] = typer.Option(None, "--calibration", help="int8-static, qat: train examples that calibrate activations"),
+    teacher: List[str] = typer.Option([], "--teacher", help="distill: the teacher run (repeatable: each teaches the tasks it has)"),
     quiet: bool = QUIET,
 ) -> None:
-    """Prune a trained run into a new run directory that evaluate, predict, export and serve take (compress.json
-    says what was done), or quantize its ONNX export to int8 (an export folder with quantization.json)."""
-    from hydranet.compress.prune import prune_options
-    from hydranet.compress.run import compress_run
+    """Compress a trained run with the method of --method or of the run's `compress:` section (options from it,
+    `--set compress.method.…` and the flags): prune or qat or distill into a new run directory that evaluate,
+    predict, export and serve take (compress.json says what was done), int8 quantize its ONNX export."""
+    from hydranet.compress.methods import choose
+    from hydranet.compress.methods import compress as compress_with
+    from hydranet.rundir import RunDir
 
-    if method.startswith("int8-"):
-        return _quantize(run_dir, method.removeprefix("int8-"), out, calibration)
-    if method != "prune":
-        raise UserError(f"--method: {method!r} is not a compression method (expected prune, int8-dynamic or int8-static)")
-    options = prune_options(structure=structure, amount=amount, importance=importance, schedule=schedule,
-                            epochs=epochs, end=end, every=every)
-    run = compress_run(run_dir, options, out, progress=not quiet)
-    console.print(metrics_table({k: run.summary.get(k, {}) for k in ("val", "test")}, title=f"{run.dir} — pruned"))
-    console.print(f"run directory: [bold]{run.dir}[/bold]")
+    flags = {"structure": structure, "amount": amount, "importance": importance, "schedule": schedule, "epochs": epochs,
+             "end": end, "every": every, "calibration": calibration,
+             "teacher": (teacher[0] if len(teacher) == 1 else teacher) or None}
+    chosen = choose(RunDir.open(run_dir).read_config(), method, overrides, {k: v for k, v in flags.items() if v is not None})
+    done = compress_with(run_dir, chosen, out, progress=not quiet)
+    if done.quantization is not None:
+        console.print(quantization_table(done.quantization, f"{run_dir} — int8 {done.quantization['mode']} (ONNX "
+                                         f"Runtime, {done.quantization['split']} split, {done.quantization['threads']} threads)"))
+        console.print(f"wrote [bold]{done.quantization['folder']}[/bold] (model.onnx int8, quantization.json)")
+    if done.run is not None:
+        console.print(metrics_table({k: done.run.summary.get(k, {}) for k in ("val", "test")},
+                                    title=f"{done.run.dir} — {chosen.name}"))
+        console.print(f"run directory: [bold]{done.run.dir}[/bold]")
 
 
-def _quantize(run_dir: Path, mode: str, out: Optional[Path], calibration: int) -> None:
-    """`compress --method int8-…`: the int8 export and its comparison with fp32 as a table."""
-    from hydranet.compress.quantize import quantize_run
-    from hydranet.train import load_run
-
-    at_least_one(("--calibration", calibration))
-    report = quantize_run(load_run(run_dir), mode, out, calibration)
-    table = Table("", "fp32", "int8", title=f"{run_dir} — int8 {mode} (ONNX Runtime, {report['split']} split, "
-                  f"{report['threads']} threads)")
+def quantization_table(report: dict, title: str) -> Table:
+    """An int8 export against its fp32 graph: sizes, latencies and every test metric."""
+    table = Table("", "fp32", "int8", title=title)
     table.add_row("model.onnx", *(f"{report[k]['bytes'] / 1024:,.1f} KiB" for k in ("fp32", "int8")))
     for batch in (1, 64):
         table.add_row(f"latency batch {batch}", *(f"{report[k][f'batch_{batch}_ms']:.3f} ms" for k in ("fp32", "int8")))
     for task, metrics in report["fp32"]["metrics"].items():
         for metric, value in metrics.items():
             table.add_row(f"{task} {metric}", _fmt(value), _fmt(report["int8"]["metrics"][task][metric]))
-    console.print(table)
-    console.print(f"wrote [bold]{report['folder']}[/bold] (model.onnx int8, quantization.json)")
+    return table
 
 
 @app.command()
@@ -431,7 +433,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: every interface)"),
     port: int = typer.Option(8000, "--port", help="TCP port"),
     backend: str = typer.Option("torch", "--backend", help="torch | onnx (ONNX Runtime on RUN/export, exported "
-                                "first when missing or stale)"),
+                                "first when missing or stale) | onnx-int8-dynamic | onnx-int8-static (RUN/export-int8-MODE, "
+                                "made by hydranet compress)"),
     workers: int = typer.Option(1, "--workers", help="server processes sharing the port (each batches on its own; /metrics and /drift cover all)"),
     max_batch: int = typer.Option(64, "--max-batch", help="most rows per model call; 1: no batching"),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="how long a request waits for others to join its batch"),

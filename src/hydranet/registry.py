@@ -1,7 +1,7 @@
 """Name → implementation tables for the extension points of DESIGN.md.
 
 YAML names a source, table encoder, trunk, sharing, balancer, perturbation, (extra) loss, self-supervised method, fairness
-mitigation or meta-learning method by string; `@register(kind, name, options=Model)` adds one together with the
+mitigation, meta-learning or compression method by string; `@register(kind, name, options=Model)` adds one together with the
 pydantic model of its own config options, so users can plug in their own, with validated settings, without touching
 hydranet. Some kinds are not named in YAML: `run_parts`, the builders through which a feature adds components to every training run
 (train/surface.py), and `report_section`/`study_section`, the parts of `hydranet report` (report/context.py).
@@ -15,14 +15,14 @@ from typing import Any, Callable
 
 from hydranet.errors import UserError
 
-KINDS = ("source", "encoder", "trunk", "balancer", "sharing", "perturbation", "loss", "ssl", "mitigation", "meta", "run_parts",
-         "report_section", "study_section")
+KINDS = ("source", "encoder", "trunk", "balancer", "sharing", "perturbation", "loss", "ssl", "mitigation", "meta", "compress",
+         "run_parts", "report_section", "study_section")
 _TABLES: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
 _OPTIONS: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}  # kind → name → options model (or None)
 # Modules whose import registers the built-in implementations (imported lazily on first lookup).
 _BUILTINS = ("hydranet.data.sources", "hydranet.data.tabular", "hydranet.models.trunks", "hydranet.models.ft_transformer", "hydranet.models.sequence", "hydranet.models.vit", "hydranet.models.sharing", "hydranet.mtl",
              "hydranet.robust.defenses", "hydranet.ssl.methods", "hydranet.fairness", "hydranet.monitor.reference",
-             "hydranet.meta.methods", "hydranet.train.distill")
+             "hydranet.meta.methods", "hydranet.train.distill", "hydranet.compress.methods")
 _loaded = False
 
 

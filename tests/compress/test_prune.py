@@ -11,7 +11,7 @@ from torch import nn
 
 import hydranet as hn
 from hydranet.compress.profile import flops_per_example, parameter_counts
-from hydranet.compress.prune import cubic_sparsity, magnitude_prune, prune_options, sparsity
+from hydranet.compress.prune import PruneOptions, cubic_sparsity, magnitude_prune, sparsity
 from hydranet.compress.run import _check, compress_run
 from hydranet.config import load_config
 from hydranet.data import build_dataset
@@ -45,7 +45,7 @@ def test_magnitude_pruning_zeroes_the_smallest_weights_across_layers():
 
 @pytest.mark.parametrize("schedule", ["oneshot", "gradual"])
 def test_sparsity_is_reached_and_kept_through_fine_tuning(digits_run, tmp_path, schedule):
-    options = prune_options(amount=0.8, schedule=schedule, epochs=2, every=2, end=0.5)
+    options = PruneOptions(amount=0.8, schedule=schedule, epochs=2, every=2, end=0.5)
     run = compress_run(digits_run, options, tmp_path / "pruned")
     loaded = load_run(run.dir)
     assert sparsity(loaded.model) == pytest.approx(0.8, abs=1e-3)
@@ -56,7 +56,7 @@ def test_sparsity_is_reached_and_kept_through_fine_tuning(digits_run, tmp_path, 
 
 def test_structured_pruning_shrinks_the_model_and_keeps_outputs(digits_run, tmp_path):
     source = load_run(digits_run)
-    run = compress_run(digits_run, prune_options(structure="channels", amount=0.5), tmp_path / "pruned")
+    run = compress_run(digits_run, PruneOptions(structure="channels", amount=0.5), tmp_path / "pruned")
     loaded = load_run(run.dir)  # built at the recorded widths from the run's own config
     before, after = parameter_counts(source.model), parameter_counts(loaded.model)
     assert after["total"] < 0.5 * before["total"]
@@ -73,7 +73,7 @@ def test_taylor_importance_ranks_by_the_task_losses_not_by_weights(digits_run, t
     """Taylor scores channels by |weight × gradient of the summed task losses|: it keeps other channels than L1."""
     kept = {}
     for importance in ("l1", "taylor"):
-        options = prune_options(structure="channels", amount=0.5, importance=importance)
+        options = PruneOptions(structure="channels", amount=0.5, importance=importance)
         kept[importance] = load_run(compress_run(digits_run, options, tmp_path / importance).dir).model
     assert parameter_counts(kept["taylor"])["total"] == parameter_counts(kept["l1"])["total"]
     assert not torch.equal(kept["taylor"].trunk.dense[1].weight, kept["l1"].trunk.dense[1].weight)
@@ -91,7 +91,7 @@ def test_a_pruned_run_evaluates_and_predicts(cli, digits_run, tmp_path):
 
 @pytest.mark.slow  # the ONNX export takes about 10 s
 def test_a_pruned_run_exports(digits_run, tmp_path):
-    run = compress_run(digits_run, prune_options(structure="channels", amount=0.5), tmp_path / "p")
+    run = compress_run(digits_run, PruneOptions(structure="channels", amount=0.5), tmp_path / "p")
     assert hn.load(run.dir).export(tmp_path / "onnx")["passed"]
 
 
@@ -129,4 +129,4 @@ def test_compress_never_writes_into_a_folder_that_holds_files(cli, digits_run, t
 def test_channel_pruning_refuses_sharings_torch_pruning_cannot_follow(sharing):
     """On cgc Torch-Pruning removed channels the task experts still index (an IndexError at the next forward)."""
     with pytest.raises(UserError, match=f"^--structure: channel pruning supports model.sharing hard and mmoe, not {sharing}"):
-        _check(prune_options(structure="channels"), sharing)
+        _check(PruneOptions(structure="channels"), sharing)

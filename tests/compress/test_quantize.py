@@ -44,3 +44,9 @@ def test_quantization_refuses_a_folder_that_holds_files(digits_run, tmp_path):
 def test_an_unknown_quantization_is_one_line(cli, digits_run, tmp_path):
     code, _, err = cli("compress", digits_run, "--method", "int8-weird", "-o", tmp_path / "q")
     assert code == 2 and err.startswith("error: --method: int8-weird") and not (tmp_path / "q").exists()
+
+
+def test_serving_an_int8_export_that_was_not_made_is_one_line(cli, digits_run):
+    code, _, err = cli("serve", digits_run, "--backend", "onnx-int8-static", "--port", "0")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"error: --backend onnx-int8-static: {digits_run / 'export-int8-static'} holds no int8 export")

@@ -25,6 +25,7 @@ from rich.console import Console
 import hydranet
 from hydranet import registry
 from hydranet.compress.prune import GradualPruning
+from hydranet.compress.qat import FakeQuantization
 from hydranet.compress.run import StartFrom
 from hydranet.config import AdversarialConfig, Config, EMAConfig, NoOptions
 from hydranet.data.dataset import Dataset
@@ -86,6 +87,7 @@ CALLBACKS = {
     "StoreReference": lambda c: StoreReference(config(), c.tasks, c.data, RunDir(c.dir)),
     "GradualPruning": lambda c: GradualPruning(0.5, end=0.5, every=1),
     "StartFrom": lambda c: StartFrom({k: v.clone() for k, v in c.model.state_dict().items()}),
+    "FakeQuantization": lambda c: FakeQuantization(),
 }
 # Classes with trainer hooks that are not callbacks of their own: ViewMaker gets `on_epoch_start` forwarded
 # by the self-supervised method that holds it; Distillation is an extra loss whose hooks only keep the trainer's own

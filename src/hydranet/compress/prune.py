@@ -7,12 +7,11 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field, ValidationError
+from pydantic import Field
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
 from hydranet.config import Options
-from hydranet.errors import UserError
 from hydranet.models import HydraNet
 from hydranet.tasks import Task
 
@@ -35,16 +34,6 @@ class PruneOptions(Options):
     end: float = Field(0.75, gt=0, le=1, description="gradual: the fraction of fine-tuning steps after which the "
                        "final sparsity is reached (the rest fine-tunes at it)")
     every: int = Field(10, ge=1, description="gradual: steps between two pruning steps (Zhu & Gupta's Δt)")
-
-
-def prune_options(**values) -> PruneOptions:
-    """PruneOptions from command-line flags; a bad value is one line naming its flag."""
-    try:
-        return PruneOptions(**values)
-    except ValidationError as err:
-        first = err.errors()[0]
-        flag = "--" + "-".join(str(p) for p in first["loc"])
-        raise UserError(f"{flag}: {first['msg']}, got {first.get('input')!r}") from None
 
 
 def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:

@@ -1,5 +1,5 @@
-"""`compress_run`: a trained run → a new, normal run directory holding the pruned model (evaluate, predict, export
-and serve take it as they take any run), fine-tuned through the normal trainer when asked, with compress.json.
+"""A trained run → a new, normal run directory holding the compressed model (evaluate, predict, export and serve
+take it as they take any run), fine-tuned through the normal trainer when asked, with compress.json.
 """
 
 from __future__ import annotations
@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel
 
 from hydranet.compress.profile import parameter_counts
 from hydranet.compress.prune import GradualPruning, PruneOptions, magnitude_prune, sparsity, structured_prune
 from hydranet.config import Config
+from hydranet.config.sections import CompressConfig
 from hydranet.data import Dataset, build_dataset
 from hydranet.errors import UserError
 from hydranet.files import write_json, write_tensors
@@ -26,7 +28,7 @@ TAYLOR_EXAMPLES = 256  # train examples whose summed task losses score channels 
 
 
 class StartFrom:
-    """Trainer callback: a new fine-tuning run starts from the pruned weights (copied in place, so the optimizer
+    """Trainer callback: a new fine-tuning run starts from the compressed weights (copied in place, so the optimizer
     built before holds the same parameters)."""
 
     def __init__(self, state: dict[str, torch.Tensor]):
@@ -45,20 +47,30 @@ def compress_run(source: str | Path, options: PruneOptions, out: str | Path | No
     data = build_dataset(run.config)
     if options.schedule == "oneshot":
         _prune_once(run, data, options)
-    cfg = _pruned_config(run, options)
+    cfg = derived_config(run, options.epochs, "prune", options)
     if options.epochs:
-        callbacks = [StartFrom(run.model.state_dict())]
+        callbacks = []
         if options.structure == "unstructured":
             end = options.end if options.schedule == "gradual" else 0.0
             callbacks.append(GradualPruning(options.amount, end, options.every))
-        pruned = fit(cfg, out, progress=progress, callbacks=callbacks)
+        pruned = fine_tune(run, cfg, out, callbacks, progress)
     else:
         pruned = _write_run(cfg, out, run, data)
-    report = {"source": str(run.dir), "method": "prune", "options": options.model_dump(),
-              "params_before": before, "params_after": parameter_counts(pruned.model),
-              "sparsity": round(sparsity(pruned.model), 6)}
-    write_json(RunDir(pruned.dir).compress, report)
+    record(pruned, run, "prune", options, before, sparsity=round(sparsity(pruned.model), 6))
     return pruned
+
+
+def fine_tune(run: Run, cfg: Config, out: str | Path | None, callbacks: list, progress: bool) -> Run:
+    """Train `cfg` into the new run directory `out` through the normal trainer, starting from `run`'s weights as
+    they are now, with `callbacks` (what the compression method does during training)."""
+    return fit(cfg, out, progress=progress, callbacks=[StartFrom(run.model.state_dict()), *callbacks])
+
+
+def record(new: Run, source: Run, method: str, options: BaseModel, before: dict[str, Any], **extra: Any) -> None:
+    """compress.json of the new run: where it came from, what was done, the parameters before and after."""
+    report = {"source": str(source.dir), "method": method, "options": options.model_dump(mode="json"),
+              "params_before": before, "params_after": parameter_counts(new.model), **extra}
+    write_json(RunDir(new.dir).compress, report)
 
 
 def _check(options: PruneOptions, sharing: str) -> None:
@@ -83,14 +95,16 @@ def _prune_once(run: Run, data: Dataset, options: PruneOptions) -> None:
     structured_prune(run.model, run.tasks, example, options.amount, options.importance)
 
 
-def _pruned_config(run: Run, options: PruneOptions) -> Config:
-    """The source's config with the widths pruning left (`model.pruned`, against the unpruned model its options
-    build) and the fine-tuning epochs; nothing is loaded from `init_from`: the weights come from the source run."""
+def derived_config(run: Run, epochs: int, method: str, options: BaseModel) -> Config:
+    """The source's config for the compressed run: the widths pruning left (`model.pruned`, against the unpruned
+    model its options build; none if nothing was pruned), the fine-tuning epochs and, in `compress:`, the method
+    that made it; nothing is loaded from `init_from`: the weights come from the source run."""
     unpruned = run.config.model_copy(update={"model": run.config.model.model_copy(update={"pruned": {}})})
     reference = build_model_for(unpruned, run.info, torch.device("cpu"))[0].state_dict()
     model_cfg = run.config.model.model_copy(update={"pruned": changed_shapes(run.model, reference), "init_from": None})
-    train_cfg = run.config.train.model_copy(update={"epochs": options.epochs or run.config.train.epochs})
-    return run.config.model_copy(update={"model": model_cfg, "train": train_cfg})
+    train_cfg = run.config.train.model_copy(update={"epochs": epochs or run.config.train.epochs})
+    done = CompressConfig(method={"name": method, **options.model_dump(mode="json")})
+    return run.config.model_copy(update={"model": model_cfg, "train": train_cfg, "compress": done})
 
 
 def _write_run(cfg: Config, out: str | Path | None, run: Run, data: Dataset) -> Run:

@@ -37,6 +37,7 @@ AdversarialMethod = method_of(*ADVERSARIAL_KINDS, none=True, word="adversarial m
 SSLMethod = method_of("ssl", word="self-supervised method")
 MitigationMethod = method_of("mitigation", none=True, word="fairness mitigation")
 MetaMethod = method_of("meta", word="meta-learning method")
+CompressMethod = method_of("compress", word="compression method")
 # The trunk a config gets when it names none, by the kind of input its source reads: a source that reads tables
 # says so with `inputs = "table"` (or "text", "sequence") on its registered loader; any other source keeps the image
 # default.
@@ -254,6 +255,12 @@ class DistillConfig(Section):
     alpha: float = Field(0.5, ge=0, le=1, description="α: each distilled task's loss is (1 − α)·its label loss (term `<task>`) + α·the teacher term (`<task>@distill`)")
 
 
+class CompressConfig(Section):
+    """What `hydranet compress RUN` does when no --method is given; the methods and their options: compress/methods.py."""
+
+    method: CompressMethod = Field(default_factory=lambda: CompressMethod(name="prune"), description="the compression method and its options: prune, int8-dynamic, int8-static, qat, distill (e.g. {name: prune, structure: channels, amount: 0.5, epochs: 3})")
+
+
 class MonitorConfig(Section):
     reference_rows: int = Field(1000, ge=1, description="train rows sampled at random (seeded) and stored as the reference of `hydranet monitor`'s statistical tests (≤ 1000: Kolmogorov–Smirnov and chi-squared; more: distances)")
     keep_rows: bool = Field(True, description="store that sample in the run (reference_rows.parquet: raw train rows of a table, per-image channel means and stds of an image run); false: no rows are kept, only statistics, and drift is measured against them")
@@ -331,6 +338,7 @@ class Config(Section):
     ssl: SSLConfig = Field(default_factory=SSLConfig, description="self-supervised pretraining of the trunk (`hydranet pretrain`)")
     fairness: FairnessConfig = Field(default_factory=FairnessConfig, description="sensitive columns, the fairness audit and bias mitigation")
     distill: DistillConfig = Field(default_factory=DistillConfig, description="knowledge distillation: teacher runs whose outputs the student's heads learn from, beside the labels")
+    compress: CompressConfig = Field(default_factory=CompressConfig, description="`hydranet compress RUN`: the method and its options, read from the run's config (and `--set compress.…`)")
     monitor: MonitorConfig = Field(default_factory=MonitorConfig, description="the reference a run stores at the end of training for `hydranet monitor` (drift)")
     meta: MetaConfig = Field(default_factory=MetaConfig, description="few-shot meta-learning (`hydranet meta train`)")
     search: dict[str, SearchParam] = Field({}, description="`hydranet tune` only: dotted config key → range or choices to search (training ignores it)")

@@ -1,5 +1,5 @@
 """Backends: what turns model inputs (the tensor `predict` builds) into raw outputs per task — the run's PyTorch
-model, or ONNX Runtime on the run's export. Both feed the same decoding, so their answers agree.
+model, or ONNX Runtime on the run's export or its int8 version. All feed the same decoding.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Protocol
 
 import torch
 
+from hydranet.errors import UserError
 from hydranet.export import export_run
 from hydranet.export.run import FILES, MODEL, OUTPUTS, export_identity
 from hydranet.rundir import RunDir
@@ -30,6 +31,10 @@ class TorchBackend:
 
     name = "torch"
 
+    @staticmethod
+    def prepare(run: Run) -> None:
+        """Nothing to make before the server starts."""
+
     def __init__(self, run: Run):
         self.model, self.settings = run.model, eval_settings(run.config.train)
 
@@ -43,10 +48,15 @@ class OnnxBackend:
 
     name = "onnx"
 
+    @staticmethod
+    def prepare(run: Run) -> Path:
+        """The export folder, made once before the server (and its workers) start."""
+        return current_export(run)
+
     def __init__(self, run: Run):
         import onnxruntime as ort  # only this backend needs it
 
-        folder = current_export(run)
+        folder = self.prepare(run)
         spec = json.loads((folder / OUTPUTS).read_text(encoding="utf-8"))
         self.input = spec["input"]["name"]
         self.outputs = {task: entry["output"] for task, entry in spec["tasks"].items()}
@@ -87,7 +97,32 @@ def is_current_export(folder: Path, run: RunDir) -> bool:
             and (folder / MODEL).stat().st_mtime >= run.model.stat().st_mtime)
 
 
-BACKENDS = {"torch": TorchBackend, "onnx": OnnxBackend}
+class Int8Backend(OnnxBackend):
+    """ONNX Runtime on RUN/export-int8-MODE, the int8 export `hydranet compress RUN --method int8-MODE` (or `qat`,
+    static, into its new run) wrote. Not made here: quantizing calibrates on train data and is a choice to measure
+    first (quantization.json)."""
+
+    mode = ""
+
+    @classmethod
+    def prepare(cls, run: Run) -> Path:
+        folder, source = run.dir / f"export-int8-{cls.mode}", RunDir.open(run.dir)
+        if not ((folder / MODEL).is_file() and export_identity(folder) == source.identity()
+                and (folder / MODEL).stat().st_mtime >= source.model.stat().st_mtime):
+            raise UserError(f"--backend {cls.name}: {folder} holds no int8 export of this run's weights; make it with "
+                            f"hydranet compress {run.dir} --method int8-{cls.mode}")
+        return folder
+
+
+class DynamicInt8Backend(Int8Backend):
+    name, mode = "onnx-int8-dynamic", "dynamic"
+
+
+class StaticInt8Backend(Int8Backend):
+    name, mode = "onnx-int8-static", "static"
+
+
+BACKENDS = {backend.name: backend for backend in (TorchBackend, OnnxBackend, DynamicInt8Backend, StaticInt8Backend)}
 
 
 def load_backend(run: Run, name: str) -> Backend:

@@ -19,7 +19,7 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 
 from hydranet.files import make_dir
 from hydranet.serve.app import create_app
-from hydranet.serve.backend import current_export
+from hydranet.serve.backend import BACKENDS
 from hydranet.serve.metrics import MULTIPROC_ENV, metrics_folder
 from hydranet.serve.settings import ServeSettings
 from hydranet.train import load_run
@@ -71,8 +71,7 @@ def serve_workers(run_dir: str | Path, settings: ServeSettings) -> None:
     made here once, so the workers do not race to write it."""
     run = load_run(run_dir)
     run.info.require_image_or_table("hydranet serve")
-    if settings.backend == "onnx":
-        current_export(run)
+    BACKENDS[settings.backend].prepare(run)
     shared = Path(tempfile.mkdtemp(prefix="hydranet-serve-"))
     try:
         make_dir(metrics_folder(shared))

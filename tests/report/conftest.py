@@ -34,8 +34,10 @@ def image_report(image_run):
 
 @pytest.fixture(scope="session")
 def fair_run(tmp_path_factory):
-    """A two-task table run with sensitive columns sex and race, audited (RUN/audit) and explained with
-    `hydranet explain --global` (RUN/explain/global-integrated_gradients), as a user would before a report."""
+    """A two-task table run with sensitive columns sex and race, audited (RUN/audit), explained with
+    `hydranet explain --global` (RUN/explain/global-integrated_gradients) and given its baselines
+    (RUN/baselines.json), as a user would before a report."""
+    from hydranet.baseline import baselines
     from hydranet.config import load_config
     from hydranet.explain import Settings, explain_run
     from hydranet.fairness.audit import audit_run
@@ -48,6 +50,7 @@ def fair_run(tmp_path_factory):
     run = fit(load_config(cfg), folder / "run", progress=False)
     audit_run(run, out_dir=run.dir / "audit")
     explain_run(run, split="test", global_=True, n=40, settings=Settings(method="integrated_gradients"))
+    baselines(run.dir)  # `hydranet baseline RUN`: baselines.json beside the run's own metrics
     torch.set_num_threads(threads)
     return run.dir
 

@@ -1,6 +1,7 @@
 """`hydranet report`: every section on an image run and a table run, self-contained HTML, what a missing or broken
 file shows, a study folder, and sections that features register."""
 
+import json
 import re
 import shutil
 import sys
@@ -10,6 +11,7 @@ import pytest
 
 import hydranet
 import hydranet as hn
+from hydranet.kinds import higher_is_better
 from hydranet.report.context import section
 from hydranet.report.run import write_report
 from hydranet.report.split_sections import expected_calibration_error
@@ -19,7 +21,7 @@ from tests.tune.conftest import SEARCH
 
 RUN_SECTIONS = ["overview", "data", "curves", "metrics", "confusion", "reliability", "roc_pr", "residuals",
                 "highest_loss", "attributions", "balancing", "attacks"]
-TABLE_SECTIONS = [s for s in RUN_SECTIONS if s != "attacks"] + ["fairness"]  # an audited table run (fair_run)
+TABLE_SECTIONS = ["overview", "data", "curves", "metrics", "baselines", *RUN_SECTIONS[4:-1], "fairness"]  # fair_run
 
 
 def section_body(html, name):
@@ -151,6 +153,21 @@ def test_an_audited_table_run_shows_the_audit_and_the_saved_global_importance(fa
     assert 'alt="audit per group"' in fairness  # audit.png
     attributions = section_body(html, "attributions")
     assert "read from explain/global-integrated_gradients/importance.csv" in attributions  # `hydranet explain --global`'s
+
+
+def test_the_baselines_stand_beside_the_runs_own_test_metrics(fair_run, fair_report):
+    """baselines.json's models as columns after the run's, on every test metric, with their fitting seconds."""
+    saved = json.loads((fair_run / "baselines.json").read_text())
+    body = section_body(fair_report[1], "baselines")
+    booster = saved["booster"]
+    assert f"<thead><tr><th>task</th><th>metric</th><th>run</th><th>{booster}</th><th>linear</th>" in body
+    for task, fitted in saved["tasks"].items():
+        for metric, value in saved["run"][task].items():
+            arrow = "↑" if higher_is_better(metric) else "↓"
+            cells = "".join(f'<td class="num">{v:.4g}</td>' for v in (value, fitted[booster][metric], fitted["linear"][metric]))
+            assert f"<td>{task}</td><td>{metric} {arrow}</td>{cells}" in body, (task, metric)
+        assert f"<td>{task}</td><td>fit seconds</td><td>—</td>" in body
+    assert f"scored on the run's own {len(saved['test_rows'])} test rows" in body
 
 
 def only_section(monkeypatch, name):

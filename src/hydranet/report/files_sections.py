@@ -1,5 +1,6 @@
 """Report sections read from the run's own files: config and provenance, data summary, training curves, metrics,
-multi-task balancing (loss weights, gradient agreement) and adversarial evaluations (attack-*.json).
+baselines (baselines.json), multi-task balancing (loss weights, gradient agreement) and adversarial evaluations
+(attack-*.json).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from hydranet.baseline import by_model
 from hydranet.kinds import get_kind, higher_is_better
 from hydranet.kinds.info import TaskInfo
 from hydranet.report.context import RunContext, read_json, section
@@ -110,6 +112,35 @@ def metrics(ctx: RunContext) -> str:
             arrow = "↑" if higher_is_better(metric) else "↓"
             rows.append((task, f"{metric} {arrow}", *(summary.get(s, {}).get(task, {}).get(metric) for s in ("val", "test"))))
     return table(("task", "metric", "val", "test"), rows)
+
+
+@section("baselines", "Baselines (test)", order=45)
+def baselines(ctx: RunContext) -> str | None:
+    """`hydranet baseline`'s boosted trees and linear models beside the run's own test metrics, fitted on the run's
+    rows and scored on its test rows (baselines.json): what a table model is judged against first."""
+    path = ctx.run.baselines
+    if not path.exists():
+        return None
+    result = read_json(path, "a result of `hydranet baseline` as a JSON object")
+    try:
+        return _baseline_table(result)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        return note(f"{path}: not a result of `hydranet baseline` ({type(err).__name__}: {err}); skipped")
+
+
+def _baseline_table(result: dict) -> str:
+    """One row per task and metric and one of fitting seconds, one column per model (the run first)."""
+    models = by_model(result)
+    rows = []
+    for task in result["tasks"]:
+        scores = [fitted.get(task, {}) for fitted in models.values()]
+        for metric in dict.fromkeys(m for score in scores for m in score if m != "fit_seconds"):
+            arrow = "↑" if higher_is_better(metric) else "↓"
+            rows.append((task, f"{metric} {arrow}", *(score.get(metric) for score in scores)))
+        rows.append((task, "fit seconds", *(score.get("fit_seconds") for score in scores)))
+    skipped = "".join(note(f"{task}: {why}") for task, why in result.get("skipped", {}).items())
+    return (table(("task", "metric", *models), rows) +
+            f"<p class='muted'>scored on the run's own {len(result['test_rows'])} test rows</p>" + skipped)
 
 
 @section("balancing", "Multi-task balancing", order=100)

@@ -80,7 +80,7 @@ def _bad_inputs(tmp_path, tiny_csv):
         (["train", str(tmp_path / "missing.yaml")], "missing.yaml: file not found"),
         (["train", table, "--set", f"data.path={tmp_path / 'nope.csv'}"], "nope.csv"),
         (["train", "--set", "data.source=sql"], "data.source: unknown source 'sql'"),
-        (["train", "--set", "model.trunk.name=vit"], "model.trunk.name: unknown trunk 'vit'"),
+        (["train", "--set", "model.trunk.name=vgg"], "model.trunk.name: unknown trunk 'vgg'"),
         (["train", "--set", "tasks.digit.kind=ranking"], "tasks.digit.kind"),
         (["train", "--set", "train.lr=0.1"], "unknown key 'train.lr'"),
         (["train", table, "--set", "tasks.kind.column=label"], "no column 'label'"),

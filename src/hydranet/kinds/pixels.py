@@ -62,7 +62,10 @@ def pixel_mean(terms: Tensor, labeled: Tensor, weight: Tensor | None = None) -> 
         weight = weight.to(sums.dtype)
         sums, counts = sums * weight, counts * weight
     total = counts.sum()
-    return sums.sum() / torch.where(total > 0, total, torch.ones_like(total))
+    # the sum over examples in float64: exact for a batch's float32 terms, so no SIMD lane order (which shifts
+    # when an unlabeled example is dropped, and with the thread count) changes a bit of the float32 result
+    mean = sums.double().sum() / torch.where(total > 0, total, torch.ones_like(total)).double()
+    return mean.to(sums.dtype)
 
 
 def per_example(terms: Tensor, labeled: Tensor) -> Tensor:

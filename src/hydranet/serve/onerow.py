@@ -20,7 +20,7 @@ from hydranet.data.finite import FLOAT32_MAX
 
 MISSING = object()  # a missing cell: null, or a missing marker such as "?" or ""
 INT64_LIMIT = 2 ** 63  # larger ints make pandas' column object-typed, not int64
-MAX_ROWS = 256  # beyond, pandas' whole-column work costs less than reading cell by cell (measured in docs/deploy.md)
+MAX_ROWS = 2048  # beyond, pandas' whole-column work may cost less than reading cell by cell (docs/deploy.md)
 
 
 class _PandasWay(Exception):

@@ -14,12 +14,10 @@ from hydranet.data import to_model_inputs
 from hydranet.errors import UserError
 from hydranet.fairness.threshold import Thresholds, row_groups
 from hydranet.serve.backend import Backend
-from hydranet.serve.inputs import ImageFiles, TableRows, encode_table_rows, image_pixels, table_rows
+from hydranet.serve.inputs import ImageFiles, encode_table_rows, image_pixels, table_rows
 from hydranet.serve.metrics import ServerMetrics
-from hydranet.serve.window import DriftWindow
+from hydranet.serve.window import DriftWindow, Prepared
 from hydranet.train.run import Run
-
-Prepared = torch.Tensor | TableRows  # one request's decoded pixels (uint8) or checked table rows
 
 
 class BatchAnswers:

@@ -34,7 +34,7 @@ from hydranet.train.run import Run
 MIN_ROWS = 30  # fewer recent rows make the tests too weak to flag anything but a gross shift
 
 Outputs = dict[str, torch.Tensor]
-Prepared = torch.Tensor | TableRows  # one request's pixels or checked table rows
+Prepared = torch.Tensor | TableRows  # one request's decoded pixels (uint8) or checked table rows
 Recent = tuple[list[Any], list[Outputs]]  # window rows and, per row, its raw outputs
 
 

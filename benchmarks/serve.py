@@ -242,8 +242,8 @@ def summary(setting: tuple[str, int, int, int], runs: list[dict], args: argparse
 def table_breakdown(run_dir: Path, bodies: list[dict], args: argparse.Namespace) -> dict[str, float]:
     """Where one table request's time goes, each part timed alone in this process (median ms): the whole request,
     an HTTP round trip (/health), JSON parsing, the checks and encoding of a one-row request (`table_request`, on
-    serve/onerow.py's plain-Python path), the same checks on the pandas path (`checked_frame`, which requests of
-    several rows take), the pandas encoding of 1 and of 64 such rows (once per batch), and the model on one row."""
+    serve/onerow.py's plain-Python path), the same checks on the pandas path (`checked_frame`, which rows the
+    plain path does not read take), the pandas encoding of 1 and of 64 such rows (once per batch), and the model on one row."""
     model = hn.load(run_dir)
     info = model.run.info
     payload = json.dumps(bodies[0]).encode()

@@ -40,18 +40,21 @@ class BatchAnswers:
         self.metrics.batch_rows.observe(len(x))
         outputs = self.backend(x)
         self.window.add(good, x, outputs)
-        results, answered, start = [], [], 0
-        for request in prepared:
-            if isinstance(request, UserError):
-                results.append(request)
-                continue
+        bodies = iter(self.json_bodies(good, outputs))
+        return [request if isinstance(request, UserError) else next(bodies) for request in prepared]
+
+    def json_bodies(self, requests: list[Prepared], outputs: dict[str, torch.Tensor]) -> list[bytes]:
+        """Each request's JSON answer from its own rows of the batch's outputs; the batch's predictions counted."""
+        bodies, counted, start = [], {name: [] for name in self.run.tasks}, 0
+        for request in requests:
             rows = slice(start, start + len(request))
-            answers = self.answers({name: values[rows] for name, values in outputs.items()}, request)
-            answered.append(answers)
-            results.append(json_body({"predictions": [dict(zip(answers, row)) for row in zip(*answers.values())]}))
             start = rows.stop
-        self.metrics.count_answers({name: [a for answers in answered for a in answers[name]] for name in self.run.tasks})
-        return results
+            answers = self.answers({name: values[rows] for name, values in outputs.items()}, request)
+            for name, values in answers.items():
+                counted[name] += values
+            bodies.append(json_body({"predictions": [dict(zip(answers, row)) for row in zip(*answers.values())]}))
+        self.metrics.count_answers(counted)
+        return bodies
 
     def prepare(self, request: ImageFiles | list[dict[str, Any]]) -> Prepared | UserError:
         """One request's pixels or cleaned rows; the UserError that refuses it when an image or a cell is bad."""

@@ -6,14 +6,18 @@ on loopback and drives it for `--seconds` with `--clients` concurrent clients, e
 back to back on its own keep-alive connection (a closed loop), with batching on (up to `--max-batch` rows gathered
 for at most `--max-wait-ms`) and off (`--max-batch 1`); then with one client and batching off (batch-1 latency);
 with batching on also with each of `--workers` (server processes on one port). The clients write pre-encoded raw
-HTTP/1.1 over asyncio streams, so the load generator costs little of the cores it shares with the server. It
-reports req/s, p50/p95/p99 latency, the error count, and the CPU time the load generator and the server (with its
-workers) used per second of wall time, and the load average at the start of each setting. A table run also gets a breakdown of one request's time, each part timed in-process.
+HTTP/1.1 over asyncio streams, so the load generator costs little of the cores it shares with the server. The
+servers of one run are started together and driven in turn for `--rounds` rounds (interleaved, so a changing load
+on a shared machine affects every setting alike). It reports per setting the median req/s, p50/p95/p99 latency,
+the error count, the CPU time the load generator and the server (with its workers) used per second of wall time
+and per request, and the load average. A table run also gets a breakdown of one request's time, each part timed
+in-process; `--rows N` sends table requests of N rows each.
 
 Prints one JSON line per setting and a table. Usage (from the repository root; adult and seed-cnn read
 ../shared/data):
 
     python benchmarks/serve.py [--experiments adult seed-cnn] [--clients 32] [--seconds 20] [--workers 1 2]
+                               [--rounds 3] [--rows 1]
 """
 
 from __future__ import annotations
@@ -109,14 +113,15 @@ class Server:
         self.process.wait(timeout=60)
 
 
-def example_bodies(run: hn.Model, count: int) -> list[dict[str, Any]]:
-    """One-example request bodies from the run's own test rows or images (cycled by the clients)."""
+def example_bodies(run: hn.Model, count: int, rows: int = 1) -> list[dict[str, Any]]:
+    """Request bodies from the run's own test rows or images (cycled by the clients): one image each, or `rows`
+    table rows each."""
     raw = load_raw(run.config)
     if run.run.info.is_image:
         return [{"images": [png_base64(image)]} for image in raw.images[:count]]
     columns = [c["name"] for c in TableEncoder.from_state(run.run.info.encoder).columns]
-    rows = json.loads(raw.frame[columns].head(count).to_json(orient="records"))
-    return [{"rows": [row]} for row in rows]
+    records = json.loads(raw.frame[columns].head(count * rows).to_json(orient="records"))
+    return [{"rows": records[i:i + rows]} for i in range(0, len(records), rows)]
 
 
 def png_base64(image: torch.Tensor) -> str:
@@ -182,34 +187,63 @@ async def drive(port: int, requests: list[bytes], clients: int, seconds: float) 
     return {"latencies": latencies, "errors": errors, "wall": time.perf_counter() - begin}
 
 
-def load_test(run_dir: Path, bodies: list[dict], backend: str, max_batch: int, clients: int,
-              args: argparse.Namespace, workers: int = 1) -> dict:
-    """One setting: one `hydranet serve --workers W`, its CPU counted over its workers."""
-    server = Server(run_dir, backend, max_batch, args.max_wait_ms, workers)
+def measure(server: Server, requests: list[bytes], clients: int, seconds: float) -> dict[str, Any]:
+    """One drive of a running server (after a 1-second warm-up that is not counted): its latencies, errors, and the
+    CPU seconds the server (with its workers) and this load generator used, with the load average at its start."""
+    load_average = os.getloadavg()[0]
+    asyncio.run(drive(server.port, requests, clients, min(1.0, seconds)))
+    server_cpu, own_cpu = cpu_seconds(server.process.pid), time.process_time()
+    result = asyncio.run(drive(server.port, requests, clients, seconds))
+    return {**result, "load_average": load_average, "server_cpu": cpu_seconds(server.process.pid) - server_cpu,
+            "own_cpu": time.process_time() - own_cpu}
+
+
+def interleaved(run_dir: Path, bodies: list[dict], settings: list[tuple[str, int, int, int]],
+                args: argparse.Namespace) -> list[dict]:
+    """Every setting (backend, max_batch, clients, workers) of one run: all their servers started at once (an idle
+    server costs no CPU), then driven in turn for `args.rounds` rounds, so a machine whose load changes affects
+    every setting alike; per setting the median over rounds of req/s and CPU, the percentiles over all its
+    latencies."""
+    servers = [Server(run_dir, backend, max_batch, args.max_wait_ms, workers)
+               for backend, max_batch, _, workers in settings]
     try:
-        server.wait_ready()
-        requests, load_average = raw_requests(bodies), os.getloadavg()[0]
-        asyncio.run(drive(server.port, requests, clients, min(2.0, args.seconds)))  # warm-up, not counted
-        server_cpu, own_cpu = cpu_seconds(server.process.pid), time.process_time()
-        result = asyncio.run(drive(server.port, requests, clients, args.seconds))
-        server_cpu, own_cpu = cpu_seconds(server.process.pid) - server_cpu, time.process_time() - own_cpu
+        for server in servers:
+            server.wait_ready()
+        requests = raw_requests(bodies)
+        drives: list[list[dict]] = [[] for _ in settings]
+        for _ in range(args.rounds):
+            for server, (_, _, clients, _), runs in zip(servers, settings, drives):
+                runs.append(measure(server, requests, clients, args.seconds))
     finally:
-        server.stop()
-    latencies = np.array(result["latencies"]) * 1000
-    wall = result["wall"]
+        for server in servers:
+            server.stop()
+    return [summary(setting, runs, args) for setting, runs in zip(settings, drives)]
+
+
+def summary(setting: tuple[str, int, int, int], runs: list[dict], args: argparse.Namespace) -> dict:
+    """One setting's rounds: medians of the per-round rates, percentiles of all latencies."""
+    backend, max_batch, clients, workers = setting
+    latencies = np.concatenate([run["latencies"] for run in runs]) * 1000
+    rate = [len(run["latencies"]) / run["wall"] for run in runs]
+    median = lambda values: float(statistics.median(values))  # noqa: E731
     return {"backend": backend, "batching": max_batch > 1, "max_batch": max_batch, "max_wait_ms": args.max_wait_ms,
-            "workers": workers, "clients": clients, "load_average": round(load_average, 1), "seconds": round(wall, 2), "requests": len(latencies),
-            "req_per_s": len(latencies) / wall, "p50_ms": float(np.percentile(latencies, 50)),
-            "p95_ms": float(np.percentile(latencies, 95)), "p99_ms": float(np.percentile(latencies, 99)),
-            "errors": sum(result["errors"].values()), "error_kinds": result["errors"],
-            "server_cpu_per_s": server_cpu / wall, "loadgen_cpu_per_s": own_cpu / wall}
+            "workers": workers, "clients": clients, "rounds": len(runs), "seconds": args.seconds,
+            "load_average": median([run["load_average"] for run in runs]), "requests": len(latencies),
+            "req_per_s": median(rate), "req_per_s_rounds": [round(r) for r in rate],
+            "p50_ms": float(np.percentile(latencies, 50)), "p95_ms": float(np.percentile(latencies, 95)),
+            "p99_ms": float(np.percentile(latencies, 99)),
+            "errors": sum(sum(run["errors"].values()) for run in runs),
+            "server_cpu_per_s": median([run["server_cpu"] / run["wall"] for run in runs]),
+            "server_cpu_ms_per_request": median([1000 * run["server_cpu"] / max(1, len(run["latencies"]))
+                                                 for run in runs]),
+            "loadgen_cpu_per_s": median([run["own_cpu"] / run["wall"] for run in runs])}
 
 
 def table_breakdown(run_dir: Path, bodies: list[dict], args: argparse.Namespace) -> dict[str, float]:
     """Where one table request's time goes, each part timed alone in this process (median ms): the whole request,
     an HTTP round trip (/health), JSON parsing, the checks and encoding of a one-row request (`table_request`, on
-    serve/onerow.py's plain-Python path), the same checks on the pandas path (`checked_frame`, which requests of
-    several rows take), the pandas encoding of 1 and of 64 such rows (once per batch), and the model on one row."""
+    serve/onerow.py's plain-Python path), the same checks on the pandas path (`checked_frame`, which rows the
+    plain path does not read take), the pandas encoding of 1 and of 64 such rows (once per batch), and the model on one row."""
     model = hn.load(run_dir)
     info = model.run.info
     payload = json.dumps(bodies[0]).encode()
@@ -244,6 +278,8 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2], help="server processes, batching on")
+    parser.add_argument("--rounds", type=int, default=3, help="each setting driven this many times, interleaved")
+    parser.add_argument("--rows", type=int, default=1, help="rows per table request")
     args = parser.parse_args()
     machine = {"machine": cpu_name(), "cpus": os.cpu_count(), "torch": torch.__version__}
     rows = []
@@ -254,25 +290,26 @@ def main() -> None:
             model = hn.load(run.dir)
             if "onnx" in args.backends:
                 model.export()
-            bodies = example_bodies(model, 256)
-            for backend in args.backends:
-                settings = [(args.max_batch, args.clients, workers) for workers in args.workers]
-                settings += [(1, args.clients, 1), (1, 1, 1)]
-                for max_batch, clients, workers in settings:
-                    rows.append({"experiment": experiment,
-                                 **load_test(run.dir, bodies, backend, max_batch, clients, args, workers)})
-                    print(json.dumps({**machine, **rows[-1]}), flush=True)
+            bodies = example_bodies(model, 256, args.rows)
+            settings = [(backend, max_batch, clients, workers) for backend in args.backends
+                        for max_batch, clients, workers in [*[(args.max_batch, args.clients, w) for w in args.workers],
+                                                            (1, args.clients, 1), (1, 1, 1)]]
+            for result in interleaved(run.dir, bodies, settings, args):
+                rows.append({"experiment": experiment, **result})
+                print(json.dumps({**machine, **rows[-1]}), flush=True)
             if not model.run.info.is_image:
                 print(json.dumps({**machine, "experiment": experiment, "breakdown": table_breakdown(run.dir, bodies, args)}),
                       flush=True)
     print(f"\n{'experiment':<10} {'backend':<7} {'batching':<8} {'workers':>7} {'clients':>7} {'req/s':>7} {'p50':>7} {'p95':>7} {'p99':>7} "
-          f"{'errors':>6} {'server cpu':>10} {'loadgen cpu':>11} {'load':>5}  (ms; cpu: cores busy; load: 1-min average)")
+          f"{'errors':>6} {'server cpu':>10} {'cpu ms/req':>10} {'loadgen cpu':>11} {'load':>5}  (median of the rounds; "
+          f"ms; cpu: cores busy; load: 1-min average)")
     for r in rows:
         print(f"{r['experiment']:<10} {r['backend']:<7} {'on' if r['batching'] else 'off':<8} {r['workers']:>7} "
               f"{r['clients']:>7} "
               f"{r['req_per_s']:>7.0f} "
               f"{r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['errors']:>6} "
-              f"{r['server_cpu_per_s']:>10.2f} {r['loadgen_cpu_per_s']:>11.2f} {r['load_average']:>5.1f}")
+              f"{r['server_cpu_per_s']:>10.2f} {r['server_cpu_ms_per_request']:>10.2f} {r['loadgen_cpu_per_s']:>11.2f} "
+              f"{r['load_average']:>5.1f}")
 
 
 if __name__ == "__main__":

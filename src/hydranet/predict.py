@@ -173,6 +173,12 @@ def image_file_inputs(info: DataInfo, paths: Sequence[str | Path]) -> tuple[torc
 def encoded_image_inputs(info: DataInfo, items: Sequence[tuple[str, bytes]], where: str) -> torch.Tensor:
     """Encoded images (name, bytes: files, uploads) decoded to the trained channels (and square size, by the rule
     of `data.image_size`), then normalized as in training."""
+    return to_model_inputs(info, images=decoded_images(info, items, where))
+
+
+def decoded_images(info: DataInfo, items: Sequence[tuple[str, bytes]], where: str) -> torch.Tensor:
+    """`encoded_image_inputs` before the normalization: uint8 (N, C, H, W) pixels, checked against the trained
+    size (the server normalizes a whole batch's pixels at once)."""
     if info.scale != 255.0:
         raise UserError(f"{where}: this run was trained on float arrays, not 0..255 pixels; image files would be "
                         f"misread (predict from Python: hn.load(run).predict(float_array))")
@@ -180,7 +186,7 @@ def encoded_image_inputs(info: DataInfo, items: Sequence[tuple[str, bytes]], whe
     images = decode_many(items, size=height if height == width else None, channels=info.channels)
     if list(images.shape[2:]) != [height, width]:
         raise UserError(f"{where}: images are {tuple(images.shape[2:])}, this model was trained on {height}x{width}")
-    return to_model_inputs(info, images=images)
+    return images
 
 
 def array_inputs(info: DataInfo, images: Any) -> torch.Tensor:

@@ -62,12 +62,14 @@ def test_answers_equal_predict(table, table_run, rows, cli, tmp_path):
 
 
 def test_concurrent_table_requests_are_checked_alone_and_encoded_once(table, table_run, rows, monkeypatch):
-    """Four requests in one batch (it closes at max_batch rows, never by the clock): one encoding for all, each
-    answer what the request gets alone, and the request with a bad row refused alone, naming its row."""
+    """Four requests in one batch (it closes at max_batch rows, never by the clock): one pandas encoding for all,
+    each answer what the request gets alone, and the request with a bad row refused alone, naming its row."""
     bodies = [{"rows": json_rows(rows.iloc[i:i + 3])} for i in range(0, 9, 3)]
+    for body in bodies:  # a number as text: the pandas path, whose encoding is done once per batch
+        body["rows"][0]["x2"] = f" {body['rows'][0]['x2'] or 50}"
     bad = {"rows": [GOOD, {**GOOD, "x2": "many"}]}
     alone = [table.post("/predict", json=body).json()["predictions"] for body in bodies]
-    app = create_app(load_run(table_run), ServeSettings(max_batch=9, max_wait_ms=3_600_000))
+    app = create_app(load_run(table_run), ServeSettings(max_batch=11, max_wait_ms=3_600_000))
     encodings = []  # rows per encoding, counted once the app (and its drift reference) is ready
     transform = TableEncoder.transform
     monkeypatch.setattr(TableEncoder, "transform", lambda self, frame: encodings.append(len(frame))
@@ -80,7 +82,7 @@ def test_concurrent_table_requests_are_checked_alone_and_encoded_once(table, tab
                 return await asyncio.gather(*(c.post("/predict", json=body) for body in [*bodies, bad]))
 
     *answers, refused = asyncio.run(together())
-    assert encodings == [9]  # the three good requests' rows at once; the bad one never reached the batcher
+    assert encodings == [9]  # the three good requests' rows at once; the bad one's rows never reach the encoder
     assert [a.json()["predictions"] for a in answers] == alone
     assert refused.status_code == 422 and "'x2' row 2" in refused.json()["detail"]
 
@@ -270,6 +272,40 @@ def test_image_run_takes_uploads_and_base64_as_predict_does(digits_run, cli, tmp
         drift = c.get("/drift").json()
     assert drift["ready"] and drift["features"]["current_rows"] == drift["rows"]  # pixel features, per image
     assert {t["feature"] for t in drift["predictions"]["tasks"]} == set(names.values())
+
+
+def test_a_broken_image_in_a_batch_is_refused_alone(digits_run):
+    """Images are decoded in the batcher's thread, request by request: a broken one gets its own 422 and the others
+    of its batch the answers they get alone (within float rounding: the model's batch differs)."""
+    rng = np.random.default_rng(2)
+    bodies = [{"images": [base64.b64encode(png(rng.integers(0, 256, (8, 8), dtype=np.uint8))).decode()] * n}
+              for n in (1, 2, 3)]
+    broken = {"images": [bodies[0]["images"][0], base64.b64encode(b"not an image").decode()]}
+    with client(digits_run) as c:
+        alone = [c.post("/predict", json=body).json()["predictions"] for body in bodies]
+    app = create_app(load_run(digits_run), ServeSettings(max_batch=8, max_wait_ms=3_600_000))  # closes at 8 rows
+
+    async def together():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://serve") as c:
+                return await asyncio.gather(*(c.post("/predict", json=body) for body in [*bodies, broken]))
+
+    *answers, refused = asyncio.run(together())
+    assert_close([a.json()["predictions"] for a in answers], alone)  # a CNN's batch of 6 rounds apart from 1
+    assert refused.status_code == 422 and "images[1]: not a readable image" in refused.json()["detail"]
+
+
+def assert_close(got, expected, tol: float = 1e-6) -> None:
+    """Equal JSON values, numbers within `tol`."""
+    if isinstance(expected, float):
+        assert got == pytest.approx(expected, abs=tol)
+    elif isinstance(expected, (list, dict)):
+        assert len(got) == len(expected) and type(got) is type(expected)
+        for key in (expected if isinstance(expected, dict) else range(len(expected))):
+            assert_close(got[key], expected[key], tol)
+    else:
+        assert got == expected
 
 
 def test_onnx_backend_exports_again_when_the_export_is_older_than_the_weights(table_run):

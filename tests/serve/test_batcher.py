@@ -1,5 +1,6 @@
-"""The micro-batcher without a server or clock: concurrent requests run as one model call and each gets its own
-rows back; `max_batch` caps a batch; a failing call fails its requests only; `close` answers what was queued."""
+"""The micro-batcher without a server or clock: concurrent requests run as one call and each gets its own result;
+`max_batch` caps a batch; a failing call fails its requests only, an error returned for one request fails that
+request only; `close` answers what was queued."""
 
 import asyncio
 
@@ -12,17 +13,18 @@ FOREVER = 3600.0  # a wait no test reaches: batches close by size, or by close()
 
 
 class Recorder:
-    """A model that records the rows of each call and answers each row with its own values."""
+    """A per-batch function that records the rows of each call and answers each request with its own rows' values
+    (a request of negative values gets a ValueError of its own)."""
 
     def __init__(self, fail: bool = False):
         self.calls: list[int] = []
         self.fail = fail
 
-    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        self.calls.append(len(x))
+    def __call__(self, requests: list[torch.Tensor]) -> list:
+        self.calls.append(sum(len(x) for x in requests))
         if self.fail:
             raise RuntimeError("model broke")
-        return {"double": x * 2, "first": x[:, 0]}
+        return [ValueError("negative") if (x < 0).any() else {"double": x * 2, "first": x[:, 0]} for x in requests]
 
 
 def requests(sizes: list[int]) -> list[torch.Tensor]:
@@ -73,6 +75,14 @@ def test_a_failing_call_fails_its_requests_and_the_batcher_goes_on():
     assert all(isinstance(e, RuntimeError) for e in first) and second[0]["double"].shape == (4, 2)
 
 
+def test_an_error_returned_for_one_request_fails_that_request_alone():
+    model, xs = Recorder(), requests([2, 1, 2])
+    xs[1] = -xs[1]
+    answers = asyncio.run(serve(MicroBatcher(model, max_batch=5, max_wait_s=FOREVER), xs))
+    assert model.calls == [5] and isinstance(answers[1], ValueError)
+    assert torch.equal(answers[0]["double"], xs[0] * 2) and torch.equal(answers[2]["first"], xs[2][:, 0])
+
+
 def test_close_answers_every_request_queued_before_it():
     model = Recorder()
     answers = asyncio.run(serve(MicroBatcher(model, max_batch=100, max_wait_s=FOREVER), requests([1, 2])))
@@ -80,11 +90,10 @@ def test_close_answers_every_request_queued_before_it():
 
 
 @pytest.mark.parametrize("max_batch", [2, 3])
-def test_batches_observed(max_batch):
-    seen: list[int] = []
+def test_batches_fill_up_to_max_batch(max_batch):
     model = Recorder()
-    asyncio.run(serve(MicroBatcher(model, max_batch, FOREVER, on_batch=seen.append), requests([1, 1, 1])))
-    assert seen == model.calls and sum(seen) == 3
+    asyncio.run(serve(MicroBatcher(model, max_batch, FOREVER), requests([1, 1, 1])))
+    assert model.calls == [max_batch, 3 - max_batch][:1 + (max_batch < 3)]
 
 
 def test_rows_already_queued_join_the_batch_even_with_no_wait():

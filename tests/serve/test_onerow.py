@@ -1,6 +1,7 @@
-"""One-row table requests on `onerow`'s plain-Python path: the same model inputs as the pandas path (clean,
-checked_table, TableEncoder), the same answers as `hydranet predict` on a CSV of the rows, and the same error
-messages for bad rows; rows the path does not read go the pandas way."""
+"""Table requests on `onerow`'s plain-Python path: the same model inputs as the pandas path (clean, checked_table,
+TableEncoder), for one row and for several, the same answers as `hydranet predict` on a CSV of the rows, and the
+same error messages for bad rows; rows the path does not read (and requests of more than MAX_ROWS rows) go the
+pandas way."""
 
 import math
 
@@ -15,6 +16,7 @@ from hydranet.data import to_model_inputs
 from hydranet.data.sources.table import clean
 from hydranet.predict import checked_table
 from hydranet.serve.inputs import encode_table_rows, table_request
+from hydranet.serve.onerow import MAX_ROWS
 from hydranet.train import load_run
 
 FAST = [{"x1": 1, "x2": 50, "color": "red"},  # JSON integers
@@ -39,9 +41,16 @@ def plain_rows() -> list[dict]:
     return json_rows(table_frame(30, seed=5))  # numbers, '?' and null cells
 
 
-def pandas_path(info, row: dict) -> tuple[pd.DataFrame, torch.Tensor]:
-    frame = checked_table(info, clean(pd.DataFrame([row], columns=FEATURES), "rows"), "rows")
+def pandas_path(info, *rows: dict) -> tuple[pd.DataFrame, torch.Tensor]:
+    frame = checked_table(info, clean(pd.DataFrame(list(rows), columns=FEATURES), "rows"), "rows")
     return frame, to_model_inputs(info, frame=frame)
+
+
+def assert_same_rows(got: list[dict], frame: pd.DataFrame) -> None:
+    """The cleaned rows equal the pandas frame's (what the drift window keeps), NaN for NaN."""
+    for mine, theirs in zip(got, frame.to_dict("records"), strict=True):
+        for a, b in zip(mine.values(), theirs.values(), strict=True):
+            assert a == b or (math.isnan(a) and math.isnan(b)), (mine, theirs)
 
 
 def test_one_row_requests_skip_pandas_with_the_same_inputs_and_rows(info):
@@ -49,8 +58,21 @@ def test_one_row_requests_skip_pandas_with_the_same_inputs_and_rows(info):
         request, (frame, expected) = table_request(info, {"rows": [row]}), pandas_path(info, row)
         assert (request.encoded is not None) == (row not in PANDAS_WAY), row
         assert torch.equal(encode_table_rows(info, [request]), expected), row
-        for got, want in zip(request.rows[0].values(), frame.to_dict("records")[0].values()):
-            assert got == want or (math.isnan(got) and math.isnan(want)), row  # what the drift window keeps
+        assert_same_rows(request.rows, frame)
+
+
+def test_requests_of_several_rows_skip_pandas_with_the_same_inputs_and_rows(info):
+    """Columns pandas types from several rows (ints beside floats and nulls, a numeric column all null, text beside
+    missing markers) read as each cell alone; one cell the path does not read sends the whole request to pandas."""
+    rows = [*plain_rows(), *FAST, {"x1": None, "x2": 50, "color": "?"}]
+    for request_rows in (rows, FAST[3:5], [{"x1": None, "x2": None, "color": None}] * 3):
+        request, (frame, expected) = table_request(info, {"rows": request_rows}), pandas_path(info, *request_rows)
+        assert request.encoded is not None and request.frame is None
+        assert torch.equal(encode_table_rows(info, [request]), expected)
+        assert_same_rows(request.rows, frame)
+    for odd in PANDAS_WAY:
+        assert table_request(info, {"rows": [*FAST, odd]}).encoded is None
+    assert table_request(info, {"rows": plain_rows()[:1] * (MAX_ROWS + 1)}).encoded is None
 
 
 def test_one_row_answers_and_errors_equal_predict(table_run, cli, tmp_path):
@@ -60,6 +82,8 @@ def test_one_row_answers_and_errors_equal_predict(table_run, cli, tmp_path):
     with client(table_run) as c:
         answers = [c.post("/predict", json={"rows": [row]}).json()["predictions"][0] for row in rows]
         assert_same_as_predict(answers, tmp_path / "predictions.csv", columns(c))
+        several = c.post("/predict", json={"rows": rows[:len(rows) - len(PANDAS_WAY)]}).json()["predictions"]
+        assert_same_as_predict(several + answers[-len(PANDAS_WAY):], tmp_path / "predictions.csv", columns(c))
         for i, row in enumerate(BAD):
             pd.DataFrame([row], columns=FEATURES).to_csv(tmp_path / f"bad{i}.csv", index=False)
             code, _, err = cli("predict", table_run, tmp_path / f"bad{i}.csv", "-o", tmp_path / f"bad{i}.out.csv")

@@ -112,18 +112,21 @@ def check_images(run_dir: Path, url: str, cli, tmp_path: Path) -> None:
     assert broken.status_code == 422 and "broken.png: not a readable image" in broken.json()["detail"]
 
 
-def check_sigterm(server: subprocess.Popen, url: str) -> None:
-    """One row waits in the batcher (up to WAIT_MS for company) when SIGTERM comes: it is still answered."""
-    answer: dict = {}
-    request = threading.Thread(target=lambda: answer.update(
-        response=httpx.post(f"{url}/predict", json={"rows": [GOOD]}, timeout=60)))
-    request.start()
+def check_sigterm(server: subprocess.Popen, url: str, requests: int = 1) -> None:
+    """`requests` one-row requests, each on its own connection, wait in the batcher (up to WAIT_MS for company)
+    when SIGTERM comes: every one is still answered."""
+    answers: list = []
+    threads = [threading.Thread(target=lambda: answers.append(httpx.post(f"{url}/predict", json={"rows": [GOOD]},
+                                                                         timeout=60))) for _ in range(requests)]
+    for thread in threads:
+        thread.start()
     deadline = time.monotonic() + 30
-    while in_progress(url) < 1:
-        assert time.monotonic() < deadline, "the request never reached the server"
+    while in_progress(url) < requests:
+        assert time.monotonic() < deadline, "the requests never reached the server"
         time.sleep(0.05)
     server.send_signal(signal.SIGTERM)
-    request.join(60)
-    assert answer["response"].status_code == 200 and len(answer["response"].json()["predictions"]) == 1
+    for thread in threads:
+        thread.join(60)
+    assert [(a.status_code, len(a.json()["predictions"])) for a in answers] == [(200, 1)] * requests
     assert server.wait(60) == 0
     assert f"serving {Path(server.args[4])} on {url}" in server.stdout.read()

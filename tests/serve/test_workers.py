@@ -11,7 +11,7 @@ import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 from tests.serve.servehelpers import GOOD, json_rows
-from tests.serve.test_server import free_port, start, wait_ready
+from tests.serve.test_server import check_sigterm, free_port, start, wait_ready
 
 from tests.export.exportruns import table_frame
 from hydranet.serve.window import SharedWindow
@@ -21,15 +21,16 @@ SIZE = 5
 
 def window(folder: Path, worker: str) -> SharedWindow:
     """A window of one worker (named `worker`, as the real ones are named by their process id) over plain rows."""
-    shared = SharedWindow(folder, SIZE, pd.DataFrame(), pd.DataFrame(), [], lambda frame: frame.to_dict("records"),
-                          pd.DataFrame, pd.DataFrame)
+    rows = lambda frames, x: [row for frame in frames for row in frame.to_dict("records")]  # noqa: E731
+    shared = SharedWindow(folder, SIZE, pd.DataFrame(), pd.DataFrame(), [], rows, pd.DataFrame, pd.DataFrame)
     shared.log = folder / f"window-{worker}.jsonl"
     return shared
 
 
 def add(shared: SharedWindow, *values: int) -> None:
-    """Rows {"v": value} whose raw output is the value itself."""
-    shared.add(pd.DataFrame({"v": values}), {"task": torch.tensor(values, dtype=torch.float32)})
+    """A batch of rows {"v": value} whose model input and raw output are the value itself."""
+    x = torch.tensor(values, dtype=torch.float32)
+    shared.add([pd.DataFrame({"v": values})], x, {"task": x})
 
 
 def test_workers_pool_their_windows_and_keep_the_newest_rows(tmp_path):
@@ -82,6 +83,23 @@ def test_two_workers_count_and_track_drift_over_all_requests(table_run, tmp_path
         assert server.wait(60) == 0
         assert "(2 workers)" in server.stdout.read()
         assert not list(tmp_path.glob("hydranet-serve-*"))  # the workers' metrics and windows are gone
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+@pytest.mark.slow
+def test_sigterm_lets_the_workers_finish_their_requests_in_flight(table_run, tmp_path):
+    """As one server does: four requests wait in the workers' batchers (up to 3 s for company) when SIGTERM comes,
+    and every one is answered before the workers exit."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start(table_run, port, "--workers", "2", TMPDIR=str(tmp_path))
+    try:
+        wait_ready(server, url)
+        check_sigterm(server, url, requests=4)
+        assert not list(tmp_path.glob("hydranet-serve-*"))
     finally:
         if server.poll() is None:
             server.kill()

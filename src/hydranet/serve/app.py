@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-import torch
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,12 +19,12 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
-from hydranet.fairness.threshold import Thresholds, row_groups
+from hydranet.fairness.threshold import Thresholds
 from hydranet.rundir import RunDir
 from hydranet.serve.backend import load_backend
+from hydranet.serve.batch import BatchAnswers
 from hydranet.serve.batcher import MicroBatcher
-from hydranet.serve.inputs import (JSON, MULTIPART, TableRows, batch_inputs, encode_table_rows, image_json_request,
-                                   image_request, parse_json, table_request)
+from hydranet.serve.inputs import JSON, MULTIPART, image_json_request, parse_json, table_body, uploaded_images
 from hydranet.serve.metrics import ServerMetrics
 from hydranet.serve.settings import ServeSettings
 from hydranet.serve.window import drift_window
@@ -56,8 +55,9 @@ class Service:
         self.metrics = ServerMetrics(shared)
         self.thresholds = Thresholds.of(run)  # fairness thresholds (`hydranet threshold`), applied as `predict` does
         self.window = drift_window(run, self.backend, settings.window, shared)
-        self.batcher = MicroBatcher(self.backend, settings.max_batch, settings.max_wait_ms / 1000,
-                                    self.metrics.batch_rows.observe, batch_inputs(run.info))
+        self.sensitive = tuple(run.config.fairness.sensitive) if self.thresholds is not None else ()
+        answers = BatchAnswers(run, self.backend, self.window, self.metrics, self.thresholds, self.sensitive)
+        self.batcher = MicroBatcher(answers, settings.max_batch, settings.max_wait_ms / 1000)
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
@@ -67,44 +67,26 @@ class Service:
         yield
         await self.batcher.close()
 
-    async def predict(self, request: Request) -> dict[str, Any]:
+    async def predict(self, request: Request) -> Response:
+        """The answer's JSON body, made in the batcher's thread with the rest of its batch."""
         body = await read_body(request, self.settings.max_body_bytes)
-        inputs = await self.model_inputs(request, body)
-        outputs = await self.batcher.submit(inputs)
-        answers = self.answers(outputs, inputs)
-        self.window.add(inputs, outputs)
-        self.metrics.count_answers(answers)
-        return {"predictions": answers}
+        answer = await self.batcher.submit(await self.request_inputs(request, body))
+        return Response(answer, media_type=JSON)
 
-    async def model_inputs(self, request: Request, body: bytes) -> torch.Tensor | TableRows:
-        """The body as the batcher's inputs (decoded and checked in a thread: pandas and image decoding would stall
-        the event loop): model inputs of images, or checked table rows."""
+    async def request_inputs(self, request: Request, body: bytes) -> list[Any]:
+        """The body's image files or table rows, its shape checked here on the event loop (cheap); decoding the
+        images and cleaning the rows is left to the batcher's thread, once per request there (`BatchAnswers`)."""
         info, media = self.run.info, media_type(request)
         accepted = (JSON, MULTIPART) if info.is_image else (JSON,)
         if media not in accepted:
             raise HTTPException(415, f"Content-Type: {media or 'none'} is not accepted (expected "
                                      f"{' or '.join(accepted)})")
         if media == MULTIPART:
-            items = await uploaded_files(request, body)
-            return await asyncio.to_thread(image_request, info, items)
+            return uploaded_images(await uploaded_files(request, body))
         parsed = parse_json(body)
         if info.is_image:
-            return await asyncio.to_thread(image_json_request, info, parsed)
-        sensitive = self.run.config.fairness.sensitive if self.thresholds is not None else ()
-        return await asyncio.to_thread(table_request, info, parsed, sensitive)
-
-    def answers(self, outputs: dict[str, torch.Tensor], inputs: torch.Tensor | TableRows) -> list[dict[str, Any]]:
-        """One object per row: {task: the task kind's answer}; a thresholded task's label is the thresholds'
-        decision (its probability stays the model's), the same as `hydranet predict`'s `<task>_decision`.
-        Thresholds exist for table runs only; their per-row draw hashes the request's encoded rows, as predict's."""
-        per_task = {name: task.answers(outputs[name]) for name, task in self.run.tasks.items()}
-        if self.thresholds is not None:
-            x = encode_table_rows(self.run.info, [inputs])
-            groups = row_groups(self.run, inputs.frame, "rows")  # with thresholds, rows come with their frame
-            for name, decided in self.thresholds.decide(self.run, outputs, x, groups, "rows").items():
-                for answer, positive in zip(per_task[name], decided):
-                    answer["label"] = self.run.tasks[name].info.classes[positive]
-        return [dict(zip(per_task, row)) for row in zip(*per_task.values())]
+            return image_json_request(parsed)
+        return table_body(info, parsed, self.sensitive)
 
     def metadata(self) -> dict[str, Any]:
         tasks = {name: {"kind": task.kind, "classes": task.info.classes, "column": task.column_name}
@@ -146,8 +128,8 @@ def create_app(run: Run, settings: ServeSettings, shared: Path | None = None) ->
 
     app.add_middleware(GuardAndCount, service=service)
 
-    @app.post("/predict", openapi_extra=PREDICT_BODY)
-    async def predict(request: Request) -> dict[str, Any]:
+    @app.post("/predict", openapi_extra=PREDICT_BODY, response_class=JSONResponse)
+    async def predict(request: Request) -> Response:
         """Per row, per task: classification {label, probabilities}, binary {label, probability of the positive
         class}, multilabel {labels, probabilities}, regression {value} in the target's units."""
         service.metrics.in_progress.inc()

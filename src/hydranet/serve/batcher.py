@@ -1,119 +1,101 @@
-"""Dynamic batching: concurrent requests' rows gathered into one model call, so many small requests cost about
-what one batch does (the model's time per call barely grows with the rows it is given). What is done once per
-batch rather than per request (table encoding) is the batcher's `prepare`.
+"""Dynamic batching: concurrent requests gathered into one call of a per-batch function, so many small requests
+cost about what one batch does (the model's time per call barely grows with the rows it is given, and what is
+done once per batch — decoding answers, the drift window, the metrics — is vectorized over its rows).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence, Sized
+from typing import Any, Callable, Sized
 
-import torch
-
-Outputs = dict[str, torch.Tensor]
+Process = Callable[[list[Any]], list[Any]]  # the gathered requests' inputs → one result per request
 
 
 @dataclass
 class _Job:
-    inputs: Sized  # one request's n rows, as `prepare` takes them (model inputs (n, …), checked table rows)
+    inputs: Sized  # one request's n rows, as `process` takes them
     done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
-_STOP: Any = object()  # put on the queue by `close`: the worker finishes what was queued before it, then stops
-
-
 class MicroBatcher:
-    """One worker task takes the first waiting request, then more until `max_batch` rows or `max_wait_s` after the
-    first, runs `model` once on all their rows (in a thread, so the event loop keeps accepting requests) and hands
-    each request its own rows of the outputs. A request never shares a batch that would exceed `max_batch` rows
-    unless it alone has more; `max_batch` 1 runs every request alone, without waiting.
+    """One worker task waits for a first request, then up to `max_wait_s` for others until `max_batch` rows are
+    queued, and runs `process` once on the requests it takes (in a thread, so the event loop keeps accepting
+    requests); each request gets its own result, or its own error when `process` returns an exception in its
+    place. A request never shares a batch that would exceed `max_batch` rows unless it alone has more; `max_batch`
+    1 runs every request alone, without waiting.
 
-    `prepare(inputs)` turns the gathered requests' inputs into one model input, in the model's thread (default:
-    tensors concatenated); it must not fail on inputs the requests checked. `on_batch(rows)` is called for every
-    model call (the batch-size histogram).
+    Submitting only appends to a queue: the worker wakes when the first request arrives and when the queue fills
+    (`max_batch` rows), and starts one timer per batch, so the cost of batching does not grow with the requests.
     """
 
-    def __init__(self, model: Callable[[torch.Tensor], Outputs], max_batch: int, max_wait_s: float,
-                 on_batch: Callable[[int], None] = lambda rows: None,
-                 prepare: Callable[[Sequence[Any]], torch.Tensor] = torch.cat):
-        self.model, self.max_batch, self.max_wait_s, self.on_batch = model, max_batch, max_wait_s, on_batch
-        self.prepare = prepare
-        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
-        self._held: _Job | None = None  # taken from the queue but too big for the batch it was taken for
+    def __init__(self, process: Process, max_batch: int, max_wait_s: float):
+        self.process, self.max_batch, self.max_wait_s = process, max_batch, max_wait_s
+        self._queue: deque[_Job] = deque()
+        self._rows = 0  # rows queued
+        self._arrived, self._full = asyncio.Event(), asyncio.Event()
+        self._closing = False
         self._worker: asyncio.Task | None = None
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._work())
 
     async def close(self) -> None:
-        """Run every request queued so far, then stop the worker."""
+        """Run every request queued so far (without waiting for more), then stop the worker."""
+        self._closing = True
+        self._arrived.set()
+        self._full.set()
         if self._worker is not None:
-            await self.queue.put(_STOP)
             await self._worker
 
-    async def submit(self, inputs: Sized) -> Outputs:
-        """The raw outputs for the rows of `inputs`, computed in some batch with other requests' rows."""
+    async def submit(self, inputs: Sized) -> Any:
+        """The result for `inputs`, computed in some batch with other requests' rows."""
         job = _Job(inputs)
-        await self.queue.put(job)
+        self._queue.append(job)
+        self._rows += len(inputs)
+        self._arrived.set()
+        if self._rows >= self.max_batch:
+            self._full.set()
         return await job.done
 
     async def _work(self) -> None:
         while True:
-            first = self._held or await self.queue.get()
-            self._held = None
-            if first is _STOP:
+            await self._arrived.wait()
+            if not self._queue:  # woken by close with nothing left
                 return
-            jobs, stop = await self._gather(first)
-            await self._run(jobs)
-            if stop:
-                return
+            if not self._full.is_set():
+                try:
+                    async with asyncio.timeout(self.max_wait_s):
+                        await self._full.wait()
+                except TimeoutError:
+                    pass
+            await self._run(self._take())
 
-    async def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
-        """`first` and the requests that join it; True when the stop marker came while gathering."""
-        loop = asyncio.get_running_loop()
-        jobs, rows, deadline = [first], len(first.inputs), loop.time() + self.max_wait_s
-        while rows < self.max_batch:
-            job = await self._next(deadline - loop.time())
-            if job is None:
-                break
-            if job is _STOP:
-                return jobs, True
-            if rows + len(job.inputs) > self.max_batch:
-                self._held = job
-                break
-            jobs.append(job)
-            rows += len(job.inputs)
-        return jobs, False
-
-    async def _next(self, timeout_s: float) -> _Job | None:
-        """The next queued job, waiting at most `timeout_s` for one; None when none came. Jobs already queued are
-        taken without waiting (`wait_for` with no time left would give up on them)."""
-        if not self.queue.empty():
-            return self.queue.get_nowait()
-        if timeout_s <= 0:
-            return None
-        try:
-            return await asyncio.wait_for(self.queue.get(), timeout_s)
-        except asyncio.TimeoutError:
-            return None
+    def _take(self) -> list[_Job]:
+        """The first queued request and those after it that fit in `max_batch` rows."""
+        jobs = [self._queue.popleft()]
+        rows = len(jobs[0].inputs)
+        while self._queue and rows + len(self._queue[0].inputs) <= self.max_batch:
+            jobs.append(self._queue.popleft())
+            rows += len(jobs[-1].inputs)
+        self._rows -= rows
+        if not self._queue and not self._closing:
+            self._arrived.clear()
+        if self._rows < self.max_batch and not self._closing:
+            self._full.clear()
+        return jobs
 
     async def _run(self, jobs: list[_Job]) -> None:
-        """One model call for all `jobs`; each gets its rows' outputs, or the error when the call failed."""
-        self.on_batch(sum(len(job.inputs) for job in jobs))
+        """One `process` call for all `jobs`; each gets its result, or the error when the call itself failed."""
         try:
-            outputs = await asyncio.to_thread(self._call, [job.inputs for job in jobs])
+            results = await asyncio.to_thread(self.process, [job.inputs for job in jobs])
         except Exception as err:  # an internal error: every request of the batch answers 500 with it
-            for job in jobs:
-                if not job.done.cancelled():  # cancelled: its client went away
-                    job.done.set_exception(err)
-            return
-        start = 0
-        for job in jobs:
-            end = start + len(job.inputs)
-            if not job.done.cancelled():
-                job.done.set_result({task: values[start:end] for task, values in outputs.items()})
-            start = end
-
-    def _call(self, inputs: list[Any]) -> Outputs:
-        return self.model(self.prepare(inputs))
+            results = [err] * len(jobs)
+        for job, result in zip(jobs, results):
+            if job.done.cancelled():  # its client went away
+                continue
+            if isinstance(result, Exception):
+                job.done.set_exception(result)
+            else:
+                job.done.set_result(result)

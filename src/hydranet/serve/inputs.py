@@ -2,7 +2,8 @@
 exactly as `hydranet predict` prepares it from a file. Every problem is a UserError naming the field, row or column.
 
 Table runs take JSON `{"rows": [{column: value, …}, …]}`; image runs take multipart uploads (any field name) or
-JSON `{"images": ["<base64>", …]}`.
+JSON `{"images": ["<base64>", …]}`. A body's shape is checked on the event loop (`table_body`, `image_json_request`);
+decoding images and cleaning rows (`image_pixels`, `table_rows`) is done per request in the batcher's thread.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import binascii
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 import torch
@@ -21,8 +22,8 @@ from hydranet.data import DataInfo, to_model_inputs
 from hydranet.data.sources.table import clean
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
-from hydranet.predict import checked_table, encoded_image_inputs
-from hydranet.serve.onerow import encode_one_row
+from hydranet.predict import checked_table, decoded_images
+from hydranet.serve.onerow import encode_rows
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
@@ -44,8 +45,8 @@ def parse_json(body: bytes) -> Any:
 @dataclass
 class TableRows:
     """One request's checked table rows: `rows` (cleaned, as dicts: what the drift window keeps) and either their
-    model inputs `encoded` (a one-row request, encoded by `onerow`) or the cleaned `frame` (encoded by the
-    batcher together with the other frames of its batch: pandas' encoding costs about the same for 1 row as 64)."""
+    model inputs `encoded` (plain-Python rows, encoded by `onerow`) or the cleaned `frame` (encoded by the batcher
+    together with the other frames of its batch: pandas' encoding costs about the same for 1 row as 64)."""
 
     rows: list[dict[str, Any]]
     encoded: torch.Tensor | None = None
@@ -56,22 +57,40 @@ class TableRows:
 
 
 def table_request(info: DataInfo, body: Any, sensitive: Sequence[str] = ()) -> TableRows:
-    """`{"rows": [...]}` → the cleaned rows of the trained columns, checked as `predict` checks a table. A run with
-    fairness thresholds also takes its `sensitive` columns in every row: they decide the thresholded tasks, from
-    the frame. One row without them takes `onerow`'s plain-Python path when it can (same result, no pandas)."""
+    """`{"rows": [...]}` → the cleaned rows of the trained columns, checked as `predict` checks a table: the
+    server's two steps, `table_body` then `table_rows`, in one."""
+    return table_rows(info, table_body(info, body, sensitive), sensitive)
+
+
+def table_body(info: DataInfo, body: Any, sensitive: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The rows of `{"rows": [...]}`, each an object with exactly the trained columns (and, for a run with fairness
+    thresholds, its `sensitive` columns, which decide the thresholded tasks) holding numbers, strings or nulls.
+    Cheap checks of the body's shape, done on the event loop before a request joins a batch."""
     rows = body.get("rows") if isinstance(body, dict) else None
     if not isinstance(rows, list) or set(body) != {"rows"}:
         raise UserError('body: expected a JSON object {"rows": [{column: value, …}, …]} and nothing else')
     if not rows:
         raise UserError("rows: the list is empty (expected at least one row)")
-    columns = list(dict.fromkeys([*input_columns(info), *sensitive]))
+    columns = request_columns(info, sensitive)
     for i, row in enumerate(rows):
         check_row(row, i, columns)
-    fast = encode_one_row(info, rows[0]) if len(rows) == 1 and not sensitive else None
+    return rows
+
+
+def table_rows(info: DataInfo, rows: list[dict[str, Any]], sensitive: Sequence[str] = ()) -> TableRows:
+    """Checked rows (`table_body`) cleaned and checked as `predict` cleans a file's: on `onerow`'s plain-Python path
+    when it can (same result, no pandas), else with pandas, which words every error. A run with fairness
+    thresholds keeps the frame (they read the sensitive columns from it)."""
+    fast = encode_rows(info, rows) if not sensitive else None
     if fast is not None:
-        return TableRows([fast[0]], encoded=fast[1])
-    frame = checked_frame(info, rows, columns)
+        return TableRows(*fast)
+    frame = checked_frame(info, rows, request_columns(info, sensitive))
     return TableRows(frame.to_dict("records"), frame=frame)
+
+
+def request_columns(info: DataInfo, sensitive: Sequence[str] = ()) -> list[str]:
+    """The columns each row of a request holds: the trained ones, then the sensitive ones not among them."""
+    return list(dict.fromkeys([*input_columns(info), *sensitive]))
 
 
 def checked_frame(info: DataInfo, rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
@@ -79,14 +98,6 @@ def checked_frame(info: DataInfo, rows: list[dict[str, Any]], columns: list[str]
     # Columns typed as read_csv types a file's (numbers stay numbers, so a number in a text column is "5", not the
     # "5.0" of parsing text back), and only text columns cost `clean` its pandas string work.
     return checked_table(info, clean(pd.DataFrame(rows, columns=columns), "rows"), "rows")
-
-
-def batch_inputs(info: DataInfo) -> Callable[[Sequence[Any]], torch.Tensor]:
-    """How the batcher makes one model input of the requests it gathered: image requests are model inputs already
-    (concatenated); table requests are `TableRows`, their frames encoded together once."""
-    if info.is_image:
-        return torch.cat
-    return lambda requests: encode_table_rows(info, requests)
 
 
 def encode_table_rows(info: DataInfo, requests: Sequence[TableRows]) -> torch.Tensor:
@@ -116,15 +127,18 @@ def check_row(row: Any, i: int, columns: list[str]) -> None:
             raise UserError(f"{where}: column {name!r}: {value} is not a finite number (null marks a missing value)")
 
 
-def image_json_request(info: DataInfo, body: Any) -> torch.Tensor:
-    """`{"images": ["<base64>", …]}` → model inputs."""
+ImageFiles = list[tuple[str, bytes]]  # one request's image files: (name, the file's bytes)
+
+
+def image_json_request(body: Any) -> ImageFiles:
+    """`{"images": ["<base64>", …]}` → the image files."""
     images = body.get("images") if isinstance(body, dict) else None
     if not isinstance(images, list) or set(body) != {"images"}:
         raise UserError('body: this run was trained on images; expected {"images": ["<base64 image file>", …]} '
                         'or a multipart upload of image files')
     if not images:
         raise UserError("images: the list is empty (expected at least one image)")
-    return image_request(info, [(f"images[{i}]", from_base64(item, i)) for i, item in enumerate(images)])
+    return [(f"images[{i}]", from_base64(item, i)) for i, item in enumerate(images)]
 
 
 def from_base64(item: Any, i: int) -> bytes:
@@ -136,8 +150,14 @@ def from_base64(item: Any, i: int) -> bytes:
         raise UserError(f"images[{i}]: not base64 (expected the image file's bytes in standard base64)") from None
 
 
-def image_request(info: DataInfo, items: list[tuple[str, bytes]]) -> torch.Tensor:
-    """Named image files (uploads or decoded base64) → model inputs, decoded and resized as `predict` does."""
+def uploaded_images(items: ImageFiles) -> ImageFiles:
+    """The files of a multipart upload, refused when there are none."""
     if not items:
         raise UserError("images: no image files in the upload (expected one or more files)")
-    return encoded_image_inputs(info, items, "images")
+    return items
+
+
+def image_pixels(info: DataInfo, items: ImageFiles) -> torch.Tensor:
+    """One request's image files decoded and resized as `predict` does: uint8 (N, C, H, W), normalized later with
+    the whole batch's."""
+    return decoded_images(info, items, "images")

@@ -6,6 +6,7 @@ multiprocess mode, and /metrics answers the sum over all of them.
 from __future__ import annotations
 
 import os
+import collections
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +50,14 @@ class ServerMetrics:
         self.drifted = Gauge("hydranet_drifted", "1 when the latest drift test flags the feature or task",
                              ["kind", "name"], multiprocess_mode="mostrecent", **options)
 
-    def count_answers(self, answers: list[dict[str, dict[str, Any]]]) -> None:
-        """One count per row and task, under the label(s) it predicted."""
-        for row in answers:
-            for task, answer in row.items():
-                labels = answer["labels"] if "labels" in answer else [answer.get("label", "")]
-                for label in labels:
-                    self.predictions.labels(task, label).inc()
+    def count_answers(self, per_task: dict[str, list[dict[str, Any]]]) -> None:
+        """One count per row and task, under the label(s) it predicted: a batch's answers per task, added up first
+        so each label's counter is touched once per batch."""
+        for task, answers in per_task.items():
+            counts = collections.Counter(label for answer in answers
+                             for label in (answer["labels"] if "labels" in answer else [answer.get("label", "")]))
+            for label, count in counts.items():
+                self.predictions.labels(task, label).inc(count)
 
     def set_drift(self, report: dict[str, Any]) -> None:
         """The drift gauges from a ready `DriftWindow.drift()` report."""

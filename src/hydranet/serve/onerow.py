@@ -1,6 +1,6 @@
-"""A one-row table request checked and encoded in plain Python: the same model inputs as `clean`, `checked_table`
-and `TableEncoder` give it, without their pandas work (about 40 ms of a one-row request on two busy cores), for
-the default encoding (standardized numbers, one-hot categories); other encodings go the pandas way.
+"""Small table requests checked and encoded in plain Python: the same model inputs as `clean`, `checked_table` and
+`TableEncoder` give them, without their pandas work (about 40 ms of a one-row request on two busy cores), for the
+default encoding (standardized numbers, one-hot categories); other encodings go the pandas way.
 
 It takes only what it knows it reads as pandas does: JSON numbers in numeric columns, text that is no number in
 text columns, and missing values. Anything else (text in a numeric column, a number in a text column, text that
@@ -22,39 +22,52 @@ from hydranet.data.tabular import TableEncoder
 
 MISSING = object()  # a missing cell: null, or a missing marker such as "?" or ""
 INT64_LIMIT = 2 ** 63  # larger ints make pandas' column object-typed, not int64
+MAX_ROWS = 2048  # beyond, pandas' whole-column work may cost less than reading cell by cell (docs/deploy.md)
 
 
 class _PandasWay(Exception):
     """A cell this module does not read; the request goes through pandas."""
 
 
-def encode_one_row(info: DataInfo, row: dict[str, Any]) -> tuple[dict[str, Any], torch.Tensor] | None:
-    """(the cleaned row, its model inputs (1, F)) of a checked row with exactly the trained columns; None when a
-    cell needs the pandas path, or the encoding is not the plain one this module reproduces."""
-    if not TableEncoder.from_state(info.encoder).plain:
+def encode_rows(info: DataInfo, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], torch.Tensor] | None:
+    """(the cleaned rows, their model inputs (N, F)) of checked rows with exactly the trained columns; None when a
+    cell needs the pandas path, when there are more than MAX_ROWS rows (pandas' per-request cost is then the
+    smaller one), or when the encoding is not the plain one this module reproduces. Each cell is read on its own:
+    a column pandas would type from several rows reads the same, since a cell whose reading depends on its
+    neighbours (text in a numeric column, a number in a text column, text that parses as a number) goes the
+    pandas way."""
+    if len(rows) > MAX_ROWS or not TableEncoder.from_state(info.encoder).plain:
         return None
     columns = info.encoder["columns"]
-    out = np.zeros(sum(1 if c["kind"] == "numeric" else len(c["categories"]) for c in columns), dtype=np.float32)
-    cleaned, start = {}, 0
+    out = np.zeros((len(rows), sum(1 if c["kind"] == "numeric" else len(c["categories"]) for c in columns)),
+                   dtype=np.float32)
     try:
-        for column in columns:
-            value = cell(row[column["name"]])
-            cleaned[column["name"]] = math.nan if value is MISSING else value
-            if column["kind"] == "numeric":
-                if isinstance(value, str):
-                    raise _PandasWay  # text in a numeric column: pandas names the cell in its error
-                if value is not MISSING:  # missing: the train mean, 0 once standardized
-                    out[start] = np.float32((float(value) - column["mean"]) / column["std"])
-                start += 1
-                continue
-            if not (value is MISSING or isinstance(value, str)):
-                raise _PandasWay  # a number in a text column: pandas decides how it is spelled
-            if value in column["categories"]:  # unknown and missing text: no category
-                out[start + column["categories"].index(value)] = 1.0
-            start += len(column["categories"])
+        cleaned = [encode_row(columns, row, encoded) for row, encoded in zip(rows, out)]
     except _PandasWay:
         return None
-    return cleaned, torch.from_numpy(out).unsqueeze(0)
+    return cleaned, torch.from_numpy(out)
+
+
+def encode_row(columns: list[dict[str, Any]], row: dict[str, Any], out: np.ndarray) -> dict[str, Any]:
+    """One row's cells encoded into `out` (zeros, F); the cleaned row. Raises _PandasWay for a cell it does not
+    read."""
+    cleaned, start = {}, 0
+    for column in columns:
+        value = cell(row[column["name"]])
+        cleaned[column["name"]] = math.nan if value is MISSING else value
+        if column["kind"] == "numeric":
+            if isinstance(value, str):
+                raise _PandasWay  # text in a numeric column: pandas names the cell in its error
+            if value is not MISSING:  # missing: the train mean, 0 once standardized
+                out[start] = np.float32((float(value) - column["mean"]) / column["std"])
+            start += 1
+            continue
+        if not (value is MISSING or isinstance(value, str)):
+            raise _PandasWay  # a number in a text column: pandas decides how it is spelled
+        if value in column["categories"]:  # unknown and missing text: no category
+            out[start + column["categories"].index(value)] = 1.0
+        start += len(column["categories"])
+    return cleaned
 
 
 def cell(value: Any) -> Any:

@@ -52,7 +52,7 @@ def serve_run(run_dir: str | Path, settings: ServeSettings) -> None:
     if settings.workers > 1:
         return serve_workers(run_dir, settings)
     app = create_app(load_run(run_dir), settings)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=GRACE_S)
     server = _Server(config, run_dir)
     # uvicorn re-raises the signal it caught once it has shut down; with Python's default SIGTERM action that would
@@ -78,7 +78,7 @@ def serve_workers(run_dir: str | Path, settings: ServeSettings) -> None:
         os.environ[MULTIPROC_ENV] = str(metrics_folder(shared))  # inherited by the workers (spawned, not forked)
         config = uvicorn.Config(functools.partial(worker_app, str(run_dir), settings, shared), factory=True,
                                 host=settings.host, port=settings.port, workers=settings.workers,
-                                log_level="warning", timeout_graceful_shutdown=GRACE_S,
+                                log_level="warning", access_log=False, timeout_graceful_shutdown=GRACE_S,
                                 timeout_worker_healthcheck=HEALTHCHECK_S)
         socket = config.bind_socket()
         _Workers(config, [socket], run_dir).run()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -33,34 +34,40 @@ from hydranet.train.run import Run
 MIN_ROWS = 30  # fewer recent rows make the tests too weak to flag anything but a gross shift
 
 Outputs = dict[str, torch.Tensor]
-Inputs = torch.Tensor | TableRows
+Prepared = torch.Tensor | TableRows  # one request's decoded pixels (uint8) or checked table rows
 Recent = tuple[list[Any], list[Outputs]]  # window rows and, per row, its raw outputs
 
 
 class DriftWindow:
     """The last `size` answered rows of this process. `reference_inputs` (raw train rows, or their image features)
-    and `reference_predictions` (the model's decoded answers on them) are fixed at start. `rows(inputs)` turns a
-    request's inputs into window rows (JSON values: table rows as dicts, an image's channel statistics as a list),
-    `describe(rows)` turns those into the frame compared with `reference_inputs`; `decode(outputs)` turns raw
-    outputs into answers."""
+    and `reference_predictions` (the model's decoded answers on them) are fixed at start. `rows(requests, x)` turns
+    a batch's requests and their model inputs into window rows (JSON values: table rows as dicts, an image's
+    channel statistics as a list), `describe(rows)` turns those into the frame compared with `reference_inputs`;
+    `decode(outputs)` turns raw outputs into answers. The batcher's thread adds, the event loop takes snapshots:
+    a lock keeps them apart."""
 
     def __init__(self, size: int, reference_inputs: pd.DataFrame, reference_predictions: pd.DataFrame,
-                 categorical: list[str], rows: Callable[[Inputs], list[Any]],
+                 categorical: list[str], rows: Callable[[list[Prepared], torch.Tensor], list[Any]],
                  describe: Callable[[list[Any]], pd.DataFrame], decode: Callable[[Outputs], pd.DataFrame]):
         self.size, self.reference_inputs, self.reference_predictions = size, reference_inputs, reference_predictions
         self.categorical, self.rows, self.describe, self.decode = categorical, rows, describe, decode
         self.inputs: deque[Any] = deque(maxlen=size)
         self.outputs: deque[Outputs] = deque(maxlen=size)
+        self.lock = threading.Lock()
 
-    def add(self, inputs: Inputs, outputs: Outputs) -> None:
-        """One request's inputs and its raw outputs (one row per input row)."""
-        self.inputs.extend(self.rows(inputs))
-        self.outputs.extend({task: values[i] for task, values in outputs.items()} for i in range(len(inputs)))
+    def add(self, requests: list[Prepared], x: torch.Tensor, outputs: Outputs) -> None:
+        """One batch: its requests, their model inputs `x` and raw outputs (one row per row of `x`)."""
+        rows = self.rows(requests, x)
+        per_row = [{task: values[i] for task, values in outputs.items()} for i in range(len(x))]
+        with self.lock:
+            self.inputs.extend(rows)
+            self.outputs.extend(per_row)
 
     def snapshot(self) -> Callable[[], Recent]:
         """What `drift` reads, taken on the event loop, which alone adds to the window: a copy of it, so the drift
         tests can run in a thread on rows that do not change under them."""
-        recent = list(self.inputs), list(self.outputs)
+        with self.lock:
+            recent = list(self.inputs), list(self.outputs)
         return lambda: recent
 
     def drift(self, snapshot: Callable[[], Recent]) -> dict[str, Any]:
@@ -88,11 +95,11 @@ class SharedWindow(DriftWindow):
         super().__init__(*args)
         self.folder, self.log, self.logged = folder, folder / f"window-{os.getpid()}.jsonl", 0
 
-    def add(self, inputs: Inputs, outputs: Outputs) -> None:
-        record = {"t": time.time_ns(), "rows": self.rows(inputs),
+    def add(self, requests: list[Prepared], x: torch.Tensor, outputs: Outputs) -> None:
+        record = {"t": time.time_ns(), "rows": self.rows(requests, x),
                   "outputs": {task: values.tolist() for task, values in outputs.items()}}
         append_line(self.log, json.dumps(record))
-        self.logged += len(inputs)
+        self.logged += len(x)
         if self.logged >= 2 * self.size:
             kept = newest(read_log(self.log), self.size)
             write_text(self.log, "".join(json.dumps(record) + "\n" for record in kept))
@@ -139,10 +146,10 @@ def drift_window(run: Run, model: Callable[[torch.Tensor], Outputs], size: int,
     decode = lambda outputs: decode_outputs(run, outputs)  # noqa: E731
     if run.info.is_image:
         x = reference_images(run, STAT_TEST_MAX_ROWS)
-        rows = lambda images: channel_statistics(input_pixels(run.info, images), 1.0).tolist()  # noqa: E731
+        rows = lambda requests, x: channel_statistics(input_pixels(run.info, x), 1.0).tolist()  # noqa: E731
         names = image_feature_names(run.info.channels)
         describe = lambda stats: pd.DataFrame(stats, columns=names, dtype="float64")  # noqa: E731
-        parts = (size, describe(rows(x)), decode(model(x)), [], rows, describe, decode)
+        parts = (size, describe(rows([], x)), decode(model(x)), [], rows, describe, decode)
     else:
         columns = TableEncoder.from_state(run.info.encoder).columns
         names = [c["name"] for c in columns]
@@ -153,9 +160,9 @@ def drift_window(run: Run, model: Callable[[torch.Tensor], Outputs], size: int,
     return SharedWindow(shared, *parts) if shared is not None else DriftWindow(*parts)
 
 
-def table_rows(inputs: TableRows) -> list[dict[str, Any]]:
-    """A request's checked table rows as window rows."""
-    return inputs.rows
+def table_rows(requests: list[TableRows], x: torch.Tensor) -> list[dict[str, Any]]:
+    """A batch's checked table rows as window rows."""
+    return [row for request in requests for row in request.rows]
 
 
 def reference_images(run: Run, rows: int) -> torch.Tensor:

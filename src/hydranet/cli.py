@@ -92,8 +92,14 @@ def train(
     teacher: List[str] = typer.Option([], "--teacher", help="distill from this trained run (repeatable: each teaches "
                                                             "the tasks it has); short for --set distill.teacher=…"),
     quiet: bool = QUIET,
+    nproc: Optional[int] = typer.Option(None, "--nproc", help="train as N processes of this machine (torchrun "
+                                                              "--nproc-per-node N); train.batch_size stays the global batch"),
 ) -> None:
     """Train an experiment and write a run directory (with fairness.mitigation threshold, also thresholds.json)."""
+    if nproc is not None:
+        at_least_one(("--nproc", nproc))
+        raise typer.Exit(_relaunch(nproc, experiment, overrides, run_dir, resume, teacher, quiet))
+    from hydranet.distributed.context import is_main
     from hydranet.fairness import after_training
     from hydranet.rundir import RunFinished
     from hydranet.train import fit
@@ -102,11 +108,24 @@ def train(
     if teacher:  # JSON is YAML: the paths stay strings whatever characters they hold
         overrides = [*overrides, f"distill.teacher={json.dumps(teacher[0] if len(teacher) == 1 else teacher)}"]
     run = start_or_resume(experiment, overrides, run_dir, resume, quiet, fit, resume_run)
+    if not is_main():  # torchrun's other ranks: rank 0 post-processes and reports the run
+        return
     if not isinstance(run, RunFinished):  # a finished run was post-processed when it finished
         after_training(run)
     console.print(metrics_table(run.summary, title=f"{run.summary['experiment']} — {run.summary['epochs']} epochs, "
                                                    f"{run.summary['train_seconds']:.1f}s, {run.summary['params']:,} params"))
     console.print(f"run directory: [bold]{run.dir}[/bold]")
+
+
+def _relaunch(nproc, experiment, overrides, run_dir, resume, teacher, quiet) -> int:
+    """`train` again as `nproc` processes under torchrun, with the same arguments (less --nproc)."""
+    from hydranet.distributed.launch import relaunch
+
+    args = [experiment] if experiment is not None else []
+    args += [a for o in overrides for a in ("--set", o)] + [a for t in teacher for a in ("--teacher", t)]
+    args += ["--run-dir", str(run_dir)] if run_dir is not None else []
+    args += ["--resume", str(resume)] if resume is not None else []
+    return relaunch(nproc, ["train", *args, *(["--quiet"] if quiet else [])])
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """Helpers shared by the gradient balancers: per-term gradients on the shared parameters (from train/gradients.py,
 which diagnostics share) or on the shared representation, a combined gradient written into `.grad`, and one
-backward for everything not shared.
+backward for everything not shared. Under torchrun the per-term gradients are averaged over the ranks here, where
+every balancer takes them, so each combines the global batch's task gradients and all ranks take the same step.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ import torch
 from torch import Tensor
 
 from hydranet.config import Options
-from hydranet.train.gradients import flatten, term_gradients  # noqa: F401  (the balancers take them from here)
+from hydranet.distributed.context import world_size
+from hydranet.distributed.reduce import averaged
+from hydranet.errors import UserError
+from hydranet.train import gradients as local
+from hydranet.train.gradients import flatten  # noqa: F401  (the balancers take it from here)
 
 Level = Literal["parameters", "representation"]
 
@@ -22,6 +27,13 @@ class GradientOptions(Options):
     """The option every method that combines task gradients shares: which gradients it combines."""
 
     gradients: Level = Field("parameters", description="parameters: each term's gradient on the shared parameters (exact) | representation: on the shared features z, as MGDA-UB and LibMTL's rep_grad (one pass through the trunk; soft sharing falls back to parameters)")
+
+
+def term_gradients(losses: list[Tensor], params: list[Tensor], **options) -> Tensor:
+    """(T, P) gradients of each loss on `params` (train/gradients.py's, batched or looped), averaged over the ranks
+    under torchrun: every rank's losses are its share of the global mean (`Task.loss`), so the average is each task's
+    gradient on the global batch, identical on every rank, before any balancer combines the rows."""
+    return averaged(local.term_gradients(losses, params, **options), "the per-task gradients")
 
 
 @dataclass
@@ -47,6 +59,9 @@ class GradientMethod:
     def task_gradients(self, losses: dict[str, Tensor], shared: list[Tensor]) -> TermGradients:
         """Gradients on z = `model.features` when asked for and usable, else on the shared parameters."""
         terms = list(losses.values())
+        if self.level == "representation" and world_size() > 1:
+            raise UserError("mtl.balancer.gradients: representation combines gradients on each example's features, "
+                            "which stay on their own process under torchrun; use parameters")
         z = representation(terms, getattr(self.model, "features", None)) if self.level == "representation" else None
         return TermGradients(term_gradients(terms, [z] if z is not None else shared), z)
 

@@ -1,8 +1,8 @@
 """The all-reduces that keep every rank's step equal to one process's on the global batch: task losses over all
 labelled examples, gradients, per-task gradient matrices, BatchNorm statistics and running sums.
 
-Each function is the identity in a single process. Every collective goes through `_all_reduce`, which turns a
-dead or silent peer into one clear `PeerLost` line.
+Each function is the identity in a single process. Every collective turns a dead or silent peer into one clear
+`PeerLost` line (`_lost`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,14 @@ def _all_reduce(tensor: Tensor, what: str) -> Tensor:
     try:
         dist.all_reduce(tensor)
     except RuntimeError as err:  # DistBackendError (a RuntimeError): a peer closed its connection or timed out
-        raise PeerLost(f"distributed: rank {rank()} of {world_size()} lost the other processes while reducing {what} "
-                       f"({first_line(err)}); a process died or stopped answering for train.distributed_timeout "
-                       f"seconds: restart with --resume RUN_DIR") from None
+        raise _lost(what, err) from None
     return tensor
+
+
+def _lost(what: str, err: RuntimeError) -> PeerLost:
+    return PeerLost(f"distributed: rank {rank()} of {world_size()} lost the other processes while exchanging {what} "
+                    f"({first_line(err)}); a process died or stopped answering for train.distributed_timeout seconds: "
+                    f"restart with --resume RUN_DIR")
 
 
 def summed(tensor: Tensor, what: str = "a sum") -> Tensor:
@@ -39,6 +43,18 @@ def averaged(tensor: Tensor, what: str = "task gradients") -> Tensor:
     if not active():
         return tensor
     return summed(tensor, what) / world_size()
+
+
+def concatenated(tensor: Tensor, what: str) -> Tensor:
+    """Every rank's `tensor` side by side along its last axis, in rank order (all the same shape); no gradient."""
+    if not active():
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(world_size())]
+    try:
+        dist.all_gather(parts, tensor.detach().contiguous())
+    except RuntimeError as err:
+        raise _lost(what, err) from None
+    return torch.cat(parts, dim=-1)
 
 
 def global_mean(mean: Tensor, count: Tensor) -> Tensor:

@@ -14,9 +14,8 @@ import torch
 from torch import Tensor
 
 from hydranet.config import Options
-from hydranet.distributed.context import world_size
-from hydranet.distributed.reduce import averaged
-from hydranet.errors import UserError
+from hydranet.distributed.context import rank, world_size
+from hydranet.distributed.reduce import averaged, concatenated
 from hydranet.train import gradients as local
 from hydranet.train.gradients import flatten  # noqa: F401  (the balancers take it from here)
 
@@ -39,10 +38,22 @@ def term_gradients(losses: list[Tensor], params: list[Tensor], **options) -> Ten
 @dataclass
 class TermGradients:
     """The (T, N) matrix a method combines, and where its rows live: on the shared features z when `features`
-    is z, else on the shared parameters (N = P)."""
+    is z, else on the shared parameters (N = P).
+
+    On z under torchrun, the matrix holds the features of every rank's examples (the global batch's gradients on
+    z, in the order of one process's batch), so a method's coefficients are the same on every rank; `own_columns`
+    is what this rank's backward through its own z needs."""
 
     matrix: Tensor
     features: Tensor | None = None
+
+    def own_columns(self) -> Tensor:
+        """(T, B·D) for this rank's own features, as its own losses' gradients (W times the global batch's: the
+        ranks' averaged parameter gradients are then the global ones); the whole matrix in one process."""
+        if world_size() == 1:
+            return self.matrix
+        width = self.features.numel()
+        return self.matrix[:, rank() * width:(rank() + 1) * width] * world_size()
 
 
 class GradientMethod:
@@ -59,11 +70,12 @@ class GradientMethod:
     def task_gradients(self, losses: dict[str, Tensor], shared: list[Tensor]) -> TermGradients:
         """Gradients on z = `model.features` when asked for and usable, else on the shared parameters."""
         terms = list(losses.values())
-        if self.level == "representation" and world_size() > 1:
-            raise UserError("mtl.balancer.gradients: representation combines gradients on each example's features, "
-                            "which stay on their own process under torchrun; use parameters")
         z = representation(terms, getattr(self.model, "features", None)) if self.level == "representation" else None
-        return TermGradients(term_gradients(terms, [z] if z is not None else shared), z)
+        if z is None:
+            return TermGradients(term_gradients(terms, shared))
+        # each rank's gradients on its own examples' features, side by side; / W: from its loss share to the global loss
+        rows = concatenated(local.term_gradients(terms, [z]), "the per-task gradients on the features") / world_size()
+        return TermGradients(rows, z)
 
 
 def representation(losses: list[Tensor], features) -> Tensor | None:
@@ -166,7 +178,7 @@ def combine(losses: dict[str, Tensor], shared: list[Tensor], grads: TermGradient
     z = grads.features
     coeffs = coeffs.to(z.device, non_blocking=True).to(grads.matrix.dtype)
     backward_private(losses, head_weights, shared)
-    torch.autograd.backward(z, (coeffs @ grads.matrix).view(z.shape).to(z.dtype), inputs=shared)
+    torch.autograd.backward(z, (coeffs @ grads.own_columns()).view(z.shape).to(z.dtype), inputs=shared)
 
 
 def last_matrix(params: list[Tensor]) -> Tensor:

@@ -705,6 +705,11 @@ def tune(
     out: Optional[Path] = typer.Option(None, "--dir", help="study directory (default: studies/<study>)"),
 ) -> None:
     """Search the experiment's `search:` space on Optuna: one training run per trial, pruned, resumable."""
+    from hydranet.distributed.context import launched
+
+    if launched():
+        raise UserError("hydranet tune: runs its trials in its own worker processes (--workers, --storage); start it "
+                        "without torchrun, and train the chosen config with torchrun afterwards")
     from hydranet.config import load_config
     from hydranet.tune.report import best_table
     from hydranet.tune.study import tune as run_tune

@@ -6,12 +6,18 @@ costs seconds); the single-process references run here, in the test process."""
 from __future__ import annotations
 
 import json
+import os
+import runpy
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+
+import hydranet
 
 from hydranet.config import load_config
 from hydranet.data import build_dataset
@@ -121,3 +127,33 @@ def test_a_global_batch_the_ranks_cannot_share_is_refused(table):
     data = build_dataset(load_config(workers.experiment(table)))
     with pytest.raises(UserError, match=r"^train.batch_size: 33 is the global batch and must divide evenly among the 2"):
         Batches(data, torch.device("cpu"), 33, data_augment(table), 3, shard=(0, 2))
+
+
+def test_tune_started_by_torchrun_is_refused_in_one_line(cli, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code, _, err = cli("tune", "quickstart", "--trials", "1")
+    assert code == 2 and err.startswith("error: hydranet tune: runs its trials in its own worker processes")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_python_m_hydranet_is_the_command_torchrun_starts(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["hydranet", "train", "--help"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("hydranet", run_name="__main__")
+    assert exit_.value.code == 0 and "--nproc" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # torchrun's agent and two workers: about 20 s
+def test_train_nproc_relaunches_through_torchrun(table, tmp_path):
+    """`--nproc 2` ends with rank 0's run directory and table; a user error of the workers keeps its exit code 2."""
+    yaml_path = tmp_path / "exp.yaml"
+    yaml_path.write_text(json.dumps(workers.experiment(table)))  # JSON is YAML
+    env = {**os.environ, "PYTHONPATH": str(Path(hydranet.__file__).parents[1])}
+    hydranet_cmd = [sys.executable, "-m", "hydranet", "train", str(yaml_path), "--quiet"]
+    done = subprocess.run([*hydranet_cmd, "--nproc", "2", "--run-dir", str(tmp_path / "run")], capture_output=True,
+                          text=True, env=env, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("run directory") == 1 and (tmp_path / "run" / "model.safetensors").exists()
+    refused = subprocess.run([*hydranet_cmd, "--nproc", "2", "--set", "train.batch_size=33"], capture_output=True,
+                             text=True, env=env, timeout=600, cwd=tmp_path)
+    assert refused.returncode == 2 and "train.batch_size: 33 is the global batch" in refused.stderr

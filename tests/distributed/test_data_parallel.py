@@ -26,7 +26,7 @@ from hydranet.errors import UserError
 from hydranet.files import read_tensors
 from hydranet.train import fit
 
-import dist_workers as workers
+from tests.distributed import dist_workers as workers
 
 
 def free_port() -> int:

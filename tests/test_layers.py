@@ -15,7 +15,7 @@ LAYERS = [
     {"data", "models"},
     {"train"},
     {"mtl", "robust", "ssl", "tune", "predict", "baseline", "export", "monitor", "calibrate", "fairness", "serve", "explain", "report", "meta", "compress"},  # features
-    {"cli", "api"},
+    {"cli", "api", "__main__"},  # __main__: `python -m hydranet`, the cli
 ]
 LAYER = {name: level for level, names in enumerate(LAYERS) for name in names}
 ENTRY_POINTS = LAYERS[-1]  # may import lazily, so `hydranet --help` does not load torch

@@ -92,8 +92,14 @@ def train(
     teacher: List[str] = typer.Option([], "--teacher", help="distill from this trained run (repeatable: each teaches "
                                                             "the tasks it has); short for --set distill.teacher=…"),
     quiet: bool = QUIET,
+    nproc: Optional[int] = typer.Option(None, "--nproc", help="train as N processes of this machine (torchrun "
+                                                              "--nproc-per-node N); train.batch_size stays the global batch"),
 ) -> None:
     """Train an experiment and write a run directory (with fairness.mitigation threshold, also thresholds.json)."""
+    if nproc is not None:
+        at_least_one(("--nproc", nproc))
+        raise typer.Exit(_relaunch("train", nproc, experiment, overrides, run_dir, resume, quiet, teacher))
+    from hydranet.distributed.context import is_main
     from hydranet.fairness import after_training
     from hydranet.rundir import RunFinished
     from hydranet.train import fit
@@ -102,11 +108,24 @@ def train(
     if teacher:  # JSON is YAML: the paths stay strings whatever characters they hold
         overrides = [*overrides, f"distill.teacher={json.dumps(teacher[0] if len(teacher) == 1 else teacher)}"]
     run = start_or_resume(experiment, overrides, run_dir, resume, quiet, fit, resume_run)
+    if not is_main():  # torchrun's other ranks: rank 0 post-processes and reports the run
+        return
     if not isinstance(run, RunFinished):  # a finished run was post-processed when it finished
         after_training(run)
     console.print(metrics_table(run.summary, title=f"{run.summary['experiment']} — {run.summary['epochs']} epochs, "
                                                    f"{run.summary['train_seconds']:.1f}s, {run.summary['params']:,} params"))
     console.print(f"run directory: [bold]{run.dir}[/bold]")
+
+
+def _relaunch(command, nproc, experiment, overrides, run_dir, resume, quiet, teacher=()) -> int:
+    """`train` or `pretrain` again as `nproc` processes under torchrun, with the same arguments (less --nproc)."""
+    from hydranet.distributed.launch import relaunch
+
+    args = [experiment] if experiment is not None else []
+    args += [a for o in overrides for a in ("--set", o)] + [a for t in teacher for a in ("--teacher", t)]
+    args += ["--run-dir", str(run_dir)] if run_dir is not None else []
+    args += ["--resume", str(resume)] if resume is not None else []
+    return relaunch(nproc, [command, *args, *(["--quiet"] if quiet else [])])
 
 
 @app.command()
@@ -116,13 +135,21 @@ def pretrain(
     run_dir: Optional[Path] = RUN_DIR,
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted pretraining run directory"),
     quiet: bool = QUIET,
+    nproc: Optional[int] = typer.Option(None, "--nproc", help="pretrain as N processes of this machine (torchrun "
+                                                              "--nproc-per-node N); train.batch_size stays the global batch"),
 ) -> None:
     """Pretrain the trunk without labels (ssl.method); writes a run directory with trunk.safetensors."""
+    if nproc is not None:
+        at_least_one(("--nproc", nproc))
+        raise typer.Exit(_relaunch("pretrain", nproc, experiment, overrides, run_dir, resume, quiet))
+    from hydranet.distributed.context import is_main
     from hydranet.rundir import RunDir
     from hydranet.ssl import pretrain as pretrain_run
     from hydranet.ssl import resume_pretrain
 
     run = start_or_resume(experiment, overrides, run_dir, resume, quiet, pretrain_run, resume_pretrain)
+    if not is_main():  # torchrun's other ranks: rank 0 reports the run
+        return
     s = run.summary
     knn = "  ".join(f"kNN {t} accuracy {m['accuracy']:.4f}" for t, m in s["knn"].items())
     console.print(f"{s['experiment']}: {s['method']} {s['epochs']} epochs, {s['train_seconds']:.1f}s, "
@@ -691,6 +718,11 @@ def tune(
     out: Optional[Path] = typer.Option(None, "--dir", help="study directory (default: studies/<study>)"),
 ) -> None:
     """Search the experiment's `search:` space on Optuna: one training run per trial, pruned, resumable."""
+    from hydranet.distributed.context import launched
+
+    if launched():
+        raise UserError("hydranet tune: runs its trials in its own worker processes (--workers, --storage); start it "
+                        "without torchrun, and train the chosen config with torchrun afterwards")
     from hydranet.config import load_config
     from hydranet.tune.report import best_table
     from hydranet.tune.study import tune as run_tune

@@ -43,6 +43,7 @@ class Purpose(IntEnum):
     GRADVAC = 26  # GradVac's task order, per step, from one checkpointed generator
     GRADDROP = 27  # GradDrop's per-coordinate uniform draws, per step, from one checkpointed generator
     SCENES = 28  # the `scenes` source: every image's background, shapes, their depths and places
+    RANK_DROPOUT = 29  # dropout masks of one process of a distributed run, per (epoch, rank)
     MLM_MASK = 34  # masked-token pretraining: which tokens are chosen and what replaces them, per epoch
     WAVES = 36  # the `waves` source: every sequence's pattern, frequency, phase, amplitude, length and noise
 
@@ -53,6 +54,7 @@ COUNTERS: dict[Purpose, tuple[str, ...]] = {
                      Purpose.SSL_VIEWS, Purpose.MLM_MASK), ("epoch",)),
     Purpose.TUNE_SAMPLER: ("worker", "trials"),
     Purpose.EPISODES: ("iteration",),
+    Purpose.RANK_DROPOUT: ("epoch", "rank"),
 }
 # The number a stream mixes into its seed is its value, except where runs made before this table mixed
 # another: kept, so an existing run directory rebuilds the same split and a resumed run the same draws.

@@ -14,8 +14,11 @@ import torch
 from torch import Tensor, nn
 
 from hydranet.config import TaskConfig
+from hydranet.distributed.context import active
+from hydranet.distributed.reduce import global_mean
 from hydranet.errors import UserError
 from hydranet.kinds import LOWER_IS_BETTER, Kind, TaskInfo, get_kind, higher_is_better, is_dense
+from hydranet.kinds.masking import label_mass
 
 __all__ = ["LOWER_IS_BETTER", "Task", "TaskInfo", "higher_is_better", "refuse_dense"]
 
@@ -80,9 +83,16 @@ class Task:
         """Mean loss over labeled examples (cells for multilabel); 0, still in the graph, if none. With example
         weights (B,) (`data.weight_column`, a fairness mitigation), the weighted mean Σ w·ℓ / Σ w over them.
 
+        Under torchrun the mean runs over the labelled examples of every rank (`distributed.reduce.global_mean`:
+        one all-reduce of this batch's count), here for every kind at once, so that the ranks' average gradient is
+        one process's on the global batch.
+
         No `.item()` and no branch on values: this runs every step and must not sync with the device.
         """
-        return self.spec.loss(pred.float(), target, self.info, self.cfg, weight)
+        mean = self.spec.loss(pred.float(), target, self.info, self.cfg, weight)
+        if not active():  # one process: its mean is the global one, without counting the labels again
+            return mean
+        return global_mean(mean, label_mass(self.spec.labeled(target), weight))
 
     def example_losses(self, pred: Tensor, target: Tensor) -> Tensor:
         """Loss per example (B,), 0 where unlabeled (multilabel: mean over labeled cells).
@@ -114,7 +124,7 @@ class Task:
         labeled = self.spec.labeled(target)
         if not labeled.any():
             return {}
-        out = {"loss": float(self.loss(pred, target))}
+        out = {"loss": float(self.spec.loss(pred, target, self.info, self.cfg))}  # this split's own mean, on any rank
         if _non_finite_where(pred, labeled):
             return out | {name: math.nan for name in self.spec.metric_names if name != "loss"}
         out.update(self.spec.metrics(pred.numpy(), target.numpy(), self.info))

@@ -232,7 +232,7 @@ def test_one_process_gathers_itself_and_keeps_plain_batch_norm():
 def test_trainer_syncs_every_batch_norm_of_model_and_components_when_asked(monkeypatch, enabled):
     """With several ranks, `train.sync_batch_norm` converts the model's and the components' BatchNorm (a method's
     projection head) in place, keeping the very parameters and state-dict keys; false leaves them plain."""
-    monkeypatch.setattr(batchnorm, "rank_and_world", lambda: (0, WORLD))
+    monkeypatch.setattr(batchnorm, "world_size", lambda: WORLD)
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
     head = mlp_head(4, 8, 2)
     weight, keys = model[1].weight, list(model.state_dict())
@@ -241,7 +241,7 @@ def test_trainer_syncs_every_batch_norm_of_model_and_components_when_asked(monke
     expected = CPUSyncBatchNorm if enabled else nn.BatchNorm2d
     assert isinstance(model[1], expected) and model[1].weight is weight and list(model.state_dict()) == keys
     assert isinstance(head[1], CPUSyncBatchNorm if enabled else nn.BatchNorm1d)
-    assert gather.rank_and_world() == (0, 1)  # the patch reached only batchnorm.py's view
+    assert gather.world_size() == 1  # the patch reached only batchnorm.py's view
 
 
 # --- `hydranet pretrain` in a process group ---------------------------------------------------------------------------

@@ -189,6 +189,7 @@ class TrainConfig(Section):
     trunk_lr_mult: float = Field(1.0, ge=0, description="learning rate of the trunk as a multiple of the heads' (discriminative learning rates, e.g. 0.1 when fine-tuning)")
     tensorboard: bool = Field(False, description="also write TensorBoard event files to <run>/tensorboard")
     progress: bool = Field(True, description="show a progress bar")
+    distributed_timeout: float = Field(300.0, gt=0, description="under torchrun: seconds a process waits for the others in one collective operation before it stops with an error (a rank died or hangs)")
 
     @model_validator(mode="before")
     @classmethod

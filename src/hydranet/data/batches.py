@@ -1,7 +1,8 @@
 """Training batches: the train split on the device, served epoch by epoch shuffled, normalized and augmented.
 
 The trainer only asks for an epoch's batches; the random choices of epoch n depend on (seed, n) alone, so a
-resumed run trains on exactly the batches of an uninterrupted one.
+resumed run trains on exactly the batches of an uninterrupted one. Under torchrun every rank draws the same global
+batches and keeps its contiguous share of each, so W ranks see together what one process sees.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from torch import Tensor
 from hydranet.config import AugmentConfig
 from hydranet.data.augment import apply, apply_to_target, draw_epoch
 from hydranet.data.dataset import Dataset
+from hydranet.distributed.context import rank, world_size
+from hydranet.errors import UserError
 from hydranet.kinds import get_kind, is_dense, mirror_values
 from hydranet.randomness import Purpose, stream
 
@@ -29,10 +32,18 @@ def on_device(split: dict[str, Tensor], device: torch.device, channels_last: boo
 
 class Batches:
     """The train split of `data`, moved to `device` once (images stay as stored, usually uint8: a quarter of
-    float32's memory), cut into shuffled batches of `batch_size` that become model inputs one at a time."""
+    float32's memory), cut into shuffled batches of `batch_size` that become model inputs one at a time.
+
+    `batch_size` is the global batch: rank r of W (`shard`, by default this process's place in torchrun's group)
+    is served examples [r·b, (r + 1)·b) of every batch, b = batch_size / W, so a config means the same at any
+    world size (and the learning rate needs no rescaling)."""
 
     def __init__(self, data: Dataset, device: torch.device, batch_size: int, augment: AugmentConfig, seed: int,
-                 channels_last: bool = False):
+                 channels_last: bool = False, shard: tuple[int, int] | None = None):
+        self.rank, self.world = shard or (rank(), world_size())
+        if batch_size % self.world:
+            raise UserError(f"train.batch_size: {batch_size} is the global batch and must divide evenly among the "
+                            f"{self.world} processes (a multiple of {self.world})")
         self.split = on_device(data.split("train", stored=True), device, channels_last)
         self.inputs = data.normalizer(device)  # stored images → normalized floats; None for tables (stored encoded)
         self.device, self.batch_size, self.augment, self.seed = device, batch_size, augment, seed
@@ -42,11 +53,18 @@ class Batches:
         # (and a kind whose values change in a mirror, normals, says how: `mirror_values`)
         self.dense = {task: partial(mirror_values, get_kind(info.kind)) for task, info in data.info.tasks.items()
                       if is_dense(get_kind(info.kind))}
-        # A last batch of one example (when batch_size > 1) is left out of the epoch, and shuffling gives that
-        # place to another example each epoch: BatchNorm cannot normalize one example (PyTorch refuses), and
-        # one example's step is mostly noise.
-        lone = batch_size > 1 and self.size > 1 and self.size % batch_size == 1
-        self.served = self.size - 1 if lone else self.size
+        self.served = self.size - self._left_out()
+
+    def _left_out(self) -> int:
+        """Examples of the last batch left out of each epoch (shuffling picks others each epoch).
+
+        Across W ranks, the last batch keeps a multiple of W examples, so every rank gets an equal share. A share of
+        one example per rank (when batches hold more) is left out too: BatchNorm cannot normalize one example
+        (PyTorch refuses), and one example's step is mostly noise."""
+        last = self.size % self.batch_size
+        kept = last - last % self.world
+        lone = kept == self.world and self.batch_size > self.world and self.size > self.world
+        return last if lone else last - kept
 
     def __len__(self) -> int:
         """Steps per epoch (the last batch may be smaller, but never a single example)."""
@@ -71,6 +89,8 @@ class Batches:
     def _batches(self, order: Tensor, choices: dict[str, Tensor] | None) -> Iterator[dict[str, Tensor]]:
         for begin in range(0, self.served, self.batch_size):
             end = min(begin + self.batch_size, self.served)
+            share = (end - begin) // self.world  # this rank's slice of the global batch
+            begin, end = begin + self.rank * share, begin + (self.rank + 1) * share
             idx = order[begin:end]
             batch = {k: v.index_select(0, idx) for k, v in self.split.items()}
             if self.inputs is not None:

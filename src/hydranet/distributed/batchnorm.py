@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from hydranet.distributed.gather import all_reduce_with_grad, rank_and_world
+from hydranet.distributed.context import world_size
+from hydranet.distributed.gather import all_reduce_with_grad
 
 
 class CPUSyncBatchNorm(_BatchNorm):
@@ -25,7 +26,7 @@ class CPUSyncBatchNorm(_BatchNorm):
             raise ValueError(f"expected an input of at least 2 dimensions (N, C, …), got {x.dim()}")
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training or rank_and_world()[1] == 1:
+        if not self.training or world_size() == 1:
             return super().forward(x)
         self._check_input_dim(x)
         mean, var, count = _global_moments(x)
@@ -65,7 +66,7 @@ def sync_batch_norm(module: nn.Module, device: torch.device) -> nn.Module:
     (NCCL), `CPUSyncBatchNorm` elsewhere. The new layers hold the very same parameters and buffers, so an optimizer,
     a freezer or a target network built before keeps working. Nothing changes in one process. Returns `module`
     (or its replacement, if it is itself a BatchNorm)."""
-    if rank_and_world()[1] == 1:
+    if world_size() == 1:
         return module
     return _replace(module, nn.SyncBatchNorm if device.type == "cuda" else CPUSyncBatchNorm)
 

@@ -11,14 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-
-def rank_and_world() -> tuple[int, int]:
-    """(this process's rank, number of processes); (0, 1) without an initialized process group.
-
-    A stand-in for the distributed context's helper until that lands: replacing this body is the only change."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+from hydranet.distributed.context import rank, world_size
 
 
 class Gathered(NamedTuple):
@@ -32,35 +25,36 @@ def all_gather_with_grad(x: Tensor) -> Gathered:
     """The concatenation of every rank's `x` (rows in rank order; ranks may hold different numbers of rows), with
     gradients flowing back into this rank's part. In one process: `x` itself, starting at row 0.
 
-    Why the backward sums over ranks first: DDP minimizes L = (1/W) Σ_r L_r, the average of the W ranks' losses,
-    and every rank's L_r reads the gathered rows, so ∂L/∂x_s = (1/W) Σ_r ∂L_r/∂rows[slice of s]. Rank s can only
-    backpropagate into its own x_s, so its backward must return Σ_r ∂L_r/∂rows[slice of s]: an all-reduce (sum)
-    of the gathered rows' gradient, then its own slice; DDP's average of the parameter gradients adds the 1/W.
+    Why the backward sums over ranks first: data-parallel training minimizes L = (1/W) Σ_r L_r, the average of the
+    W ranks' losses, and every rank's L_r reads the gathered rows, so ∂L/∂x_s = (1/W) Σ_r ∂L_r/∂rows[slice of s].
+    Rank s can only backpropagate into its own x_s, so its backward must return Σ_r ∂L_r/∂rows[slice of s]: an
+    all-reduce (sum) of the gathered rows' gradient, then its own slice; the trainer's average of the parameter
+    gradients over the ranks adds the 1/W.
     Taking the local slice of the local gradient alone would drop what the other ranks' losses say about x_s
     (for SimCLR: x_s as their negatives), and the gradient would differ from one process's on the global batch.
     """
-    rank, world = rank_and_world()
+    here, world = rank(), world_size()
     if world == 1:
         return Gathered(x, 0)
     sizes = _row_counts(len(x), x.device, world)
-    return Gathered(_AllGather.apply(x, sizes, rank), sum(sizes[:rank]))
+    return Gathered(_AllGather.apply(x, sizes, here), sum(sizes[:here]))
 
 
 def all_reduce_with_grad(x: Tensor) -> Tensor:
     """The sum of every rank's `x` (same shape on every rank), differentiable: as every rank's loss reads the sum,
     the gradient of each rank's `x` is the sum of every rank's gradient of it (the reasoning of
     `all_gather_with_grad`). In one process: `x` itself."""
-    if rank_and_world()[1] == 1:
+    if world_size() == 1:
         return x
     return _AllReduceSum.apply(x)
 
 
 def mean_over_ranks(total: Tensor, count: int) -> Tensor:
     """This rank's share of a mean over every rank's examples: W · total / Σ_r count_r, where `total` sums this
-    rank's `count` per-example losses. DDP averages the gradients of the W ranks' losses, so it computes the
+    rank's `count` per-example losses. The trainer averages the gradients of the W ranks' losses, so it computes the
     gradient of the one-process mean on the global batch, however the batch is shared out; a per-rank mean would
     weigh each example by 1/(W · its rank's count) instead. In one process: total / count."""
-    world = rank_and_world()[1]
+    world = world_size()
     if world == 1:
         return total / count
     counts = torch.tensor(float(count), device=total.device)

@@ -19,6 +19,17 @@ def masked_terms(terms: Tensor, labeled: Tensor) -> Tensor:
     return torch.where(labeled, terms, torch.zeros_like(terms))
 
 
+def label_mass(labeled: Tensor, weight: Tensor | None = None) -> Tensor:
+    """The denominator of every kind's mean loss: the number of labeled elements, each counting its example's
+    weight (B,) when the batch carries weights (a multilabel example's or a map's weight counts once per labeled
+    cell or pixel)."""
+    if weight is None:
+        return labeled.sum()
+    weight = weight.reshape(-1, *[1] * (labeled.ndim - 1))
+    weight = weight if weight.is_floating_point() else weight.float()
+    return torch.where(labeled, weight, torch.zeros_like(weight)).sum()
+
+
 def masked_mean(terms: Tensor, labeled: Tensor, weight: Tensor | None = None) -> Tensor:
     """Mean of the labeled terms, Σ w·ℓ / Σ w over them with example weights `weight` (B,) (a multilabel example's
     weight counts for each of its labeled cells); 0, still in the graph, when none is labeled or all their weights
@@ -30,5 +41,5 @@ def masked_mean(terms: Tensor, labeled: Tensor, weight: Tensor | None = None) ->
     if weight is None:
         return masked_terms(terms, labeled).sum() / labeled.sum().clamp(min=1)
     weight = weight.reshape(-1, *[1] * (terms.ndim - 1)).to(terms.dtype)
-    total = torch.where(labeled, weight, torch.zeros_like(terms)).sum()
+    total = label_mass(labeled, weight)
     return (masked_terms(terms, labeled) * weight).sum() / torch.where(total > 0, total, torch.ones_like(total))

@@ -1,6 +1,7 @@
 """Helpers shared by the gradient balancers: per-term gradients on the shared parameters (from train/gradients.py,
 which diagnostics share) or on the shared representation, a combined gradient written into `.grad`, and one
-backward for everything not shared.
+backward for everything not shared. Under torchrun the per-term gradients are averaged over the ranks here, where
+every balancer takes them, so each combines the global batch's task gradients and all ranks take the same step.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import torch
 from torch import Tensor
 
 from hydranet.config import Options
-from hydranet.train.gradients import flatten, term_gradients  # noqa: F401  (the balancers take them from here)
+from hydranet.distributed.context import rank, world_size
+from hydranet.distributed.reduce import averaged, concatenated
+from hydranet.train import gradients as local
+from hydranet.train.gradients import flatten  # noqa: F401  (the balancers take it from here)
 
 Level = Literal["parameters", "representation"]
 
@@ -24,13 +28,32 @@ class GradientOptions(Options):
     gradients: Level = Field("parameters", description="parameters: each term's gradient on the shared parameters (exact) | representation: on the shared features z, as MGDA-UB and LibMTL's rep_grad (one pass through the trunk; soft sharing falls back to parameters)")
 
 
+def term_gradients(losses: list[Tensor], params: list[Tensor], **options) -> Tensor:
+    """(T, P) gradients of each loss on `params` (train/gradients.py's, batched or looped), averaged over the ranks
+    under torchrun: every rank's losses are its share of the global mean (`Task.loss`), so the average is each task's
+    gradient on the global batch, identical on every rank, before any balancer combines the rows."""
+    return averaged(local.term_gradients(losses, params, **options), "the per-task gradients")
+
+
 @dataclass
 class TermGradients:
     """The (T, N) matrix a method combines, and where its rows live: on the shared features z when `features`
-    is z, else on the shared parameters (N = P)."""
+    is z, else on the shared parameters (N = P).
+
+    On z under torchrun, the matrix holds the features of every rank's examples (the global batch's gradients on
+    z, in the order of one process's batch), so a method's coefficients are the same on every rank; `own_columns`
+    is what this rank's backward through its own z needs."""
 
     matrix: Tensor
     features: Tensor | None = None
+
+    def own_columns(self) -> Tensor:
+        """(T, B·D) for this rank's own features, as its own losses' gradients (W times the global batch's: the
+        ranks' averaged parameter gradients are then the global ones); the whole matrix in one process."""
+        if world_size() == 1:
+            return self.matrix
+        width = self.features.numel()
+        return self.matrix[:, rank() * width:(rank() + 1) * width] * world_size()
 
 
 class GradientMethod:
@@ -48,7 +71,11 @@ class GradientMethod:
         """Gradients on z = `model.features` when asked for and usable, else on the shared parameters."""
         terms = list(losses.values())
         z = representation(terms, getattr(self.model, "features", None)) if self.level == "representation" else None
-        return TermGradients(term_gradients(terms, [z] if z is not None else shared), z)
+        if z is None:
+            return TermGradients(term_gradients(terms, shared))
+        # each rank's gradients on its own examples' features, side by side; / W: from its loss share to the global loss
+        rows = concatenated(local.term_gradients(terms, [z]), "the per-task gradients on the features") / world_size()
+        return TermGradients(rows, z)
 
 
 def representation(losses: list[Tensor], features) -> Tensor | None:
@@ -151,7 +178,7 @@ def combine(losses: dict[str, Tensor], shared: list[Tensor], grads: TermGradient
     z = grads.features
     coeffs = coeffs.to(z.device, non_blocking=True).to(grads.matrix.dtype)
     backward_private(losses, head_weights, shared)
-    torch.autograd.backward(z, (coeffs @ grads.matrix).view(z.shape).to(z.dtype), inputs=shared)
+    torch.autograd.backward(z, (coeffs @ grads.own_columns()).view(z.shape).to(z.dtype), inputs=shared)
 
 
 def last_matrix(params: list[Tensor]) -> Tensor:

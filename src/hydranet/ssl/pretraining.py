@@ -17,6 +17,7 @@ from hydranet import registry
 from hydranet.config import Config, NoOptions
 from hydranet.data import Dataset
 from hydranet.data.split import random_rows
+from hydranet.distributed.context import leave
 from hydranet.errors import UserError
 from hydranet.models import HydraNet
 from hydranet.ssl.knn import KNNMonitor
@@ -52,6 +53,15 @@ def _check(cfg: Config) -> None:
 
 
 def _pretrain(session: Session, callbacks: Sequence) -> Run:
+    """Pretrain the session's run; under torchrun every rank trains, rank 0 alone writes, and the process group the
+    session joined is left at the end, however it ends."""
+    try:
+        return _pretrain_joined(session, callbacks)
+    finally:
+        leave()
+
+
+def _pretrain_joined(session: Session, callbacks: Sequence) -> Run:
     cfg, data, device = session.cfg, session.data, session.device
     model = fresh_model(cfg, data.info, {}, device)  # the trunk, no heads
     session.initialize(model)

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
+from hydranet.distributed.context import is_main
 from hydranet.errors import UserError
 from hydranet.files import read_tensors, write_tensors, write_text
 from hydranet.rundir import RunDir
@@ -183,15 +184,21 @@ def epoch_line(record: dict, epochs: int) -> str:
 def make_callbacks(cfg: Any, run: RunDir, progress: bool, model: nn.Module, extra: Sequence = ()) -> list:
     """The callbacks of a run in the order their hooks must fire: the weight average first (it loads the average
     at fit end, before early stopping may restore its best weights), then whatever changes the epoch record or
-    `should_stop` (diagnostics, early stopping, the user's `extra`) before the record and state are saved."""
-    stop = cfg.train.early_stopping
+    `should_stop` (diagnostics, early stopping, the user's `extra`) before the record and state are saved.
+
+    Under torchrun every rank decides alike (early stopping reads metrics that are equal on every rank), but only
+    rank 0 gets the callbacks that write or show something, and early stopping's best weights file."""
+    stop, main = cfg.train.early_stopping, is_main()
     callbacks: list = make_ema(model, cfg.train.ema)
     if cfg.mtl.diagnostics_every:  # writes into the epoch record before MetricsLog and Checkpointer save it
         callbacks.append(GradientDiagnostics(cfg.mtl.diagnostics_every))
     if stop.monitor:
-        callbacks.append(EarlyStopping(stop.monitor, stop.mode, stop.patience, stop.min_delta, stop.restore_best, run.best,
-                                       run.stamp()))
-    callbacks += [*extra, MetricsLog(run.metrics), Checkpointer(run.last, run.stamp())]
+        callbacks.append(EarlyStopping(stop.monitor, stop.mode, stop.patience, stop.min_delta, stop.restore_best,
+                                       run.best if main else None, run.stamp()))
+    callbacks += extra
+    if not main:
+        return callbacks
+    callbacks += [MetricsLog(run.metrics), Checkpointer(run.last, run.stamp())]
     if cfg.train.tensorboard:
         callbacks.append(TensorBoardLog(run.tensorboard))
     if progress:

@@ -13,6 +13,7 @@ import torch
 
 from hydranet.config import Config
 from hydranet.data import Dataset, build_dataset
+from hydranet.distributed.context import is_main, join
 from hydranet.errors import UserError
 from hydranet.files import read_tensors, tensor_digest, write_tensors
 from hydranet.models.pretrained import LoadReport, init_from, weights_file
@@ -78,13 +79,20 @@ class Session:
     fingerprint: str | None = None  # data_fingerprint(data), recorded in a new run's run.json
     init_report: LoadReport | None = None  # what `initialize` loaded, kept as init.json
 
+    @property
+    def main(self) -> bool:
+        """Whether this process writes the run directory: always in one process, rank 0 alone under torchrun
+        (every rank trains the same steps; the others only compute)."""
+        return is_main()
+
     def initialize(self, model: torch.nn.Module) -> None:
         """A new run's `model.init_from`: load it and print the report (written as init.json by `run`)."""
         if self.state is not None or self.cfg.model.init_from is None:  # a resumed run has its weights in the state
             return
         cfg = self.cfg.model
         self.init_report = init_from(model, cfg.init_from, cfg.init_map, cfg.init_heads)
-        print(self.init_report, file=sys.stderr)
+        if self.main:
+            print(self.init_report, file=sys.stderr)
 
     def run(self, trainer: Any) -> list[dict]:
         """Claim the folder of a new run (everything that can be refused has been built by now), then train. Ctrl-C
@@ -95,10 +103,13 @@ class Session:
         try:
             return self.train(trainer)
         except KeyboardInterrupt:
-            self.dir.write_status("interrupted")
+            if self.main:
+                self.dir.write_status("interrupted")
             raise RunInterrupted(self.dir.path, self.kind) from None
 
     def _begin(self) -> None:
+        if not self.main:
+            return
         if not self.new:
             self.dir.write_status("running")
             return
@@ -119,11 +130,14 @@ class Session:
             kept = (f"keeps its last good checkpoint, epoch {err.epoch - 1} (--resume would continue from it with the "
                     f"same settings and diverge again)" if self.dir.last.exists() else "has no checkpoint yet")
             failed = UserError(f"{err}, in a new run; {self.dir.path} is marked failed and {kept}")
-            self.dir.write_status("failed", reason=str(failed))
+            if self.main:
+                self.dir.write_status("failed", reason=str(failed))
             raise failed from None
 
     def finish(self, weights: Path, tensors: dict[str, torch.Tensor], summary: dict[str, Any]) -> None:
-        """The final weights (stamped with the run's id), summary.json, and run.json marked finished."""
+        """The final weights (stamped with the run's id), summary.json, and run.json marked finished (rank 0)."""
+        if not self.main:
+            return
         write_tensors(weights, tensors, self.dir.stamp())
         self.dir.finish(summary)
 
@@ -134,14 +148,20 @@ def start(cfg: Config, run_dir: str | Path | None, kind: str, progress: bool, *,
     builds model, optimizer and `init_from` first and `Session.run` claims it, so a mistake anywhere leaves
     nothing behind and the same --run-dir works once it is fixed."""
     apply_process_settings(cfg)
-    run = RunDir.plan(cfg, run_dir)
+    device = join(resolve_device(cfg.train.device), cfg.train.distributed_timeout)
+    run = RunDir.plan(cfg, run_dir) if is_main() else _unclaimed(cfg, run_dir)
     if cfg.model.init_from is not None:
         weights_file(cfg.model.init_from)  # a wrong path fails before the data is loaded
     data = build_dataset(cfg, labels_required=labels_required)
     if check is not None:
         check(cfg, data)
-    return Session(cfg, run, data, resolve_device(cfg.train.device), progress and cfg.train.progress,
-                   kind=kind, fingerprint=data_fingerprint(data))
+    return Session(cfg, run, data, device, progress and cfg.train.progress, kind=kind, fingerprint=data_fingerprint(data))
+
+
+def _unclaimed(cfg: Config, run_dir: str | Path | None) -> RunDir:
+    """The run directory as a rank other than 0 sees it: never written by this process, so not checked (rank 0 may
+    have claimed it already)."""
+    return RunDir(run_dir if run_dir is not None else Path("runs") / cfg.name)
 
 
 def reopen(run_dir: str | Path, progress: bool, *, labels_required: bool = True) -> Session:
@@ -158,13 +178,13 @@ def reopen(run_dir: str | Path, progress: bool, *, labels_required: bool = True)
         raise RunFinished(run.path, run.read_summary(required=True))
     cfg = run.read_config()
     apply_process_settings(cfg)
+    device = join(resolve_device(cfg.train.device), cfg.train.distributed_timeout)
     if run.checkpoint_dir.exists() and not run.checkpoint_dir.is_dir():
         raise UserError(f"{run.checkpoint_dir}: is a file (expected the run's checkpoint folder)")
     state = load_checkpoint(run.last, run) if run.last.exists() else None
     data = build_dataset(cfg, labels_required=labels_required)
     _check_same_data(run, meta.get("data_sha256"), data_fingerprint(data))
-    return Session(cfg, run, data, resolve_device(cfg.train.device), progress and cfg.train.progress, state,
-                   kind=kind, new=False)
+    return Session(cfg, run, data, device, progress and cfg.train.progress, state, kind=kind, new=False)
 
 
 def _check_same_data(run: RunDir, recorded: str | None, now: str) -> None:

@@ -14,6 +14,7 @@ from hydranet import registry
 from hydranet.config import Config
 from hydranet.data import DataInfo, Dataset
 from hydranet.data.tabular import cardinalities
+from hydranet.distributed.context import leave
 from hydranet.models import HydraNet, build_model
 from hydranet.models.weight_init import apply_weight_init
 from hydranet.randomness import Purpose, seed_global
@@ -70,6 +71,15 @@ def resume(run_dir: str | Path, progress: bool = True, callbacks: Sequence = ())
 
 
 def _train(session: Session, callbacks: Sequence = ()) -> Run:
+    """Train the session's run; under torchrun every rank trains, rank 0 alone writes, and the process group the
+    session joined is left at the end, however it ends."""
+    try:
+        return _train_joined(session, callbacks)
+    finally:
+        leave()
+
+
+def _train_joined(session: Session, callbacks: Sequence) -> Run:
     cfg, data, device = session.cfg, session.data, session.device
     model, tasks = build_model_for(cfg, data.info, device)
     session.initialize(model)
@@ -82,6 +92,8 @@ def _train(session: Session, callbacks: Sequence = ()) -> Run:
     trainer = Trainer(model, tasks, cfg, balancer, device=device, perturbations=parts.perturbations,
                       extra_losses=parts.extra_losses, callbacks=hooked)
     history = session.run(trainer)
+    if not session.main:  # the other ranks computed the same run; rank 0 reports and saves it
+        return Run(dir=session.dir.path, config=cfg, model=model, tasks=tasks, info=data.info, history=history)
     from hydranet.train.plots import plot_curves  # lazy: matplotlib takes a second to load; only training draws
 
     plot_curves(history, session.dir.plots / "curves.png")

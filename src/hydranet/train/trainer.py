@@ -15,6 +15,8 @@ from hydranet.config import Config
 from hydranet.data.batches import Batches, on_device
 from hydranet.data.dataset import Dataset, weight_key
 from hydranet.distributed.batchnorm import sync_batch_norm
+from hydranet.distributed.context import rank, world_size
+from hydranet.distributed.reduce import average_buffers, average_gradients, summed
 from hydranet.errors import UserError
 from hydranet.randomness import Purpose, seed_global
 from hydranet.tasks import Task
@@ -34,8 +36,14 @@ class RunningMeans:
         self.sums[name] = (total, count) if old is None else (old[0] + total, old[1] + count)
 
     def means(self) -> dict[str, float]:
-        """The epoch's means as plain numbers (the one sync per epoch); NaN where nothing was counted."""
-        return {k: float(t) / float(c) if float(c) else float("nan") for k, (t, c) in self.sums.items()}
+        """The epoch's means as plain numbers (the one sync per epoch), over every rank's examples under torchrun
+        (one all-reduce: every rank records the same epoch); NaN where nothing was counted."""
+        if not self.sums:
+            return {}
+        pairs = torch.tensor([[float(t), float(c)] for t, c in self.sums.values()], dtype=torch.float64)
+        device = next((t.device for t, _ in self.sums.values() if isinstance(t, torch.Tensor)), None)
+        totals = summed(pairs.to(device) if device is not None else pairs, "the epoch's running means").cpu()
+        return {k: float(t) / float(c) if float(c) else float("nan") for k, (t, c) in zip(self.sums, totals.tolist())}
 
 
 class TrainingDiverged(UserError):
@@ -162,7 +170,7 @@ class Trainer:
 
     def _train_epoch(self, batches: Batches) -> dict:
         epoch = batches.epoch(self.epoch)  # shuffled, normalized, augmented: the same batches on a resume
-        seed_global(self.cfg.seed, Purpose.DROPOUT, self.epoch)  # dropout draws from the global RNG
+        self._seed_dropout()
         running, weights = RunningMeans(), RunningMeans()  # weights: epoch means (RLW, FAMO change every step)
         self.model.train()
         self.hook("on_epoch_start")
@@ -176,7 +184,17 @@ class Trainer:
             for name, weight in step_weights.items():
                 weights.add(name, weight, 1)
             self.hook("on_step_end", losses)
+        for model in {id(m): m for m in (self.model, self.eval_model)}.values():  # before evaluation and saving
+            average_buffers(model)
         return self._epoch_record(running.means(), weights.means())
+
+    def _seed_dropout(self) -> None:
+        """Dropout draws from the global RNG: one stream per epoch, and per rank under torchrun (each rank's share
+        of the batch gets its own masks, as the examples of one process's batch do)."""
+        if world_size() == 1:
+            seed_global(self.cfg.seed, Purpose.DROPOUT, self.epoch)
+        else:
+            seed_global(self.cfg.seed, Purpose.RANK_DROPOUT, self.epoch, rank())
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict, dict, dict]:
         """One optimizer step; returns the loss terms, running stats and the balancer's weights."""
@@ -193,6 +211,7 @@ class Trainer:
             losses.update(extra(self.model, batch))
         self.hook("on_losses", losses)  # before backward: diagnostics may take per-term gradients here
         weights = self.balancer.backward(losses, self.shared)
+        average_gradients(p for group in self.optimizer.param_groups for p in group["params"])  # torchrun: all ranks'
         if self.cfg.train.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
         self.optimizer.step()

@@ -21,7 +21,7 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
 
     With several processes the candidates are every rank's embeddings (gathered with gradients), so there are
     2N − 2 negatives for a global batch of N, as in one process, and each rank returns its anchors' share of the
-    mean (`mean_over_ranks`): the average over ranks, whose gradient DDP computes, is the one-process loss."""
+    mean (`mean_over_ranks`): the average over ranks, whose gradient the trainer's all-reduce computes, is the one-process loss."""
     local = F.normalize(torch.cat([z1, z2]).float(), dim=1)  # (2b, d): this rank's view-1 rows, then its view-2 rows
     everyone, start = all_gather_with_grad(local)  # (2N, d): every rank's block in rank order; ours at `start`
     n = z1.shape[0]

@@ -19,7 +19,7 @@ from hydranet.data.tabular import TableEncoder, TableOptions
 from hydranet.errors import UserError
 from hydranet.explain.tables import source_columns
 from hydranet.export.spec import preprocessing
-from hydranet.serve.onerow import encode_one_row
+from hydranet.serve.onerow import encode_rows
 from hydranet.train import fit
 from tests.conftest import tiny_table_config
 
@@ -135,7 +135,7 @@ def test_readers_of_the_plain_encoding_refuse_or_step_aside(tiny_csv):
     with pytest.raises(UserError, match=r"^teacher: its inputs are encoded otherwise"):
         input_map(plain, info, "teacher")
     row = {"x1": 0.5, "x2": 1.0, "color": "red"}
-    assert encode_one_row(info, row) is None and encode_one_row(plain, row) is not None  # the server's pandas path
+    assert encode_rows(info, [row]) is None and encode_rows(plain, [row]) is not None  # the server's pandas path
     names, groups = source_columns(info)
     assert names == ["x1", "x2", "color"] and groups.tolist() == [[0, 1, 2]]  # no gaps in the tiny train split
 

@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hydranet.files import write_npy
 from hydranet.kinds.info import TaskInfo
-from hydranet.kinds.pixels import PixelHead, PixelMaps, label_maps, per_example, pixel_mean
+from hydranet.kinds.pixels import PixelHead, PixelMaps, label_maps, per_example, pixel_mean, write_float_map
 
 DELTA = 1.25  # Eigen et al. (2014): a pixel is right when max(d̂/d, d/d̂) < 1.25
 SMALLEST = 1e-6  # predicted depths are clamped to this before the ratio (a depth is positive)
@@ -101,9 +100,7 @@ class Depth(PixelMaps):
 
     def write_output(self, path: Path, value: np.ndarray, info: TaskInfo) -> Path:
         """A predicted depth map as float32 .npy in the data's units."""
-        path = path.with_suffix(".npy")
-        write_npy(path, value.astype(np.float32))
-        return path
+        return write_float_map(path, value)
 
 
 KIND = Depth()

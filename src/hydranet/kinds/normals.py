@@ -18,9 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hydranet.errors import UserError
-from hydranet.files import write_npy
 from hydranet.kinds.info import TaskInfo
-from hydranet.kinds.pixels import PixelHead, PixelMaps, per_example, pixel_mean
+from hydranet.kinds.pixels import PixelHead, PixelMaps, per_example, pixel_mean, write_float_map
 
 THRESHOLDS = {"within_11": 11.25, "within_22": 22.5, "within_30": 30.0}  # degrees (Eigen & Fergus, 2015)
 AXES = 3
@@ -133,9 +132,7 @@ class Normals(PixelMaps):
 
     def write_output(self, path: Path, value: np.ndarray, info: TaskInfo) -> Path:
         """A predicted normal map as float32 .npy (H, W, 3)."""
-        path = path.with_suffix(".npy")
-        write_npy(path, value.astype(np.float32))
-        return path
+        return write_float_map(path, value)
 
 
 KIND = Normals()

@@ -9,6 +9,7 @@ values: the pixel axes come first, so "a row of class scores belongs to its one 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from hydranet.errors import UserError
+from hydranet.files import write_npy
 
 
 class PixelHead(nn.Module):
@@ -79,6 +81,14 @@ def cells(maps: np.ndarray) -> np.ndarray:
     out = np.empty(len(maps), dtype=object)
     out[:] = list(maps)
     return out
+
+
+def write_float_map(path: Path, value: np.ndarray) -> Path:
+    """A predicted map of values (depth, normals) as float32 .npy beside `path`'s name: the numbers themselves,
+    which no image format holds."""
+    path = path.with_suffix(".npy")
+    write_npy(path, value.astype(np.float32))
+    return path
 
 
 class PixelMaps:

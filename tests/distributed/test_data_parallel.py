@@ -170,3 +170,24 @@ def test_pretrain_nproc_relaunches_through_torchrun(table, tmp_path):
                           cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("run directory") == 1 and (tmp_path / "run" / "trunk.safetensors").exists()
+
+
+def test_leave_destroys_only_the_group_join_created(monkeypatch, tmp_path):
+    """A group the caller made (a script or test around hydranet) outlives a run; the one `join` made does not."""
+    from hydranet.distributed import context
+
+    store = f"file://{tmp_path / 'store'}"
+    torch.distributed.init_process_group("gloo", init_method=store, rank=0, world_size=1)
+    try:
+        context.leave()
+        assert torch.distributed.is_initialized()
+    finally:
+        torch.distributed.destroy_process_group()
+    monkeypatch.setattr(context, "launched", lambda: True)  # as under torchrun, with a one-rank rendezvous
+    init = torch.distributed.init_process_group
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda backend, timeout: init(
+        backend, init_method=f"file://{tmp_path / 'store2'}", rank=0, world_size=1, timeout=timeout))
+    context.join(torch.device("cpu"), 30)
+    with context.membership():
+        assert torch.distributed.is_initialized()
+    assert not torch.distributed.is_initialized()

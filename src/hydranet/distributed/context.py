@@ -8,12 +8,16 @@ and every helper answers as rank 0 of 1, so single-process runs do not change by
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 from hydranet.errors import UserError
+
+
+_JOINED: list = []  # the group `join` created in this process, which `leave` alone destroys
 
 
 class PeerLost(UserError):
@@ -77,13 +81,32 @@ def join(device: torch.device, timeout_s: float) -> torch.device:
     except (RuntimeError, ValueError) as err:  # the rendezvous failed: another rank never came, a port is taken
         raise PeerLost(f"distributed: rank {os.environ.get('RANK', '?')} could not join the other processes "
                        f"({first_line(err)})") from None
+    _JOINED.append(dist.group.WORLD)
     return device
 
 
-def leave() -> None:
-    """Leave the process group at the end of a run (no-op when none was joined)."""
-    if dist.is_available() and dist.is_initialized():
+def leave(synchronize: bool = True) -> None:
+    """Leave the process group that `join` created, at the end of a run. A group the caller made itself (a script or
+    test that called `init_process_group` before running hydranet) stays: the caller still uses it and destroys it.
+
+    `synchronize` waits for every rank first, so none tears its transport down while another still sends (gloo
+    can abort on that); a run that failed skips it, since a dead peer would keep it waiting for the whole timeout."""
+    if _JOINED and dist.is_initialized():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
+    _JOINED.clear()
+
+
+@contextmanager
+def membership():
+    """Leave the joined process group when the block ends, however it ends."""
+    try:
+        yield
+    except BaseException:
+        leave(synchronize=False)
+        raise
+    leave()
 
 
 def first_line(err: BaseException) -> str:

@@ -17,7 +17,7 @@ from hydranet import registry
 from hydranet.config import Config, NoOptions
 from hydranet.data import Dataset
 from hydranet.data.split import random_rows
-from hydranet.distributed.context import leave
+from hydranet.distributed.context import membership
 from hydranet.errors import UserError
 from hydranet.models import HydraNet
 from hydranet.ssl.knn import KNNMonitor
@@ -55,10 +55,8 @@ def _check(cfg: Config) -> None:
 def _pretrain(session: Session, callbacks: Sequence) -> Run:
     """Pretrain the session's run; under torchrun every rank trains, rank 0 alone writes, and the process group the
     session joined is left at the end, however it ends."""
-    try:
+    with membership():
         return _pretrain_joined(session, callbacks)
-    finally:
-        leave()
 
 
 def _pretrain_joined(session: Session, callbacks: Sequence) -> Run:

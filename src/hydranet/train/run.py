@@ -14,7 +14,7 @@ from hydranet import registry
 from hydranet.config import Config
 from hydranet.data import DataInfo, Dataset
 from hydranet.data.tabular import cardinalities
-from hydranet.distributed.context import leave
+from hydranet.distributed.context import membership
 from hydranet.models import HydraNet, build_model
 from hydranet.models.weight_init import apply_weight_init
 from hydranet.randomness import Purpose, seed_global
@@ -73,10 +73,8 @@ def resume(run_dir: str | Path, progress: bool = True, callbacks: Sequence = ())
 def _train(session: Session, callbacks: Sequence = ()) -> Run:
     """Train the session's run; under torchrun every rank trains, rank 0 alone writes, and the process group the
     session joined is left at the end, however it ends."""
-    try:
+    with membership():
         return _train_joined(session, callbacks)
-    finally:
-        leave()
 
 
 def _train_joined(session: Session, callbacks: Sequence) -> Run:

@@ -129,6 +129,43 @@ def test_a_global_batch_the_ranks_cannot_share_is_refused(table):
         Batches(data, torch.device("cpu"), 33, data_augment(table), 3, shard=(0, 2))
 
 
+def test_the_global_batch_is_refused_before_the_run_directory_is_claimed(table, tmp_path, monkeypatch):
+    """The same --run-dir works once the batch size is fixed: nothing was written."""
+    from hydranet.train import lifecycle
+
+    monkeypatch.setattr(lifecycle, "world_size", lambda: 2)
+    with pytest.raises(UserError, match=r"^train.batch_size: 33 is the global batch"):
+        fit(load_config(workers.experiment(table, batch_size=33)), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_small_split_keeps_its_only_batch_on_every_rank(table):
+    """Three examples, batch 8, two ranks: one example per rank is a lone share, but leaving it out would leave
+    an epoch without a step."""
+    data = build_dataset(load_config(workers.experiment(table, batch_size=8)))
+    data.index["train"] = data.index["train"][:3]
+    shards = [Batches(data, torch.device("cpu"), 8, data_augment(table), 3, shard=(r, 2)) for r in (0, 1)]
+    assert [len(list(b.epoch(0))) for b in shards] == [1, 1]
+
+
+def test_other_ranks_write_into_a_private_scratch_folder(table, monkeypatch, tmp_path):
+    """Rank 0 alone writes the user's run; a feature that writes on another rank cannot touch it."""
+    from hydranet.train import lifecycle
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(lifecycle, "is_main", lambda: False)
+    session = lifecycle.start(load_config(workers.experiment(table)), tmp_path / "run", "train", False)
+    assert not session.dir.path.is_relative_to(tmp_path) and not (tmp_path / "run").exists()
+
+
+def test_a_lost_peer_in_any_collective_is_one_line():
+    from hydranet.distributed.context import PeerLost, exchanging
+
+    with pytest.raises(PeerLost, match=r"^distributed: rank 0 of 1 lost the other processes while exchanging the rows \(Connection closed by peer\); .* restart with --resume RUN_DIR$"):
+        with exchanging("the rows"):
+            raise RuntimeError("Connection closed by peer\n[c10d stack]")
+
+
 def test_tune_started_by_torchrun_is_refused_in_one_line(cli, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     code, _, err = cli("tune", "quickstart", "--trials", "1")

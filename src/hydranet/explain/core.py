@@ -16,7 +16,7 @@ from hydranet.data.batches import on_device
 from hydranet.errors import UserError
 from hydranet.explain.methods import GROUPED, Attribution, Request, baseline_input, get_method
 from hydranet.explain.segments import SEGMENTATIONS, default_patch, patch_mask, slic
-from hydranet.explain.tables import per_column, source_columns
+from hydranet.explain.tables import per_column, refuse_gradients_through_codes, source_columns
 from hydranet.explain.target import Target, TaskScores, choose_target
 from hydranet.train.run import Run
 
@@ -70,6 +70,8 @@ def explain_batch(run: Run, x: Tensor, task: str, settings: Settings,
     image = run.info.is_image
     name = settings.method_for(image)
     method = get_method(name)
+    if not image and name not in GROUPED:
+        refuse_gradients_through_codes(run.info, name)
     device = next(run.model.parameters()).device
     scores = TaskScores(run.model, task)
     was_training = run.model.training

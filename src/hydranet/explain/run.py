@@ -55,7 +55,7 @@ def explain_run(run: Run, inputs: Sequence[str | Path] = (), split: str | None =
     check_folder(folder)
     data = lru_cache(maxsize=1)(lambda: build_dataset(run.config))
     x, ids = examples(run, inputs, split, n, GLOBAL_EXAMPLES if global_ else EXAMPLES, data)
-    train_mean = lambda: data().split("train")["x"].mean(0, keepdim=True)  # noqa: E731 (built only if asked for)
+    train_mean = lambda: train_reference(run, data())  # noqa: E731 (built only if asked for)
     explained = {name: explain_batch(run, x, name, settings, train_mean) for name in tasks}
     used = {"method": method, "baseline": settings.baseline_for(run.info.is_image)}
     summary = {"run": RunDir(run.dir).identity(), "method": method, "tasks": tasks, "inputs": ids,
@@ -73,6 +73,12 @@ def explain_run(run: Run, inputs: Sequence[str | Path] = (), split: str | None =
         summary["seconds"] = round(time.perf_counter() - started, 3)
         write_json(staging / SUMMARY, summary)
     return summary | {"folder": str(folder)}
+
+
+def train_reference(run: Run, data) -> Tensor:
+    """The "mean" baseline: the mean train input (a table's category codes: their most frequent code)."""
+    x = data.split("train")["x"]
+    return x.mean(0, keepdim=True) if run.info.is_image else tables.train_reference(x, tables.coded_inputs(run.info))
 
 
 def examples(run: Run, inputs: Sequence[str | Path], split: str | None, n: int | None, default_n: int,

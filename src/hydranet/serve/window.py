@@ -64,8 +64,8 @@ class DriftWindow:
             self.outputs.extend(per_row)
 
     def snapshot(self) -> Callable[[], Recent]:
-        """What `drift` reads, taken on the event loop, which alone adds to the window: a copy of it, so the drift
-        tests can run in a thread on rows that do not change under them."""
+        """What `drift` reads: a copy of the window taken under its lock (the batcher's thread adds to it), so the
+        drift tests can run in a thread on rows that do not change under them."""
         with self.lock:
             recent = list(self.inputs), list(self.outputs)
         return lambda: recent

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from hydranet.config import Options
 from hydranet.data.text import MASK, special_ids, vocabulary_size
+from hydranet.distributed.gather import mean_over_ranks
 from hydranet.errors import UserError
 from hydranet.randomness import Purpose, stream
 from hydranet.registry import register
@@ -99,8 +100,8 @@ class MLM(nn.Module):
             else:
                 weight = self.decoder.weight
             logits = F.linear(hidden, weight.to(hidden.dtype), self.bias.to(hidden.dtype))  # (M, rows)
-        # a batch may choose nothing (a few short texts): a zero loss, not the NaN of an empty mean
-        loss = F.cross_entropy(logits.float(), ids[chosen], reduction="sum") / chosen.sum().clamp_min(1)
+        # over the chosen tokens of every rank's share (a batch may choose nothing: a zero loss, not an empty mean's NaN)
+        loss = mean_over_ranks(F.cross_entropy(logits.float(), ids[chosen], reduction="sum"), chosen.sum())
         return {self.name: loss}
 
 

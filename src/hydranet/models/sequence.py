@@ -132,8 +132,9 @@ class Transformer(TokenTrunk):
         """(B, T', W) encoder outputs and their (B, T') mask; T' = T + 1 with the learned [CLS] vector first."""
         h, keep = self.inputs(x)  # (B, T, W), (B, T)
         if self.cls is not None:
-            h = torch.cat([self.cls.expand(len(h), -1, -1).to(h.dtype), h], dim=1)
-            keep = torch.cat([keep.new_ones(len(keep), 1), keep], dim=1)
+            # h.shape[0], not len(h): len() gives a plain int, which would fix an exported graph's batch size
+            h = torch.cat([self.cls.expand(h.shape[0], -1, -1).to(h.dtype), h], dim=1)
+            keep = torch.cat([keep.new_ones(keep.shape[0], 1), keep], dim=1)
         return self.encoder(self.drop(h + self.positions[:, : h.shape[1]]), keep), keep
 
     def token_features(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -34,13 +34,6 @@ def test_the_unpacked_recurrent_formulation_equals_packing(cell, layers, bidirec
     torch.testing.assert_close(our_last, last, atol=1e-6, rtol=0)
 
 
-@pytest.fixture(scope="module")
-def text_run(tmp_path_factory):
-    run_dir = train_text(tmp_path_factory.mktemp("text"))
-    hn.load(run_dir).export()
-    return run_dir
-
-
 def test_a_text_export_takes_ids_and_a_mask_of_any_length_and_reproduces_predict(cli, text_run, tmp_path):
     folder = text_run / "export"
     spec = json.loads((folder / "outputs.json").read_text())

@@ -19,6 +19,7 @@ from hydranet.data import Dataset, to_model_inputs
 from hydranet.data.build import load_raw
 from hydranet.data.info import TABLE
 from hydranet.data.tabular import TableEncoder
+from hydranet.data.text import CLS_ID, UNK_ID
 from hydranet.files import write_json, write_parquet
 from hydranet.predict import decode_tasks
 from hydranet.randomness import Purpose, numpy_stream
@@ -91,6 +92,22 @@ def channel_statistics(images: torch.Tensor, scale: float) -> torch.Tensor:
 def image_feature_names(channels: int) -> list[str]:
     """The columns of `image_features`, in `channel_statistics`' order."""
     return [f"mean_c{c}" for c in range(channels)] + [f"std_c{c}" for c in range(channels)]
+
+
+TEXT_FEATURES = ["tokens", "unknown_rate"]
+
+
+def text_statistics(ids: torch.Tensor) -> torch.Tensor:
+    """(texts, 2) float64: per text the tokens the model read (without [CLS] and padding; a text cut at
+    data.text.max_length counts as that many) and the share of them that are [UNK].
+
+    Why these: longer or shorter texts and words the tokenizer never learned (another language, a new product
+    name, encoding damage) are what moves under a text model first, and both read without the model. What words
+    the texts use is not compared (no per-token histogram)."""
+    real = ids > CLS_ID  # [PAD] is 0 and [CLS] 1; every other id is a token
+    tokens = real.sum(dim=1).to(torch.float64)
+    unknown = (ids == UNK_ID).sum(dim=1).to(torch.float64)
+    return torch.stack([tokens, unknown / tokens.clamp_min(1)], dim=1)
 
 
 def pixel_statistics(images: torch.Tensor, scale: float) -> dict[str, dict[str, Any]]:

@@ -297,8 +297,8 @@ def export(
     for task, diff in result["max_abs_diff"].items():
         table.add_row(task, f"{diff:.2e}")
     console.print(table)
-    console.print(f"exported in {result['export_seconds']:.1f}s to [bold]{result['folder']}[/bold] "
-                  f"(model.onnx, preprocessing.json, outputs.json, parity.json, predict_onnx.py)")
+    files = ", ".join(sorted(path.name for path in Path(result["folder"]).iterdir()))
+    console.print(f"exported in {result['export_seconds']:.1f}s to [bold]{result['folder']}[/bold] ({files})")
 
 
 @app.command()

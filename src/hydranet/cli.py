@@ -403,7 +403,7 @@ def quantization_table(report: dict, title: str) -> Table:
 def monitor(
     run_dir: Path = typer.Argument(..., help="a run directory"),
     data: list[Path] = typer.Argument(..., help="new inputs as predict takes them: one .csv, .csv.gz or .parquet "
-                                      "file (table runs), image files or folders (image runs)"),
+                                      "file (table and text runs), image files or folders (image runs)"),
     out: Optional[Path] = typer.Option(None, "--output", "-o", help="folder for drift.json, drift.png and "
                                        "drift.html (default: RUN/monitor)"),
     reference_rows: Optional[int] = typer.Option(None, "--reference-rows", help="train rows of the reference "

@@ -17,7 +17,7 @@ import torch
 from hydranet.config import Config
 from hydranet.data import Dataset, to_model_inputs
 from hydranet.data.build import load_raw
-from hydranet.data.info import TABLE
+from hydranet.data.info import TABLE, TEXT, DataInfo
 from hydranet.data.tabular import TableEncoder
 from hydranet.data.text import CLS_ID, UNK_ID
 from hydranet.files import write_json, write_parquet
@@ -97,6 +97,17 @@ def image_feature_names(channels: int) -> list[str]:
 TEXT_FEATURES = ["tokens", "unknown_rate"]
 
 
+def text_features(ids: torch.Tensor) -> pd.DataFrame:
+    """`text_statistics` as a frame with the columns TEXT_FEATURES."""
+    return pd.DataFrame(text_statistics(ids).numpy(), columns=TEXT_FEATURES)
+
+
+def stored_features(info: DataInfo, stored: torch.Tensor) -> pd.DataFrame:
+    """Per-example features of inputs as a dataset stores them: an image run's channel statistics, a text run's
+    token count and unknown-token rate."""
+    return image_features(stored, info.scale) if info.is_image else text_features(stored)
+
+
 def text_statistics(ids: torch.Tensor) -> torch.Tensor:
     """(texts, 2) float64: per text the tokens the model read (without [CLS] and padding; a text cut at
     data.text.max_length counts as that many) and the share of them that are [UNK].
@@ -142,11 +153,11 @@ def build_reference(cfg: Config, data: Dataset, tasks: dict[str, Task], model: t
     """reference.json's content and the sample (None when `monitor.keep_rows` is false)."""
     train = data.index["train"].numpy()
     positions = sample_positions(train, cfg.monitor.reference_rows, cfg.seed)
-    if data.info.is_image:
-        features = summarize_frame(image_features(data.x[torch.from_numpy(train)], data.info.scale))
-        sample = image_sample(cfg, data, tasks, model, device, positions)
-        extra = {"pixels": pixel_statistics(data.x[torch.from_numpy(positions)], data.info.scale)}
-    elif data.info.kind != TABLE:  # texts and sequences: only the prediction statistics, no input drift yet
+    if data.info.is_image or data.info.kind == TEXT:
+        features = summarize_frame(stored_features(data.info, data.x[torch.from_numpy(train)]))
+        sample = example_sample(cfg, data, tasks, model, device, positions)
+        extra = {"pixels": pixel_statistics(data.x[torch.from_numpy(positions)], data.info.scale)} if data.info.is_image else {}
+    elif data.info.kind != TABLE:  # numeric sequences: only the prediction statistics, no input drift yet
         features, sample, extra = {}, None, {}
     else:
         raw = table_rows(cfg, data)
@@ -159,13 +170,15 @@ def build_reference(cfg: Config, data: Dataset, tasks: dict[str, Task], model: t
     return reference, sample if cfg.monitor.keep_rows else None
 
 
-def image_sample(cfg: Config, data: Dataset, tasks: dict[str, Task], model: torch.nn.Module, device: torch.device,
-                 positions: np.ndarray) -> pd.DataFrame:
-    """The sampled train images as rows: their features, then the model's decoded predictions on them (columns
-    `prediction/<task column>`), so prediction drift gets the same row tests as a table's without the images."""
-    images = data.x[torch.from_numpy(positions)]
-    predicted = decoded_predictions(cfg, tasks, model, to_model_inputs(data.info, images=images), device)
-    return pd.concat([image_features(images, data.info.scale), predicted.add_prefix(PREDICTION)], axis=1)
+def example_sample(cfg: Config, data: Dataset, tasks: dict[str, Task], model: torch.nn.Module, device: torch.device,
+                   positions: np.ndarray) -> pd.DataFrame:
+    """The sampled train images or texts as rows: their features (`stored_features`), then the model's decoded
+    predictions on them (columns `prediction/<task column>`), so prediction drift gets the same row tests as a
+    table's without the images or texts."""
+    stored = data.x[torch.from_numpy(positions)]
+    x = to_model_inputs(data.info, images=stored) if data.info.is_image else stored
+    predicted = decoded_predictions(cfg, tasks, model, x, device)
+    return pd.concat([stored_features(data.info, stored), predicted.add_prefix(PREDICTION)], axis=1)
 
 
 def decoded_predictions(cfg: Config, tasks: dict[str, Task], model: torch.nn.Module, x: torch.Tensor,

@@ -94,31 +94,22 @@ def image_feature_names(channels: int) -> list[str]:
     return [f"mean_c{c}" for c in range(channels)] + [f"std_c{c}" for c in range(channels)]
 
 
-TEXT_FEATURES = ["tokens", "unknown_rate"]
-
-
 def text_features(ids: torch.Tensor) -> pd.DataFrame:
-    """`text_statistics` as a frame with the columns TEXT_FEATURES."""
-    return pd.DataFrame(text_statistics(ids).numpy(), columns=TEXT_FEATURES)
+    """Per text (rows of token ids): `tokens`, how many the model read (without [CLS] and padding; a text cut at
+    data.text.max_length counts as that many), and `unknown_rate`, the share of them that are [UNK].
+
+    Why these: longer or shorter texts and words the tokenizer never learned (another language, a new product
+    name, encoding damage) are what moves under a text model first, and both read without the model. What words
+    the texts use is not compared (no per-token histogram)."""
+    tokens = (ids > CLS_ID).sum(dim=1).to(torch.float64)  # [PAD] is 0 and [CLS] 1; every other id is a token
+    unknown = (ids == UNK_ID).sum(dim=1).to(torch.float64)
+    return pd.DataFrame({"tokens": tokens.numpy(), "unknown_rate": (unknown / tokens.clamp_min(1)).numpy()})
 
 
 def stored_features(info: DataInfo, stored: torch.Tensor) -> pd.DataFrame:
     """Per-example features of inputs as a dataset stores them: an image run's channel statistics, a text run's
     token count and unknown-token rate."""
     return image_features(stored, info.scale) if info.is_image else text_features(stored)
-
-
-def text_statistics(ids: torch.Tensor) -> torch.Tensor:
-    """(texts, 2) float64: per text the tokens the model read (without [CLS] and padding; a text cut at
-    data.text.max_length counts as that many) and the share of them that are [UNK].
-
-    Why these: longer or shorter texts and words the tokenizer never learned (another language, a new product
-    name, encoding damage) are what moves under a text model first, and both read without the model. What words
-    the texts use is not compared (no per-token histogram)."""
-    real = ids > CLS_ID  # [PAD] is 0 and [CLS] 1; every other id is a token
-    tokens = real.sum(dim=1).to(torch.float64)
-    unknown = (ids == UNK_ID).sum(dim=1).to(torch.float64)
-    return torch.stack([tokens, unknown / tokens.clamp_min(1)], dim=1)
 
 
 def pixel_statistics(images: torch.Tensor, scale: float) -> dict[str, dict[str, Any]]:
@@ -156,7 +147,8 @@ def build_reference(cfg: Config, data: Dataset, tasks: dict[str, Task], model: t
     if data.info.is_image or data.info.kind == TEXT:
         features = summarize_frame(stored_features(data.info, data.x[torch.from_numpy(train)]))
         sample = example_sample(cfg, data, tasks, model, device, positions)
-        extra = {"pixels": pixel_statistics(data.x[torch.from_numpy(positions)], data.info.scale)} if data.info.is_image else {}
+        extra = ({"pixels": pixel_statistics(data.x[torch.from_numpy(positions)], data.info.scale)}
+                 if data.info.is_image else {})
     elif data.info.kind != TABLE:  # numeric sequences: only the prediction statistics, no input drift yet
         features, sample, extra = {}, None, {}
     else:

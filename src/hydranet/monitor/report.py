@@ -31,9 +31,10 @@ from hydranet.errors import UserError
 from hydranet.files import make_dir, write_figure, write_json, write_text
 from hydranet.monitor.drift import format_score, frame_drift, summary_drift
 from hydranet.monitor.figure import drift_figure
-from hydranet.monitor.reference import (PREDICTION, example_sample, image_features, per_example_tasks, sample_positions, text_features,
-                                        summarize_frame, table_columns, table_rows)
-from hydranet.predict import TABLE_FILES, decode_tasks, image_file_inputs, inputs_from_files, read_input_table, table_inputs
+from hydranet.monitor.reference import (PREDICTION, example_sample, image_features, per_example_tasks, sample_positions,
+                                        summarize_frame, table_columns, table_rows, text_features)
+from hydranet.predict import (TABLE_FILES, decode_tasks, image_file_inputs, inputs_from_files, read_input_table,
+                              table_inputs)
 from hydranet.rundir import RunDir
 from hydranet.train.evaluation import eval_settings, predict_batches
 from hydranet.train.run import Run
@@ -116,9 +117,9 @@ def requested_rows(run: Run, reference_rows: int | None) -> int:
 
 def reference_frame(run: Run, rows: int) -> pd.DataFrame:
     """Up to `rows` train rows drawn with the run's seed (Purpose.MONITOR): raw source rows of a table run,
-    per-example features and the model's predictions (`reference.example_sample`) of an image or text run. The sample
-    stored at training time when it is that draw, else rebuilt from the run's data; `attrs["reference"]` says
-    which."""
+    per-example features and the model's predictions (`reference.example_sample`) of an image or text run. The
+    sample stored at training time when it is that draw, else rebuilt from the run's data; `attrs["reference"]`
+    says which."""
     stored = stored_sample(run, rows)
     if stored is not None:
         return stored

@@ -37,7 +37,8 @@ OPEN = ("/health", "/docs", "/openapi.json")  # answered without the key: probes
 REASONS = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
            415: "unsupported_media_type", 422: "invalid_input", 500: "internal"}
 ROWS_SCHEMA = {"type": "object", "required": ["rows"], "description": "table runs: one object per row with every "
-               "trained column (null: missing); text runs: every text column, a string", "properties": {"rows": {"type": "array", "items": {"type": "object"}}}}
+               "trained column (null: missing); text runs: every text column, a string",
+               "properties": {"rows": {"type": "array", "items": {"type": "object"}}}}
 BASE64_SCHEMA = {"type": "object", "required": ["images"], "description": "image runs: image files in base64",
                  "properties": {"images": {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}}}}
 UPLOAD_SCHEMA = {"type": "object", "description": "image runs: image files, any field name", "properties": {

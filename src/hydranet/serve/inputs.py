@@ -20,11 +20,11 @@ import pandas as pd
 import torch
 
 from hydranet.data import DataInfo, to_model_inputs
+from hydranet.data.build import text_inputs
 from hydranet.data.info import TEXT
 from hydranet.data.sources.table import clean
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
-from hydranet.data.build import text_inputs
 from hydranet.predict import checked_table, decoded_images
 from hydranet.serve.onerow import encode_rows
 

@@ -26,8 +26,7 @@ from hydranet.data.tabular import TableEncoder
 from hydranet.files import append_line, write_text
 from hydranet.monitor.drift import STAT_TEST_MAX_ROWS, frame_drift
 from hydranet.data.info import TEXT
-from hydranet.monitor.reference import TEXT_FEATURES, channel_statistics, image_feature_names, text_statistics
-from hydranet.monitor.report import input_pixels, predictions_drift, reference_frame
+from hydranet.monitor.report import input_features, predictions_drift, reference_frame
 from hydranet.predict import decode_outputs, table_inputs
 from hydranet.randomness import Purpose, numpy_stream
 from hydranet.serve.inputs import TableRows
@@ -146,15 +145,12 @@ def drift_window(run: Run, model: Callable[[torch.Tensor], Outputs], size: int,
     """A window whose reference is up to 1,000 train rows (statistical tests, as `hydranet monitor` by default) and
     `model`'s predictions on them; `shared`: the folder where the workers of one server pool their windows."""
     decode = lambda outputs: decode_outputs(run, outputs)  # noqa: E731
-    if run.info.is_image or run.info.kind == TEXT:  # per-example features of the model inputs
+    if run.info.is_image or run.info.kind == TEXT:  # per-example features of the model inputs, as monitor's
         x = reference_inputs(run, STAT_TEST_MAX_ROWS)
-        if run.info.is_image:
-            rows = lambda requests, x: channel_statistics(input_pixels(run.info, x), 1.0).tolist()  # noqa: E731
-            names = image_feature_names(run.info.channels)
-        else:
-            rows, names = lambda requests, x: text_statistics(x).tolist(), TEXT_FEATURES  # noqa: E731
-        describe = lambda stats: pd.DataFrame(stats, columns=names, dtype="float64")  # noqa: E731
-        parts = (size, describe(rows([], x)), decode(model(x)), [], rows, describe, decode)
+        reference = input_features(run.info, x)
+        rows = lambda requests, x: input_features(run.info, x).to_numpy().tolist()  # noqa: E731
+        describe = lambda stats: pd.DataFrame(stats, columns=reference.columns, dtype="float64")  # noqa: E731
+        parts = (size, reference, decode(model(x)), [], rows, describe, decode)
     else:
         columns = TableEncoder.from_state(run.info.encoder).columns
         names = [c["name"] for c in columns]

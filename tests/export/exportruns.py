@@ -57,7 +57,8 @@ def text_frame(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     texts = [" ".join(rng.choice(WORDS, size=rng.integers(1, 12))) for _ in range(n)]
     frame = pd.DataFrame({"title": [t.split()[0] for t in texts], "body": [" ".join(t.split()[1:]) for t in texts],
-                          "topic": ["yes" if "beta" in t else "no" for t in texts], "words": [len(t.split()) for t in texts]})
+                          "topic": ["yes" if "beta" in t else "no" for t in texts],
+                          "words": [len(t.split()) for t in texts]})
     frame.loc[frame["body"] == "", "body"] = np.nan
     return frame
 

@@ -75,8 +75,7 @@ def sequence_preprocessing(info: DataInfo) -> dict[str, Any]:
     base = {"inputs": list(GraphInputs.of(info).names), "kind": info.kind, "max_length": info.input_shape[0]}
     if info.kind == TEXT:
         return {**base, "columns": list(info.features), "separator": info.separator, "tokenizer": TOKENIZER,
-                "missing": sorted(MISSING_STRINGS),
-                "cls_id": CLS_ID, "pad_id": PAD_ID, "steps": TEXT_STEPS}
+                "missing": sorted(MISSING_STRINGS), "cls_id": CLS_ID, "pad_id": PAD_ID, "steps": TEXT_STEPS}
     return {**base, "features": info.input_shape[1] - 1, "mean": list(info.mean), "std": list(info.std),
             "steps": SEQUENCE_STEPS}
 

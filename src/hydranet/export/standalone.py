@@ -81,11 +81,13 @@ def text_inputs(pre: dict, inputs: list[str | Path], folder: Path) -> tuple[dict
     if empty:  # hydranet refuses them too: the model never saw a text of [CLS] alone
         raise ValueError(f"{inputs[0]}: row {empty[0] + 1} has no text in column(s) {', '.join(pre['columns'])}")
     tokenizer = Tokenizer.from_file(str(folder / pre["tokenizer"]))
-    rows = [[pre["cls_id"], *e.ids[:pre["max_length"] - 1]] for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
-    ids = np.full((len(rows), max(map(len, rows))), pre["pad_id"], np.int64)
+    encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
+    rows = [[pre["cls_id"], *e.ids[:pre["max_length"] - 1]] for e in encoded]
+    ids = np.full((len(rows), max(map(len, rows))), pre["pad_id"], np.int64)  # padded to the longest row
     for i, row in enumerate(rows):
         ids[i, :len(row)] = row
-    return {"input_ids": ids, "attention_mask": (ids != pre["pad_id"]).astype(np.int64)}, [str(i) for i in range(len(rows))]
+    mask = (ids != pre["pad_id"]).astype(np.int64)
+    return {"input_ids": ids, "attention_mask": mask}, [str(i) for i in range(len(rows))]
 
 
 def text_cell(value: object) -> str:
@@ -99,7 +101,8 @@ def sequence_inputs(pre: dict, inputs: list[str | Path], folder: Path) -> tuple[
     with np.load(path, allow_pickle=False) as arrays:
         x, lengths = arrays["x"].astype(np.float64), arrays["lengths"]
     if x.ndim != 3 or x.shape[2] != pre["features"] or x.shape[1] > pre["max_length"]:
-        raise ValueError(f"{path}: x has shape {x.shape}; expected (N, T, {pre['features']}) with T <= {pre['max_length']}")
+        raise ValueError(f"{path}: x has shape {x.shape}; expected (N, T, {pre['features']}) with "
+                         f"T <= {pre['max_length']}")
     mask = np.arange(x.shape[1])[None, :] < lengths[:, None]
     values = ((x.astype(np.float32) - np.float32(pre["mean"])) / np.float32(pre["std"])) * mask[..., None]
     return {"values": values.astype(np.float32), "mask": mask.astype(np.int64)}, [str(i) for i in range(len(x))]

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from hydranet.errors import UserError
-from hydranet.export.inputs import INPUT, GraphInputs
+from hydranet.export.inputs import GraphInputs
 from hydranet.models import HydraNet
 from hydranet.train.evaluation import forward_tta
 

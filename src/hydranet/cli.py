@@ -297,8 +297,8 @@ def export(
     for task, diff in result["max_abs_diff"].items():
         table.add_row(task, f"{diff:.2e}")
     console.print(table)
-    console.print(f"exported in {result['export_seconds']:.1f}s to [bold]{result['folder']}[/bold] "
-                  f"(model.onnx, preprocessing.json, outputs.json, parity.json, predict_onnx.py)")
+    files = ", ".join(sorted(path.name for path in Path(result["folder"]).iterdir()))
+    console.print(f"exported in {result['export_seconds']:.1f}s to [bold]{result['folder']}[/bold] ({files})")
 
 
 @app.command()
@@ -403,7 +403,7 @@ def quantization_table(report: dict, title: str) -> Table:
 def monitor(
     run_dir: Path = typer.Argument(..., help="a run directory"),
     data: list[Path] = typer.Argument(..., help="new inputs as predict takes them: one .csv, .csv.gz or .parquet "
-                                      "file (table runs), image files or folders (image runs)"),
+                                      "file (table and text runs), image files or folders (image runs)"),
     out: Optional[Path] = typer.Option(None, "--output", "-o", help="folder for drift.json, drift.png and "
                                        "drift.html (default: RUN/monitor)"),
     reference_rows: Optional[int] = typer.Option(None, "--reference-rows", help="train rows of the reference "

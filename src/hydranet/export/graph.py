@@ -1,4 +1,5 @@
-"""The run's model as an ONNX graph: one float32 input `x` with a dynamic batch dimension, one named output per task.
+"""The run's model as an ONNX graph: its named inputs (export/inputs.py: `x`, or token ids and a mask, or values and a
+mask) with a dynamic batch dimension (and sequence length), one named output per task.
 
 torch.onnx's dynamo-based exporter (it needs onnxscript) traces the model with torch.export; a part it refuses
 is named in the error by exporting the trunk and each head alone.
@@ -18,11 +19,11 @@ import torch
 from torch import Tensor, nn
 
 from hydranet.errors import UserError
+from hydranet.export.inputs import GraphInputs
 from hydranet.models import HydraNet
 from hydranet.train.evaluation import forward_tta
 
 OPSET = 20  # the exporter's native opset for torch 2.13: no version conversion, which can fail on some ops
-INPUT = "x"
 PACKAGES = ("onnx", "onnxruntime", "onnxscript")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 EXAMPLE_BATCH = 2  # the traced batch (1 would be specialized); parity checks other sizes, so a baked-in one is caught
@@ -43,27 +44,29 @@ def require_packages() -> dict[str, str]:
 
 
 class ExportView(nn.Module):
-    """The model as `predict` runs it (its test-time augmentation included), returning one tensor per task in
-    `tasks` order: the exporter names outputs by position, so a tuple in a known order maps each name to its head."""
+    """The model as `predict` runs it (its test-time augmentation included) on the graph's inputs, returning one
+    tensor per task in `tasks` order: the exporter names outputs by position, so a tuple in a known order maps each
+    name to its head."""
 
-    def __init__(self, model: HydraNet, tasks: list[str], tta: str = "none"):
+    def __init__(self, model: HydraNet, tasks: list[str], inputs: GraphInputs, tta: str = "none"):
         super().__init__()
-        self.model, self.tasks, self.tta = model, tasks, tta
+        self.model, self.tasks, self.inputs, self.tta = model, tasks, inputs, tta
 
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        outputs = forward_tta(self.model, x, self.tta)
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
+        outputs = forward_tta(self.model, self.inputs.join(*inputs), self.tta)
         return tuple(outputs[task] for task in self.tasks)
 
 
 def to_onnx(view: ExportView, example: Tensor) -> Any:
-    """The ONNXProgram of `view` (in eval mode) traced on the first example, its batch dimension left dynamic."""
+    """The ONNXProgram of `view` (in eval mode) traced on the first example (at the trained sequence length), its
+    batch dimension and sequence length left dynamic."""
     view.eval()
     traced = example[:1].expand(EXAMPLE_BATCH, *example.shape[1:]).contiguous()
     try:
         with _quiet():
-            return torch.onnx.export(view, (traced,), dynamo=True, opset_version=OPSET,
-                                     input_names=[INPUT], output_names=list(view.tasks), verbose=False,
-                                     dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+            return torch.onnx.export(view, view.inputs.split(traced), dynamo=True, opset_version=OPSET,
+                                     input_names=list(view.inputs.names), output_names=list(view.tasks),
+                                     verbose=False, dynamic_shapes=(view.inputs.dynamic_shapes(),))
     except Exception as err:  # the exporter wraps torch.export's many error types in its own
         raise UserError(f"export: {failing_part(view.model, example)} cannot be exported to ONNX "
                         f"({first_line(err)})") from None

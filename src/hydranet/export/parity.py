@@ -1,5 +1,7 @@
 """Parity of an exported graph: ONNX Runtime (CPU) against the PyTorch model on up to 256 held-out examples,
-at the whole set, batch 1 and an odd batch size (so a batch size fixed by tracing is caught), in float32.
+at the whole set, batch 1 and an odd batch size (so a batch size fixed by tracing is caught), in float32. Texts and
+sequences go to ONNX Runtime cut to each batch's longest example (so batch 1 runs every example at its own length),
+to PyTorch padded to the trained length: the graph must be right at every length a caller may feed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from torch import Tensor
 
 from hydranet.data import Dataset
 from hydranet.errors import UserError
-from hydranet.export.graph import INPUT, ExportView
+from hydranet.export.graph import ExportView, first_line
 
 TOLERANCE = 1e-4  # max absolute difference per output element, fp32
 EXAMPLES = 256
@@ -27,7 +29,7 @@ def parity_examples(data: Dataset) -> tuple[str, Tensor]:
     index = data.index[split][:EXAMPLES]
     normalize = data.normalizer()
     x = data.x[index]
-    return split, (normalize(x) if normalize is not None else x).float().contiguous()
+    return split, (normalize(x) if normalize is not None else x).contiguous()
 
 
 def check_parity(path: Path, view: ExportView, x: Tensor, split: str) -> dict[str, Any]:
@@ -37,17 +39,27 @@ def check_parity(path: Path, view: ExportView, x: Tensor, split: str) -> dict[st
 
     session = ort.InferenceSession(str(path), providers=[PROVIDER])
     with torch.inference_mode():
-        reference = [t.numpy() for t in view.eval()(x)]
+        reference = [t.numpy() for t in view.eval()(*view.inputs.split(x))]
     sizes = sorted({len(x), 1, min(ODD_BATCH, len(x))}, reverse=True)
     worst = dict.fromkeys(view.tasks, 0.0)
     for size in sizes:
         for start in range(0, len(x), size):
-            got = session.run(list(view.tasks), {INPUT: x[start:start + size].numpy()})
+            got = _run(session, view.tasks, view.inputs.feeds(x[start:start + size]), size)
             for task, ours, theirs in zip(view.tasks, got, reference):
                 worst[task] = max(worst[task], _max_abs_diff(ours, theirs[start:start + size]))
     return {"passed": all(d <= TOLERANCE for d in worst.values()), "tolerance": TOLERANCE,
             "max_abs_diff": worst, "examples": len(x), "split": split, "batch_sizes": sizes,
             "precision": "fp32", "provider": PROVIDER, "onnxruntime": ort.__version__, "torch": torch.__version__}
+
+
+def _run(session, tasks: list[str], feeds: dict[str, np.ndarray], size: int) -> list[np.ndarray]:
+    """The session's outputs; a graph ONNX Runtime refuses to run (a batch size or length fixed by tracing) is
+    refused in one line, as a graph that computes something else is."""
+    try:
+        return session.run(list(tasks), feeds)
+    except Exception as err:  # onnxruntime's errors share no importable base class
+        raise UserError(f"export: ONNX Runtime cannot run the exported graph on a batch of {size} "
+                        f"({first_line(err)}); nothing was written") from None
 
 
 def _max_abs_diff(ours: np.ndarray, theirs: np.ndarray) -> float:

@@ -12,6 +12,7 @@ import torch
 
 from hydranet.errors import UserError
 from hydranet.export import export_run
+from hydranet.export.inputs import GraphInputs
 from hydranet.export.run import FILES, MODEL, OUTPUTS, export_identity
 from hydranet.rundir import RunDir
 from hydranet.train.evaluation import eval_settings, predict_batches
@@ -58,13 +59,13 @@ class OnnxBackend:
 
         folder = self.prepare(run)
         spec = json.loads((folder / OUTPUTS).read_text(encoding="utf-8"))
-        self.input = spec["input"]["name"]
+        self.inputs = GraphInputs.of(run.info)
         self.outputs = {task: entry["output"] for task, entry in spec["tasks"].items()}
         self.session = ort.InferenceSession(str(folder / MODEL), session_options(ort),
                                             providers=["CPUExecutionProvider"])
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        raw = self.session.run(list(self.outputs.values()), {self.input: x.numpy()})
+        raw = self.session.run(list(self.outputs.values()), self.inputs.feeds(x))
         return {task: torch.from_numpy(values) for task, values in zip(self.outputs, raw)}
 
 

@@ -23,9 +23,11 @@ def dual_weights(gram: np.ndarray, c: float) -> np.ndarray:
     """w ∈ simplex minimizing F(w) = g_w·g0 + √φ·|g_w| with g_w = Σ w_t g_t, g0 the mean gradient, √φ = c·|g0|.
 
     The dual of max_d min_t g_t·d s.t. |d − g0| ≤ c|g0|, written with the Gram matrix only. Solved exactly by a
-    primal active-set method (Lawson & Hanson's scheme for non-negative least squares): from the best vertex,
-    the index whose KKT multiplier is most negative enters (an exact line search toward its vertex), then F is
-    minimized on the face of the indices in use (`best_on_face`, one small linear solve per step). It replaces
+    primal active-set method (Lawson & Hanson's scheme for non-negative least squares): F is minimized on the
+    whole simplex first, indices leaving one at a time where their weight would turn negative (`best_on_face`,
+    one small linear solve per step; real task gradients keep most of them: 2 solves for 16 MLP heads); then,
+    while an index's KKT multiplier is negative, the most negative one enters (an exact line search toward its
+    vertex) and F is minimized again on the face in use. It replaces
     the authors' SLSQP, whose per-call overhead in scipy (1.5–5 ms) was most of what CAGrad cost above the other
     gradient methods, and which stopped far from the optimum when the task gradients' norms differ by 10³ or
     more. Every step lowers F, so at the step cap the point is still feasible and better than the start.
@@ -36,8 +38,7 @@ def dual_weights(gram: np.ndarray, c: float) -> np.ndarray:
     b = gram.mean(axis=1)  # (T,) g_t·g0
     sqrt_phi = c * np.sqrt(max(gram.mean(), 0.0)) + 1e-8
     gram = gram + RIDGE * np.trace(gram) / t * np.eye(t)  # positive definite: |g_w| > 0
-    w = np.zeros(t)
-    w[np.argmin(b + sqrt_phi * np.sqrt(np.diag(gram)))] = 1.0  # the best vertex
+    w = best_on_face(gram, b, sqrt_phi, np.full(t, 1.0 / t))  # from the whole simplex down
     for _ in range(4 * t + 10):  # each index enters and leaves a few times at most
         gradient = b + sqrt_phi * (gram @ w) / np.sqrt(w @ gram @ w)  # ∇F
         slack = np.where(w > 0, 0.0, gradient - gradient[w > 0].mean())  # the multipliers of w ≥ 0

@@ -27,10 +27,10 @@ def dual_weights(gram: np.ndarray, c: float) -> np.ndarray:
     whole simplex first, indices leaving one at a time where their weight would turn negative (`best_on_face`,
     one small linear solve per step; real task gradients keep most of them: 2 solves for 16 MLP heads); then,
     while an index's KKT multiplier is negative, the most negative one enters (an exact line search toward its
-    vertex) and F is minimized again on the face in use. It replaces
-    the authors' SLSQP, whose per-call overhead in scipy (1.5–5 ms) was most of what CAGrad cost above the other
-    gradient methods, and which stopped far from the optimum when the task gradients' norms differ by 10³ or
-    more. Every step lowers F, so at the step cap the point is still feasible and better than the start.
+    vertex) and F is minimized again on the face in use. It replaces the authors' SLSQP, whose per-call
+    overhead in scipy (1.5–5 ms) was most of what CAGrad cost above the other gradient methods, and which
+    stopped far from the optimum when the task gradients' norms differ by 10³ or more. Every step lowers F, so
+    at the step cap the point is still feasible and better than the start.
     """
     t = len(gram)
     if np.trace(gram) <= 0:  # no gradient at all: every w gives d = 0

@@ -58,5 +58,5 @@ class FairGrad(GramMethod):
         self.alpha, self.max_iters, self.level = options.alpha, options.max_iters, options.gradients
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float]:
-        return self.gram_backward(losses, shared_params, lambda gram: fairgrad_weights(gram, self.alpha, self.max_iters),
-                             heads_weighted=True)
+        return self.gram_backward(losses, shared_params,
+                                  lambda gram: fairgrad_weights(gram, self.alpha, self.max_iters), heads_weighted=True)

@@ -61,7 +61,7 @@ class TermGradients:
 class GradientMethod:
     """What the gradient balancers share: the model (for its features), read at `on_fit_start`, and the choice
     between parameter- and representation-level gradients (`gradients` option). Optional: a balancer may call
-    `term_gradients` and `combine_and_backward` directly."""
+    `term_gradients` and `backward_combined` directly."""
 
     level: Level = "parameters"
     model_ref = None  # set by on_fit_start; without it (a bare backward call) the shared parameters are used

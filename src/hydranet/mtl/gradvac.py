@@ -56,9 +56,9 @@ class GradVac(GramMethod):
     The cosine of each pair is raised to its target φ̂ (which starts at 0, so the first steps act as PCGrad
     does on conflicting pairs) and pairs that agree more than usual are left alone. Gradients are taken on
     all shared parameters together (torchjd's `whole_model`; the paper also groups them by layer), or on the
-    shared features with `gradients: representation`. Each task
-    visits the others in a fresh random order every step from the `GRADVAC` stream. The targets φ̂ and the
-    generator are checkpointed (exact resume); the loop runs on the CPU, so each step syncs once.
+    shared features with `gradients: representation`. Each task visits the others in a fresh random order every
+    step from the `GRADVAC` stream. The targets φ̂ and the generator are checkpointed (exact resume); the loop
+    runs on the CPU, so each step syncs once.
     Returned weights: each term's coefficient in the shared gradient.
     """
 
@@ -75,7 +75,7 @@ class GradVac(GramMethod):
             self.targets = np.zeros((t, t))
         orders = [[j for j in torch.randperm(t, generator=self.generator).tolist() if j != i] for i in range(t)]
         return self.gram_backward(losses, shared_params,
-                             lambda gram: gradvac_coefficients(gram, self.targets, orders, self.beta))
+                                  lambda gram: gradvac_coefficients(gram, self.targets, orders, self.beta))
 
     def state_dict(self) -> dict:
         targets = torch.zeros(0) if self.targets is None else torch.from_numpy(self.targets.copy())

@@ -4,12 +4,14 @@ can import it): a few training steps on tiny data, the same function for one pro
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.multiprocessing as mp
 
 import hydranet.tasks
 from hydranet import registry
@@ -25,6 +27,17 @@ from hydranet.train.trainer import Trainer
 BALANCERS = ["equal", "uncertainty", "famo", "pcgrad", "mgda", "nash_mtl"]
 STEPS = 4
 GLOBAL_BATCH = 32
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(fn, *args, world: int = 2) -> None:
+    """`fn(rank, world, port, *args)` on `world` spawned processes (a free loopback port for their rendezvous)."""
+    mp.start_processes(fn, args=(world, free_port(), *args), nprocs=world, join=True, start_method="spawn")
 
 
 def write_table(path: Path) -> Path:

@@ -8,14 +8,12 @@ from __future__ import annotations
 import json
 import os
 import runpy
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 import hydranet
 
@@ -27,16 +25,7 @@ from hydranet.files import read_tensors
 from hydranet.train import fit
 
 from tests.distributed import dist_workers as workers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def spawn(fn, *args, world: int = 2) -> None:
-    mp.start_processes(fn, args=(world, free_port(), *args), nprocs=world, join=True, start_method="spawn")
+from tests.distributed.dist_workers import spawn
 
 
 @pytest.fixture(scope="module")

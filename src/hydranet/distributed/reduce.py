@@ -57,6 +57,20 @@ def concatenated(tensor: Tensor, what: str) -> Tensor:
     return torch.cat(parts, dim=-1)
 
 
+def from_rank0(value: float, what: str) -> float:
+    """Rank 0's `value` on every rank: a decision that must be the same everywhere although each rank measures its
+    own (how many seconds a time budget has used: the ranks' clocks differ, and a rank that stopped one iteration
+    before the others would leave them waiting in a collective)."""
+    if not active():
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    try:
+        dist.broadcast(tensor, src=0)
+    except RuntimeError as err:
+        raise _lost(what, err) from None
+    return float(tensor)
+
+
 def global_mean(mean: Tensor, count: Tensor) -> Tensor:
     """This rank's share of a loss whose mean runs over the labelled elements of every rank.
 

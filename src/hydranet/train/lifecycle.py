@@ -149,7 +149,7 @@ def start(cfg: Config, run_dir: str | Path | None, kind: str, progress: bool, *,
     nothing behind and the same --run-dir works once it is fixed."""
     apply_process_settings(cfg)
     device = join(resolve_device(cfg.train.device), cfg.train.distributed_timeout)
-    run = RunDir.plan(cfg, run_dir) if is_main() else _unclaimed(cfg, run_dir)
+    run = RunDir.plan(cfg, run_dir) if is_main() else unclaimed(cfg, run_dir)
     if cfg.model.init_from is not None:
         weights_file(cfg.model.init_from)  # a wrong path fails before the data is loaded
     data = build_dataset(cfg, labels_required=labels_required)
@@ -158,7 +158,7 @@ def start(cfg: Config, run_dir: str | Path | None, kind: str, progress: bool, *,
     return Session(cfg, run, data, device, progress and cfg.train.progress, kind=kind, fingerprint=data_fingerprint(data))
 
 
-def _unclaimed(cfg: Config, run_dir: str | Path | None) -> RunDir:
+def unclaimed(cfg: Config, run_dir: str | Path | None) -> RunDir:
     """The run directory as a rank other than 0 sees it: never written by this process, so not checked (rank 0 may
     have claimed it already)."""
     return RunDir(run_dir if run_dir is not None else Path("runs") / cfg.name)

@@ -1,5 +1,6 @@
 """What the spawned ranks of test_global_draws.py run: meta-training, whose episodes every rank draws for the whole
-meta-batch, and SimCLR steps, whose views every rank draws for the whole global batch; each rank keeps its share.
+meta-batch, and pretraining steps, whose views and corruptions every rank draws for the whole global batch; each
+rank keeps its share.
 The same functions run in one process for the references."""
 
 from __future__ import annotations
@@ -55,22 +56,32 @@ def meta_weights(folder: Path, method: str) -> None:
     loop.train(meta_config(method), folder / method, progress=False)
 
 
-def simclr_config():
-    """SimCLR on the digits: a small CNN with BatchNorm (synchronized by default), fp32, plain SGD, no dropout."""
-    settings = {"model.trunk": {"name": "cnn", "channels": [8], "dense": [16], "batch_norm": True},
-                "ssl.method": {"name": "simclr", "projection_hidden": 16, "projection_dim": 8}, "data.limit": 256,
-                "train.precision": "fp32", "train.optimizer": {"name": "sgd", "lr": 0.1},
+PROJECTION = {"projection_hidden": 16, "projection_dim": 8}
+PRETRAININGS = {  # name → (experiment, settings): image views (crops, flips, jitter), SCARF and denoising corruptions
+    "simclr-images": ("quickstart", {"model.trunk": {"name": "cnn", "channels": [8], "dense": [16], "batch_norm": True},
+                                     "ssl.method": {"name": "simclr", **PROJECTION}, "data.limit": 256}),
+    "simclr-table": ("breast-cancer", {"model.trunk": {"name": "mlp", "hidden": [16], "batch_norm": True},
+                                       "ssl.method": {"name": "simclr", **PROJECTION}}),
+    "denoising-table": ("breast-cancer", {"model.trunk": {"name": "mlp", "hidden": [16]},
+                                          "ssl.method": {"name": "denoising", "decoder_hidden": 16}}),
+}
+
+
+def pretrain_config(name: str):
+    """A small trunk (BatchNorm synchronized by default), fp32, plain SGD at a constant rate, no dropout."""
+    experiment, settings = PRETRAININGS[name]
+    settings = {**settings, "train.precision": "fp32", "train.optimizer": {"name": "sgd", "lr": 0.1},
                 "train.schedule": {"name": "constant"}}
-    return load_config("quickstart", [f"{k}={json.dumps(v)}" for k, v in settings.items()])  # JSON is YAML
+    return load_config(experiment, [f"{k}={json.dumps(v)}" for k, v in settings.items()])  # JSON is YAML
 
 
-def simclr_steps(batch_size: int, steps: int = 3) -> dict[str, torch.Tensor]:
-    """Trunk and projection head after `steps` SimCLR steps on global batches of `batch_size`."""
-    cfg = simclr_config()
+def pretrain_steps(name: str, batch_size: int, steps: int = 3) -> dict[str, torch.Tensor]:
+    """The model's and the method's tensors after `steps` pretraining steps on global batches of `batch_size`."""
+    cfg = pretrain_config(name)
     data = build_dataset(cfg, labels_required=False)
     model = fresh_model(cfg, data.info, {}, CPU)
     views = ViewMaker(cfg.ssl, cfg.seed, cfg.train.precision, data.info)
-    method = registry.get("ssl", "simclr", "ssl.method")(cfg.ssl.method.options, model.trunk, views)
+    method = registry.get("ssl", cfg.ssl.method.name, "ssl.method")(cfg.ssl.method.options, model.trunk, views)
     trainer = Trainer(model, {}, cfg, registry.get("balancer", "equal")(NoOptions(), {}, cfg.seed), device=CPU,
                       extra_losses=[method])
     trainer.total_steps = steps
@@ -78,8 +89,12 @@ def simclr_steps(batch_size: int, steps: int = 3) -> dict[str, torch.Tensor]:
     trainer.hook("on_epoch_start")
     for batch in itertools.islice(Batches(data, CPU, batch_size, cfg.data.augment, cfg.seed).epoch(0), steps):
         trainer.train_step(batch)
-    return {f"{k}": v.detach().clone() for k, v in [*model.state_dict().items(), *method.state_dict().items()]
+    return {f"{name}/{k}": v.detach().clone() for k, v in [*model.state_dict().items(), *method.state_dict().items()]
             if v.is_floating_point()}
+
+
+def all_pretrainings(batch_size: int) -> dict[str, torch.Tensor]:
+    return {k: v for name in PRETRAININGS for k, v in pretrain_steps(name, batch_size).items()}
 
 
 def ticking(rank: int):
@@ -91,7 +106,7 @@ def ticking(rank: int):
 
 def meta_and_views(rank: int, world: int, port: int, folder: str, global_batch: int) -> None:
     """Every two-rank run of test_global_draws.py in one process group, made here (a group the caller made outlives
-    each run). Rank 0 writes the runs' folders and the SimCLR weights; each rank writes its budget's iterations."""
+    each run). Rank 0 writes the runs' folders and the pretrained weights; each rank writes its budget's iterations."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
                             timeout=timedelta(seconds=60))
@@ -102,11 +117,11 @@ def meta_and_views(rank: int, world: int, port: int, folder: str, global_batch: 
         loop.train(meta_config("protonet"), folder / "not-averaged", progress=False)
     with mock.patch.object(loop, "own_tasks", lambda episodes: episodes.slice(0, META_BATCH // world)):
         loop.train(meta_config("protonet"), folder / "same-tasks", progress=False)  # as if each drew its own
-    simclr = {f"global/{k}": v for k, v in simclr_steps(global_batch).items()}
-    with mock.patch.object(draws, "global_rows", lambda rows: (rows, 0)):  # each rank's views as if its share were all
-        simclr.update({f"per-rank/{k}": v for k, v in simclr_steps(global_batch).items()})
+    pretrained = {f"global/{k}": v for k, v in all_pretrainings(global_batch).items()}
+    with mock.patch.object(draws, "global_rows", lambda rows: (rows, 0)):  # each rank draws as if its share were all
+        pretrained.update({f"per-rank/{k}": v for k, v in all_pretrainings(global_batch).items()})
     if rank == 0:
-        write_tensors(folder / "simclr.safetensors", {k: v.contiguous() for k, v in simclr.items()})
+        write_tensors(folder / "pretrained.safetensors", {k: v.contiguous() for k, v in pretrained.items()})
     with mock.patch.dict(loop.CLOCKS, {"wall": ticking(rank)}):
         try:
             iterations = loop.train(meta_config("protonet", iterations=50, time_budget=25), folder / "budget",

@@ -1,5 +1,6 @@
 """Random draws of the global batch (issue 20): two gloo ranks meta-train on their shares of each meta-batch, and
-pretrain SimCLR on their shares of each batch's views, exactly as one process on the whole batch.
+pretrain (SimCLR on images and tables, denoising) on their shares of each batch's views and corruptions, as one
+process on the whole batch.
 
 Every two-rank run comes from ONE spawn (a spawn costs seconds); the one-process references run here."""
 
@@ -13,11 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 
 import hydranet
 from hydranet.errors import UserError
-from hydranet.files import read_tensors
+from hydranet.files import read_tensors, write_text
 from hydranet.meta import loop
+from hydranet.meta.setup import build
 from hydranet.rundir import RunInterrupted
 
 from tests.distributed import draw_workers as workers
@@ -28,8 +31,13 @@ GLOBAL_BATCH = 32
 
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory) -> Path:
+    """The ranks' folder. The time-budget run comes last: ranks that disagree on when to stop abort in gloo (a
+    collective mismatch), which then fails that test alone, with the error, while the others read what came before."""
     folder = tmp_path_factory.mktemp("ranks")
-    spawn(workers.meta_and_views, str(folder), GLOBAL_BATCH)
+    try:
+        spawn(workers.meta_and_views, str(folder), GLOBAL_BATCH)
+    except mp.ProcessExitedException as err:
+        write_text(folder / "spawn-error.txt", str(err))
     return folder
 
 
@@ -77,21 +85,39 @@ def test_ranks_that_step_alone_or_share_their_tasks_would_fail_the_check(two_ran
 def test_a_time_budget_stops_every_rank_at_the_iteration_rank_0_decides(two_ranks):
     """The ranks' clocks differ (10 s and 20 s per reading); rank 0's decides for both, so both stop after 3
     meta-iterations instead of one waiting forever in a collective the other never joins."""
+    error = two_ranks / "spawn-error.txt"
+    assert not error.exists(), error.read_text()
     assert [(two_ranks / f"budget-{r}.txt").read_text() for r in (0, 1)] == ["3", "3"]
 
 
-def test_simclr_on_two_ranks_draws_the_views_of_one_process_on_the_global_batch(two_ranks):
-    """Views drawn for the global batch (each rank its rows) give one process's steps; views drawn per rank (rank
-    r's i-th example cropped as rank 0's i-th) do not."""
-    ranks = read_tensors(two_ranks / "simclr.safetensors")[0]
+@pytest.fixture(scope="module")
+def pretrained(two_ranks) -> dict[str, torch.Tensor]:
+    return read_tensors(two_ranks / "pretrained.safetensors")[0]
+
+
+@pytest.mark.parametrize("name", list(workers.PRETRAININGS))
+def test_pretraining_on_two_ranks_draws_the_views_of_one_process_on_the_global_batch(pretrained, name):
+    """Views and corruptions drawn for the global batch (each rank its rows; SCARF's donor rows from every rank's)
+    give one process's steps; drawn per rank (rank r's i-th example cropped as rank 0's i-th) they do not."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        reference = workers.simclr_steps(GLOBAL_BATCH)
+        reference = workers.pretrain_steps(name, GLOBAL_BATCH)
     finally:
         torch.set_num_threads(before)
-    assert largest_difference({k: ranks[f"global/{k}"] for k in reference}, reference) < 1e-5
-    assert largest_difference({k: ranks[f"per-rank/{k}"] for k in reference}, reference) > 1e-3
+    assert largest_difference({k: pretrained[f"global/{k}"] for k in reference}, reference) < 1e-5
+    assert largest_difference({k: pretrained[f"per-rank/{k}"] for k in reference}, reference) > 1e-3
+
+
+def test_each_rank_adapts_to_its_contiguous_share_of_the_meta_batch(monkeypatch):
+    """Rank 1 of 2 takes tasks 2 and 3 of 4: the equality above holds too for ranks that each adapt to all tasks,
+    which would only be slower."""
+    setup = build(workers.meta_config("maml"))
+    episodes = setup.sample(None, 4, 0, 2, 2, torch.Generator().manual_seed(0))
+    monkeypatch.setattr(loop, "world_size", lambda: 2)
+    monkeypatch.setattr(loop, "rank", lambda: 1)
+    share = loop.own_tasks(episodes)
+    assert share.tasks == 2 and torch.equal(share.support_x, episodes.support_x[2:])
 
 
 def test_a_meta_batch_the_ranks_cannot_share_is_refused_before_anything_is_written(tmp_path, monkeypatch):

@@ -180,3 +180,16 @@ def test_leave_destroys_only_the_group_join_created(monkeypatch, tmp_path):
     with context.membership():
         assert torch.distributed.is_initialized()
     assert not torch.distributed.is_initialized()
+
+
+def test_under_nccl_a_cpu_tensor_is_reduced_through_the_rank_gpu(monkeypatch):
+    """NCCL moves only GPU tensors, and the trainer's epoch means of plain numbers (the balancer weights) are CPU
+    tensors: every all-reduce sends them through this rank's GPU. Checked on the choice alone: NCCL itself cannot
+    run on a CPU-only machine."""
+    from hydranet.distributed import reduce
+
+    monkeypatch.setattr(reduce.dist, "get_backend", lambda: "nccl")
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert reduce.transport_device(torch.zeros(2)) == torch.device("cuda", 1)
+    monkeypatch.setattr(reduce.dist, "get_backend", lambda: "gloo")
+    assert reduce.transport_device(torch.zeros(2)) == torch.device("cpu")

@@ -16,12 +16,24 @@ from torch import Tensor, nn
 from hydranet.distributed.context import PeerLost, active, first_line, rank, world_size
 
 
+def transport_device(tensor: Tensor) -> torch.device:
+    """Where the backend can move `tensor`: NCCL moves only GPU tensors, so a CPU one (the epoch means of plain
+    numbers such as the balancer weights, a time budget's seconds) travels through this rank's GPU; gloo moves
+    tensors where they are."""
+    if tensor.device.type == "cpu" and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return tensor.device
+
+
 def _all_reduce(tensor: Tensor, what: str) -> Tensor:
     """Sum `tensor` over the ranks, in place."""
+    moved = tensor.to(transport_device(tensor))
     try:
-        dist.all_reduce(tensor)
+        dist.all_reduce(moved)
     except RuntimeError as err:  # DistBackendError (a RuntimeError): a peer closed its connection or timed out
         raise _lost(what, err) from None
+    if moved is not tensor:
+        tensor.copy_(moved)
     return tensor
 
 
@@ -64,6 +76,7 @@ def from_rank0(value: float, what: str) -> float:
     if not active():
         return value
     tensor = torch.tensor([value], dtype=torch.float64)
+    tensor = tensor.to(transport_device(tensor))
     try:
         dist.broadcast(tensor, src=0)
     except RuntimeError as err:

@@ -1,4 +1,5 @@
-"""What the spawned ranks of test_global_draws.py run: meta-training, whose episodes every rank draws for the whole
+"""What the spawned ranks of tests/distributed run in the default suite (`two_rank_checks`): the balancer matrix, and
+the runs of test_global_draws.py: meta-training, whose episodes every rank draws for the whole
 meta-batch, and pretraining steps, whose views and corruptions every rank draws for the whole global batch; each
 rank keeps its share.
 The same functions run in one process for the references."""
@@ -26,7 +27,10 @@ from hydranet.ssl.views import ViewMaker
 from hydranet.train.run import fresh_model
 from hydranet.train.trainer import Trainer
 
+from tests.distributed.dist_workers import as_rank, balancer_results
+
 META_BATCH = 4  # tasks per meta-iteration: 2 per rank
+PRETRAIN_BATCH = 32  # the global batch of the pretraining steps: 16 per rank
 CPU = torch.device("cpu")
 
 
@@ -104,23 +108,26 @@ def ticking(rank: int):
     return lambda: float(next(ticks))
 
 
-def meta_and_views(rank: int, world: int, port: int, folder: str, global_batch: int) -> None:
-    """Every two-rank run of test_global_draws.py in one process group, made here (a group the caller made outlives
-    each run). Rank 0 writes the runs' folders and the pretrained weights; each rank writes its budget's iterations."""
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
-                            timeout=timedelta(seconds=60))
+def two_rank_checks(rank: int, world: int, port: int, table: str, folder: str) -> None:
+    """Every two-rank run of the default suite in one process group, made here (a group the caller made outlives each
+    run): the balancer matrix of test_data_parallel.py, then the meta-learning and pretraining runs of
+    test_global_draws.py, the time-budget run last (ranks that disagree on when to stop abort in gloo). Rank 0 writes
+    the results and the runs' folders; each rank writes its budget's iterations."""
+    as_rank(rank, world, port)
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=60))
     folder = Path(folder)
+    balancers = balancer_results(Path(table))
     for method in ("protonet", "maml"):
         meta_weights(folder, method)
     with mock.patch.object(loop, "average_gradients", lambda params: None):  # each rank steps on its own mean
         loop.train(meta_config("protonet"), folder / "not-averaged", progress=False)
     with mock.patch.object(loop, "own_tasks", lambda episodes: episodes.slice(0, META_BATCH // world)):
         loop.train(meta_config("protonet"), folder / "same-tasks", progress=False)  # as if each drew its own
-    pretrained = {f"global/{k}": v for k, v in all_pretrainings(global_batch).items()}
+    pretrained = {f"global/{k}": v for k, v in all_pretrainings(PRETRAIN_BATCH).items()}
     with mock.patch.object(draws, "global_rows", lambda rows: (rows, 0)):  # each rank draws as if its share were all
-        pretrained.update({f"per-rank/{k}": v for k, v in all_pretrainings(global_batch).items()})
+        pretrained.update({f"per-rank/{k}": v for k, v in all_pretrainings(PRETRAIN_BATCH).items()})
     if rank == 0:
+        write_tensors(folder / "balancers.safetensors", {k: v.contiguous() for k, v in balancers.items()})
         write_tensors(folder / "pretrained.safetensors", {k: v.contiguous() for k, v in pretrained.items()})
     with mock.patch.dict(loop.CLOCKS, {"wall": ticking(rank)}):
         try:

@@ -1,7 +1,7 @@
 """Data-parallel training (issue 20): two gloo ranks on loopback take the steps of one process on the global batch.
 
-The balancer matrix, the per-rank-mean counter-example and the metrics come from ONE spawn of two ranks (a spawn
-costs seconds); the single-process references run here, in the test process."""
+The balancer matrix, the per-rank-mean counter-example and the metrics come from the one spawn of two ranks of the
+default suite (conftest.py); the single-process references run here, in the test process."""
 
 from __future__ import annotations
 
@@ -29,15 +29,8 @@ from tests.distributed.dist_workers import spawn
 
 
 @pytest.fixture(scope="module")
-def table(tmp_path_factory) -> Path:
-    return workers.write_table(tmp_path_factory.mktemp("dist") / "table.csv")
-
-
-@pytest.fixture(scope="module")
-def two_ranks(table, tmp_path_factory) -> dict[str, torch.Tensor]:
-    out = tmp_path_factory.mktemp("ranks") / "results.safetensors"
-    spawn(workers.balancer_matrix, str(table), str(out))
-    return read_tensors(out)[0]
+def two_ranks(two_rank_runs) -> dict[str, torch.Tensor]:
+    return read_tensors(two_rank_runs / "balancers.safetensors")[0]
 
 
 def single_process(table: Path, balancer: str) -> dict[str, torch.Tensor]:

@@ -2,7 +2,8 @@
 pretrain (SimCLR on images and tables, denoising) on their shares of each batch's views and corruptions, as one
 process on the whole batch.
 
-Every two-rank run comes from ONE spawn (a spawn costs seconds); the one-process references run here."""
+The two-rank runs come from the one spawn of the default suite (conftest.py); the one-process references run
+here."""
 
 from __future__ import annotations
 
@@ -14,32 +15,15 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 import hydranet
 from hydranet.errors import UserError
-from hydranet.files import read_tensors, write_text
+from hydranet.files import read_tensors
 from hydranet.meta import loop
 from hydranet.meta.setup import build
 from hydranet.rundir import RunInterrupted
 
 from tests.distributed import draw_workers as workers
-from tests.distributed.dist_workers import spawn
-
-GLOBAL_BATCH = 32
-
-
-@pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory) -> Path:
-    """The ranks' folder. The time-budget run comes last: ranks that disagree on when to stop abort in gloo (a
-    collective mismatch), which then fails that test alone, with the error, while the others read what came before."""
-    folder = tmp_path_factory.mktemp("ranks")
-    try:
-        spawn(workers.meta_and_views, str(folder), GLOBAL_BATCH)
-    except mp.ProcessExitedException as err:
-        write_text(folder / "spawn-error.txt", str(err))
-    return folder
-
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory) -> Path:
@@ -68,31 +52,31 @@ def metrics(run: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("method", ["protonet", "maml"])
-def test_two_ranks_meta_train_as_one_process_on_the_whole_meta_batch(two_ranks, one_process, method):
-    assert largest_difference(weights(two_ranks / method), weights(one_process / method)) < 1e-5
-    ranks, one = metrics(two_ranks / method), metrics(one_process / method)
+def test_two_ranks_meta_train_as_one_process_on_the_whole_meta_batch(two_rank_runs, one_process, method):
+    assert largest_difference(weights(two_rank_runs / method), weights(one_process / method)) < 1e-5
+    ranks, one = metrics(two_rank_runs / method), metrics(one_process / method)
     assert [r["iteration"] for r in ranks] == [r["iteration"] for r in one] == [3]
     assert all(r[k] == pytest.approx(o[k], rel=1e-5, abs=1e-6) for r, o in zip(ranks, one) for k in o)
 
 
 @pytest.mark.parametrize("variant", ["not-averaged", "same-tasks"])
-def test_ranks_that_step_alone_or_share_their_tasks_would_fail_the_check(two_ranks, one_process, variant):
+def test_ranks_that_step_alone_or_share_their_tasks_would_fail_the_check(two_rank_runs, one_process, variant):
     """Rank 0 stepping on its own share's mean gradient, or every rank adapting to the same tasks (as when each
     draws its own), ends far from one process: the check above tells them apart."""
-    assert largest_difference(weights(two_ranks / variant), weights(one_process / "protonet")) > 1e-3
+    assert largest_difference(weights(two_rank_runs / variant), weights(one_process / "protonet")) > 1e-3
 
 
-def test_a_time_budget_stops_every_rank_at_the_iteration_rank_0_decides(two_ranks):
+def test_a_time_budget_stops_every_rank_at_the_iteration_rank_0_decides(two_rank_runs):
     """The ranks' clocks differ (10 s and 20 s per reading); rank 0's decides for both, so both stop after 3
     meta-iterations instead of one waiting forever in a collective the other never joins."""
-    error = two_ranks / "spawn-error.txt"
+    error = two_rank_runs / "spawn-error.txt"
     assert not error.exists(), error.read_text()
-    assert [(two_ranks / f"budget-{r}.txt").read_text() for r in (0, 1)] == ["3", "3"]
+    assert [(two_rank_runs / f"budget-{r}.txt").read_text() for r in (0, 1)] == ["3", "3"]
 
 
 @pytest.fixture(scope="module")
-def pretrained(two_ranks) -> dict[str, torch.Tensor]:
-    return read_tensors(two_ranks / "pretrained.safetensors")[0]
+def pretrained(two_rank_runs) -> dict[str, torch.Tensor]:
+    return read_tensors(two_rank_runs / "pretrained.safetensors")[0]
 
 
 @pytest.mark.parametrize("name", list(workers.PRETRAININGS))
@@ -102,7 +86,7 @@ def test_pretraining_on_two_ranks_draws_the_views_of_one_process_on_the_global_b
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        reference = workers.pretrain_steps(name, GLOBAL_BATCH)
+        reference = workers.pretrain_steps(name, workers.PRETRAIN_BATCH)
     finally:
         torch.set_num_threads(before)
     assert largest_difference({k: pretrained[f"global/{k}"] for k in reference}, reference) < 1e-5

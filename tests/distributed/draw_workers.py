@@ -32,8 +32,6 @@ from tests.distributed.dist_workers import as_rank, balancer_results
 META_BATCH = 4  # tasks per meta-iteration: 2 per rank
 PRETRAIN_BATCH = 32  # the global batch of the pretraining steps: 16 per rank
 CPU = torch.device("cpu")
-
-
 SHORT = {"meta_batch": META_BATCH, "iterations": 3, "eval_every": 3, "eval_episodes": 8, "outer_optimizer": "sgd"}
 
 
@@ -49,7 +47,8 @@ def meta_config(method: str, **meta):
         return load_config("sinusoid", maml_overrides(**meta))
     meta = {**SHORT, **meta}
     return load_config({
-        "name": "digits-fewshot", "seed": 3, "data": {"source": "digits"}, "tasks": {"digit": {"kind": "classification"}},
+        "name": "digits-fewshot", "seed": 3, "data": {"source": "digits"},
+        "tasks": {"digit": {"kind": "classification"}},
         "model": {"trunk": {"name": "cnn", "channels": [8], "dense": []}}, "train": {"threads": 1},
         "meta": {"source": "data", "test_classes": ["7", "8", "9"], "per_class": 20, "method": method, "ways": 3,
                  "shots": 2, "queries": 2, "outer_lr": 0.1, **meta}})

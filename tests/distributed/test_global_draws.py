@@ -112,7 +112,7 @@ def test_a_meta_batch_the_ranks_cannot_share_is_refused_before_anything_is_writt
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.slow  # torchrun's agent and two workers, twice: about 40 s
+@pytest.mark.slow  # torchrun's agent and two workers, twice: 80 s at load average 16 on 2 cores
 def test_meta_train_nproc_relaunches_through_torchrun_and_resumes_an_interrupted_run(tmp_path, monkeypatch, one_thread):
     """`meta train --nproc 2` ends with rank 0's run directory, one report and the weights of one process;
     `--resume --nproc 2` continues a run one process started and ends as the uninterrupted run."""

@@ -82,7 +82,8 @@ def resume(run_dir: str | Path, progress: bool = True) -> MetaRun:
     with _ranks(cfg):
         setup = build(cfg)
         if meta.get("data_sha256") != setup.fingerprint():
-            raise UserError(f"{run.path}: was started on different data; resuming would mix two data sets: start a new run")
+            raise UserError(f"{run.path}: was started on different data; resuming would mix two data sets: "
+                            f"start a new run")
         params = setup.initial_parameters()
         optimizer = _optimizer(cfg, params)
         state = _restore(run, params, optimizer)
@@ -186,6 +187,13 @@ def _step(setup: MetaSetup, params: Params, optimizer: torch.optim.Optimizer, it
     return loss.item()
 
 
+def _mean_loss(losses: list[float]) -> float | None:
+    """The mean meta-loss since the last record, over every rank's tasks (each rank's loss is its share's mean)."""
+    if not losses:
+        return None
+    return float(averaged(torch.tensor(sum(losses), dtype=torch.float64), "the training losses")) / len(losses)
+
+
 def _record(run: RunDir, setup: MetaSetup, params: Params, optimizer: torch.optim.Optimizer, state: Progress,
             losses: list[float], progress: bool) -> None:
     """Meta-validate (every rank alike, on the same episodes), append a metrics.jsonl line and checkpoint (rank 0): a
@@ -193,8 +201,7 @@ def _record(run: RunDir, setup: MetaSetup, params: Params, optimizer: torch.opti
     meta = setup.cfg.meta
     weights = {name: value.detach() for name, value in params.items()}
     val = score_sampled(setup, weights, setup.val, meta.eval_episodes, meta.ways, meta.shots, meta.queries)
-    loss = float(averaged(torch.tensor(sum(losses), dtype=torch.float64), "the training losses")) / len(losses) if losses else None
-    record = {"iteration": state.iteration, "seconds": round(state.seconds, 2), "train/loss": loss,
+    record = {"iteration": state.iteration, "seconds": round(state.seconds, 2), "train/loss": _mean_loss(losses),
               f"val/{setup.problem.metric}": val["mean"], f"val/{setup.problem.metric}_ci95": val["ci95"]}
     state.history.append(record)
     if not is_main():

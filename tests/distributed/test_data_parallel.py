@@ -186,3 +186,16 @@ def test_under_nccl_a_cpu_tensor_is_reduced_through_the_rank_gpu(monkeypatch):
     assert reduce.transport_device(torch.zeros(2)) == torch.device("cuda", 1)
     monkeypatch.setattr(reduce.dist, "get_backend", lambda: "gloo")
     assert reduce.transport_device(torch.zeros(2)) == torch.device("cpu")
+
+
+def test_nccl_is_chosen_for_gpus_and_each_rank_takes_the_gpu_of_its_local_rank(monkeypatch):
+    """The choice only (these machines have no GPU): gloo between CPU processes, NCCL for CUDA devices; `cuda`
+    becomes this node's GPU number LOCAL_RANK under torchrun, an explicit `cuda:N` stays."""
+    from hydranet.distributed import context
+
+    assert context.backend(torch.device("cpu")) == "gloo" and context.backend(torch.device("cuda", 1)) == "nccl"
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert context.rank_device(torch.device("cuda")) == torch.device("cuda", 3)
+    assert context.rank_device(torch.device("cuda", 0)) == torch.device("cuda", 0)
+    assert context.rank_device(torch.device("cpu")) == torch.device("cpu")

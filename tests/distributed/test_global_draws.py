@@ -25,6 +25,7 @@ from hydranet.rundir import RunInterrupted
 
 from tests.distributed import draw_workers as workers
 
+
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory) -> Path:
     """The references: each method meta-trained by one process on the whole meta-batch."""

@@ -16,10 +16,22 @@ from torch import Tensor, nn
 from hydranet.distributed.context import active, exchanging, world_size
 
 
+def transport_device(tensor: Tensor) -> torch.device:
+    """Where the backend can move `tensor`: NCCL moves only GPU tensors, so a CPU one (the epoch means of plain
+    numbers such as the balancer weights, a time budget's seconds) travels through this rank's GPU; gloo moves
+    tensors where they are."""
+    if tensor.device.type == "cpu" and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return tensor.device
+
+
 def _all_reduce(tensor: Tensor, what: str) -> Tensor:
     """Sum `tensor` over the ranks, in place."""
+    moved = tensor.to(transport_device(tensor))
     with exchanging(what):
-        dist.all_reduce(tensor)
+        dist.all_reduce(moved)
+    if moved is not tensor:
+        tensor.copy_(moved)
     return tensor
 
 
@@ -45,6 +57,19 @@ def concatenated(tensor: Tensor, what: str) -> Tensor:
     with exchanging(what):
         dist.all_gather(parts, tensor.detach().contiguous())
     return torch.cat(parts, dim=-1)
+
+
+def from_rank0(value: float, what: str) -> float:
+    """Rank 0's `value` on every rank: a decision that must be the same everywhere although each rank measures its
+    own (how many seconds a time budget has used: the ranks' clocks differ, and a rank that stopped one iteration
+    before the others would leave them waiting in a collective)."""
+    if not active():
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    tensor = tensor.to(transport_device(tensor))
+    with exchanging(what):
+        dist.broadcast(tensor, src=0)
+    return float(tensor)
 
 
 def global_mean(mean: Tensor, count: Tensor) -> Tensor:

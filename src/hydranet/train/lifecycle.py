@@ -156,7 +156,7 @@ def start(cfg: Config, run_dir: str | Path | None, kind: str, progress: bool, *,
     nothing behind and the same --run-dir works once it is fixed."""
     apply_process_settings(cfg)
     device = join(resolve_device(cfg.train.device), cfg.train.distributed_timeout)
-    run = RunDir.plan(cfg, run_dir) if is_main() else _scratch()
+    run = RunDir.plan(cfg, run_dir) if is_main() else scratch()
     if cfg.model.init_from is not None:
         weights_file(cfg.model.init_from)  # a wrong path fails before the data is loaded
     data = build_dataset(cfg, labels_required=labels_required)
@@ -165,7 +165,7 @@ def start(cfg: Config, run_dir: str | Path | None, kind: str, progress: bool, *,
     return Session(cfg, run, data, device, progress and cfg.train.progress, kind=kind, fingerprint=data_fingerprint(data))
 
 
-def _scratch() -> RunDir:
+def scratch() -> RunDir:
     """The run directory of a rank other than 0: a private temporary folder, removed when the process ends. Rank 0
     alone writes the user's run; whatever a feature writes on another rank (early stopping's best weights, which it
     restores as rank 0 does, a drift reference) lands here, never beside or over rank 0's files."""
@@ -194,7 +194,7 @@ def reopen(run_dir: str | Path, progress: bool, *, labels_required: bool = True)
     state = load_checkpoint(run.last, run) if run.last.exists() else None
     data = build_dataset(cfg, labels_required=labels_required)
     _check_same_data(run, meta.get("data_sha256"), data_fingerprint(data))
-    run = run if is_main() else _scratch()  # every rank read the checkpoint; rank 0 alone writes on
+    run = run if is_main() else scratch()  # every rank read the checkpoint; rank 0 alone writes on
     return Session(cfg, run, data, device, progress and cfg.train.progress, state, kind=kind, new=False)
 
 

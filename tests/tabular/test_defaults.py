@@ -39,3 +39,20 @@ def test_an_option_override_keeps_the_data_default():
     """`--set model.trunk.embedding=plr` on a config naming no trunk options the table's mlp, not the image cnn."""
     config = load_config({"data": {"source": "csv"}, "tasks": {"y": {}}}, ["model.trunk.embedding=plr"])
     assert config.model.trunk.name == "mlp" and config.model.trunk.options.embedding == "plr"
+
+
+def test_table_default_is_the_measured_recipe():
+    """A one-line table config gets the mlp with PLR embeddings at sigma 3 and early stopping on the val loss (the
+    recipe docs/tabular.md measured); an option override starts from that trunk, a named monitor (even null) is kept,
+    and images keep their defaults."""
+    for config in (validate({"data": {"source": "csv"}, "tasks": {"y": {}}}),
+                   load_config({"data": {"source": "csv"}, "tasks": {"y": {}}}, ["model.trunk.hidden=[64]"])):
+        options = config.model.trunk.options
+        assert (options.embedding, options.plr.sigma) == ("plr", 3.0)
+        assert config.train.early_stopping.monitor == "val/loss"
+    off = validate({"data": {"source": "csv"}, "tasks": {"y": {}}, "train": {"early_stopping": {"monitor": None}}})
+    assert off.train.early_stopping.monitor is None
+    plain = validate({"data": {"source": "csv"}, "tasks": {"y": {}}, "model": {"trunk": "mlp"}})
+    assert plain.model.trunk.options.embedding == "none" and plain.train.early_stopping.monitor is None
+    image = validate({"data": {"source": "digits"}, "tasks": {"digit": {}}})
+    assert image.model.trunk.name == "cnn" and image.train.early_stopping.monitor is None

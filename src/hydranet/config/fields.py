@@ -68,17 +68,16 @@ def is_method_path(path: list[str]) -> bool:
     return isinstance(node, type) and issubclass(node, Method)
 
 
-def default_method(path: list[str], data: dict[str, Any]) -> dict[str, Any]:
-    """The default method of the method field at a path (`mtl.balancer` → {name: equal}) in the raw config `data`,
-    as a mapping an option override extends (the trunk's follows the data source: `--set model.trunk.hidden=[64]` on
-    a csv config options the table's default mlp, PLR embedding included)."""
+def default_method(path: list[str], data: dict[str, Any]) -> str | None:
+    """The default method name of the method field at a path (`mtl.balancer` → `equal`) in the raw config `data`
+    (the trunk's follows the data source: `--set model.trunk.embedding=plr` on a csv config options an mlp)."""
     if path == ["model", "trunk"]:
         section = data.get("data")
         source = section.get("source") if isinstance(section, dict) else None  # a wrong type: validation says so
         return default_trunk(source if isinstance(source, str) else DataConfig.model_fields["source"].default)
     parent = field_at(path[:-1]) if len(path) > 1 else Config
     field = parent.model_fields[path[-1]]
-    return {"name": field.get_default(call_default_factory=True).name}
+    return field.get_default(call_default_factory=True).name
 
 
 def allowed_keys(loc: list[str]) -> list[str]:

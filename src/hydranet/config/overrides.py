@@ -36,10 +36,8 @@ def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
         child = node.get(key)
         if child is None or isinstance(child, str):
             method = is_method_path(path[: i + 1])  # a method's option: the method keeps (or gets) its name
-            if method:
-                child = node[key] = {"name": child} if child is not None else default_method(path[: i + 1], data)
-            elif child is None:
-                child = node[key] = {}
+            name = child if child is not None else default_method(path[: i + 1], data) if method else None
+            child = node[key] = {"name": name} if method else {} if child is None else child
         if not isinstance(child, dict):
             raise UserError(f"--set {'.'.join(path)}: {'.'.join(path[: i + 1])} is a value, not a section")
         node = child

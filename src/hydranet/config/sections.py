@@ -6,7 +6,6 @@ whose options live in the method's own file (config/methods.py); this file lists
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -39,21 +38,16 @@ SSLMethod = method_of("ssl", word="self-supervised method")
 MitigationMethod = method_of("mitigation", none=True, word="fairness mitigation")
 MetaMethod = method_of("meta", word="meta-learning method")
 CompressMethod = method_of("compress", word="compression method")
-# The trunk (name and options) a config gets when it names none, by the kind of input its source reads: a source
-# that reads tables says so with `inputs = "table"` (or "text", "sequence") on its registered loader; any other
-# source keeps the image default. Tables get the mlp with PLR embeddings at sigma 3: chosen from Adult, breast cancer
-# and diabetes measurements (docs/tabular.md).
-DEFAULT_TRUNKS: dict[str, dict[str, Any]] = {
-    "table": {"name": "mlp", "embedding": "plr", "plr": {"sigma": 3.0}},
-    "image": {"name": "cnn"}, "text": {"name": "transformer"}, "sequence": {"name": "gru"},
-}
+# The trunk a config gets when it names none, by the kind of input its source reads: a source that reads tables
+# says so with `inputs = "table"` (or "text", "sequence") on its registered loader; any other source keeps the image
+# default.
+DEFAULT_TRUNKS = {"table": "mlp", "image": "cnn", "text": "transformer", "sequence": "gru"}
 
 
-def default_trunk(source: str) -> dict[str, Any]:
-    """The trunk of a config that names none, as a raw mapping (name and options; a copy the caller may extend): the
-    one for the input kind its registered source declares, else the image default."""
+def default_trunk(source: str) -> str:
+    """The trunk of a config that names none: the one for the input kind its registered source declares, else "cnn"."""
     found = registry.find(source, ("source",))
-    return copy.deepcopy(DEFAULT_TRUNKS[getattr(found[1], "inputs", "image") if found else "image"])
+    return DEFAULT_TRUNKS[getattr(found[1], "inputs", "image") if found else "image"]
 
 
 class Section(Options):
@@ -125,7 +119,7 @@ class TaskConfig(Section):
 
 
 class ModelConfig(Section):
-    trunk: TrunkMethod = Field(default_factory=lambda: TrunkMethod(name="cnn"), description="the shared feature extractor and its options: mlp, ft_transformer (tables), cnn, resnet, unet (a feature map for dense tasks), vit (patches of an image as tokens), transformer, gru, lstm (e.g. {name: cnn, channels: [32, 64]}); unnamed, it follows the data: mlp with PLR embeddings at sigma 3 for a table source (csv, parquet, breast_cancer), transformer for text, gru for sequences, cnn otherwise")
+    trunk: TrunkMethod = Field(default_factory=lambda: TrunkMethod(name="cnn"), description="the shared feature extractor and its options: mlp, ft_transformer (tables), cnn, resnet, unet (a feature map for dense tasks), vit (patches of an image as tokens), transformer, gru, lstm (e.g. {name: cnn, channels: [32, 64]}); unnamed, it follows the data: mlp for a table source (csv, parquet, breast_cancer), transformer for text, gru for sequences, cnn otherwise")
     sharing: SharingMethod = Field(default_factory=lambda: SharingMethod(name="hard"), description="how tasks share the trunk, and its options: hard (one trunk for all), mmoe, cgc, cross_stitch")
     head_hidden: list[int] = Field([], description="hidden widths of each task head (empty: a linear head)")
     head_dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each head")
@@ -161,7 +155,7 @@ class ScheduleConfig(Section):
 
 
 class EarlyStopConfig(Section):
-    monitor: str | None = Field(None, description="metric to watch, `val/<task>/<metric>` or `val/loss` (null: off; unset, an mlp trunk with PLR embeddings, the table default, watches val/loss)")
+    monitor: str | None = Field(None, description="metric to watch, `val/<task>/<metric>` or `val/loss` (null: off; unset, an mlp trunk with PLR embeddings watches val/loss)")
     mode: Literal["auto", "min", "max"] = Field("auto", description="whether lower or higher is better (auto: from the metric's name)")
     patience: int = Field(5, ge=1, description="epochs without improvement before stopping")
     min_delta: float = Field(0.0, ge=0, description="smallest change that counts as improvement")
@@ -372,12 +366,17 @@ class Config(Section):
     def _trunk_follows_data(self) -> "Config":
         """A config that names no trunk gets the default of its source's inputs (a csv is not fed to a cnn).
 
-        An mlp with PLR embeddings stops early on the val loss unless the config names a monitor: it fits a table
-        within a few epochs and then overfits (Adult, seed 0: val ROC-AUC 0.925 at epoch 4, 0.913 at epoch 10).
-        Assigning marks a field as set, so the saved config names it and a reloaded run builds and trains the same.
+        Assigning marks the trunk as set, so the saved config names it and a reloaded run builds the same model.
         """
         if "trunk" not in self.model.model_fields_set:
-            self.model.trunk = TrunkMethod.model_validate(default_trunk(self.data.source))
+            self.model.trunk = TrunkMethod(name=default_trunk(self.data.source))
+        return self
+
+    @model_validator(mode="after")
+    def _plr_stops_early(self) -> "Config":
+        """An mlp with PLR embeddings stops early on the val loss unless the config names a monitor: it fits a table
+        within a few epochs and then overfits (Adult, seed 0: val ROC-AUC 0.925 at epoch 4, 0.913 at epoch 10).
+        Assigning marks the monitor as set, so the saved config names it and a reloaded run trains the same."""
         stop = self.train.early_stopping
         plr = self.model.trunk.name == "mlp" and self.model.trunk.options.embedding == "plr"
         if plr and "monitor" not in stop.model_fields_set and self.data.split.val > 0:

@@ -41,16 +41,16 @@ def test_an_option_override_keeps_the_data_default():
     assert config.model.trunk.name == "mlp" and config.model.trunk.options.embedding == "plr"
 
 
-def test_an_mlp_with_plr_stops_early_unless_a_monitor_is_named():
-    """PLR embeddings overfit a table after a few epochs: such an mlp watches val/loss and keeps its best epoch,
-    whether the trunk is named or set by an override; a named monitor (even null) is kept, and the plain default
-    table mlp and images keep early stopping off."""
+def test_the_table_default_and_plr_stop_early_unless_a_monitor_is_named():
+    """A table config naming no trunk (the tabular default) and an mlp with PLR embeddings (named or set by an
+    override) watch val/loss and keep their best epoch; a named monitor (even null) is kept, and a named plain mlp
+    and images keep early stopping off."""
     table = {"data": {"source": "csv"}, "tasks": {"y": {}}}
-    for config in (validate(table | {"model": {"trunk": {"name": "mlp", "embedding": "plr"}}}),
+    for config in (validate(table), validate(table | {"model": {"trunk": {"name": "mlp", "embedding": "plr"}}}),
                    load_config(table, ["model.trunk.embedding=plr"])):
         assert config.train.early_stopping.monitor == "val/loss" and config.train.early_stopping.restore_best
+    assert validate(table).model.trunk.options.embedding == "none"
     named = load_config(table, ["model.trunk.embedding=plr", "train.early_stopping.monitor=null"])
     assert named.train.early_stopping.monitor is None
-    default = validate(table)
-    assert default.model.trunk.options.embedding == "none" and default.train.early_stopping.monitor is None
+    assert validate(table | {"model": {"trunk": "mlp"}}).train.early_stopping.monitor is None
     assert validate({"data": {"source": "digits"}, "tasks": {"digit": {}}}).train.early_stopping.monitor is None

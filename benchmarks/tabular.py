@@ -34,7 +34,7 @@ from hydranet.train import fit
 ADULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "adult" / "adult.csv.gz"
 METRIC = {"binary": "roc_auc", "regression": "rmse"}
 EMBEDDED = ["data.encoder.categorical=embedding", "data.encoder.numeric=quantile"]
-PLAIN = ["model.trunk={name: mlp}", "train.early_stopping.monitor=null"]  # the default before PLR: no embedding, no stop
+PLAIN = ["model.trunk={name: mlp}", "train.early_stopping.monitor=null"]  # the default before early stopping
 PLR = ["model.trunk={name: mlp, embedding: plr, plr: {sigma: 3.0}}", "train.early_stopping.monitor=val/loss"]
 VARIANTS = {  # name → overrides of the one-line config
     "default": [],

@@ -229,7 +229,9 @@ class Trainer:
         the batch): each block is scored against the batch's targets, and the mean over all rows is the mean over
         members of each member's own loss."""
         def rows(target: torch.Tensor | None, n: int) -> torch.Tensor | None:
-            return None if target is None else target.repeat(n // len(target), *[1] * (target.dim() - 1))
+            if target is None or len(target) == n:  # one prediction per example: no copy
+                return target
+            return target.repeat(n // len(target), *[1] * (target.dim() - 1))
 
         return {t: task.loss(preds[t].float(), rows(batch[t], len(preds[t])), rows(batch.get(weight_key(t)), len(preds[t])))
                 for t, task in self.tasks.items()}

@@ -233,7 +233,8 @@ class Trainer:
                 return target
             return target.repeat(n // len(target), *[1] * (target.dim() - 1))
 
-        return {t: task.loss(preds[t].float(), rows(batch[t], len(preds[t])), rows(batch.get(weight_key(t)), len(preds[t])))
+        return {t: task.loss(preds[t].float(), rows(batch[t], len(preds[t])),
+                             rows(batch.get(weight_key(t)), len(preds[t])))
                 for t, task in self.tasks.items()}
 
     def loss_terms(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

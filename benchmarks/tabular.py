@@ -34,12 +34,19 @@ from hydranet.train import fit
 ADULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "adult" / "adult.csv.gz"
 METRIC = {"binary": "roc_auc", "regression": "rmse"}
 EMBEDDED = ["data.encoder.categorical=embedding", "data.encoder.numeric=quantile"]
+PLAIN = ["model.trunk={name: mlp}", "train.early_stopping.monitor=null"]  # the default before early stopping
+PLR = ["model.trunk={name: mlp, embedding: plr, plr: {sigma: 3.0}}", "train.early_stopping.monitor=val/loss"]
 VARIANTS = {  # name → overrides of the one-line config
     "default": [],
-    "embeddings": ["data.encoder.categorical=embedding"],
-    "embeddings+quantile": EMBEDDED,
-    "ft_transformer": [*EMBEDDED, "model.trunk=ft_transformer"],
-    "ensemble": [*EMBEDDED, "model.ensemble=4"],
+    "plain": PLAIN,
+    "embeddings": [*PLAIN, "data.encoder.categorical=embedding"],
+    "embeddings+quantile": [*PLAIN, *EMBEDDED],
+    "ft_transformer": [*EMBEDDED, "model.trunk=ft_transformer", "train.early_stopping.monitor=null"],
+    "ensemble": [*PLAIN, *EMBEDDED, "model.ensemble=4"],
+    "plr": PLR,
+    "plr+embeddings": [*PLR, *EMBEDDED],
+    "tabm+plr": [*PLR, *EMBEDDED, "model.ensemble=4"],
+    "tabm-mini+plr": [*PLR, *EMBEDDED, "model.ensemble=4", "model.ensemble_style=mini"],
 }
 
 

@@ -39,3 +39,18 @@ def test_an_option_override_keeps_the_data_default():
     """`--set model.trunk.embedding=plr` on a config naming no trunk options the table's mlp, not the image cnn."""
     config = load_config({"data": {"source": "csv"}, "tasks": {"y": {}}}, ["model.trunk.embedding=plr"])
     assert config.model.trunk.name == "mlp" and config.model.trunk.options.embedding == "plr"
+
+
+def test_the_table_default_and_plr_stop_early_unless_a_monitor_is_named():
+    """A table config naming no trunk (the tabular default) and an mlp with PLR embeddings (named or set by an
+    override) watch val/loss and keep their best epoch; a named monitor (even null) is kept, and a named plain mlp
+    and images keep early stopping off."""
+    table = {"data": {"source": "csv"}, "tasks": {"y": {}}}
+    for config in (validate(table), validate(table | {"model": {"trunk": {"name": "mlp", "embedding": "plr"}}}),
+                   load_config(table, ["model.trunk.embedding=plr"])):
+        assert config.train.early_stopping.monitor == "val/loss" and config.train.early_stopping.restore_best
+    assert validate(table).model.trunk.options.embedding == "none"
+    named = load_config(table, ["model.trunk.embedding=plr", "train.early_stopping.monitor=null"])
+    assert named.train.early_stopping.monitor is None
+    assert validate(table | {"model": {"trunk": "mlp"}}).train.early_stopping.monitor is None
+    assert validate({"data": {"source": "digits"}, "tasks": {"digit": {}}}).train.early_stopping.monitor is None

@@ -1,19 +1,24 @@
-"""`model.ensemble: k`: k members sharing every Linear's weights, each with rank-1 adapters and its own bias; with
-identical adapters they are one model, and the averaged prediction is what a loaded run's predict and evaluate give."""
+"""`model.ensemble: k`: k members sharing the trunk's Linear weights through rank-1 adapters (all of them: tabm; the
+first: mini), each with an output layer of its own and trained on its own loss; with identical adapters and output
+layers they are one model, and the averaged prediction is what a loaded run's predict and evaluate give."""
 
 import copy
+import math
 
 import pytest
 import torch
 
 from hydranet.api import load
-from hydranet.config import validate
+from hydranet.config import NoOptions, validate
 from hydranet.data import build_dataset
 from hydranet.errors import UserError
 from hydranet.models import build_model
-from hydranet.models.ensemble import EnsembleLinear, make_ensemble
+from hydranet.models.ensemble import EnsembleLinear, MemberLinear, make_ensemble
+from hydranet.mtl.equal import Equal
 from hydranet.tasks import Task
 from hydranet.train import fit
+from hydranet.train.run import build_model_for
+from hydranet.train.trainer import Trainer
 from tests.conftest import tiny_table_config
 
 
@@ -23,34 +28,63 @@ def plain_model(config, run_info):
 
 
 def member(ensemble_state: dict, plain, i: int):
-    """Member i as a plain model: W_i = diag(s_i)·W·diag(r_i), b_i (BatchEnsemble's own reading of its layers)."""
+    """Member i as a plain model: W_i = diag(s_i)·W·diag(r_i) and b_i in adapted layers (BatchEnsemble's own reading
+    of its layers), W_i and b_i of a member's own output layer, the shared tensors as they are."""
     state = {}
     for key, value in plain.state_dict().items():
-        prefix = key.rsplit(".", 1)[0]
-        if f"{prefix}.r" not in ensemble_state:
-            state[key] = ensemble_state[key]
-        elif key.endswith(".weight"):
-            state[key] = ensemble_state[f"{prefix}.s"][i][:, None] * ensemble_state[key] * ensemble_state[f"{prefix}.r"][i]
-        else:
-            state[key] = ensemble_state[key][i]
+        prefix, stored = key.rsplit(".", 1)[0], ensemble_state[key]
+        if f"{prefix}.r" in ensemble_state and key.endswith(".weight"):
+            s = ensemble_state.get(f"{prefix}.s", torch.ones(len(stored), value.shape[0]))
+            state[key] = s[i][:, None] * stored * ensemble_state[f"{prefix}.r"][i]
+        else:  # a member's own tensor has one more dimension, members first
+            state[key] = stored[i] if stored.dim() > value.dim() else stored
     single = copy.deepcopy(plain)
     single.load_state_dict(state)
     return single.eval()
 
 
-def test_members_with_identical_adapters_are_one_model(tiny_csv):
+def last_linear(head: torch.nn.Module):
+    """A head's output layer, plain or a member's own."""
+    return [m for m in head.modules() if isinstance(m, (torch.nn.Linear, MemberLinear))][-1]
+
+
+@pytest.mark.parametrize("style, adapted", [("tabm", 2), ("mini", 1)])
+def test_members_with_identical_adapters_and_outputs_are_one_model(tiny_csv, style, adapted):
     config = validate(tiny_table_config(tiny_csv) | {"model": {"trunk": {"name": "mlp", "hidden": [16, 8]}}})
     info = build_dataset(config).info
     torch.manual_seed(0)
     plain, _ = plain_model(config, info)
-    ensemble = make_ensemble(copy.deepcopy(plain), 4)
+    ensemble = make_ensemble(copy.deepcopy(plain), 4, style)
     layers = [m for m in ensemble.modules() if isinstance(m, EnsembleLinear)]
-    assert len(layers) == 4 and not (layers[0].r == 1).all()  # trunk 2 + heads 2; the first starts diverse
+    outputs = [m for m in ensemble.modules() if isinstance(m, MemberLinear)]
+    assert len(layers) == adapted and len(outputs) == 2  # trunk layers; each head's own output layer per member
+    assert not (layers[0].r == 1).all() and not torch.equal(outputs[0].weight[0], outputs[0].weight[1])
+    assert (layers[0].s is None) == (style == "mini")
     with torch.no_grad():
         layers[0].r.fill_(1.0)
+        for head, output in zip(plain.heads.values(), outputs):
+            linear = last_linear(head)
+            output.weight.copy_(linear.weight.expand_as(output.weight))
+            output.bias.copy_(linear.bias.expand_as(output.bias))
     x = torch.randn(5, info.input_shape[0])
     got, expected = ensemble.eval()(x), plain.eval()(x)
     assert all(torch.allclose(got[t], expected[t], atol=1e-6) for t in expected)
+
+
+def test_each_member_is_trained_on_its_own_loss(tiny_csv):
+    """TabM's rule, on a hand case: two members answer logits +2 and −2 for every example. Their average, 0, would
+    cost log 2 per example; each member's own loss costs (log(1 + e⁻²) + log(1 + e²)) / 2 whatever the label."""
+    config = validate(tiny_table_config(tiny_csv) | {"model": {"trunk": {"name": "mlp", "hidden": [8]}, "ensemble": 2}})
+    data = build_dataset(config)
+    model, tasks = build_model_for(config, data.info, torch.device("cpu"))
+    with torch.no_grad():
+        last_linear(model.heads["kind"]).weight.zero_()
+        last_linear(model.heads["kind"]).bias.copy_(torch.tensor([[2.0], [-2.0]]))
+    trainer = Trainer(model, tasks, config, Equal(NoOptions(), tasks, 0), device=torch.device("cpu"))
+    losses, _, _ = trainer.train_step(data.split("train"))
+    own = (math.log1p(math.exp(-2)) + math.log1p(math.exp(2))) / 2
+    assert losses["kind"].item() == pytest.approx(own, rel=1e-6)  # the averaged logit's loss: log 2 = 0.693
+    assert model.eval()(data.split("test")["x"])["kind"].dim() == 1 and model.member_outputs is None  # eval: averaged
 
 
 def test_predict_and_evaluate_use_the_members_average(tiny_csv, tmp_path, one_thread):

@@ -123,7 +123,8 @@ class ModelConfig(Section):
     sharing: SharingMethod = Field(default_factory=lambda: SharingMethod(name="hard"), description="how tasks share the trunk, and its options: hard (one trunk for all), mmoe, cgc, cross_stitch")
     head_hidden: list[int] = Field([], description="hidden widths of each task head (empty: a linear head)")
     head_dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each head")
-    ensemble: int = Field(1, ge=1, description="members of an efficient ensemble (TabM / BatchEnsemble: every linear layer's weights shared, per-member rank-1 adapters and biases; each batch runs through every member and their predictions are averaged); 1: a plain model")
+    ensemble: int = Field(1, ge=1, description="members of an efficient ensemble (TabM: linear weights shared with per-member adapters, each member its own output layer and trained on its own loss; their predictions are averaged); 1: a plain model")
+    ensemble_style: Literal["tabm", "mini"] = Field("tabm", description="model.ensemble > 1: tabm (rank-1 adapters and biases in every shared linear layer) | mini (TabM-mini: one adapter at the trunk's first linear layer, the rest shared)")
     weight_init: Literal["default", "glorot"] = Field("default", description="default: each layer's own init (PyTorch's; Kaiming for the resnet trunk) | glorot: Glorot-uniform weights and zero biases in every conv and linear layer, as Keras starts them (for models ported from Keras)")
     init_from: str | None = Field(None, description="start from these weights: a run directory (its trunk.safetensors or model.safetensors) or a .safetensors/.pt state-dict file (null: random init)")
     init_map: dict[str, str] = Field({}, description="init_from: rename source key prefixes before matching, e.g. {'backbone.': 'trunk.'} for a plain PyTorch state dict")
@@ -154,7 +155,7 @@ class ScheduleConfig(Section):
 
 
 class EarlyStopConfig(Section):
-    monitor: str | None = Field(None, description="metric to watch, `val/<task>/<metric>` or `val/loss` (null: off)")
+    monitor: str | None = Field(None, description="metric to watch, `val/<task>/<metric>` or `val/loss` (null: off; unset, a table run naming no trunk and an mlp with PLR embeddings watch val/loss)")
     mode: Literal["auto", "min", "max"] = Field("auto", description="whether lower or higher is better (auto: from the metric's name)")
     patience: int = Field(5, ge=1, description="epochs without improvement before stopping")
     min_delta: float = Field(0.0, ge=0, description="smallest change that counts as improvement")
@@ -365,10 +366,20 @@ class Config(Section):
     def _trunk_follows_data(self) -> "Config":
         """A config that names no trunk gets the default of its source's inputs (a csv is not fed to a cnn).
 
-        Assigning marks the trunk as set, so the saved config names it and a reloaded run builds the same model.
+        Unless the config names a monitor, two kinds of run stop early on the val loss and keep their best epoch
+        (measured in docs/tabular.md): a table run that names no trunk (the tabular default: +0.004 ROC-AUC on Adult
+        over ten full epochs, no change on breast cancer and diabetes), and an mlp with PLR embeddings, which fits a
+        table within a few epochs and then overfits. Assigning marks a field as set, so the saved config names it
+        and a reloaded run builds and trains the same.
         """
-        if "trunk" not in self.model.model_fields_set:
+        named = "trunk" in self.model.model_fields_set
+        if not named:
             self.model.trunk = TrunkMethod(name=default_trunk(self.data.source))
+        table_default = not named and self.model.trunk.name == DEFAULT_TRUNKS["table"]
+        plr = self.model.trunk.name == "mlp" and self.model.trunk.options.embedding == "plr"
+        stop = self.train.early_stopping
+        if (table_default or plr) and "monitor" not in stop.model_fields_set and self.data.split.val > 0:
+            stop.monitor = "val/loss"
         return self
 
     @model_validator(mode="after")

@@ -26,7 +26,10 @@ class HydraNet(nn.Module):
         self.temperatures: dict[str, float] = {}
         # `model.ensemble: k` (models/ensemble.py): the batch runs once per member, member-major, and the members'
         # predictions are averaged, in training as in evaluation, so every reader sees one prediction per example.
+        # In training the members' own outputs (k·B rows, member-major) stay in `member_outputs` for the loss: TabM
+        # trains each member on its own loss, not the loss of their average. None when there is nothing to keep.
         self.members = 1
+        self.member_outputs: dict[str, Tensor] | None = None
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         if self.members > 1:
@@ -39,6 +42,7 @@ class HydraNet(nn.Module):
             outputs = {task: head(features[task]) for task, head in self.heads.items()}
         else:
             outputs = {task: head(features) for task, head in self.heads.items()}
+        self.member_outputs = outputs if self.members > 1 and self.training else None
         if self.members > 1:
             outputs = {task: out.unflatten(0, (self.members, -1)).mean(0) for task, out in outputs.items()}
         for task, temperature in self.temperatures.items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from hydranet.models.ensemble import EnsembleLinear
+from hydranet.models.ensemble import EnsembleLinear, MemberLinear
 
 
 def apply_weight_init(model: nn.Module, scheme: str) -> nn.Module:
@@ -19,6 +19,11 @@ def apply_weight_init(model: nn.Module, scheme: str) -> nn.Module:
         for module in model.modules():
             if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear, EnsembleLinear)):
                 nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, MemberLinear):  # each member's (out, in) matrix on its own fans
+                for weight in module.weight:
+                    nn.init.xavier_uniform_(weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
     return model

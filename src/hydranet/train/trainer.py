@@ -206,7 +206,7 @@ class Trainer:
         if self.tasks:  # a model without tasks (self-supervised pretraining) is trained by extra losses only
             with autocast(self.device, self.precision):
                 preds = self.model(batch["x"])  # {task: (B, outputs) or (B,)}
-        losses = self.task_losses(preds, batch)
+        losses = self.task_losses(getattr(self.model, "member_outputs", None) or preds, batch)
         for extra in self.extra_losses:  # named terms beside the tasks' ("digit@trades", "simclr")
             losses.update(extra(self.model, batch))
         self.hook("on_losses", losses)  # before backward: diagnostics may take per-term gradients here
@@ -223,8 +223,19 @@ class Trainer:
 
     def task_losses(self, preds: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One named loss term per task, computed in float32 even under autocast, weighted by the task's example
-        weights where the batch carries them (`weight_key`)."""
-        return {t: task.loss(preds[t].float(), batch[t], batch.get(weight_key(t))) for t, task in self.tasks.items()}
+        weights where the batch carries them (`weight_key`).
+
+        Predictions may hold several rows per example, member-major (an ensemble's `member_outputs`: k blocks of
+        the batch): each block is scored against the batch's targets, and the mean over all rows is the mean over
+        members of each member's own loss."""
+        def rows(target: torch.Tensor | None, n: int) -> torch.Tensor | None:
+            if target is None or len(target) == n:  # one prediction per example: no copy
+                return target
+            return target.repeat(n // len(target), *[1] * (target.dim() - 1))
+
+        return {t: task.loss(preds[t].float(), rows(batch[t], len(preds[t])),
+                             rows(batch.get(weight_key(t)), len(preds[t])))
+                for t, task in self.tasks.items()}
 
     def loss_terms(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The loss function handed to perturbations (attacks maximize it)."""

@@ -23,7 +23,7 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], tasks: dict[str,
     that hold category codes (`TableEncoder.cardinalities`)."""
     factory = registry.get("sharing", cfg.sharing.name, "model.sharing")
     model = resize(factory(cfg.sharing.options, ModelParts.of(cfg, input_shape, tasks, cardinalities)), cfg.pruned)
-    return make_ensemble(model, cfg.ensemble)
+    return make_ensemble(model, cfg.ensemble, cfg.ensemble_style)
 
 
 __all__ = ["ModelParts", "build_model"]

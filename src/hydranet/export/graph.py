@@ -1,4 +1,5 @@
-"""The run's model as an ONNX graph: one float32 input `x` with a dynamic batch dimension, one named output per task.
+"""The run's model as an ONNX graph: one float32 input `x` with a dynamic batch dimension (and dynamic height and
+width when the trunk's features are a map at the input's resolution, the `unet`), one named output per task.
 
 torch.onnx's dynamo-based exporter (it needs onnxscript) traces the model with torch.export; a part it refuses
 is named in the error by exporting the trunk and each head alone.
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 
 from hydranet.errors import UserError
 from hydranet.models import HydraNet
+from hydranet.tasks import Task
 from hydranet.train.evaluation import forward_tta
 
 OPSET = 20  # the exporter's native opset for torch 2.13: no version conversion, which can fail on some ops
@@ -44,26 +46,38 @@ def require_packages() -> dict[str, str]:
 
 class ExportView(nn.Module):
     """The model as `predict` runs it (its test-time augmentation included), returning one tensor per task in
-    `tasks` order: the exporter names outputs by position, so a tuple in a known order maps each name to its head."""
+    `tasks` order: the exporter names outputs by position, so a tuple in a known order maps each name to its head.
+    Each output is what `Task.exported` gives (depth maps in the data's units, unit normals; raw scores otherwise)."""
 
-    def __init__(self, model: HydraNet, tasks: list[str], tta: str = "none"):
+    def __init__(self, model: HydraNet, tasks: dict[str, Task], tta: str = "none"):
         super().__init__()
-        self.model, self.tasks, self.tta = model, tasks, tta
+        self.model, self.tasks, self.tta = model, list(tasks), tta
+        self.outputs = {name: task.exported for name, task in tasks.items()}
+        self.raw = {name: task.from_exported for name, task in tasks.items()}  # parity compares the heads' outputs
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         outputs = forward_tta(self.model, x, self.tta)
-        return tuple(outputs[task] for task in self.tasks)
+        return tuple(self.outputs[task](outputs[task]) for task in self.tasks)
+
+    @property
+    def spatial(self) -> bool:
+        """Whether the graph takes any height and width: the trunk's features are a map at the input's resolution
+        (its `feature_map`), so no layer's size depends on the picture's; a vector trunk's flatten fixes it."""
+        return bool(getattr(self.model.trunk, "feature_map", False))
 
 
 def to_onnx(view: ExportView, example: Tensor) -> Any:
-    """The ONNXProgram of `view` (in eval mode) traced on the first example, its batch dimension left dynamic."""
+    """The ONNXProgram of `view` (in eval mode) traced on the first example, its batch dimension left dynamic (and
+    its height and width, for a `spatial` view)."""
     view.eval()
     traced = example[:1].expand(EXAMPLE_BATCH, *example.shape[1:]).contiguous()
+    dims = {0: torch.export.Dim("batch")}
+    if view.spatial:
+        dims |= {2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
     try:
         with _quiet():
-            return torch.onnx.export(view, (traced,), dynamo=True, opset_version=OPSET,
-                                     input_names=[INPUT], output_names=list(view.tasks), verbose=False,
-                                     dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+            return torch.onnx.export(view, (traced,), dynamic_shapes={"x": dims}, dynamo=True, opset_version=OPSET,
+                                     input_names=[INPUT], output_names=list(view.tasks), verbose=False)
     except Exception as err:  # the exporter wraps torch.export's many error types in its own
         raise UserError(f"export: {failing_part(view.model, example)} cannot be exported to ONNX "
                         f"({first_line(err)})") from None

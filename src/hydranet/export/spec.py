@@ -47,15 +47,23 @@ def preprocessing(info: DataInfo) -> dict[str, Any]:
             "columns": encoder.state_dict()["columns"], "features": encoder.feature_names, "steps": TABLE_STEPS}
 
 
-def outputs(tasks: dict[str, Task], info: DataInfo, run_identity: str) -> dict[str, Any]:
+def outputs(tasks: dict[str, Task], info: DataInfo, run_identity: str, spatial: bool = False) -> dict[str, Any]:
     """outputs.json: the graph's input, and per task its output's name, `predict`'s column header, shape, kind
-    and decoding rule."""
+    and decoding rule. `spatial`: the graph takes any height and width (named so in the shapes), else the run's."""
+    shape = list(info.input_shape)
+    if spatial:
+        shape[-2:] = ["height", "width"]
     return {
         "opset": OPSET,
-        "input": {"name": INPUT, "dtype": "float32", "shape": ["batch", *info.input_shape]},
+        "input": {"name": INPUT, "dtype": "float32", "shape": ["batch", *shape]},
         "tasks": {name: {"output": name, "column": task.column_name, "kind": task.kind,
-                         "shape": ["batch"] if task.spec.squeeze else ["batch", task.info.outputs],
-                         **task.decoding()}
+                         "shape": output_shape(task, shape[-2:]), **task.decoding()}
                   for name, task in tasks.items()},
         "run": run_identity,
     }
+
+
+def output_shape(task: Task, picture: list[Any]) -> list[Any]:
+    """A task's output shape: (batch[, outputs]) per example, (batch, height, width[, outputs]) per pixel."""
+    pixels = picture if task.dense else []
+    return ["batch", *pixels] if task.spec.squeeze else ["batch", *pixels, task.info.outputs]

@@ -40,6 +40,9 @@ class Kind(Protocol):
     without suffix). `is_dense` asks for the member; the other kinds need not have it. A dense kind whose values
     change when the picture is mirrored left-right (a normal's x component) provides `mirror(values) -> values` on
     channels-last maps; `mirror_values` applies it, or leaves the values of the other kinds as they are.
+    A kind whose exported graph should give the values `predict` writes rather than the head's raw output (depth
+    in the data's units, unit normals) provides `undecode(values, info) -> raw output`, the inverse of `decode`;
+    `Task.exported` and `Task.from_exported` apply the pair.
 
     Kinds that `hydranet baseline` can fit with one scikit-learn estimator say which with `baseline`
     ("classifier": integer labels and `predict_proba`; "regressor": values in original units); `baseline_estimator`

@@ -88,8 +88,13 @@ class Depth(PixelMaps):
         return [{"value": depth.tolist()} for depth in self.decode(pred, info).cpu().numpy()]
 
     def decoding(self, info: TaskInfo, cfg: Any) -> dict[str, Any]:
-        """depth = output × scale + shift (the train mean and std of the valid depths)."""
-        return {"decode": "affine", "scale": info.std, "shift": info.mean}
+        """The exported graph gives the depths themselves in the data's units (`undecode`)."""
+        return {"decode": "identity", "values": "depth in the data's units"}
+
+    def undecode(self, values: Tensor, info: TaskInfo) -> Tensor:
+        """Depths in the data's units → the head's standardized output: an exported graph outputs the depths, and
+        a reader of its outputs (the server's ONNX backend) turns them back into what `decode` takes."""
+        return (values - info.mean) / info.std
 
     def average_target(self, target: Tensor, info: TaskInfo) -> Tensor:
         """Standardized, the head's own output space (invalid pixels 0, the train mean)."""

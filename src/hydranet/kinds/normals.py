@@ -120,8 +120,12 @@ class Normals(PixelMaps):
         return [{"value": normals.tolist()} for normals in self.decode(pred, info).cpu().numpy()]
 
     def decoding(self, info: TaskInfo, cfg: Any) -> dict[str, Any]:
-        """normal = output / its length, over the last axis (x, y, z)."""
-        return {"decode": "normalize_last_axis", "classes": list(info.classes or [])}
+        """The exported graph gives the unit normals themselves (`undecode`), (x, y, z) on the last axis."""
+        return {"decode": "identity", "values": "unit normals", "classes": list(info.classes or [])}
+
+    def undecode(self, values: Tensor, info: TaskInfo) -> Tensor:
+        """Unit normals are a head output `decode` maps to themselves (normalizing is idempotent)."""
+        return values
 
     def average_target(self, target: Tensor, info: TaskInfo) -> Tensor:
         """The vectors themselves (0 where unlabeled): a neighbour average points the common way."""

@@ -57,6 +57,7 @@ class OnnxBackend:
         import onnxruntime as ort  # only this backend needs it
 
         folder = self.prepare(run)
+        self.tasks = run.tasks
         spec = json.loads((folder / OUTPUTS).read_text(encoding="utf-8"))
         self.input = spec["input"]["name"]
         self.outputs = {task: entry["output"] for task, entry in spec["tasks"].items()}
@@ -65,7 +66,8 @@ class OnnxBackend:
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         raw = self.session.run(list(self.outputs.values()), {self.input: x.numpy()})
-        return {task: torch.from_numpy(values) for task, values in zip(self.outputs, raw)}
+        # the graph gives what `Task.exported` does (depths in the data's units): back to the heads' raw outputs
+        return {task: self.tasks[task].from_exported(torch.from_numpy(values)) for task, values in zip(self.outputs, raw)}
 
 
 def session_options(ort) -> "ort.SessionOptions":

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hydranet.kinds.info import TaskInfo
-from hydranet.kinds.pixels import PixelHead, PixelMaps, label_maps, per_example, pixel_mean, write_float_map
+from hydranet.kinds.pixels import PixelHead, PixelMaps, label_maps, npy_map, per_example, pixel_mean, write_float_map
 
 DELTA = 1.25  # Eigen et al. (2014): a pixel is right when max(d̂/d, d/d̂) < 1.25
 SMALLEST = 1e-6  # predicted depths are clamped to this before the ratio (a depth is positive)
@@ -82,10 +82,9 @@ class Depth(PixelMaps):
     def metrics(self, pred: np.ndarray, target: np.ndarray, info: TaskInfo) -> dict[str, float]:
         return depth_metrics(pred.astype(np.float64) * info.std + info.mean, target)  # float64: a huge output stays finite
 
-
     def answer(self, pred: Tensor, info: TaskInfo, cfg: Any) -> list[dict[str, Any]]:
-        """The depth of every pixel, row by row, in the data's units (what `column` holds)."""
-        return [{"value": depth.tolist()} for depth in self.decode(pred, info).cpu().numpy()]
+        """The depth of every pixel in the data's units (what `column` holds), as float32 .npy."""
+        return [{"value": npy_map(depth)} for depth in self.decode(pred, info).cpu().numpy()]
 
     def decoding(self, info: TaskInfo, cfg: Any) -> dict[str, Any]:
         """The exported graph gives the depths themselves in the data's units (`undecode`)."""

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from hydranet.errors import UserError
 from hydranet.kinds.info import TaskInfo
-from hydranet.kinds.pixels import PixelHead, PixelMaps, per_example, pixel_mean, write_float_map
+from hydranet.kinds.pixels import PixelHead, PixelMaps, npy_map, per_example, pixel_mean, write_float_map
 
 THRESHOLDS = {"within_11": 11.25, "within_22": 22.5, "within_30": 30.0}  # degrees (Eigen & Fergus, 2015)
 AXES = 3
@@ -116,8 +116,8 @@ class Normals(PixelMaps):
         return normal_metrics(pred, target)
 
     def answer(self, pred: Tensor, info: TaskInfo, cfg: Any) -> list[dict[str, Any]]:
-        """The unit normal of every pixel, row by row (what `column` holds)."""
-        return [{"value": normals.tolist()} for normals in self.decode(pred, info).cpu().numpy()]
+        """The unit normal of every pixel (what `column` holds), as float32 .npy (H, W, 3)."""
+        return [{"value": npy_map(normals)} for normals in self.decode(pred, info).cpu().numpy()]
 
     def decoding(self, info: TaskInfo, cfg: Any) -> dict[str, Any]:
         """The exported graph gives the unit normals themselves (`undecode`), (x, y, z) on the last axis."""

@@ -18,7 +18,7 @@ from torch import Tensor
 from hydranet.errors import UserError
 from hydranet.files import atomic_path
 from hydranet.kinds.info import TaskInfo
-from hydranet.kinds.pixels import PixelHead, PixelMaps, label_maps, per_example, pixel_mean
+from hydranet.kinds.pixels import PixelHead, PixelMaps, label_maps, per_example, pixel_mean, pixel_shares, png_map
 
 VOID = 255  # the other common spelling of "no label" in label PNGs
 # Class colours of the predicted masks (class k gets PALETTE[k % len]): matplotlib's tab10, background first black.
@@ -92,10 +92,10 @@ class Segmentation(PixelMaps):
         counts = confusion(target, pred.argmax(-1), info.outputs)
         return {"miou": mean_iou(counts), "pixel_accuracy": float(np.diag(counts).sum() / counts.sum())}
 
-
     def answer(self, pred: Tensor, info: TaskInfo, cfg: Any) -> list[dict[str, Any]]:
-        """The class index of every pixel, row by row (what `column` holds)."""
-        return [{"label": mask.tolist()} for mask in self.decode(pred, info).cpu().numpy()]
+        """The class index of every pixel (what `column` holds) as a grey PNG, and each class's share of the pixels."""
+        return [{"label": png_map(mask), "pixel_shares": pixel_shares(mask, list(info.classes or []))}
+                for mask in self.decode(pred, info).cpu().numpy()]
 
     def decoding(self, info: TaskInfo, cfg: Any) -> dict[str, Any]:
         """The class of a pixel is classes[argmax over the last axis]."""

@@ -82,7 +82,7 @@ def test_predict_writes_a_file_per_map_and_image(scenes_run, cli, tmp_path):
     assert normals.shape == (16, 16, 3) and np.allclose(np.linalg.norm(normals, axis=-1), 1, atol=1e-5)
 
 
-@pytest.mark.parametrize("command", [["explain"], ["report"], ["audit", "--sensitive", "count"],
+@pytest.mark.parametrize("command", [["explain"], ["audit", "--sensitive", "count"],
                                      ["attack", "--eps", "2/255"]])
 def test_commands_without_per_pixel_outputs_refuse_in_one_line(scenes_run, cli, command):
     code, _, err = cli(command[0], scenes_run, *command[1:])

@@ -102,6 +102,17 @@ class Depth(PixelMaps):
     def from_average(self, average: Tensor) -> Tensor:
         return average
 
+    def rgba(self, value: np.ndarray, info: TaskInfo) -> np.ndarray:
+        """A depth map (predicted, or a target with NaN invalid) as an opaque colour map: viridis over the train
+        depths' mean ± 2 std, the same scale for every picture, so a prediction and its truth compare by colour;
+        an invalid pixel is transparent."""
+        from matplotlib import colormaps  # only pictures need it; importing it costs every hydranet import otherwise
+
+        scaled = (value - (info.mean - 2 * info.std)) / (4 * info.std)
+        colours = colormaps["viridis"](np.clip(np.nan_to_num(scaled), 0, 1))
+        colours[..., 3] = np.where(np.isnan(value), 0.0, 1.0)
+        return colours
+
     def write_output(self, path: Path, value: np.ndarray, info: TaskInfo) -> Path:
         """A predicted depth map as float32 .npy in the data's units."""
         return write_float_map(path, value)

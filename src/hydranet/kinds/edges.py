@@ -103,6 +103,13 @@ class Edges(PixelMaps):
         """Share of edges → logit."""
         return torch.logit(average.clamp(1e-6, 1 - 1e-6))
 
+    def rgba(self, value: np.ndarray, info: TaskInfo) -> np.ndarray:
+        """Edge probabilities (or a target: 1, 0, NaN unlabeled) as white whose opacity is the probability, to
+        draw over the image: edges show, the rest of the picture stays visible."""
+        white = np.ones((*value.shape, 4))
+        white[..., 3] = np.nan_to_num(value)
+        return white
+
     def write_output(self, path: Path, value: np.ndarray, info: TaskInfo) -> Path:
         """A predicted edge map as an 8-bit grey PNG: the probability × 255, white on the edges."""
         path = path.with_suffix(".png")

@@ -134,6 +134,12 @@ class Normals(PixelMaps):
     def from_average(self, average: Tensor) -> Tensor:
         return average
 
+    def rgba(self, value: np.ndarray, info: TaskInfo) -> np.ndarray:
+        """Unit normals (predicted, or a target with NaN unlabeled) as the usual colours (x, y, z) → (r, g, b) =
+        (n + 1) / 2, opaque; an unlabeled pixel is transparent."""
+        colours = np.clip((np.nan_to_num(value) + 1) / 2, 0, 1)
+        return np.concatenate([colours, np.where(np.isnan(value).any(-1), 0.0, 1.0)[..., None]], -1)
+
     def write_output(self, path: Path, value: np.ndarray, info: TaskInfo) -> Path:
         """A predicted normal map as float32 .npy (H, W, 3)."""
         return write_float_map(path, value)

@@ -38,8 +38,9 @@ class Kind(Protocol):
     (B, H, W[, K])) also provide `head(channels, info) -> nn.Module` (a conv head on a trunk's feature map) and
     `write_output(path, value, info) -> Path` (one example's decoded map as the file `predict` writes; `path`
     without suffix) and `rgba(value, info) -> (H, W, 4)` (a decoded map, or a target, as colours in [0, 1] to draw
-    over its image: the report's overlays; an unlabeled pixel transparent). A dense kind with classes may provide
-    `per_class(pred, target, info) -> {class: {metric: value}}` (segmentation: each class's IoU and pixel shares). `is_dense` asks for the member; the other kinds need not have it. A dense kind whose values
+    over its image: the report's overlays; an unlabeled pixel transparent). `is_dense` asks for the member; the
+    other kinds need not have it. A dense kind with classes may provide `per_class(pred, target, info) -> {class:
+    {metric: value}}` (segmentation: each class's IoU and pixel shares, for the report). A dense kind whose values
     change when the picture is mirrored left-right (a normal's x component) provides `mirror(values) -> values` on
     channels-last maps; `mirror_values` applies it, or leaves the values of the other kinds as they are.
     A kind whose exported graph should give the values `predict` writes rather than the head's raw output (depth

@@ -20,8 +20,8 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
-from hydranet.kinds.pixels import is_encoded_map
 from hydranet.fairness.threshold import Thresholds
+from hydranet.kinds.pixels import is_encoded_map
 from hydranet.rundir import RunDir
 from hydranet.serve.backend import load_backend
 from hydranet.serve.batch import BatchAnswers

@@ -43,8 +43,8 @@ class ServerMetrics:
         self.batch_rows = Histogram("hydranet_batch_rows", "rows per model call (dynamic batching)",
                                     buckets=BATCH_BUCKETS, **options)
         self.predictions = Counter("hydranet_predictions", "answers per task and predicted class or label "
-                                   "(tasks that predict a value count under label \"\"; a per-pixel map adds its predicted pixel "
-                                   "share to each class)", ["task", "label"], **options)
+                                   "(tasks that predict a value count under label \"\"; a per-pixel map adds its "
+                                   "predicted pixel share to each class)", ["task", "label"], **options)
         self.drift_score = Gauge("hydranet_drift_score", "latest drift test of the window: the p-value (≤ 1,000 "
                                  "reference rows) or distance, per feature or task", ["kind", "name"],
                                  multiprocess_mode="mostrecent", **options)

@@ -44,8 +44,7 @@ class DriftWindow:
     a batch's requests and their model inputs into window rows (JSON values: table rows as dicts, an image's
     channel statistics as a list), `describe(rows)` turns those into the frame compared with `reference_inputs`;
     `decode(outputs)` turns the raw outputs of `tasks` (the per-example ones; a per-pixel map is not kept) into
-    answers. The batcher's thread adds, the event loop takes snapshots:
-    a lock keeps them apart."""
+    answers. The batcher's thread adds, the event loop takes snapshots: a lock keeps them apart."""
 
     def __init__(self, size: int, reference_inputs: pd.DataFrame, reference_predictions: pd.DataFrame,
                  categorical: list[str], rows: Callable[[list[Prepared], torch.Tensor], list[Any]],
@@ -60,12 +59,16 @@ class DriftWindow:
 
     def add(self, requests: list[Prepared], x: torch.Tensor, outputs: Outputs) -> None:
         """One batch: its requests, their model inputs `x` and raw outputs (one row per row of `x`)."""
-        outputs = {task: outputs[task] for task in self.tasks}
+        outputs = self.watched(outputs)
         rows = self.rows(requests, x)
         per_row = [{task: values[i] for task, values in outputs.items()} for i in range(len(x))]
         with self.lock:
             self.inputs.extend(rows)
             self.outputs.extend(per_row)
+
+    def watched(self, outputs: Outputs) -> Outputs:
+        """The outputs the window keeps: those of `tasks`."""
+        return {task: outputs[task] for task in self.tasks}
 
     def snapshot(self) -> Callable[[], Recent]:
         """What `drift` reads, taken on the event loop, which alone adds to the window: a copy of it, so the drift
@@ -100,7 +103,7 @@ class SharedWindow(DriftWindow):
         self.folder, self.log, self.logged = folder, folder / f"window-{os.getpid()}.jsonl", 0
 
     def add(self, requests: list[Prepared], x: torch.Tensor, outputs: Outputs) -> None:
-        outputs = {task: outputs[task] for task in self.tasks}
+        outputs = self.watched(outputs)
         record = {"t": time.time_ns(), "rows": self.rows(requests, x),
                   "outputs": {task: values.tolist() for task, values in outputs.items()}}
         append_line(self.log, json.dumps(record))

@@ -155,6 +155,21 @@ def test_export_gives_predicts_maps_at_any_size(scenes_run, shipped):
     assert semantic.shape == (2, 20, 24, 4) and np.allclose(np.linalg.norm(normals, axis=-1), 1, atol=1e-5)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("sharing", ["mmoe", "cgc", "cross_stitch"])
+def test_soft_sharing_dense_runs_export_with_every_output_its_own(sharing, tmp_path):
+    """Each soft sharing's unet columns or experts export, every output within the tolerance of its own head's (the
+    parity check, which would refuse the export otherwise): cross-stitch columns at any size, the MMoE/CGC gates'
+    adaptive pooling at the run's size only (exported at another, it computes the wrong width)."""
+    run = train(tmp_path / "run", [*TINY, f"model.sharing={sharing}"])
+    parity = hn.load(run).export()
+    any_size = sharing == "cross_stitch"
+    assert parity["passed"] and parity["image_sizes"] == ([[16, 16], [25, 21]] if any_size else [[16, 16]])
+    spec = json.loads((run / "export" / "outputs.json").read_text())
+    assert spec["input"]["shape"] == ["batch", 3, *(["height", "width"] if any_size else [16, 16])]
+    assert set(parity["max_abs_diff"]) == {"semantic", "depth", "edges", "normals", "count"}
+
+
 @contextmanager
 def served(run, backend: str):
     """An in-process client of the run's server, its batcher running."""

@@ -61,9 +61,10 @@ class ExportView(nn.Module):
 
     @property
     def spatial(self) -> bool:
-        """Whether the graph takes any height and width: the trunk's features are a map at the input's resolution
-        (its `feature_map`), so no layer's size depends on the picture's; a vector trunk's flatten fixes it."""
-        return bool(getattr(self.model.trunk, "feature_map", False))
+        """Whether the graph takes any height and width: the trunk says every layer works at the picture's own size
+        (its `any_size`: the unet, and cross-stitch columns of unets). Others are traced at the run's size: a vector
+        trunk's flatten fixes it, and the MMoE/CGC gates' adaptive pooling is exported for the traced size only."""
+        return bool(getattr(self.model.trunk, "any_size", False))
 
 
 def to_onnx(view: ExportView, example: Tensor) -> Any:

@@ -86,3 +86,15 @@ class StopAt:
     def on_epoch_start(self, trainer):
         if trainer.epoch == self.epoch:
             raise KeyboardInterrupt
+
+
+@pytest.fixture(scope="session")
+def text_run(tmp_path_factory):
+    """A tiny two-task text run (exportruns.train_text: a [CLS]-pooled transformer), trained and exported (to
+    RUN/export) once for the export, serve and explain tests; a test may export it again (the same run)."""
+    import hydranet as hn
+    from tests.export.exportruns import train_text
+
+    run_dir = train_text(tmp_path_factory.mktemp("text"))
+    hn.load(run_dir).export()
+    return run_dir

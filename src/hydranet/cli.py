@@ -118,14 +118,15 @@ def train(
 
 
 def _relaunch(command, nproc, experiment, overrides, run_dir, resume, quiet, teacher=()) -> int:
-    """`train` or `pretrain` again as `nproc` processes under torchrun, with the same arguments (less --nproc)."""
+    """`train`, `pretrain` or `meta train` again as `nproc` processes under torchrun, with the same arguments (less
+    --nproc)."""
     from hydranet.distributed.launch import relaunch
 
     args = [experiment] if experiment is not None else []
     args += [a for o in overrides for a in ("--set", o)] + [a for t in teacher for a in ("--teacher", t)]
     args += ["--run-dir", str(run_dir)] if run_dir is not None else []
     args += ["--resume", str(resume)] if resume is not None else []
-    return relaunch(nproc, [command, *args, *(["--quiet"] if quiet else [])])
+    return relaunch(nproc, [*command.split(), *args, *(["--quiet"] if quiet else [])])
 
 
 @app.command()
@@ -297,8 +298,8 @@ def export(
     for task, diff in result["max_abs_diff"].items():
         table.add_row(task, f"{diff:.2e}")
     console.print(table)
-    console.print(f"exported in {result['export_seconds']:.1f}s to [bold]{result['folder']}[/bold] "
-                  f"(model.onnx, preprocessing.json, outputs.json, parity.json, predict_onnx.py)")
+    files = ", ".join(sorted(path.name for path in Path(result["folder"]).iterdir()))
+    console.print(f"exported in {result['export_seconds']:.1f}s to [bold]{result['folder']}[/bold] ({files})")
 
 
 @app.command()
@@ -403,7 +404,7 @@ def quantization_table(report: dict, title: str) -> Table:
 def monitor(
     run_dir: Path = typer.Argument(..., help="a run directory"),
     data: list[Path] = typer.Argument(..., help="new inputs as predict takes them: one .csv, .csv.gz or .parquet "
-                                      "file (table runs), image files or folders (image runs)"),
+                                      "file (table and text runs), image files or folders (image runs)"),
     out: Optional[Path] = typer.Option(None, "--output", "-o", help="folder for drift.json, drift.png and "
                                        "drift.html (default: RUN/monitor)"),
     reference_rows: Optional[int] = typer.Option(None, "--reference-rows", help="train rows of the reference "
@@ -656,12 +657,21 @@ def meta_train(
     run_dir: Optional[Path] = RUN_DIR,
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted meta-training run directory"),
     quiet: bool = QUIET,
+    nproc: Optional[int] = typer.Option(None, "--nproc", help="meta-train as N processes of this machine (torchrun "
+                                                              "--nproc-per-node N); meta.meta_batch stays the global "
+                                                              "meta-batch"),
 ) -> None:
     """Meta-train `meta.method` on episodes of `meta.source` (built-in experiments: omniglot, sinusoid)."""
+    if nproc is not None:
+        at_least_one(("--nproc", nproc))
+        raise typer.Exit(_relaunch("meta train", nproc, experiment, overrides, run_dir, resume, quiet))
+    from hydranet.distributed.context import is_main
     from hydranet.meta.loop import resume as resume_meta
     from hydranet.meta.loop import train as train_meta
 
     run = start_or_resume(experiment, overrides, run_dir, resume, quiet, train_meta, resume_meta)
+    if not is_main():  # torchrun's other ranks: rank 0 reports the run
+        return
     shown = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in run.summary.items()
                       if k != "method")
     console.print(f"meta-trained: {shown}")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hydranet.compress.qat import FakeQuantization, QATOptions, fake_quantize_weight, qat_run
-from hydranet.export.graph import INPUT
+from hydranet.export.inputs import INPUT
 from hydranet.serve.app import create_app
 from hydranet.serve.settings import ServeSettings
 from hydranet.data import build_dataset

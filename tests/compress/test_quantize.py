@@ -50,3 +50,10 @@ def test_serving_an_int8_export_that_was_not_made_is_one_line(cli, digits_run):
     code, _, err = cli("serve", digits_run, "--backend", "onnx-int8-static", "--port", "0")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert err.startswith(f"error: --backend onnx-int8-static: {digits_run / 'export-int8-static'} holds no int8 export")
+
+
+@pytest.mark.slow  # exports and quantizes a text run
+def test_a_text_run_quantizes_through_its_ids_and_mask(text_run, tmp_path):
+    """Calibration and scoring feed the graph's own inputs (input_ids, attention_mask), not one `x`."""
+    report = quantize_run(load_run(text_run), "static", tmp_path / "int8", examples=64, repeats=1)
+    assert set(report["max_abs_diff"]) == {"topic", "words"} and report["int8"]["metrics"]["topic"]["accuracy"] > 0

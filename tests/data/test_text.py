@@ -73,8 +73,6 @@ def test_a_loaded_run_tokenizes_exactly_as_training_did(tmp_path, text_csv, one_
     assert torch.equal(to_model_inputs(info, frame=rows), data.x)
     predicted = hn.load(run.dir).predict(rows[["body", "title"]])
     assert list(predicted.columns) == ["topic", "words"] and len(predicted) == len(rows)
-    with pytest.raises(UserError, match="RUN: hydranet export does not handle text runs yet"):
-        hn.load(run.dir).export(tmp_path / "export")
 
 
 def test_the_tokenizer_learns_from_the_train_split_only(text_csv, tmp_path):

@@ -4,12 +4,14 @@ can import it): a few training steps on tiny data, the same function for one pro
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.multiprocessing as mp
 
 import hydranet.tasks
 from hydranet import registry
@@ -17,14 +19,25 @@ from hydranet.config import load_config
 from hydranet.data import build_dataset
 from hydranet.data.batches import Batches
 from hydranet.distributed import reduce
-from hydranet.distributed.context import PeerLost, join, leave
-from hydranet.files import write_tensors, write_text
+from hydranet.distributed.context import PeerLost, join
+from hydranet.files import write_text
 from hydranet.train.run import build_model_for
 from hydranet.train.trainer import Trainer
 
 BALANCERS = ["equal", "uncertainty", "famo", "pcgrad", "mgda", "nash_mtl"]
 STEPS = 4
 GLOBAL_BATCH = 32
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(fn, *args, world: int = 2) -> None:
+    """`fn(rank, world, port, *args)` on `world` spawned processes (a free loopback port for their rendezvous)."""
+    mp.start_processes(fn, args=(world, free_port(), *args), nprocs=world, join=True, start_method="spawn")
 
 
 def write_table(path: Path) -> Path:
@@ -84,30 +97,27 @@ def per_rank_mean(mean, count):
     return mean
 
 
-def _as_rank(rank: int, world: int, port: int) -> None:
+def as_rank(rank: int, world: int, port: int) -> None:
+    """torchrun's environment for rank `rank` of `world` (a rendezvous on `port`), one thread."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world))
     torch.set_num_threads(1)
 
 
-def balancer_matrix(rank: int, world: int, port: int, path: str, out: str) -> None:
-    """Every balancer of BALANCERS, then `equal` with per-rank means; rank 0 saves all results in one file."""
-    _as_rank(rank, world, port)
-    join(torch.device("cpu"), timeout_s=60)
+def balancer_results(path: Path) -> dict[str, torch.Tensor]:
+    """Every balancer of BALANCERS, then `equal` with per-rank means (run by each rank of a process group)."""
     results = {}
     for name in BALANCERS:
-        results.update({f"{name}/{k}": v for k, v in train_steps(Path(path), name).items()})
+        results.update({f"{name}/{k}": v for k, v in train_steps(path, name).items()})
     hydranet.tasks.global_mean = per_rank_mean  # Task.loss's reduction, replaced in this process only
-    results.update({f"per-rank/{k}": v for k, v in train_steps(Path(path), "equal").items()})
+    results.update({f"per-rank/{k}": v for k, v in train_steps(path, "equal").items()})
     hydranet.tasks.global_mean = reduce.global_mean
-    if rank == 0:
-        write_tensors(out, {k: v.contiguous() for k, v in results.items()})
-    leave()
+    return results
 
 
 def silent_peer(rank: int, world: int, port: int, timeout_s: float, out: str) -> None:
     """Rank 1 joins, then never takes part in a collective; rank 0 records what its all-reduce raised, and when."""
-    _as_rank(rank, world, port)
+    as_rank(rank, world, port)
     join(torch.device("cpu"), timeout_s=timeout_s)
     if rank == 1:
         while not Path(out).exists():  # alive but silent until rank 0 has given up on it
@@ -139,7 +149,7 @@ def fit_ranks(rank: int, world: int, port: int, path: str, run_dir: str, die_at:
     `die_at` None on an existing run, `--resume` it."""
     from hydranet.train import fit, resume
 
-    _as_rank(rank, world, port)
+    as_rank(rank, world, port)
     if Path(run_dir, "run.json").exists():
         resume(run_dir, progress=False)
         return

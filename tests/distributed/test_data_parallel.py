@@ -1,21 +1,19 @@
 """Data-parallel training (issue 20): two gloo ranks on loopback take the steps of one process on the global batch.
 
-The balancer matrix, the per-rank-mean counter-example and the metrics come from ONE spawn of two ranks (a spawn
-costs seconds); the single-process references run here, in the test process."""
+The balancer matrix, the per-rank-mean counter-example and the metrics come from the one spawn of two ranks of the
+default suite (conftest.py); the single-process references run here, in the test process."""
 
 from __future__ import annotations
 
 import json
 import os
 import runpy
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 import hydranet
 
@@ -27,28 +25,12 @@ from hydranet.files import read_tensors
 from hydranet.train import fit
 
 from tests.distributed import dist_workers as workers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def spawn(fn, *args, world: int = 2) -> None:
-    mp.start_processes(fn, args=(world, free_port(), *args), nprocs=world, join=True, start_method="spawn")
+from tests.distributed.dist_workers import spawn
 
 
 @pytest.fixture(scope="module")
-def table(tmp_path_factory) -> Path:
-    return workers.write_table(tmp_path_factory.mktemp("dist") / "table.csv")
-
-
-@pytest.fixture(scope="module")
-def two_ranks(table, tmp_path_factory) -> dict[str, torch.Tensor]:
-    out = tmp_path_factory.mktemp("ranks") / "results.safetensors"
-    spawn(workers.balancer_matrix, str(table), str(out))
-    return read_tensors(out)[0]
+def two_ranks(two_rank_runs) -> dict[str, torch.Tensor]:
+    return read_tensors(two_rank_runs / "balancers.safetensors")[0]
 
 
 def single_process(table: Path, balancer: str) -> dict[str, torch.Tensor]:
@@ -129,6 +111,43 @@ def test_a_global_batch_the_ranks_cannot_share_is_refused(table):
         Batches(data, torch.device("cpu"), 33, data_augment(table), 3, shard=(0, 2))
 
 
+def test_the_global_batch_is_refused_before_the_run_directory_is_claimed(table, tmp_path, monkeypatch):
+    """The same --run-dir works once the batch size is fixed: nothing was written."""
+    from hydranet.train import lifecycle
+
+    monkeypatch.setattr(lifecycle, "world_size", lambda: 2)
+    with pytest.raises(UserError, match=r"^train.batch_size: 33 is the global batch"):
+        fit(load_config(workers.experiment(table, batch_size=33)), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_small_split_keeps_its_only_batch_on_every_rank(table):
+    """Three examples, batch 8, two ranks: one example per rank is a lone share, but leaving it out would leave
+    an epoch without a step."""
+    data = build_dataset(load_config(workers.experiment(table, batch_size=8)))
+    data.index["train"] = data.index["train"][:3]
+    shards = [Batches(data, torch.device("cpu"), 8, data_augment(table), 3, shard=(r, 2)) for r in (0, 1)]
+    assert [len(list(b.epoch(0))) for b in shards] == [1, 1]
+
+
+def test_other_ranks_write_into_a_private_scratch_folder(table, monkeypatch, tmp_path):
+    """Rank 0 alone writes the user's run; a feature that writes on another rank cannot touch it."""
+    from hydranet.train import lifecycle
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(lifecycle, "is_main", lambda: False)
+    session = lifecycle.start(load_config(workers.experiment(table)), tmp_path / "run", "train", False)
+    assert not session.dir.path.is_relative_to(tmp_path) and not (tmp_path / "run").exists()
+
+
+def test_a_lost_peer_in_any_collective_is_one_line():
+    from hydranet.distributed.context import PeerLost, exchanging
+
+    with pytest.raises(PeerLost, match=r"^distributed: rank 0 of 1 lost the other processes while exchanging the rows \(Connection closed by peer\); .* restart with --resume RUN_DIR$"):
+        with exchanging("the rows"):
+            raise RuntimeError("Connection closed by peer\n[c10d stack]")
+
+
 def test_tune_started_by_torchrun_is_refused_in_one_line(cli, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     code, _, err = cli("tune", "quickstart", "--trials", "1")
@@ -191,3 +210,29 @@ def test_leave_destroys_only_the_group_join_created(monkeypatch, tmp_path):
     with context.membership():
         assert torch.distributed.is_initialized()
     assert not torch.distributed.is_initialized()
+
+
+def test_under_nccl_a_cpu_tensor_is_reduced_through_the_rank_gpu(monkeypatch):
+    """NCCL moves only GPU tensors, and the trainer's epoch means of plain numbers (the balancer weights) are CPU
+    tensors: every all-reduce sends them through this rank's GPU. Checked on the choice alone: NCCL itself cannot
+    run on a CPU-only machine."""
+    from hydranet.distributed import reduce
+
+    monkeypatch.setattr(reduce.dist, "get_backend", lambda: "nccl")
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert reduce.transport_device(torch.zeros(2)) == torch.device("cuda", 1)
+    monkeypatch.setattr(reduce.dist, "get_backend", lambda: "gloo")
+    assert reduce.transport_device(torch.zeros(2)) == torch.device("cpu")
+
+
+def test_nccl_is_chosen_for_gpus_and_each_rank_takes_the_gpu_of_its_local_rank(monkeypatch):
+    """The choice only (these machines have no GPU): gloo between CPU processes, NCCL for CUDA devices; `cuda`
+    becomes this node's GPU number LOCAL_RANK under torchrun, an explicit `cuda:N` stays."""
+    from hydranet.distributed import context
+
+    assert context.backend(torch.device("cpu")) == "gloo" and context.backend(torch.device("cuda", 1)) == "nccl"
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert context.rank_device(torch.device("cuda")) == torch.device("cuda", 3)
+    assert context.rank_device(torch.device("cuda", 0)) == torch.device("cuda", 0)
+    assert context.rank_device(torch.device("cpu")) == torch.device("cpu")

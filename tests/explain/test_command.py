@@ -90,3 +90,26 @@ def test_a_folder_with_other_files_is_left_alone(cli, table_model, tmp_path):
     code, _, err = cli("explain", table_model.run.dir, "--split", "test", "--task", "value", "--n", "3", "-o", tmp_path / "new")
     assert code == 0, err  # an earlier explanation is replaced as a whole
     assert len(pd.read_csv(tmp_path / "new" / "attributions.csv")) == 3
+
+
+def test_embedded_categories_are_explained_by_switching_codes_not_by_gradients(cli, tmp_path):
+    """A label decided by one category column: codes have no gradient, so gradient methods are refused (they would
+    give the column exactly zero), and occlusion against the most frequent code finds the column."""
+    import hydranet as hn
+
+    rng = np.random.default_rng(0)
+    colour = rng.choice(["red", "green", "blue"], 300)
+    frame = pd.DataFrame({"x": rng.normal(size=300), "colour": colour, "warm": np.where(colour == "red", "yes", "no")})
+    frame.to_csv(tmp_path / "colours.csv", index=False)
+    run = hn.Experiment({"name": "colours", "seed": 0, "data": {
+        "source": "csv", "path": str(tmp_path / "colours.csv"), "split": {"val": 0.1, "test": 0.2},
+        "encoder": {"name": "table", "categorical": "embedding"}},
+        "tasks": {"warm": {"kind": "binary"}}, "model": {"trunk": {"name": "mlp", "hidden": [16]}},
+        "train": {"epochs": 15, "batch_size": 32, "progress": False, "optimizer": {"name": "adamw", "lr": 0.02}}}
+    ).fit(tmp_path / "run")
+    code, _, err = cli("explain", run.dir, "--split", "test", "--method", "integrated_gradients", "-o", tmp_path / "ig")
+    assert code == 2 and err.startswith("error: --method: integrated_gradients differentiates the inputs")
+    code, _, err = cli("explain", run.dir, "--split", "test", "--n", "8", "--method", "occlusion", "-o", tmp_path / "o")
+    assert code == 0, err
+    frame = pd.read_csv(tmp_path / "o" / "attributions.csv")
+    assert frame["colour"].abs().mean() > 5 * frame["x"].abs().mean()  # rows of the baseline's colour get 0

@@ -47,3 +47,52 @@ def train_digits(folder: Path, sharing: str = "hard", **settings) -> Path:
                  "model.trunk.dense": [16], "model.sharing.name": sharing,
                  **{key.replace("__", "."): value for key, value in settings.items()}}
     return hn.Experiment("quickstart", overrides).fit(folder / "run").dir
+
+
+WORDS = ["alpha", "beta", "gamma", "delta", "omega", "zeta", "kappa"]
+
+
+def text_frame(n: int, seed: int) -> pd.DataFrame:
+    """Texts of 1 to 11 words in two columns (`body` may be missing); `topic` says whether "beta" occurs."""
+    rng = np.random.default_rng(seed)
+    texts = [" ".join(rng.choice(WORDS, size=rng.integers(1, 12))) for _ in range(n)]
+    frame = pd.DataFrame({"title": [t.split()[0] for t in texts], "body": [" ".join(t.split()[1:]) for t in texts],
+                          "topic": ["yes" if "beta" in t else "no" for t in texts],
+                          "words": [len(t.split()) for t in texts]})
+    frame.loc[frame["body"] == "", "body"] = np.nan
+    return frame
+
+
+TEXT_TRUNKS = {"transformer": {"width": 16, "heads": 2, "depth": 1, "pooling": "cls"},
+               "gru": {"width": 8, "embedding": 8, "layers": 2},
+               "lstm": {"width": 8, "embedding": 8, "pooling": "mean"}}
+
+
+def train_text(folder: Path, trunk: str = "transformer") -> Path:
+    """A two-task text run (classification, regression) of a tiny trunk, one epoch on 150 texts of 10 tokens."""
+    path = folder / "texts.csv"
+    text_frame(150, seed=0).to_csv(path, index=False)
+    config = {"name": "texts", "data": {"source": "text", "path": str(path),
+                                        "text": {"columns": ["title", "body"], "vocab_size": 300, "max_length": 10}},
+              "tasks": {"topic": {}, "words": {"kind": "regression"}},
+              "model": {"trunk": {"name": trunk, "vocab_size": 300, **TEXT_TRUNKS[trunk]}},
+              "train": {"epochs": 1, "batch_size": 32, "progress": False, "threads": 1}}
+    return hn.Experiment(config).fit(folder / "run").dir
+
+
+def write_series(path: Path, n: int, seed: int) -> Path:
+    """An .npz of n sequences of 1 to 12 steps of 2 features, a class and a value from the first step."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 12, 2)) * 3 + 5
+    np.savez(path, x=x, lengths=rng.integers(1, 13, size=n), label=np.where(x[:, 0, 0] > 5, "high", "low"),
+             value=x[:, 0, 1])
+    return path
+
+
+def train_sequence(folder: Path, trunk: str = "lstm") -> Path:
+    """A two-task numeric-sequence run of a tiny bidirectional recurrent trunk, one epoch on 120 sequences."""
+    config = {"name": "series", "data": {"source": "sequence", "path": str(write_series(folder / "s.npz", 120, 0))},
+              "tasks": {"label": {}, "value": {"kind": "regression"}},
+              "model": {"trunk": {"name": trunk, "width": 8, "layers": 2}},
+              "train": {"epochs": 1, "batch_size": 32, "progress": False, "threads": 1}}
+    return hn.Experiment(config).fit(folder / "run").dir

@@ -117,9 +117,21 @@ class Noisy(nn.Module):
         return self.linear(x + torch.rand_like(x))
 
 
+class Batched(nn.Module):
+    """A trunk reading the batch size with len(): a plain int to the tracer, so the graph takes one batch size."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.linear, self.out_dim = nn.Linear(width, 8), 8
+
+    def forward(self, x):
+        return self.linear(x) + torch.zeros(len(x), 8)
+
+
 @pytest.mark.parametrize("trunk, fragments", [
     (Branchy, ["model.trunk (Branchy) cannot be exported to ONNX", "data-dependent"]),
     (Noisy, ["ONNX Runtime differs from PyTorch on output", "nothing was written"]),
+    (Batched, ["ONNX Runtime cannot run the exported graph on a batch of", "nothing was written"]),
 ])
 def test_a_model_that_does_not_export_faithfully_is_refused_with_nothing_written(trunk, fragments, cli, tmp_path,
                                                                               monkeypatch):

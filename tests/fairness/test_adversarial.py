@@ -119,3 +119,15 @@ def test_adversarial_refuses_tasks_without_classes_and_runs_without_sensitive_co
     assert not (tmp_path / "run").exists()  # refused before the run directory is made
     with pytest.raises(UserError, match="fairness.mitigation: adversarial needs fairness.sensitive"):
         build_dataset(load_config(fair_config(fair_csv, fairness={"mitigation": "adversarial"})))
+
+
+def test_adversarial_under_torchrun_is_refused_before_the_run_directory(fair_csv, tmp_path, monkeypatch):
+    """Its projection and the adversaries' steps read one process's gradients: refused with several ranks."""
+    from hydranet.fairness import adversarial
+
+    monkeypatch.setattr(adversarial, "world_size", lambda: 2)
+    cfg = load_config(fair_config(fair_csv, fairness={"sensitive": ["sex"], "tasks": ["income"],
+                                                      "mitigation": "adversarial"}))
+    with pytest.raises(UserError, match=r"^fairness.mitigation: adversarial debiasing trains in one process only"):
+        fit(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

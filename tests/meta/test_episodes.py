@@ -87,3 +87,15 @@ def test_a_wrong_omniglot_folder_is_one_line(tmp_path):
     with pytest.raises(UserError, match="cannot be read as a zip archive") as err:
         omniglot.pools(tmp_path, 28, ["Latin"])
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.ensemble=2", "model.ensemble: meta-learning adapts one network per task"),
+    ("data.encoder={name: table, categorical: embedding}", "data.encoder.categorical: meta-learning reads"),
+])
+def test_model_settings_meta_learning_would_drop_are_refused(override, message):
+    from hydranet.config import load_config
+    from hydranet.meta.setup import build
+
+    with pytest.raises(UserError, match=f"^{message}"):
+        build(load_config("sinusoid", [override]))

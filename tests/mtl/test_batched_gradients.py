@@ -3,6 +3,7 @@ with the loop as fallback where an op has no batching rule; and the representati
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from tests.contracts.conftest import IMAGE_SHAPE, TABLE_SHAPE, make_problem
@@ -11,6 +12,13 @@ from tests.mtl.toys import make_balancer, task_losses, tiny_problem
 from hydranet.config import ModelConfig
 from hydranet.models import build_model
 from hydranet.mtl import gradients
+from hydranet.mtl.aligned_mtl import balance_matrix
+from hydranet.mtl.fairgrad import fairgrad_weights
+from hydranet.mtl.graddrop import graddrop_combine
+from hydranet.mtl.gradvac import gradvac_coefficients
+from hydranet.mtl.imtl import imtl_g_coefficients
+from hydranet.mtl.upgrad import upgrad_coefficients
+from hydranet.randomness import Purpose, stream
 from hydranet.train import gradients as term
 from hydranet.train.precision import autocast
 
@@ -114,6 +122,55 @@ def test_representation_level_shared_gradient_is_the_weighted_backward(name):
     expected = torch.autograd.grad(sum(coeffs[t] * loss for t, loss in losses.items()), shared)
     for p, ref in zip(shared, expected):
         torch.testing.assert_close(p.grad, ref, rtol=1e-4, atol=1e-6)
+
+
+def combined_by_hand(name: str, rows: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(Σ_t c_t rows_t or GradDrop's masked sum, the heads' weights when the method weights them): each newer
+    aggregator's own rule applied directly to the (T, N) gradients on z, with the draws its balancer makes."""
+    gram = (rows @ rows.T).double().numpy()
+    t = len(rows)
+    if name == "graddrop":
+        uniform = torch.rand(rows.shape[1], generator=stream(seed, Purpose.GRADDROP), dtype=rows.dtype)
+        return graddrop_combine(rows, uniform), None
+    if name == "gradvac":
+        gen = stream(seed, Purpose.GRADVAC)
+        orders = [[j for j in torch.randperm(t, generator=gen).tolist() if j != i] for i in range(t)]
+        coeffs = gradvac_coefficients(gram, np.zeros((t, t)), orders, beta=0.5)
+    else:
+        coeffs = {"upgrad": upgrad_coefficients, "aligned_mtl": lambda g: balance_matrix(g).sum(0),
+                  "imtl": lambda g: t * imtl_g_coefficients(g), "fairgrad": lambda g: fairgrad_weights(g, 1.0)}[name](gram)
+    coeffs = torch.as_tensor(coeffs, dtype=rows.dtype)
+    return coeffs @ rows, coeffs if name == "fairgrad" else None
+
+
+@pytest.mark.parametrize("name", ["upgrad", "aligned_mtl", "imtl", "gradvac", "graddrop", "fairgrad"])
+def test_newer_aggregators_on_the_representation(name):
+    """Each method's rule applied by hand to the gradients on z (seed 1: the terms conflict on z, not on the
+    parameters, so the parameter-level step differs) gives the trunk's `.grad` through z's backward, and every
+    head its own gradient (fairgrad's: of Σ w_t L_t)."""
+    cfg, tasks, model, batch = tiny_problem(seed=1)
+    losses = task_losses(tasks, model, batch)
+    z, shared = model.features, model.shared_parameters()
+    heads = [p for task in tasks for p in model.task_parameters(task)]
+    combined, head_weights = combined_by_hand(name, term.loop_rows(list(losses.values()), [z]), cfg.seed)
+    head_weights = torch.ones(len(losses)) if head_weights is None else head_weights.float()
+    expected = [*torch.autograd.grad(z, shared, combined.view(z.shape), retain_graph=True),
+                *torch.autograd.grad(sum(w * loss for w, loss in zip(head_weights, losses.values())), heads)]
+    stepped, *_ = representation_step(name, seed=1)  # the same model and batch: tiny_problem is seeded
+    params = [*stepped.shared_parameters(), *(p for task in tasks for p in stepped.task_parameters(task))]
+    for p, ref in zip(params, expected, strict=True):
+        torch.testing.assert_close(p.grad, ref, rtol=1e-4, atol=1e-6)
+
+
+def test_a_module_balancer_does_not_adopt_the_model():
+    """imtl with loss scaling is an nn.Module: holding the model as an attribute would make it a submodule, so
+    its weights would enter the balancer's parameters and checkpoint state a second time."""
+    cfg, tasks, model, batch = tiny_problem()
+    balancer = make_balancer("imtl", tasks=tasks, loss_scale=True, gradients="representation")
+    balancer.on_fit_start(SimpleNamespace(model=model))
+    assert list(balancer.state_dict()) == ["log_scales"] and len(list(balancer.parameters())) == 1
+    balancer.backward(task_losses(tasks, model, batch), model.shared_parameters())
+    assert all(p.grad is not None for p in model.parameters())
 
 
 def test_pcgrad_on_the_representation_projects_the_feature_gradients():

@@ -29,7 +29,7 @@ def test_combined_gradient_equals_autograd_of_the_weighted_sum():
                                     list(model.parameters()))
     losses = task_losses(tasks, model, batch)
     grads = gradients.term_gradients(list(losses.values()), shared)  # (T, P)
-    gradients.combine_and_backward(losses, shared, grads, torch.tensor([2.0, 0.5]), weights)
+    gradients.combine(losses, shared, gradients.TermGradients(grads), torch.tensor([2.0, 0.5]), weights)
     for p, ref in zip(model.parameters(), reference):
         assert torch.allclose(p.grad, ref, atol=1e-6)
 

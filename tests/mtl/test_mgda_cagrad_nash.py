@@ -6,10 +6,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from scipy.optimize import minimize
+from scipy.optimize import minimize, minimize_scalar
 from tests.mtl.toys import LinearToy, check_private_grads, config, make_balancer, task_losses, tiny_problem
 
-from hydranet.mtl.cagrad import CAGrad, cagrad_coefficients
+from hydranet.mtl.cagrad import CAGrad, cagrad_coefficients, dual_weights
 from hydranet.mtl.mgda import MGDA
 from hydranet.mtl.min_norm import min_norm_weights
 from hydranet.mtl.nash_mtl import NashMTL, nash_alpha
@@ -103,6 +103,38 @@ def test_cagrad_solves_the_primal_problem():
     ref = minimize(lambda v: -v[2], np.r_[g0, 0.0], method="SLSQP", constraints=cons, options={"ftol": 1e-12}).x[:2]
     assert np.allclose(d, ref, atol=1e-4)
     assert (grads @ d).min() > (grads @ g0).min()  # improves the worst task over plain averaging
+
+
+def cagrad_dual(gram: np.ndarray, c: float, w: np.ndarray) -> float:
+    """CAGrad's dual objective g_w·g0 + c|g0|·|g_w| from the Gram matrix."""
+    return w @ gram.mean(axis=1) + c * np.sqrt(gram.mean()) * np.sqrt(max(w @ gram @ w, 0.0))
+
+
+@pytest.mark.parametrize("ratio", [1.0, 1e3, 1e5])
+def test_cagrad_dual_is_the_line_minimum_at_any_gradient_scale(ratio):
+    """T = 2: the dual is convex in one weight γ (w = (γ, 1 − γ)), minimized here by a bounded scalar search.
+    The scipy SLSQP solve used before stopped far from it once the task gradients' norms differ by 10³."""
+    grads = np.array([[2.0, 1.0, 0.0, -1.0, 0.5], [-0.3, 0.2, 1.0, 0.4, -0.1]]) * np.array([[ratio], [1.0]])
+    gram = grads @ grads.T
+    line = minimize_scalar(lambda g: cagrad_dual(gram, 0.4, np.array([g, 1 - g])), bounds=(0, 1), method="bounded",
+                           options={"xatol": 1e-12})
+    w = dual_weights(gram, 0.4)
+    assert w.min() >= 0 and w.sum() == pytest.approx(1.0)
+    assert cagrad_dual(gram, 0.4, w) <= line.fun + 1e-9 * abs(line.fun)
+
+
+@pytest.mark.parametrize("t, p", [(3, 40), (8, 40), (16, 40), (8, 3), (16, 5)])
+def test_cagrad_dual_is_optimal_against_slsqp(t, p):
+    """The active-set solve reaches SLSQP's optimum or better on random conflicting gradients of one scale,
+    with more tasks than dimensions too (a singular Gram matrix)."""
+    gen = np.random.default_rng(t * p)
+    grads = gen.standard_normal((t, p)) + 0.3
+    gram = grads @ grads.T
+    ref = minimize(lambda w: cagrad_dual(gram, 0.4, w), np.full(t, 1 / t), method="SLSQP", bounds=[(0, 1)] * t,
+                   constraints={"type": "eq", "fun": lambda w: w.sum() - 1}, options={"ftol": 1e-14, "maxiter": 500})
+    w = dual_weights(gram, 0.4)
+    assert w.min() >= 0 and w.sum() == pytest.approx(1.0)
+    assert cagrad_dual(gram, 0.4, w) <= ref.fun + 1e-8 * abs(ref.fun)
 
 
 # --- Nash-MTL ------------------------------------------------------------------------------------

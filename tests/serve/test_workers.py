@@ -91,11 +91,13 @@ def test_two_workers_count_and_track_drift_over_all_requests(table_run, tmp_path
 
 @pytest.mark.slow
 def test_sigterm_lets_the_workers_finish_their_requests_in_flight(table_run, tmp_path):
-    """As one server does: four requests wait in the workers' batchers (up to 3 s for company) when SIGTERM comes,
+    """As one server does: four requests wait in the workers' batchers (up to 15 s for company) when SIGTERM comes,
     and every one is answered before the workers exit."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = start(table_run, port, "--workers", "2", TMPDIR=str(tmp_path))
+    # a 15 s window (not the usual 3 s): under load, the four requests must all be waiting when SIGTERM comes,
+    # and a first batch that closed before the fourth arrived would leave the test waiting for it in vain
+    server = start(table_run, port, "--workers", "2", "--max-wait-ms", "15000", TMPDIR=str(tmp_path))
     try:
         wait_ready(server, url)
         check_sigterm(server, url, requests=4)

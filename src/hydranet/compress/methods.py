@@ -15,7 +15,8 @@ from hydranet import registry
 from hydranet.compress.prune import PruneOptions
 from hydranet.compress.qat import QATOptions, qat_run
 from hydranet.compress.quantize import quantize_run
-from hydranet.compress.run import compress_run
+from hydranet.compress.profile import parameter_counts
+from hydranet.compress.run import compress_run, record
 from hydranet.config import Config, Options, apply_override, parse_override, validate
 from hydranet.config.sections import CompressMethod, DistillConfig
 from hydranet.errors import UserError
@@ -69,7 +70,9 @@ def distill(source: Path, options: DistillConfig, out: Path | None, progress: bo
     settings = options.model_dump(mode="json")
     student = RunDir.open(source).read_config().model_dump(mode="json")
     cfg = validate({**student, "distill": settings, "compress": {"method": {"name": "distill", **settings}}}, stored=True)
-    return Compressed(run=fit(cfg, out, progress=progress))
+    new = fit(cfg, out, progress=progress)
+    record(new, source, "distill", options, parameter_counts(new.model))  # the student has the source's size
+    return Compressed(run=new)
 
 
 def choose(config: Config, method: str | None, overrides: Sequence[str], flags: dict[str, Any]) -> CompressMethod:
@@ -86,7 +89,8 @@ def choose(config: Config, method: str | None, overrides: Sequence[str], flags: 
         if path[0] != "compress":
             raise UserError(f"--set {text}: compress takes compress.… keys only (the run's other settings made its weights)")
         apply_override(data, path, value)
-    chosen = CompressMethod.model_validate(data["compress"]["method"])
+    # the whole section checked as a config checks it: an unknown key or a bad value is one line naming it
+    chosen = validate({**config.model_dump(mode="json"), **data}, stored=True).compress.method
     chosen.resolve(WHERE)
     return with_flags(chosen, flags)
 
@@ -108,6 +112,12 @@ def with_flags(chosen: CompressMethod, flags: dict[str, Any]) -> CompressMethod:
 
 
 def compress(source: str | Path, chosen: CompressMethod, out: str | Path | None, progress: bool = False) -> Compressed:
-    """Run the chosen method on the run at `source`."""
+    """Run the chosen method on the run at `source`. An efficient ensemble (`model.ensemble`) keeps its weights in
+    layers of its own, which neither pruning nor int8 quantization knows: refused, rather than compressing nothing."""
     method = registry.get("compress", chosen.name, WHERE)
+    members = RunDir.open(source).read_config().model.ensemble
+    if members > 1 and chosen.name != "distill":
+        raise UserError(f"{WHERE}: {chosen.name} prunes or quantizes plain conv and linear layers, and this run is an "
+                        f"ensemble of {members} (model.ensemble) whose layers are neither; distill it into a plain "
+                        f"student (hydranet train EXPERIMENT --teacher {source}) and compress that")
     return method(Path(source), chosen.options, None if out is None else Path(out), progress)

@@ -161,5 +161,5 @@ def qat_run(source: str | Path, options: QATOptions, out: str | Path | None, pro
     cfg = derived_config(run, options.epochs, "qat", options)
     tuned = fine_tune(run, cfg, out, [FakeQuantization()], progress)
     report = quantize_run(tuned, "static", examples=options.calibration)
-    record(tuned, run, "qat", options, before, int8=report["folder"])
+    record(tuned, run.dir, "qat", options, before, int8=report["folder"])
     return tuned, report

@@ -18,7 +18,7 @@ from hydranet.compress.profile import median_ms
 from hydranet.data import Dataset, build_dataset
 from hydranet.errors import UserError
 from hydranet.export import export_run
-from hydranet.export.graph import INPUT
+from hydranet.export.inputs import GraphInputs
 from hydranet.export.run import MODEL, OUTPUTS, PARITY
 from hydranet.files import atomic_folder, atomic_path, write_json
 from hydranet.train.evaluation import evaluate_split
@@ -38,25 +38,25 @@ class OnnxModule(nn.Module):
     """An ONNX Runtime session as a module returning {task: output}, so evaluate_split scores it as it scores the
     PyTorch model (same decoding, same metrics)."""
 
-    def __init__(self, path: Path, outputs: dict[str, str]):
+    def __init__(self, path: Path, outputs: dict[str, str], inputs: GraphInputs):
         super().__init__()
         import onnxruntime as ort  # the export extra
 
-        self.outputs = outputs
+        self.outputs, self.inputs = outputs, inputs
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()  # as many as torch, so the latencies compare
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        raw = self.session.run(list(self.outputs.values()), {INPUT: x.float().contiguous().numpy()})
+        raw = self.session.run(list(self.outputs.values()), self.inputs.feeds(x))
         return {task: torch.from_numpy(values) for task, values in zip(self.outputs, raw)}
 
 
 def calibration_batches(data: Dataset, examples: int) -> Iterator[dict[str, np.ndarray]]:
     """The first `examples` train examples (the split is already seeded and shuffled) as model inputs, in batches."""
-    x = data.split("train")["x"][:examples].float()
+    x, inputs = data.split("train")["x"][:examples], GraphInputs.of(data.info)
     for start in range(0, len(x), CALIBRATION_BATCH):
-        yield {INPUT: x[start:start + CALIBRATION_BATCH].contiguous().numpy()}
+        yield inputs.feeds(x[start:start + CALIBRATION_BATCH])
 
 
 def quantize_file(source: Path, target: Path, mode: str, data: Dataset, examples: int) -> None:
@@ -109,7 +109,7 @@ def compare(run: Run, fp32: Path, int8: Path, data: Dataset, mode: str, repeats:
     outputs = {task: entry["output"] for task, entry in json.loads((fp32.parent / OUTPUTS).read_text())["tasks"].items()}
     split = "test" if len(data.index["test"]) else "val"
     held = data.split(split)
-    models = {"fp32": OnnxModule(fp32, outputs), "int8": OnnxModule(int8, outputs)}
+    models = {name: OnnxModule(path, outputs, GraphInputs.of(data.info)) for name, path in (("fp32", fp32), ("int8", int8))}
     with torch.inference_mode():
         raw = {name: model(held["x"]) for name, model in models.items()}
     report: dict[str, Any] = {"mode": mode, "split": split, "threads": torch.get_num_threads(),

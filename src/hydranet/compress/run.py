@@ -56,7 +56,7 @@ def compress_run(source: str | Path, options: PruneOptions, out: str | Path | No
         pruned = fine_tune(run, cfg, out, callbacks, progress)
     else:
         pruned = _write_run(cfg, out, run, data)
-    record(pruned, run, "prune", options, before, sparsity=round(sparsity(pruned.model), 6))
+    record(pruned, run.dir, "prune", options, before, sparsity=round(sparsity(pruned.model), 6))
     return pruned
 
 
@@ -66,9 +66,10 @@ def fine_tune(run: Run, cfg: Config, out: str | Path | None, callbacks: list, pr
     return fit(cfg, out, progress=progress, callbacks=[StartFrom(run.model.state_dict()), *callbacks])
 
 
-def record(new: Run, source: Run, method: str, options: BaseModel, before: dict[str, Any], **extra: Any) -> None:
-    """compress.json of the new run: where it came from, what was done, the parameters before and after."""
-    report = {"source": str(source.dir), "method": method, "options": options.model_dump(mode="json"),
+def record(new: Run, source: str | Path, method: str, options: BaseModel, before: dict[str, Any], **extra: Any) -> None:
+    """compress.json of the new run: where it came from (the source run's folder), what was done, the parameters
+    before and after."""
+    report = {"source": str(source), "method": method, "options": options.model_dump(mode="json"),
               "params_before": before, "params_after": parameter_counts(new.model), **extra}
     write_json(RunDir(new.dir).compress, report)
 

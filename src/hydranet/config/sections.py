@@ -286,7 +286,7 @@ class MetaConfig(Section):
     meta_batch: int = Field(16, ge=1, description="tasks per meta-iteration, batched together (vmap)")
     iterations: int = Field(1000, ge=1, description="meta-iterations (outer optimizer steps)")
     time_budget: float | None = Field(None, gt=0, description="stop meta-training after this many seconds of training (null: run all iterations)")
-    budget_clock: Literal["wall", "cpu"] = Field("wall", description="what time_budget counts: wall-clock seconds, or this process's CPU seconds (which other jobs on a shared machine barely change, so methods given one budget get the same compute)")
+    budget_clock: Literal["wall", "cpu"] = Field("wall", description="what time_budget counts: wall-clock seconds, or this process's CPU seconds (with one thread, train.threads=1, other jobs on a shared machine barely change them, so methods given one budget get the same compute; with more threads they also count the threads' spin-waiting, which grows under contention)")
     outer_optimizer: Literal["adam", "sgd"] = Field("adam", description="optimizer of the meta-parameters (reptile with sgd: θ ← θ + lr·(θ' − θ))")
     outer_lr: float = Field(1e-3, gt=0, description="learning rate of the outer optimizer (reptile's ε with sgd)")
     eval_every: int = Field(100, ge=1, description="meta-iterations between meta-validation, checkpoint and metrics line")

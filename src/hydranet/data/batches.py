@@ -30,6 +30,13 @@ def on_device(split: dict[str, Tensor], device: torch.device, channels_last: boo
     return out
 
 
+def check_global_batch(batch_size: int, world: int) -> None:
+    """`train.batch_size` is the global batch: the processes must be able to share it evenly."""
+    if batch_size % world:
+        raise UserError(f"train.batch_size: {batch_size} is the global batch and must divide evenly among the "
+                        f"{world} processes (a multiple of {world})")
+
+
 class Batches:
     """The train split of `data`, moved to `device` once (images stay as stored, usually uint8: a quarter of
     float32's memory), cut into shuffled batches of `batch_size` that become model inputs one at a time.
@@ -41,9 +48,7 @@ class Batches:
     def __init__(self, data: Dataset, device: torch.device, batch_size: int, augment: AugmentConfig, seed: int,
                  channels_last: bool = False, shard: tuple[int, int] | None = None):
         self.rank, self.world = shard or (rank(), world_size())
-        if batch_size % self.world:
-            raise UserError(f"train.batch_size: {batch_size} is the global batch and must divide evenly among the "
-                            f"{self.world} processes (a multiple of {self.world})")
+        check_global_batch(batch_size, self.world)
         self.split = on_device(data.split("train", stored=True), device, channels_last)
         self.inputs = data.normalizer(device)  # stored images → normalized floats; None for tables (stored encoded)
         self.device, self.batch_size, self.augment, self.seed = device, batch_size, augment, seed
@@ -60,10 +65,10 @@ class Batches:
 
         Across W ranks, the last batch keeps a multiple of W examples, so every rank gets an equal share. A share of
         one example per rank (when batches hold more) is left out too: BatchNorm cannot normalize one example
-        (PyTorch refuses), and one example's step is mostly noise."""
+        (PyTorch refuses), and one example's step is mostly noise; but never the only batch of a small split."""
         last = self.size % self.batch_size
         kept = last - last % self.world
-        lone = kept == self.world and self.batch_size > self.world and self.size > self.world
+        lone = kept == self.world and self.batch_size > self.world and self.size > self.batch_size
         return last if lone else last - kept
 
     def __len__(self) -> int:

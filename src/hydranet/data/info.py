@@ -44,11 +44,12 @@ class DataInfo:
     def is_image(self) -> bool:
         return self.kind == IMAGE
 
-    def require_image_or_table(self, command: str) -> None:
-        """Refuse a text or sequence run in a command that only knows images and tables (one line, before any
-        work), instead of failing deep inside it."""
-        if not (self.is_image or self.kind == TABLE):
-            raise UserError(f"RUN: {command} does not handle {self.kind} runs yet (image and table runs only; "
+    def require_image_or_table(self, command: str, *more: str) -> None:
+        """Refuse a run of another kind than images, tables and `more` in a command that only knows those (one
+        line, before any work), instead of failing deep inside it."""
+        accepted = (IMAGE, TABLE, *more)
+        if self.kind not in accepted:
+            raise UserError(f"RUN: {command} does not handle {self.kind} runs yet ({', '.join(accepted)} runs only; "
                             f"see docs/sequence.md)")
 
     def to_dict(self) -> dict[str, Any]:

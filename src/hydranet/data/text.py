@@ -23,7 +23,7 @@ from hydranet.rundir import RunDir
 PAD, CLS, UNK, MASK = "[PAD]", "[CLS]", "[UNK]", "[MASK]"
 SPECIALS = [PAD, CLS, UNK]  # ids 0, 1, 2 in every vocabulary
 TRAINED_SPECIALS = [*SPECIALS, MASK]  # a trained vocabulary's first ids; the byte tokenizer appends [MASK]
-PAD_ID, CLS_ID = 0, 1
+PAD_ID, CLS_ID, UNK_ID = 0, 1, 2
 BYTES = 256
 WORD_END = "</w>"
 

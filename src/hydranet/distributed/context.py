@@ -85,15 +85,10 @@ def join(device: torch.device, timeout_s: float) -> torch.device:
     return device
 
 
-def leave(synchronize: bool = True) -> None:
+def leave() -> None:
     """Leave the process group that `join` created, at the end of a run. A group the caller made itself (a script or
-    test that called `init_process_group` before running hydranet) stays: the caller still uses it and destroys it.
-
-    `synchronize` waits for every rank first, so none tears its transport down while another still sends (gloo
-    can abort on that); a run that failed skips it, since a dead peer would keep it waiting for the whole timeout."""
+    test that called `init_process_group` before running hydranet) stays: the caller still uses it and destroys it."""
     if _JOINED and dist.is_initialized():
-        if synchronize:
-            dist.barrier()
         dist.destroy_process_group()
     _JOINED.clear()
 
@@ -103,10 +98,28 @@ def membership():
     """Leave the joined process group when the block ends, however it ends."""
     try:
         yield
-    except BaseException:
-        leave(synchronize=False)
-        raise
-    leave()
+    finally:
+        leave()
+
+
+def synchronize(what: str) -> None:
+    """Wait until every rank got here: after the last collective of a run, so no rank tears its transport down
+    while another still sends (gloo can abort on that), and rank 0's writing afterwards keeps no rank waiting."""
+    if active():
+        with exchanging(what):
+            dist.barrier()
+
+
+@contextmanager
+def exchanging(what: str):
+    """Run a collective: a dead or silent peer (the backend's RuntimeError: a closed connection, a timeout) becomes
+    one clear `PeerLost` line, whichever collective met it."""
+    try:
+        yield
+    except RuntimeError as err:
+        raise PeerLost(f"distributed: rank {rank()} of {world_size()} lost the other processes while exchanging "
+                       f"{what} ({first_line(err)}); a process died or stopped answering for "
+                       f"train.distributed_timeout seconds: restart with --resume RUN_DIR") from None
 
 
 def first_line(err: BaseException) -> str:

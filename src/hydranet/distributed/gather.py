@@ -11,7 +11,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from hydranet.distributed.context import rank, world_size
+from hydranet.distributed.context import exchanging, rank, world_size
+from hydranet.distributed.reduce import global_mean
 
 
 class Gathered(NamedTuple):
@@ -49,30 +50,29 @@ def all_reduce_with_grad(x: Tensor) -> Tensor:
     return _AllReduceSum.apply(x)
 
 
-def mean_over_ranks(total: Tensor, count: int) -> Tensor:
-    """This rank's share of a mean over every rank's examples: W · total / Σ_r count_r, where `total` sums this
-    rank's `count` per-example losses. The trainer averages the gradients of the W ranks' losses, so it computes the
+def mean_over_ranks(total: Tensor, count: int | Tensor) -> Tensor:
+    """This rank's share of a mean over every rank's examples, where `total` sums this rank's `count` per-example
+    losses: its gradient is W/C·∇total (C = Σ_r count_r), so the trainer's average of the W ranks' gradients is the
     gradient of the one-process mean on the global batch, however the batch is shared out; a per-rank mean would
-    weigh each example by 1/(W · its rank's count) instead. In one process: total / count."""
-    world = world_size()
-    if world == 1:
-        return total / count
-    counts = torch.tensor(float(count), device=total.device)
-    dist.all_reduce(counts)
-    return total * world / counts
+    weigh each example by 1/(W · its rank's count) instead. Its value is that global mean on every rank. In one
+    process: total / count (0 when count is 0)."""
+    count = torch.as_tensor(count, device=total.device)
+    return global_mean(total / count.clamp_min(1), count)
 
 
 def _summed(x: Tensor) -> Tensor:
     """A contiguous copy of `x` summed over ranks (collectives work in place; autograd's tensors must not change)."""
     total = x.clone(memory_format=torch.contiguous_format)
-    dist.all_reduce(total)
+    with exchanging("a differentiable sum"):
+        dist.all_reduce(total)
     return total
 
 
 def _row_counts(rows: int, device: torch.device, world: int) -> list[int]:
     """How many rows each rank holds, in rank order (on `device`: NCCL moves only GPU tensors)."""
     counts = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(world)]
-    dist.all_gather(counts, torch.tensor([rows], device=device))
+    with exchanging("the gathered row counts"):
+        dist.all_gather(counts, torch.tensor([rows], device=device))
     return [int(c) for c in counts]
 
 
@@ -87,7 +87,8 @@ class _AllGather(torch.autograd.Function):
         if len(x) < longest:
             x = torch.cat([x, x.new_zeros((longest - len(x), *x.shape[1:]))])
         parts = [torch.empty_like(x, memory_format=torch.contiguous_format) for _ in sizes]
-        dist.all_gather(parts, x.contiguous())
+        with exchanging("the gathered rows"):
+            dist.all_gather(parts, x.contiguous())
         return torch.cat([part[:n] for part, n in zip(parts, sizes)])
 
     @staticmethod

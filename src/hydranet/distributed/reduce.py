@@ -2,7 +2,7 @@
 labelled examples, gradients, per-task gradient matrices, BatchNorm statistics and running sums.
 
 Each function is the identity in a single process. Every collective turns a dead or silent peer into one clear
-`PeerLost` line (`_lost`).
+`PeerLost` line (`context.exchanging`).
 """
 
 from __future__ import annotations
@@ -13,22 +13,26 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from hydranet.distributed.context import PeerLost, active, first_line, rank, world_size
+from hydranet.distributed.context import active, exchanging, world_size
+
+
+def transport_device(tensor: Tensor) -> torch.device:
+    """Where the backend can move `tensor`: NCCL moves only GPU tensors, so a CPU one (the epoch means of plain
+    numbers such as the balancer weights, a time budget's seconds) travels through this rank's GPU; gloo moves
+    tensors where they are."""
+    if tensor.device.type == "cpu" and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return tensor.device
 
 
 def _all_reduce(tensor: Tensor, what: str) -> Tensor:
     """Sum `tensor` over the ranks, in place."""
-    try:
-        dist.all_reduce(tensor)
-    except RuntimeError as err:  # DistBackendError (a RuntimeError): a peer closed its connection or timed out
-        raise _lost(what, err) from None
+    moved = tensor.to(transport_device(tensor))
+    with exchanging(what):
+        dist.all_reduce(moved)
+    if moved is not tensor:
+        tensor.copy_(moved)
     return tensor
-
-
-def _lost(what: str, err: RuntimeError) -> PeerLost:
-    return PeerLost(f"distributed: rank {rank()} of {world_size()} lost the other processes while exchanging {what} "
-                    f"({first_line(err)}); a process died or stopped answering for train.distributed_timeout seconds: "
-                    f"restart with --resume RUN_DIR")
 
 
 def summed(tensor: Tensor, what: str = "a sum") -> Tensor:
@@ -50,27 +54,41 @@ def concatenated(tensor: Tensor, what: str) -> Tensor:
     if not active():
         return tensor
     parts = [torch.empty_like(tensor) for _ in range(world_size())]
-    try:
+    with exchanging(what):
         dist.all_gather(parts, tensor.detach().contiguous())
-    except RuntimeError as err:
-        raise _lost(what, err) from None
     return torch.cat(parts, dim=-1)
+
+
+def from_rank0(value: float, what: str) -> float:
+    """Rank 0's `value` on every rank: a decision that must be the same everywhere although each rank measures its
+    own (how many seconds a time budget has used: the ranks' clocks differ, and a rank that stopped one iteration
+    before the others would leave them waiting in a collective)."""
+    if not active():
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    tensor = tensor.to(transport_device(tensor))
+    with exchanging(what):
+        dist.broadcast(tensor, src=0)
+    return float(tensor)
 
 
 def global_mean(mean: Tensor, count: Tensor) -> Tensor:
     """This rank's share of a loss whose mean runs over the labelled elements of every rank.
 
-    `mean` is the rank's own mean over its `count` labelled elements (0 when it has none). The returned term has
-    gradient W·count/C·∇mean, with C the count summed over the W ranks, so the ranks' average gradient is the
-    gradient of Σ sums / C: the loss of one process on the global batch, however unevenly the labels fall. A
-    per-rank mean would weigh a rank's few labels as much as another's many. Its value is the global mean itself
-    (identical on every rank), so balancers that read loss values (FAMO, GradNorm, the logged losses) agree."""
+    `mean` (a scalar, or one mean per column) is the rank's own mean over its `count` labelled elements (0 when it
+    has none). The returned term has gradient W·count/C·∇mean, with C the count summed over the W ranks, so the
+    ranks' average gradient is the gradient of Σ sums / C: the loss of one process on the global batch, however
+    unevenly the labels fall. A per-rank mean would weigh a rank's few labels as much as another's many. Its value
+    is the global mean itself (identical on every rank), so balancers that read loss values (FAMO, GradNorm, the
+    logged losses) agree."""
     if not active():
         return mean
-    local = torch.stack([mean.detach() * count, count.to(mean.dtype)])  # (2,) this rank's sum and count
-    total, labelled = summed(local, "the labelled-example counts").unbind()
+    count = count.to(mean.dtype)
+    local = torch.cat([(mean.detach() * count).reshape(-1), count.reshape(1)])  # this rank's sum(s) and count
+    reduced = summed(local, "the labelled-example counts")
+    total, labelled = reduced[:-1].view_as(mean), reduced[-1]
     denominator = torch.where(labelled > 0, labelled, torch.ones_like(labelled))
-    share = mean * (count.to(mean.dtype) * world_size() / denominator)
+    share = mean * (count * world_size() / denominator)
     return share + (total / denominator - share).detach()  # value: the global mean; gradient: this rank's share
 
 

@@ -13,14 +13,16 @@ import torch
 from torch import Tensor
 
 from hydranet.data.batches import on_device
+from hydranet.data.info import IMAGE, TABLE, TEXT
 from hydranet.errors import UserError
+from hydranet.explain import texts
 from hydranet.explain.methods import GROUPED, Attribution, Request, baseline_input, get_method
 from hydranet.explain.segments import SEGMENTATIONS, default_patch, patch_mask, slic
-from hydranet.explain.tables import per_column, source_columns
+from hydranet.explain.tables import per_column, refuse_gradients_through_codes, source_columns
 from hydranet.explain.target import Target, TaskScores, choose_target
 from hydranet.train.run import Run
 
-DEFAULT_METHOD = {True: "integrated_gradients", False: "kernel_shap"}  # by input kind: images, tables
+DEFAULT_METHOD = {IMAGE: "integrated_gradients", TABLE: "kernel_shap", TEXT: "integrated_gradients"}  # by input kind
 ROWS = 1024  # rows per forward pass when a method batches its steps or coalitions
 
 
@@ -28,9 +30,9 @@ ROWS = 1024  # rows per forward pass when a method batches its steps or coalitio
 class Settings:
     """How to explain, as `hydranet explain` takes it; the defaults are the command's."""
 
-    method: str | None = None  # None: integrated_gradients for images, kernel_shap for tables
+    method: str | None = None  # None: integrated_gradients for images and texts, kernel_shap for tables
     target: str | None = None  # class or label (name or index); None: the predicted one
-    baseline: str | None = None  # None: zeros for images, the train mean for tables (see `baseline_for`)
+    baseline: str | None = None  # None: zeros for images and texts, the train mean for tables (see `baseline_for`)
     steps: int = 50  # integrated_gradients: points on the path to start with, doubled where an example needs more
     samples: int = 200
     layer: str | None = None
@@ -38,14 +40,15 @@ class Settings:
     segments: str = "grid"  # images: the groups those methods switch, "grid" (patches) or "slic" (superpixels)
     n_segments: int = 64  # images, segments "slic": about this many superpixels per image
 
-    def method_for(self, image: bool) -> str:
-        return self.method or DEFAULT_METHOD[image]
+    def method_for(self, kind: str) -> str:
+        """The method asked for, else the default of the run's input kind (DataInfo.kind)."""
+        return self.method or DEFAULT_METHOD[kind]
 
-    def baseline_for(self, image: bool) -> str:
-        """Images: zeros, the mean colour of the normalized train set. Tables: the mean train row, each one-hot
-        group at its category frequencies; zeros would switch every category off, a row the model never saw,
-        and credit the categorical columns for that alone."""
-        return self.baseline or ("zeros" if image else "mean")
+    def baseline_for(self, kind: str) -> str:
+        """Images: zeros, the mean colour of the normalized train set. Texts: zeros, every token's embedding
+        (explain/texts.py). Tables: the mean train row, each one-hot group at its category frequencies; zeros would
+        switch every category off, a row the model never saw, and credit the categorical columns for that alone."""
+        return self.baseline or ("mean" if kind == TABLE else "zeros")
 
 
 @dataclass
@@ -67,11 +70,17 @@ def explain_batch(run: Run, x: Tensor, task: str, settings: Settings,
     """Attributions of `x` (model inputs) for one task, chunked by the run's eval batch size. `train_mean`
     gives the mean train input (baseline "mean"); it is only called when that baseline is asked for."""
     check_task(run, task)
-    image = run.info.is_image
-    name = settings.method_for(image)
+    image, kind = run.info.is_image, run.info.kind
+    name = settings.method_for(kind)
     method = get_method(name)
+    if not image and name not in GROUPED:
+        refuse_gradients_through_codes(run.info, name)
     device = next(run.model.parameters()).device
     scores = TaskScores(run.model, task)
+    ids = x if kind == TEXT else None
+    if ids is not None:  # attributions on the token embeddings: ids have no gradient
+        texts.check_method(name, settings.baseline)
+        scores, x = texts.embedded(scores, run.model, ids)
     was_training = run.model.training
     run.model.eval()
     try:
@@ -79,7 +88,8 @@ def explain_batch(run: Run, x: Tensor, task: str, settings: Settings,
         x = on_device({"x": x.float()}, device, run.config.train.channels_last)["x"]
         outputs = forward_all(scores, x, run.config.train.eval_batch_size)
         target = choose_target(run.tasks[task], outputs, settings.target)
-        baseline = baseline_input(settings.baseline_for(image), x, train_mean or _no_mean, image)
+        baseline = (texts.baseline(x, ids) if ids is not None else
+                    baseline_input(settings.baseline_for(kind), x, train_mean or _no_mean, image))
         grouped = name in GROUPED
         mask, note = feature_mask(run, settings, x) if grouped else (None, None)
         with warnings.catch_warnings():  # Captum's advice (one example at a time, inputs set to require grad)
@@ -156,7 +166,10 @@ def default_task(run: Run, task: str | None) -> str:
 
 
 def explained_array(run: Run, explained: Explained) -> np.ndarray:
-    """Attributions as `Model.explain` returns them: like the images, or per source column of a table."""
+    """Attributions as `Model.explain` returns them: like the images, per token position of a text (N, T: the
+    sum over each token's embedding vector), or per source column of a table."""
+    if run.info.kind == TEXT:
+        return explained.values[..., :-1].sum(-1).numpy()
     if run.info.is_image:
         return explained.values.numpy()
     columns, mask = source_columns(run.info)

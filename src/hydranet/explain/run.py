@@ -2,7 +2,8 @@
 written as pictures and tables (or, with `global_`, mean |attribution| per column and task) into one folder.
 
 Files: explanation.json (what was explained and how; IG's completeness error), and per kind of input
-example-<i>.png with attributions.safetensors (images) or attributions.csv (tables), or importance.csv/.png.
+example-<i>.png with attributions.safetensors (images) or attributions.csv (tables), tokens.csv and tokens.html
+(texts), or importance.csv/.png.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from torch import Tensor
 
 from hydranet.data import build_dataset
 from hydranet.errors import UserError
-from hydranet.explain import images, tables
+from hydranet.data.info import TABLE, TEXT
+from hydranet.explain import images, tables, texts
 from hydranet.explain.core import Explained, Settings, default_task, explain_batch
 from hydranet.explain.methods import COMPLETENESS, NEAR_ZERO_GAP, completeness_bound, get_method
 from hydranet.files import atomic_folder, write_csv, write_json, write_tensors
@@ -43,21 +45,22 @@ def explain_run(run: Run, inputs: Sequence[str | Path] = (), split: str | None =
     `out` (default RUN/explain/<task or global>-<method>) and return what explanation.json holds."""
     refuse_dense(run.tasks, "hydranet explain")
     started = time.perf_counter()
-    run.info.require_image_or_table("hydranet explain")
+    run.info.require_image_or_table("hydranet explain", TEXT)
     settings = settings or Settings()
     apply_process_settings(run.config)
-    if global_ and run.info.is_image:
-        raise UserError("--global: global importance is for table runs (per source column); explain images one by one")
+    if global_ and run.info.kind != TABLE:
+        raise UserError(f"--global: global importance is for table runs (per source column); explain "
+                        f"{run.info.kind}s one by one")
     tasks = list(run.tasks) if global_ and task is None else [default_task(run, task)]
-    method = settings.method_for(run.info.is_image)
+    method = settings.method_for(run.info.kind)
     get_method(method)  # an unknown name is refused before the data is built
     folder = Path(out) if out is not None else Path(run.dir) / "explain" / f"{'global' if global_ else tasks[0]}-{method}"
     check_folder(folder)
     data = lru_cache(maxsize=1)(lambda: build_dataset(run.config))
     x, ids = examples(run, inputs, split, n, GLOBAL_EXAMPLES if global_ else EXAMPLES, data)
-    train_mean = lambda: data().split("train")["x"].mean(0, keepdim=True)  # noqa: E731 (built only if asked for)
+    train_mean = lambda: train_reference(run, data())  # noqa: E731 (built only if asked for)
     explained = {name: explain_batch(run, x, name, settings, train_mean) for name in tasks}
-    used = {"method": method, "baseline": settings.baseline_for(run.info.is_image)}
+    used = {"method": method, "baseline": settings.baseline_for(run.info.kind)}
     summary = {"run": RunDir(run.dir).identity(), "method": method, "tasks": tasks, "inputs": ids,
                "source": f"{split} split" if split else [str(p) for p in inputs], "settings": asdict(settings) | used,
                "features": explained[tasks[0]].groups,
@@ -68,11 +71,21 @@ def explain_run(run: Run, inputs: Sequence[str | Path] = (), split: str | None =
             write_importance(run, staging, explained, method)
         elif run.info.is_image:
             write_images(run, staging, x, ids, tasks[0], explained[tasks[0]], method, settings.segments)
+        elif run.info.kind == TEXT:
+            e = explained[tasks[0]]
+            table = texts.token_table(run.info, x, e.values, ids, e.target.names)
+            texts.write_tokens(staging, table, titles(run, tasks[0], e), method)
         else:
             write_table(run, staging, x, ids, tasks[0], explained[tasks[0]], method)
         summary["seconds"] = round(time.perf_counter() - started, 3)
         write_json(staging / SUMMARY, summary)
     return summary | {"folder": str(folder)}
+
+
+def train_reference(run: Run, data) -> Tensor:
+    """The "mean" baseline: the mean train input (a table's category codes: their most frequent code)."""
+    x = data.split("train")["x"]
+    return x.mean(0, keepdim=True) if run.info.is_image else tables.train_reference(x, tables.coded_inputs(run.info))
 
 
 def examples(run: Run, inputs: Sequence[str | Path], split: str | None, n: int | None, default_n: int,

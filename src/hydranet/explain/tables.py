@@ -13,6 +13,7 @@ import torch
 
 from hydranet.data import DataInfo
 from hydranet.data.tabular import TableEncoder
+from hydranet.errors import UserError
 from hydranet.files import write_figure
 
 TOP = 10  # columns shown in an example's bar chart
@@ -24,6 +25,31 @@ def source_columns(info: DataInfo) -> tuple[list[str], torch.Tensor]:
     encoder = TableEncoder.from_state(info.encoder)
     group = [i for i, c in enumerate(encoder.columns) for _ in range(encoder.width(c))]
     return [c["name"] for c in encoder.columns], torch.tensor(group, dtype=torch.long)[None]
+
+
+def coded_inputs(info: DataInfo) -> torch.Tensor:
+    """(F,) bool: which model inputs are category codes (`data.encoder.categorical: embedding`), not numbers."""
+    if info.encoder is None:
+        return torch.zeros(0, dtype=torch.bool)
+    return torch.tensor(TableEncoder.from_state(info.encoder).cardinalities) > 0
+
+
+def refuse_gradients_through_codes(info: DataInfo, method: str) -> None:
+    """A category code is looked up, not multiplied: no gradient reaches it, so a gradient method would give
+    every embedded column exactly zero. Perturbation methods switch whole codes and stay right."""
+    if coded_inputs(info).any():
+        raise UserError(f"--method: {method} differentiates the inputs, and this run's category columns are codes "
+                        f"looked up in embeddings (data.encoder.categorical: embedding), which have no gradient; use "
+                        f"kernel_shap, lime or occlusion")
+
+
+def train_reference(x: torch.Tensor, coded: torch.Tensor) -> torch.Tensor:
+    """The "mean" baseline (1, F) of a table: the mean train value of every number, and the most frequent code of
+    every embedded category column (a mean of codes would be an arbitrary category)."""
+    reference = x.float().mean(0, keepdim=True)
+    if coded.any():
+        reference[0, coded] = x[:, coded].float().mode(0).values
+    return reference
 
 
 def per_column(values: torch.Tensor, mask: torch.Tensor, columns: Sequence[str]) -> pd.DataFrame:

@@ -1,5 +1,6 @@
-"""The run's model as an ONNX graph: one float32 input `x` with a dynamic batch dimension (and dynamic height and
-width when the trunk's features are a map at the input's resolution, the `unet`), one named output per task.
+"""The run's model as an ONNX graph: its named inputs (export/inputs.py: `x`, or token ids and a mask, or values and a
+mask) with a dynamic batch dimension (and sequence length; height and width where the trunk takes any picture size,
+the `unet`), one named output per task.
 
 torch.onnx's dynamo-based exporter (it needs onnxscript) traces the model with torch.export; a part it refuses
 is named in the error by exporting the trunk and each head alone.
@@ -19,12 +20,12 @@ import torch
 from torch import Tensor, nn
 
 from hydranet.errors import UserError
+from hydranet.export.inputs import GraphInputs
 from hydranet.models import HydraNet
 from hydranet.tasks import Task
 from hydranet.train.evaluation import forward_tta
 
 OPSET = 20  # the exporter's native opset for torch 2.13: no version conversion, which can fail on some ops
-INPUT = "x"
 PACKAGES = ("onnx", "onnxruntime", "onnxscript")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 EXAMPLE_BATCH = 2  # the traced batch (1 would be specialized); parity checks other sizes, so a baked-in one is caught
@@ -45,40 +46,39 @@ def require_packages() -> dict[str, str]:
 
 
 class ExportView(nn.Module):
-    """The model as `predict` runs it (its test-time augmentation included), returning one tensor per task in
-    `tasks` order: the exporter names outputs by position, so a tuple in a known order maps each name to its head.
-    Each output is what `Task.exported` gives (depth maps in the data's units, unit normals; raw scores otherwise)."""
+    """The model as `predict` runs it (its test-time augmentation included) on the graph's inputs, returning one
+    tensor per task in `tasks` order: the exporter names outputs by position, so a tuple in a known order maps each
+    name to its head. Each output is what `Task.exported` gives (depth maps in the data's units, unit normals; raw
+    scores otherwise)."""
 
-    def __init__(self, model: HydraNet, tasks: dict[str, Task], tta: str = "none"):
+    def __init__(self, model: HydraNet, tasks: dict[str, Task], inputs: GraphInputs, tta: str = "none"):
         super().__init__()
-        self.model, self.tasks, self.tta = model, list(tasks), tta
+        self.model, self.tasks, self.inputs, self.tta = model, list(tasks), inputs, tta
         self.outputs = {name: task.exported for name, task in tasks.items()}
         self.raw = {name: task.from_exported for name, task in tasks.items()}  # parity compares the heads' outputs
 
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        outputs = forward_tta(self.model, x, self.tta)
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
+        outputs = forward_tta(self.model, self.inputs.join(*inputs), self.tta)
         return tuple(self.outputs[task](outputs[task]) for task in self.tasks)
 
-    @property
-    def spatial(self) -> bool:
-        """Whether the graph takes any height and width: the trunk says every layer works at the picture's own size
-        (its `any_size`: the unet, and cross-stitch columns of unets). Others are traced at the run's size: a vector
-        trunk's flatten fixes it, and the MMoE/CGC gates' adaptive pooling is exported for the traced size only."""
-        return bool(getattr(self.model.trunk, "any_size", False))
+
+def any_size(model: HydraNet) -> bool:
+    """Whether the model's graph can take any height and width: its trunk says every layer works at the picture's
+    own size (`any_size`: the unet, and cross-stitch columns of unets). Others are traced at the run's size: a vector
+    trunk's flatten fixes it, and the MMoE/CGC gates' adaptive pooling is exported for the traced size only."""
+    return bool(getattr(model.trunk, "any_size", False))
 
 
 def to_onnx(view: ExportView, example: Tensor) -> Any:
-    """The ONNXProgram of `view` (in eval mode) traced on the first example, its batch dimension left dynamic (and
-    its height and width, for a `spatial` view)."""
+    """The ONNXProgram of `view` (in eval mode) traced on the first example (at the trained sequence length), its
+    batch dimension and sequence length (or height and width, `GraphInputs.spatial`) left dynamic."""
     view.eval()
     traced = example[:1].expand(EXAMPLE_BATCH, *example.shape[1:]).contiguous()
-    dims = {0: torch.export.Dim("batch")}
-    if view.spatial:
-        dims |= {2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
     try:
         with _quiet():
-            return torch.onnx.export(view, (traced,), dynamic_shapes={"x": dims}, dynamo=True, opset_version=OPSET,
-                                     input_names=[INPUT], output_names=list(view.tasks), verbose=False)
+            return torch.onnx.export(view, view.inputs.split(traced), dynamo=True, opset_version=OPSET,
+                                     input_names=list(view.inputs.names), output_names=list(view.tasks),
+                                     verbose=False, dynamic_shapes=(view.inputs.dynamic_shapes(),))
     except Exception as err:  # the exporter wraps torch.export's many error types in its own
         raise UserError(f"export: {failing_part(view.model, example)} cannot be exported to ONNX "
                         f"({first_line(err)})") from None

@@ -11,15 +11,17 @@ from typing import Any
 
 from hydranet.data import build_dataset
 from hydranet.errors import UserError
-from hydranet.export.graph import ExportView, require_packages, to_onnx
+from hydranet.export.graph import ExportView, any_size, require_packages, to_onnx
+from hydranet.export.inputs import GraphInputs
 from hydranet.export.parity import check_parity, parity_examples, require_parity
-from hydranet.export.spec import outputs, preprocessing
+from hydranet.export.spec import TOKENIZER, outputs, preprocessing
 from hydranet.files import atomic_folder, atomic_path, write_json, write_text
 from hydranet.rundir import RunDir
 from hydranet.train.run import Run
 
 MODEL, PREPROCESSING, OUTPUTS, PARITY, SCRIPT = "model.onnx", "preprocessing.json", "outputs.json", "parity.json", "predict_onnx.py"
-FILES = (MODEL, PREPROCESSING, OUTPUTS, PARITY, SCRIPT)
+FILES = (MODEL, PREPROCESSING, OUTPUTS, PARITY, SCRIPT)  # in every export
+OPTIONAL = (TOKENIZER,)  # in a text run's
 STANDALONE = Path(__file__).with_name("standalone.py")  # the reference predictor, copied as predict_onnx.py
 
 
@@ -30,14 +32,13 @@ def export_run(run: Run, out: str | Path | None = None) -> dict[str, Any]:
     anything else is refused, so no file of the user's is overwritten. Nothing is written when the exporter
     refuses a part of the model or ONNX Runtime disagrees with PyTorch.
     """
-    run.info.require_image_or_table("hydranet export")
     steps = preprocessing(run.info)  # refuses an encoding the standalone preprocessing cannot reproduce, before any work
     versions = require_packages()
     folder = Path(out) if out is not None else run.dir / "export"
     identity = RunDir.open(run.dir).identity()
     _check_folder(folder, identity)
     split, x = parity_examples(build_dataset(run.config))
-    view = ExportView(run.model, run.tasks, run.config.train.eval_tta)
+    view = ExportView(run.model, run.tasks, GraphInputs.of(run.info, any_size(run.model)), run.config.train.eval_tta)
     start = time.perf_counter()
     program = to_onnx(view, x)
     seconds = round(time.perf_counter() - start, 3)
@@ -48,9 +49,11 @@ def export_run(run: Run, out: str | Path | None = None) -> dict[str, Any]:
                   "onnxscript": versions["onnxscript"], "export_seconds": seconds}
         require_parity(parity)
         write_json(staging / PREPROCESSING, steps)
-        write_json(staging / OUTPUTS, outputs(run.tasks, run.info, identity, view.spatial))
+        write_json(staging / OUTPUTS, outputs(run.tasks, run.info, identity, view.inputs.spatial))
         write_json(staging / PARITY, parity)
         write_text(staging / SCRIPT, STANDALONE.read_text(encoding="utf-8"))
+        if run.info.tokenizer is not None:
+            write_text(staging / TOKENIZER, run.info.tokenizer)
     return {**parity, "folder": str(folder)}
 
 
@@ -61,7 +64,7 @@ def _check_folder(folder: Path, identity: str) -> None:
     held = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     if not held:
         return
-    others = [name for name in held if name not in FILES]
+    others = [name for name in held if name not in FILES + OPTIONAL]
     if others:
         shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
         raise UserError(f"{folder}: holds other files ({shown}); an export needs a missing or empty folder, "

@@ -8,10 +8,15 @@ from typing import Any
 
 from hydranet.data import DataInfo
 from hydranet.data.dataset import MISSING_STRINGS
+from hydranet.data.info import SEQUENCE, TEXT
 from hydranet.data.tabular import TableEncoder
+from hydranet.data.text import CLS_ID, PAD_ID
 from hydranet.errors import UserError
-from hydranet.export.graph import INPUT, OPSET
+from hydranet.export.graph import OPSET
+from hydranet.export.inputs import INPUT, GraphInputs
 from hydranet.tasks import Task
+
+TOKENIZER = "tokenizer.json"  # a text export's tokenizer, the Hugging Face `tokenizers` file the run trained
 
 TABLE_STEPS = [
     "read the CSV with pandas, '?' as missing (na_values=['?']); strip column names",
@@ -31,8 +36,25 @@ IMAGE_STEPS = [
 ]
 
 
+TEXT_STEPS = [
+    "read and clean the CSV (or Parquet) as a table run's (`missing` markers are missing; a column whose cells are "
+    "all numbers holds numbers, written as Python's str of a float); each row's text: the `columns` cells, "
+    "stripped, missing or empty ones left out, joined by `separator`",
+    f"tokenize with {TOKENIZER} (tokenizers.Tokenizer.from_file; encode without special tokens); input_ids: "
+    "cls_id, then the first max_length - 1 token ids",
+    "pad every row to the batch's longest with pad_id; attention_mask: 1 on the ids, 0 on the padding",
+]
+SEQUENCE_STEPS = [
+    "read the .npz: x (N, T, F) with T <= max_length and F = features, lengths (N,) in 1..T",
+    "values = (x - mean[f]) / std[f] per feature, float32; mask = 1 on steps < length, 0 after",
+    "the graph zeroes values where mask is 0; padding must follow the real steps",
+]
+
+
 def preprocessing(info: DataInfo) -> dict[str, Any]:
     """preprocessing.json: the fitted train-split statistics and the steps that apply them."""
+    if info.kind in (TEXT, SEQUENCE):
+        return sequence_preprocessing(info)
     base = {"input": INPUT, "dtype": "float32", "kind": info.kind}
     if info.is_image:
         return {**base, "layout": "NCHW", "size": list(info.size or ()), "channels": info.channels,
@@ -47,17 +69,28 @@ def preprocessing(info: DataInfo) -> dict[str, Any]:
             "columns": encoder.state_dict()["columns"], "features": encoder.feature_names, "steps": TABLE_STEPS}
 
 
+def sequence_preprocessing(info: DataInfo) -> dict[str, Any]:
+    """Texts: the text columns, how they are joined and tokenized (the tokenizer itself is TOKENIZER beside it);
+    sequences: the per-feature standardization. Both: the graph's inputs and the longest sequence it takes."""
+    base = {"inputs": list(GraphInputs.of(info).names), "kind": info.kind, "max_length": info.input_shape[0]}
+    if info.kind == TEXT:
+        return {**base, "columns": list(info.features), "separator": info.separator, "tokenizer": TOKENIZER,
+                "missing": sorted(MISSING_STRINGS), "cls_id": CLS_ID, "pad_id": PAD_ID, "steps": TEXT_STEPS}
+    return {**base, "features": info.input_shape[1] - 1, "mean": list(info.mean), "std": list(info.std),
+            "steps": SEQUENCE_STEPS}
+
+
 def outputs(tasks: dict[str, Task], info: DataInfo, run_identity: str, spatial: bool = False) -> dict[str, Any]:
-    """outputs.json: the graph's input, and per task its output's name, `predict`'s column header, shape, kind
-    and decoding rule. `spatial`: the graph takes any height and width (named so in the shapes), else the run's."""
-    shape = list(info.input_shape)
-    if spatial:
-        shape[-2:] = ["height", "width"]
+    """outputs.json: the graph's inputs (`input`: the one of an image or table graph), and per task its output's
+    name, `predict`'s column header, shape, kind and decoding rule. `spatial`: the graph takes any height and width
+    (named so in the shapes), else the run's."""
+    inputs = GraphInputs.of(info, spatial).describe()
     return {
         "opset": OPSET,
-        "input": {"name": INPUT, "dtype": "float32", "shape": ["batch", *shape]},
+        **({"input": inputs[0]} if len(inputs) == 1 else {}),
+        "inputs": inputs,
         "tasks": {name: {"output": name, "column": task.column_name, "kind": task.kind,
-                         "shape": output_shape(task, shape[-2:]), **task.decoding()}
+                         "shape": output_shape(task, inputs[0]["shape"][-2:]), **task.decoding()}
                   for name, task in tasks.items()},
         "run": run_identity,
     }

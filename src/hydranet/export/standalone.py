@@ -1,10 +1,12 @@
 """Predict from a hydranet export with ONNX Runtime alone: the same columns `hydranet predict` writes.
 
-Copied into every export folder as predict_onnx.py. It imports no hydranet: numpy, pandas, onnxruntime, and
-Pillow for images. It reads preprocessing.json and outputs.json, which say every number used here.
+Copied into every export folder as predict_onnx.py. It imports no hydranet: numpy, pandas, onnxruntime, Pillow
+for images, tokenizers for texts. It reads preprocessing.json and outputs.json (and a text run's tokenizer.json),
+which say every number used here.
 
-    python predict_onnx.py EXPORT_DIR table.csv          # a table run: one CSV or Parquet file
+    python predict_onnx.py EXPORT_DIR table.csv          # a table or text run: one CSV or Parquet file
     python predict_onnx.py EXPORT_DIR images/ a.png      # an image run: image files or folders
+    python predict_onnx.py EXPORT_DIR series.npz         # a sequence run: x (N, T, F) and lengths (N,)
 prints CSV (an `input` column, then one column per task) to stdout; a per-pixel task's cell is its map as a JSON
 nested list (rows of pixels), which `predict()` returns as a numpy array.
 """
@@ -29,10 +31,11 @@ def predict(folder: str | Path, inputs: list[str | Path]) -> pd.DataFrame:
     folder = Path(folder)
     pre = json.loads((folder / "preprocessing.json").read_text(encoding="utf-8"))
     spec = json.loads((folder / "outputs.json").read_text(encoding="utf-8"))
-    x, ids = image_inputs(pre, inputs) if pre["kind"] == "image" else table_inputs(pre, inputs)
+    readers = {"image": image_inputs, "table": table_inputs, "text": text_inputs, "sequence": sequence_inputs}
+    feeds, ids = readers[pre["kind"]](pre, inputs, folder)
     session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     names = [task["output"] for task in spec["tasks"].values()]
-    raw = dict(zip(names, session.run(names, {pre["input"]: x})))
+    raw = dict(zip(names, session.run(names, feeds)))
     columns = {"input": ids}
     for task in spec["tasks"].values():
         columns[task["column"]] = decode(raw[task["output"]], task)
@@ -62,18 +65,63 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return (1 / (1 + np.exp(-z.astype(np.float64)))).astype(np.float32)
 
 
-def table_inputs(pre: dict, inputs: list[str | Path]) -> tuple[np.ndarray, list[str]]:
-    """One CSV/Parquet file → (N, width) float32, encoded column by column as preprocessing.json's steps say."""
+def read_frame(inputs: list[str | Path]) -> pd.DataFrame:
+    """The one CSV/Parquet file of a table or text run."""
     (path,) = inputs
     path = Path(path)
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, na_values=["?"], low_memory=False)
-    frame = clean(frame, set(pre["missing"]))
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, na_values=["?"], low_memory=False)
+
+
+def text_inputs(pre: dict, inputs: list[str | Path], folder: Path) -> tuple[dict, list[str]]:
+    """One CSV/Parquet file of texts → input_ids and attention_mask, padded to the longest row."""
+    from tokenizers import Tokenizer  # only text exports need it
+
+    frame = clean(read_frame(inputs), set(pre["missing"]))  # as a table's cells: markers missing, numbers read
+    absent = [name for name in pre["columns"] if name not in frame.columns]
+    if absent:
+        raise ValueError(f"{inputs[0]}: no column {', '.join(map(repr, absent))}, which the model was trained with")
+    cells = [[text_cell(value) for value in frame[name]] for name in pre["columns"]]
+    texts = [pre["separator"].join(part for part in row if part) for row in zip(*cells)]
+    empty = [i for i, text in enumerate(texts) if not text.strip()]
+    if empty:  # hydranet refuses them too: the model never saw a text of [CLS] alone
+        raise ValueError(f"{inputs[0]}: row {empty[0] + 1} has no text in column(s) {', '.join(pre['columns'])}")
+    tokenizer = Tokenizer.from_file(str(folder / pre["tokenizer"]))
+    encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
+    rows = [[pre["cls_id"], *e.ids[:pre["max_length"] - 1]] for e in encoded]
+    ids = np.full((len(rows), max(map(len, rows))), pre["pad_id"], np.int64)  # padded to the longest row
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = row
+    mask = (ids != pre["pad_id"]).astype(np.int64)
+    return {"input_ids": ids, "attention_mask": mask}, [str(i) for i in range(len(rows))]
+
+
+def text_cell(value: object) -> str:
+    """A cell's text, stripped; a missing one (NaN, None) is empty."""
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value).strip()
+
+
+def sequence_inputs(pre: dict, inputs: list[str | Path], folder: Path) -> tuple[dict, list[str]]:
+    """One .npz (x (N, T, F), lengths (N,)) → standardized values and the mask of real steps."""
+    (path,) = inputs
+    with np.load(path, allow_pickle=False) as arrays:
+        x, lengths = arrays["x"].astype(np.float64), arrays["lengths"]
+    if x.ndim != 3 or x.shape[2] != pre["features"] or x.shape[1] > pre["max_length"]:
+        raise ValueError(f"{path}: x has shape {x.shape}; expected (N, T, {pre['features']}) with "
+                         f"T <= {pre['max_length']}")
+    mask = np.arange(x.shape[1])[None, :] < lengths[:, None]
+    values = ((x.astype(np.float32) - np.float32(pre["mean"])) / np.float32(pre["std"])) * mask[..., None]
+    return {"values": values.astype(np.float32), "mask": mask.astype(np.int64)}, [str(i) for i in range(len(x))]
+
+
+def table_inputs(pre: dict, inputs: list[str | Path], folder: Path) -> tuple[dict, list[str]]:
+    """One CSV/Parquet file → (N, width) float32, encoded column by column as preprocessing.json's steps say."""
+    frame = clean(read_frame(inputs), set(pre["missing"]))
     absent = [c["name"] for c in pre["columns"] if c["name"] not in frame.columns]
     if absent:
-        raise ValueError(f"{path}: no column {', '.join(map(repr, absent))}, which the model was trained with")
+        raise ValueError(f"{inputs[0]}: no column {', '.join(map(repr, absent))}, which the model was trained with")
     parts = [encode_column(frame[c["name"]], c, set(pre["missing"])) for c in pre["columns"]]
     x = np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0), np.float32)
-    return x.astype(np.float32), [str(i) for i in range(len(frame))]
+    return {pre["input"]: x.astype(np.float32)}, [str(i) for i in range(len(frame))]
 
 
 def clean(frame: pd.DataFrame, markers: set[str]) -> pd.DataFrame:
@@ -116,7 +164,7 @@ def encode_column(series: pd.Series, column: dict, markers: set[str]) -> np.ndar
     return out
 
 
-def image_inputs(pre: dict, inputs: list[str | Path]) -> tuple[np.ndarray, list[str]]:
+def image_inputs(pre: dict, inputs: list[str | Path], folder: Path) -> tuple[dict, list[str]]:
     """Image files and folders (searched recursively, sorted) → (N, C, H, W) float32, normalized per channel."""
     from PIL import Image  # only image exports need Pillow
 
@@ -139,7 +187,7 @@ def image_inputs(pre: dict, inputs: list[str | Path]) -> tuple[np.ndarray, list[
     pixels = np.stack(arrays).astype(np.float32)
     mean = np.asarray(pre["mean"], np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(pre["std"], np.float32).reshape(1, -1, 1, 1)
-    return (pixels / np.float32(pre["scale"]) - mean) / std, [str(p) for p in files]
+    return {pre["input"]: (pixels / np.float32(pre["scale"]) - mean) / std}, [str(p) for p in files]
 
 
 def main(argv: list[str]) -> None:

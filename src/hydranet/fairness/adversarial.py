@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from hydranet.config import FairnessConfig, Options
 from hydranet.data import Dataset
+from hydranet.distributed.context import world_size
 from hydranet.errors import UserError
 from hydranet.fairness.groups import check_groups, joint_groups
 from hydranet.kinds import TaskInfo, get_kind
@@ -194,7 +195,13 @@ class Adversarial:
                                 f"(name the binary or classification tasks to mitigate in fairness.tasks)")
 
     def run_parts(self, tasks: dict[str, Task], data: Dataset, device: torch.device) -> RunParts:
-        """The adversaries of the mitigated `tasks`, as an extra loss and a balancer wrapper."""
+        """The adversaries of the mitigated `tasks`, as an extra loss and a balancer wrapper.
+
+        Not under torchrun yet: the adversaries' own steps and the projection of the model's gradient would need
+        every rank's gradients first (a per-rank projection, averaged, is not the projection of the average)."""
+        if world_size() > 1:
+            raise UserError(f"fairness.mitigation: adversarial debiasing trains in one process only ({world_size()} "
+                            f"were started); train it without --nproc/torchrun, or use fairness.mitigation reweigh")
         self.check({name: task.info for name, task in tasks.items()})
         debias = AdversarialDebiasing(self.options, tasks, int(data.extras[GROUP_KEY].max()) + 1, device)
         return RunParts(extra_losses=[debias], balancer_wrappers=[debias.wrap])

@@ -47,10 +47,6 @@ class Depth(PixelMaps):
     main_metric = "abs_err"
     lower_is_better = frozenset({"loss", "abs_err", "abs_rel", "rmse"})
     squeeze = True
-    single_label = False
-    class_scores = False
-    divergence = None
-    temperature_scaling = False
 
     def encode(self, values: np.ndarray, missing: np.ndarray, cfg: Any, where: str) -> tuple[Tensor, TaskInfo]:
         maps = label_maps(values, where, self.name).astype(np.float32)

@@ -47,10 +47,6 @@ class Edges(PixelMaps):
     main_metric = "fscore"
     lower_is_better = frozenset({"loss"})
     squeeze = True
-    single_label = False
-    class_scores = False
-    divergence = None
-    temperature_scaling = False
 
     def encode(self, values: np.ndarray, missing: np.ndarray, cfg: Any, where: str) -> tuple[Tensor, TaskInfo]:
         maps = label_maps(values, where, self.name)

@@ -83,10 +83,6 @@ class Normals(PixelMaps):
     main_metric = "mean_angle"
     lower_is_better = frozenset({"loss", "mean_angle", "median_angle"})
     squeeze = False
-    single_label = False
-    class_scores = False
-    divergence = None
-    temperature_scaling = False
     mirror = staticmethod(mirror)
 
     def encode(self, values: np.ndarray, missing: np.ndarray, cfg: Any, where: str) -> tuple[Tensor, TaskInfo]:

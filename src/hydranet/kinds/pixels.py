@@ -95,10 +95,15 @@ def write_float_map(path: Path, value: np.ndarray) -> Path:
 
 
 class PixelMaps:
-    """What both dense kinds mean for a prediction table: the column holds one (H, W) map per example (`predict`
-    writes each as the kind's file), under the task's own name."""
+    """What every dense kind means for a prediction table: the column holds one (H, W) map per example (`predict`
+    writes each as the kind's file), under the task's own name. A map is neither right nor wrong as one label (no
+    accuracy strata, no targeted attacks, no divergence to attack with) and is not calibrated by one temperature."""
 
     dense = True
+    single_label = False
+    class_scores = False
+    divergence = None
+    temperature_scaling = False
 
     def column(self, decoded: np.ndarray, info: Any, cfg: Any) -> Any:
         return cells(decoded)

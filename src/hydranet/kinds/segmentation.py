@@ -55,10 +55,6 @@ class Segmentation(PixelMaps):
     main_metric = "miou"
     lower_is_better = frozenset({"loss"})
     squeeze = False
-    single_label = False
-    class_scores = False
-    divergence = None
-    temperature_scaling = False
 
     def encode(self, values: np.ndarray, missing: np.ndarray, cfg: Any, where: str) -> tuple[Tensor, TaskInfo]:
         """K is one more than the largest class index in the data; the classes are named by their index."""

@@ -78,6 +78,7 @@ def _omniglot_folder(cfg: Config) -> str:
 
 def build(cfg: Config) -> MetaSetup:
     """Pools, network and method of a config."""
+    _check_model(cfg)
     meta = cfg.meta
     problem = Problem(regression=meta.source == "sinusoid")
     train = val = test = info = None
@@ -95,6 +96,17 @@ def build(cfg: Config) -> MetaSetup:
     input_shape = (1,) if problem.regression else tuple(train.images.shape[2:])
     net, method = learner(cfg, problem, input_shape, None if train is None else train.classes)
     return MetaSetup(cfg, problem, net, method, train, val, test, info)
+
+
+def _check_model(cfg: Config) -> None:
+    """The meta-network is the trunk and one head, adapted per task: settings that build something else are refused
+    rather than silently dropped."""
+    if cfg.model.ensemble > 1:
+        raise UserError(f"model.ensemble: meta-learning adapts one network per task, not an ensemble of "
+                        f"{cfg.model.ensemble} (set it to 1)")
+    if getattr(cfg.data.encoder.options, "categorical", None) == "embedding":
+        raise UserError("data.encoder.categorical: meta-learning reads a table's columns as numbers, so category "
+                        "codes would pass for quantities; use one-hot (categorical: onehot)")
 
 
 def _check_episodes(cfg: Config, train: ClassPool, val: ClassPool) -> None:

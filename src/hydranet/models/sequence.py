@@ -132,8 +132,9 @@ class Transformer(TokenTrunk):
         """(B, T', W) encoder outputs and their (B, T') mask; T' = T + 1 with the learned [CLS] vector first."""
         h, keep = self.inputs(x)  # (B, T, W), (B, T)
         if self.cls is not None:
-            h = torch.cat([self.cls.expand(len(h), -1, -1).to(h.dtype), h], dim=1)
-            keep = torch.cat([keep.new_ones(len(keep), 1), keep], dim=1)
+            # h.shape[0], not len(h): len() gives a plain int, which would fix an exported graph's batch size
+            h = torch.cat([self.cls.expand(h.shape[0], -1, -1).to(h.dtype), h], dim=1)
+            keep = torch.cat([keep.new_ones(keep.shape[0], 1), keep], dim=1)
         return self.encoder(self.drop(h + self.positions[:, : h.shape[1]]), keep), keep
 
     def token_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -164,25 +165,70 @@ class Recurrent(TokenTrunk):
         self.pooling, self.directions = cfg.pooling, 2 if cfg.bidirectional else 1
         self.out_dim = cfg.width * self.directions
 
-    def run(self, x: Tensor) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor], Tensor]:
-        """The packed outputs, the final state and the (B, T) mask of real steps."""
+    def run(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, T, D·dirs) outputs (0 on padding), (B, D·dirs) the top layer's final state of each direction, and
+        the (B, T) mask of real steps.
+
+        Packing is not traceable (its batch sizes per step are data), so while the model is exported
+        (`torch.compiler.is_exporting()`) `unpacked` computes the same numbers with ops ONNX knows."""
         h, keep = self.inputs(x)  # (B, T, E), (B, T)
+        if torch.compiler.is_exporting():
+            return (*unpacked(self.rnn, h, keep), keep)
         lengths = keep.sum(dim=1).clamp_min(1).cpu()  # pack_padded_sequence wants them on the CPU
         packed = pack_padded_sequence(self.drop(h), lengths, batch_first=True, enforce_sorted=False)
         outputs, state = self.rnn(packed)
-        return outputs, state, keep
+        padded, _ = pad_packed_sequence(outputs, batch_first=True, total_length=keep.shape[1])
+        last = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c); (layers·dirs, B, D)
+        return padded, torch.cat(list(last[-self.directions:]), dim=-1), keep
 
     def token_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
         outputs, _, keep = self.run(x)
-        padded, _ = pad_packed_sequence(outputs, batch_first=True, total_length=keep.shape[1])  # (B, T, D·dirs)
-        return padded, keep
+        return outputs, keep
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.pooling == "mean":
-            return masked_mean(*self.token_features(x))
-        _, state, _ = self.run(x)
-        last = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c); (layers·dirs, B, D)
-        return torch.cat(list(last[-self.directions:]), dim=-1)  # (B, D·dirs): the top layer's directions
+        outputs, last, keep = self.run(x)
+        return masked_mean(outputs, keep) if self.pooling == "mean" else last
+
+
+def unpacked(rnn: nn.GRU | nn.LSTM, h: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+    """What `rnn` gives on the packed sequences of `h`, in eval mode, without packing: `Recurrent.run`'s outputs and
+    last state.
+
+    Padding trails the real steps, so a forward direction run over the padded input sees the real steps first and
+    its output at step `length − 1` is its final state. A backward direction runs forward over each sequence
+    reversed within its length (padding still last), and its outputs are put back in place by the same reversal.
+    Each layer and direction is one single-layer call of the same aten op nn.GRU / nn.LSTM use, on their weights."""
+    lengths = keep.sum(dim=1)  # (B,)
+    steps = torch.arange(h.shape[1], device=h.device)[None]  # (1, T)
+    reverse = torch.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)  # (B, T), an involution
+    last = (lengths - 1).clamp_min(0)[:, None]  # (B, 1): the step of a forward direction's final state
+    directions = 2 if rnn.bidirectional else 1
+    for layer in range(rnn.num_layers):
+        outputs = []
+        for direction in range(directions):
+            suffix = f"_l{layer}" + ("_reverse" if direction else "")
+            weights = [getattr(rnn, f"{name}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            seen = _gather_steps(h, reverse) if direction else h
+            out = _one_layer(rnn, seen, weights)
+            outputs.append(_gather_steps(out, reverse) if direction else out)
+        h = torch.cat(outputs, dim=-1)  # (B, T, D·dirs), the next layer's input
+    finals = [_gather_steps(outputs[0], last)[:, 0]]  # (B, D)
+    if directions == 2:
+        finals.append(outputs[1][:, 0])  # the backward direction ends at step 0
+    return h * keep[..., None].to(h.dtype), torch.cat(finals, dim=-1)
+
+
+def _gather_steps(values: Tensor, index: Tensor) -> Tensor:
+    """values[b, index[b, t]] for (B, T, D) values and (B, T') step indices."""
+    return values.gather(1, index[..., None].expand(-1, -1, values.shape[-1]))
+
+
+def _one_layer(rnn: nn.GRU | nn.LSTM, h: Tensor, weights: list[Tensor]) -> Tensor:
+    """(B, T, D) outputs of one layer and direction of `rnn` with `weights`, from a zero state."""
+    zeros = h.new_zeros(1, h.shape[0], rnn.hidden_size)
+    if isinstance(rnn, nn.LSTM):
+        return torch.ops.aten.lstm.input(h, [zeros, zeros], weights, True, 1, 0.0, False, False, True)[0]
+    return torch.ops.aten.gru.input(h, zeros, weights, True, 1, 0.0, False, False, True)[0]
 
 
 @register("trunk", "transformer", options=TransformerOptions)

@@ -17,8 +17,9 @@ import torch
 from hydranet.config import Config
 from hydranet.data import Dataset, to_model_inputs
 from hydranet.data.build import load_raw
-from hydranet.data.info import TABLE
+from hydranet.data.info import TABLE, TEXT, DataInfo
 from hydranet.data.tabular import TableEncoder
+from hydranet.data.text import CLS_ID, UNK_ID
 from hydranet.files import write_json, write_parquet
 from hydranet.predict import decode_tasks
 from hydranet.randomness import Purpose, numpy_stream
@@ -93,6 +94,24 @@ def image_feature_names(channels: int) -> list[str]:
     return [f"mean_c{c}" for c in range(channels)] + [f"std_c{c}" for c in range(channels)]
 
 
+def text_features(ids: torch.Tensor) -> pd.DataFrame:
+    """Per text (rows of token ids): `tokens`, how many the model read (without [CLS] and padding; a text cut at
+    data.text.max_length counts as that many), and `unknown_rate`, the share of them that are [UNK].
+
+    Why these: longer or shorter texts and words the tokenizer never learned (another language, a new product
+    name, encoding damage) are what moves under a text model first, and both read without the model. What words
+    the texts use is not compared (no per-token histogram)."""
+    tokens = (ids > CLS_ID).sum(dim=1).to(torch.float64)  # [PAD] is 0 and [CLS] 1; every other id is a token
+    unknown = (ids == UNK_ID).sum(dim=1).to(torch.float64)
+    return pd.DataFrame({"tokens": tokens.numpy(), "unknown_rate": (unknown / tokens.clamp_min(1)).numpy()})
+
+
+def stored_features(info: DataInfo, stored: torch.Tensor) -> pd.DataFrame:
+    """Per-example features of inputs as a dataset stores them: an image run's channel statistics, a text run's
+    token count and unknown-token rate."""
+    return image_features(stored, info.scale) if info.is_image else text_features(stored)
+
+
 def pixel_statistics(images: torch.Tensor, scale: float) -> dict[str, dict[str, Any]]:
     """Per channel, `summarize_column` of all pixel values in [0, 1] of these images (the sample: 1,000 CIFAR
     images are a million values per channel, plenty for percentiles, and cheap)."""
@@ -125,11 +144,12 @@ def build_reference(cfg: Config, data: Dataset, tasks: dict[str, Task], model: t
     """reference.json's content and the sample (None when `monitor.keep_rows` is false)."""
     train = data.index["train"].numpy()
     positions = sample_positions(train, cfg.monitor.reference_rows, cfg.seed)
-    if data.info.is_image:
-        features = summarize_frame(image_features(data.x[torch.from_numpy(train)], data.info.scale))
-        sample = image_sample(cfg, data, tasks, model, device, positions)
-        extra = {"pixels": pixel_statistics(data.x[torch.from_numpy(positions)], data.info.scale)}
-    elif data.info.kind != TABLE:  # texts and sequences: only the prediction statistics, no input drift yet
+    if data.info.is_image or data.info.kind == TEXT:
+        features = summarize_frame(stored_features(data.info, data.x[torch.from_numpy(train)]))
+        sample = example_sample(cfg, data, tasks, model, device, positions)
+        extra = ({"pixels": pixel_statistics(data.x[torch.from_numpy(positions)], data.info.scale)}
+                 if data.info.is_image else {})
+    elif data.info.kind != TABLE:  # numeric sequences: only the prediction statistics, no input drift yet
         features, sample, extra = {}, None, {}
     else:
         raw = table_rows(cfg, data)
@@ -142,13 +162,15 @@ def build_reference(cfg: Config, data: Dataset, tasks: dict[str, Task], model: t
     return reference, sample if cfg.monitor.keep_rows else None
 
 
-def image_sample(cfg: Config, data: Dataset, tasks: dict[str, Task], model: torch.nn.Module, device: torch.device,
-                 positions: np.ndarray) -> pd.DataFrame:
-    """The sampled train images as rows: their features, then the model's decoded predictions on them (columns
-    `prediction/<task column>`), so prediction drift gets the same row tests as a table's without the images."""
-    images = data.x[torch.from_numpy(positions)]
-    predicted = decoded_predictions(cfg, tasks, model, to_model_inputs(data.info, images=images), device)
-    return pd.concat([image_features(images, data.info.scale), predicted.add_prefix(PREDICTION)], axis=1)
+def example_sample(cfg: Config, data: Dataset, tasks: dict[str, Task], model: torch.nn.Module, device: torch.device,
+                   positions: np.ndarray) -> pd.DataFrame:
+    """The sampled train images or texts as rows: their features (`stored_features`), then the model's decoded
+    predictions on them (columns `prediction/<task column>`), so prediction drift gets the same row tests as a
+    table's without the images or texts."""
+    stored = data.x[torch.from_numpy(positions)]
+    x = to_model_inputs(data.info, images=stored) if data.info.is_image else stored
+    predicted = decoded_predictions(cfg, tasks, model, x, device)
+    return pd.concat([stored_features(data.info, stored), predicted.add_prefix(PREDICTION)], axis=1)
 
 
 def decoded_predictions(cfg: Config, tasks: dict[str, Task], model: torch.nn.Module, x: torch.Tensor,

@@ -10,8 +10,8 @@ import numpy as np
 from pydantic import Field
 from torch import Tensor, nn
 
-from hydranet.config import Options
-from hydranet.mtl.gram import gram_backward
+from hydranet.mtl.gradients import GradientOptions
+from hydranet.mtl.gram import GramMethod
 from hydranet.registry import register
 
 
@@ -31,14 +31,14 @@ def balance_matrix(gram: np.ndarray, scale: str = "min") -> np.ndarray:
     return np.sqrt(sigma2) * (v / np.sqrt(lam)) @ v.T
 
 
-class AlignedMTLOptions(Options):
+class AlignedMTLOptions(GradientOptions):
     """Options of `mtl.balancer: {name: aligned_mtl, …}`."""
 
     scale: Literal["min", "median", "rmse"] = Field("min", description="singular value the aligned gradients share: the smallest of the task gradients' (min, the paper), their median, or their mean eigenvalue's root (rmse, the authors' code)")
 
 
 @register("balancer", "aligned_mtl", options=AlignedMTLOptions)
-class AlignedMTL:
+class AlignedMTL(GramMethod):
     """Shared parameters get Σ_i ĝ_i with ĝ_i = Σ_k B_ik g_k the aligned gradients (orthogonal, equal norms:
     the matrix of the ĝ has condition number 1, so no task dominates and none conflicts); task-specific ones
     their own gradient (weight 1).
@@ -49,8 +49,8 @@ class AlignedMTL:
     """
 
     def __init__(self, options: AlignedMTLOptions, tasks: dict, seed: int):
-        self.scale = options.scale
+        self.scale, self.level = options.scale, options.gradients
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float]:
         # Σ_i ĝ_i = Σ_k (Σ_i B_ik) g_k
-        return gram_backward(losses, shared_params, lambda gram: balance_matrix(gram, self.scale).sum(axis=0))
+        return self.gram_backward(losses, shared_params, lambda gram: balance_matrix(gram, self.scale).sum(axis=0))

@@ -9,8 +9,8 @@ from pydantic import Field
 from scipy.optimize import least_squares
 from torch import Tensor, nn
 
-from hydranet.config import Options
-from hydranet.mtl.gram import gram_backward
+from hydranet.mtl.gradients import GradientOptions
+from hydranet.mtl.gram import GramMethod
 from hydranet.registry import register
 
 
@@ -37,7 +37,7 @@ def fairgrad_weights(gram: np.ndarray, alpha: float, max_iters: int | None = Non
     return weights
 
 
-class FairGradOptions(Options):
+class FairGradOptions(GradientOptions):
     """Options of `mtl.balancer: {name: fairgrad, …}`."""
 
     alpha: float = Field(1.0, ge=0, description="α of α-fairness: 0 the sum of the loss decreases (equal), 1 proportional fairness (Nash-MTL's weights), larger values favour the worst task more")
@@ -45,7 +45,7 @@ class FairGradOptions(Options):
 
 
 @register("balancer", "fairgrad", options=FairGradOptions)
-class FairGrad:
+class FairGrad(GramMethod):
     """Shared parameters get Σ_t w_t g_t with (G w)_t = w_t^(−1/α); task-specific ones the gradient of
     Σ_t w_t L_t, as in the authors' code (a backward of the weighted losses).
 
@@ -55,8 +55,8 @@ class FairGrad:
     """
 
     def __init__(self, options: FairGradOptions, tasks: dict, seed: int):
-        self.alpha, self.max_iters = options.alpha, options.max_iters
+        self.alpha, self.max_iters, self.level = options.alpha, options.max_iters, options.gradients
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float]:
-        return gram_backward(losses, shared_params, lambda gram: fairgrad_weights(gram, self.alpha, self.max_iters),
-                             heads_weighted=True)
+        return self.gram_backward(losses, shared_params,
+                                  lambda gram: fairgrad_weights(gram, self.alpha, self.max_iters), heads_weighted=True)

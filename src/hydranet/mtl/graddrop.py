@@ -8,8 +8,7 @@ from pydantic import Field
 import torch
 from torch import Tensor, nn
 
-from hydranet.config import Options
-from hydranet.mtl.gradients import backward_private, independent_backward, set_grad, term_gradients
+from hydranet.mtl.gradients import GradientMethod, GradientOptions, backward_combined, independent_backward
 from hydranet.randomness import Purpose, stream
 from hydranet.registry import register
 
@@ -35,34 +34,36 @@ def graddrop_combine(grads: Tensor, uniform: Tensor, leak: float = 0.0) -> Tenso
     return ((leak + (1 - leak) * masks.to(grads.dtype)) * grads).sum(0)
 
 
-class GradDropOptions(Options):
+class GradDropOptions(GradientOptions):
     """Options of `mtl.balancer: {name: graddrop, …}`."""
 
     leak: float = Field(0.0, ge=0, le=1, description="fraction of every task gradient that passes unmasked (the paper's leak; 1: the plain sum)")
 
 
 @register("balancer", "graddrop", options=GradDropOptions)
-class GradDrop:
+class GradDrop(GradientMethod):
     """Shared parameters get the sign-dropped sum of the task gradients; task-specific ones their own gradient.
 
-    The paper applies the mask to gradients on a shared activation; here it applies to the gradients on the
-    shared parameters, as torchjd's `GradDrop` does, so it works with every trunk. The uniform draws come from
-    the `GRADDROP` stream (a CPU generator, checkpointed: exact resume), one per shared coordinate and step;
+    The paper applies the mask to gradients on a shared activation: `gradients: representation` does that, per
+    coordinate of the shared features z (one per example and feature), then backpropagates the masked sum
+    through the trunk. By default it masks the gradients on the shared parameters, as torchjd's `GradDrop`
+    does, which works with soft sharing too. The uniform draws come from the `GRADDROP` stream (a CPU
+    generator, checkpointed: exact resume), one per coordinate and step;
     nothing syncs with the device. Returned weights: 1 per term (the mask is per coordinate, not per term).
     """
 
     def __init__(self, options: GradDropOptions, tasks: dict, seed: int):
-        self.leak = options.leak
+        self.leak, self.level = options.leak, options.gradients
         self.generator = stream(seed, Purpose.GRADDROP)
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float]:
         if not shared_params:
             return independent_backward(losses)
         weights = {name: 1.0 for name in losses}
-        grads = term_gradients(list(losses.values()), shared_params)  # (T, P)
-        uniform = torch.rand(grads.shape[1], generator=self.generator, dtype=grads.dtype)
-        set_grad(shared_params, graddrop_combine(grads, uniform.to(grads.device, non_blocking=True), self.leak))
-        backward_private(losses, weights, shared_params)
+        grads = self.task_gradients(losses, shared_params)  # (T, P), or (T, B·D) on the features
+        uniform = torch.rand(grads.matrix.shape[1], generator=self.generator, dtype=grads.matrix.dtype)
+        combined = graddrop_combine(grads.matrix, uniform.to(grads.matrix.device, non_blocking=True), self.leak)
+        backward_combined(losses, shared_params, grads, combined, weights)
         return weights
 
     def state_dict(self) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+import weakref
 
 from pydantic import Field
 import torch
@@ -41,36 +42,44 @@ class TermGradients:
     is z, else on the shared parameters (N = P).
 
     On z under torchrun, the matrix holds the features of every rank's examples (the global batch's gradients on
-    z, in the order of one process's batch), so a method's coefficients are the same on every rank; `own_columns`
-    is what this rank's backward through its own z needs."""
+    z, in the order of one process's batch), so a method's coefficients are the same on every rank; `own` cuts
+    from a combined row what this rank's backward through its own z needs."""
 
     matrix: Tensor
     features: Tensor | None = None
 
-    def own_columns(self) -> Tensor:
-        """(T, B·D) for this rank's own features, as its own losses' gradients (W times the global batch's: the
-        ranks' averaged parameter gradients are then the global ones); the whole matrix in one process."""
+    def own(self, combined: Tensor) -> Tensor:
+        """This rank's part of a combined row on z ((W·B·D,) → (B·D,)), as its own losses' gradient (W times the
+        global batch's: the ranks' averaged parameter gradients are then the global ones); the row itself in one
+        process."""
         if world_size() == 1:
-            return self.matrix
+            return combined
         width = self.features.numel()
-        return self.matrix[:, rank() * width:(rank() + 1) * width] * world_size()
+        return combined[rank() * width:(rank() + 1) * width] * world_size()
 
 
 class GradientMethod:
     """What the gradient balancers share: the model (for its features), read at `on_fit_start`, and the choice
     between parameter- and representation-level gradients (`gradients` option). Optional: a balancer may call
-    `term_gradients` and `combine_and_backward` directly."""
+    `term_gradients` and `backward_combined` directly."""
 
     level: Level = "parameters"
-    model = None  # set by on_fit_start; without it (a bare backward call) the shared parameters are used
+    model_ref = None  # set by on_fit_start; without it (a bare backward call) the shared parameters are used
 
     def on_fit_start(self, trainer) -> None:
-        self.model = trainer.model
+        # a weak reference, not the model itself: an nn.Module balancer (imtl) would register the model as its
+        # submodule and put its weights into the balancer's own state_dict a second time
+        self.model_ref = weakref.ref(trainer.model)
+
+    def features(self) -> Tensor | None:
+        """The last forward's shared features z (`model.features`), if the model is known and records them."""
+        model = self.model_ref() if self.model_ref is not None else None
+        return getattr(model, "features", None)
 
     def task_gradients(self, losses: dict[str, Tensor], shared: list[Tensor]) -> TermGradients:
         """Gradients on z = `model.features` when asked for and usable, else on the shared parameters."""
         terms = list(losses.values())
-        z = representation(terms, getattr(self.model, "features", None)) if self.level == "representation" else None
+        z = representation(terms, self.features()) if self.level == "representation" else None
         if z is None:
             return TermGradients(term_gradients(terms, shared))
         # each rank's gradients on its own examples' features, side by side; / W: from its loss share to the global loss
@@ -153,32 +162,30 @@ def backward_private(losses: dict[str, Tensor], weights: dict[str, float | Tenso
         torch.autograd.backward(total, inputs=leaves)
 
 
-def combine_and_backward(losses: dict[str, Tensor], shared: list[Tensor], grads: Tensor, coeffs: Tensor,
-                         head_weights: dict[str, float | Tensor]) -> None:
-    """Shared `.grad` = coeffs @ grads ((T,) @ (T, P)); the rest gets the backward of Σ head_weights·L.
-
-    The pattern of every gradient method: grads = term_gradients(…), a method-specific (T,) coefficient
-    vector, then this. The trunk is traversed T times (once per term), never T + 1, since the private
-    backward stops where the shared parameters begin. CPU coefficients are copied without waiting (a
-    blocking host-to-device copy would sync the step).
-    """
-    coeffs = coeffs.to(grads.device, non_blocking=True).to(grads.dtype)
-    set_grad(shared, coeffs @ grads)
-    backward_private(losses, head_weights, shared)
-
-
 def combine(losses: dict[str, Tensor], shared: list[Tensor], grads: TermGradients, coeffs: Tensor,
             head_weights: dict[str, float | Tensor]) -> None:
-    """`combine_and_backward` for gradients on the parameters; on z, the shared parameters get the backward of
-    z with cotangent coeffs @ grads ((T,) @ (T, B·D)), which is ∇_θ Σ_t c_t L_t (one pass through the trunk),
-    and the rest the backward of Σ head_weights·L."""
+    """`backward_combined` of coeffs @ grads ((T,) @ (T, N)): the pattern of every gradient method is
+    grads = task_gradients(…), a method-specific (T,) coefficient vector, then this. CPU coefficients are copied
+    without waiting (a blocking host-to-device copy would sync the step)."""
+    coeffs = coeffs.to(grads.matrix.device, non_blocking=True).to(grads.matrix.dtype)
+    backward_combined(losses, shared, grads, coeffs @ grads.matrix, head_weights)
+
+
+def backward_combined(losses: dict[str, Tensor], shared: list[Tensor], grads: TermGradients, combined: Tensor,
+                      head_weights: dict[str, float | Tensor]) -> None:
+    """The shared parameters get a combined row of the task gradients; the rest the backward of Σ head_weights·L.
+
+    On the parameters the row (P,) is their gradient, written into `.grad`; on z it is a cotangent (B·D,) and the
+    shared parameters get the backward of z with it, which is ∇_θ Σ_t c_t L_t when the row is Σ_t c_t ∇_z L_t
+    (one pass through the trunk). Either way the trunk is traversed T times (once per term, or once per term
+    through the heads plus once), never T + 1: the private backward stops where the shared parameters begin.
+    """
+    backward_private(losses, head_weights, shared)
     if grads.features is None:
-        combine_and_backward(losses, shared, grads.matrix, coeffs, head_weights)
+        set_grad(shared, combined)
         return
     z = grads.features
-    coeffs = coeffs.to(z.device, non_blocking=True).to(grads.matrix.dtype)
-    backward_private(losses, head_weights, shared)
-    torch.autograd.backward(z, (coeffs @ grads.own_columns()).view(z.shape).to(z.dtype), inputs=shared)
+    torch.autograd.backward(z, grads.own(combined).view(z.shape).to(z.dtype), inputs=shared)
 
 
 def last_matrix(params: list[Tensor]) -> Tensor:

@@ -9,9 +9,8 @@ from pydantic import Field
 import torch
 from torch import Tensor, nn
 
-from hydranet.config import Options
-from hydranet.mtl.gradients import independent_backward
-from hydranet.mtl.gram import gram_backward
+from hydranet.mtl.gradients import GradientOptions, independent_backward
+from hydranet.mtl.gram import GramMethod
 from hydranet.randomness import Purpose, stream
 from hydranet.registry import register
 
@@ -44,26 +43,27 @@ def gradvac_coefficients(gram: np.ndarray, targets: np.ndarray, orders: list[lis
     return coeffs.sum(axis=0)
 
 
-class GradVacOptions(Options):
+class GradVacOptions(GradientOptions):
     """Options of `mtl.balancer: {name: gradvac, …}`."""
 
     beta: float = Field(0.5, ge=0, le=1, description="β of the cosine targets' moving average φ̂ ← (1 − β)·φ̂ + β·φ (0.5 as in torchjd and LibMTL; the paper used 0.01)")
 
 
 @register("balancer", "gradvac", options=GradVacOptions)
-class GradVac:
+class GradVac(GramMethod):
     """Shared parameters get Σ_i g_i^GV (the paper's sum); task-specific ones their own gradient (weight 1).
 
     The cosine of each pair is raised to its target φ̂ (which starts at 0, so the first steps act as PCGrad
     does on conflicting pairs) and pairs that agree more than usual are left alone. Gradients are taken on
-    all shared parameters together (torchjd's `whole_model`; the paper also groups them by layer). Each task
-    visits the others in a fresh random order every step from the `GRADVAC` stream. The targets φ̂ and the
-    generator are checkpointed (exact resume); the loop runs on the CPU, so each step syncs once.
+    all shared parameters together (torchjd's `whole_model`; the paper also groups them by layer), or on the
+    shared features with `gradients: representation`. Each task visits the others in a fresh random order every
+    step from the `GRADVAC` stream. The targets φ̂ and the generator are checkpointed (exact resume); the loop
+    runs on the CPU, so each step syncs once.
     Returned weights: each term's coefficient in the shared gradient.
     """
 
     def __init__(self, options: GradVacOptions, tasks: dict, seed: int):
-        self.beta = options.beta
+        self.beta, self.level = options.beta, options.gradients
         self.generator = stream(seed, Purpose.GRADVAC)
         self.targets: np.ndarray | None = None  # (T, T) φ̂
 
@@ -74,8 +74,8 @@ class GradVac:
         if self.targets is None or self.targets.shape != (t, t):
             self.targets = np.zeros((t, t))
         orders = [[j for j in torch.randperm(t, generator=self.generator).tolist() if j != i] for i in range(t)]
-        return gram_backward(losses, shared_params,
-                             lambda gram: gradvac_coefficients(gram, self.targets, orders, self.beta))
+        return self.gram_backward(losses, shared_params,
+                                  lambda gram: gradvac_coefficients(gram, self.targets, orders, self.beta))
 
     def state_dict(self) -> dict:
         targets = torch.zeros(0) if self.targets is None else torch.from_numpy(self.targets.copy())

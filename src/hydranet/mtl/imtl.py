@@ -9,8 +9,8 @@ from pydantic import Field
 import torch
 from torch import Tensor, nn
 
-from hydranet.config import Options
-from hydranet.mtl.gram import gram_backward
+from hydranet.mtl.gradients import GradientOptions
+from hydranet.mtl.gram import GramMethod
 from hydranet.mtl.uncertainty import task_slot
 from hydranet.registry import register
 
@@ -28,14 +28,14 @@ def imtl_g_coefficients(gram: np.ndarray) -> np.ndarray:
     return np.zeros_like(v) if abs(total) < 1e-12 else v / total
 
 
-class IMTLOptions(Options):
+class IMTLOptions(GradientOptions):
     """Options of `mtl.balancer: {name: imtl, …}`."""
 
     loss_scale: bool = Field(False, description="also IMTL-L: each task's loss becomes exp(s_t)·L_t − s_t with a learned s_t (init 0), so every scaled loss stays near 1 (the paper's hybrid IMTL)")
 
 
 @register("balancer", "imtl", options=IMTLOptions)
-class IMTL(nn.Module):
+class IMTL(nn.Module, GramMethod):
     """Shared parameters get T·Σ_t α_t g_t with IMTL-G's α (Σ α = 1; the factor T keeps `equal`'s scale:
     identical gradients g give T·g); task-specific ones their own gradient (weight 1), as LibMTL does.
 
@@ -48,6 +48,7 @@ class IMTL(nn.Module):
 
     def __init__(self, options: IMTLOptions, tasks: dict, seed: int):
         super().__init__()
+        self.level = options.gradients
         self.index = {name: i for i, name in enumerate(tasks)}
         self.log_scales = nn.Parameter(torch.zeros(len(self.index))) if options.loss_scale else None  # (T,) s_t
 
@@ -65,5 +66,5 @@ class IMTL(nn.Module):
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, Tensor | float]:
         terms, factors = self.scaled(losses)
-        coeffs = gram_backward(terms, shared_params, lambda gram: len(gram) * imtl_g_coefficients(gram))
+        coeffs = self.gram_backward(terms, shared_params, lambda gram: len(gram) * imtl_g_coefficients(gram))
         return {name: c * factors[name] for name, c in coeffs.items()}

@@ -5,10 +5,10 @@ task weights are the min-norm point of the convex hull of the task gradients (a 
 from __future__ import annotations
 
 from pydantic import Field
-import torch
 from torch import Tensor, nn
 
-from hydranet.mtl.gradients import GradientMethod, GradientOptions, Level, combine, independent_backward
+from hydranet.mtl.gradients import GradientOptions, Level
+from hydranet.mtl.gram import GramMethod
 from hydranet.mtl.min_norm import min_norm_weights
 from hydranet.registry import register
 
@@ -20,7 +20,7 @@ class MGDAOptions(GradientOptions):
 
 
 @register("balancer", "mgda", options=MGDAOptions)
-class MGDA(GradientMethod):
+class MGDA(GramMethod):
     """α = argmin over the simplex of |Σ_t α_t ∇_z L_t|², then the backward of Σ_t α_t L_t (Σ α = 1, as in
     the paper).
 
@@ -36,11 +36,4 @@ class MGDA(GradientMethod):
         self.level = options.gradients
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float]:
-        if not shared_params:
-            return independent_backward(losses)
-        grads = self.task_gradients(losses, shared_params)  # (T, B·D) on the features, or (T, P)
-        gram = (grads.matrix @ grads.matrix.T).double().cpu().numpy()  # (T, T); the one sync of the step
-        alpha = min_norm_weights(gram)
-        weights = {name: float(a) for name, a in zip(losses, alpha)}
-        combine(losses, shared_params, grads, torch.from_numpy(alpha), weights)
-        return weights
+        return self.gram_backward(losses, shared_params, min_norm_weights, heads_weighted=True)

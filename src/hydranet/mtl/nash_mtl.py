@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from hydranet.mtl.gradients import GradientMethod, GradientOptions, combine, independent_backward
+from hydranet.mtl.gram import cpu_gram
 from hydranet.registry import register
 
 
@@ -74,7 +75,7 @@ class NashMTL(GradientMethod):
         stale = self.alpha is None or len(self.alpha) != len(names)
         if stale or self.step % self.update_every == 0:
             grads = self.task_gradients(losses, shared_params)  # (T, P), or (T, B·D) on the features
-            gram = (grads.matrix @ grads.matrix.T).double().cpu().numpy()  # (T, T); the sync of a solving step
+            gram = cpu_gram(grads.matrix)  # (T, T); the sync of a solving step
             norm = np.linalg.norm(gram)
             scale = np.sqrt(norm) if norm > 0 else 1.0  # α' of Gᵀ G / n is √n·α of Gᵀ G
             start = None if stale else self.alpha * scale

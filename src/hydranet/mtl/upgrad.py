@@ -8,8 +8,8 @@ import numpy as np
 from scipy.optimize import nnls
 from torch import Tensor, nn
 
-from hydranet.config import Options
-from hydranet.mtl.gram import gram_backward
+from hydranet.mtl.gradients import GradientOptions
+from hydranet.mtl.gram import GramMethod
 from hydranet.registry import register
 
 
@@ -39,8 +39,8 @@ def upgrad_coefficients(gram: np.ndarray) -> np.ndarray:
     return sum(dual_cone_weights(gram, row) for row in np.eye(len(gram)))
 
 
-@register("balancer", "upgrad")
-class UPGrad:
+@register("balancer", "upgrad", options=GradientOptions)
+class UPGrad(GramMethod):
     """Shared parameters get Σ_i π(g_i), π the projection onto the dual cone of the task gradients; task-specific
     ones their own gradient (weight 1).
 
@@ -51,8 +51,8 @@ class UPGrad:
     Returned weights: each term's coefficient in the shared gradient.
     """
 
-    def __init__(self, options: Options, tasks: dict, seed: int):
-        pass
+    def __init__(self, options: GradientOptions, tasks: dict, seed: int):
+        self.level = options.gradients
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float]:
-        return gram_backward(losses, shared_params, upgrad_coefficients)
+        return self.gram_backward(losses, shared_params, upgrad_coefficients)

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from hydranet.data.info import TEXT
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
 from hydranet.fairness.threshold import Thresholds
@@ -39,7 +40,8 @@ OPEN = ("/health", "/docs", "/openapi.json")  # answered without the key: probes
 REASONS = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
            415: "unsupported_media_type", 422: "invalid_input", 500: "internal"}
 ROWS_SCHEMA = {"type": "object", "required": ["rows"], "description": "table runs: one object per row with every "
-               "trained column (null: missing)", "properties": {"rows": {"type": "array", "items": {"type": "object"}}}}
+               "trained column (null: missing); text runs: every text column, a string",
+               "properties": {"rows": {"type": "array", "items": {"type": "object"}}}}
 BASE64_SCHEMA = {"type": "object", "required": ["images"], "description": "image runs: image files in base64",
                  "properties": {"images": {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}}}}
 UPLOAD_SCHEMA = {"type": "object", "description": "image runs: image files, any field name", "properties": {
@@ -122,7 +124,7 @@ class Service:
 def create_app(run: Run, settings: ServeSettings, shared: Path | None = None) -> FastAPI:
     """The app serving `run` (its backend loaded, and the drift reference predicted, before this returns); `shared`:
     as `Service` takes it."""
-    run.info.require_image_or_table("hydranet serve")
+    refuse_unservable(run)
     service = Service(run, settings, shared)
     app = FastAPI(title=f"hydranet: {run.config.name}", lifespan=service.lifespan,
                   description="Predictions of a hydranet run; answers equal `hydranet predict`'s.")
@@ -167,6 +169,11 @@ def create_app(run: Run, settings: ServeSettings, shared: Path | None = None) ->
         return Response(service.metrics.render(), media_type=service.metrics.content_type)
 
     return app
+
+
+def refuse_unservable(run: Run) -> None:
+    """One line, before the server starts, for a run whose inputs or outputs the server does not handle."""
+    run.info.require_image_or_table("hydranet serve", TEXT)
 
 
 class GuardAndCount:
@@ -242,8 +249,12 @@ async def uploaded_files(request: Request, body: bytes) -> list[tuple[str, bytes
 
 
 def input_schema(run: Run) -> dict[str, Any]:
-    """What /predict takes: the image size and channels, or each column's kind (and known categories)."""
+    """What /predict takes: the image size and channels, the text columns, or each column's kind (and known
+    categories)."""
     info = run.info
+    if info.kind == TEXT:
+        return {"kind": "text", "columns": list(info.features), "separator": info.separator,
+                "max_length": info.max_length, "format": 'application/json {"rows": [{column: text, …}, …]}'}
     if info.is_image:
         return {"kind": "image", "channels": info.channels, "size": list(info.size or ()),
                 "formats": ["multipart/form-data files", 'application/json {"images": [base64, …]}']}

@@ -12,6 +12,7 @@ import torch
 
 from hydranet.errors import UserError
 from hydranet.export import export_run
+from hydranet.export.inputs import GraphInputs
 from hydranet.export.run import FILES, MODEL, OUTPUTS, export_identity
 from hydranet.rundir import RunDir
 from hydranet.train.evaluation import eval_settings, predict_batches
@@ -59,13 +60,13 @@ class OnnxBackend:
         folder = self.prepare(run)
         self.tasks = run.tasks
         spec = json.loads((folder / OUTPUTS).read_text(encoding="utf-8"))
-        self.input = spec["input"]["name"]
+        self.inputs = GraphInputs.of(run.info)
         self.outputs = {task: entry["output"] for task, entry in spec["tasks"].items()}
         self.session = ort.InferenceSession(str(folder / MODEL), session_options(ort),
                                             providers=["CPUExecutionProvider"])
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        raw = self.session.run(list(self.outputs.values()), {self.input: x.numpy()})
+        raw = self.session.run(list(self.outputs.values()), self.inputs.feeds(x))
         # the graph gives what `Task.exported` does (depths in the data's units): back to the heads' raw outputs
         return {task: self.tasks[task].from_exported(torch.from_numpy(values)) for task, values in zip(self.outputs, raw)}
 

@@ -1,8 +1,9 @@
 """Request bodies → model inputs, through `predict`'s own reading and checks, so a row or an image is prepared
 exactly as `hydranet predict` prepares it from a file. Every problem is a UserError naming the field, row or column.
 
-Table runs take JSON `{"rows": [{column: value, …}, …]}`; image runs take multipart uploads (any field name) or
-JSON `{"images": ["<base64>", …]}`. A body's shape is checked on the event loop (`table_body`, `image_json_request`);
+Table runs take JSON `{"rows": [{column: value, …}, …]}`, text runs the same with their text columns holding
+strings (tokenized with the run's tokenizer); image runs take multipart uploads (any field name) or JSON
+`{"images": ["<base64>", …]}`. A body's shape is checked on the event loop (`table_body`, `image_json_request`);
 decoding images and cleaning rows (`image_pixels`, `table_rows`) is done per request in the batcher's thread.
 """
 
@@ -19,6 +20,8 @@ import pandas as pd
 import torch
 
 from hydranet.data import DataInfo, to_model_inputs
+from hydranet.data.build import text_inputs
+from hydranet.data.info import TEXT
 from hydranet.data.sources.table import clean
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
@@ -30,7 +33,9 @@ MULTIPART = "multipart/form-data"
 
 
 def input_columns(info: DataInfo) -> list[str]:
-    """The raw columns a table run reads, in the encoder's order."""
+    """The raw columns a table run reads, in the encoder's order; a text run's text columns."""
+    if info.kind == TEXT:
+        return list(info.features)
     return [c["name"] for c in TableEncoder.from_state(info.encoder).columns]
 
 
@@ -73,14 +78,17 @@ def table_body(info: DataInfo, body: Any, sensitive: Sequence[str] = ()) -> list
         raise UserError("rows: the list is empty (expected at least one row)")
     columns = request_columns(info, sensitive)
     for i, row in enumerate(rows):
-        check_row(row, i, columns)
+        check_row(row, i, columns, texts=info.kind == TEXT)
     return rows
 
 
 def table_rows(info: DataInfo, rows: list[dict[str, Any]], sensitive: Sequence[str] = ()) -> TableRows:
     """Checked rows (`table_body`) cleaned and checked as `predict` cleans a file's: on `onerow`'s plain-Python path
     when it can (same result, no pandas), else with pandas, which words every error. A run with fairness
-    thresholds keeps the frame (they read the sensitive columns from it)."""
+    thresholds keeps the frame (they read the sensitive columns from it). Texts are joined and tokenized as
+    `predict` does (`text_inputs`: an empty text is refused with its row)."""
+    if info.kind == TEXT:
+        return TableRows(rows, encoded=text_inputs(info, pd.DataFrame(rows, columns=info.features), "rows"))
     fast = encode_rows(info, rows) if not sensitive else None
     if fast is not None:
         return TableRows(*fast)
@@ -108,8 +116,9 @@ def encode_table_rows(info: DataInfo, requests: Sequence[TableRows]) -> torch.Te
     return torch.cat([request.encoded if request.encoded is not None else next(encoded) for request in requests])
 
 
-def check_row(row: Any, i: int, columns: list[str]) -> None:
-    """One row: an object with exactly the trained columns, each a number, a string or null (missing)."""
+def check_row(row: Any, i: int, columns: list[str], texts: bool = False) -> None:
+    """One row: an object with exactly the trained columns, each a number, a string or null (missing); of a text
+    run, a string or null."""
     where = f"rows: row {i + 1} (counting from 1)"
     if not isinstance(row, dict):
         raise UserError(f"{where}: expected an object {{column: value, …}}, got {type(row).__name__}")
@@ -121,6 +130,9 @@ def check_row(row: Any, i: int, columns: list[str]) -> None:
     if extra:
         raise UserError(f"{where}: column {', '.join(map(repr, extra))} is not an input of this model ({expected})")
     for name, value in row.items():
+        if texts and not (value is None or isinstance(value, str)):
+            raise UserError(f"{where}: column {name!r}: expected a text (a JSON string) or null, got "
+                            f"{type(value).__name__}")
         if not (value is None or isinstance(value, (str, int, float))):
             raise UserError(f"{where}: column {name!r}: expected a number, a string or null, got {type(value).__name__}")
         if isinstance(value, float) and not math.isfinite(value):

@@ -36,11 +36,11 @@ def encode_rows(info: DataInfo, rows: list[dict[str, Any]]) -> tuple[list[dict[s
     a column pandas would type from several rows reads the same, since a cell whose reading depends on its
     neighbours (text in a numeric column, a number in a text column, text that parses as a number) goes the
     pandas way."""
-    if len(rows) > MAX_ROWS or not TableEncoder.from_state(info.encoder).plain:
+    encoder = TableEncoder.from_state(info.encoder)
+    if len(rows) > MAX_ROWS or not encoder.plain:
         return None
     columns = info.encoder["columns"]
-    out = np.zeros((len(rows), sum(1 if c["kind"] == "numeric" else len(c["categories"]) for c in columns)),
-                   dtype=np.float32)
+    out = np.zeros((len(rows), sum(encoder.width(c) for c in columns)), dtype=np.float32)
     try:
         cleaned = [encode_row(columns, row, encoded) for row, encoded in zip(rows, out)]
     except _PandasWay:

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from hydranet.files import make_dir
-from hydranet.serve.app import create_app
+from hydranet.serve.app import create_app, refuse_unservable
 from hydranet.serve.backend import BACKENDS
 from hydranet.serve.metrics import MULTIPROC_ENV, metrics_folder
 from hydranet.serve.settings import ServeSettings
@@ -70,7 +70,7 @@ def serve_workers(run_dir: str | Path, settings: ServeSettings) -> None:
     The run is checked here first (a user error ends the command before any worker starts) and an ONNX export
     made here once, so the workers do not race to write it."""
     run = load_run(run_dir)
-    run.info.require_image_or_table("hydranet serve")
+    refuse_unservable(run)
     BACKENDS[settings.backend].prepare(run)
     shared = Path(tempfile.mkdtemp(prefix="hydranet-serve-"))
     try:

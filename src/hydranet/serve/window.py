@@ -1,6 +1,7 @@
 """The server's window of recent traffic: the last rows it answered (inputs and raw outputs), and their drift
 against the run's training data, computed as `hydranet monitor` computes it: per input column of a table run, per
-image feature (mean and std of each channel) of an image run, and per task of the predictions.
+image feature (mean and std of each channel) of an image run, per text feature (tokens, unknown-token rate) of a
+text run, and per task of the predictions.
 
 A request only appends its rows; describing the inputs and decoding the predictions (pandas work) is left to the
 drift report, which runs in a thread, so the window costs the request path next to nothing. The workers of
@@ -24,8 +25,9 @@ from hydranet.data import build_dataset
 from hydranet.data.tabular import TableEncoder
 from hydranet.files import append_line, write_text
 from hydranet.monitor.drift import STAT_TEST_MAX_ROWS, frame_drift
-from hydranet.monitor.reference import channel_statistics, image_feature_names, per_example_tasks
-from hydranet.monitor.report import input_pixels, predictions_drift, reference_frame
+from hydranet.data.info import TEXT
+from hydranet.monitor.reference import per_example_tasks
+from hydranet.monitor.report import input_features, predictions_drift, reference_frame
 from hydranet.predict import decode_tasks, table_inputs
 from hydranet.randomness import Purpose, numpy_stream
 from hydranet.serve.inputs import TableRows
@@ -71,8 +73,8 @@ class DriftWindow:
         return {task: outputs[task] for task in self.tasks}
 
     def snapshot(self) -> Callable[[], Recent]:
-        """What `drift` reads, taken on the event loop, which alone adds to the window: a copy of it, so the drift
-        tests can run in a thread on rows that do not change under them."""
+        """What `drift` reads: a copy of the window taken under its lock (the batcher's thread adds to it), so the
+        drift tests can run in a thread on rows that do not change under them."""
         with self.lock:
             recent = list(self.inputs), list(self.outputs)
         return lambda: recent
@@ -153,12 +155,12 @@ def drift_window(run: Run, model: Callable[[torch.Tensor], Outputs], size: int,
     `model`'s predictions on them; `shared`: the folder where the workers of one server pool their windows."""
     tasks = per_example_tasks(run.tasks)  # a per-pixel map has no prediction drift, as in `hydranet monitor`
     decode = lambda outputs: decode_tasks(tasks, outputs)  # noqa: E731
-    if run.info.is_image:
-        x = reference_images(run, STAT_TEST_MAX_ROWS)
-        rows = lambda requests, x: channel_statistics(input_pixels(run.info, x), 1.0).tolist()  # noqa: E731
-        names = image_feature_names(run.info.channels)
-        describe = lambda stats: pd.DataFrame(stats, columns=names, dtype="float64")  # noqa: E731
-        parts = (size, describe(rows([], x)), decode(model(x)), [], rows, describe, decode, list(tasks))
+    if run.info.is_image or run.info.kind == TEXT:  # per-example features of the model inputs, as monitor's
+        x = reference_inputs(run, STAT_TEST_MAX_ROWS)
+        reference = input_features(run.info, x)
+        rows = lambda requests, x: input_features(run.info, x).to_numpy().tolist()  # noqa: E731
+        describe = lambda stats: pd.DataFrame(stats, columns=reference.columns, dtype="float64")  # noqa: E731
+        parts = (size, reference, decode(model(x)), [], rows, describe, decode, list(tasks))
     else:
         columns = TableEncoder.from_state(run.info.encoder).columns
         names = [c["name"] for c in columns]
@@ -174,11 +176,12 @@ def table_rows(requests: list[TableRows], x: torch.Tensor) -> list[dict[str, Any
     return [row for request in requests for row in request.rows]
 
 
-def reference_images(run: Run, rows: int) -> torch.Tensor:
-    """Model inputs of up to `rows` train images, drawn as `reference_frame` draws table rows."""
+def reference_inputs(run: Run, rows: int) -> torch.Tensor:
+    """Model inputs of up to `rows` train images or texts, drawn as `reference_frame` draws table rows."""
     data = build_dataset(run.config)
     train = data.index["train"].numpy()
     if len(train) > rows:
         train = numpy_stream(run.config.seed, Purpose.MONITOR).choice(train, size=rows, replace=False)
     normalize = data.normalizer()
-    return normalize(data.x[sorted(train)])
+    x = data.x[sorted(train)]
+    return normalize(x) if normalize is not None else x

@@ -4,8 +4,10 @@ Images (normalized (B, C, H, W)): random resized crop with flip through one affi
 colour jitter and greyscale in raw pixel space [0, 1] (SimCLR's CIFAR recipe without blur and hue,
 Chen et al. 2020). Tables (encoded (B, F)): SCARF corruption, each feature replaced with probability p by
 the same feature of another random row, i.e. a draw from its empirical marginal (Bahri et al. 2022).
-Random numbers come from a CPU generator, so a seed gives the same views on any device. `ViewMaker` holds
-the settings, the per-epoch generator and the run's precision that every self-supervised method shares.
+Random numbers come from a CPU generator, so a seed gives the same views on any device, and are drawn for
+the global batch, each process of a distributed run keeping its rows (`distributed/draws.py`), so an example's
+views depend on its place in the global batch, not on the world size. `ViewMaker` holds the settings, the
+per-epoch generator and the run's precision that every self-supervised method shares.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from torch import Tensor, nn
 
 from hydranet.config import SSLConfig
 from hydranet.data.info import DataInfo
+from hydranet.distributed.draws import rand_rows, randint_rows
+from hydranet.distributed.gather import all_gather_with_grad
 from hydranet.randomness import Purpose, stream
 from hydranet.train.precision import autocast
 
@@ -26,7 +30,7 @@ GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, what PIL's convert("L") uses
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> Tensor:
-    return low + (high - low) * torch.rand(n, generator=generator)
+    return low + (high - low) * rand_rows(generator, n)
 
 
 def crop_flip(x: Tensor, scale_min: float, flip: bool, generator: torch.Generator) -> Tensor:
@@ -38,9 +42,9 @@ def crop_flip(x: Tensor, scale_min: float, flip: bool, generator: torch.Generato
     ratio = log_ratio.exp()
     width = (area * ratio).sqrt().clamp(max=1.0)  # half-extent in grid units [-1, 1] is `width`
     height = (area / ratio).sqrt().clamp(max=1.0)
-    cx = (2 * torch.rand(b, generator=generator) - 1) * (1 - width)  # the window stays inside the image
-    cy = (2 * torch.rand(b, generator=generator) - 1) * (1 - height)
-    sign = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0) if flip else torch.ones(b)
+    cx = (2 * rand_rows(generator, b) - 1) * (1 - width)  # the window stays inside the image
+    cy = (2 * rand_rows(generator, b) - 1) * (1 - height)
+    sign = torch.where(rand_rows(generator, b) < 0.5, -1.0, 1.0) if flip else torch.ones(b)
     theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0], theta[:, 0, 2] = width * sign, cx
     theta[:, 1, 1], theta[:, 1, 2] = height, cy
@@ -66,7 +70,7 @@ def colour(raw: Tensor, strength: float, grey_p: float, generator: torch.Generat
         return torch.where(jitter, f, torch.ones(b)).view(b, 1, 1, 1).to(raw.device, raw.dtype)
 
     if strength > 0:
-        jitter = torch.rand(b, generator=generator) < 0.8
+        jitter = rand_rows(generator, b) < 0.8
         brightness, contrast, saturation = factor(), factor(), factor()
         raw = (raw * brightness).clamp(0, 1)
         mean = _grey(raw).mean(dim=(1, 2, 3), keepdim=True)
@@ -74,7 +78,7 @@ def colour(raw: Tensor, strength: float, grey_p: float, generator: torch.Generat
         grey = _grey(raw)
         raw = (grey + saturation * (raw - grey)).clamp(0, 1)
     if grey_p > 0:
-        to_grey = (torch.rand(b, generator=generator) < grey_p).view(b, 1, 1, 1).to(raw.device)
+        to_grey = (rand_rows(generator, b) < grey_p).view(b, 1, 1, 1).to(raw.device)
         raw = torch.where(to_grey, _grey(raw).expand_as(raw), raw)
     return raw
 
@@ -89,11 +93,13 @@ def image_view(x: Tensor, cfg: SSLConfig, mean: Tensor, std: Tensor, generator: 
 
 
 def scarf(x: Tensor, p: float, generator: torch.Generator) -> Tensor:
-    """Replace each value with probability p by the same column's value in a random row of the batch."""
+    """Replace each value with probability p by the same column's value in a random row of the global batch
+    (every rank's rows, gathered: one process would draw from all of them)."""
     b, f = x.shape
-    replace = (torch.rand(b, f, generator=generator) < p).to(x.device)
-    rows = torch.randint(0, b, (b, f), generator=generator).to(x.device)
-    return torch.where(replace, x.gather(0, rows), x)
+    everyone = all_gather_with_grad(x).rows  # (N, F)
+    replace = (rand_rows(generator, b, f) < p).to(x.device)
+    rows = randint_rows(generator, len(everyone), b, f).to(x.device)
+    return torch.where(replace, everyone.gather(0, rows), x)
 
 
 class ViewMaker(nn.Module):

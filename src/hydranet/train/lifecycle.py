@@ -4,7 +4,10 @@ so settings, data, run directory and checkpoint are handled alike; what is train
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -13,7 +16,8 @@ import torch
 
 from hydranet.config import Config
 from hydranet.data import Dataset, build_dataset
-from hydranet.distributed.context import is_main, join
+from hydranet.data.batches import check_global_batch
+from hydranet.distributed.context import is_main, join, rank, synchronize, world_size
 from hydranet.errors import UserError
 from hydranet.files import read_tensors, tensor_digest, write_tensors
 from hydranet.models.pretrained import LoadReport, init_from, weights_file
@@ -99,13 +103,16 @@ class Session:
         marks run.json interrupted and raises RunInterrupted, which says how to continue."""
         if self.state is not None:
             check_fits(trainer.model, self.state["model"], self.dir.last)
+        check_global_batch(self.cfg.train.batch_size, world_size())
         self._begin()
         try:
-            return self.train(trainer)
+            history = self.train(trainer)
         except KeyboardInterrupt:
             if self.main:
                 self.dir.write_status("interrupted")
             raise RunInterrupted(self.dir.path, self.kind) from None
+        synchronize("the end of training")  # the last collective: rank 0's writing after it keeps no rank waiting
+        return history
 
     def _begin(self) -> None:
         if not self.main:
@@ -149,7 +156,7 @@ def start(cfg: Config, run_dir: str | Path | None, kind: str, progress: bool, *,
     nothing behind and the same --run-dir works once it is fixed."""
     apply_process_settings(cfg)
     device = join(resolve_device(cfg.train.device), cfg.train.distributed_timeout)
-    run = RunDir.plan(cfg, run_dir) if is_main() else _unclaimed(cfg, run_dir)
+    run = RunDir.plan(cfg, run_dir) if is_main() else scratch()
     if cfg.model.init_from is not None:
         weights_file(cfg.model.init_from)  # a wrong path fails before the data is loaded
     data = build_dataset(cfg, labels_required=labels_required)
@@ -158,10 +165,13 @@ def start(cfg: Config, run_dir: str | Path | None, kind: str, progress: bool, *,
     return Session(cfg, run, data, device, progress and cfg.train.progress, kind=kind, fingerprint=data_fingerprint(data))
 
 
-def _unclaimed(cfg: Config, run_dir: str | Path | None) -> RunDir:
-    """The run directory as a rank other than 0 sees it: never written by this process, so not checked (rank 0 may
-    have claimed it already)."""
-    return RunDir(run_dir if run_dir is not None else Path("runs") / cfg.name)
+def scratch() -> RunDir:
+    """The run directory of a rank other than 0: a private temporary folder, removed when the process ends. Rank 0
+    alone writes the user's run; whatever a feature writes on another rank (early stopping's best weights, which it
+    restores as rank 0 does, a drift reference) lands here, never beside or over rank 0's files."""
+    path = Path(tempfile.mkdtemp(prefix=f"hydranet-rank{rank()}-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return RunDir(path / "run")
 
 
 def reopen(run_dir: str | Path, progress: bool, *, labels_required: bool = True) -> Session:
@@ -184,6 +194,7 @@ def reopen(run_dir: str | Path, progress: bool, *, labels_required: bool = True)
     state = load_checkpoint(run.last, run) if run.last.exists() else None
     data = build_dataset(cfg, labels_required=labels_required)
     _check_same_data(run, meta.get("data_sha256"), data_fingerprint(data))
+    run = run if is_main() else scratch()  # every rank read the checkpoint; rank 0 alone writes on
     return Session(cfg, run, data, device, progress and cfg.train.progress, state, kind=kind, new=False)
 
 

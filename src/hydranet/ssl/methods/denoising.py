@@ -10,6 +10,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from hydranet.config import Options
+from hydranet.distributed.draws import rand_rows, randn_rows
 from hydranet.distributed.gather import mean_over_ranks
 from hydranet.registry import register
 from hydranet.ssl.views import ViewMaker
@@ -41,8 +42,8 @@ class Denoising(nn.Module):
         self.views.on_epoch_start(trainer)
 
     def corrupt(self, x: Tensor) -> Tensor:
-        keep = (torch.rand(x.shape, generator=self.views.generator) >= self.options.mask_ratio).to(x.device)
-        noise = torch.randn(x.shape, generator=self.views.generator).to(x.device) * self.options.noise_std
+        keep = (rand_rows(self.views.generator, *x.shape) >= self.options.mask_ratio).to(x.device)
+        noise = randn_rows(self.views.generator, *x.shape).to(x.device) * self.options.noise_std
         return torch.where(keep, x, torch.zeros((), device=x.device)) + noise
 
     def forward(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:

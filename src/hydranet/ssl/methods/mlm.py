@@ -11,6 +11,8 @@ from torch import Tensor, nn
 
 from hydranet.config import Options
 from hydranet.data.text import MASK, special_ids, vocabulary_size
+from hydranet.distributed.draws import rand_rows, randint_rows
+from hydranet.distributed.gather import mean_over_ranks
 from hydranet.errors import UserError
 from hydranet.randomness import Purpose, stream
 from hydranet.registry import register
@@ -37,9 +39,10 @@ def corrupt(ids: Tensor, special: Tensor, regular: Tensor, mask_id: int, options
     """BERT's rule on a (B, T) batch of ids at once: each token that is not special (padding, [CLS], [UNK], [MASK])
     is chosen with probability `rate`; a chosen token becomes [MASK] with probability `masked`, a token drawn
     uniformly from `regular` with probability `randomized`, else stays. Returns the corrupted ids and the (B, T)
-    bool mask of chosen positions. Draws on the CPU `generator` (the same on any device), all in tensor ops."""
-    choose, action = torch.rand((2, *ids.shape), generator=generator)
-    replacement = regular[torch.randint(len(regular), ids.shape, generator=generator)]
+    bool mask of chosen positions. Draws on the CPU `generator` (the same on any device; for the global batch, each
+    rank keeping its rows), all in tensor ops."""
+    choose, action = rand_rows(generator, *ids.shape), rand_rows(generator, *ids.shape)
+    replacement = regular[randint_rows(generator, len(regular), *ids.shape)]
     choose, action, replacement = choose.to(ids.device), action.to(ids.device), replacement.to(ids.device)
     chosen = ~torch.isin(ids, special.to(ids.device)) & (choose < options.rate)
     to_mask = chosen & (action < options.masked)
@@ -99,8 +102,8 @@ class MLM(nn.Module):
             else:
                 weight = self.decoder.weight
             logits = F.linear(hidden, weight.to(hidden.dtype), self.bias.to(hidden.dtype))  # (M, rows)
-        # a batch may choose nothing (a few short texts): a zero loss, not the NaN of an empty mean
-        loss = F.cross_entropy(logits.float(), ids[chosen], reduction="sum") / chosen.sum().clamp_min(1)
+        # over the chosen tokens of every rank's share (a batch may choose nothing: a zero loss, not an empty mean's NaN)
+        loss = mean_over_ranks(F.cross_entropy(logits.float(), ids[chosen], reduction="sum"), chosen.sum())
         return {self.name: loss}
 
 

@@ -1,16 +1,22 @@
 """Dense tasks end to end: a short scenes-mtl run learns per-pixel classes, evaluate reports the dense metrics,
-predict writes one file per map, and the commands that do not handle per-pixel outputs yet refuse in one line."""
+predict writes one file per map; export, serve and report ship its maps (the same numbers as predict's); and the
+commands that do not handle per-pixel outputs yet refuse in one line."""
 
 import json
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import hydranet as hn
 from hydranet.cli import main
 from hydranet.data.sources.scenes import generate
+from hydranet.kinds.pixels import map_values
+from hydranet.report.run import write_report
+from hydranet.train import load_run
 from hydranet.train.evaluation import forward_tta
 
 # One epoch on 60 scenes of 16×16 and a narrow U-Net: enough for the outputs and refusals, in a few seconds.
@@ -82,7 +88,7 @@ def test_predict_writes_a_file_per_map_and_image(scenes_run, cli, tmp_path):
     assert normals.shape == (16, 16, 3) and np.allclose(np.linalg.norm(normals, axis=-1), 1, atol=1e-5)
 
 
-@pytest.mark.parametrize("command", [["export"], ["serve"], ["explain"], ["report"], ["audit", "--sensitive", "count"],
+@pytest.mark.parametrize("command", [["explain"], ["audit", "--sensitive", "count"],
                                      ["attack", "--eps", "2/255"]])
 def test_commands_without_per_pixel_outputs_refuse_in_one_line(scenes_run, cli, command):
     code, _, err = cli(command[0], scenes_run, *command[1:])
@@ -99,3 +105,134 @@ def test_flip_tta_mirrors_dense_outputs_back():
     x = torch.randn(2, 1, 3, 4)
     out = forward_tta(model, x, "flip")
     assert torch.equal(out["map"], x[:, 0]) and torch.allclose(out["scores"], model(x)["scores"])
+
+
+def scene_images(folder, count: int, size: int = 16, seed: int = 9) -> list:
+    """`count` new scenes as PNG files in `folder`; their paths."""
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for i, image in enumerate(generate(count, size, seed=seed)["images"].permute(0, 2, 3, 1).numpy()):
+        paths.append(folder / f"{i:02}.png")
+        Image.fromarray(image).save(paths[-1])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def shipped(scenes_run, tmp_path_factory):
+    """The run exported to RUN/export (which the server's onnx backend then reads), and predict's maps of three
+    new scenes, as arrays per task."""
+    parity = hn.load(scenes_run).export()
+    folder = tmp_path_factory.mktemp("shipped")
+    images = scene_images(folder / "images", 3)
+    assert hydranet("predict", scenes_run, *images, "-o", folder / "out" / "p.csv") == 0
+    maps = {"semantic": [np.asarray(Image.open(folder / "out" / "p-semantic" / f"{i:05}.png")) for i in range(3)],
+            "depth": [np.load(folder / "out" / "p-depth" / f"{i:05}.npy") for i in range(3)],
+            "normals": [np.load(folder / "out" / "p-normals" / f"{i:05}.npy") for i in range(3)]}
+    return parity, images, maps
+
+
+def test_export_gives_predicts_maps_at_any_size(scenes_run, shipped):
+    """One output per task; depth in the data's units and unit normals, as predict writes them; height and width
+    dynamic (checked by the parity at a second, odd size), batch too."""
+    import onnxruntime as ort
+
+    from hydranet.export.standalone import predict as standalone_predict
+    from hydranet.kinds.segmentation import PALETTE
+
+    parity, images, maps = shipped
+    assert parity["passed"] and parity["image_sizes"] == [[16, 16], [25, 21]]
+    spec = json.loads((scenes_run / "export" / "outputs.json").read_text())
+    assert spec["input"]["shape"] == ["batch", 3, "height", "width"]
+    assert spec["tasks"]["semantic"]["shape"] == ["batch", "height", "width", 4]
+    assert spec["tasks"]["normals"]["decode"] == spec["tasks"]["depth"]["decode"] == "identity"
+    frame = standalone_predict(scenes_run / "export", images)
+    for i in range(3):
+        assert np.array_equal(PALETTE[frame["semantic"][i]], maps["semantic"][i])  # predict's PNG: colour by class
+        np.testing.assert_allclose(frame["depth"][i], maps["depth"][i], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(frame["normals"][i], maps["normals"][i], atol=1e-5)
+    session = ort.InferenceSession(str(scenes_run / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
+    semantic, normals = session.run(["semantic", "normals"], {"x": np.zeros((2, 3, 20, 24), np.float32)})
+    assert semantic.shape == (2, 20, 24, 4) and np.allclose(np.linalg.norm(normals, axis=-1), 1, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sharing", ["mmoe", "cgc", "cross_stitch"])
+def test_soft_sharing_dense_runs_export_with_every_output_its_own(sharing, tmp_path):
+    """Each soft sharing's unet columns or experts export, every output within the tolerance of its own head's (the
+    parity check, which would refuse the export otherwise): cross-stitch columns at any size, the MMoE/CGC gates'
+    adaptive pooling at the run's size only (exported at another, it computes the wrong width)."""
+    run = train(tmp_path / "run", [*TINY, f"model.sharing={sharing}"])
+    parity = hn.load(run).export()
+    any_size = sharing == "cross_stitch"
+    assert parity["passed"] and parity["image_sizes"] == ([[16, 16], [25, 21]] if any_size else [[16, 16]])
+    spec = json.loads((run / "export" / "outputs.json").read_text())
+    assert spec["input"]["shape"] == ["batch", 3, *(["height", "width"] if any_size else [16, 16])]
+    assert set(parity["max_abs_diff"]) == {"semantic", "depth", "edges", "normals", "count"}
+
+
+@contextmanager
+def served(run, backend: str):
+    """An in-process client of the run's server, its batcher running."""
+    from fastapi.testclient import TestClient
+
+    from hydranet.serve.app import create_app
+    from hydranet.serve.settings import ServeSettings
+
+    with TestClient(create_app(load_run(run), ServeSettings(backend=backend))) as client:
+        yield client
+
+
+def upload(paths: list) -> list:
+    return [("images", (path.name, path.read_bytes(), "image/png")) for path in paths]
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_serve_answers_predicts_maps_and_pixel_shares(scenes_run, shipped, backend):
+    from hydranet.kinds.segmentation import PALETTE
+
+    _, images, maps = shipped
+    with served(scenes_run, backend) as client:
+        response = client.post("/predict", files=upload(images))
+        assert response.status_code == 200, response.text
+        answers = response.json()["predictions"]
+        for i, answer in enumerate(answers):
+            mask = map_values(answer["semantic"]["label"])
+            assert np.array_equal(PALETTE[mask], maps["semantic"][i])
+            np.testing.assert_allclose(map_values(answer["depth"]["value"]), maps["depth"][i], rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(map_values(answer["normals"]["value"]), maps["normals"][i], atol=1e-4)
+            shares = answer["semantic"]["pixel_shares"]
+            assert shares == {str(k): float((mask == k).mean()) for k in range(4)}
+        as_lists = client.post("/predict?format=json", files=upload(images[:1]))
+        assert np.array_equal(np.asarray(as_lists.json()["predictions"][0]["semantic"]["label"]),
+                              map_values(answers[0]["semantic"]["label"]))
+        refused = client.post("/predict?format=xml", files=upload(images[:1]))
+        assert refused.status_code == 422 and refused.json()["detail"].startswith("format: 'xml' is not a format")
+        tasks = client.get("/metadata").json()["tasks"]
+        assert tasks["semantic"]["map"] == {"key": "label", "shape": [16, 16], "encoding": "png"}
+        assert tasks["normals"]["map"] == {"key": "value", "shape": [16, 16, 3], "encoding": "npy"}
+        counted = [line for line in client.get("/metrics").text.splitlines()
+                   if line.startswith("hydranet_predictions_total{") and 'task="semantic"' in line]
+        assert sum(float(line.split()[-1]) for line in counted) == pytest.approx(4)  # 3 + 1 images' shares
+
+
+def test_serve_drift_watches_image_statistics_and_per_example_tasks(scenes_run, tmp_path):
+    """Maps stay out of the drift window; the image statistics and the count task are compared."""
+    with served(scenes_run, "torch") as client:
+        assert client.post("/predict", files=upload(scene_images(tmp_path, 30, seed=3))).status_code == 200
+        drift = client.get("/drift").json()
+        assert drift["ready"] and [t["feature"] for t in drift["predictions"]["tasks"]] == ["count"]
+        assert {f["feature"] for f in drift["features"]["features"]} == {"mean_c0", "mean_c1", "mean_c2",
+                                                                        "std_c0", "std_c1", "std_c2"}
+
+
+def test_report_shows_the_dense_metrics_and_overlays(scenes_run, tmp_path):
+    result = write_report(scenes_run, tmp_path / "report.html")
+    assert {"dense_metrics", "dense_overlays", "attributions"} <= set(result["sections"])
+    page = (tmp_path / "report.html").read_text()
+    evaluated = json.loads((scenes_run / "summary.json").read_text())["test"]
+    dense = page[page.index('id="dense_metrics"'):page.index('id="dense_overlays"')]
+    assert f"{evaluated['semantic']['miou']:.4g}" in dense and "delta1" in dense and "mean_angle" in dense
+    assert "semantic · per class" in dense
+    overlays = page[page.index('id="dense_overlays"'):page.index("</details>", page.index('id="dense_overlays"'))]
+    assert overlays.count("<img") == 4  # one figure per dense task
+    assert "semantic, depth, edges, normals: per-pixel tasks have no attributions yet" in page

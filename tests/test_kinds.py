@@ -16,6 +16,7 @@ import hydranet
 from hydranet.config import TaskConfig
 from hydranet.data.targets import encode_target
 from hydranet.kinds import KINDS, Kind, get_kind, higher_is_better
+from hydranet.kinds.pixels import map_values
 from hydranet.tasks import Task
 
 # A tiny raw column per kind, as a source delivers it; row 2 has no label.
@@ -119,8 +120,9 @@ def test_answers_are_json_and_agree_with_the_column(kind):
         decided = answer.get("value", answer.get("probability", answer.get("label")))
         if "labels" in answer:
             decided = task.cfg.separator.join(answer["labels"])
-        if task.dense:  # one map per example
-            assert np.array_equal(np.asarray(decided), cell)
+        if task.dense:  # one map per example, as a PNG or .npy; the class shares (if any) sum to 1
+            assert np.array_equal(map_values(decided), cell)
+            assert sum(answer.get("pixel_shares", {"all": 1.0}).values()) == pytest.approx(1.0)
             continue
         assert decided == pytest.approx(cell) if isinstance(cell, float) else decided == cell
         if "probability" in answer:  # of classes[1], the positive class: the label follows it

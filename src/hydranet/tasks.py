@@ -134,6 +134,16 @@ class Task:
         """Class index (classification), probabilities (binary, multilabel) or value in original units."""
         return self.spec.decode(pred, self.info)
 
+    def exported(self, pred: Tensor) -> Tensor:
+        """What an exported graph outputs for this task: the raw head output, or the decoded values for a kind
+        that can undo its decoding (`undecode`: depth in the data's units, unit normals), which a user of the
+        graph alone wants rather than standardized depths or unnormalized vectors."""
+        return self.spec.decode(pred, self.info) if hasattr(self.spec, "undecode") else pred
+
+    def from_exported(self, values: Tensor) -> Tensor:
+        """An exported graph's output → the raw head output `decode`, `answers` and `column` take."""
+        return self.spec.undecode(values, self.info) if hasattr(self.spec, "undecode") else values
+
     def decoding(self) -> dict[str, Any]:
         """How a prediction table's column comes from the raw head output, as JSON (exported models)."""
         return self.spec.decoding(self.info, self.cfg)
@@ -163,8 +173,8 @@ class Task:
 
 
 def refuse_dense(tasks: dict[str, Any], command: str) -> None:
-    """A command that reads one prediction per example (export, serve, explain, report, attack, audit) refuses a
-    run with per-pixel tasks in one line, rather than failing somewhere inside on a map it cannot hold. `tasks`:
+    """A command that reads one prediction per example (explain, attack, audit) refuses a run with per-pixel tasks
+    in one line, rather than failing somewhere inside on a map it cannot hold. `tasks`:
     anything with a `kind` name per task (the run's Tasks, or its config's tasks when the model is not loaded)."""
     dense = [f"{name} ({task.kind})" for name, task in tasks.items() if is_dense(get_kind(task.kind))]
     if dense:

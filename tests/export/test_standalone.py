@@ -76,23 +76,35 @@ def test_an_image_export_reproduces_predict(cli, tmp_path):
     assert_same_predictions(ours, standalone_predictions(tmp_path, run_dir / "export", images))
 
 
-@pytest.mark.parametrize("kind", [name for name, spec in KINDS.items() if not is_dense(spec)])  # export refuses dense
+DENSE_LABELS = {"segmentation": lambda rng: rng.integers(0, 3, (4, 5, 6)), "depth": lambda rng: rng.uniform(1, 9, (4, 5, 6)),
+                "edges": lambda rng: rng.integers(0, 2, (4, 5, 6)), "normals": lambda rng: rng.normal(size=(4, 5, 6, 3))}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
 def test_each_kinds_decoding_rule_gives_its_predict_column(kind):
-    """outputs.json's rule, applied by predict_onnx.py, turns a head output into the kind's own `column`."""
+    """outputs.json's rule, applied by predict_onnx.py to what the graph outputs (`Task.exported`), turns a head
+    output into the kind's own `column`; a per-pixel kind's maps too."""
     raw = {"classification": ["cat", "dog", "bird", "cat"], "binary": ["yes", "no", "yes", "no"],
-           "multilabel": ["a|b", "b", "c", "a|c"], "regression": [1.5, 2.0, 3.5, 10.0]}[kind]
+           "multilabel": ["a|b", "b", "c", "a|c"], "regression": [1.5, 2.0, 3.5, 10.0]}
+    dense = is_dense(get_kind(kind))
+    values = DENSE_LABELS[kind](np.random.default_rng(0)) if dense else np.array(raw[kind], dtype=object)
     cfg = TaskConfig(kind=kind)
-    target, info = encode_target(np.array(raw, dtype=object), cfg, "t")
+    target, info = encode_target(values, cfg, "t")
     get_kind(kind).fit(info, target)
     task = Task("t", cfg, info)
     torch.manual_seed(0)
-    pred = task.head(4)(torch.randn(len(raw), 4)).detach()
-    decoded = standalone.decode(pred.numpy(), json.loads(json.dumps(task.decoding())))  # as read from the JSON
+    features = torch.randn(4, 4, 5, 6) if dense else torch.randn(4, 4)
+    pred = task.head(4, feature_map=dense)(features).detach()
+    exported = task.exported(pred).numpy()
+    decoded = standalone.decode(exported, json.loads(json.dumps(task.decoding())))  # as read from the JSON
     expected = list(task.column(pred))
     if isinstance(expected[0], str):  # class names, joined label sets
         assert list(decoded) == expected
-    else:  # probabilities, values in the target's units
-        np.testing.assert_allclose(np.float64(decoded), np.float64(expected), rtol=1e-6)
+    else:  # probabilities, values in the target's units, maps
+        np.testing.assert_allclose(np.float64(decoded), np.float64(expected), rtol=1e-6, atol=1e-6)
+    # the server's onnx backend turns the graph's output back into one that decodes as the head's own
+    torch.testing.assert_close(task.decode(task.from_exported(torch.from_numpy(exported))), task.decode(pred),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_the_standalone_script_refuses_infinite_numbers_as_hydranet_does():

@@ -22,7 +22,7 @@ SIZE = 5
 def window(folder: Path, worker: str) -> SharedWindow:
     """A window of one worker (named `worker`, as the real ones are named by their process id) over plain rows."""
     rows = lambda frames, x: [row for frame in frames for row in frame.to_dict("records")]  # noqa: E731
-    shared = SharedWindow(folder, SIZE, pd.DataFrame(), pd.DataFrame(), [], rows, pd.DataFrame, pd.DataFrame)
+    shared = SharedWindow(folder, SIZE, pd.DataFrame(), pd.DataFrame(), [], rows, pd.DataFrame, pd.DataFrame, ["task"])
     shared.log = folder / f"window-{worker}.jsonl"
     return shared
 

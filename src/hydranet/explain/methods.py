@@ -204,14 +204,18 @@ def conv_layer(scores: TaskScores, example: Tensor, name: str | None) -> nn.Modu
 
 
 def _last_spatial_map(scores: TaskScores, example: Tensor) -> nn.Module:
-    """The module whose forward finishes last with a (1, C, H, W) output, H·W > 1 (one forward pass)."""
+    """The module whose forward finishes last with a (1, C, H, W) output, H·W > 1 (one forward pass), among the
+    trunk's and the task's own head's: another task's conv head (a per-pixel task's) runs after the trunk too, but
+    the task's score does not depend on it."""
     finished: list[nn.Module] = []
+    model = scores.model
+    parts = [model.trunk, model.heads[scores.task]] if hasattr(model, "heads") else [model]
 
     def record(module: nn.Module, _inputs, output) -> None:
         if isinstance(output, Tensor) and output.ndim == 4 and output.shape[2] * output.shape[3] > 1:
             finished.append(module)
 
-    hooks = [m.register_forward_hook(record) for m in scores.model.modules()]
+    hooks = [m.register_forward_hook(record) for part in parts for m in part.modules()]
     try:
         with torch.no_grad():
             scores(example)

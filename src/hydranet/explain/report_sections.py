@@ -52,8 +52,10 @@ def _images(ctx: RunContext) -> str:
     pick = drawn(run, min(count, len(test.stored)), len(test.stored))
     x = ctx.dataset.split("test")["x"][pick]
     raw = images.raw_images(run.info, x)
-    panels, notes = [], []
-    for task in run.tasks:
+    panels = []
+    dense = [name for name, spec in run.tasks.items() if spec.dense]
+    notes = [f"{', '.join(dense)}: per-pixel tasks have no attributions yet"] if dense else []
+    for task in (name for name, spec in run.tasks.items() if not spec.dense):
         heats = {}
         for method, label in IMAGE_METHODS.items():
             try:

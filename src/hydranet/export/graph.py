@@ -1,5 +1,6 @@
 """The run's model as an ONNX graph: its named inputs (export/inputs.py: `x`, or token ids and a mask, or values and a
-mask) with a dynamic batch dimension (and sequence length), one named output per task.
+mask) with a dynamic batch dimension (and sequence length; height and width where the trunk takes any picture size,
+the `unet`), one named output per task.
 
 torch.onnx's dynamo-based exporter (it needs onnxscript) traces the model with torch.export; a part it refuses
 is named in the error by exporting the trunk and each head alone.
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 from hydranet.errors import UserError
 from hydranet.export.inputs import GraphInputs
 from hydranet.models import HydraNet
+from hydranet.tasks import Task
 from hydranet.train.evaluation import forward_tta
 
 OPSET = 20  # the exporter's native opset for torch 2.13: no version conversion, which can fail on some ops
@@ -46,20 +48,30 @@ def require_packages() -> dict[str, str]:
 class ExportView(nn.Module):
     """The model as `predict` runs it (its test-time augmentation included) on the graph's inputs, returning one
     tensor per task in `tasks` order: the exporter names outputs by position, so a tuple in a known order maps each
-    name to its head."""
+    name to its head. Each output is what `Task.exported` gives (depth maps in the data's units, unit normals; raw
+    scores otherwise)."""
 
-    def __init__(self, model: HydraNet, tasks: list[str], inputs: GraphInputs, tta: str = "none"):
+    def __init__(self, model: HydraNet, tasks: dict[str, Task], inputs: GraphInputs, tta: str = "none"):
         super().__init__()
-        self.model, self.tasks, self.inputs, self.tta = model, tasks, inputs, tta
+        self.model, self.tasks, self.inputs, self.tta = model, list(tasks), inputs, tta
+        self.outputs = {name: task.exported for name, task in tasks.items()}
+        self.raw = {name: task.from_exported for name, task in tasks.items()}  # parity compares the heads' outputs
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
         outputs = forward_tta(self.model, self.inputs.join(*inputs), self.tta)
-        return tuple(outputs[task] for task in self.tasks)
+        return tuple(self.outputs[task](outputs[task]) for task in self.tasks)
+
+
+def any_size(model: HydraNet) -> bool:
+    """Whether the model's graph can take any height and width: its trunk says every layer works at the picture's
+    own size (`any_size`: the unet, and cross-stitch columns of unets). Others are traced at the run's size: a vector
+    trunk's flatten fixes it, and the MMoE/CGC gates' adaptive pooling is exported for the traced size only."""
+    return bool(getattr(model.trunk, "any_size", False))
 
 
 def to_onnx(view: ExportView, example: Tensor) -> Any:
     """The ONNXProgram of `view` (in eval mode) traced on the first example (at the trained sequence length), its
-    batch dimension and sequence length left dynamic."""
+    batch dimension and sequence length (or height and width, `GraphInputs.spatial`) left dynamic."""
     view.eval()
     traced = example[:1].expand(EXAMPLE_BATCH, *example.shape[1:]).contiguous()
     try:

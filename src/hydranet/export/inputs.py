@@ -28,10 +28,11 @@ class GraphInputs:
 
     kind: str
     input_shape: tuple[int, ...]  # one example as the model sees it (DataInfo.input_shape)
+    spatial: bool = False  # an image graph that takes any height and width (a trunk whose layers all do: `any_size`)
 
     @classmethod
-    def of(cls, info: DataInfo) -> GraphInputs:
-        return cls(info.kind, tuple(info.input_shape))
+    def of(cls, info: DataInfo, spatial: bool = False) -> GraphInputs:
+        return cls(info.kind, tuple(info.input_shape), spatial)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -75,9 +76,11 @@ class GraphInputs:
         return {name: t.contiguous().numpy() for name, t in zip(self.names, self.split(self.trim(x)))}
 
     def dynamic_shapes(self) -> tuple[dict[int, Any], ...]:
-        """torch.export's dynamic dimensions per input: the batch, and for texts and sequences the length up to
-        the trained one (learned positions have no rows beyond it)."""
+        """torch.export's dynamic dimensions per input: the batch, for texts and sequences the length up to the
+        trained one (learned positions have no rows beyond it), for a spatial image graph its height and width."""
         batch = torch.export.Dim("batch")
+        if self.spatial:
+            return ({0: batch, 2: torch.export.Dim("height"), 3: torch.export.Dim("width")},)
         if not self.sequential:
             return ({0: batch},)
         sequence = torch.export.Dim("sequence", max=self.input_shape[0])
@@ -86,7 +89,8 @@ class GraphInputs:
     def describe(self) -> list[dict[str, Any]]:
         """outputs.json's `inputs`: name, dtype and shape of each."""
         if not self.sequential:
-            return [{"name": INPUT, "dtype": "float32", "shape": ["batch", *self.input_shape]}]
+            shape = [*self.input_shape[:-2], "height", "width"] if self.spatial else list(self.input_shape)
+            return [{"name": INPUT, "dtype": "float32", "shape": ["batch", *shape]}]
         first = ({"name": "input_ids", "dtype": "int64", "shape": ["batch", "sequence"]} if self.kind == TEXT else
                  {"name": "values", "dtype": "float32", "shape": ["batch", "sequence", self.input_shape[1] - 1]})
         return [first, {"name": self.names[1], "dtype": "int64", "shape": ["batch", "sequence"]}]

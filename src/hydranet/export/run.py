@@ -11,14 +11,13 @@ from typing import Any
 
 from hydranet.data import build_dataset
 from hydranet.errors import UserError
-from hydranet.export.graph import ExportView, require_packages, to_onnx
+from hydranet.export.graph import ExportView, any_size, require_packages, to_onnx
 from hydranet.export.inputs import GraphInputs
 from hydranet.export.parity import check_parity, parity_examples, require_parity
 from hydranet.export.spec import TOKENIZER, outputs, preprocessing
 from hydranet.files import atomic_folder, atomic_path, write_json, write_text
 from hydranet.rundir import RunDir
 from hydranet.train.run import Run
-from hydranet.tasks import refuse_dense
 
 MODEL, PREPROCESSING, OUTPUTS, PARITY, SCRIPT = "model.onnx", "preprocessing.json", "outputs.json", "parity.json", "predict_onnx.py"
 FILES = (MODEL, PREPROCESSING, OUTPUTS, PARITY, SCRIPT)  # in every export
@@ -33,14 +32,13 @@ def export_run(run: Run, out: str | Path | None = None) -> dict[str, Any]:
     anything else is refused, so no file of the user's is overwritten. Nothing is written when the exporter
     refuses a part of the model or ONNX Runtime disagrees with PyTorch.
     """
-    refuse_dense(run.tasks, "hydranet export")
     steps = preprocessing(run.info)  # refuses an encoding the standalone preprocessing cannot reproduce, before any work
     versions = require_packages()
     folder = Path(out) if out is not None else run.dir / "export"
     identity = RunDir.open(run.dir).identity()
     _check_folder(folder, identity)
     split, x = parity_examples(build_dataset(run.config))
-    view = ExportView(run.model, list(run.tasks), GraphInputs.of(run.info), run.config.train.eval_tta)
+    view = ExportView(run.model, run.tasks, GraphInputs.of(run.info, any_size(run.model)), run.config.train.eval_tta)
     start = time.perf_counter()
     program = to_onnx(view, x)
     seconds = round(time.perf_counter() - start, 3)
@@ -51,7 +49,7 @@ def export_run(run: Run, out: str | Path | None = None) -> dict[str, Any]:
                   "onnxscript": versions["onnxscript"], "export_seconds": seconds}
         require_parity(parity)
         write_json(staging / PREPROCESSING, steps)
-        write_json(staging / OUTPUTS, outputs(run.tasks, run.info, identity))
+        write_json(staging / OUTPUTS, outputs(run.tasks, run.info, identity, view.inputs.spatial))
         write_json(staging / PARITY, parity)
         write_text(staging / SCRIPT, STANDALONE.read_text(encoding="utf-8"))
         if run.info.tokenizer is not None:

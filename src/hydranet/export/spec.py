@@ -80,17 +80,23 @@ def sequence_preprocessing(info: DataInfo) -> dict[str, Any]:
             "steps": SEQUENCE_STEPS}
 
 
-def outputs(tasks: dict[str, Task], info: DataInfo, run_identity: str) -> dict[str, Any]:
+def outputs(tasks: dict[str, Task], info: DataInfo, run_identity: str, spatial: bool = False) -> dict[str, Any]:
     """outputs.json: the graph's inputs (`input`: the one of an image or table graph), and per task its output's
-    name, `predict`'s column header, shape, kind and decoding rule."""
-    inputs = GraphInputs.of(info).describe()
+    name, `predict`'s column header, shape, kind and decoding rule. `spatial`: the graph takes any height and width
+    (named so in the shapes), else the run's."""
+    inputs = GraphInputs.of(info, spatial).describe()
     return {
         "opset": OPSET,
         **({"input": inputs[0]} if len(inputs) == 1 else {}),
         "inputs": inputs,
         "tasks": {name: {"output": name, "column": task.column_name, "kind": task.kind,
-                         "shape": ["batch"] if task.spec.squeeze else ["batch", task.info.outputs],
-                         **task.decoding()}
+                         "shape": output_shape(task, inputs[0]["shape"][-2:]), **task.decoding()}
                   for name, task in tasks.items()},
         "run": run_identity,
     }
+
+
+def output_shape(task: Task, picture: list[Any]) -> list[Any]:
+    """A task's output shape: (batch[, outputs]) per example, (batch, height, width[, outputs]) per pixel."""
+    pixels = picture if task.dense else []
+    return ["batch", *pixels] if task.spec.squeeze else ["batch", *pixels, task.info.outputs]

@@ -7,7 +7,8 @@ which say every number used here.
     python predict_onnx.py EXPORT_DIR table.csv          # a table or text run: one CSV or Parquet file
     python predict_onnx.py EXPORT_DIR images/ a.png      # an image run: image files or folders
     python predict_onnx.py EXPORT_DIR series.npz         # a sequence run: x (N, T, F) and lengths (N,)
-prints CSV (an `input` column, then one column per task) to stdout.
+prints CSV (an `input` column, then one column per task) to stdout; a per-pixel task's cell is its map as a JSON
+nested list (rows of pixels), which `predict()` returns as a numpy array.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ def decode(output: np.ndarray, task: dict) -> list:
     rule = task["decode"]
     if rule == "argmax":  # class name of the highest score
         return [task["classes"][i] for i in output.argmax(-1)]
+    if rule == "argmax_last_axis":  # per pixel: the index of its class in `classes`
+        return list(output.argmax(-1))
+    if rule == "identity":  # the graph gives the values themselves (depth maps, unit normals)
+        return list(output)
     if rule == "sigmoid":  # probability of classes[1]
         return list(sigmoid(output))
     if rule == "sigmoid_threshold":  # labels at or above the threshold, joined
@@ -193,7 +198,12 @@ def main(argv: list[str]) -> None:
     writer.writerow(frame.columns)
     # str() of a float32 is its shortest repr, as pandas writes predict's CSV
     columns = [frame[name].to_numpy() for name in frame.columns]
-    writer.writerows([str(value) for value in row] for row in zip(*columns))
+    writer.writerows([cell(value) for value in row] for row in zip(*columns))
+
+
+def cell(value) -> str:
+    """A CSV cell: a per-pixel map as a JSON nested list, anything else as str() writes it."""
+    return json.dumps(value.tolist()) if isinstance(value, np.ndarray) and value.ndim else str(value)
 
 
 if __name__ == "__main__":

@@ -37,9 +37,15 @@ class Kind(Protocol):
     Dense kinds (`dense` true: one label per pixel, targets (N, H, W[, C]), outputs with the pixel axes first,
     (B, H, W[, K])) also provide `head(channels, info) -> nn.Module` (a conv head on a trunk's feature map) and
     `write_output(path, value, info) -> Path` (one example's decoded map as the file `predict` writes; `path`
-    without suffix). `is_dense` asks for the member; the other kinds need not have it. A dense kind whose values
+    without suffix) and `rgba(value, info) -> (H, W, 4)` (a decoded map, or a target, as colours in [0, 1] to draw
+    over its image: the report's overlays; an unlabeled pixel transparent). `is_dense` asks for the member; the
+    other kinds need not have it. A dense kind with classes may provide `per_class(pred, target, info) -> {class:
+    {metric: value}}` (segmentation: each class's IoU and pixel shares, for the report). A dense kind whose values
     change when the picture is mirrored left-right (a normal's x component) provides `mirror(values) -> values` on
     channels-last maps; `mirror_values` applies it, or leaves the values of the other kinds as they are.
+    A kind whose exported graph should give the values `predict` writes rather than the head's raw output (depth
+    in the data's units, unit normals) provides `undecode(values, info) -> raw output`, the inverse of `decode`;
+    `Task.exported` and `Task.from_exported` apply the pair.
 
     Kinds that `hydranet baseline` can fit with one scikit-learn estimator say which with `baseline`
     ("classifier": integer labels and `predict_proba`; "regressor": values in original units); `baseline_estimator`

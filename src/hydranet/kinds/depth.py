@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hydranet.kinds.info import TaskInfo
-from hydranet.kinds.pixels import PixelHead, PixelMaps, label_maps, per_example, pixel_mean, write_float_map
+from hydranet.kinds.pixels import PixelHead, PixelMaps, label_maps, npy_map, per_example, pixel_mean, write_float_map
 
 DELTA = 1.25  # Eigen et al. (2014): a pixel is right when max(d̂/d, d/d̂) < 1.25
 SMALLEST = 1e-6  # predicted depths are clamped to this before the ratio (a depth is positive)
@@ -78,14 +78,18 @@ class Depth(PixelMaps):
     def metrics(self, pred: np.ndarray, target: np.ndarray, info: TaskInfo) -> dict[str, float]:
         return depth_metrics(pred.astype(np.float64) * info.std + info.mean, target)  # float64: a huge output stays finite
 
-
     def answer(self, pred: Tensor, info: TaskInfo, cfg: Any) -> list[dict[str, Any]]:
-        """The depth of every pixel, row by row, in the data's units (what `column` holds)."""
-        return [{"value": depth.tolist()} for depth in self.decode(pred, info).cpu().numpy()]
+        """The depth of every pixel in the data's units (what `column` holds), as float32 .npy."""
+        return [{"value": npy_map(depth)} for depth in self.decode(pred, info).cpu().numpy()]
 
     def decoding(self, info: TaskInfo, cfg: Any) -> dict[str, Any]:
-        """depth = output × scale + shift (the train mean and std of the valid depths)."""
-        return {"decode": "affine", "scale": info.std, "shift": info.mean}
+        """The exported graph gives the depths themselves in the data's units (`undecode`)."""
+        return {"decode": "identity", "values": "depth in the data's units"}
+
+    def undecode(self, values: Tensor, info: TaskInfo) -> Tensor:
+        """Depths in the data's units → the head's standardized output: an exported graph outputs the depths, and
+        a reader of its outputs (the server's ONNX backend) turns them back into what `decode` takes."""
+        return (values - info.mean) / info.std
 
     def average_target(self, target: Tensor, info: TaskInfo) -> Tensor:
         """Standardized, the head's own output space (invalid pixels 0, the train mean)."""
@@ -93,6 +97,17 @@ class Depth(PixelMaps):
 
     def from_average(self, average: Tensor) -> Tensor:
         return average
+
+    def rgba(self, value: np.ndarray, info: TaskInfo) -> np.ndarray:
+        """A depth map (predicted, or a target with NaN invalid) as an opaque colour map: viridis over the train
+        depths' mean ± 2 std, the same scale for every picture, so a prediction and its truth compare by colour;
+        an invalid pixel is transparent."""
+        from matplotlib import colormaps  # only pictures need it; importing it costs every hydranet import otherwise
+
+        scaled = (value - (info.mean - 2 * info.std)) / (4 * info.std)
+        colours = colormaps["viridis"](np.clip(np.nan_to_num(scaled), 0, 1))
+        colours[..., 3] = np.where(np.isnan(value), 0.0, 1.0)
+        return colours
 
     def write_output(self, path: Path, value: np.ndarray, info: TaskInfo) -> Path:
         """A predicted depth map as float32 .npy in the data's units."""

@@ -20,7 +20,7 @@ from hydranet.errors import UserError
 from hydranet.files import atomic_path
 from hydranet.kinds.binary import bce_terms
 from hydranet.kinds.info import TaskInfo
-from hydranet.kinds.pixels import PixelHead, PixelMaps, label_maps, per_example, pixel_mean
+from hydranet.kinds.pixels import PixelHead, PixelMaps, label_maps, npy_map, per_example, pixel_mean, pixel_shares
 
 EDGE_VALUES = (1.0, 255.0)  # how label maps write "edge" (0 is "no edge")
 
@@ -81,8 +81,11 @@ class Edges(PixelMaps):
         return edge_fscore(pred > 0, target)  # logit 0 is probability 1/2
 
     def answer(self, pred: Tensor, info: TaskInfo, cfg: Any) -> list[dict[str, Any]]:
-        """The edge probability of every pixel, row by row (what `column` holds)."""
-        return [{"probability": edge.tolist()} for edge in self.decode(pred, info).cpu().numpy()]
+        """The edge probability of every pixel (what `column` holds) as float32 .npy, and the shares of pixels
+        without and with an edge at the metric's threshold (probability 1/2)."""
+        return [{"probability": npy_map(edge), "pixel_shares": pixel_shares((edge > 0.5).astype(np.int64),
+                                                                            list(info.classes or []))}
+                for edge in self.decode(pred, info).cpu().numpy()]
 
     def decoding(self, info: TaskInfo, cfg: Any) -> dict[str, Any]:
         """sigmoid(output) is each pixel's probability of classes[1], an edge."""
@@ -95,6 +98,13 @@ class Edges(PixelMaps):
     def from_average(self, average: Tensor) -> Tensor:
         """Share of edges → logit."""
         return torch.logit(average.clamp(1e-6, 1 - 1e-6))
+
+    def rgba(self, value: np.ndarray, info: TaskInfo) -> np.ndarray:
+        """Edge probabilities (or a target: 1, 0, NaN unlabeled) as white whose opacity is the probability, to
+        draw over the image: edges show, the rest of the picture stays visible."""
+        white = np.ones((*value.shape, 4))
+        white[..., 3] = np.nan_to_num(value)
+        return white
 
     def write_output(self, path: Path, value: np.ndarray, info: TaskInfo) -> Path:
         """A predicted edge map as an 8-bit grey PNG: the probability × 255, white on the edges."""

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from hydranet.errors import UserError
 from hydranet.kinds.info import TaskInfo
-from hydranet.kinds.pixels import PixelHead, PixelMaps, per_example, pixel_mean, write_float_map
+from hydranet.kinds.pixels import PixelHead, PixelMaps, npy_map, per_example, pixel_mean, write_float_map
 
 THRESHOLDS = {"within_11": 11.25, "within_22": 22.5, "within_30": 30.0}  # degrees (Eigen & Fergus, 2015)
 AXES = 3
@@ -112,12 +112,16 @@ class Normals(PixelMaps):
         return normal_metrics(pred, target)
 
     def answer(self, pred: Tensor, info: TaskInfo, cfg: Any) -> list[dict[str, Any]]:
-        """The unit normal of every pixel, row by row (what `column` holds)."""
-        return [{"value": normals.tolist()} for normals in self.decode(pred, info).cpu().numpy()]
+        """The unit normal of every pixel (what `column` holds), as float32 .npy (H, W, 3)."""
+        return [{"value": npy_map(normals)} for normals in self.decode(pred, info).cpu().numpy()]
 
     def decoding(self, info: TaskInfo, cfg: Any) -> dict[str, Any]:
-        """normal = output / its length, over the last axis (x, y, z)."""
-        return {"decode": "normalize_last_axis", "classes": list(info.classes or [])}
+        """The exported graph gives the unit normals themselves (`undecode`), (x, y, z) on the last axis."""
+        return {"decode": "identity", "values": "unit normals", "classes": list(info.classes or [])}
+
+    def undecode(self, values: Tensor, info: TaskInfo) -> Tensor:
+        """Unit normals are a head output `decode` maps to themselves (normalizing is idempotent)."""
+        return values
 
     def average_target(self, target: Tensor, info: TaskInfo) -> Tensor:
         """The vectors themselves (0 where unlabeled): a neighbour average points the common way."""
@@ -125,6 +129,12 @@ class Normals(PixelMaps):
 
     def from_average(self, average: Tensor) -> Tensor:
         return average
+
+    def rgba(self, value: np.ndarray, info: TaskInfo) -> np.ndarray:
+        """Unit normals (predicted, or a target with NaN unlabeled) as the usual colours (x, y, z) → (r, g, b) =
+        (n + 1) / 2, opaque; an unlabeled pixel is transparent."""
+        colours = np.clip((np.nan_to_num(value) + 1) / 2, 0, 1)
+        return np.concatenate([colours, np.where(np.isnan(value).any(-1), 0.0, 1.0)[..., None]], -1)
 
     def write_output(self, path: Path, value: np.ndarray, info: TaskInfo) -> Path:
         """A predicted normal map as float32 .npy (H, W, 3)."""

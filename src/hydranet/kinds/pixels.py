@@ -9,11 +9,14 @@ values: the pixel axes come first, so "a row of class scores belongs to its one 
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor, nn
 
 from hydranet.errors import UserError
@@ -107,3 +110,39 @@ class PixelMaps:
 
     def column_name(self, task: str, info: Any) -> str:
         return task
+
+
+def png_map(indices: np.ndarray) -> dict[str, str]:
+    """A map of class indices as a server answers it: {"png": base64 of a lossless grey PNG whose pixel values are
+    the indices} (8-bit up to 256 classes, else 16-bit), a fraction of the nested list's size."""
+    mode, dtype = ("L", np.uint8) if indices.max(initial=0) < 256 else ("I;16", np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(indices.astype(dtype), mode=mode).save(buffer, format="PNG")
+    return {"png": base64.b64encode(buffer.getvalue()).decode("ascii")}
+
+
+def npy_map(values: np.ndarray) -> dict[str, str]:
+    """A map of values as a server answers it: {"npy": base64 of the float32 .npy file} (`numpy.load` reads it
+    back bit for bit; no image format holds the numbers themselves)."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.ascontiguousarray(values, dtype=np.float32), allow_pickle=False)
+    return {"npy": base64.b64encode(buffer.getvalue()).decode("ascii")}
+
+
+def map_values(encoded: dict[str, str]) -> np.ndarray:
+    """The array of a `png_map` or `npy_map` answer."""
+    (encoding, data), = encoded.items()
+    raw = io.BytesIO(base64.b64decode(data))
+    return np.asarray(Image.open(raw)).astype(np.int64) if encoding == "png" else np.load(raw, allow_pickle=False)
+
+
+def is_encoded_map(value: Any) -> bool:
+    """Whether an answer's value is a map `png_map` or `npy_map` made."""
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ("png", "npy")
+
+
+def pixel_shares(indices: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """The share of one map's pixels predicted as each class (they sum to 1): what a server counts and a user reads
+    without decoding the map."""
+    counts = np.bincount(indices.ravel(), minlength=len(classes))
+    return {name: float(count / indices.size) for name, count in zip(classes, counts)}

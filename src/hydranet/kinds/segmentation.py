@@ -18,10 +18,11 @@ from torch import Tensor
 from hydranet.errors import UserError
 from hydranet.files import atomic_path
 from hydranet.kinds.info import TaskInfo
-from hydranet.kinds.pixels import PixelHead, PixelMaps, label_maps, per_example, pixel_mean
+from hydranet.kinds.pixels import PixelHead, PixelMaps, label_maps, per_example, pixel_mean, pixel_shares, png_map
 
 VOID = 255  # the other common spelling of "no label" in label PNGs
 # Class colours of the predicted masks (class k gets PALETTE[k % len]): matplotlib's tab10, background first black.
+OVERLAY = 0.6  # opacity of a mask drawn over its image
 PALETTE = np.array([[0, 0, 0], [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
                     [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]], dtype=np.uint8)
 
@@ -88,10 +89,22 @@ class Segmentation(PixelMaps):
         counts = confusion(target, pred.argmax(-1), info.outputs)
         return {"miou": mean_iou(counts), "pixel_accuracy": float(np.diag(counts).sum() / counts.sum())}
 
+    def per_class(self, pred: np.ndarray, target: np.ndarray, info: TaskInfo) -> dict[str, dict[str, float]]:
+        """Per class over the labeled pixels: its IoU (NaN when neither present nor predicted), and its share of the
+        true and of the predicted pixels; what the mean IoU averages, for the report."""
+        counts = confusion(target, pred.argmax(-1), info.outputs).astype(np.float64)
+        tp, true, said = np.diag(counts), counts.sum(1), counts.sum(0)
+        union = true + said - tp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            iou = np.where(union > 0, tp / union, np.nan)
+        total = max(counts.sum(), 1.0)
+        return {name: {"iou": float(iou[k]), "true_share": float(true[k] / total),
+                       "predicted_share": float(said[k] / total)} for k, name in enumerate(info.classes or [])}
 
     def answer(self, pred: Tensor, info: TaskInfo, cfg: Any) -> list[dict[str, Any]]:
-        """The class index of every pixel, row by row (what `column` holds)."""
-        return [{"label": mask.tolist()} for mask in self.decode(pred, info).cpu().numpy()]
+        """The class index of every pixel (what `column` holds) as a grey PNG, and each class's share of the pixels."""
+        return [{"label": png_map(mask), "pixel_shares": pixel_shares(mask, list(info.classes or []))}
+                for mask in self.decode(pred, info).cpu().numpy()]
 
     def decoding(self, info: TaskInfo, cfg: Any) -> dict[str, Any]:
         """The class of a pixel is classes[argmax over the last axis]."""
@@ -103,6 +116,12 @@ class Segmentation(PixelMaps):
 
     def from_average(self, average: Tensor) -> Tensor:
         return average.clamp_min(1e-6).log()
+
+    def rgba(self, value: np.ndarray, info: TaskInfo) -> np.ndarray:
+        """A mask (predicted, or a target with -1 unlabeled) as PALETTE colours at OVERLAY opacity, to draw over its
+        image; an unlabeled pixel is transparent."""
+        colours = PALETTE[np.maximum(value, 0) % len(PALETTE)] / 255
+        return np.concatenate([colours, np.where(value >= 0, OVERLAY, 0.0)[..., None]], -1)
 
     def write_output(self, path: Path, value: np.ndarray, info: TaskInfo) -> Path:
         """A predicted mask as a colour-coded PNG (PALETTE); the class indices themselves are the colours' order."""

@@ -42,6 +42,7 @@ class UNet(nn.Module):
     """
 
     feature_map = True
+    any_size = True  # every layer works at the picture's own size: an exported graph takes any height and width
 
     def __init__(self, cfg: UNetOptions, input_shape: tuple[int, ...]):
         super().__init__()

@@ -14,11 +14,10 @@ from typing import Any
 import hydranet
 from hydranet.errors import UserError
 from hydranet.files import write_text
-from hydranet.report import files_sections, split_sections, study_sections  # noqa: F401 (their import registers them)
+from hydranet.report import dense_sections, files_sections, split_sections, study_sections  # noqa: F401 (their import registers them)
 from hydranet.report.context import RUN_SECTIONS, STUDY_SECTIONS, RunContext, registered
 from hydranet.report.page import Section, note, page
 from hydranet.report.study_sections import StudyContext, is_study
-from hydranet.tasks import refuse_dense
 
 FEATURE_SECTIONS = "report_sections"  # hydranet/<feature>/report_sections.py registers a feature's own sections
 
@@ -58,7 +57,6 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> dict[str,
         title, subtitle = f"Study {folder.name}", f"tuning study · {folder}"
     else:
         context = RunContext(folder)
-        refuse_dense(context.config.tasks, "hydranet report")  # before the model loads: a missing one is a note
         subtitle = _subtitle(context)  # reads the config first: its `plugins` may register sections too
         sections = render(RUN_SECTIONS, context)
         title = f"Run {folder.name}"

@@ -131,8 +131,10 @@ def _curves_figure(name: str, positive: str, truth: np.ndarray, score: np.ndarra
 
 
 def _value_tasks(test: TestOutputs) -> list[str]:
-    """Tasks whose decoded output is a value in the target's own units (regression)."""
-    return [name for name, task in test.tasks.items() if not task.spec.single_label and not task.info.classes]
+    """Tasks whose decoded output is one value per example in the target's own units (regression; a depth map is
+    drawn by the per-pixel sections)."""
+    return [name for name, task in test.tasks.items()
+            if not task.spec.single_label and not task.info.classes and not task.dense]
 
 
 @section("residuals", "Residuals (test)", order=80)
@@ -156,12 +158,14 @@ def residuals(ctx: RunContext) -> str | None:
 
 
 @section("highest_loss", "Highest-loss test examples", order=90)
-def highest_loss(ctx: RunContext) -> str:
+def highest_loss(ctx: RunContext) -> str | None:
     """Per task, the test examples with the highest loss, with the prediction and the label: mislabeled data and
-    systematic mistakes show up here first."""
+    systematic mistakes show up here first. Per-pixel tasks are left to their own sections (`dense_sections`)."""
     test = ctx.test
     parts = []
     for name, task in test.tasks.items():
+        if task.dense:
+            continue
         labeled = test.labeled(name)
         labeled = labeled if labeled.ndim == 1 else labeled.any(-1)
         losses = torch.where(labeled, test.losses(name), torch.tensor(-np.inf))
@@ -171,7 +175,7 @@ def highest_loss(ctx: RunContext) -> str:
         heading = f"{name} · predicted {task.column_name}" if task.column_name != name else name
         parts.append(f"<h3>{escape(heading)}</h3>" + (_thumbnails(test, top, losses, predicted, truth) if test.is_image
                                                    else _rows(ctx, top, losses, predicted, truth)))
-    return "".join(parts)
+    return "".join(parts) or None
 
 
 def truth_column(test: TestOutputs, name: str, rows: torch.Tensor) -> list:

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+import torch
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,16 +22,18 @@ from hydranet.data.info import TEXT
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
 from hydranet.fairness.threshold import Thresholds
+from hydranet.kinds.pixels import is_encoded_map
 from hydranet.rundir import RunDir
 from hydranet.serve.backend import load_backend
 from hydranet.serve.batch import BatchAnswers
 from hydranet.serve.batcher import MicroBatcher
 from hydranet.serve.inputs import JSON, MULTIPART, image_json_request, parse_json, table_body, uploaded_images
+from hydranet.serve.maps import requested_format, with_lists
 from hydranet.serve.metrics import ServerMetrics
 from hydranet.serve.settings import ServeSettings
 from hydranet.serve.window import drift_window
+from hydranet.tasks import Task
 from hydranet.train.run import Run
-from hydranet.tasks import refuse_dense
 
 ENDPOINTS = ("/predict", "/health", "/metadata", "/metrics", "/drift")
 OPEN = ("/health", "/docs", "/openapi.json")  # answered without the key: probes and the API's description
@@ -70,9 +73,13 @@ class Service:
         await self.batcher.close()
 
     async def predict(self, request: Request) -> Response:
-        """The answer's JSON body, made in the batcher's thread with the rest of its batch."""
+        """The answer's JSON body, made in the batcher's thread with the rest of its batch (its per-pixel maps
+        turned into nested lists in a thread of their own when `?format=json` asks)."""
+        fmt = requested_format(dict(request.query_params))
         body = await read_body(request, self.settings.max_body_bytes)
         answer = await self.batcher.submit(await self.request_inputs(request, body))
+        if fmt == "json":
+            answer = await asyncio.to_thread(with_lists, answer)
         return Response(answer, media_type=JSON)
 
     async def request_inputs(self, request: Request, body: bytes) -> list[Any]:
@@ -91,8 +98,8 @@ class Service:
         return table_body(info, parsed, self.sensitive)
 
     def metadata(self) -> dict[str, Any]:
-        tasks = {name: {"kind": task.kind, "classes": task.info.classes, "column": task.column_name}
-                 for name, task in self.run.tasks.items()}
+        tasks = {name: {"kind": task.kind, "classes": task.info.classes, "column": task.column_name,
+                        **per_pixel_answer(task, self.run.info.size)} for name, task in self.run.tasks.items()}
         return {"run": RunDir.open(self.run.dir).identity(), "backend": self.backend.name, "tasks": tasks,
                 "input": input_schema(self.run), "batching": {"max_batch": self.settings.max_batch,
                                                               "max_wait_ms": self.settings.max_wait_ms},
@@ -132,7 +139,8 @@ def create_app(run: Run, settings: ServeSettings, shared: Path | None = None) ->
     @app.post("/predict", openapi_extra=PREDICT_BODY, response_class=JSONResponse)
     async def predict(request: Request) -> Response:
         """Per row, per task: classification {label, probabilities}, binary {label, probability of the positive
-        class}, multilabel {labels, probabilities}, regression {value} in the target's units."""
+        class}, multilabel {labels, probabilities}, regression {value} in the target's units; per-pixel tasks their
+        map ({"png"| "npy": base64}, or nested lists with ?format=json) and, with classes, their pixel shares."""
         service.metrics.in_progress.inc()
         try:
             return await service.predict(request)
@@ -166,7 +174,6 @@ def create_app(run: Run, settings: ServeSettings, shared: Path | None = None) ->
 def refuse_unservable(run: Run) -> None:
     """One line, before the server starts, for a run whose inputs or outputs the server does not handle."""
     run.info.require_image_or_table("hydranet serve", TEXT)
-    refuse_dense(run.tasks, "hydranet serve")
 
 
 class GuardAndCount:
@@ -254,3 +261,14 @@ def input_schema(run: Run) -> dict[str, Any]:
     columns = [{"name": c["name"], "kind": c["kind"], **({"categories": c["categories"]} if "categories" in c else {})}
                for c in TableEncoder.from_state(info.encoder).columns]
     return {"kind": "table", "columns": columns, "format": 'application/json {"rows": [{column: value, …}, …]}'}
+
+
+def per_pixel_answer(task: Task, size: Any) -> dict[str, Any]:
+    """What a dense task answers per image: the map's shape at the run's image size (the decoded output's, as
+    `predict` writes it) and its encoding; {} for a task that answers per example."""
+    if not task.dense:
+        return {}
+    raw = torch.zeros(1, *size, *([] if task.spec.squeeze else [task.info.outputs]))
+    (answer,) = task.answers(raw)
+    key, encoded = next((key, value) for key, value in answer.items() if is_encoded_map(value))
+    return {"map": {"key": key, "shape": list(task.decode(raw).shape[1:]), "encoding": next(iter(encoded))}}

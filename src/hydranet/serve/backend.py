@@ -58,6 +58,7 @@ class OnnxBackend:
         import onnxruntime as ort  # only this backend needs it
 
         folder = self.prepare(run)
+        self.tasks = run.tasks
         spec = json.loads((folder / OUTPUTS).read_text(encoding="utf-8"))
         self.inputs = GraphInputs.of(run.info)
         self.outputs = {task: entry["output"] for task, entry in spec["tasks"].items()}
@@ -66,7 +67,8 @@ class OnnxBackend:
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         raw = self.session.run(list(self.outputs.values()), self.inputs.feeds(x))
-        return {task: torch.from_numpy(values) for task, values in zip(self.outputs, raw)}
+        # the graph gives what `Task.exported` does (depths in the data's units): back to the heads' raw outputs
+        return {task: self.tasks[task].from_exported(torch.from_numpy(values)) for task, values in zip(self.outputs, raw)}
 
 
 def session_options(ort) -> "ort.SessionOptions":

@@ -43,7 +43,8 @@ class ServerMetrics:
         self.batch_rows = Histogram("hydranet_batch_rows", "rows per model call (dynamic batching)",
                                     buckets=BATCH_BUCKETS, **options)
         self.predictions = Counter("hydranet_predictions", "answers per task and predicted class or label "
-                                   "(tasks that predict a value count under label \"\")", ["task", "label"], **options)
+                                   "(tasks that predict a value count under label \"\"; a per-pixel map adds its "
+                                   "predicted pixel share to each class)", ["task", "label"], **options)
         self.drift_score = Gauge("hydranet_drift_score", "latest drift test of the window: the p-value (≤ 1,000 "
                                  "reference rows) or distance, per feature or task", ["kind", "name"],
                                  multiprocess_mode="mostrecent", **options)
@@ -51,11 +52,14 @@ class ServerMetrics:
                              ["kind", "name"], multiprocess_mode="mostrecent", **options)
 
     def count_answers(self, per_task: dict[str, list[dict[str, Any]]]) -> None:
-        """One count per row and task, under the label(s) it predicted: a batch's answers per task, added up first
-        so each label's counter is touched once per batch."""
+        """One count per row and task, under the label(s) it predicted, or split over the classes by its pixel
+        shares (a segmentation map: each image adds its predicted share of pixels per class, so the counts of a task
+        are the images answered, and a class's share of them is its predicted pixel share): a batch's answers per
+        task, added up first so each label's counter is touched once per batch."""
         for task, answers in per_task.items():
-            counts = collections.Counter(label for answer in answers
-                             for label in (answer["labels"] if "labels" in answer else [answer.get("label", "")]))
+            counts: collections.Counter = collections.Counter()
+            for answer in answers:
+                counts.update(answer_counts(answer))
             for label, count in counts.items():
                 self.predictions.labels(task, label).inc(count)
 
@@ -75,6 +79,15 @@ class ServerMetrics:
         merged = CollectorRegistry()
         MultiProcessCollector(merged, path=str(metrics_folder(self.shared)))
         return generate_latest(merged)
+
+
+def answer_counts(answer: dict[str, Any]) -> dict[str, float]:
+    """What one answer adds to the prediction counts: its pixel shares, its labels, or 1 under its label ("" for
+    a value)."""
+    if "pixel_shares" in answer:
+        return answer["pixel_shares"]
+    labels = answer["labels"] if "labels" in answer else [answer.get("label", "")]
+    return collections.Counter(labels)
 
 
 def metrics_folder(shared: Path) -> Path:

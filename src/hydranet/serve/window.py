@@ -26,8 +26,9 @@ from hydranet.data.tabular import TableEncoder
 from hydranet.files import append_line, write_text
 from hydranet.monitor.drift import STAT_TEST_MAX_ROWS, frame_drift
 from hydranet.data.info import TEXT
+from hydranet.monitor.reference import per_example_tasks
 from hydranet.monitor.report import input_features, predictions_drift, reference_frame
-from hydranet.predict import decode_outputs, table_inputs
+from hydranet.predict import decode_tasks, table_inputs
 from hydranet.randomness import Purpose, numpy_stream
 from hydranet.serve.inputs import TableRows
 from hydranet.train.run import Run
@@ -44,13 +45,15 @@ class DriftWindow:
     and `reference_predictions` (the model's decoded answers on them) are fixed at start. `rows(requests, x)` turns
     a batch's requests and their model inputs into window rows (JSON values: table rows as dicts, an image's
     channel statistics as a list), `describe(rows)` turns those into the frame compared with `reference_inputs`;
-    `decode(outputs)` turns raw outputs into answers. The batcher's thread adds, the event loop takes snapshots:
-    a lock keeps them apart."""
+    `decode(outputs)` turns the raw outputs of `tasks` (the per-example ones; a per-pixel map is not kept) into
+    answers. The batcher's thread adds, the event loop takes snapshots: a lock keeps them apart."""
 
     def __init__(self, size: int, reference_inputs: pd.DataFrame, reference_predictions: pd.DataFrame,
                  categorical: list[str], rows: Callable[[list[Prepared], torch.Tensor], list[Any]],
-                 describe: Callable[[list[Any]], pd.DataFrame], decode: Callable[[Outputs], pd.DataFrame]):
+                 describe: Callable[[list[Any]], pd.DataFrame], decode: Callable[[Outputs], pd.DataFrame],
+                 tasks: list[str]):
         self.size, self.reference_inputs, self.reference_predictions = size, reference_inputs, reference_predictions
+        self.tasks = tasks  # whose outputs the window keeps: those `decode` reads
         self.categorical, self.rows, self.describe, self.decode = categorical, rows, describe, decode
         self.inputs: deque[Any] = deque(maxlen=size)
         self.outputs: deque[Outputs] = deque(maxlen=size)
@@ -58,11 +61,16 @@ class DriftWindow:
 
     def add(self, requests: list[Prepared], x: torch.Tensor, outputs: Outputs) -> None:
         """One batch: its requests, their model inputs `x` and raw outputs (one row per row of `x`)."""
+        outputs = self.watched(outputs)
         rows = self.rows(requests, x)
         per_row = [{task: values[i] for task, values in outputs.items()} for i in range(len(x))]
         with self.lock:
             self.inputs.extend(rows)
             self.outputs.extend(per_row)
+
+    def watched(self, outputs: Outputs) -> Outputs:
+        """The outputs the window keeps: those of `tasks`."""
+        return {task: outputs[task] for task in self.tasks}
 
     def snapshot(self) -> Callable[[], Recent]:
         """What `drift` reads: a copy of the window taken under its lock (the batcher's thread adds to it), so the
@@ -97,6 +105,7 @@ class SharedWindow(DriftWindow):
         self.folder, self.log, self.logged = folder, folder / f"window-{os.getpid()}.jsonl", 0
 
     def add(self, requests: list[Prepared], x: torch.Tensor, outputs: Outputs) -> None:
+        outputs = self.watched(outputs)
         record = {"t": time.time_ns(), "rows": self.rows(requests, x),
                   "outputs": {task: values.tolist() for task, values in outputs.items()}}
         append_line(self.log, json.dumps(record))
@@ -144,20 +153,21 @@ def drift_window(run: Run, model: Callable[[torch.Tensor], Outputs], size: int,
                  shared: Path | None = None) -> DriftWindow:
     """A window whose reference is up to 1,000 train rows (statistical tests, as `hydranet monitor` by default) and
     `model`'s predictions on them; `shared`: the folder where the workers of one server pool their windows."""
-    decode = lambda outputs: decode_outputs(run, outputs)  # noqa: E731
+    tasks = per_example_tasks(run.tasks)  # a per-pixel map has no prediction drift, as in `hydranet monitor`
+    decode = lambda outputs: decode_tasks(tasks, outputs)  # noqa: E731
     if run.info.is_image or run.info.kind == TEXT:  # per-example features of the model inputs, as monitor's
         x = reference_inputs(run, STAT_TEST_MAX_ROWS)
         reference = input_features(run.info, x)
         rows = lambda requests, x: input_features(run.info, x).to_numpy().tolist()  # noqa: E731
         describe = lambda stats: pd.DataFrame(stats, columns=reference.columns, dtype="float64")  # noqa: E731
-        parts = (size, reference, decode(model(x)), [], rows, describe, decode)
+        parts = (size, reference, decode(model(x)), [], rows, describe, decode, list(tasks))
     else:
         columns = TableEncoder.from_state(run.info.encoder).columns
         names = [c["name"] for c in columns]
         reference = reference_frame(run, STAT_TEST_MAX_ROWS)[names]
         predictions = decode(model(table_inputs(run.info, reference, "reference")))
         parts = (size, reference, predictions, [c["name"] for c in columns if c["kind"] == "categorical"],
-                 table_rows, lambda rows: pd.DataFrame(rows, columns=names), decode)
+                 table_rows, lambda rows: pd.DataFrame(rows, columns=names), decode, list(tasks))
     return SharedWindow(shared, *parts) if shared is not None else DriftWindow(*parts)
 
 

@@ -95,6 +95,7 @@ class SkipCrossStitch(CrossStitch):
         self.units = nn.ParameterList(nn.Parameter(init.clone()) for _ in range(columns[0].n_stages + 1))
         self.out_dim = int(columns[0].out_dim)
         self.feature_map = bool(getattr(columns[0], "feature_map", False))
+        self.any_size = bool(getattr(columns[0], "any_size", False))  # the units mix channels only
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         hidden = [x] * len(self.tasks)  # T × (B, C, H, W)

@@ -44,6 +44,11 @@ class DataInfo:
     def is_image(self) -> bool:
         return self.kind == IMAGE
 
+    @property
+    def is_sequential(self) -> bool:
+        """Texts (token ids) and numeric sequences: inputs of a variable length with a mask."""
+        return self.kind == TEXT or self.kind == SEQUENCE
+
     def require_image_or_table(self, command: str, *more: str) -> None:
         """Refuse a run of another kind than images, tables and `more` in a command that only knows those (one
         line, before any work), instead of failing deep inside it."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from hydranet.data import DataInfo
 from hydranet.data.dataset import MISSING_STRINGS
-from hydranet.data.info import SEQUENCE, TEXT
+from hydranet.data.info import TEXT
 from hydranet.data.tabular import TableEncoder
 from hydranet.data.text import CLS_ID, PAD_ID
 from hydranet.errors import UserError
@@ -53,7 +53,7 @@ SEQUENCE_STEPS = [
 
 def preprocessing(info: DataInfo) -> dict[str, Any]:
     """preprocessing.json: the fitted train-split statistics and the steps that apply them."""
-    if info.kind in (TEXT, SEQUENCE):
+    if info.is_sequential:
         return sequence_preprocessing(info)
     base = {"input": INPUT, "dtype": "float32", "kind": info.kind}
     if info.is_image:

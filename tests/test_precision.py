@@ -46,3 +46,40 @@ def test_bf16_training_step_computes_in_bf16(tmp_path, one_thread):
         exp = hn.Experiment("quickstart", {"train.epochs": 1, "data.limit": 120, "train.precision": precision})
         run = exp.fit(tmp_path / precision, callbacks=[spy])
         assert spy.seen == {dtype} and run.summary["precision"] == precision
+
+
+def test_default_is_auto_so_every_config_gets_native_bf16():
+    """The default follows the hardware (docs/training.md, Speed: bf16 held accuracy on every built-in experiment)."""
+    assert load_config({}).train.precision == "auto"
+
+
+def test_the_keras_example_trains_with_the_builtin_settings(monkeypatch):
+    """examples/seed_cnn.py, written as a user translates the Keras tutorial, gets the built-in seed-cnn's config
+    but for the weight init it does not ask for: the same precision, memory format, threads, batches and
+    evaluation, hence its speed (it ran at half of it while only the built-in set precision auto)."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    import hydranet as hn
+
+    class Captured(Exception):
+        pass
+
+    def capture(experiment, *args, **kwargs):
+        raise Captured(experiment.config)
+
+    monkeypatch.setattr(hn.Experiment, "fit", capture)
+    monkeypatch.setattr(sys, "argv", ["seed_cnn.py"])
+    with pytest.raises(Captured) as caught:
+        runpy.run_path(str(Path(__file__).parents[1] / "examples" / "seed_cnn.py"))
+    example, builtin = (flat(c.model_dump(mode="json")) for c in (caught.value.args[0], load_config("seed-cnn")))
+    assert {k for k in example.keys() | builtin.keys() if example.get(k) != builtin.get(k)} == {"model.weight_init"}
+
+
+def flat(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} → {"a.b": 1}"""
+    out = {}
+    for key, value in tree.items():
+        out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out

@@ -22,6 +22,23 @@ def test_autocast_runs_matmuls_in_the_chosen_precision(precision, dtype):
     assert out.dtype == dtype and layer.weight.dtype == torch.float32  # master weights stay fp32
 
 
+@pytest.mark.parametrize("op", ["matmul", "conv"])
+def test_bf16_autocast_rounds_once_like_native_hardware(op):
+    """Emulated bf16 (AVX2 CPUs) computes what native bf16 (AVX-512 BF16, AMX, tensor cores) does: inputs rounded to
+    bf16, exact products, fp32 sums, the result rounded to bf16 once; so accuracy measured here carries over. The
+    oracle sums in float64; fp32 summation order may move a result by at most one bf16 step (2**-7 relative)."""
+    f, shapes = {"matmul": (torch.matmul, ([64, 300], [300, 32])),
+                 "conv": (torch.nn.functional.conv2d, ([8, 3, 12, 12], [16, 3, 3, 3]))}[op]
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(shape, generator=gen) for shape in shapes)
+    with autocast(torch.device("cpu"), "bf16"):
+        got = f(a, b)
+    exact = f(a.bfloat16().double(), b.bfloat16().double())
+    step = exact.abs() * 2 ** -7
+    assert got.dtype == torch.bfloat16 and ((got.double() - exact).abs() <= step).all()
+    assert (got == exact.bfloat16()).float().mean() > 0.99  # almost always the correctly rounded value
+
+
 def test_legacy_bf16_key_reads_as_precision():
     """config.yaml of runs written before `precision` existed must still load (evaluate, predict, resume)."""
     assert load_config({"train": {"bf16": True}}).train.precision == "bf16"

@@ -7,7 +7,10 @@ images per second of each run's median epoch (`seconds` in metrics.jsonl: the ep
 validation, none here; not data loading, not the final test), the first epoch left out as warm-up when there
 are two or more; the ratio is example / built-in, 1.0 when the example is as fast. Prints one JSON line and a table; state the machine's load average with it.
 
-    python benchmarks/example_speed.py [--epochs 3] [--limit 10000] [--repeats 3]
+    python benchmarks/example_speed.py [--epochs 3] [--limit 10000] [--repeats 3] [--threads N]
+
+`--threads N` sets OMP_NUM_THREADS for both (torch's intra-op threads): on a busy machine two threads wait for
+each other at every operation, and one each keeps the comparison about the two programs.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def run_side(side: str, args: argparse.Namespace, folder: Path) -> dict:
         sets = [f"data.path={args.data}", f"train.epochs={args.epochs}"] + ([f"data.limit={args.limit}"] if args.limit else [])
         cmd = [sys.executable, "-m", "hydranet.cli", "train", "seed-cnn", "--run-dir", "run", "-q"]
         cmd += [arg for s in sets for arg in ("--set", s)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}), "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"{side} failed:\n{done.stderr[-3000:]}")
@@ -63,6 +66,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--limit", type=int, default=10000, help="images (train + test) drawn with the seed; 0: all")
     parser.add_argument("--repeats", type=int, default=3, help="runs per side, alternating")
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of both sides (default: torch's)")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"))
     args = parser.parse_args()
     runs: dict[str, list[dict]] = {"example": [], "built-in": []}
@@ -74,7 +78,7 @@ def main() -> None:
                 runs[side].append(run_side(side, args, folder))
     images = train_images(args)
     speed = {side: img_per_s(r, images) for side, r in runs.items()}
-    row = {"benchmark": "example_speed", "epochs": args.epochs, "limit": args.limit, "repeats": args.repeats,
+    row = {"benchmark": "example_speed", "epochs": args.epochs, "threads": args.threads, "limit": args.limit, "repeats": args.repeats,
            "train_images": images, "example_img_s": speed["example"],
            "builtin_img_s": speed["built-in"], "ratio": round(speed["example"] / speed["built-in"], 3),
            "precision": {side: r[0]["precision"] for side, r in runs.items()},

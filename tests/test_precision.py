@@ -66,7 +66,7 @@ def test_bf16_training_step_computes_in_bf16(tmp_path, one_thread):
 
 
 def test_default_is_auto_so_every_config_gets_native_bf16():
-    """The default follows the hardware (docs/training.md, Speed: bf16 held accuracy on every built-in experiment)."""
+    """The default follows the hardware (docs/training.md, bf16 and accuracy: bf16 held on every experiment measured)."""
     assert load_config({}).train.precision == "auto"
 
 

@@ -11,7 +11,13 @@ there are two or more; evaluation excluded on both sides), their ratio, test acc
 epoch (mean over the repeats) and peak RSS of each process (ru_maxrss from wait4). Keras runs with
 verbose=2 (one line per epoch) and hydranet without its progress bar, so neither pays for a per-step display.
 
-    python benchmarks/vs_keras.py [--epochs 10] [--batch-sizes 32,256] [--repeats 2] [--limit N | --quick]
+`--precisions` compares like with like, a row per precision and batch size: `default` is each side as a user
+gets it (Keras's float32 policy against `seed-cnn`'s `auto`), `fp32` both in float32, `bf16` Keras's
+`mixed_bfloat16` policy against hydranet's bf16 autocast (both keep float32 weights and compute in bf16). On a
+CPU without native bf16 (AVX2 only) both sides emulate it and are slow.
+
+    python benchmarks/vs_keras.py [--epochs 10] [--batch-sizes 32,256] [--repeats 2] [--precisions default,fp32,bf16]
+                                  [--limit N | --quick]
 
 Run it on an otherwise idle machine. When another process takes one of two cores, PyTorch's OpenMP threads
 wait for each other at every operation and hydranet with two threads collapses (measured: to under a tenth
@@ -42,11 +48,14 @@ QUICK = {"epochs": 2, "limit": 3000}
 # --- the Keras side (runs in the Keras venv: standard library, numpy, keras, tensorflow only) ------------
 
 
-def keras_child(npz: str, epochs: int, batch_size: int, seed: int, threads: int | None) -> dict:
+def keras_child(npz: str, epochs: int, batch_size: int, seed: int, threads: int | None, precision: str) -> dict:
     """The article's example on the given arrays; returns epoch seconds (training only) and test accuracy."""
     import keras
     import numpy as np
     import tensorflow as tf
+
+    if precision == "bf16":
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")  # float32 variables, bf16 compute
 
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -84,20 +93,22 @@ def keras_child(npz: str, epochs: int, batch_size: int, seed: int, threads: int 
     model.fit(train_images, train_labels, epochs=epochs, batch_size=batch_size, verbose=2, callbacks=[clock])
     _, accuracy = model.evaluate(test_images, test_labels, verbose=0)
     return {"epoch_seconds": clock.seconds, "test_accuracy": float(accuracy),
-            "version": f"keras {keras.__version__}, tensorflow {tf.__version__}"}
+            "version": f"keras {keras.__version__}, tensorflow {tf.__version__}, policy {keras.mixed_precision.global_policy().name}"}
 
 
 # --- the hydranet side (runs in this interpreter) ---------------------------------------------------------
 
 
-def hydranet_child(npz: str, epochs: int, batch_size: int, seed: int, threads: int | None) -> dict:
-    """`seed-cnn` as shipped, on the same arrays through the npz source."""
+def hydranet_child(npz: str, epochs: int, batch_size: int, seed: int, threads: int | None, precision: str) -> dict:
+    """`seed-cnn` as shipped (`precision` other than default: that train.precision), on the same arrays."""
     import torch
 
     import hydranet as hn
 
     overrides = {"data.source": "npz", "data.path": npz, "train.epochs": epochs, "train.batch_size": batch_size,
                  "seed": seed, "train.progress": False, "train.threads": threads}
+    if precision != "default":
+        overrides["train.precision"] = precision
     with tempfile.TemporaryDirectory() as tmp:
         run = hn.Experiment("seed-cnn", overrides).fit(Path(tmp) / "run")
     config = run.config.train
@@ -141,20 +152,22 @@ def write_arrays(data_path: str, limit: int | None, out: Path) -> int:
     return int((split == "train").sum())
 
 
-def run_child(python: Path, side: str, npz: Path, args: argparse.Namespace, batch_size: int, seed: int, tmp: Path) -> dict:
+def run_child(python: Path, side: str, npz: Path, args: argparse.Namespace, batch_size: int, seed: int, tmp: Path,
+              precision: str) -> dict:
     """One training in a fresh process; adds its peak resident memory (MiB) from the kernel's accounting."""
-    result = tmp / f"{side}-{batch_size}-{seed}.json"
+    name = f"{side}-{precision}-{batch_size}-{seed}"
+    result = tmp / f"{name}.json"
     cmd = [str(python), str(Path(__file__).resolve()), "--child", side, "--npz", str(npz), "--epochs", str(args.epochs),
-           "--batch-size", str(batch_size), "--seed", str(seed), "--result", str(result)]
+           "--batch-size", str(batch_size), "--seed", str(seed), "--result", str(result), "--precision", precision]
     cmd += ["--threads", str(args.threads)] if args.threads else []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
            "TF_CPP_MIN_LOG_LEVEL": "2"}
-    log = tmp / f"{side}-{batch_size}-{seed}.log"
+    log = tmp / f"{name}.log"
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{side} run failed (batch {batch_size}, seed {seed}); its output:\n{log.read_text()[-4000:]}")
+        sys.exit(f"{side} run failed ({precision}, batch {batch_size}, seed {seed}); its output:\n{log.read_text()[-4000:]}")
     return {**json.loads(result.read_text()), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
 
 
@@ -164,14 +177,15 @@ def img_per_s(runs: list[dict], images: int) -> float:
     return round(images / statistics.median(seconds), 1)
 
 
-def compare(python: Path, npz: Path, images: int, args: argparse.Namespace, batch_size: int, tmp: Path) -> dict:
+def compare(python: Path, npz: Path, images: int, args: argparse.Namespace, batch_size: int, tmp: Path,
+            precision: str) -> dict:
     keras, hydra = [], []
     for seed in range(args.repeats):  # A B A B: both sides see the machine in the same state, in turn
-        keras.append(run_child(python, "keras", npz, args, batch_size, seed, tmp))
-        hydra.append(run_child(Path(sys.executable), "hydranet", npz, args, batch_size, seed, tmp))
+        keras.append(run_child(python, "keras", npz, args, batch_size, seed, tmp, precision))
+        hydra.append(run_child(Path(sys.executable), "hydranet", npz, args, batch_size, seed, tmp, precision))
     k, h = img_per_s(keras, images), img_per_s(hydra, images)
     return {
-        "benchmark": "vs_keras", "batch_size": batch_size, "epochs": args.epochs, "train_images": images,
+        "benchmark": "vs_keras", "precision": precision, "batch_size": batch_size, "epochs": args.epochs, "train_images": images,
         "repeats": args.repeats, "threads": args.threads, "keras_img_s": k, "hydranet_img_s": h, "ratio": round(h / k, 3),
         "keras_test_accuracy": round(statistics.mean(r["test_accuracy"] for r in keras), 4),
         "hydranet_test_accuracy": round(statistics.mean(r["test_accuracy"] for r in hydra), 4),
@@ -198,10 +212,10 @@ def table(rows: list[dict]) -> str:
     title = (f"{first['machine']}; {first['epochs']} epochs on {first['train_images']} images, "
              f"{first['repeats']} runs per side (A B A B); {first['keras']} vs {first['hydranet']}")
     lines = [title,
-             "| batch | Keras img/s | hydranet img/s | ratio | Keras test acc | hydranet test acc | Keras peak RSS MiB | hydranet peak RSS MiB |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| precision | batch | Keras img/s | hydranet img/s | ratio | Keras test acc | hydranet test acc | Keras peak RSS MiB | hydranet peak RSS MiB |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['batch_size']} | {r['keras_img_s']} | {r['hydranet_img_s']} | {r['ratio']} | {r['keras_test_accuracy']} "
+        lines.append(f"| {r['precision']} | {r['batch_size']} | {r['keras_img_s']} | {r['hydranet_img_s']} | {r['ratio']} | {r['keras_test_accuracy']} "
                      f"| {r['hydranet_test_accuracy']} | {r['keras_peak_rss_mib']} | {r['hydranet_peak_rss_mib']} |")
     return "\n".join(lines)
 
@@ -216,7 +230,9 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"))
     parser.add_argument("--threads", type=int, default=None,
                         help="intra-op threads of both sides (default: each framework's own; 1 is fairer on a busy machine)")
+    parser.add_argument("--precisions", default="default", help="comma-separated: default (each side's own), fp32, bf16")
     parser.add_argument("--child", choices=["keras", "hydranet"], help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="default", help=argparse.SUPPRESS)
     parser.add_argument("--npz", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -224,18 +240,23 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         train = keras_child if args.child == "keras" else hydranet_child
-        Path(args.result).write_text(json.dumps(train(args.npz, args.epochs, args.batch_size, args.seed, args.threads)))
+        Path(args.result).write_text(json.dumps(train(args.npz, args.epochs, args.batch_size, args.seed, args.threads,
+                                                      args.precision)))
         return
     if args.quick:
         args.epochs, args.limit, args.repeats = QUICK["epochs"], args.limit or QUICK["limit"], 1
+    precisions = args.precisions.split(",")
+    if unknown := set(precisions) - {"default", "fp32", "bf16"}:
+        sys.exit(f"--precisions: {', '.join(sorted(unknown))} (expected default, fp32 or bf16)")
     python = ensure_keras_venv()
     rows = []
     with tempfile.TemporaryDirectory(prefix="vs-keras-") as tmp:
         npz = Path(tmp) / "cifar10.npz"
         images = write_arrays(args.data, args.limit, npz)
-        for batch_size in (int(b) for b in args.batch_sizes.split(",")):
-            rows.append(compare(python, npz, images, args, batch_size, Path(tmp)))
-            print(json.dumps(rows[-1]), flush=True)
+        for precision in precisions:
+            for batch_size in (int(b) for b in args.batch_sizes.split(",")):
+                rows.append(compare(python, npz, images, args, batch_size, Path(tmp), precision))
+                print(json.dumps(rows[-1]), flush=True)
     print("\n" + table(rows))
 
 

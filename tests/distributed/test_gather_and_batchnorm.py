@@ -252,7 +252,8 @@ def _pretrain_checks(rank: int, folder: str) -> dict:
     found = {}
     for method in ("simclr", "byol"):
         settings = {"model.trunk.channels": [8], "model.trunk.dense": [16], "model.trunk.batch_norm": True,
-                    "data.limit": 200, "train.epochs": 1, "train.progress": False, "ssl.method": method}
+                    "data.limit": 200, "train.epochs": 1, "train.progress": False, "ssl.method": method,
+                    "train.precision": "fp32"}  # the ranks' trunks are compared to float32 rounding
         run = hn.Experiment("quickstart", settings).pretrain(Path(folder) / f"{method}-{rank}")
         norms = {type(m).__name__ for m in run.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
         found[method] = {"norms": sorted(norms), "loss": run.summary["loss"], "trunk": run.model.trunk.state_dict()}

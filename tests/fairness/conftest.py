@@ -27,12 +27,13 @@ def write_fair_csv(path):
 
 
 def fair_config(path, **sections) -> dict:
-    """A fast two-task experiment on fair_csv, as a dict; `sections` replace or add whole config sections."""
+    """A fast two-task experiment on fair_csv, as a dict; `sections` replace or add whole config sections. In fp32:
+    the audits are checked number for number against fairlearn on an fp32 forward pass."""
     return {
         "name": "fair", "seed": 0, "data": {"source": "csv", "path": str(path), "split": {"val": 0.2, "test": 0.3}},
         "tasks": {"income": {"kind": "binary"}, "size": {"kind": "regression"}},
         "model": {"trunk": {"name": "mlp", "hidden": [16]}},
-        "train": {"epochs": 2, "batch_size": 32, "progress": False},
+        "train": {"epochs": 2, "batch_size": 32, "progress": False, "precision": "fp32"},
         **{k: ({"source": "csv", "path": str(path), "split": {"val": 0.2, "test": 0.3}} | v if k == "data" else v)
            for k, v in sections.items()},
     }

@@ -176,7 +176,7 @@ class TrainConfig(Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="the learning-rate schedule")
     grad_clip: float | None = Field(None, gt=0, description="clip the global gradient norm to this (null: off)")
     early_stopping: EarlyStopConfig = Field(default_factory=EarlyStopConfig, description="stop when a val metric stops improving")
-    precision: Literal["fp32", "bf16", "auto"] = Field("fp32", description="fp32 | bf16 (autocast of the forward pass; fp32 weights, losses and optimizer) | auto (bf16 where the device has it natively: CPUs with AVX-512 BF16 or AMX, CUDA GPUs with bf16; else fp32)")
+    precision: Literal["fp32", "bf16", "auto"] = Field("auto", description="auto (bf16 where the device has it natively: CPUs with AVX-512 BF16 or AMX, CUDA GPUs with bf16; else fp32) | fp32 | bf16 (autocast of the forward pass; fp32 weights, losses and optimizer)")
     channels_last: bool = Field(True, description="channels_last memory format for image models and batches (faster convolutions and pooling on CPUs; no effect on tables)")
     ema: EMAConfig = Field(default_factory=EMAConfig, description="exponential moving average of the weights")
     eval_tta: Literal["none", "flip"] = Field("none", description="test-time augmentation when evaluating and predicting: flip averages the raw outputs of each image and its mirror image (image runs only)")

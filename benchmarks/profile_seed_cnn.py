@@ -1,0 +1,99 @@
+"""Where a `seed-cnn` training step spends its time: torch.profiler over hydranet's own step, grouped by layer kind.
+
+Builds `seed-cnn` as shipped (model, balancer, optimizer, batches from the data layer) on a few hundred CIFAR-10
+images, runs `--warmup` steps on one batch of `--batch-size`, then profiles `--steps` more and sums each
+operator's self CPU time into groups: convolutions (forward and backward), pooling, the dense layers, ReLU, the
+loss, the optimizer, batch preparation (normalize, layout copies) and the rest. Prints one JSON line and a table
+of shares; the shares are comparable under load, the milliseconds are not.
+
+    python benchmarks/profile_seed_cnn.py [--batch-size 256] [--steps 20] [--precision auto] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+import hydranet as hn
+from hydranet import registry
+from hydranet.data import build_dataset
+from hydranet.data.batches import Batches
+from hydranet.train.lifecycle import apply_process_settings
+from hydranet.train.run import build_model_for
+from hydranet.train.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+# operator name fragments → group, first match wins (backward kernels carry their forward's name)
+GROUPS = (
+    ("convolution", "conv"), ("conv2d", "conv"),
+    ("max_pool", "pool"),
+    ("addmm", "dense"), ("aten::mm", "dense"), ("linear", "dense"),
+    ("relu", "relu"), ("threshold_backward", "relu"), ("clamp_min", "relu"),
+    ("log_softmax", "loss"), ("nll_loss", "loss"), ("cross_entropy", "loss"),
+    ("adam", "optimizer"),
+    ("fill_", "zero fills"), ("zero_", "zero fills"),  # gradient buffers, chiefly max-pool backward's
+    ("copy_", "batch and layout"), ("contiguous", "batch and layout"), ("aten::to", "batch and layout"),
+    ("index", "batch and layout"), ("div", "batch and layout"), ("sub", "batch and layout"),
+)
+
+
+def group_of(name: str) -> str:
+    lowered = name.lower()
+    return next((group for fragment, group in GROUPS if fragment in lowered), "other")
+
+
+def trainer_and_batch(args: argparse.Namespace) -> tuple[Trainer, dict]:
+    """seed-cnn's trainer (as `hydranet train` builds it) and the first batch of `args.batch_size` images."""
+    overrides = {"data.path": args.data, "data.limit": max(600, 2 * args.batch_size), "train.batch_size": args.batch_size,
+                 "train.precision": args.precision, "train.progress": False, "train.threads": args.threads}
+    cfg = hn.Experiment("seed-cnn", overrides).config
+    apply_process_settings(cfg)
+    data = build_dataset(cfg)
+    model, tasks = build_model_for(cfg, data.info, torch.device("cpu"))
+    balancer = registry.get("balancer", cfg.mtl.balancer.name, "mtl.balancer")(cfg.mtl.balancer.options, tasks, cfg.seed)
+    trainer = Trainer(model, tasks, cfg, balancer, device=torch.device("cpu"))
+    batches = Batches(data, trainer.device, cfg.train.batch_size, cfg.data.augment, cfg.seed, cfg.train.channels_last)
+    trainer.total_steps = args.warmup + args.steps
+    trainer.hook("on_fit_start")
+    return trainer, next(iter(batches.epoch(0)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"))
+    args = parser.parse_args()
+    trainer, batch = trainer_and_batch(args)
+    for _ in range(args.warmup):
+        trainer.train_step(batch)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(args.steps):
+            trainer.train_step(batch)
+    totals: dict[str, float] = defaultdict(float)
+    for event in prof.key_averages():
+        totals[group_of(event.key)] += event.self_cpu_time_total / 1000  # ms
+    whole = sum(totals.values())
+    row = {"benchmark": "profile_seed_cnn", "batch_size": args.batch_size, "steps": args.steps,
+           "precision": trainer.precision, "threads": torch.get_num_threads(), "ms_per_step": round(whole / args.steps, 2),
+           "share": {g: round(t / whole, 3) for g, t in sorted(totals.items(), key=lambda kv: -kv[1])},
+           "load_average": os.getloadavg(), "torch": torch.__version__}
+    print(json.dumps(row))
+    print(f"\n| group | share of self CPU time ({row['precision']}, batch {args.batch_size}, {row['threads']} threads) |\n|---|---|")
+    for group, share in row["share"].items():
+        print(f"| {group} | {share:.1%} |")
+    print(f"\n{row['ms_per_step']} ms per step (self CPU time summed over threads' ops); load average {row['load_average']}")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
+if __name__ == "__main__":
+    main()

@@ -79,7 +79,7 @@ def train_text(folder: Path, trunk: str = "transformer") -> Path:
                                         "text": {"columns": ["title", "body"], "vocab_size": 300, "max_length": 10}},
               "tasks": {"topic": {}, "words": {"kind": "regression"}},
               "model": {"trunk": {"name": trunk, "vocab_size": 300, **TEXT_TRUNKS[trunk]}},
-              "train": {"epochs": 1, "batch_size": 32, "progress": False, "threads": 1}}
+              "train": {"epochs": 1, "batch_size": 32, "progress": False, "threads": 1, "precision": "fp32"}}
     return hn.Experiment(config).fit(folder / "run").dir
 
 

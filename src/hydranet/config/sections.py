@@ -376,7 +376,8 @@ class Config(Section):
         if not named:
             self.model.trunk = TrunkMethod(name=default_trunk(self.data.source))
         table_default = not named and self.model.trunk.name == DEFAULT_TRUNKS["table"]
-        plr = self.model.trunk.name == "mlp" and self.model.trunk.options.embedding == "plr"
+        # the raw options: resolving them here would name a bad option without its section (resolve_all does later)
+        plr = self.model.trunk.name == "mlp" and self.model.trunk.raw_options.get("embedding") == "plr"
         stop = self.train.early_stopping
         if (table_default or plr) and "monitor" not in stop.model_fields_set and self.data.split.val > 0:
             stop.monitor = "val/loss"

@@ -24,9 +24,9 @@ def test_autocast_runs_matmuls_in_the_chosen_precision(precision, dtype):
 
 @pytest.mark.parametrize("op", ["matmul", "conv"])
 def test_bf16_autocast_rounds_once_like_native_hardware(op):
-    """Emulated bf16 (AVX2 CPUs) computes what native bf16 (AVX-512 BF16, AMX, tensor cores) does: inputs rounded to
-    bf16, exact products, fp32 sums, the result rounded to bf16 once; so accuracy measured here carries over. The
-    oracle sums in float64; fp32 summation order may move a result by at most one bf16 step (2**-7 relative)."""
+    """bf16 autocast on this CPU rounds the inputs to bf16, takes exact products and fp32 sums, and rounds the result
+    to bf16 once, which is what native bf16 units (AVX-512 BF16, AMX, tensor cores) are specified to do; the test
+    checks the path the host runs (emulated on AVX2), not native units. The oracle sums in float64; fp32 summation order may move a result by at most one bf16 step (2**-7 relative)."""
     f, shapes = {"matmul": (torch.matmul, ([64, 300], [300, 32])),
                  "conv": (torch.nn.functional.conv2d, ([8, 3, 12, 12], [16, 3, 3, 3]))}[op]
     gen = torch.Generator().manual_seed(0)

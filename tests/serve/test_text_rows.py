@@ -38,6 +38,8 @@ def test_batched_text_requests_answer_as_predict(backend, text_run, cli, tmp_pat
     """Three requests gathered into one batch (it closes at max_batch rows, never by the clock), each answered as
     predict answers a CSV of its rows."""
     bodies = [{"rows": text_rows(4, seed)} for seed in (1, 2, 3)]
+    bodies[0]["rows"][1]["body"] = "NA"  # a missing marker: predict's cleaning reads it as missing, so must serving
+    bodies[1]["rows"][2]["body"] = "?"
     app = create_app(load_run(text_run), ServeSettings(backend=backend, max_batch=12, max_wait_ms=3_600_000))
 
     async def together():

@@ -22,8 +22,8 @@ TOL = 1e-9  # stop when no KKT multiplier is below −TOL·max|∇F|
 def dual_weights(gram: np.ndarray, c: float) -> np.ndarray:
     """w ∈ simplex minimizing F(w) = g_w·g0 + √φ·|g_w| with g_w = Σ w_t g_t, g0 the mean gradient, √φ = c·|g0|.
 
-    The dual of max_d min_t g_t·d s.t. |d − g0| ≤ c|g0|, written with the Gram matrix only. Solved exactly by a
-    primal active-set method (Lawson & Hanson's scheme for non-negative least squares): F is minimized on the
+    The dual of max_d min_t g_t·d s.t. |d − g0| ≤ c|g0|, written with the Gram matrix only. Solved (exactly, up to a
+    ridge of 1e-10·trace(G)/T in the face solves) by a primal active-set method (Lawson & Hanson's scheme for non-negative least squares): F is minimized on the
     whole simplex first, indices leaving one at a time where their weight would turn negative (`best_on_face`,
     one small linear solve per step; real task gradients keep most of them: 2 solves for 16 MLP heads); then,
     while an index's KKT multiplier is negative, the most negative one enters (an exact line search toward its

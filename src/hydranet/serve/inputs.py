@@ -77,8 +77,9 @@ def table_body(info: DataInfo, body: Any, sensitive: Sequence[str] = ()) -> list
     if not rows:
         raise UserError("rows: the list is empty (expected at least one row)")
     columns = request_columns(info, sensitive)
+    texts = list(info.features) if info.kind == TEXT else []
     for i, row in enumerate(rows):
-        check_row(row, i, columns, texts=info.kind == TEXT)
+        check_row(row, i, columns, texts)
     return rows
 
 
@@ -87,8 +88,9 @@ def table_rows(info: DataInfo, rows: list[dict[str, Any]], sensitive: Sequence[s
     when it can (same result, no pandas), else with pandas, which words every error. A run with fairness
     thresholds keeps the frame (they read the sensitive columns from it). Texts are joined and tokenized as
     `predict` does (`text_inputs`: an empty text is refused with its row)."""
-    if info.kind == TEXT:
-        return TableRows(rows, encoded=text_inputs(info, pd.DataFrame(rows, columns=info.features), "rows"))
+    if info.kind == TEXT:  # cleaned as predict cleans a file ("NA", "?" and "" are missing); thresholds read the frame
+        frame = clean(pd.DataFrame(rows, columns=request_columns(info, sensitive)), "rows")
+        return TableRows(rows, encoded=text_inputs(info, frame, "rows"), frame=frame if sensitive else None)
     fast = encode_rows(info, rows) if not sensitive else None
     if fast is not None:
         return TableRows(*fast)
@@ -116,9 +118,9 @@ def encode_table_rows(info: DataInfo, requests: Sequence[TableRows]) -> torch.Te
     return torch.cat([request.encoded if request.encoded is not None else next(encoded) for request in requests])
 
 
-def check_row(row: Any, i: int, columns: list[str], texts: bool = False) -> None:
-    """One row: an object with exactly the trained columns, each a number, a string or null (missing); of a text
-    run, a string or null."""
+def check_row(row: Any, i: int, columns: list[str], texts: Sequence[str] = ()) -> None:
+    """One row: an object with exactly the trained columns, each a number, a string or null (missing); the `texts`
+    columns (of a text run), a string or null."""
     where = f"rows: row {i + 1} (counting from 1)"
     if not isinstance(row, dict):
         raise UserError(f"{where}: expected an object {{column: value, …}}, got {type(row).__name__}")
@@ -130,7 +132,7 @@ def check_row(row: Any, i: int, columns: list[str], texts: bool = False) -> None
     if extra:
         raise UserError(f"{where}: column {', '.join(map(repr, extra))} is not an input of this model ({expected})")
     for name, value in row.items():
-        if texts and not (value is None or isinstance(value, str)):
+        if name in texts and not (value is None or isinstance(value, str)):
             raise UserError(f"{where}: column {name!r}: expected a text (a JSON string) or null, got "
                             f"{type(value).__name__}")
         if not (value is None or isinstance(value, (str, int, float))):

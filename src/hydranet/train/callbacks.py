@@ -186,9 +186,10 @@ def make_callbacks(cfg: Any, run: RunDir, progress: bool, model: nn.Module, extr
     at fit end, before early stopping may restore its best weights), then whatever changes the epoch record or
     `should_stop` (diagnostics, early stopping, the user's `extra`) before the record and state are saved.
 
-    Under torchrun every rank decides alike (early stopping reads metrics that are equal on every rank, and restores
-    its best weights from the rank's own run folder: the other ranks' is a private scratch folder), but only rank 0
-    gets the callbacks that log, checkpoint or show something."""
+    Under torchrun every rank decides alike (early stopping reads metrics that are equal on every rank, and keeps
+    its best weights in the rank's own run folder: the other ranks' is a private scratch folder, so after a resume
+    they have no best file and keep their last weights, which nothing reads), but only rank 0 gets the callbacks
+    that log, checkpoint or show something."""
     stop, main = cfg.train.early_stopping, is_main()
     callbacks: list = make_ema(model, cfg.train.ema)
     if cfg.mtl.diagnostics_every:  # writes into the epoch record before MetricsLog and Checkpointer save it

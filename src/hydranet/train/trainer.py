@@ -57,6 +57,15 @@ class TrainingDiverged(UserError):
         self.epoch = epoch
 
 
+def member_outputs(model: nn.Module) -> dict[str, torch.Tensor] | None:
+    """An ensemble's per-member outputs of its last training forward (TabM's loss scores each member), taken off the
+    model: left there, tensors of the autograd graph would stop the model from being copied (deepcopy, pickle)."""
+    outputs = getattr(model, "member_outputs", None)
+    if outputs is not None:
+        model.member_outputs = None
+    return outputs
+
+
 class Trainer:
     """Trains a HydraNet on a Dataset; `state_dict` / `load_state_dict` make it resumable.
 
@@ -206,7 +215,7 @@ class Trainer:
         if self.tasks:  # a model without tasks (self-supervised pretraining) is trained by extra losses only
             with autocast(self.device, self.precision):
                 preds = self.model(batch["x"])  # {task: (B, outputs) or (B,)}
-        losses = self.task_losses(getattr(self.model, "member_outputs", None) or preds, batch)
+        losses = self.task_losses(member_outputs(self.model) or preds, batch)
         for extra in self.extra_losses:  # named terms beside the tasks' ("digit@trades", "simclr")
             losses.update(extra(self.model, batch))
         self.hook("on_losses", losses)  # before backward: diagnostics may take per-term gradients here
@@ -241,7 +250,7 @@ class Trainer:
         """The loss function handed to perturbations (attacks maximize it)."""
         with autocast(self.device, self.precision):
             preds = model(batch["x"])
-        return self.task_losses(preds, batch)
+        return self.task_losses(member_outputs(model) or preds, batch)  # an ensemble: what training minimizes
 
     def _epoch_record(self, means: dict[str, float], weights: dict[str, float]) -> dict:
         """{"epoch", "lr", "train": {term: {"loss", stats…}, "loss": Σ terms}, "weights": {term: mean w}}."""

@@ -12,7 +12,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from hydranet.distributed.context import exchanging, rank, world_size
-from hydranet.distributed.reduce import global_mean
+from hydranet.distributed.reduce import global_mean, summed
 
 
 class Gathered(NamedTuple):
@@ -61,11 +61,9 @@ def mean_over_ranks(total: Tensor, count: int | Tensor) -> Tensor:
 
 
 def _summed(x: Tensor) -> Tensor:
-    """A contiguous copy of `x` summed over ranks (collectives work in place; autograd's tensors must not change)."""
-    total = x.clone(memory_format=torch.contiguous_format)
-    with exchanging("a differentiable sum"):
-        dist.all_reduce(total)
-    return total
+    """A contiguous copy of `x` summed over ranks (`reduce.summed`: collectives work in place, and autograd's
+    tensors must not change)."""
+    return summed(x.contiguous(), "a differentiable sum")
 
 
 def _row_counts(rows: int, device: torch.device, world: int) -> list[int]:

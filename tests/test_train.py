@@ -132,3 +132,21 @@ def test_optimizer_state_comes_back_in_the_parameters_layout(tmp_path):
         return conv.weight.detach()
 
     assert torch.equal(step_twice(resume=True), step_twice(resume=False))
+
+
+def test_a_model_can_be_copied_right_after_a_step_on_its_shared_features(tmp_path, tiny_csv):
+    """MGDA-UB reads the forward's shared features off the model; the trainer drops them after the backward, so a
+    callback (or a user) can deepcopy the model between steps: a tensor of the autograd graph cannot be copied."""
+    import copy
+
+    class CopyAfterEachStep:
+        copies = 0
+
+        def on_step_end(self, trainer, *args):
+            copy.deepcopy(trainer.model)
+            CopyAfterEachStep.copies += 1
+
+    cfg = tiny_table_config(tiny_csv, epochs=1)
+    cfg["mtl"] = {"balancer": {"name": "mgda", "gradients": "representation"}}
+    Experiment(cfg).fit(tmp_path / "run", callbacks=[CopyAfterEachStep()])
+    assert CopyAfterEachStep.copies > 0

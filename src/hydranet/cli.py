@@ -21,7 +21,7 @@ from hydranet.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="hydranet: multi-task deep learning — one shared trunk, one head per task.")
-console = Console()
+console = Console(soft_wrap=True)  # paths and one-line messages are never broken across lines
 
 EXPERIMENT = typer.Argument(None, help="built-in experiment name or YAML file (default: quickstart)")
 SET = typer.Option([], "--set", "-s", help="override a config field: --set train.epochs=5 (repeatable)")

@@ -10,7 +10,10 @@ import hydranet as hn
 
 
 def fit_quietly(experiment: dict, folder) -> hn.Model:
-    """Train on one thread (the tiny models are faster so, and the machine is shared) and load the run."""
+    """Train on one thread (the tiny models are faster so, and the machine is shared) and load the run. In fp32:
+    `precision: auto` would train in bf16 on bf16 hardware only, and the completeness checks need the same weights
+    on every machine (a bf16-trained digits CNN has an example whose ink path needs more than MAX_STEPS)."""
+    experiment = {**experiment, "train": {**experiment.get("train", {}), "precision": "fp32"}}
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

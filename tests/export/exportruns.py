@@ -39,7 +39,8 @@ def train_table(folder: Path, sharing: str = "hard", encoder: dict | None = None
     table_frame(200, seed=0).to_csv(path, index=False)
     config = {"name": "tiny4", "data": {"source": "csv", "path": str(path), "split": {"val": 0.2, "test": 0.2},
                                         "encoder": {"name": "table", **(encoder or {})}},
-              "tasks": KINDS_TABLE, "model": {"trunk": trunk or {"name": "mlp", "hidden": [16]}, "sharing": {"name": sharing}},
+              "tasks": KINDS_TABLE,
+              "model": {"trunk": trunk or {"name": "mlp", "hidden": [16]}, "sharing": {"name": sharing}},
               "train": {"epochs": 1, "batch_size": 32, "progress": False, "precision": "fp32"}}
     return hn.Experiment(config).fit(folder / "run").dir
 

@@ -47,9 +47,11 @@ def pandas_path(info, *rows: dict) -> tuple[pd.DataFrame, torch.Tensor]:
     return frame, to_model_inputs(info, frame=frame)
 
 
-ENCODINGS = {"quantile, codes, indicators": {"numeric": "quantile", "categorical": "embedding", "missing_indicators": True},
-             "robust, one-hot, indicators": {"numeric": "robust", "missing_indicators": True},
-             "standard, codes": {"categorical": "embedding"}}
+ENCODINGS = {
+    "quantile, codes, indicators": {"numeric": "quantile", "categorical": "embedding", "missing_indicators": True},
+    "robust, one-hot, indicators": {"numeric": "robust", "missing_indicators": True},
+    "standard, codes": {"categorical": "embedding"},
+}
 
 
 @pytest.mark.parametrize("options", list(ENCODINGS.values()), ids=list(ENCODINGS))

@@ -155,9 +155,10 @@ def test_mini_is_refused_where_the_sharing_builds_several_trunks(tiny_csv, tmp_p
 
 def test_mini_builds_with_one_expert_and_tabm_adapts_every_expert(tiny_csv):
     info = build_dataset(validate(tiny_table_config(tiny_csv))).info
-    mini, _ = build_model_for(ensemble_config(tiny_csv, {"name": "mmoe", "experts": 1}, "mini"), info, torch.device("cpu"))
+    cpu = torch.device("cpu")
+    mini, _ = build_model_for(ensemble_config(tiny_csv, {"name": "mmoe", "experts": 1}, "mini"), info, cpu)
     (adapted,) = [m for m in mini.modules() if isinstance(m, EnsembleLinear)]
     assert adapted is mini.trunk.experts[0].layers[1] and mini.members == 2  # the one expert's first Linear
-    tabm, _ = build_model_for(ensemble_config(tiny_csv, {"name": "mmoe"}, "tabm"), info, torch.device("cpu"))
+    tabm, _ = build_model_for(ensemble_config(tiny_csv, {"name": "mmoe"}, "tabm"), info, cpu)
     assert len(tabm.trunk.experts) == 4 and tabm.members == 2
     assert all(isinstance(expert.layers[1], EnsembleLinear) for expert in tabm.trunk.experts)

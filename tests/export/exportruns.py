@@ -32,12 +32,15 @@ def table_frame(n: int, seed: int) -> pd.DataFrame:
     return frame
 
 
-def train_table(folder: Path, sharing: str = "hard") -> Path:
-    """A 4-task MLP run on a 200-row table, one epoch."""
+def train_table(folder: Path, sharing: str = "hard", encoder: dict | None = None, trunk: dict | None = None) -> Path:
+    """A 4-task run on a 200-row table, one epoch: an MLP on the default encoding unless `encoder` (data.encoder's
+    options) and `trunk` (model.trunk) say otherwise."""
     path = folder / "train.csv"
     table_frame(200, seed=0).to_csv(path, index=False)
-    config = {"name": "tiny4", "data": {"source": "csv", "path": str(path), "split": {"val": 0.2, "test": 0.2}},
-              "tasks": KINDS_TABLE, "model": {"trunk": {"name": "mlp", "hidden": [16]}, "sharing": {"name": sharing}},
+    config = {"name": "tiny4", "data": {"source": "csv", "path": str(path), "split": {"val": 0.2, "test": 0.2},
+                                        "encoder": {"name": "table", **(encoder or {})}},
+              "tasks": KINDS_TABLE,
+              "model": {"trunk": trunk or {"name": "mlp", "hidden": [16]}, "sharing": {"name": sharing}},
               "train": {"epochs": 1, "batch_size": 32, "progress": False, "precision": "fp32"}}
     return hn.Experiment(config).fit(folder / "run").dir
 

@@ -8,11 +8,12 @@ import math
 import pandas as pd
 import pytest
 import torch
-from tests.export.exportruns import table_frame
+from tests.export.exportruns import KINDS_TABLE, table_frame
 from tests.serve.servehelpers import FEATURES, assert_same_as_predict, json_rows
 from tests.serve.test_app import client, columns
 
-from hydranet.data import to_model_inputs
+from hydranet.config import validate
+from hydranet.data import build_dataset, to_model_inputs
 from hydranet.data.sources.table import clean
 from hydranet.predict import checked_table
 from hydranet.serve.inputs import encode_table_rows, table_request
@@ -44,6 +45,32 @@ def plain_rows() -> list[dict]:
 def pandas_path(info, *rows: dict) -> tuple[pd.DataFrame, torch.Tensor]:
     frame = checked_table(info, clean(pd.DataFrame(list(rows), columns=FEATURES), "rows"), "rows")
     return frame, to_model_inputs(info, frame=frame)
+
+
+ENCODINGS = {
+    "quantile, codes, indicators": {"numeric": "quantile", "categorical": "embedding", "missing_indicators": True},
+    "robust, one-hot, indicators": {"numeric": "robust", "missing_indicators": True},
+    "standard, codes": {"categorical": "embedding"},
+}
+
+
+@pytest.mark.parametrize("options", list(ENCODINGS.values()), ids=list(ENCODINGS))
+def test_every_encoding_takes_the_one_row_path_with_the_pandas_inputs(options, tmp_path):
+    """Quantile and robust scaling, missing indicators (x2 has gaps in train) and category codes: one row and
+    several encode as the run's TableEncoder encodes them after pandas' checks, to the bit."""
+    path = tmp_path / "train.csv"
+    table_frame(200, seed=0).to_csv(path, index=False)
+    config = validate({"data": {"source": "csv", "path": str(path), "encoder": {"name": "table", **options}},
+                       "tasks": KINDS_TABLE, "model": {"trunk": {"name": "mlp"}}})
+    info = build_dataset(config).info
+    indicator, colors = int(options.get("missing_indicators", False)), 1 if options.get("categorical") else 3
+    assert info.input_shape[0] == 2 + indicator + colors  # x1, x2 (and its indicator), color (code or one-hot)
+    rows = [*plain_rows(), *FAST]
+    for request_rows in ([[row] for row in rows] + [rows]):
+        request, (frame, expected) = table_request(info, {"rows": request_rows}), pandas_path(info, *request_rows)
+        assert request.encoded is not None, request_rows
+        assert torch.equal(encode_table_rows(info, [request]), expected), request_rows
+        assert_same_rows(request.rows, frame)
 
 
 def assert_same_rows(got: list[dict], frame: pd.DataFrame) -> None:

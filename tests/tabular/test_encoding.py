@@ -1,6 +1,6 @@
 """Encoder options (data.encoder): quantile and robust scaling against scikit-learn, missing indicators, category
 codes with an unknown slot, fitted on train only, stored in the run so a reloaded run predicts identically; the
-commands that only reproduce the plain encoding refuse the others in one line."""
+readers that only reproduce the plain encoding refuse the others in one line."""
 
 import numpy as np
 import pandas as pd
@@ -127,15 +127,17 @@ def test_a_trunk_that_does_not_embed_categories_is_refused(tiny_csv, tmp_path):
     assert "\n" not in str(err.value) and not (tmp_path / "run").exists()
 
 
-def test_readers_of_the_plain_encoding_refuse_or_step_aside(tiny_csv):
+def test_readers_of_the_plain_encoding_refuse_and_the_others_read_every_one(tiny_csv):
+    """A distillation teacher's input map refuses other encodings. The export (tests/export/test_table_encodings.py)
+    and the server's one-row path (tests/serve/test_onerow.py) reproduce every encoding."""
     info = build_dataset(rich_config(tiny_csv)).info
-    with pytest.raises(UserError, match=r"^data.encoder: the exported preprocessing"):
-        preprocessing(info)
+    assert [c.get("scaling", c.get("encoding")) for c in preprocessing(info)["columns"]] == ["quantile", "quantile",
+                                                                                            "embedding"]
     plain = build_dataset(validate(tiny_table_config(tiny_csv))).info
     with pytest.raises(UserError, match=r"^teacher: its inputs are encoded otherwise"):
         input_map(plain, info, "teacher")
     row = {"x1": 0.5, "x2": 1.0, "color": "red"}
-    assert encode_rows(info, [row]) is None and encode_rows(plain, [row]) is not None  # the server's pandas path
+    assert encode_rows(info, [row]) is not None and encode_rows(plain, [row]) is not None
     names, groups = source_columns(info)
     assert names == ["x1", "x2", "color"] and groups.tolist() == [[0, 1, 2]]  # no gaps in the tiny train split
 

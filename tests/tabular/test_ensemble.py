@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hydranet.api import load
-from hydranet.config import NoOptions, validate
+from hydranet.config import NoOptions, load_config, validate
 from hydranet.data import build_dataset
 from hydranet.errors import UserError
 from hydranet.models import build_model
@@ -116,3 +116,49 @@ def test_pretraining_refuses_an_ensemble(tiny_csv, tmp_path):
     with pytest.raises(UserError, match=r"^model.ensemble: pretraining feeds the trunk alone"):
         pretrain(config, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("style", ["tabm", "mini"])
+def test_an_ensemble_style_without_an_ensemble_is_refused(tiny_csv, style):
+    """A style set with model.ensemble 1 would do nothing: refused in one line naming it. Unset it is null, so a
+    config dumped whole (a run's config.yaml, tune's trials) validates again, and a run saved when it defaulted to
+    tabm still loads."""
+    with pytest.raises(UserError, match=rf"^config: model.ensemble_style: {style} styles the members of an "
+                                        rf"ensemble, and model.ensemble is 1") as err:
+        load_config(tiny_table_config(tiny_csv), [f"model.ensemble_style={style}"])
+    assert "\n" not in str(err.value)
+    plain = validate(tiny_table_config(tiny_csv))
+    assert plain.model.ensemble_style is None
+    dumped = plain.model_dump(mode="json")
+    assert validate(dumped).model_dump() == plain.model_dump()
+    saved_before = copy.deepcopy(dumped)
+    saved_before["model"]["ensemble_style"] = "tabm"
+    assert validate(saved_before, stored=True).model.ensemble_style is None
+    chosen = load_config(tiny_table_config(tiny_csv), ["model.ensemble=2", f"model.ensemble_style={style}"])
+    assert chosen.model.ensemble_style == style
+
+
+def ensemble_config(tiny_csv, sharing: dict, style: str):
+    return validate(tiny_table_config(tiny_csv) | {"model": {"trunk": {"name": "mlp", "hidden": [8]}, "sharing": sharing,
+                                                             "ensemble": 2, "ensemble_style": style}})
+
+
+@pytest.mark.parametrize("sharing", ["mmoe", "cgc", "cross_stitch"])
+def test_mini_is_refused_where_the_sharing_builds_several_trunks(tiny_csv, tmp_path, sharing):
+    """Mini adapts the model's first linear layer: under soft sharing that is expert (or column) 0's alone, so the
+    members would share every other expert. Refused in one line before a run folder exists."""
+    with pytest.raises(UserError, match=rf"^model.ensemble_style: mini adapts the first linear layer of one trunk, "
+                                        rf"and model.sharing {sharing} builds \d+ ") as err:
+        fit(ensemble_config(tiny_csv, {"name": sharing}, "mini"), tmp_path / "run", progress=False)
+    assert "\n" not in str(err.value) and not (tmp_path / "run").exists()
+
+
+def test_mini_builds_with_one_expert_and_tabm_adapts_every_expert(tiny_csv):
+    info = build_dataset(validate(tiny_table_config(tiny_csv))).info
+    cpu = torch.device("cpu")
+    mini, _ = build_model_for(ensemble_config(tiny_csv, {"name": "mmoe", "experts": 1}, "mini"), info, cpu)
+    (adapted,) = [m for m in mini.modules() if isinstance(m, EnsembleLinear)]
+    assert adapted is mini.trunk.experts[0].layers[1] and mini.members == 2  # the one expert's first Linear
+    tabm, _ = build_model_for(ensemble_config(tiny_csv, {"name": "mmoe"}, "tabm"), info, cpu)
+    assert len(tabm.trunk.experts) == 4 and tabm.members == 2
+    assert all(isinstance(expert.layers[1], EnsembleLinear) for expert in tabm.trunk.experts)

@@ -73,7 +73,16 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
         if method is not None and method["name"] in methods:
             method.setdefault(option, value)
     _drop_undeclared(data)
+    _drop_unused_ensemble_style(data)
     return data
+
+
+def _drop_unused_ensemble_style(data: dict[str, Any]) -> None:
+    """Runs saved while `model.ensemble_style` defaulted to tabm store it even for a plain model (ensemble 1),
+    where it did nothing; new input refuses it there (Config._check_ensemble)."""
+    model = data.get("model")
+    if isinstance(model, dict) and model.get("ensemble", 1) == 1:
+        model.pop("ensemble_style", None)
 
 
 def _method_dict(data: dict[str, Any], field: str) -> dict[str, Any] | None:

@@ -124,7 +124,7 @@ class ModelConfig(Section):
     head_hidden: list[int] = Field([], description="hidden widths of each task head (empty: a linear head)")
     head_dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each head")
     ensemble: int = Field(1, ge=1, description="members of an efficient ensemble (TabM: linear weights shared with per-member adapters, each member its own output layer and trained on its own loss; their predictions are averaged); 1: a plain model")
-    ensemble_style: Literal["tabm", "mini"] = Field("tabm", description="model.ensemble > 1: tabm (rank-1 adapters and biases in every shared linear layer) | mini (TabM-mini: one adapter at the trunk's first linear layer, the rest shared)")
+    ensemble_style: Literal["tabm", "mini"] | None = Field(None, description="model.ensemble > 1: tabm (rank-1 adapters and biases in every shared linear layer; null means tabm) | mini (TabM-mini: one adapter at the trunk's first linear layer, the rest shared; refused where the sharing builds several trunks: mmoe, cgc, cross_stitch); refused with model.ensemble 1")
     weight_init: Literal["default", "glorot"] = Field("default", description="default: each layer's own init (PyTorch's; Kaiming for the resnet trunk) | glorot: Glorot-uniform weights and zero biases in every conv and linear layer, as Keras starts them (for models ported from Keras)")
     init_from: str | None = Field(None, description="start from these weights: a run directory (its trunk.safetensors or model.safetensors) or a .safetensors/.pt state-dict file (null: random init)")
     init_map: dict[str, str] = Field({}, description="init_from: rename source key prefixes before matching, e.g. {'backbone.': 'trunk.'} for a plain PyTorch state dict")
@@ -402,6 +402,7 @@ class Config(Section):
         unknown = [t for t in teacher if t not in self.tasks] if isinstance(teacher, dict) else []
         if unknown:
             raise ValueError(f"distill.teacher: {unknown[0]!r} is not a task (tasks: {', '.join(self.tasks)})")
+        self._check_ensemble()
         monitor = self.train.early_stopping.monitor
         problem = None if monitor is None else metric_problem(self.tasks, monitor)
         if problem:
@@ -422,6 +423,15 @@ class Config(Section):
         if tasks:
             raise ValueError(f"{'data.weight_column' if tasks[0] == self.data.weight_column else 'fairness.sensitive'}: "
                              f"{tasks[0]!r} is a task column (expected another column)")
+
+    def _check_ensemble(self) -> None:
+        """A style names how members differ; with one member there are none, and it would do nothing silently.
+        Its default is null, not tabm, so a saved or dumped config (which names every field) says whether a user
+        chose one; run folders saved when the default was tabm are upgraded (config/migrate.py)."""
+        style = self.model.ensemble_style
+        if style is not None and self.model.ensemble == 1:
+            raise ValueError(f"model.ensemble_style: {style} styles the members of an ensemble, and model.ensemble is "
+                             f"1 (a plain model); set model.ensemble to 2 or more, or leave model.ensemble_style out")
 
     def _check_freeze(self) -> None:
         freeze = self.train.freeze

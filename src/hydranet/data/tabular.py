@@ -70,8 +70,8 @@ class TableEncoder:
 
     @property
     def plain(self) -> bool:
-        """Standardized numbers and one-hot categories only: the affine encoding that the export's standalone
-        preprocessing, the server's one-row path and a distillation teacher's input map reproduce."""
+        """Standardized numbers and one-hot categories only: the affine encoding a distillation teacher's input map
+        reproduces (the export's standalone preprocessing and the server's one-row path reproduce every one)."""
         return (self.options.numeric == "standard" and not self.embedded
                 and not any(c.get("indicator") for c in self.columns))
 
@@ -168,6 +168,14 @@ def _checked_numbers(series: pd.Series, column: dict[str, Any]) -> np.ndarray:
     return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def scaled_number(value: float, column: dict[str, Any]) -> np.float32:
+    """One present number of a fitted numeric column, scaled exactly as `transform` scales the whole column (the
+    server's one-row path): plain float arithmetic for a standardized column, else the column's own scaling."""
+    if "mean" in column:
+        return np.float32((value - column["mean"]) / column["std"])
+    return _scaled(np.array([value], dtype=np.float64), column)[0]
+
+
 def _scaled(x: np.ndarray, column: dict[str, Any]) -> np.ndarray:
     """Scale by the column's fitted statistics; which ones it holds says which scaling it was fitted with."""
     if "quantiles" in column:
@@ -181,11 +189,19 @@ def _quantile_normal(x: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
     """x → Φ⁻¹(its rank among the train quantiles), interpolated linearly between them. A value repeated over many
     quantiles (a discrete column) gets the mean of its ranks: scikit-learn's sends the smallest and largest values
     to ±5.2 however many rows hold them."""
-    values, group = np.unique(quantiles, return_inverse=True)
+    values, ranks = quantile_ranks(quantiles)
     if len(values) < 2:
         return np.zeros_like(x)
-    ranks = np.bincount(group, weights=np.linspace(0, 1, len(quantiles))) / np.bincount(group)
     return ndtri(np.clip(np.interp(x, values, ranks), QUANTILE_BOUND, 1 - QUANTILE_BOUND))
+
+
+def quantile_ranks(quantiles: np.ndarray | list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct train quantiles (ascending) and the rank in [0, 1] each maps to, the mean of the ranks it
+    holds: what quantile scaling interpolates between (here and in the export's standalone preprocessing)."""
+    quantiles = np.asarray(quantiles, dtype=np.float64)
+    values, group = np.unique(quantiles, return_inverse=True)
+    ranks = np.bincount(group, weights=np.linspace(0, 1, len(quantiles))) / np.bincount(group)
+    return values, ranks
 
 
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:

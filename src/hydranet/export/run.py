@@ -32,7 +32,7 @@ def export_run(run: Run, out: str | Path | None = None) -> dict[str, Any]:
     anything else is refused, so no file of the user's is overwritten. Nothing is written when the exporter
     refuses a part of the model or ONNX Runtime disagrees with PyTorch.
     """
-    steps = preprocessing(run.info)  # refuses an encoding the standalone preprocessing cannot reproduce, before any work
+    steps = preprocessing(run.info)
     versions = require_packages()
     folder = Path(out) if out is not None else run.dir / "export"
     identity = RunDir.open(run.dir).identity()

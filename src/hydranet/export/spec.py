@@ -9,9 +9,8 @@ from typing import Any
 from hydranet.data import DataInfo
 from hydranet.data.dataset import MISSING_STRINGS
 from hydranet.data.info import TEXT
-from hydranet.data.tabular import TableEncoder
+from hydranet.data.tabular import QUANTILE_BOUND, TableEncoder, quantile_ranks
 from hydranet.data.text import CLS_ID, PAD_ID
-from hydranet.errors import UserError
 from hydranet.export.graph import OPSET
 from hydranet.export.inputs import INPUT, GraphInputs
 from hydranet.tasks import Task
@@ -22,9 +21,14 @@ TABLE_STEPS = [
     "read the CSV with pandas, '?' as missing (na_values=['?']); strip column names",
     "in text columns, strip each cell, treat `missing` markers as missing, and read the column as numbers when "
     "every present cell is one",
-    "numeric column: (value - mean) / std in float64, then float32; missing -> 0 (the train mean)",
-    "categorical column: one float per category in `categories` order, 1.0 where the stripped text equals it; "
-    "missing or unseen values -> all 0",
+    "numeric column, by its `scaling`, in float64, then float32: standard: (value - mean) / std; robust: "
+    "(value - median) / iqr; quantile: Phi^-1(clip(interp(value, values, ranks), bound, 1 - bound)), interp "
+    "numpy.interp's piecewise-linear interpolation, Phi^-1 the standard normal quantile function (0 when `values` "
+    "holds fewer than two); missing -> 0 (the train centre of every scaling)",
+    "numeric column with `indicator` true: one more float after it, 1.0 where the value is missing, else 0.0",
+    "categorical column, by its `encoding`: onehot: one float per category in `categories` order, 1.0 where the "
+    "stripped text equals it, missing or unseen values -> all 0; embedding: one float, the category's position in "
+    "`categories` plus 1, missing or unseen values -> 0 (the unknown slot; the graph embeds the code)",
     "concatenate in `columns` order: a float32 matrix (N, width) whose columns are `features`",
 ]
 IMAGE_STEPS = [
@@ -61,12 +65,27 @@ def preprocessing(info: DataInfo) -> dict[str, Any]:
                 "mode": "L" if info.channels == 1 else "RGB", "scale": info.scale,
                 "mean": list(info.mean), "std": list(info.std), "steps": IMAGE_STEPS}
     encoder = TableEncoder.from_state(info.encoder or {"columns": []})
-    if not encoder.plain:
-        raise UserError(f"data.encoder: the exported preprocessing reproduces standardized numbers and one-hot "
-                        f"categories only; this run's encoder is {encoder.options.model_dump()} (serve it with "
-                        f"`hydranet serve`, or train with the default data.encoder to export it)")
     return {**base, "width": len(encoder.feature_names), "missing": sorted(MISSING_STRINGS),
-            "columns": encoder.state_dict()["columns"], "features": encoder.feature_names, "steps": TABLE_STEPS}
+            "columns": [table_column(c, encoder) for c in encoder.columns], "features": encoder.feature_names,
+            "steps": TABLE_STEPS}
+
+
+def table_column(column: dict[str, Any], encoder: TableEncoder) -> dict[str, Any]:
+    """One fitted column as preprocessing.json gives it: which scaling or encoding it has, named (the encoder's state
+    says it by which statistics it holds), and the numbers that apply it. Quantile scaling gives the distinct train
+    quantiles and the rank each maps to, so a reader interpolates without repeating the fit's tie rule."""
+    name = column["name"]
+    if column["kind"] == "categorical":
+        return {"name": name, "kind": "categorical", "encoding": encoder.options.categorical,
+                "categories": list(column["categories"])}
+    if "quantiles" in column:
+        values, ranks = quantile_ranks(column["quantiles"])
+        scaling = {"scaling": "quantile", "values": values.tolist(), "ranks": ranks.tolist(), "bound": QUANTILE_BOUND}
+    elif "median" in column:
+        scaling = {"scaling": "robust", "median": column["median"], "iqr": column["iqr"]}
+    else:
+        scaling = {"scaling": "standard", "mean": column["mean"], "std": column["std"]}
+    return {"name": name, "kind": "numeric", **scaling, "indicator": bool(column.get("indicator"))}
 
 
 def sequence_preprocessing(info: DataInfo) -> dict[str, Any]:

@@ -17,12 +17,14 @@ import csv
 import json
 import sys
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+NORMAL = NormalDist()  # the standard normal: inv_cdf is Phi^-1 (Wichura's AS241, accurate to float64 rounding)
 
 
 def predict(folder: str | Path, inputs: list[str | Path]) -> pd.DataFrame:
@@ -143,7 +145,8 @@ def clean(frame: pd.DataFrame, markers: set[str]) -> pd.DataFrame:
 
 
 def encode_column(series: pd.Series, column: dict, markers: set[str]) -> np.ndarray:
-    """A numeric column standardized (missing → 0), or a categorical one one-hot (missing, unseen → zeros)."""
+    """A numeric column scaled (missing → 0), then its missing indicator if it has one; a categorical one one-hot
+    (missing, unseen → zeros) or as its code (missing, unseen → 0)."""
     series = series.reset_index(drop=True)
     text = series.astype(str).str.strip()
     numeric_dtype = pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
@@ -153,15 +156,33 @@ def encode_column(series: pd.Series, column: dict, markers: set[str]) -> np.ndar
         numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         if (np.isnan(numbers) & ~missing).any():
             raise ValueError(f"column {column['name']!r}: a value is not a number")
-        if np.isinf(numbers).any():  # hydranet refuses ±inf too: a standardized inf would be inf or NaN outputs
+        if np.isinf(numbers).any():  # hydranet refuses ±inf too: a scaled inf would be inf or NaN outputs
             raise ValueError(f"column {column['name']!r}: a value is infinite (expected finite numbers)")
-        z = ((numbers - column["mean"]) / column["std"]).astype(np.float32)
-        return np.where(missing, np.float32(0), z)[:, None]
+        z = np.where(missing, np.float32(0), scale(np.where(missing, 0.0, numbers), column))
+        parts = [z, missing.astype(np.float32)] if column.get("indicator") else [z]
+        return np.stack(parts, axis=1).astype(np.float32)
     codes = pd.Categorical(text.where(~missing), categories=column["categories"]).codes
+    if column.get("encoding") == "embedding":  # the code the graph embeds; 0: missing or unseen
+        return (codes.astype(np.float32) + 1)[:, None]
     out = np.zeros((len(series), len(column["categories"])), np.float32)
     rows = np.flatnonzero(codes >= 0)
     out[rows, codes[rows]] = 1.0
     return out
+
+
+def scale(numbers: np.ndarray, column: dict) -> np.ndarray:
+    """Finite numbers → float32 by the column's `scaling`: standard, robust, or quantile (the interpolated train
+    rank, clipped, through the standard normal quantile function)."""
+    scaling = column.get("scaling", "standard")
+    if scaling == "quantile":
+        values, ranks = np.asarray(column["values"], np.float64), np.asarray(column["ranks"], np.float64)
+        if len(values) < 2:
+            return np.zeros(len(numbers), np.float32)
+        p = np.clip(np.interp(numbers, values, ranks), column["bound"], 1 - column["bound"])
+        return np.array([NORMAL.inv_cdf(float(v)) for v in p], np.float64).astype(np.float32)
+    if scaling == "robust":
+        return ((numbers - column["median"]) / column["iqr"]).astype(np.float32)
+    return ((numbers - column["mean"]) / column["std"]).astype(np.float32)
 
 
 def image_inputs(pre: dict, inputs: list[str | Path], folder: Path) -> tuple[dict, list[str]]:

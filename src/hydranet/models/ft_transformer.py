@@ -65,7 +65,8 @@ class FTTransformer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         tokens = self.tokenizer(x)  # (B, F, W)
-        tokens = torch.cat([self.cls.expand(len(tokens), -1, -1), tokens], dim=1)  # (B, 1 + F, W)
+        # shape[0], not len(): the exporter keeps it symbolic, where len() would fix the graph's batch size
+        tokens = torch.cat([self.cls.expand(tokens.shape[0], -1, -1), tokens], dim=1)  # (B, 1 + F, W)
         keep = torch.ones(tokens.shape[:2], dtype=torch.bool, device=x.device)  # every column is real
         return torch.relu(self.encoder(tokens, keep)[:, 0])  # (B, W): the [CLS] token's output
 

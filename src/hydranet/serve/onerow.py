@@ -1,6 +1,6 @@
 """Small table requests checked and encoded in plain Python: the same model inputs as `clean`, `checked_table` and
-`TableEncoder` give them, without their pandas work (about 40 ms of a one-row request on two busy cores), for the
-default encoding (standardized numbers, one-hot categories); other encodings go the pandas way.
+`TableEncoder` give them, without their pandas work (about 40 ms of a one-row request on two busy cores), for every
+encoding (`data.encoder`: standardized, quantile or robust numbers, missing indicators, one-hot or coded categories).
 
 It takes only what it knows it reads as pandas does: JSON numbers in numeric columns, text that is no number in
 text columns, and missing values. Anything else (text in a numeric column, a number in a text column, text that
@@ -18,7 +18,7 @@ import torch
 from hydranet.data import DataInfo
 from hydranet.data.dataset import MISSING_STRINGS
 from hydranet.data.finite import FLOAT32_MAX
-from hydranet.data.tabular import TableEncoder
+from hydranet.data.tabular import TableEncoder, scaled_number
 
 MISSING = object()  # a missing cell: null, or a missing marker such as "?" or ""
 INT64_LIMIT = 2 ** 63  # larger ints make pandas' column object-typed, not int64
@@ -31,42 +31,45 @@ class _PandasWay(Exception):
 
 def encode_rows(info: DataInfo, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], torch.Tensor] | None:
     """(the cleaned rows, their model inputs (N, F)) of checked rows with exactly the trained columns; None when a
-    cell needs the pandas path, when there are more than MAX_ROWS rows (pandas' per-request cost is then the
-    smaller one), or when the encoding is not the plain one this module reproduces. Each cell is read on its own:
-    a column pandas would type from several rows reads the same, since a cell whose reading depends on its
-    neighbours (text in a numeric column, a number in a text column, text that parses as a number) goes the
-    pandas way."""
-    encoder = TableEncoder.from_state(info.encoder)
-    if len(rows) > MAX_ROWS or not encoder.plain:
+    cell needs the pandas path, or when there are more than MAX_ROWS rows (pandas' per-request cost is then the
+    smaller one). Each cell is read on its own: a column pandas would type from several rows reads the same, since
+    a cell whose reading depends on its neighbours (text in a numeric column, a number in a text column, text that
+    parses as a number) goes the pandas way."""
+    if len(rows) > MAX_ROWS:
         return None
-    columns = info.encoder["columns"]
-    out = np.zeros((len(rows), sum(encoder.width(c) for c in columns)), dtype=np.float32)
+    encoder = TableEncoder.from_state(info.encoder)
+    out = np.zeros((len(rows), len(encoder.feature_names)), dtype=np.float32)
     try:
-        cleaned = [encode_row(columns, row, encoded) for row, encoded in zip(rows, out)]
+        cleaned = [encode_row(encoder, row, encoded) for row, encoded in zip(rows, out)]
     except _PandasWay:
         return None
     return cleaned, torch.from_numpy(out)
 
 
-def encode_row(columns: list[dict[str, Any]], row: dict[str, Any], out: np.ndarray) -> dict[str, Any]:
-    """One row's cells encoded into `out` (zeros, F); the cleaned row. Raises _PandasWay for a cell it does not
-    read."""
+def encode_row(encoder: TableEncoder, row: dict[str, Any], out: np.ndarray) -> dict[str, Any]:
+    """One row's cells encoded into `out` (zeros, F) as `encoder` encodes them; the cleaned row. Raises _PandasWay
+    for a cell it does not read."""
     cleaned, start = {}, 0
-    for column in columns:
+    for column in encoder.columns:
         value = cell(row[column["name"]])
         cleaned[column["name"]] = math.nan if value is MISSING else value
         if column["kind"] == "numeric":
             if isinstance(value, str):
                 raise _PandasWay  # text in a numeric column: pandas names the cell in its error
-            if value is not MISSING:  # missing: the train mean, 0 once standardized
-                out[start] = np.float32((float(value) - column["mean"]) / column["std"])
-            start += 1
+            if value is not MISSING:  # missing: 0, the train centre of every scaling
+                out[start] = scaled_number(float(value), column)
+            elif column.get("indicator"):
+                out[start + 1] = 1.0
+            start += encoder.width(column)
             continue
         if not (value is MISSING or isinstance(value, str)):
             raise _PandasWay  # a number in a text column: pandas decides how it is spelled
-        if value in column["categories"]:  # unknown and missing text: no category
+        known = value is not MISSING and value in column["categories"]  # unknown and missing text: no category
+        if encoder.embedded:  # the code: 1 + the category's position, 0 the unknown slot
+            out[start] = column["categories"].index(value) + 1 if known else 0
+        elif known:
             out[start + column["categories"].index(value)] = 1.0
-        start += len(column["categories"])
+        start += encoder.width(column)
     return cleaned
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from hydranet import registry
 from hydranet.config import ModelConfig
+from hydranet.errors import UserError
 from hydranet.models.ensemble import make_ensemble
 from hydranet.models.hydranet import HydraNet
 from hydranet.models.resize import resize
@@ -20,10 +21,17 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], tasks: dict[str,
                 cardinalities: tuple[int, ...] = ()) -> HydraNet:
     """The model of a config: the sharing named by `model.sharing` wires trunk and heads, at the widths structured
     pruning left when `model.pruned` lists them, as `model.ensemble` members. `cardinalities` marks a table's inputs
-    that hold category codes (`TableEncoder.cardinalities`)."""
+    that hold category codes (`TableEncoder.cardinalities`). TabM-mini's one adapter is refused where the sharing
+    built several trunks (counted by `ModelParts.new_trunk`, so a plugin's sharing is judged as the built-ins)."""
     factory = registry.get("sharing", cfg.sharing.name, "model.sharing")
-    model = resize(factory(cfg.sharing.options, ModelParts.of(cfg, input_shape, tasks, cardinalities)), cfg.pruned)
-    return make_ensemble(model, cfg.ensemble, cfg.ensemble_style)
+    parts = ModelParts.of(cfg, input_shape, tasks, cardinalities)
+    model = resize(factory(cfg.sharing.options, parts), cfg.pruned)
+    style = cfg.ensemble_style or "tabm"
+    if cfg.ensemble > 1 and style == "mini" and parts.trunks > 1:
+        raise UserError(f"model.ensemble_style: mini adapts the first linear layer of one trunk, and model.sharing "
+                        f"{cfg.sharing.name} builds {parts.trunks} (its experts or columns), so the members would "
+                        f"differ in the first of them alone; use ensemble_style tabm, or model.sharing hard")
+    return make_ensemble(model, cfg.ensemble, style)
 
 
 __all__ = ["ModelParts", "build_model"]

@@ -6,7 +6,7 @@ A sharing factory takes `(options, parts)`: its own validated options (`model.sh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -37,6 +37,7 @@ class ModelParts:
     head_hidden: tuple[int, ...] = ()
     head_dropout: float = 0.0
     cardinalities: tuple[int, ...] = ()
+    trunks: int = field(default=0, compare=False)  # how many `new_trunk` built: experts or columns of soft sharing
 
     @classmethod
     def of(cls, cfg: ModelConfig, input_shape: tuple[int, ...], tasks: dict[str, Task],
@@ -51,6 +52,7 @@ class ModelParts:
         """
         factory = registry.get("trunk", self.trunk.name, "model.trunk.name")
         options = scaled(self.trunk.options, width_mult)
+        self.trunks += 1
         if not any(self.cardinalities):
             return factory(options, self.input_shape)
         if not getattr(factory, "embeds_categories", False):

@@ -111,8 +111,9 @@ class Model:
         """Attributions of one task's predictions (`hydranet explain` in Python), for the inputs `predict` takes:
         (N, C, H, W) for images (gradcam: (N, 1, H, W)), (N, columns) for tables, one column per source column of
         `run.info.features` order (one-hot groups summed). `options`: those of `hydranet explain` (target,
-        baseline, steps, samples, layer, patch, segments, n_segments); the baseline "mean" builds the run's train
-        data."""
+        baseline, steps, samples, layer, region, patch, segments, n_segments); the baseline "mean" builds the run's
+        train data. A per-pixel task's attributions are those of one number per image, a region's summed logits
+        or mean value (explain/pixels.py)."""
         if isinstance(inputs, (str, Path)) or (isinstance(inputs, (list, tuple)) and inputs
                                                and all(isinstance(p, (str, Path)) for p in inputs)):
             x, _ = inputs_from_files(self.run, [inputs] if isinstance(inputs, (str, Path)) else inputs)

@@ -491,7 +491,10 @@ def explain(
                                          "| kernel_shap | lime (default: integrated_gradients for images, kernel_shap "
                                          "for tables)"),
     target: Optional[str] = typer.Option(None, "--target", help="class or label (name or index) to explain "
-                                         "(default: the predicted one)"),
+                                         "(default: the predicted one; per-pixel tasks: see --region)"),
+    region: Optional[str] = typer.Option(None, "--region", help="per-pixel tasks: the pixels whose summed logits "
+                                         "(segmentation) or mean value is explained: predicted (the pixels "
+                                         "predicted as the target; depth, normals: all) | all | R0:R1,C0:C1"),
     n: Optional[int] = typer.Option(None, "--n", help="examples: drawn from --split (default 8, --global 200) "
                                     "or the first N inputs"),
     split: Optional[str] = typer.Option(None, "--split", help="explain examples of the run's own split: test | val | train"),
@@ -516,7 +519,7 @@ def explain(
 
     at_least_one(("--n", n), ("--steps", steps), ("--samples", samples), ("--patch", patch))
     settings = Settings(method=method, target=target, baseline=baseline, steps=steps, samples=samples,
-                        layer=layer, patch=patch, segments=segments, n_segments=n_segments)
+                        layer=layer, region=region, patch=patch, segments=segments, n_segments=n_segments)
     result = explain_run(load_run(run_dir), inputs or [], split, task, n, out, global_, settings)
     for task_name, gap in result["completeness"].items():
         relative = "-" if gap["max_relative_delta"] is None else f"{gap['max_relative_delta']:.2%}"

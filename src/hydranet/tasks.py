@@ -173,7 +173,7 @@ class Task:
 
 
 def refuse_dense(tasks: dict[str, Any], command: str) -> None:
-    """A command that reads one prediction per example (explain, attack, audit) refuses a run with per-pixel tasks
+    """A command that reads one prediction per example (attack, audit) refuses a run with per-pixel tasks
     in one line, rather than failing somewhere inside on a map it cannot hold. `tasks`:
     anything with a `kind` name per task (the run's Tasks, or its config's tasks when the model is not loaded)."""
     dense = [f"{name} ({task.kind})" for name, task in tasks.items() if is_dense(get_kind(task.kind))]

@@ -15,7 +15,7 @@ from torch import Tensor
 from hydranet.data.batches import on_device
 from hydranet.data.info import IMAGE, TABLE, TEXT
 from hydranet.errors import UserError
-from hydranet.explain import texts
+from hydranet.explain import pixels, texts
 from hydranet.explain.methods import GROUPED, Attribution, Request, baseline_input, get_method
 from hydranet.explain.segments import SEGMENTATIONS, default_patch, patch_mask, slic
 from hydranet.explain.tables import per_column, refuse_gradients_through_codes, source_columns
@@ -36,6 +36,7 @@ class Settings:
     steps: int = 50  # integrated_gradients: points on the path to start with, doubled where an example needs more
     samples: int = 200
     layer: str | None = None
+    region: str | None = None  # per-pixel tasks: "predicted" (None), "all" or a box "R0:R1,C0:C1" (explain/pixels.py)
     patch: int | None = None  # images, segments "grid": side of the square patches kernel_shap, lime, occlusion switch
     segments: str = "grid"  # images: the groups those methods switch, "grid" (patches) or "slic" (superpixels)
     n_segments: int = 64  # images, segments "slic": about this many superpixels per image
@@ -63,16 +64,22 @@ class Explained:
     groups: str | None = None  # what a grouped method (kernel_shap, lime, occlusion) switched on and off
     segments: Tensor | None = None  # images, grouped methods: (N, H, W) group id of every pixel, on the CPU
     steps: Tensor | None = None  # integrated_gradients' points on the path per example
+    regions: Tensor | None = None  # per-pixel tasks: (N, H, W) bool, the pixels whose score was explained
 
 
 def explain_batch(run: Run, x: Tensor, task: str, settings: Settings,
                   train_mean: Callable[[], Tensor] | None = None) -> Explained:
-    """Attributions of `x` (model inputs) for one task, chunked by the run's eval batch size. `train_mean`
-    gives the mean train input (baseline "mean"); it is only called when that baseline is asked for."""
+    """Attributions of `x` (model inputs) for one task, chunked by the run's eval batch size (a per-pixel task:
+    one example per method call, each with its own region). `train_mean` gives the mean train input (baseline
+    "mean"); it is only called when that baseline is asked for."""
     check_task(run, task)
     image, kind = run.info.is_image, run.info.kind
     name = settings.method_for(kind)
     method = get_method(name)
+    dense = run.tasks[task].dense
+    if settings.region is not None and not dense:
+        raise UserError(f"--region: task {task!r} ({run.tasks[task].kind}) predicts one value per example; --region "
+                        f"is for per-pixel tasks")
     if not image and name not in GROUPED:
         refuse_gradients_through_codes(run.info, name)
     device = next(run.model.parameters()).device
@@ -81,13 +88,20 @@ def explain_batch(run: Run, x: Tensor, task: str, settings: Settings,
     if ids is not None:  # attributions on the token embeddings: ids have no gradient
         texts.check_method(name, settings.baseline)
         scores, x = texts.embedded(scores, run.model, ids)
+    size = run.config.train.eval_batch_size
     was_training = run.model.training
     run.model.eval()
+    regions = None
     try:
         # channels_last as in training: the run's convolutions are laid out for it (about 2x faster on CPUs)
         x = on_device({"x": x.float()}, device, run.config.train.channels_last)["x"]
-        outputs = forward_all(scores, x, run.config.train.eval_batch_size)
-        target = choose_target(run.tasks[task], outputs, settings.target)
+        if dense:  # one number per example from its map: a region's sum or mean, the region fixed from x's prediction
+            scores, target, regions = pixels.regional(run.model, run.tasks[task], forward_all(scores, x, size),
+                                                      settings.region, settings.target)
+            outputs = forward_all(scores, x, size)
+        else:
+            outputs = forward_all(scores, x, size)
+            target = choose_target(run.tasks[task], outputs, settings.target)
         baseline = (texts.baseline(x, ids) if ids is not None else
                     baseline_input(settings.baseline_for(kind), x, train_mean or _no_mean, image))
         grouped = name in GROUPED
@@ -95,15 +109,15 @@ def explain_batch(run: Run, x: Tensor, task: str, settings: Settings,
         with warnings.catch_warnings():  # Captum's advice (one example at a time, inputs set to require grad)
             warnings.filterwarnings("ignore", category=UserWarning, module=r"captum\.")
             parts = [method(request(scores, x, target.index, baseline, mask, settings, run, sl))
-                     for sl in chunks(len(x), run.config.train.eval_batch_size)]
-        base_scores = forward_all(scores, baseline, run.config.train.eval_batch_size)
+                     for sl in chunks(len(x), 1 if dense else size)]
+        base_scores = forward_all(scores, baseline, size)
     finally:
         run.model.train(was_training)
     column = target.index.to(device)[:, None]
     gap = (outputs.gather(1, column) - base_scores.gather(1, column))[:, 0].cpu()
     segments = mask.expand(len(x), *mask.shape[1:])[:, 0].cpu() if grouped and image else None
     return Explained(joined(p.values for p in parts), target, outputs.cpu(), gap, joined(p.delta for p in parts),
-                     note, segments, joined(p.steps for p in parts))
+                     note, segments, joined(p.steps for p in parts), regions)
 
 
 def joined(parts: Iterable[Tensor | None]) -> Tensor | None:
@@ -115,14 +129,15 @@ def joined(parts: Iterable[Tensor | None]) -> Tensor | None:
 def request(scores: TaskScores, x: Tensor, target: Tensor, baseline: Tensor, mask: Tensor | None,
             settings: Settings, run: Run, rows: slice) -> Request:
     mask = mask[rows] if mask is not None and len(mask) > 1 else mask  # superpixels: one mask per example
-    return Request(scores, x[rows], target[rows].to(x.device), baseline[rows], mask, steps=settings.steps,
+    return Request(scores.rows(rows), x[rows], target[rows].to(x.device), baseline[rows], mask, steps=settings.steps,
                    samples=settings.samples, layer=settings.layer, rows=ROWS, seed=run.config.seed)
 
 
 @torch.no_grad()
 def forward_all(scores: TaskScores, x: Tensor, size: int) -> Tensor:
-    """The task's (N, K) scores of all of x, `size` examples per forward pass."""
-    return torch.cat([scores(part) for part in x.split(size)])
+    """The task's (N, K) scores of all of x (a per-pixel task's `TaskScores`: its maps), `size` examples per
+    forward pass."""
+    return torch.cat([scores.rows(part)(x[part]) for part in chunks(len(x), size)])
 
 
 def chunks(n: int, size: int) -> list[slice]:

@@ -41,9 +41,11 @@ def boundaries(segments: np.ndarray) -> np.ndarray:
 
 
 def plot_example(path: Path, image: np.ndarray, heat: np.ndarray, title: str, method: str,
-                 segments: np.ndarray | None = None, segments_name: str = "") -> None:
+                 segments: np.ndarray | None = None, segments_name: str = "", region: np.ndarray | None = None) -> None:
     """Input | heatmap over the input (jet, half transparent); the title carries the prediction. `segments`
-    (grouped methods): the groups switched, drawn as boundaries over the input and counted in its caption."""
+    (grouped methods): the groups switched, drawn as boundaries over the input and counted in its caption.
+    `region` (per-pixel tasks, (H, W) bool): the pixels whose score is explained, a white line around them on the
+    heatmap (none when it is the whole picture)."""
     import matplotlib  # lazy: matplotlib only when plotting
 
     matplotlib.use("Agg")
@@ -62,6 +64,9 @@ def plot_example(path: Path, image: np.ndarray, heat: np.ndarray, title: str, me
         caption = f"input: {len(np.unique(segments))} {segments_name}"
     axes[0].set_title(caption, fontsize=8)
     axes[1].set_title(method, fontsize=8)
+    if region is not None and not region.all():  # a contour at 1/2 runs between the pixels in and out of it
+        axes[1].contour(region.astype(np.float64), levels=[0.5], colors="white", linewidths=1.2)
+        axes[1].set_title(f"{method}\nwhite line: around the explained pixels", fontsize=8)
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     write_figure(path, figure)

@@ -196,6 +196,7 @@ def conv_layer(scores: TaskScores, example: Tensor, name: str | None) -> nn.Modu
         if name not in modules or name == "":
             raise UserError(f"--layer: {name!r} is not a layer of this model (its convolutions: "
                             f"{', '.join(convs[-6:]) or 'none'})")
+        _refuse_other_heads(name, scores.task)
         return modules[name]
     if not convs:
         raise UserError("--method gradcam: needs a convolutional trunk, and this model has no Conv2d layer "
@@ -203,13 +204,23 @@ def conv_layer(scores: TaskScores, example: Tensor, name: str | None) -> nn.Modu
     return _last_spatial_map(scores, example)
 
 
+def _refuse_other_heads(name: str, task: str) -> None:
+    """A layer in another task's head: the explained score does not depend on it, so its Grad-CAM map is empty."""
+    parts = name.split(".")
+    if len(parts) > 1 and parts[0] == "heads" and parts[1] != task:
+        raise UserError(f"--layer: {name} is in the head of task {parts[1]!r}, on which {task!r} does not depend "
+                        f"(its map would be empty); name a layer of the trunk or of heads.{task}")
+
+
 def _last_spatial_map(scores: TaskScores, example: Tensor) -> nn.Module:
     """The module whose forward finishes last with a (1, C, H, W) output, H·W > 1 (one forward pass), among the
     trunk's and the task's own head's: another task's conv head (a per-pixel task's) runs after the trunk too, but
-    the task's score does not depend on it."""
+    the task's score does not depend on it. A per-pixel task's own head is left out too (`head_layers`): it ends in
+    the map being scored, whose Grad-CAM is the output itself; the trunk's last map (the unet's decoder) is used."""
     finished: list[nn.Module] = []
     model = scores.model
-    parts = [model.trunk, model.heads[scores.task]] if hasattr(model, "heads") else [model]
+    own_head = [model.heads[scores.task]] if scores.head_layers else []
+    parts = [model.trunk, *own_head] if hasattr(model, "heads") else [model]
 
     def record(module: nn.Module, _inputs, output) -> None:
         if isinstance(output, Tensor) and output.ndim == 4 and output.shape[2] * output.shape[3] > 1:

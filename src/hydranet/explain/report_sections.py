@@ -52,24 +52,32 @@ def _images(ctx: RunContext) -> str:
     pick = drawn(run, min(count, len(test.stored)), len(test.stored))
     x = ctx.dataset.split("test")["x"][pick]
     raw = images.raw_images(run.info, x)
-    panels = []
-    dense = [name for name, spec in run.tasks.items() if spec.dense]
-    notes = [f"{', '.join(dense)}: per-pixel tasks have no attributions yet"] if dense else []
-    for task in (name for name, spec in run.tasks.items() if not spec.dense):
-        heats = {}
+    panels, notes = [], []
+    for task in run.tasks:
+        heats, explained = {}, None
         for method, label in IMAGE_METHODS.items():
             try:
-                heats[label] = images.heatmaps(explain_batch(run, x, task, _settings(method)).values)
+                explained = explain_batch(run, x, task, _settings(method))
+                heats[label] = images.heatmaps(explained.values)
             except UserError as err:  # Grad-CAM on a trunk without convolutions: IG alone, and why
                 notes.append(f"{label} of {task}: {err}")
-        captions = [f"{_short(p)}\nlabel {_short(t)}" for p, t in _predictions(ctx, task, pick)]
+        if run.tasks[task].dense:  # the maps themselves are in the dense overlays; here the score explained
+            captions = _region_captions(run.tasks[task], explained)
+        else:
+            captions = [f"{_short(p)}\nlabel {_short(t)}" for p, t in _predictions(ctx, task, pick)]
         panels.append(_image_figure(task, raw, heats, captions))
     steps = _settings("integrated_gradients").steps
     zeros = "the train set's mean colour" if any(run.info.mean) else "a black image"  # the zero model input
+    dense = [name for name, spec in run.tasks.items() if spec.dense]
+    per_pixel = (f" Per-pixel tasks ({', '.join(dense)}) are explained for one number per image, as "
+                 f"<code>hydranet explain</code> does: a class's logits summed over the pixels predicted as it (the "
+                 f"most frequent non-background class), the edge logit averaged over the predicted edges, or the "
+                 f"depth or the dominant normal component averaged over the image; Grad-CAM at the trunk's last "
+                 f"map.") if dense else ""
     intro = (f"<p>{len(pick)} test examples drawn as <code>hydranet explain RUN --split test --n {len(pick)}</code> "
              f"draws them, explained for each task's predicted class (or its one output): Integrated Gradients "
              f"({steps} steps from the zeros baseline, {zeros}) and Grad-CAM (the last convolutional block). "
-             f"Heat: |attribution| summed over channels, scaled per example.</p>")
+             f"Heat: |attribution| summed over channels, scaled per example.{per_pixel}</p>")
     return intro + figures(panels) + "".join(note(n) for n in dict.fromkeys(notes))
 
 
@@ -84,6 +92,13 @@ def _predictions(ctx: RunContext, task: str, rows: Tensor) -> list[tuple[str, st
         predicted = [v if isinstance(v, str) else f"{float(v):.3g}" for v in spec.column(test.outputs[task][rows])]
     truth = [v if isinstance(v, str) else f"{v:.3g}" for v in truth_column(test, task, rows)]
     return list(zip(predicted, truth))
+
+
+def _region_captions(task, explained: Explained) -> list[str]:
+    """Per example of a per-pixel task: the score explained, short, and how many pixels it covers."""
+    spec, info = task.spec, task.info
+    return [f"{_short(spec.explain_score(int(k), info))}\n{'Σ' if spec.explain_sum else 'mean'} of {int(r.sum())} px"
+            for k, r in zip(explained.target.index, explained.regions)]
 
 
 def _short(text: str, width: int = 14) -> str:

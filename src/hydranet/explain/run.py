@@ -31,7 +31,6 @@ from hydranet.randomness import Purpose, stream
 from hydranet.rundir import RunDir
 from hydranet.train.lifecycle import apply_process_settings
 from hydranet.train.run import Run
-from hydranet.tasks import refuse_dense
 
 EXAMPLES = 8  # examples explained from a split by default
 GLOBAL_EXAMPLES = 200  # examples averaged by --global by default
@@ -43,7 +42,6 @@ def explain_run(run: Run, inputs: Sequence[str | Path] = (), split: str | None =
                 settings: Settings | None = None) -> dict[str, Any]:
     """Explain examples of `inputs` (files, as `predict` takes them) or of the run's `split`; write the folder
     `out` (default RUN/explain/<task or global>-<method>) and return what explanation.json holds."""
-    refuse_dense(run.tasks, "hydranet explain")
     started = time.perf_counter()
     run.info.require_image_or_table("hydranet explain", TEXT)
     settings = settings or Settings()
@@ -128,8 +126,10 @@ def completeness(e: Explained) -> dict[str, Any]:
 
 def titles(run: Run, task: str, e: Explained) -> list[str]:
     """Per example: the task's prediction as `predict` writes it, the probability of a predicted class, and the
-    score explained."""
+    score explained (a per-pixel task's map is drawn by `hydranet predict`: the score names its region)."""
     spec = run.tasks[task].spec
+    if run.tasks[task].dense:
+        return [f"{task}: explaining the {name}" for name in e.target.names]
     column = run.tasks[task].column(e.scores[:, 0] if spec.squeeze else e.scores)
     probs = e.scores.softmax(1).amax(1) if spec.class_scores else None
     out = []
@@ -142,17 +142,22 @@ def titles(run: Run, task: str, e: Explained) -> list[str]:
 
 def write_images(run: Run, folder: Path, x: Tensor, ids: list[str], task: str, e: Explained, method: str,
                  segmentation: str) -> None:
-    """example-<i>.png per example (grouped methods: the groups' boundaries drawn on the input), and the
-    attributions with their inputs and groups (safetensors)."""
+    """example-<i>.png per example (grouped methods: the groups' boundaries drawn on the input; per-pixel tasks: the
+    explained region's outline on the heatmap), and the attributions with their inputs, groups and regions
+    (safetensors)."""
     raw, heat = images.raw_images(run.info, x), images.heatmaps(e.values)
     segments = None if e.segments is None else e.segments.numpy()
+    regions = None if e.regions is None else e.regions.numpy()
     name = "superpixels" if segmentation == "slic" else "patches"
     for i, title in enumerate(titles(run, task, e)):
         images.plot_example(folder / f"example-{i}.png", raw[i], heat[i], f"{ids[i]}\n{title}", method,
-                            None if segments is None else segments[i], name)
+                            None if segments is None else segments[i], name, None if regions is None else regions[i])
     tensors = {"attributions": e.values.contiguous(), "inputs": x.detach().cpu().contiguous()}
-    write_tensors(folder / "attributions.safetensors", tensors | ({} if e.segments is None else
-                                                                 {"segments": e.segments.contiguous()}))
+    if e.segments is not None:
+        tensors["segments"] = e.segments.contiguous()
+    if e.regions is not None:
+        tensors["regions"] = e.regions.to(torch.uint8).contiguous()
+    write_tensors(folder / "attributions.safetensors", tensors)
 
 
 def write_table(run: Run, folder: Path, x: Tensor, ids: list[str], task: str, e: Explained, method: str) -> None:

@@ -68,7 +68,8 @@ def coalition_scores(scores: TaskScores, x: Tensor, baseline: Tensor, target: Te
     """(N, S) the explained score of every coalition: x where its group is present, the baseline elsewhere;
     `rows` (example, coalition) pairs per forward pass, so examples share forward passes."""
     n, s, _ = present.shape
-    group = mask.flatten(1)  # (1 or N, F) the group of every input element
+    # (1 or N, F) the group of every input element: an image's mask (…, 1, H, W) holds all channels of a pixel
+    group = mask.expand(len(mask), *x.shape[1:]).flatten(1)
     flat_x, flat_b = x.flatten(1), baseline.flatten(1)
     pairs = present.to(x.device).flatten(0, 1)  # (N × S, G), example-major
     out = []

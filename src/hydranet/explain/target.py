@@ -20,6 +20,8 @@ class TaskScores(nn.Module):
     single logit (binary) / standardized value (regression) as K = 1. Captum picks column `target[i]` of row i,
     so every method explains a scalar per example: a logit, or the regression output."""
 
+    head_layers = True  # Grad-CAM's default layer may be in the task's own head (a conv head's last map)
+
     def __init__(self, model: nn.Module, task: str):
         super().__init__()
         self.model, self.task = model, task
@@ -27,6 +29,11 @@ class TaskScores(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = self.model(x)[self.task].float()
         return out.unsqueeze(-1) if out.ndim == 1 else out  # (N,) heads (binary, regression) → (N, 1)
+
+    def rows(self, part: slice) -> "TaskScores":
+        """The scores of the examples `part` of a batch: the same for every example here (a per-pixel task's
+        `RegionScores` keeps each example's region)."""
+        return self
 
 
 @dataclass
@@ -46,7 +53,7 @@ def choose_target(task: Task, scores: Tensor, requested: str | None) -> Target:
         if requested is not None:
             raise UserError(f"--target: task {task.name!r} ({task.kind}) has one output; give no --target")
         return Target(torch.zeros(len(scores), dtype=torch.long), [_one_output_name(task)] * len(scores))
-    index = scores.argmax(1) if requested is None else torch.full((len(scores),), _class_index(task, requested))
+    index = scores.argmax(1) if requested is None else torch.full((len(scores),), class_index(task, requested))
     return Target(index.long().cpu(), [f"logit of {classes[i] if i < len(classes) else i}" for i in index.tolist()])
 
 
@@ -56,7 +63,7 @@ def _one_output_name(task: Task) -> str:
     return f"logit of {classes[-1]}" if classes else "value (standardized)"
 
 
-def _class_index(task: Task, text: str) -> int:
+def class_index(task: Task, text: str) -> int:
     """A class or label by name or index → its index; anything else names the choices."""
     classes, k = task.info.classes or [], task.info.outputs
     if text in classes:

@@ -44,6 +44,9 @@ class EmbeddedScores(nn.Module):
         finally:
             handle.remove()
 
+    def rows(self, part: slice) -> "EmbeddedScores":
+        return self
+
 
 def embedded(scores: TaskScores, model: nn.Module, ids: Tensor) -> tuple[EmbeddedScores, Tensor]:
     """The scores of embeddings and the (N, T, E + 1) embeddings of `ids` with their realness channel."""

@@ -46,6 +46,12 @@ class Kind(Protocol):
     A kind whose exported graph should give the values `predict` writes rather than the head's raw output (depth
     in the data's units, unit normals) provides `undecode(values, info) -> raw output`, the inverse of `decode`;
     `Task.exported` and `Task.from_exported` apply the pair.
+    What `hydranet explain` attributes of a map (explain/pixels.py) the dense kinds say with five members (defaults
+    in `pixels.PixelMaps`): `explain_values(pred, info) -> (B, H, W, K)` (raw logits or values, normals: unit
+    vectors), `explain_sum` (a region's values summed, else averaged), `explain_region(values, index) -> (B, H, W)`
+    bool or None (the pixels predicted as output `index`: segmentation's class, edges; None: every pixel),
+    `explain_default(values, within) -> (B,)` (the output explained without --target) and `explain_score(index,
+    info) -> str` (its name).
 
     Kinds that `hydranet baseline` can fit with one scikit-learn estimator say which with `baseline`
     ("classifier": integer labels and `predict_proba`; "regressor": values in original units); `baseline_estimator`

@@ -98,6 +98,9 @@ class Depth(PixelMaps):
     def from_average(self, average: Tensor) -> Tensor:
         return average
 
+    def explain_score(self, index: int, info: TaskInfo) -> str:
+        return "standardized depth"
+
     def rgba(self, value: np.ndarray, info: TaskInfo) -> np.ndarray:
         """A depth map (predicted, or a target with NaN invalid) as an opaque colour map: viridis over the train
         depths' mean ± 2 std, the same scale for every picture, so a prediction and its truth compare by colour;

@@ -99,6 +99,13 @@ class Edges(PixelMaps):
         """Share of edges → logit."""
         return torch.logit(average.clamp(1e-6, 1 - 1e-6))
 
+    def explain_region(self, values: Tensor, index: Tensor) -> Tensor:
+        """The pixels predicted as edges (probability above 1/2, the metric's threshold)."""
+        return values[..., 0] > 0
+
+    def explain_score(self, index: int, info: TaskInfo) -> str:
+        return "edge logit"
+
     def rgba(self, value: np.ndarray, info: TaskInfo) -> np.ndarray:
         """Edge probabilities (or a target: 1, 0, NaN unlabeled) as white whose opacity is the probability, to
         draw over the image: edges show, the rest of the picture stays visible."""

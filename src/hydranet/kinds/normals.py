@@ -130,6 +130,19 @@ class Normals(PixelMaps):
     def from_average(self, average: Tensor) -> Tensor:
         return average
 
+    def explain_values(self, pred: Tensor, info: TaskInfo) -> Tensor:
+        """The unit normals (what `decode` gives): the raw vector's length means nothing."""
+        return F.normalize(pred, dim=-1)
+
+    def explain_default(self, values: Tensor, within: Tensor) -> Tensor:
+        """The axis whose mean component over the pixels `within` is largest in size: the way the region faces."""
+        weights = within.to(values.dtype)[..., None]
+        mean = (values * weights).flatten(1, 2).sum(1) / weights.flatten(1, 2).sum(1).clamp_min(1)  # (B, 3)
+        return mean.abs().argmax(1)
+
+    def explain_score(self, index: int, info: TaskInfo) -> str:
+        return f"{(info.classes or ['x', 'y', 'z'])[index]} of the unit normal"
+
     def rgba(self, value: np.ndarray, info: TaskInfo) -> np.ndarray:
         """Unit normals (predicted, or a target with NaN unlabeled) as the usual colours (x, y, z) → (r, g, b) =
         (n + 1) / 2, opaque; an unlabeled pixel is transparent."""

@@ -105,11 +105,32 @@ class PixelMaps:
     divergence = None
     temperature_scaling = False
 
+    explain_sum = False  # `hydranet explain` attributes the mean of a region's values (segmentation: their sum)
+
     def column(self, decoded: np.ndarray, info: Any, cfg: Any) -> Any:
         return cells(decoded)
 
     def column_name(self, task: str, info: Any) -> str:
         return task
+
+    def explain_values(self, pred: Tensor, info: Any) -> Tensor:
+        """The per-pixel values whose region sum or mean `hydranet explain` attributes, channels last (B, H, W, K):
+        the raw head output (logits, standardized values), as for the per-example kinds."""
+        return pred if pred.ndim == 4 else pred[..., None]
+
+    def explain_region(self, values: Tensor, index: Tensor) -> Tensor | None:
+        """(B, H, W) bool: the pixels predicted as output `index` (B,), the region explained by default; None for a
+        kind that predicts no region (every pixel is explained)."""
+        return None
+
+    def explain_default(self, values: Tensor, within: Tensor) -> Tensor:
+        """(B,) int64: the output explained when no --target is given, from the values of the pixels `within`
+        (B, H, W) bool; a kind with one output explains it."""
+        return torch.zeros(len(values), dtype=torch.long, device=values.device)
+
+    def explain_score(self, index: int, info: Any) -> str:
+        """What output `index` of `explain_values` is, for the explanation's target names."""
+        return "value"
 
 
 def png_map(indices: np.ndarray) -> dict[str, str]:

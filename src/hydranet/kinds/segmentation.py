@@ -117,6 +117,25 @@ class Segmentation(PixelMaps):
     def from_average(self, average: Tensor) -> Tensor:
         return average.clamp_min(1e-6).log()
 
+    explain_sum = True  # Captum's segmentation tutorial: the class's logits summed over the pixels predicted as it
+
+    def explain_region(self, values: Tensor, index: Tensor) -> Tensor:
+        """The pixels predicted as each example's class."""
+        return values.argmax(-1) == index.to(values.device)[:, None, None]
+
+    def explain_default(self, values: Tensor, within: Tensor) -> Tensor:
+        """The non-background class (background: class 0) predicted on the most pixels `within`; ties go to the
+        lowest index, and a mask predicted all background explains the background."""
+        counts = (F.one_hot(values.argmax(-1), values.shape[-1]) * within[..., None]).flatten(1, 2).sum(1)  # (B, K)
+        if counts.shape[1] == 1:
+            return torch.zeros(len(values), dtype=torch.long, device=values.device)
+        others = counts[:, 1:]
+        return torch.where(others.amax(1) > 0, others.argmax(1) + 1, torch.zeros_like(others[:, 0]))
+
+    def explain_score(self, index: int, info: TaskInfo) -> str:
+        classes = info.classes or []
+        return f"logit of {classes[index] if index < len(classes) else index}"
+
     def rgba(self, value: np.ndarray, info: TaskInfo) -> np.ndarray:
         """A mask (predicted, or a target with -1 unlabeled) as PALETTE colours at OVERLAY opacity, to draw over its
         image; an unlabeled pixel is transparent."""

@@ -118,24 +118,25 @@ def test_pretraining_refuses_an_ensemble(tiny_csv, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("style", ["tabm", "mini"])
-def test_an_ensemble_style_without_an_ensemble_is_refused(tiny_csv, style):
-    """A style set with model.ensemble 1 would do nothing: refused in one line naming it. Unset it is null, so a
-    config dumped whole (a run's config.yaml, tune's trials) validates again, and a run saved when it defaulted to
-    tabm still loads."""
-    with pytest.raises(UserError, match=rf"^config: model.ensemble_style: {style} styles the members of an "
-                                        rf"ensemble, and model.ensemble is 1") as err:
-        load_config(tiny_table_config(tiny_csv), [f"model.ensemble_style={style}"])
+def test_mini_without_an_ensemble_is_refused_and_tabm_is_the_plain_model(tiny_csv):
+    """mini with model.ensemble 1 would do nothing: refused in one line naming it. tabm with one member is the plain
+    model, accepted: configs dumped whole while tabm was the default (a run's config.yaml, a study's best.yaml and
+    trials) name it and validate again; a config dumped today (null) does too."""
+    with pytest.raises(UserError, match=r"^config: model.ensemble_style: mini styles the members of an "
+                                        r"ensemble, and model.ensemble is 1") as err:
+        load_config(tiny_table_config(tiny_csv), ["model.ensemble_style=mini"])
     assert "\n" not in str(err.value)
     plain = validate(tiny_table_config(tiny_csv))
     assert plain.model.ensemble_style is None
     dumped = plain.model_dump(mode="json")
     assert validate(dumped).model_dump() == plain.model_dump()
-    saved_before = copy.deepcopy(dumped)
-    saved_before["model"]["ensemble_style"] = "tabm"
-    assert validate(saved_before, stored=True).model.ensemble_style is None
-    chosen = load_config(tiny_table_config(tiny_csv), ["model.ensemble=2", f"model.ensemble_style={style}"])
-    assert chosen.model.ensemble_style == style
+    dumped_before = copy.deepcopy(dumped)
+    dumped_before["model"]["ensemble_style"] = "tabm"
+    assert validate(dumped_before).model.ensemble == 1
+    assert validate(dumped_before, stored=True).model.ensemble_style is None
+    for style in ("tabm", "mini"):
+        chosen = load_config(tiny_table_config(tiny_csv), ["model.ensemble=2", f"model.ensemble_style={style}"])
+        assert chosen.model.ensemble_style == style
 
 
 def ensemble_config(tiny_csv, sharing: dict, style: str):
@@ -151,6 +152,9 @@ def test_mini_is_refused_where_the_sharing_builds_several_trunks(tiny_csv, tmp_p
                                         rf"and model.sharing {sharing} builds \d+ ") as err:
         fit(ensemble_config(tiny_csv, {"name": sharing}, "mini"), tmp_path / "run", progress=False)
     assert "\n" not in str(err.value) and not (tmp_path / "run").exists()
+    info = build_dataset(validate(tiny_table_config(tiny_csv))).info  # a run saved before the refusal still loads
+    model, _ = build_model_for(ensemble_config(tiny_csv, {"name": sharing}, "mini"), info, torch.device("cpu"))
+    assert model.members == 2
 
 
 def test_mini_builds_with_one_expert_and_tabm_adapts_every_expert(tiny_csv):

@@ -425,11 +425,11 @@ class Config(Section):
                              f"{tasks[0]!r} is a task column (expected another column)")
 
     def _check_ensemble(self) -> None:
-        """A style names how members differ; with one member there are none, and it would do nothing silently.
-        Its default is null, not tabm, so a saved or dumped config (which names every field) says whether a user
-        chose one; run folders saved when the default was tabm are upgraded (config/migrate.py)."""
+        """`mini` names how members differ; with one member there are none, and it would do nothing silently.
+        `tabm` with one member is accepted: it was the default before null, so every config dumped then (a run's
+        config.yaml, a study's best.yaml and trials) names it, and it means the plain model there."""
         style = self.model.ensemble_style
-        if style is not None and self.model.ensemble == 1:
+        if style == "mini" and self.model.ensemble == 1:
             raise ValueError(f"model.ensemble_style: {style} styles the members of an ensemble, and model.ensemble is "
                              f"1 (a plain model); set model.ensemble to 2 or more, or leave model.ensemble_style out")
 

@@ -40,16 +40,19 @@ class Run:
     history: list[dict] = field(default_factory=list)
 
 
-def build_model_for(cfg: Config, info: DataInfo, device: torch.device) -> tuple[HydraNet, dict[str, Task]]:
+def build_model_for(cfg: Config, info: DataInfo, device: torch.device,
+                    new_run: bool = False) -> tuple[HydraNet, dict[str, Task]]:
     """Tasks from the data info and a freshly initialized model, seeded so init is reproducible."""
     tasks = {name: Task(name, cfg.tasks[name], info.tasks[name]) for name in cfg.tasks}
-    return fresh_model(cfg, info, tasks, device), tasks
+    return fresh_model(cfg, info, tasks, device, new_run), tasks
 
 
-def fresh_model(cfg: Config, info: DataInfo, tasks: dict[str, Task], device: torch.device) -> HydraNet:
-    """The seeded model for these tasks on `device`, channels_last for images when the config asks."""
+def fresh_model(cfg: Config, info: DataInfo, tasks: dict[str, Task], device: torch.device,
+                new_run: bool = False) -> HydraNet:
+    """The seeded model for these tasks on `device`, channels_last for images when the config asks. `new_run`:
+    the model of a run that starts now (build_model refuses some settings for new runs only)."""
     seed_global(cfg.seed, Purpose.INIT)
-    model = build_model(cfg.model, info.input_shape, tasks, cardinalities(info.encoder))
+    model = build_model(cfg.model, info.input_shape, tasks, cardinalities(info.encoder), new_run)
     model = apply_weight_init(model, cfg.model.weight_init).to(device)
     if cfg.train.channels_last and len(info.input_shape) == 3:
         model = model.to(memory_format=torch.channels_last)
@@ -79,7 +82,7 @@ def _train(session: Session, callbacks: Sequence = ()) -> Run:
 
 def _train_joined(session: Session, callbacks: Sequence) -> Run:
     cfg, data, device = session.cfg, session.data, session.device
-    model, tasks = build_model_for(cfg, data.info, device)
+    model, tasks = build_model_for(cfg, data.info, device, new_run=session.state is None)
     session.initialize(model)
     balancer = registry.get("balancer", cfg.mtl.balancer.name, "mtl.balancer")(cfg.mtl.balancer.options, tasks, cfg.seed)
     parts = _feature_parts(cfg, tasks, data, session.dir, device)

@@ -14,6 +14,8 @@ from tests.report.test_report import section_body
 import hydranet as hn
 from hydranet.data.text import CLS_ID, encode_texts
 from hydranet.explain import Settings, explain_run
+from hydranet.explain import report_sections  # noqa: F401 (registers the Attributions section)
+from hydranet.registry import _TABLES
 from hydranet.report.run import write_report
 from hydranet.train import load_run
 
@@ -22,6 +24,12 @@ def cells(fragment):
     """The rows of an HTML table as lists of cell texts (header cells as well)."""
     return [[html.unescape(c) for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row)]
             for row in re.findall(r"<tr>(.*?)</tr>", fragment)]
+
+
+def only(monkeypatch, *names):
+    """Keep the report to these sections (the registry is restored after the test): the others are checked on
+    the text run's whole report, and each costs figures."""
+    monkeypatch.setitem(_TABLES, "report_section", {name: _TABLES["report_section"][name] for name in names})
 
 
 def source_texts(run_dir):
@@ -85,12 +93,13 @@ def test_a_text_reports_attributions_shade_every_token_of_the_drawn_texts(text_r
     assert body.count("the attributions of 4 of 4 examples add up") == 2
 
 
-def test_token_attributions_that_explain_wrote_into_the_run_are_shown(text_run, tmp_path):
+def test_token_attributions_that_explain_wrote_into_the_run_are_shown(text_run, tmp_path, monkeypatch):
     """Saliency of 3 test texts for `topic` read from RUN/explain/topic-saliency/tokens.csv: each token's shade is
     its attribution over its text's largest; `words`, never explained there, is computed."""
     run = tmp_path / "run"
     shutil.copytree(text_run, run)
     explain_run(load_run(run), split="test", task="topic", n=3, settings=Settings(method="saliency"))
+    only(monkeypatch, "attributions")
     body = section_body(write_report(run)["path"].read_text(encoding="utf-8"), "attributions")
     assert "<h3>topic · saliency, read from explain/topic-saliency/tokens.csv</h3>" in body
     assert "<h3>words · Integrated Gradients of 4 test texts</h3>" in body
@@ -101,11 +110,13 @@ def test_token_attributions_that_explain_wrote_into_the_run_are_shown(text_run, 
     assert block.count(" · predicted ") == 3 and block.count("explaining the logit of") == 3
 
 
-def test_a_sequence_report_draws_step_attributions_and_no_text_sections(tmp_path, one_thread):
+@pytest.mark.slow  # trains a sequence run (about 10 s on a busy machine)
+def test_a_sequence_report_draws_step_attributions_and_no_text_sections(tmp_path, monkeypatch, one_thread):
     run = train_sequence(tmp_path)
+    only(monkeypatch, "metrics", "texts", "highest_loss", "attributions")
     result = write_report(run, tmp_path / "r.html")
     page = result["path"].read_text(encoding="utf-8")
-    assert "texts" not in result["sections"] and "attributions" in result["sections"]
+    assert result["sections"] == ["metrics", "highest_loss", "attributions"]  # no texts
     body = section_body(page, "attributions")
     assert 'class="note"' not in body
     assert 'alt="attributions of label"' in body and 'alt="attributions of value"' in body

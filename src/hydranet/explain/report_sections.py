@@ -290,7 +290,8 @@ def _sequences(ctx: RunContext) -> str:
     for task in tasks:
         e = explain_batch(run, x, task, settings)
         steps = sequences.step_table(run.info, x, e.values, ids, e.target.names)
-        captions = [f"{i}: predicted {p}, label {t}" for i, (p, t) in zip(ids, _predictions(ctx, task, pick))]
+        captions = [f"{i}\npredicted {_short(p)}\nlabel {_short(t)}"
+                    for i, (p, t) in zip(ids, _predictions(ctx, task, pick))]
         panels.append(_sequence_figure(run.info, task, steps, captions))
         checks.append(f"{escape(task)} {_within(e)}")
     intro = (f"<p>{len(pick)} test sequences drawn as <code>hydranet explain RUN --split test --n {len(pick)}</code> "
@@ -305,7 +306,7 @@ def _sequences(ctx: RunContext) -> str:
 def _sequence_figure(info, task: str, steps: pd.DataFrame, captions: list[str]) -> str:
     names = sequences.feature_names(info)
     groups = list(steps.groupby("input", sort=False))
-    fig, axes = plt.subplots(2, len(groups), figsize=(2.3 * len(groups) + 0.6, 3.6), dpi=100, squeeze=False,
+    fig, axes = plt.subplots(2, len(groups), figsize=(2.3 * len(groups) + 0.6, 4.0), dpi=100, squeeze=False,
                              sharex="col")
     for col, ((_, rows), caption) in enumerate(zip(groups, captions)):
         sequences.plot_example(axes[0][col], axes[1][col], rows, names, caption)

@@ -75,7 +75,7 @@ def plot_example(ax_values, ax_steps, steps: pd.DataFrame, names: list[str], tit
     raises the explained score, blue lowers it)."""
     for name in names:
         ax_values.plot(steps["step"], steps[name], marker=".", ms=3, lw=1, label=name)
-    ax_values.set_title(title, fontsize=8)
+    ax_values.set_title(title, fontsize=7)
     ax_values.set_ylabel("value", fontsize=8)
     if len(names) > 1:
         ax_values.legend(frameon=False, fontsize=7)

@@ -404,7 +404,8 @@ def quantization_table(report: dict, title: str) -> Table:
 def monitor(
     run_dir: Path = typer.Argument(..., help="a run directory"),
     data: list[Path] = typer.Argument(..., help="new inputs as predict takes them: one .csv, .csv.gz or .parquet "
-                                      "file (table and text runs), image files or folders (image runs)"),
+                                      "file (table and text runs), image files or folders (image runs), one .npz "
+                                      "(sequence runs)"),
     out: Optional[Path] = typer.Option(None, "--output", "-o", help="folder for drift.json, drift.png and "
                                        "drift.html (default: RUN/monitor)"),
     reference_rows: Optional[int] = typer.Option(None, "--reference-rows", help="train rows of the reference "
@@ -483,13 +484,14 @@ def serve(
 @app.command()
 def explain(
     run_dir: Path = typer.Argument(..., help="a run directory"),
-    inputs: Optional[List[Path]] = typer.Argument(None, help="a CSV/Parquet file (table runs) or image files/folders "
-                                                  "(image runs); or use --split"),
+    inputs: Optional[List[Path]] = typer.Argument(None, help="a CSV/Parquet file (table and text runs), image "
+                                                  "files/folders (image runs) or an .npz (sequence runs); or use "
+                                                  "--split"),
     task: Optional[str] = typer.Option(None, "--task", help="the task whose head to explain (default: the only one; "
                                        "--global: all)"),
     method: Optional[str] = typer.Option(None, "--method", help="saliency | integrated_gradients | gradcam | occlusion "
-                                         "| kernel_shap | lime (default: integrated_gradients for images, kernel_shap "
-                                         "for tables)"),
+                                         "| kernel_shap | lime (default: integrated_gradients for images, texts and "
+                                         "sequences, kernel_shap for tables)"),
     target: Optional[str] = typer.Option(None, "--target", help="class or label (name or index) to explain "
                                          "(default: the predicted one; per-pixel tasks: see --region)"),
     region: Optional[str] = typer.Option(None, "--region", help="per-pixel tasks: the pixels whose summed logits "

@@ -100,5 +100,5 @@ def train_sequence(folder: Path, trunk: str = "lstm") -> Path:
     config = {"name": "series", "data": {"source": "sequence", "path": str(write_series(folder / "s.npz", 120, 0))},
               "tasks": {"label": {}, "value": {"kind": "regression"}},
               "model": {"trunk": {"name": trunk, "width": 8, "layers": 2}},
-              "train": {"epochs": 1, "batch_size": 32, "progress": False, "threads": 1}}
+              "train": {"epochs": 1, "batch_size": 32, "progress": False, "threads": 1, "precision": "fp32"}}
     return hn.Experiment(config).fit(folder / "run").dir

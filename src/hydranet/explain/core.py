@@ -13,16 +13,17 @@ import torch
 from torch import Tensor
 
 from hydranet.data.batches import on_device
-from hydranet.data.info import IMAGE, TABLE, TEXT
+from hydranet.data.info import IMAGE, SEQUENCE, TABLE, TEXT
 from hydranet.errors import UserError
-from hydranet.explain import pixels, texts
+from hydranet.explain import pixels, sequences, texts
 from hydranet.explain.methods import GROUPED, Attribution, Request, baseline_input, get_method
 from hydranet.explain.segments import SEGMENTATIONS, default_patch, patch_mask, slic
 from hydranet.explain.tables import per_column, refuse_gradients_through_codes, source_columns
 from hydranet.explain.target import Target, TaskScores, choose_target
 from hydranet.train.run import Run
 
-DEFAULT_METHOD = {IMAGE: "integrated_gradients", TABLE: "kernel_shap", TEXT: "integrated_gradients"}  # by input kind
+DEFAULT_METHOD = {IMAGE: "integrated_gradients", TABLE: "kernel_shap", TEXT: "integrated_gradients",
+                  SEQUENCE: "integrated_gradients"}  # by input kind
 ROWS = 1024  # rows per forward pass when a method batches its steps or coalitions
 
 
@@ -47,8 +48,9 @@ class Settings:
 
     def baseline_for(self, kind: str) -> str:
         """Images: zeros, the mean colour of the normalized train set. Texts: zeros, every token's embedding
-        (explain/texts.py). Tables: the mean train row, each one-hot group at its category frequencies; zeros would
-        switch every category off, a row the model never saw, and credit the categorical columns for that alone."""
+        (explain/texts.py). Numeric sequences: zeros, every feature at its train mean (explain/sequences.py).
+        Tables: the mean train row, each one-hot group at its category frequencies; zeros would switch every
+        category off, a row the model never saw, and credit the categorical columns for that alone."""
         return self.baseline or ("mean" if kind == TABLE else "zeros")
 
 
@@ -88,6 +90,8 @@ def explain_batch(run: Run, x: Tensor, task: str, settings: Settings,
     if ids is not None:  # attributions on the token embeddings: ids have no gradient
         texts.check_method(name, settings.baseline)
         scores, x = texts.embedded(scores, run.model, ids)
+    elif kind == SEQUENCE:
+        sequences.check_method(name, settings.baseline)
     size = run.config.train.eval_batch_size
     was_training = run.model.training
     run.model.eval()
@@ -102,8 +106,12 @@ def explain_batch(run: Run, x: Tensor, task: str, settings: Settings,
         else:
             outputs = forward_all(scores, x, size)
             target = choose_target(run.tasks[task], outputs, settings.target)
-        baseline = (texts.baseline(x, ids) if ids is not None else
-                    baseline_input(settings.baseline_for(kind), x, train_mean or _no_mean, image))
+        if ids is not None:
+            baseline = texts.baseline(x, ids)
+        elif kind == SEQUENCE:
+            baseline = sequences.baseline(x)
+        else:
+            baseline = baseline_input(settings.baseline_for(kind), x, train_mean or _no_mean, image)
         grouped = name in GROUPED
         mask, note = feature_mask(run, settings, x) if grouped else (None, None)
         with warnings.catch_warnings():  # Captum's advice (one example at a time, inputs set to require grad)
@@ -182,9 +190,12 @@ def default_task(run: Run, task: str | None) -> str:
 
 def explained_array(run: Run, explained: Explained) -> np.ndarray:
     """Attributions as `Model.explain` returns them: like the images, per token position of a text (N, T: the
-    sum over each token's embedding vector), or per source column of a table."""
+    sum over each token's embedding vector), per step and feature of a numeric sequence (N, T, F), or per source
+    column of a table."""
     if run.info.kind == TEXT:
         return explained.values[..., :-1].sum(-1).numpy()
+    if run.info.kind == SEQUENCE:
+        return explained.values[..., :-1].numpy()
     if run.info.is_image:
         return explained.values.numpy()
     columns, mask = source_columns(run.info)

@@ -1,30 +1,37 @@
 """The report's "Attributions" section: for a few test examples per task, what the prediction rests on (images:
-Integrated Gradients and Grad-CAM over the input; tables: each task's global importance and the top columns).
+Integrated Gradients and Grad-CAM over the input; tables: each task's global importance and the top columns;
+texts: each token shaded by its attribution; numeric sequences: each step's attribution under the values).
 
-Computed at report time, batched and bounded (a handful of examples, IG's default steps), or read from the
-`hydranet explain --global` output already in the run.
+Computed at report time, batched and bounded (a handful of examples, IG's default steps), or read from what
+`hydranet explain` already wrote into the run (`--global`'s importance.csv, a text explanation's tokens.csv).
 """
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import Tensor
 
+from hydranet.data.info import SEQUENCE, TEXT
 from hydranet.errors import UserError
-from hydranet.explain import images, tables
+from hydranet.explain import images, sequences, tables, texts
 from hydranet.explain.core import Explained, Settings, explain_batch
-from hydranet.explain.run import drawn
+from hydranet.explain.methods import completeness_bound
+from hydranet.explain.run import SUMMARY, drawn
 from hydranet.report.context import RunContext, section
 from hydranet.report.page import escape, figure, figures, note, plt, table
-from hydranet.report.split_sections import truth_column
+from hydranet.report.split_sections import predicted_and_label
 
 IMAGE_EXAMPLES = 4  # test images per task: a task's figure takes half the page's width
 ONE_TASK_EXAMPLES = 8  # a run with one task has the whole width
 TABLE_EXAMPLES = 4  # test rows per task whose top columns are listed
+SEQUENCE_EXAMPLES = 4  # test sequences per task: a column of the task's figure each
 GLOBAL_EXAMPLES = 200  # test rows averaged into a table run's global importance (as `hydranet explain --global`)
 TOP_COLUMNS = 3  # columns named per example row
 IMPORTANCE_BARS = 12  # columns drawn per task in the importance figure
@@ -36,7 +43,9 @@ def attributions(ctx: RunContext) -> str:
     """What a few test predictions of each task rest on. Where none can be computed (a pretraining run has no
     heads) the UserError saying why is the section's one line."""
     started = time.perf_counter()
-    body = _images(ctx) if ctx.loaded.info.is_image else _tables(ctx)
+    kind = ctx.loaded.info.kind
+    body = (_images(ctx) if ctx.loaded.info.is_image else _texts(ctx) if kind == TEXT
+            else _sequences(ctx) if kind == SEQUENCE else _tables(ctx))
     return body + f"<p class='muted'>computed in {time.perf_counter() - started:.1f} s</p>"
 
 
@@ -83,15 +92,7 @@ def _images(ctx: RunContext) -> str:
 
 def _predictions(ctx: RunContext, task: str, rows: Tensor) -> list[tuple[str, str]]:
     """Per example: (the prediction, with its probability for a class task; the label)."""
-    test, spec = ctx.test, ctx.test.tasks[task]
-    probs = test.probabilities(task)
-    if probs is not None:
-        p, index = probs[rows].max(-1)
-        predicted = [f"{spec.info.classes[int(i)]} {float(q):.0%}" for i, q in zip(index, p)]
-    else:
-        predicted = [v if isinstance(v, str) else f"{float(v):.3g}" for v in spec.column(test.outputs[task][rows])]
-    truth = [v if isinstance(v, str) else f"{v:.3g}" for v in truth_column(test, task, rows)]
-    return list(zip(predicted, truth))
+    return predicted_and_label(ctx.test, task, rows)
 
 
 def _region_captions(task, explained: Explained) -> list[str]:
@@ -191,3 +192,138 @@ def _top_columns(ctx: RunContext, task: str, rows: Tensor, frame: pd.DataFrame, 
                     e.target.names[k]))
     return table(("row", "predicted", "label", f"top {TOP_COLUMNS} columns (+ raises the score)", "score explained"),
                  out)
+
+
+def _attributed_tasks(ctx: RunContext) -> tuple[list[str], list[str]]:
+    """(the tasks attributed, the notes of those left out: per-pixel tasks have no attributions yet)."""
+    run = ctx.loaded
+    dense = [name for name, spec in run.tasks.items() if spec.dense]
+    return ([name for name in run.tasks if name not in dense],
+            [f"{', '.join(dense)}: per-pixel tasks have no attributions yet"] if dense else [])
+
+
+def _test_examples(ctx: RunContext, count: int) -> tuple[Tensor, Tensor]:
+    """(positions in the test split, model inputs) of up to `count` examples a text or sequence run's section
+    explains: drawn as `hydranet explain RUN --split test --n N` draws them."""
+    run = ctx.loaded
+    x = ctx.dataset.split("test")["x"]
+    pick = drawn(run, min(count, len(x)), len(x))
+    return pick, x[pick]
+
+
+def _within(e: Explained) -> str:
+    """How many of IG's examples meet the completeness bound, as "k of n"."""
+    return f"{int((e.delta.abs() <= completeness_bound(e.gap)).sum())} of {len(e.delta)}"
+
+
+def _completeness(e: Explained) -> str:
+    return (f"<p class='muted'>completeness: the attributions of {_within(e)} examples add up to f(x) − f(baseline) "
+            f"within the 1% bound</p>")
+
+
+def _texts(ctx: RunContext) -> str:
+    """Per task, each explained test text's tokens shaded by attribution: read from the newest tokens.csv that
+    `hydranet explain RUN --task T` wrote into the run, else Integrated Gradients of a few test texts here."""
+    run = ctx.loaded
+    tasks, notes = _attributed_tasks(ctx)
+    pick, x = _test_examples(ctx, ONE_TASK_EXAMPLES if len(run.tasks) == 1 else IMAGE_EXAMPLES)
+    ids = [f"test[{i}]" for i in pick.tolist()]
+    settings = _settings("integrated_gradients")
+    parts = [f"<p>Token attributions per task: a token's is the sum over its embedding vector; red raises the "
+             f"explained score, blue lowers it, scaled per text (the share of the text's largest on hover). Computed "
+             f"here: Integrated Gradients ({settings.steps} steps from every token's embedding at zero, [CLS] and "
+             f"padding kept) of {len(pick)} test texts drawn as <code>hydranet explain RUN --split test --n "
+             f"{len(pick)}</code> draws them, for each task's predicted class (or its one output); a task that "
+             f"<code>hydranet explain</code> explained in the run is shown from its tokens.csv instead.</p>"]
+    for task in tasks:
+        saved = _saved_tokens(ctx.path, task)
+        if saved is not None:
+            parts.append(_saved_token_block(ctx, task, *saved))
+            continue
+        e = explain_batch(run, x, task, settings)
+        tokens = texts.token_table(run.info, x, e.values, ids, e.target.names)
+        captions = [f"{i} (row {int(ctx.dataset.index['test'][r])}) · predicted {p} · label {t} · explaining the "
+                    f"{target}" for i, r, (p, t), target in zip(ids, pick.tolist(), _predictions(ctx, task, pick),
+                                                                 e.target.names)]
+        parts.append(f"<h3>{escape(task)} · Integrated Gradients of {len(pick)} test texts</h3>"
+                     + _token_lines(tokens, captions) + _completeness(e))
+    return "".join(parts) + "".join(note(n) for n in notes)
+
+
+def _token_lines(tokens: pd.DataFrame, captions: list[str]) -> str:
+    """One caption and one line of shaded tokens per example, in the table's order."""
+    return "".join(f"<p class='muted'>{escape(caption)}</p><p class='tokens'>{texts.token_spans(rows)}</p>"
+                   for (_, rows), caption in zip(tokens.groupby("input", sort=False), captions))
+
+
+def _saved_tokens(path: Path, task: str) -> tuple[Path, dict] | None:
+    """(tokens.csv, its explanation.json) of the newest text explanation of `task` in RUN/explain, if any."""
+    found = []
+    for tokens in (path / "explain").glob("*/tokens.csv"):
+        try:
+            summary = json.loads((tokens.parent / SUMMARY).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not (or no longer) a whole explanation: explain writes its folder atomically
+        if isinstance(summary, dict) and summary.get("tasks") == [task]:
+            found.append((tokens.stat().st_mtime, tokens, summary))
+    return max(found, key=lambda item: item[0])[1:] if found else None
+
+
+def _saved_token_block(ctx: RunContext, task: str, path: Path, summary: dict) -> str:
+    """A saved tokens.csv as shaded lines, captioned with each input, its prediction and label when it is a test
+    example of the run (`--split test`), and the score explained."""
+    try:
+        tokens = pd.read_csv(path, keep_default_na=False, dtype={"input": str, "token": str, "target": str})
+        missing = [c for c in ("input", "target", "token", "attribution") if c not in tokens.columns]
+        if missing:
+            raise ValueError(f"no column {missing[0]!r}")
+        tokens["attribution"] = pd.to_numeric(tokens["attribution"])
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: not the tokens.csv of `hydranet explain` ({type(err).__name__}: {err})") from err
+    split = summary.get("source") == "test split"
+    captions = []
+    for name, rows in tokens.groupby("input", sort=False):
+        index = re.fullmatch(r"test\[(\d+)\]", name) if split else None
+        answer = ""
+        if index is not None and int(index.group(1)) < len(ctx.dataset.index["test"]):
+            predicted, label = _predictions(ctx, task, torch.tensor([int(index.group(1))]))[0]
+            answer = f" · predicted {predicted} · label {label}"
+        captions.append(f"{name}{answer} · explaining the {rows['target'].iloc[0]}")
+    relative = path.relative_to(ctx.path)
+    return (f"<h3>{escape(task)} · {escape(summary.get('method', '?'))}, read from {escape(relative)}</h3>"
+            + _token_lines(tokens, captions))
+
+
+def _sequences(ctx: RunContext) -> str:
+    """Per task a figure: a few test sequences' values over their steps, each step's attribution (IG) below."""
+    run = ctx.loaded
+    tasks, notes = _attributed_tasks(ctx)
+    pick, x = _test_examples(ctx, SEQUENCE_EXAMPLES)
+    ids = [f"test[{i}]" for i in pick.tolist()]
+    settings = _settings("integrated_gradients")
+    panels, checks = [], []
+    for task in tasks:
+        e = explain_batch(run, x, task, settings)
+        steps = sequences.step_table(run.info, x, e.values, ids, e.target.names)
+        captions = [f"{i}\npredicted {_short(p)}\nlabel {_short(t)}"
+                    for i, (p, t) in zip(ids, _predictions(ctx, task, pick))]
+        panels.append(_sequence_figure(run.info, task, steps, captions))
+        checks.append(f"{escape(task)} {_within(e)}")
+    intro = (f"<p>{len(pick)} test sequences drawn as <code>hydranet explain RUN --split test --n {len(pick)}</code> "
+             f"draws them, explained for each task's predicted class (or its one output): Integrated Gradients "
+             f"({settings.steps} steps from every feature at its train mean, padding kept). Top: the features' values; "
+             f"bottom: each step's attribution, summed over the features (red raises the score, blue lowers it).</p>")
+    return (intro + figures(panels) + f"<p class='muted'>completeness (examples whose attributions add up to "
+            f"f(x) − f(baseline) within the 1% bound): {'; '.join(checks)}</p>"
+            + "".join(note(n) for n in notes))
+
+
+def _sequence_figure(info, task: str, steps: pd.DataFrame, captions: list[str]) -> str:
+    names = sequences.feature_names(info)
+    groups = list(steps.groupby("input", sort=False))
+    fig, axes = plt.subplots(2, len(groups), figsize=(2.3 * len(groups) + 0.6, 4.0), dpi=100, squeeze=False,
+                             sharex="col")
+    for col, ((_, rows), caption) in enumerate(zip(groups, captions)):
+        sequences.plot_example(axes[0][col], axes[1][col], rows, names, caption)
+    fig.suptitle(task, fontsize=10)
+    return figure(fig, f"{task}: columns are test sequences (prediction, label)", f"attributions of {task}")

@@ -3,7 +3,7 @@ written as pictures and tables (or, with `global_`, mean |attribution| per colum
 
 Files: explanation.json (what was explained and how; IG's completeness error), and per kind of input
 example-<i>.png with attributions.safetensors (images) or attributions.csv (tables), tokens.csv and tokens.html
-(texts), or importance.csv/.png.
+(texts), steps.csv and example-<i>.png (numeric sequences), or importance.csv/.png.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from torch import Tensor
 
 from hydranet.data import build_dataset
 from hydranet.errors import UserError
-from hydranet.data.info import TABLE, TEXT
-from hydranet.explain import images, tables, texts
+from hydranet.data.info import SEQUENCE, TABLE, TEXT
+from hydranet.explain import images, sequences, tables, texts
 from hydranet.explain.core import Explained, Settings, default_task, explain_batch
 from hydranet.explain.methods import COMPLETENESS, NEAR_ZERO_GAP, completeness_bound, get_method
 from hydranet.files import atomic_folder, write_csv, write_json, write_tensors
@@ -43,7 +43,7 @@ def explain_run(run: Run, inputs: Sequence[str | Path] = (), split: str | None =
     """Explain examples of `inputs` (files, as `predict` takes them) or of the run's `split`; write the folder
     `out` (default RUN/explain/<task or global>-<method>) and return what explanation.json holds."""
     started = time.perf_counter()
-    run.info.require_image_or_table("hydranet explain", TEXT)
+    run.info.require_image_or_table("hydranet explain", TEXT, SEQUENCE)
     settings = settings or Settings()
     apply_process_settings(run.config)
     if global_ and run.info.kind != TABLE:
@@ -73,6 +73,10 @@ def explain_run(run: Run, inputs: Sequence[str | Path] = (), split: str | None =
             e = explained[tasks[0]]
             table = texts.token_table(run.info, x, e.values, ids, e.target.names)
             texts.write_tokens(staging, table, titles(run, tasks[0], e), method)
+        elif run.info.kind == SEQUENCE:
+            e = explained[tasks[0]]
+            table = sequences.step_table(run.info, x, e.values, ids, e.target.names)
+            sequences.write_steps(staging, run.info, table, titles(run, tasks[0], e), method)
         else:
             write_table(run, staging, x, ids, tasks[0], explained[tasks[0]], method)
         summary["seconds"] = round(time.perf_counter() - started, 3)

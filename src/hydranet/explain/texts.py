@@ -100,14 +100,20 @@ def write_tokens(folder: Path, table: pd.DataFrame, titles: list[str], method: s
     write_csv(folder / "tokens.csv", table)
     sections = []
     for (name, tokens), title in zip(table.groupby("input", sort=False), titles):
-        peak = max(float(tokens["attribution"].abs().max()), 1e-12)
-        spans = " ".join(_span(token, score / peak) for token, score in zip(tokens["token"], tokens["attribution"]))
-        sections.append(f"<h2>{html.escape(str(name))}</h2><p>{html.escape(title)}</p><p class=t>{spans}</p>")
+        sections.append(f"<h2>{html.escape(str(name))}</h2><p>{html.escape(title)}</p>"
+                        f"<p class=t>{token_spans(tokens)}</p>")
     page = (f"<!doctype html><meta charset=utf-8><title>token attributions ({method})</title>"
             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}.t span{padding:2px 3px;"
             "border-radius:3px;line-height:2}</style>"
             f"<h1>Token attributions: {html.escape(method)}</h1>{''.join(sections)}")
     write_text(folder / "tokens.html", page)
+
+
+def token_spans(tokens: pd.DataFrame) -> str:
+    """One example's rows of a token table as HTML: each token shaded by its attribution, scaled by the example's
+    largest |attribution| (red raises the score, blue lowers it), the share on hover (tokens.html, the report)."""
+    peak = max(float(tokens["attribution"].abs().max()), 1e-12)
+    return " ".join(_span(str(token), score / peak) for token, score in zip(tokens["token"], tokens["attribution"]))
 
 
 def _span(token: str, share: float) -> str:

@@ -17,7 +17,7 @@ import torch
 from hydranet.config import Config
 from hydranet.data import Dataset, to_model_inputs
 from hydranet.data.build import load_raw
-from hydranet.data.info import TABLE, TEXT, DataInfo
+from hydranet.data.info import SEQUENCE, TABLE, DataInfo
 from hydranet.data.tabular import TableEncoder
 from hydranet.data.text import CLS_ID, UNK_ID
 from hydranet.files import write_json, write_parquet
@@ -106,10 +106,33 @@ def text_features(ids: torch.Tensor) -> pd.DataFrame:
     return pd.DataFrame({"tokens": tokens.numpy(), "unknown_rate": (unknown / tokens.clamp_min(1)).numpy()})
 
 
+def sequence_features(info: DataInfo, x: torch.Tensor) -> pd.DataFrame:
+    """Per sequence (model inputs (N, T, F + 1)): `steps`, how many are real, then each feature's mean and standard
+    deviation over the real steps, in the data's units (`mean_f0`, …, `std_f0`, …).
+
+    Why these, as a text's token count: longer or shorter sequences, a sensor that reads higher or lower (the means)
+    and one that gets noisier or flat (the stds) are what moves first, and all read without the model. How the
+    values move within a sequence (its shape, its frequency) is not compared."""
+    valid = (x[..., -1] > 0.5).to(torch.float64)  # (N, T)
+    steps = valid.sum(dim=1)
+    values = (x[..., :-1].to(torch.float64) * torch.tensor(info.std, dtype=torch.float64)
+              + torch.tensor(info.mean, dtype=torch.float64)) * valid[..., None]  # the data's units, padding 0
+    count = steps.clamp_min(1)[:, None]
+    mean = values.sum(dim=1) / count
+    spread = ((values - mean[:, None]) ** 2 * valid[..., None]).sum(dim=1) / count
+    width = x.shape[-1] - 1
+    columns = {"steps": steps.numpy()}
+    columns.update({f"mean_f{i}": mean[:, i].numpy() for i in range(width)})
+    columns.update({f"std_f{i}": spread[:, i].sqrt().numpy() for i in range(width)})
+    return pd.DataFrame(columns)
+
+
 def stored_features(info: DataInfo, stored: torch.Tensor) -> pd.DataFrame:
     """Per-example features of inputs as a dataset stores them: an image run's channel statistics, a text run's
-    token count and unknown-token rate."""
-    return image_features(stored, info.scale) if info.is_image else text_features(stored)
+    token count and unknown-token rate, a numeric-sequence run's steps and per-feature mean and std."""
+    if info.is_image:
+        return image_features(stored, info.scale)
+    return sequence_features(info, stored) if info.kind == SEQUENCE else text_features(stored)
 
 
 def pixel_statistics(images: torch.Tensor, scale: float) -> dict[str, dict[str, Any]]:
@@ -144,13 +167,11 @@ def build_reference(cfg: Config, data: Dataset, tasks: dict[str, Task], model: t
     """reference.json's content and the sample (None when `monitor.keep_rows` is false)."""
     train = data.index["train"].numpy()
     positions = sample_positions(train, cfg.monitor.reference_rows, cfg.seed)
-    if data.info.is_image or data.info.kind == TEXT:
+    if data.info.kind != TABLE:  # images, texts, sequences: described per example
         features = summarize_frame(stored_features(data.info, data.x[torch.from_numpy(train)]))
         sample = example_sample(cfg, data, tasks, model, device, positions)
         extra = ({"pixels": pixel_statistics(data.x[torch.from_numpy(positions)], data.info.scale)}
                  if data.info.is_image else {})
-    elif data.info.kind != TABLE:  # numeric sequences: only the prediction statistics, no input drift yet
-        features, sample, extra = {}, None, {}
     else:
         raw = table_rows(cfg, data)
         names, categorical = table_columns(data.info.encoder)
@@ -164,9 +185,9 @@ def build_reference(cfg: Config, data: Dataset, tasks: dict[str, Task], model: t
 
 def example_sample(cfg: Config, data: Dataset, tasks: dict[str, Task], model: torch.nn.Module, device: torch.device,
                    positions: np.ndarray) -> pd.DataFrame:
-    """The sampled train images or texts as rows: their features (`stored_features`), then the model's decoded
-    predictions on them (columns `prediction/<task column>`), so prediction drift gets the same row tests as a
-    table's without the images or texts."""
+    """The sampled train images, texts or sequences as rows: their features (`stored_features`), then the model's
+    decoded predictions on them (columns `prediction/<task column>`), so prediction drift gets the same row tests as
+    a table's without the examples themselves."""
     stored = data.x[torch.from_numpy(positions)]
     x = to_model_inputs(data.info, images=stored) if data.info.is_image else stored
     predicted = decoded_predictions(cfg, tasks, model, x, device)

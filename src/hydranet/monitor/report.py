@@ -9,9 +9,9 @@ Which reference, in order:
   category counts (`monitor.drift.summary_drift`);
 - otherwise (a run from before references were stored, or another `--reference-rows`) the sample is rebuilt
   from the run's own data (same config and seed → same train split, the same seeded draw).
-The report's `reference` says which. Image and text runs are compared on per-example features
-(`reference.image_features`, `reference.text_features`); their sample holds the model's predictions on the sampled
-examples too.
+The report's `reference` says which. Image, text and numeric-sequence runs are compared on per-example features
+(`reference.image_features`, `reference.text_features`, `reference.sequence_features`); their sample holds the
+model's predictions on the sampled examples too.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ import pandas as pd
 import torch
 
 from hydranet.data import DataInfo, build_dataset
-from hydranet.data.info import TABLE, TEXT
+from hydranet.data.info import SEQUENCE, TABLE, TEXT
 from hydranet.data.sources.table import clean
 from hydranet.errors import UserError
 from hydranet.files import make_dir, write_figure, write_json, write_text
 from hydranet.monitor.drift import format_score, frame_drift, summary_drift
 from hydranet.monitor.figure import drift_figure
 from hydranet.monitor.reference import (PREDICTION, example_sample, image_features, per_example_tasks, sample_positions,
-                                        summarize_frame, table_columns, table_rows, text_features)
+                                        sequence_features, summarize_frame, table_columns, table_rows, text_features)
 from hydranet.predict import (TABLE_FILES, decode_tasks, image_file_inputs, inputs_from_files, read_input_table,
                               table_inputs)
 from hydranet.rundir import RunDir
@@ -47,9 +47,9 @@ PLOTTED = 6  # features drawn in drift.png, the most drifted first
 def monitor_run(run: Run, inputs: Sequence[str | Path], out_dir: str | Path | None = None,
                 reference_rows: int | None = None) -> dict[str, Any]:
     """`hydranet monitor`'s inputs as `predict` takes them: image files or folders for image runs, one table
-    file for table and text runs."""
-    run.info.require_image_or_table("hydranet monitor", TEXT)
-    if run.info.is_image or run.info.kind == TEXT:
+    file for table and text runs, one .npz for numeric-sequence runs."""
+    run.info.require_image_or_table("hydranet monitor", TEXT, SEQUENCE)
+    if run.info.kind != TABLE:
         return monitor_examples(run, inputs, out_dir, reference_rows)
     if len(inputs) != 1:
         raise UserError(f"DATA: this run was trained on a table; give {TABLE_FILES}, not {len(inputs)} inputs")
@@ -60,9 +60,10 @@ def monitor_table(run: Run, data: str | Path | pd.DataFrame, out_dir: str | Path
                   reference_rows: int | None = None) -> dict[str, Any]:
     """Feature drift per source column and prediction drift per task of a table file or DataFrame; writes
     drift.json, drift.png and drift.html to `out_dir` when given."""
-    if run.info.kind != TABLE:  # images and texts are described per example: monitor_examples
+    if run.info.kind != TABLE:  # images, texts and sequences are described per example: monitor_examples
         raise UserError(f"{run.dir}: this run was trained on {run.info.kind}s, not a table; monitor it with "
-                        f"`hydranet monitor {run.dir} DATA…` (image files or folders, or a table of texts)")
+                        f"`hydranet monitor {run.dir} DATA…` (image files or folders, a table of texts, or an .npz "
+                        f"of sequences)")
     rows = requested_rows(run, reference_rows)
     current = clean(data, "input") if isinstance(data, pd.DataFrame) else read_input_table(data)
     where = "input" if isinstance(data, pd.DataFrame) else str(data)
@@ -80,14 +81,14 @@ def monitor_table(run: Run, data: str | Path | pd.DataFrame, out_dir: str | Path
 
 def monitor_examples(run: Run, paths: Sequence[str | Path], out_dir: str | Path | None = None,
                      reference_rows: int | None = None) -> dict[str, Any]:
-    """Drift of the per-example features of image files or folders (mean and std of each channel) or of a table of
-    texts (tokens, unknown-token rate), and of the predictions on them against the predictions on the reference
-    examples."""
+    """Drift of the per-example features of image files or folders (mean and std of each channel), of a table of
+    texts (tokens, unknown-token rate) or of an .npz of sequences (steps, each feature's mean and std), and of the
+    predictions on them against the predictions on the reference examples."""
     rows = requested_rows(run, reference_rows)
     x, _ = image_file_inputs(run.info, paths) if run.info.is_image else inputs_from_files(run, paths)
     current, where = input_features(run.info, x), ", ".join(map(str, paths))
     stored = RunDir(run.dir).read_reference()
-    if stored is not None and not stored["sample_rows"] and stored["features"]:  # a text run's from before: rebuilt
+    if stored is not None and not stored["sample_rows"] and stored["features"]:  # text, sequence runs' from before: rebuilt
         return _stored_statistics_report(run, where, stored, current, x, out_dir)
     reference = reference_frame(run, rows)
     features = reference[[c for c in reference.columns if not c.startswith(PREDICTION)]]
@@ -117,7 +118,7 @@ def requested_rows(run: Run, reference_rows: int | None) -> int:
 
 def reference_frame(run: Run, rows: int) -> pd.DataFrame:
     """Up to `rows` train rows drawn with the run's seed (Purpose.MONITOR): raw source rows of a table run,
-    per-example features and the model's predictions (`reference.example_sample`) of an image or text run. The
+    per-example features and the model's predictions (`reference.example_sample`) of an image, text or sequence run. The
     sample stored at training time when it is that draw, else rebuilt from the run's data; `attrs["reference"]`
     says which."""
     stored = stored_sample(run, rows)
@@ -126,7 +127,7 @@ def reference_frame(run: Run, rows: int) -> pd.DataFrame:
     cfg = run.config
     data = build_dataset(cfg)
     positions = sample_positions(data.index["train"].numpy(), rows, cfg.seed)
-    if run.info.is_image or run.info.kind == TEXT:
+    if run.info.kind != TABLE:
         frame = example_sample(cfg, data, run.tasks, run.model, torch.device("cpu"), positions)
     else:
         frame = table_rows(cfg, data).iloc[positions].reset_index(drop=True)  # the rows training indexed, raw
@@ -156,8 +157,11 @@ def stored_sample(run: Run, rows: int) -> pd.DataFrame | None:
 
 def input_features(info: DataInfo, x: torch.Tensor) -> pd.DataFrame:
     """Per-example features of model inputs, in the units the reference's were: an image's channel statistics of
-    its pixels in [0, 1], a text's token count and unknown-token rate."""
-    return image_features(input_pixels(info, x), 1.0) if info.is_image else text_features(x)
+    its pixels in [0, 1], a text's token count and unknown-token rate, a sequence's steps and per-feature mean and
+    std in the data's units."""
+    if info.is_image:
+        return image_features(input_pixels(info, x), 1.0)
+    return sequence_features(info, x) if info.kind == SEQUENCE else text_features(x)
 
 
 def input_pixels(info: DataInfo, x: torch.Tensor) -> torch.Tensor:

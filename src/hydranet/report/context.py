@@ -13,6 +13,8 @@ from typing import Any, Callable
 import torch
 
 from hydranet.data import build_dataset
+from hydranet.data.info import TEXT
+from hydranet.data.text import joined_texts
 from hydranet.errors import UserError
 from hydranet.registry import get, names, register
 from hydranet.rundir import RunDir, read_file
@@ -107,6 +109,26 @@ class RunContext:
     def dataset(self) -> Any:
         """The run's data rebuilt from its config (same seed, same split)."""
         return build_dataset(self.config)
+
+    @cached_property
+    def input_kind(self) -> str | None:
+        """The run's kind of input (image, table, text, sequence) from data.json; None when it cannot be read (the
+        sections that need the data say why)."""
+        try:
+            return self.run.read_data_info().get("kind", "table")
+        except UserError:
+            return None
+
+    @cached_property
+    def test_texts(self) -> list[str]:
+        """A text run's test texts as read (its text columns joined as in training, not cut at max_length), in the
+        test split's order; [] for other runs."""
+        data = self.dataset
+        if data.info.kind != TEXT or data.frame is None:
+            return []
+        rows = data.frame.iloc[data.index["test"].numpy()]
+        columns = {name: rows[name].to_numpy(dtype=object) for name in data.info.features}
+        return joined_texts(columns, data.info.features, data.info.separator, "test texts") if len(rows) else []
 
     @cached_property
     def loaded(self) -> Run:

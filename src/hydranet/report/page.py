@@ -43,6 +43,7 @@ table { border-collapse: collapse; margin: 6px 0 12px; font-size: 13.5px; font-v
 th, td { padding: 4px 9px; white-space: nowrap; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
 th { background: var(--soft); font-weight: 600; }
 td.num { text-align: right; }
+td.wrap { white-space: normal; min-width: 26em; max-width: 44em; }
 .scroll { overflow-x: auto; max-width: 100%; }
 .figures { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 figure { margin: 4px 0; }
@@ -53,6 +54,7 @@ figcaption { color: var(--muted); font-size: 13px; margin-top: 2px; }
 pre { background: var(--soft); padding: 10px 12px; border-radius: 6px; overflow-x: auto; font-size: 12.5px; }
 .thumbs { display: flex; flex-wrap: wrap; gap: 10px; }
 .thumb { width: 116px; font-size: 12px; text-align: center; }
+.tokens span { padding: 1px 3px; border-radius: 3px; line-height: 2; }
 .thumb img { width: 96px; height: 96px; image-rendering: pixelated; border: 1px solid var(--line); }
 """
 
@@ -87,9 +89,15 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], show_header: boo
     return f'<div class="scroll"><table>{head}<tbody>{body}</tbody></table></div>'
 
 
+WRAPPED = 60  # characters: a longer text cell (a text run's texts) wraps instead of widening its table
+
+
 def _cell(value: Any) -> str:
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return f'<td class="num">{escape(number(value))}</td>' if numeric else f"<td>{escape(number(value))}</td>"
+    if numeric:
+        return f'<td class="num">{escape(number(value))}</td>'
+    wrap = ' class="wrap"' if isinstance(value, str) and len(value) > WRAPPED else ""
+    return f"<td{wrap}>{escape(number(value))}</td>"
 
 
 def note(text: str) -> str:

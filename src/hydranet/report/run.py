@@ -14,7 +14,8 @@ from typing import Any
 import hydranet
 from hydranet.errors import UserError
 from hydranet.files import write_text
-from hydranet.report import dense_sections, files_sections, split_sections, study_sections  # noqa: F401 (their import registers them)
+# their import registers their sections
+from hydranet.report import dense_sections, files_sections, split_sections, study_sections, text_sections  # noqa: F401
 from hydranet.report.context import RUN_SECTIONS, STUDY_SECTIONS, RunContext, registered
 from hydranet.report.page import Section, note, page
 from hydranet.report.study_sections import StudyContext, is_study

@@ -14,6 +14,7 @@ from hydranet.report.page import escape, figure, figures, image_thumbnail, new_f
 RELIABILITY_BINS = 10
 HIGHEST_LOSS = 8  # examples shown per task
 MAX_CONFUSION_CLASSES = 30  # beyond this a matrix's cells are unreadable at the report's figure size
+TEXT_WIDTH = 160  # characters of a text shown in a table cell
 
 
 def _class_tasks(test: TestOutputs) -> list[str]:
@@ -199,7 +200,32 @@ def _thumbnails(test: TestOutputs, top: torch.Tensor, losses: torch.Tensor, pred
 
 
 def _rows(ctx: RunContext, top: torch.Tensor, losses: torch.Tensor, predicted, truth) -> str:
-    """One table row per example: its row in the data set as loaded (0-based), loss, prediction and label."""
-    rows = [(int(ctx.dataset.index["test"][r]), float(losses[r]), predicted[k], truth[k])
-            for k, r in enumerate(top.tolist())]
-    return table(("row", "loss", "predicted", "label"), rows)
+    """One table row per example: its row in the data set as loaded (0-based), loss, prediction and label; a text
+    run's rows also show the text (shortened), since a row number alone says nothing about a text."""
+    texts = ctx.test_texts
+    rows = [(int(ctx.dataset.index["test"][r]), float(losses[r]), predicted[k], truth[k],
+             *([shortened(texts[r])] if texts else [])) for k, r in enumerate(top.tolist())]
+    return table(("row", "loss", "predicted", "label", *(["text"] if texts else [])), rows)
+
+
+def shortened(text: str, width: int = TEXT_WIDTH) -> str:
+    """A text cut to `width` characters (an ellipsis marks the cut), its whitespace runs as single spaces."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def predicted_and_label(test: TestOutputs, task: str, rows: torch.Tensor) -> list[tuple[str, str]]:
+    """Per example of `rows`: (the prediction as text, with the predicted class's probability for a class task;
+    the label as text)."""
+    spec = test.tasks[task]
+    probs = test.probabilities(task)
+    if probs is not None:
+        p, index = probs[rows].max(-1)
+        predicted = [f"{spec.info.classes[int(i)]} {float(q):.0%}" for i, q in zip(index, p)]
+    else:
+        predicted = [v if isinstance(v, str) else f"{float(v):.3g}" for v in spec.column(test.outputs[task][rows])]
+    labeled = test.labeled(task)
+    labeled = (labeled if labeled.ndim == 1 else labeled.any(-1))[rows].tolist()
+    truth = [(v if isinstance(v, str) else f"{v:.3g}") if known else "(missing)"
+             for v, known in zip(truth_column(test, task, rows), labeled)]
+    return list(zip(predicted, truth))

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from hydranet.data.info import TEXT
+from hydranet.data.info import SEQUENCE, TEXT
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
 from hydranet.fairness.threshold import Thresholds
@@ -27,7 +27,8 @@ from hydranet.rundir import RunDir
 from hydranet.serve.backend import load_backend
 from hydranet.serve.batch import BatchAnswers
 from hydranet.serve.batcher import MicroBatcher
-from hydranet.serve.inputs import JSON, MULTIPART, image_json_request, parse_json, table_body, uploaded_images
+from hydranet.serve.inputs import (JSON, MULTIPART, image_json_request, parse_json, sequence_body, table_body,
+                                   uploaded_images)
 from hydranet.serve.maps import requested_format, with_lists
 from hydranet.serve.metrics import ServerMetrics
 from hydranet.serve.settings import ServeSettings
@@ -44,10 +45,14 @@ ROWS_SCHEMA = {"type": "object", "required": ["rows"], "description": "table run
                "properties": {"rows": {"type": "array", "items": {"type": "object"}}}}
 BASE64_SCHEMA = {"type": "object", "required": ["images"], "description": "image runs: image files in base64",
                  "properties": {"images": {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}}}}
+SEQUENCES_SCHEMA = {"type": "object", "required": ["sequences"], "description": "numeric-sequence runs: per sequence "
+                    "its steps (at most the trained number), per step the trained number of features",
+                    "properties": {"sequences": {"type": "array", "items": {"type": "array", "items": {
+                        "type": "array", "items": {"type": "number"}}}}}}
 UPLOAD_SCHEMA = {"type": "object", "description": "image runs: image files, any field name", "properties": {
     "images": {"type": "array", "items": {"type": "string", "contentMediaType": "application/octet-stream"}}}}
-PREDICT_BODY = {"requestBody": {"required": True, "content": {JSON: {"schema": {"oneOf": [ROWS_SCHEMA, BASE64_SCHEMA]}},
-                                                              MULTIPART: {"schema": UPLOAD_SCHEMA}}}}
+PREDICT_BODY = {"requestBody": {"required": True, "content": {
+    JSON: {"schema": {"oneOf": [ROWS_SCHEMA, BASE64_SCHEMA, SEQUENCES_SCHEMA]}}, MULTIPART: {"schema": UPLOAD_SCHEMA}}}}
 
 
 class Service:
@@ -83,8 +88,9 @@ class Service:
         return Response(answer, media_type=JSON)
 
     async def request_inputs(self, request: Request, body: bytes) -> list[Any]:
-        """The body's image files or table rows, its shape checked here on the event loop (cheap); decoding the
-        images and cleaning the rows is left to the batcher's thread, once per request there (`BatchAnswers`)."""
+        """The body's image files, table rows or sequences, its shape checked here on the event loop (cheap);
+        decoding the images, cleaning the rows and standardizing the sequences is left to the batcher's thread, once
+        per request there (`BatchAnswers`)."""
         info, media = self.run.info, media_type(request)
         accepted = (JSON, MULTIPART) if info.is_image else (JSON,)
         if media not in accepted:
@@ -95,6 +101,8 @@ class Service:
         parsed = parse_json(body)
         if info.is_image:
             return image_json_request(parsed)
+        if info.kind == SEQUENCE:
+            return sequence_body(info, parsed)
         return table_body(info, parsed, self.sensitive)
 
     def metadata(self) -> dict[str, Any]:
@@ -158,8 +166,9 @@ def create_app(run: Run, settings: ServeSettings, shared: Path | None = None) ->
 
     @app.get("/drift")
     async def drift() -> dict[str, Any]:
-        """Drift of the recent rows against the run's train split, per input column (table runs) or image feature
-        (mean and std of each channel), and per task."""
+        """Drift of the recent rows against the run's train split, per input column (table runs), image feature
+        (mean and std of each channel), text feature (tokens, unknown-token rate) or sequence feature (steps, each
+        feature's mean and std), and per task."""
         return await service.drift()
 
     @app.get("/metrics")
@@ -173,7 +182,7 @@ def create_app(run: Run, settings: ServeSettings, shared: Path | None = None) ->
 
 def refuse_unservable(run: Run) -> None:
     """One line, before the server starts, for a run whose inputs or outputs the server does not handle."""
-    run.info.require_image_or_table("hydranet serve", TEXT)
+    run.info.require_image_or_table("hydranet serve", TEXT, SEQUENCE)
 
 
 class GuardAndCount:
@@ -249,9 +258,12 @@ async def uploaded_files(request: Request, body: bytes) -> list[tuple[str, bytes
 
 
 def input_schema(run: Run) -> dict[str, Any]:
-    """What /predict takes: the image size and channels, the text columns, or each column's kind (and known
-    categories)."""
+    """What /predict takes: the image size and channels, the text columns, a sequence's most steps and its
+    features, or each column's kind (and known categories)."""
     info = run.info
+    if info.kind == SEQUENCE:
+        return {"kind": "sequence", "max_steps": info.input_shape[0], "features": info.input_shape[1] - 1,
+                "format": 'application/json {"sequences": [[[f1, …, fF], …], …]}'}
     if info.kind == TEXT:
         return {"kind": "text", "columns": list(info.features), "separator": info.separator,
                 "max_length": info.max_length, "format": 'application/json {"rows": [{column: text, …}, …]}'}

@@ -11,10 +11,11 @@ from typing import Any
 import torch
 
 from hydranet.data import to_model_inputs
+from hydranet.data.info import SEQUENCE
 from hydranet.errors import UserError
 from hydranet.fairness.threshold import Thresholds, row_groups
 from hydranet.serve.backend import Backend
-from hydranet.serve.inputs import ImageFiles, encode_table_rows, image_pixels, table_rows
+from hydranet.serve.inputs import ImageFiles, encode_table_rows, image_pixels, sequence_inputs, table_rows
 from hydranet.serve.metrics import ServerMetrics
 from hydranet.serve.window import DriftWindow, Prepared
 from hydranet.train.run import Run
@@ -31,7 +32,7 @@ class BatchAnswers:
         self.run, self.backend, self.window, self.metrics = run, backend, window, metrics
         self.thresholds, self.sensitive = thresholds, sensitive
 
-    def __call__(self, requests: list[ImageFiles | list[dict[str, Any]]]) -> list[bytes | UserError]:
+    def __call__(self, requests: list[ImageFiles | list[Any]]) -> list[bytes | UserError]:
         prepared = [self.prepare(request) for request in requests]
         good = [p for p in prepared if not isinstance(p, UserError)]
         if not good:
@@ -56,19 +57,25 @@ class BatchAnswers:
         self.metrics.count_answers(counted)
         return bodies
 
-    def prepare(self, request: ImageFiles | list[dict[str, Any]]) -> Prepared | UserError:
-        """One request's pixels or cleaned rows; the UserError that refuses it when an image or a cell is bad."""
+    def prepare(self, request: ImageFiles | list[Any]) -> Prepared | UserError:
+        """One request's pixels, cleaned rows or sequences (as model inputs); the UserError that refuses it when an
+        image or a cell is bad."""
         try:
             if self.run.info.is_image:
                 return image_pixels(self.run.info, request)
+            if self.run.info.kind == SEQUENCE:
+                return sequence_inputs(self.run.info, request)
             return table_rows(self.run.info, request, self.sensitive)
         except UserError as err:
             return err
 
     def model_inputs(self, prepared: list[Prepared]) -> torch.Tensor:
-        """One model input of the batch's requests, in order: pixels normalized together, rows encoded together."""
+        """One model input of the batch's requests, in order: pixels normalized together, rows encoded together,
+        sequences (standardized per request) stacked."""
         if self.run.info.is_image:
             return to_model_inputs(self.run.info, images=torch.cat(prepared))
+        if self.run.info.kind == SEQUENCE:
+            return torch.cat(prepared)
         return encode_table_rows(self.run.info, prepared)
 
     def answers(self, outputs: dict[str, torch.Tensor], request: Prepared) -> dict[str, list[dict[str, Any]]]:

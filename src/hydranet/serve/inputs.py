@@ -3,8 +3,11 @@ exactly as `hydranet predict` prepares it from a file. Every problem is a UserEr
 
 Table runs take JSON `{"rows": [{column: value, …}, …]}`, text runs the same with their text columns holding
 strings (tokenized with the run's tokenizer); image runs take multipart uploads (any field name) or JSON
-`{"images": ["<base64>", …]}`. A body's shape is checked on the event loop (`table_body`, `image_json_request`);
-decoding images and cleaning rows (`image_pixels`, `table_rows`) is done per request in the batcher's thread.
+`{"images": ["<base64>", …]}`; numeric-sequence runs JSON `{"sequences": [[[f1, …, fF], …], …]}` (each sequence
+a list of steps of the trained F numbers, up to the trained T steps, padded and standardized as `predict` does). A
+body's shape is checked on the event loop (`table_body`, `image_json_request`, `sequence_body`); decoding images,
+cleaning rows and standardizing sequences (`image_pixels`, `table_rows`, `sequence_inputs`) is done per request in
+the batcher's thread.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
 from hydranet.data import DataInfo, to_model_inputs
 from hydranet.data.build import text_inputs
 from hydranet.data.info import TEXT
+from hydranet.data.sequences import padded_series
 from hydranet.data.sources.table import clean
 from hydranet.data.tabular import TableEncoder
 from hydranet.errors import UserError
@@ -175,3 +180,49 @@ def image_pixels(info: DataInfo, items: ImageFiles) -> torch.Tensor:
     """One request's image files decoded and resized as `predict` does: uint8 (N, C, H, W), normalized later with
     the whole batch's."""
     return decoded_images(info, items, "images")
+
+
+def sequence_body(info: DataInfo, body: Any) -> list[list[list[int | float]]]:
+    """The sequences of `{"sequences": [...]}`, each a non-empty list of at most the trained T steps, each step a
+    list of exactly the trained F numbers (finite; no booleans). Checked on the event loop, named by sequence and
+    step (counting from 0, as the lists are indexed)."""
+    sequences = body.get("sequences") if isinstance(body, dict) else None
+    if not isinstance(sequences, list) or set(body) != {"sequences"}:
+        raise UserError('body: this run was trained on numeric sequences; expected a JSON object {"sequences": '
+                        '[[[f1, …, fF], …], …]} (per sequence a list of steps, per step its features) and nothing else')
+    if not sequences:
+        raise UserError("sequences: the list is empty (expected at least one sequence)")
+    steps, width = info.input_shape[0], info.input_shape[1] - 1
+    for i, sequence in enumerate(sequences):
+        where = f"sequences[{i}]"
+        if not isinstance(sequence, list) or not sequence:
+            got = "an empty list" if sequence == [] else type(sequence).__name__
+            raise UserError(f"{where}: expected a non-empty list of steps (each a list of {width} numbers), got {got}")
+        if len(sequence) > steps:
+            raise UserError(f"{where}: {len(sequence)} steps; this model was trained on sequences of at most {steps}")
+        for t, step in enumerate(sequence):
+            check_step(step, f"{where}[{t}]", width)
+    return sequences
+
+
+def check_step(step: Any, where: str, width: int) -> None:
+    """One step: a list of `width` finite JSON numbers."""
+    if not isinstance(step, list) or len(step) != width:
+        got = f"a list of {len(step)}" if isinstance(step, list) else type(step).__name__
+        raise UserError(f"{where}: expected a list of {width} numbers (the trained features of a step), got {got}")
+    for f, value in enumerate(step):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{where}[{f}]: expected a number, got {type(value).__name__}")
+        if not math.isfinite(value):
+            raise UserError(f"{where}[{f}]: {value} is not a finite number")
+
+
+def sequence_inputs(info: DataInfo, sequences: list[list[list[int | float]]]) -> torch.Tensor:
+    """Checked sequences (`sequence_body`) → model inputs (N, T, F + 1): padded to the trained T with their lengths
+    and standardized, as `predict` reads an .npz of them."""
+    steps, width = info.input_shape[0], info.input_shape[1] - 1
+    values = np.zeros((len(sequences), steps, width), dtype=np.float64)
+    for i, sequence in enumerate(sequences):
+        values[i, :len(sequence)] = np.asarray(sequence, dtype=np.float64)
+    lengths = np.array([len(sequence) for sequence in sequences], dtype=np.int64)
+    return to_model_inputs(info, series=padded_series(values, lengths, "sequences"))

@@ -1,7 +1,8 @@
 """The server's window of recent traffic: the last rows it answered (inputs and raw outputs), and their drift
 against the run's training data, computed as `hydranet monitor` computes it: per input column of a table run, per
 image feature (mean and std of each channel) of an image run, per text feature (tokens, unknown-token rate) of a
-text run, and per task of the predictions.
+text run, per sequence feature (steps, each feature's mean and std) of a numeric-sequence run, and per task of the
+predictions.
 
 A request only appends its rows; describing the inputs and decoding the predictions (pandas work) is left to the
 drift report, which runs in a thread, so the window costs the request path next to nothing. The workers of
@@ -25,7 +26,7 @@ from hydranet.data import build_dataset
 from hydranet.data.tabular import TableEncoder
 from hydranet.files import append_line, write_text
 from hydranet.monitor.drift import STAT_TEST_MAX_ROWS, frame_drift
-from hydranet.data.info import TEXT
+from hydranet.data.info import TABLE
 from hydranet.monitor.reference import per_example_tasks
 from hydranet.monitor.report import input_features, predictions_drift, reference_frame
 from hydranet.predict import decode_tasks, table_inputs
@@ -36,7 +37,7 @@ from hydranet.train.run import Run
 MIN_ROWS = 30  # fewer recent rows make the tests too weak to flag anything but a gross shift
 
 Outputs = dict[str, torch.Tensor]
-Prepared = torch.Tensor | TableRows  # one request's decoded pixels (uint8) or checked table rows
+Prepared = torch.Tensor | TableRows  # one request's decoded pixels (uint8), checked table rows or sequences
 Recent = tuple[list[Any], list[Outputs]]  # window rows and, per row, its raw outputs
 
 
@@ -155,7 +156,7 @@ def drift_window(run: Run, model: Callable[[torch.Tensor], Outputs], size: int,
     `model`'s predictions on them; `shared`: the folder where the workers of one server pool their windows."""
     tasks = per_example_tasks(run.tasks)  # a per-pixel map has no prediction drift, as in `hydranet monitor`
     decode = lambda outputs: decode_tasks(tasks, outputs)  # noqa: E731
-    if run.info.is_image or run.info.kind == TEXT:  # per-example features of the model inputs, as monitor's
+    if run.info.kind != TABLE:  # per-example features of the model inputs (images, texts, sequences), as monitor's
         x = reference_inputs(run, STAT_TEST_MAX_ROWS)
         reference = input_features(run.info, x)
         rows = lambda requests, x: input_features(run.info, x).to_numpy().tolist()  # noqa: E731
@@ -177,7 +178,7 @@ def table_rows(requests: list[TableRows], x: torch.Tensor) -> list[dict[str, Any
 
 
 def reference_inputs(run: Run, rows: int) -> torch.Tensor:
-    """Model inputs of up to `rows` train images or texts, drawn as `reference_frame` draws table rows."""
+    """Model inputs of up to `rows` train images, texts or sequences, drawn as `reference_frame` draws table rows."""
     data = build_dataset(run.config)
     train = data.index["train"].numpy()
     if len(train) > rows:

@@ -8,16 +8,18 @@ from; quantization-aware training (`--finetune` epochs with fake int8, then stat
 benchmark's small student alone and distilled from the fp32 run (`compress --method distill`, seed 0). Columns:
 parameters (nonzero), weights on disk, FLOPs per example, latency at batch 1 and 64 (median of `--repeats` after 3
 untimed calls, `--threads` threads) and each task's main test metric. Prints one JSON line per
-row and a table. Usage (from the repository root; adult-mtl reads ../shared/data):
+row and a table. Usage (from the repository root; adult-mtl and seed-cnn read ../shared/data):
 
-    python benchmarks/compress.py [--experiments quickstart adult-mtl] [--threads 1] [--repeats 50] [--finetune 3]
+    python benchmarks/compress.py [--experiments quickstart adult-mtl seed-cnn] [--threads 1] [--repeats 50] [--finetune 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -38,7 +40,8 @@ from hydranet.train.evaluation import evaluate_split
 PRUNED = [("pruned 50%", {"amount": 0.5}), ("pruned 70%", {"amount": 0.7}), ("pruned 90%", {"amount": 0.9}),
           ("structured 30%", {"structure": "channels", "amount": 0.3}),
           ("structured 50%", {"structure": "channels", "amount": 0.5})]
-SETTINGS = {"quickstart": {}, "adult-mtl": {"train.epochs": 5, **SETUPS["adult-mtl"][0]}}
+SETTINGS = {"quickstart": {}, "adult-mtl": {"train.epochs": 5, **SETUPS["adult-mtl"][0]},
+            "seed-cnn": dict(SETUPS["seed-cnn"][0])}  # CIFAR-10 from ../shared/data, the distillation benchmark's budget
 
 
 def main_metrics(run, metrics: dict) -> dict[str, float]:
@@ -74,21 +77,40 @@ def student_rows(experiment: str, settings: dict, source: Path, folder: Path, re
     return [torch_row("student alone", alone_dir, repeats), torch_row("student distilled", distilled, repeats)]
 
 
-def bench(experiment: str, overrides: list[str], folder: Path, repeats: int, finetune: int) -> list[dict]:
+def bench(experiment: str, overrides: list[str], folder: Path, repeats: int, finetune: int,
+          echo=lambda row: None) -> list[dict]:
+    """Every row of one experiment; `echo` sees each row as soon as it is measured (a long run that is stopped still
+    leaves the rows it measured)."""
     settings = dict(SETTINGS.get(experiment, {}), **{"train.progress": False})
     settings.update(dict(item.split("=", 1) for item in overrides))
+    rows: list[dict] = []
+
+    def keep(*new: dict) -> None:
+        for row in new:
+            echo(row)
+            rows.append(row)
+
     source = hn.Experiment(experiment, settings).fit(folder / "fp32").dir
-    rows = [torch_row("fp32", source, repeats), torch_row("bf16", source, repeats, "bf16")]
+    keep(torch_row("fp32", source, repeats), torch_row("bf16", source, repeats, "bf16"))
     for name, options in PRUNED:
         pruned = compress_run(source, PruneOptions(**options, epochs=finetune), folder / name.replace(" ", "-"))
-        rows.append(torch_row(name, pruned.dir, repeats))
+        keep(torch_row(name, pruned.dir, repeats))
     run = load_run(source)
     for mode in ("dynamic", "static"):
         report = quantize_run(run, mode, folder / f"int8-{mode}", repeats=repeats)
-        rows += int8_rows(run, report, {"fp32": "fp32 ONNX", "int8": f"int8 {mode}"} if mode == "dynamic" else {"int8": "int8 static"})
+        keep(*int8_rows(run, report, {"fp32": "fp32 ONNX", "int8": f"int8 {mode}"} if mode == "dynamic" else {"int8": "int8 static"}))
     tuned, report = qat_run(source, QATOptions(epochs=finetune), folder / "qat")
-    rows += int8_rows(tuned, report, {"fp32": "QAT fp32 ONNX", "int8": "int8 QAT"})
-    return rows + student_rows(experiment, settings, source, folder, repeats)
+    keep(*int8_rows(tuned, report, {"fp32": "QAT fp32 ONNX", "int8": "int8 QAT"}))
+    keep(*student_rows(experiment, settings, source, folder, repeats))
+    return rows
+
+
+def emit(experiment: str, threads: int, row: dict) -> None:
+    """One row as a JSON line, at once, with the time and the 1-minute load average (how busy the machine was while
+    its latencies were measured)."""
+    print(json.dumps({"experiment": experiment, "threads": threads, "torch": torch.__version__,
+                      "utc": time.strftime("%H:%M:%S", time.gmtime()), "load_1min": os.getloadavg()[0], **row}),
+          flush=True)
 
 
 def show(value, digits: int = 3) -> str:
@@ -106,9 +128,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     for experiment in args.experiments:
         with tempfile.TemporaryDirectory() as tmp:
-            rows = bench(experiment, args.set, Path(tmp), args.repeats, args.finetune)
-        for row in rows:
-            print(json.dumps({"experiment": experiment, "threads": args.threads, "torch": torch.__version__, **row}))
+            rows = bench(experiment, args.set, Path(tmp), args.repeats, args.finetune,
+                         lambda row: emit(experiment, args.threads, row))
         tasks = [k for k in rows[0] if "/" in k]
         print(f"\n{experiment}: {'row':<18} {'params':>8} {'KiB':>7} {'MFLOPs':>7} {'b1 ms':>7} {'b64 ms':>7} "
               + " ".join(f"{t:>20}" for t in tasks))

@@ -70,6 +70,8 @@ def _images(ctx: RunContext) -> str:
                 heats[label] = images.heatmaps(explained.values)
             except UserError as err:  # Grad-CAM on a trunk without convolutions: IG alone, and why
                 notes.append(f"{label} of {task}: {err}")
+        if explained is None:  # no method could explain this task: the notes say why
+            continue
         if run.tasks[task].dense:  # the maps themselves are in the dense overlays; here the score explained
             captions = _region_captions(run.tasks[task], explained)
         else:

@@ -115,6 +115,21 @@ def _piecewise_path(ig, r: Request, todo: Tensor, pieces: int) -> Tensor:
     return parts.view(pieces, *x.shape).sum(0)
 
 
+PER_ELEMENT = ("integrated_gradients", "saliency")  # the methods runs with variable-length inputs take (texts, sequences)
+
+
+def check_per_element(method: str, baseline_name: str | None, *, runs: str, attributed: str, kind: str,
+                      zeros: str) -> None:
+    """Refuse, in one line naming the option, a method other than the per-element gradient ones, or a baseline other
+    than zeros, for `runs` (text, numeric-sequence), whose inputs are padded: grouped methods would need groups that
+    respect the padding, and only the zeros baseline keeps it (`zeros` says what it means for a `kind` baseline)."""
+    if method not in PER_ELEMENT:
+        raise UserError(f"--method: {method!r} does not explain {runs} runs (expected {' or '.join(PER_ELEMENT)}: "
+                        f"{attributed})")
+    if baseline_name not in (None, "zeros"):
+        raise UserError(f"--baseline: {baseline_name!r} is not a {kind} baseline (expected zeros: {zeros})")
+
+
 def completeness_bound(gap: Tensor) -> Tensor:
     """The largest |Σ attributions − (f(x) − f(b))| integrated_gradients accepts per example: 1% of |f(x) − f(b)|,
     or, where that gap is under NEAR_ZERO_GAP (x scores as the baseline does, and a relative bound would ask for

@@ -20,19 +20,14 @@ import torch
 from torch import Tensor
 
 from hydranet.data import DataInfo
-from hydranet.errors import UserError
+from hydranet.explain.methods import check_per_element
 from hydranet.files import write_csv, write_figure
 
-METHODS = ("integrated_gradients", "saliency")  # gradient methods; a grouped method would need step groups
 
 
 def check_method(method: str, baseline_name: str | None) -> None:
-    if method not in METHODS:
-        raise UserError(f"--method: {method!r} does not explain numeric-sequence runs (expected "
-                        f"{' or '.join(METHODS)}: attributions per step and feature)")
-    if baseline_name not in (None, "zeros"):
-        raise UserError(f"--baseline: {baseline_name!r} is not a sequence baseline (expected zeros: every feature at "
-                        f"its train mean, padding kept)")
+    check_per_element(method, baseline_name, runs="numeric-sequence", attributed="attributions per step and feature",
+                      kind="sequence", zeros="every feature at its train mean, padding kept")
 
 
 def baseline(x: Tensor) -> Tensor:

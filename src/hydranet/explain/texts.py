@@ -21,10 +21,10 @@ from torch import Tensor, nn
 from hydranet.data import DataInfo
 from hydranet.data.text import CLS_ID, PAD_ID, WORD_END, load_tokenizer
 from hydranet.errors import UserError
+from hydranet.explain.methods import check_per_element
 from hydranet.explain.target import TaskScores
 from hydranet.files import write_csv, write_text
 
-METHODS = ("integrated_gradients", "saliency")  # the gradient methods; the grouped ones would switch embedding dims
 
 
 class EmbeddedScores(nn.Module):
@@ -67,12 +67,8 @@ def baseline(inputs: Tensor, ids: Tensor) -> Tensor:
 
 
 def check_method(method: str, baseline_name: str | None) -> None:
-    if method not in METHODS:
-        raise UserError(f"--method: {method!r} does not explain text runs (expected {' or '.join(METHODS)}: "
-                        f"attributions on the token embeddings)")
-    if baseline_name not in (None, "zeros"):
-        raise UserError(f"--baseline: {baseline_name!r} is not a text baseline (expected zeros: every token's "
-                        f"embedding zero, [CLS] and [PAD] kept)")
+    check_per_element(method, baseline_name, runs="text", attributed="attributions on the token embeddings",
+                      kind="text", zeros="every token's embedding zero, [CLS] and [PAD] kept")
 
 
 def token_table(info: DataInfo, ids: Tensor, values: Tensor, inputs: list[str], targets: list[str]) -> pd.DataFrame:

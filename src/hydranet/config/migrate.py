@@ -78,8 +78,8 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _drop_unused_ensemble_style(data: dict[str, Any]) -> None:
-    """Runs saved while `model.ensemble_style` defaulted to tabm store it even for a plain model (ensemble 1),
-    where it did nothing; new input refuses it there (Config._check_ensemble)."""
+    """A plain model (ensemble 1) saved with a style (tabm while it was the default, or a mini that did nothing)
+    loads as the plain model it is; new input refuses mini there (Config._check_ensemble)."""
     model = data.get("model")
     if isinstance(model, dict) and model.get("ensemble", 1) == 1:
         model.pop("ensemble_style", None)

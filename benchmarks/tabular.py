@@ -39,6 +39,7 @@ PLR = ["model.trunk={name: mlp, embedding: plr, plr: {sigma: 3.0}}", "train.earl
 VARIANTS = {  # name → overrides of the one-line config
     "default": [],
     "plain": PLAIN,
+    "mlp+stop": ["model.trunk={name: mlp}", "train.early_stopping.monitor=val/loss"],  # the default below 10,000 rows
     "embeddings": [*PLAIN, "data.encoder.categorical=embedding"],
     "embeddings+quantile": [*PLAIN, *EMBEDDED],
     "ft_transformer": [*EMBEDDED, "model.trunk=ft_transformer", "train.early_stopping.monitor=null"],

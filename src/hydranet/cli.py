@@ -620,10 +620,16 @@ def experiments() -> None:
 
 @app.command()
 def config(experiment: Optional[str] = EXPERIMENT, overrides: List[str] = SET) -> None:
-    """Print the resolved, validated config as YAML."""
+    """Print the resolved, validated config as YAML (and, as a YAML comment, what a large table would change)."""
     from hydranet.config import load_config, to_yaml
+    from hydranet.config.sections import LARGE_TABLE, LARGE_TABLE_ROWS
 
-    typer.echo(to_yaml(load_config(experiment, overrides)), nl=False)
+    cfg = load_config(experiment, overrides)
+    typer.echo(to_yaml(cfg), nl=False)
+    if cfg.for_rows(LARGE_TABLE_ROWS) != cfg:
+        typer.echo(f"# on a table of {LARGE_TABLE_ROWS:,} rows or more (after data.limit) the run trains with "
+                   f"data.encoder {LARGE_TABLE['encoder']} and model.trunk {LARGE_TABLE['trunk']} instead; "
+                   f"its config.yaml names them")
 
 
 bench_app = typer.Typer(no_args_is_help=True, help="Compare methods over seeds against single-task baselines.")

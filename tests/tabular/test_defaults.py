@@ -54,3 +54,56 @@ def test_the_table_default_and_plr_stop_early_unless_a_monitor_is_named():
     assert named.train.early_stopping.monitor is None
     assert validate(table | {"model": {"trunk": "mlp"}}).train.early_stopping.monitor is None
     assert validate({"data": {"source": "digits"}, "tasks": {"digit": {}}}).train.early_stopping.monitor is None
+
+
+def test_a_large_table_grows_the_default_encoder_and_trunk(monkeypatch):
+    """`for_rows`: a config naming neither trunk nor encoder gets PLR embeddings, learned category vectors and
+    quantile scaling from LARGE_TABLE_ROWS rows on, keeps the plain mlp below; a named trunk or encoder, an option
+    override and a saved config read back are never grown."""
+    from hydranet.config import sections
+
+    table = {"data": {"source": "csv"}, "tasks": {"y": {}}}
+    rows = sections.LARGE_TABLE_ROWS
+    assert validate(table).for_rows(rows - 1) == validate(table)
+    grown = validate(table).for_rows(rows)
+    assert grown.model.trunk.options.embedding == "plr" and grown.model.trunk.options.plr.sigma == 3.0
+    encoder = grown.data.encoder.options
+    assert (encoder.numeric, encoder.categorical) == ("quantile", "embedding")
+    assert grown.train.early_stopping.monitor == "val/loss"
+    assert validate(yaml.safe_load(to_yaml(grown))) == grown  # the saved run names what it chose
+    for kept in (validate(table | {"model": {"trunk": "mlp"}}),
+                 validate({"data": {"source": "csv", "encoder": {"name": "table"}}, "tasks": {"y": {}}}),
+                 load_config(table, ["model.trunk.hidden=[64]"]),
+                 validate(yaml.safe_load(to_yaml(validate(table)))),
+                 validate({"data": {"source": "digits"}, "tasks": {"digit": {}}})):
+        assert kept.for_rows(10 * rows) == kept
+
+
+def test_a_run_on_a_large_table_saves_the_grown_default(cli, tiny_csv, tmp_path, one_thread, monkeypatch):
+    """The choice is made once the data is read, and the run's config.yaml names it (the threshold lowered to the
+    tiny table's size, so the test trains a second, not a 10,000-row table)."""
+    from hydranet.config import sections
+
+    monkeypatch.setattr(sections, "LARGE_TABLE_ROWS", 10)
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(yaml.safe_dump({"data": {"source": "csv", "path": str(tiny_csv)}, "tasks": {"kind": {"kind": "binary"}},
+                                   "train": {"epochs": 1, "progress": False}}))
+    code, out, err = cli("train", exp, "--run-dir", tmp_path / "run")
+    assert code == 0, err
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["model"]["trunk"]["embedding"] == "plr" and saved["data"]["encoder"]["numeric"] == "quantile"
+    code, out, err = cli("predict", tmp_path / "run", tiny_csv, "--output", tmp_path / "p.csv")
+    assert code == 0, err
+
+
+def test_config_says_what_a_large_table_would_change(cli, tmp_path):
+    """`hydranet config` cannot know the row count: it prints the plain default and, as a YAML comment, what a large
+    table grows; a config naming its trunk gets no such line."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(yaml.safe_dump({"data": {"source": "csv"}, "tasks": {"y": {"kind": "binary"}}}))
+    code, out, err = cli("config", exp)
+    assert code == 0, err
+    assert "# on a table of 10,000 rows or more" in out and "'embedding': 'plr'" in out
+    assert validate(yaml.safe_load(out)).model.trunk.options.embedding == "none"
+    code, out, err = cli("config", exp, "--set", "model.trunk=mlp")
+    assert code == 0 and "# on a table" not in out

@@ -27,13 +27,14 @@ from hydranet.randomness import Purpose, numpy_stream
 from hydranet.rundir import RunDir
 
 
-def build_dataset(cfg: Config, labels_required: bool = True) -> Dataset:
+def build_dataset(cfg: Config, labels_required: bool = True, raw: RawData | None = None) -> Dataset:
     """Everything training needs, in memory, on the CPU (the trainer moves it to its device).
 
     With `labels_required` false (self-supervised pretraining), tasks whose column is absent or holds no
-    label at all are left out instead of refused: unlabeled data is what pretraining is for.
+    label at all are left out instead of refused: unlabeled data is what pretraining is for. `raw` is the
+    config's `load_raw`, when the caller has read it already.
     """
-    raw = load_raw(cfg)
+    raw = load_raw(cfg) if raw is None else raw
     targets, infos = {}, {}
     for task, task_cfg in cfg.tasks.items():
         column = cfg.column(task)

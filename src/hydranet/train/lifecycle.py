@@ -16,6 +16,7 @@ import torch
 
 from hydranet.config import Config
 from hydranet.data import Dataset, build_dataset
+from hydranet.data.build import load_raw
 from hydranet.data.batches import check_global_batch
 from hydranet.distributed.context import is_main, join, rank, synchronize, world_size
 from hydranet.errors import UserError
@@ -159,7 +160,9 @@ def start(cfg: Config, run_dir: str | Path | None, kind: str, progress: bool, *,
     run = RunDir.plan(cfg, run_dir) if is_main() else scratch()
     if cfg.model.init_from is not None:
         weights_file(cfg.model.init_from)  # a wrong path fails before the data is loaded
-    data = build_dataset(cfg, labels_required=labels_required)
+    raw = load_raw(cfg)
+    cfg = cfg.for_rows(len(raw))  # a large table's default encoder and trunk (config/sections.py LARGE_TABLE)
+    data = build_dataset(cfg, labels_required=labels_required, raw=raw)
     if check is not None:
         check(cfg, data)
     return Session(cfg, run, data, device, progress and cfg.train.progress, kind=kind, fingerprint=data_fingerprint(data))

@@ -35,7 +35,7 @@ def load_parquet(cfg: Config) -> RawData:
     return table_data(read_table(path, "parquet"), cfg, str(path))
 
 
-# Read by the config: a config that names no trunk gets the tabular default for these sources.
+# Read by the config: a config that names no trunk gets the tabular default for these sources (grown on a large table).
 load_csv.inputs = load_parquet.inputs = "table"  # type: ignore[attr-defined]
 
 

@@ -107,3 +107,19 @@ def test_config_says_what_a_large_table_would_change(cli, tmp_path):
     assert validate(yaml.safe_load(out)).model.trunk.options.embedding == "none"
     code, out, err = cli("config", exp, "--set", "model.trunk=mlp")
     assert code == 0 and "# on a table" not in out
+
+
+def test_a_study_on_a_large_table_keeps_the_grown_default_in_best_yaml(tiny_csv, tmp_path, one_thread, monkeypatch):
+    """A trial records the config it trained (grown), so best.yaml retrains the same model, not the plain mlp that
+    its trunk would name once written out."""
+    import hydranet as hn
+    from hydranet.config import sections
+
+    monkeypatch.setattr(sections, "LARGE_TABLE_ROWS", 10)
+    experiment = {"data": {"source": "csv", "path": str(tiny_csv)}, "tasks": {"kind": {"kind": "binary"}},
+                  "train": {"epochs": 1, "progress": False},
+                  "search": {"train.optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}}
+    hn.Experiment(experiment).tune(1, dir=tmp_path / "study", sampler="random", echo=lambda line: None)
+    best = load_config(tmp_path / "study" / "best.yaml")
+    assert best.model.trunk.options.embedding == "plr" and best.data.encoder.options.numeric == "quantile"
+    assert best == load_config(tmp_path / "study" / "trials" / "0000" / "config.yaml")

@@ -14,7 +14,8 @@ from hydranet.config import Config, SearchParam
 from hydranet.errors import UserError
 from hydranet.randomness import Purpose, purpose_seed
 from hydranet.tune.objectives import Objective, parse_objectives
-from hydranet.tune.space import grid, plain_experiment
+from hydranet.config.search import trial_base
+from hydranet.tune.space import grid
 
 SAMPLERS = ("tpe", "random", "cmaes", "grid")
 PRUNERS = ("median", "asha", "hyperband", "none")
@@ -75,7 +76,7 @@ def study_settings(cfg: Config, trials: int, workers: int, storage: str | None, 
     if sampler == "grid":
         grid(cfg.search)  # refuses a continuous float now rather than in every worker
     name = study or cfg.name
-    return Settings(base=plain_experiment(cfg), space={k: v.model_dump() for k, v in cfg.search.items()}, objectives=goals,
+    return Settings(base=trial_base(cfg), space={k: v.model_dump() for k, v in cfg.search.items()}, objectives=goals,
                     study=name, dir=str(Path(dir) if dir is not None else Path("studies") / name), storage=storage,
                     sampler=sampler, pruner=pruner, budget=trials, workers=workers,
                     deadline=None if timeout is None else time.time() + timeout)

@@ -57,6 +57,7 @@ class TrialRunner:
             with self.interrupts.immediate():  # Ctrl-C stops the training at once
                 run = fit(cfg, run_dir, progress=False, callbacks=[reporter] if reporter else [])
                 values = self._measure(run)
+            trial.set_user_attr("config", run.config.model_dump(mode="json"))  # as trained (a large table's default grows)
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)
             raise

@@ -4,6 +4,10 @@ MMoE against its formula and a one-hot gate, CGC's routing, cross-stitch against
 parameter counts in closed form, and a short end-to-end fit for every name on images and a table.
 """
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 from torch import nn
@@ -197,6 +201,30 @@ def test_cross_stitch_mixes_after_every_stage():
     out = stitched(x)
     torch.testing.assert_close(out["a"], a)
     torch.testing.assert_close(out["b"], b)
+
+
+def test_cross_stitch_mixing_trains_under_bf16_where_onednn_matmul_crashed():
+    """Three columns of 2¹⁹ activations each, mixed under bf16 autocast and differentiated: written as a (3, 3)·(3, N)
+    einsum, oneDNN's AMX matmul heuristic killed the process with SIGFPE (torch 2.13, Intel Xeon with AMX), so the
+    check runs in a child process and a crash fails it with its signal; elsewhere it checks the mixture's values."""
+    script = textwrap.dedent("""
+        import torch
+        from hydranet.config import ModelConfig
+        from hydranet.models.sharing.base import ModelParts
+        from hydranet.models.sharing.cross_stitch import CrossStitch
+        torch.manual_seed(0)
+        parts = ModelParts.of(ModelConfig(trunk={"name": "mlp", "hidden": [4]}), (8,), {})
+        stitched = CrossStitch([parts.new_trunk() for _ in range(3)], ["a", "b", "c"], self_weight=0.9)
+        unit = stitched.units[0]
+        outputs = [torch.randn(16, 32, 32, 32) for _ in range(3)]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = stitched.stitch(unit, outputs)
+        torch.autograd.grad(sum(m.float().square().sum() for m in mixed), [unit])
+        want = torch.einsum("tu,u...->t...", unit.detach().view(3, 3), torch.stack(outputs))
+        torch.testing.assert_close(torch.stack(mixed).float(), want, rtol=0.02, atol=0.05)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"exit {done.returncode} (negative: killed by that signal): {done.stderr[-2000:]}"
 
 
 def test_cross_stitch_needs_a_trunk_with_stages(monkeypatch):

@@ -61,9 +61,19 @@ class CrossStitch(nn.Module):
         return dict(zip(self.tasks, hidden))  # {task: (B, D)}
 
     def stitch(self, unit: Tensor, outputs: list[Tensor]) -> list[Tensor]:
-        """Column t's next input Σ_u α[t, u]·outputs[u], for the T columns' outputs of one stage."""
-        n = len(self.tasks)
-        return list(torch.einsum("tu,u...->t...", unit.view(n, n), torch.stack(outputs)).unbind(0))  # (T, B, ...)
+        """Column t's next input Σ_u α[t, u]·outputs[u], for the T columns' outputs of one stage.
+
+        A sum of scaled maps, not a (T, T)·(T, N) matmul: under bf16 autocast on a CPU with AMX, oneDNN's blocking
+        heuristic for such thin matmuls divides by zero for some N (SIGFPE, torch 2.13; N = 2¹⁹ did, pinned by a
+        test), and for the few columns of a cross-stitch network the sum makes as few passes over the maps."""
+        alpha = unit.view(len(outputs), len(outputs))
+        mixed = []
+        for row in alpha:
+            total = row[0] * outputs[0]
+            for weight, h in zip(row[1:], outputs[1:]):
+                total = total + weight * h
+            mixed.append(total)
+        return mixed
 
     def mixing(self) -> list[Tensor]:
         """The units as (T, T) matrices, row t = what column t takes from each column (for inspection)."""

@@ -137,7 +137,8 @@ def label_efficiency(recipe: dict, fractions: list[float], pretrain_epochs: int,
             rows.append({"benchmark": "label_efficiency", "method": arm, "labels_fraction": fraction,
                          "labels": round(train_size * fraction), "epochs": None if arm.startswith("linear") else epochs,
                          "test_accuracy": round(accuracy, 4), "seconds": round(time.perf_counter() - start, 1),
-                         "pretrain": method, "pretrain_epochs": pretrain_epochs, "pretrain_seconds": pretrain_seconds})
+                         "trunk": recipe["model"]["trunk"]["name"], "pretrain": method,
+                         "pretrain_epochs": pretrain_epochs, "pretrain_seconds": pretrain_seconds})
             echo(json.dumps(rows[-1]))
     return rows
 
@@ -177,6 +178,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     name = "toy" if args.toy else "quick" if args.quick else "ag-news" if args.ag_news else "full"
     limit, pretrain_epochs, epochs_full, min_steps = SIZES[name]
+    if args.trunk != "transformer" and not args.ag_news:
+        parser.error("--trunk chooses the text trunk of --ag-news")
     recipe = digits_recipe() if args.toy else ag_news_recipe(args.trunk) if args.ag_news else cifar_recipe(limit)
     method = args.method or ("mlm" if args.ag_news else "simclr")
     fractions = [float(f) for f in args.fractions.split(",")]
@@ -184,7 +187,7 @@ def main() -> None:
         fractions = [f for f in fractions if f >= 0.05] or [0.1]  # 1% of 1,257 digits is 13 images
     with tempfile.TemporaryDirectory() as tmp:
         rows = label_efficiency(recipe, fractions, pretrain_epochs, epochs_full, min_steps, method, Path(tmp))
-    print(f"\n{name}: {platform.machine()} {platform.processor()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+    print(f"\n{name} ({recipe['model']['trunk']['name']}): {platform.machine()} {platform.processor()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
           f"{method} pretraining {rows[0]['pretrain_epochs']} epochs ({rows[0]['pretrain_seconds']} s); test accuracy (seconds)")
     print(table(rows))
 

@@ -36,7 +36,7 @@ class Experiment:
 
     def __init__(self, experiment: str | Path | Mapping | Config | None = None, overrides: Mapping[str, Any] | None = None):
         if isinstance(experiment, Config):
-            data = experiment.model_dump(mode="json")
+            data = experiment.as_experiment()  # a table default keeps choosing its trunk from the data
         elif isinstance(experiment, Mapping):
             data = dict(experiment)
         else:

@@ -620,16 +620,21 @@ def experiments() -> None:
 
 @app.command()
 def config(experiment: Optional[str] = EXPERIMENT, overrides: List[str] = SET) -> None:
-    """Print the resolved, validated config as YAML (and, as a YAML comment, what a large table would change)."""
-    from hydranet.config import load_config, to_yaml
+    """Print the resolved, validated config as YAML: every field, except a table default's trunk and encoder, which
+    its data chooses (a YAML comment says how), so the printed file trains as the experiment does."""
+    import yaml
+
+    from hydranet.config import load_config
     from hydranet.config.sections import LARGE_TABLE, LARGE_TABLE_ROWS
 
     cfg = load_config(experiment, overrides)
-    typer.echo(to_yaml(cfg), nl=False)
-    if cfg.for_rows(LARGE_TABLE_ROWS) != cfg:
-        typer.echo(f"# on a table of {LARGE_TABLE_ROWS:,} rows or more (after data.limit) the run trains with "
-                   f"data.encoder {LARGE_TABLE['encoder']} and model.trunk {LARGE_TABLE['trunk']} instead; "
-                   f"its config.yaml names them")
+    typer.echo(yaml.safe_dump(cfg.as_experiment(), sort_keys=False), nl=False)
+    if cfg.grows_with_rows:
+        flow = {key: yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1000).strip() for key, value in LARGE_TABLE.items()}
+        typer.echo(f"# model.trunk and data.encoder are left to the data: the plain {cfg.model.trunk.name} below "
+                   f"{LARGE_TABLE_ROWS:,} rows (after data.limit), from then on model.trunk {flow['trunk']} and "
+                   f"data.encoder {flow['encoder']} (those of model.init_from's run when it names one); the run's "
+                   f"config.yaml names them")
 
 
 bench_app = typer.Typer(no_args_is_help=True, help="Compare methods over seeds against single-task baselines.")

@@ -273,6 +273,20 @@ class RunDir:
         return next((p for p in (self.trunk, self.model) if p.exists()), None)
 
 
+def run_config(path: str | Path | None) -> Config | None:
+    """The config of the run directory at `path` (`model.init_from`, a probe's trunk); None when there is no path or
+    it is not a run (a weights file)."""
+    if path is None or not (Path(path) / "config.yaml").is_file():
+        return None
+    return RunDir.open(path).read_config()
+
+
+def sized(cfg: Config, rows: int) -> Config:
+    """`Config.for_rows` for a new run on `rows` examples, with the run its `model.init_from` names, if it names one:
+    a table default takes that run's trunk and encoder, so that its weights fit."""
+    return cfg.for_rows(rows, run_config(cfg.model.init_from)) if cfg.grows_with_rows else cfg
+
+
 def read_file(path: Path, expected: str, parse: Callable[[str], Any]) -> Any:
     """Read and `parse` one file of a run directory. Whatever is wrong with it (missing, a folder, empty, not
     UTF-8, truncated, not the right syntax or structure) becomes one line naming the file and what was expected,

@@ -216,11 +216,12 @@ def test_cross_stitch_mixing_trains_under_bf16_where_onednn_matmul_crashed():
         parts = ModelParts.of(ModelConfig(trunk={"name": "mlp", "hidden": [4]}), (8,), {})
         stitched = CrossStitch([parts.new_trunk() for _ in range(3)], ["a", "b", "c"], self_weight=0.9)
         unit = stitched.units[0]
-        outputs = [torch.randn(16, 32, 32, 32) for _ in range(3)]
+        outputs = [torch.randn(16, 32, 32, 32).bfloat16() for _ in range(3)]  # stage outputs under autocast
         with torch.autocast("cpu", dtype=torch.bfloat16):
             mixed = stitched.stitch(unit, outputs)
+        assert all(m.dtype == torch.bfloat16 for m in mixed)
         torch.autograd.grad(sum(m.float().square().sum() for m in mixed), [unit])
-        want = torch.einsum("tu,u...->t...", unit.detach().view(3, 3), torch.stack(outputs))
+        want = torch.einsum("tu,u...->t...", unit.detach().view(3, 3), torch.stack(outputs).float())
         torch.testing.assert_close(torch.stack(mixed).float(), want, rtol=0.02, atol=0.05)
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)

@@ -87,17 +87,35 @@ def test_a_large_table_grows_the_default_encoder_and_trunk(monkeypatch):
         assert kept.for_rows(10 * rows) == kept
 
 
-def test_config_says_what_a_large_table_would_change(cli, tmp_path):
-    """`hydranet config` cannot know the row count: it prints the plain default and, as a YAML comment, what a large
-    table grows; a config naming its trunk gets no such line."""
+def test_config_leaves_a_table_defaults_trunk_to_the_data(cli, tmp_path):
+    """`hydranet config` cannot know the row count: it leaves the trunk and encoder out and says in a YAML comment
+    how the data chooses them, so the printed file still grows as the experiment does; a named trunk is printed."""
     exp = tmp_path / "exp.yaml"
     exp.write_text(yaml.safe_dump({"data": {"source": "csv"}, "tasks": {"y": {"kind": "binary"}}}))
     code, out, err = cli("config", exp)
     assert code == 0, err
-    assert "# on a table of 10,000 rows or more" in out and "'embedding': 'plr'" in out
-    assert validate(yaml.safe_load(out)).model.trunk.options.embedding == "none"
+    printed = yaml.safe_load(out)
+    assert "trunk" not in printed["model"] and "encoder" not in printed["data"]
+    assert "# model.trunk and data.encoder are left to the data" in out and "{name: mlp, embedding: plr" in out
+    original = validate(yaml.safe_load(exp.read_text()))
+    assert validate(printed).grows_with_rows and validate(printed).for_rows(10_000) == original.for_rows(10_000)
     code, out, err = cli("config", exp, "--set", "model.trunk=mlp")
-    assert code == 0 and "# on a table" not in out
+    assert code == 0 and "left to the data" not in out and yaml.safe_load(out)["model"]["trunk"]["name"] == "mlp"
+
+
+def test_a_pretrained_runs_trunk_and_encoder_are_taken_whatever_the_size(tiny_csv, tmp_path):
+    """Fine-tuning a table default from a run (`model.init_from`) takes that run's trunk and encoder, so its weights
+    fit at any data.limit; without one, the size decides."""
+    from hydranet.rundir import sized
+
+    table = {"data": {"source": "csv", "path": str(tiny_csv)}, "tasks": {"kind": {"kind": "binary"}}}
+    grown = validate(table).for_rows(sections.LARGE_TABLE_ROWS)
+    run = tmp_path / "pretrained"
+    run.mkdir()
+    (run / "config.yaml").write_text(to_yaml(grown))
+    small = validate(table | {"model": {"init_from": str(run)}})
+    assert sized(small, 100).model.trunk == grown.model.trunk and sized(small, 100).data.encoder == grown.data.encoder
+    assert sized(validate(table), 100) == validate(table)
 
 
 def test_a_study_on_a_large_table_keeps_the_grown_default_in_best_yaml(tiny_csv, tmp_path, one_thread, monkeypatch):

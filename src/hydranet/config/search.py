@@ -13,25 +13,15 @@ from typing import Any
 from hydranet.config.fields import field_at, type_name
 from hydranet.config.methods import Method, method_fields
 from hydranet.config.overrides import apply_override
-from hydranet.config.sections import LARGE_TABLE_ROWS, Config, SearchParam
+from hydranet.config.sections import Config, SearchParam
 from hydranet.config.validation import check
 from hydranet.errors import UserError
 
 
 def plain_experiment(config: Config) -> dict[str, Any]:
-    """The config as a dict without its `search:` section: what each trial starts from."""
+    """The config as a dict without its `search:` section, every field named (what a search key must exist in)."""
     data = config.model_dump(mode="json")
     data["search"] = {}
-    return data
-
-
-def trial_base(config: Config) -> dict[str, Any]:
-    """What each trial of a study starts from: the plain experiment, less the trunk and encoder of a table config
-    that named neither, so each trial resolves them as `hydranet train` does (a large table grows them:
-    config/sections.py LARGE_TABLE); a searched `model.trunk.…` or `data.encoder.…` key names them, as `--set` does."""
-    data = plain_experiment(config)
-    if config.for_rows(LARGE_TABLE_ROWS) != config:
-        del data["model"]["trunk"], data["data"]["encoder"]
     return data
 
 

@@ -6,6 +6,7 @@ whose options live in the method's own file (config/methods.py); this file lists
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
@@ -351,7 +352,7 @@ class Config(Section):
     monitor: MonitorConfig = Field(default_factory=MonitorConfig, description="the reference a run stores at the end of training for `hydranet monitor` (drift)")
     meta: MetaConfig = Field(default_factory=MetaConfig, description="few-shot meta-learning (`hydranet meta train`)")
     search: dict[str, SearchParam] = Field({}, description="`hydranet tune` only: dotted config key → range or choices to search (training ignores it)")
-    _table_default: bool = PrivateAttr(False)  # a table config naming neither trunk nor encoder: `for_rows` may grow it
+    _table_default: bool = PrivateAttr(False)  # `grows_with_rows`: set by the validator from what the input named
 
     @field_validator("name")
     @classmethod
@@ -393,18 +394,41 @@ class Config(Section):
             stop.monitor = "val/loss"
         return self
 
-    def for_rows(self, rows: int) -> "Config":
-        """The config a table of `rows` examples trains with: itself, or, when it names neither trunk nor table
-        encoder and `rows` ≥ LARGE_TABLE_ROWS, the same with the large-table encoder and trunk (LARGE_TABLE).
+    @property
+    def grows_with_rows(self) -> bool:
+        """A table config that names neither trunk nor encoder: they wait for the data (`for_rows`). A private note,
+        so a config read back from YAML (which names them) never grows, and is not `==` to one that still may."""
+        return self._table_default
 
-        Chosen when a new run has read its data (the row count is not known before) and named in its config.yaml
-        like every resolved field, so a saved run rebuilds the same model; a config read back names its trunk and
-        is never grown again."""
-        if not self._table_default or rows < LARGE_TABLE_ROWS:
+    def for_rows(self, rows: int, pretrained: "Config | None" = None) -> "Config":
+        """The config a new run on a table of `rows` examples trains with: itself, unless it `grows_with_rows`.
+
+        Then the trunk and encoder of `pretrained` (the run `model.init_from` names: its weights must fit, as a text
+        run takes that run's tokenizer), else from LARGE_TABLE_ROWS rows on LARGE_TABLE's. Chosen once the data is
+        read (the row count is not known before) and named in the run's config.yaml like every resolved field."""
+        if not self._table_default:
             return self
+        if pretrained is not None:
+            chosen = {"encoder": pretrained.data.encoder.model_dump(mode="json"),
+                      "trunk": pretrained.model.trunk.model_dump(mode="json")}
+        elif rows >= LARGE_TABLE_ROWS:
+            chosen = copy.deepcopy(LARGE_TABLE)
+        else:
+            return self
+        from hydranet.config.validation import check  # validation imports this module
+
         raw = self.model_dump(mode="json")
-        raw["data"]["encoder"], raw["model"]["trunk"] = LARGE_TABLE["encoder"], LARGE_TABLE["trunk"]
-        return type(self).model_validate(raw)
+        raw["data"]["encoder"], raw["model"]["trunk"] = chosen["encoder"], chosen["trunk"]
+        return check(raw)
+
+    def as_experiment(self) -> dict[str, Any]:
+        """The config as an experiment dict to build variants from (a study's trials, `bench mtl`, the Python API,
+        `hydranet config`): every field named, except the trunk and encoder of a config that `grows_with_rows`,
+        so that each variant still chooses them from its data as this config would."""
+        data = self.model_dump(mode="json")
+        if self._table_default:
+            del data["model"]["trunk"], data["data"]["encoder"]
+        return data
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":

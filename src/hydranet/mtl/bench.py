@@ -97,7 +97,7 @@ def _variant(base: Config, seed: int, tasks: list[str], balancer: str, sharing: 
     Splits are never stratified here: a baseline without the stratifying task would otherwise split
     differently, and every run of one seed must be scored on the same test examples.
     """
-    data = base.model_dump(mode="json")
+    data = base.as_experiment()  # a table default chooses its trunk from the data in every run, as train does
     data["seed"] = seed
     data["tasks"] = {t: data["tasks"][t] for t in tasks}
     # a method named as in the experiment keeps its options there; another one starts from its defaults

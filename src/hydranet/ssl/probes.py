@@ -16,13 +16,14 @@ from torch import Tensor, nn
 
 from hydranet.config import Config, apply_override, validate
 from hydranet.data import build_dataset
+from hydranet.data.build import load_raw
 from hydranet.data.tabular import cardinalities
 from hydranet.errors import UserError
 from hydranet.files import write_json
 from hydranet.models import build_model
 from hydranet.models.pretrained import init_from
 from hydranet.randomness import Purpose, seed_global, stream
-from hydranet.rundir import RunDir
+from hydranet.rundir import RunDir, run_config
 from hydranet.ssl.knn import knn_average, trunk_features
 from hydranet.tasks import Task
 from hydranet.train.lifecycle import apply_process_settings
@@ -45,6 +46,8 @@ def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: flo
     if run_dir is None and experiment is None:
         raise ValueError("probe: a random trunk (run_dir None) needs the experiment")
     cfg = experiment if experiment is not None else RunDir.open(run_dir).read_config()
+    if cfg.grows_with_rows:  # a table default: the probed run's trunk and encoder (or, for a random one, its size's)
+        cfg = cfg.for_rows(len(load_raw(cfg)), run_config(run_dir))
     if labels_fraction is not None:
         cfg = _with(cfg, ["data", "labels_fraction"], labels_fraction)
     if run_dir is not None and cfg.data.source == "text":  # the trunk's embedding rows are its run's token ids

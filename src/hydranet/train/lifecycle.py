@@ -22,7 +22,7 @@ from hydranet.distributed.context import is_main, join, rank, synchronize, world
 from hydranet.errors import UserError
 from hydranet.files import read_tensors, tensor_digest, write_tensors
 from hydranet.models.pretrained import LoadReport, init_from, weights_file
-from hydranet.rundir import RunDir, RunFinished, RunInterrupted, check_fits
+from hydranet.rundir import RunDir, RunFinished, RunInterrupted, check_fits, sized
 from hydranet.train.allocator import keep_freed_memory
 from hydranet.train.checkpoint import state_from
 from hydranet.train.ema import upgrade_state
@@ -161,7 +161,7 @@ def start(cfg: Config, run_dir: str | Path | None, kind: str, progress: bool, *,
     if cfg.model.init_from is not None:
         weights_file(cfg.model.init_from)  # a wrong path fails before the data is loaded
     raw = load_raw(cfg)
-    cfg = cfg.for_rows(len(raw))  # a large table's default encoder and trunk (config/sections.py LARGE_TABLE)
+    cfg = sized(cfg, len(raw))  # a table default's trunk and encoder, from its size (or its init_from run)
     data = build_dataset(cfg, labels_required=labels_required, raw=raw)
     if check is not None:
         check(cfg, data)

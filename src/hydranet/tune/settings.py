@@ -14,7 +14,6 @@ from hydranet.config import Config, SearchParam
 from hydranet.errors import UserError
 from hydranet.randomness import Purpose, purpose_seed
 from hydranet.tune.objectives import Objective, parse_objectives
-from hydranet.config.search import trial_base
 from hydranet.tune.space import grid
 
 SAMPLERS = ("tpe", "random", "cmaes", "grid")
@@ -25,7 +24,7 @@ PRUNERS = ("median", "asha", "hyperband", "none")
 class Settings:
     """Everything a worker needs to join the study (plain values, so it crosses into a worker process as JSON)."""
 
-    base: dict[str, Any]  # the experiment without its search section
+    base: dict[str, Any]  # the experiment without its search section (`Config.as_experiment`)
     space: dict[str, dict[str, Any]]
     objectives: list[Objective]
     study: str
@@ -76,7 +75,8 @@ def study_settings(cfg: Config, trials: int, workers: int, storage: str | None, 
     if sampler == "grid":
         grid(cfg.search)  # refuses a continuous float now rather than in every worker
     name = study or cfg.name
-    return Settings(base=trial_base(cfg), space={k: v.model_dump() for k, v in cfg.search.items()}, objectives=goals,
+    base = {**cfg.as_experiment(), "search": {}}  # a table default's trunk and encoder chosen per trial, as train does
+    return Settings(base=base, space={k: v.model_dump() for k, v in cfg.search.items()}, objectives=goals,
                     study=name, dir=str(Path(dir) if dir is not None else Path("studies") / name), storage=storage,
                     sampler=sampler, pruner=pruner, budget=trials, workers=workers,
                     deadline=None if timeout is None else time.time() + timeout)

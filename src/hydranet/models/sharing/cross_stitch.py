@@ -37,6 +37,15 @@ def unit_init(n_tasks: int, self_weight: float) -> Tensor:
     return unit.fill_diagonal_(self_weight)
 
 
+def _weighted_sum(weights: Tensor, maps: list[Tensor]) -> Tensor:
+    """Σ_u weights[u]·maps[u] in the maps' dtype (a 0-dim float32 weight does not promote bf16), one fused
+    multiply-add per map after the first."""
+    total = maps[0] * weights[0]
+    for weight, h in zip(weights[1:], maps[1:]):
+        total = torch.addcmul(total, h, weight)
+    return total
+
+
 class CrossStitch(nn.Module):
     """Columns split into stages; forward gives {task: (B, D)}, task t reading column t after the last unit.
 
@@ -63,17 +72,14 @@ class CrossStitch(nn.Module):
     def stitch(self, unit: Tensor, outputs: list[Tensor]) -> list[Tensor]:
         """Column t's next input Σ_u α[t, u]·outputs[u], for the T columns' outputs of one stage.
 
-        A sum of scaled maps, not a (T, T)·(T, N) matmul: under bf16 autocast on a CPU with AMX, oneDNN's blocking
-        heuristic for such thin matmuls divides by zero for some N (SIGFPE, torch 2.13; N = 2¹⁹ did, pinned by a
-        test), and for the few columns of a cross-stitch network the sum makes as few passes over the maps."""
+        One (T, T)·(T, N) einsum, except in bf16 on a CPU: there oneDNN's AMX matmul for such thin shapes divides by
+        zero for some N (SIGFPE, torch 2.13; N = 2¹⁹ did, pinned by a test), so the maps are summed with T²
+        multiply-adds instead, each rounded to bf16 (the einsum rounds once)."""
         alpha = unit.view(len(outputs), len(outputs))
-        mixed = []
-        for row in alpha:
-            total = row[0] * outputs[0]
-            for weight, h in zip(row[1:], outputs[1:]):
-                total = total + weight * h
-            mixed.append(total)
-        return mixed
+        h = outputs[0]
+        if h.device.type == "cpu" and (h.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")):
+            return [_weighted_sum(row, outputs) for row in alpha]
+        return list(torch.einsum("tu,u...->t...", alpha, torch.stack(outputs)).unbind(0))  # (T, B, ...)
 
     def mixing(self) -> list[Tensor]:
         """The units as (T, T) matrices, row t = what column t takes from each column (for inspection)."""

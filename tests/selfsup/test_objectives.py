@@ -127,3 +127,30 @@ def test_denoising_loss_decreases():
         opt.step()
         losses.append(float(loss.detach()))
     assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10
+
+
+def test_denoising_keeps_category_codes_codes_and_reconstructs_the_numbers(monkeypatch):
+    """Embedded category columns: corruption masks a code to 0 (its unknown slot) or keeps it exactly (noise would
+    make code c a c − 1 half the time), and the loss reads the numbers only; a table of codes alone is refused."""
+    from hydranet.errors import UserError
+
+    state = {"version": 2, "options": {"categorical": "embedding"},
+             "columns": [{"name": "n", "kind": "numeric"}, {"name": "c", "kind": "categorical", "categories": ["a", "b", "c"]}]}
+    trunk = torch.nn.Linear(2, 3)
+    trunk.out_dim = 3
+    objective = Denoising(DenoisingOptions(mask_ratio=0.3, noise_std=0.5, decoder_hidden=8), trunk,
+                          ViewMaker(SSLConfig(), 0, "fp32", DataInfo("table", (2,), encoder=state)))
+    x = torch.stack([torch.randn(4000), torch.randint(1, 4, (4000,)).float()], dim=1)
+    corrupted = objective.corrupt(x)
+    codes, numbers = corrupted[:, 1], corrupted[:, 0]
+    assert torch.all((codes == 0) | (codes == x[:, 1])) and 0.25 < (codes == 0).float().mean() < 0.35
+    kept = numbers != 0
+    assert (numbers[kept] - x[kept, 0]).std() > 0.4  # the numbers get their noise
+    monkeypatch.setattr(objective, "corrupt", lambda rows: rows)
+    loss = objective(type("M", (), {"trunk": trunk})(), {"x": x})["denoising"]
+    with torch.no_grad():
+        by_hand = ((objective.decoder(trunk(x))[:, 0] - x[:, 0]) ** 2).mean()
+    torch.testing.assert_close(loss.detach(), by_hand)
+    only_codes = {**state, "columns": state["columns"][1:]}
+    with pytest.raises(UserError, match="every input of this table is a category code"):
+        Denoising(DenoisingOptions(), trunk, ViewMaker(SSLConfig(), 0, "fp32", DataInfo("table", (1,), encoder=only_codes)))

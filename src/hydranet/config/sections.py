@@ -105,7 +105,7 @@ class DataConfig(Section):
     cache_dir: str | None = Field(None, description="where decoded image sets are cached (null: $HYDRANET_CACHE or ~/.cache/hydranet)")
     text: TextConfig = Field(default_factory=TextConfig, description="text source: columns, tokenizer and length")
     sequence: SequenceConfig = Field(default_factory=SequenceConfig, description="sequence source: the id and time columns of a long table")
-    encoder: EncoderMethod = Field(default_factory=lambda: EncoderMethod(name="table"), description="tables: how columns become model inputs, fitted on train (data/tabular.py), and its options, e.g. {name: table, numeric: quantile, categorical: embedding, missing_indicators: true}")
+    encoder: EncoderMethod = Field(default_factory=lambda: EncoderMethod(name="table"), description="tables: how columns become model inputs, fitted on train (data/tabular.py), and its options, e.g. {name: table, numeric: quantile, categorical: embedding, missing_indicators: true}; unnamed with an unnamed trunk, a table of 10,000 rows or more gets quantile scaling and category embeddings (docs/tabular.md)")
 
     @field_validator("label_scale")
     @classmethod
@@ -127,7 +127,7 @@ class TaskConfig(Section):
 
 
 class ModelConfig(Section):
-    trunk: TrunkMethod = Field(default_factory=lambda: TrunkMethod(name="cnn"), description="the shared feature extractor and its options: mlp, ft_transformer (tables), cnn, resnet, unet (a feature map for dense tasks), vit (patches of an image as tokens), transformer, gru, lstm (e.g. {name: cnn, channels: [32, 64]}); unnamed, it follows the data: mlp for a table source (csv, parquet, breast_cancer), transformer for text, gru for sequences, cnn otherwise")
+    trunk: TrunkMethod = Field(default_factory=lambda: TrunkMethod(name="cnn"), description="the shared feature extractor and its options: mlp, ft_transformer (tables), cnn, resnet, unet (a feature map for dense tasks), vit (patches of an image as tokens), transformer, gru, lstm (e.g. {name: cnn, channels: [32, 64]}); unnamed, it follows the data: mlp for a table source (csv, parquet, breast_cancer; with PLR embeddings from 10,000 rows on when the encoder is unnamed too), transformer for text, gru for sequences, cnn otherwise")
     sharing: SharingMethod = Field(default_factory=lambda: SharingMethod(name="hard"), description="how tasks share the trunk, and its options: hard (one trunk for all), mmoe, cgc, cross_stitch")
     head_hidden: list[int] = Field([], description="hidden widths of each task head (empty: a linear head)")
     head_dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each head")

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from hydranet.config import SSLConfig
 from hydranet.data.info import DataInfo
+from hydranet.data.tabular import cardinalities
 from hydranet.distributed.draws import rand_rows, randint_rows
 from hydranet.distributed.gather import all_gather_with_grad
 from hydranet.randomness import Purpose, stream
@@ -116,6 +117,9 @@ class ViewMaker(nn.Module):
         self.input_shape = info.input_shape
         self.is_image = info.is_image
         self.tokenizer = info.tokenizer  # texts: the tokenizer's JSON, where masked-token pretraining finds [MASK]
+        # tables: which inputs hold category codes (data.encoder.categorical: embedding), not numbers
+        codes = [size > 0 for size in cardinalities(info.encoder)]
+        self.register_buffer("codes", torch.tensor(codes, dtype=torch.bool), persistent=False)
         if self.is_image:
             self.register_buffer("mean", torch.tensor(info.mean).view(1, -1, 1, 1), persistent=False)
             self.register_buffer("std", torch.tensor(info.std).view(1, -1, 1, 1), persistent=False)

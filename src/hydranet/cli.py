@@ -630,7 +630,8 @@ def config(experiment: Optional[str] = EXPERIMENT, overrides: List[str] = SET) -
     cfg = load_config(experiment, overrides)
     typer.echo(yaml.safe_dump(cfg.as_experiment(), sort_keys=False), nl=False)
     if cfg.grows_with_rows:
-        flow = {key: yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1000).strip() for key, value in LARGE_TABLE.items()}
+        flow = {key: yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1000).strip()
+                for key, value in LARGE_TABLE.items()}
         typer.echo(f"# model.trunk and data.encoder are left to the data: the plain {cfg.model.trunk.name} below "
                    f"{LARGE_TABLE_ROWS:,} rows (after data.limit), from then on model.trunk {flow['trunk']} and "
                    f"data.encoder {flow['encoder']} (those of model.init_from's run when it names one); the run's "

@@ -21,7 +21,7 @@ import torch
 import yaml
 
 import hydranet
-from hydranet.config import Config, to_yaml, validate
+from hydranet.config import Config, for_rows, to_yaml, validate
 from hydranet.errors import UserError
 from hydranet.files import make_dir, read_tensors, unwritable_as_user_error, write_json, write_text
 
@@ -282,9 +282,9 @@ def run_config(path: str | Path | None) -> Config | None:
 
 
 def sized(cfg: Config, rows: int) -> Config:
-    """`Config.for_rows` for a new run on `rows` examples, with the run its `model.init_from` names, if it names one:
-    a table default takes that run's trunk and encoder, so that its weights fit."""
-    return cfg.for_rows(rows, run_config(cfg.model.init_from)) if cfg.grows_with_rows else cfg
+    """`for_rows` for a new run on `rows` examples, with the run its `model.init_from` names, if it names one: a
+    table default takes that run's trunk and encoder, so that its weights fit."""
+    return for_rows(cfg, rows, run_config(cfg.model.init_from)) if cfg.grows_with_rows else cfg
 
 
 def read_file(path: Path, expected: str, parse: Callable[[str], Any]) -> Any:

@@ -3,7 +3,8 @@
 import pytest
 import yaml
 
-from hydranet.config import load_config, sections, validate
+from hydranet.config import for_rows, load_config, sections, validate
+from hydranet.config import validation
 from hydranet.config.loading import to_yaml
 
 
@@ -14,7 +15,7 @@ def test_one_line_table_config_trains(cli, tiny_csv, tmp_path, one_thread, monke
     threshold lowered to the 240-row table's size, so the grown default trains a second, not 10,000 rows), which
     `predict` rebuilds."""
     if threshold is not None:
-        monkeypatch.setattr(sections, "LARGE_TABLE_ROWS", threshold)
+        monkeypatch.setattr(validation, "LARGE_TABLE_ROWS", threshold)
     exp = tmp_path / "exp.yaml"
     exp.write_text(yaml.safe_dump({"data": {"source": "csv", "path": str(tiny_csv)}, "tasks": {"kind": {"kind": "binary"}},
                                    "train": {"epochs": 1, "progress": False}}))
@@ -72,8 +73,8 @@ def test_a_large_table_grows_the_default_encoder_and_trunk(monkeypatch):
     override and a saved config read back are never grown."""
     table = {"data": {"source": "csv"}, "tasks": {"y": {}}}
     rows = sections.LARGE_TABLE_ROWS
-    assert validate(table).for_rows(rows - 1) == validate(table)
-    grown = validate(table).for_rows(rows)
+    assert for_rows(validate(table), rows - 1) == validate(table)
+    grown = for_rows(validate(table), rows)
     assert grown.model.trunk.options.embedding == "plr" and grown.model.trunk.options.plr.sigma == 3.0
     encoder = grown.data.encoder.options
     assert (encoder.numeric, encoder.categorical) == ("quantile", "embedding")
@@ -84,7 +85,7 @@ def test_a_large_table_grows_the_default_encoder_and_trunk(monkeypatch):
                  load_config(table, ["model.trunk.hidden=[64]"]),
                  validate(yaml.safe_load(to_yaml(validate(table)))),
                  validate({"data": {"source": "digits"}, "tasks": {"digit": {}}})):
-        assert kept.for_rows(10 * rows) == kept
+        assert for_rows(kept, 10 * rows) == kept
 
 
 def test_config_leaves_a_table_defaults_trunk_to_the_data(cli, tmp_path):
@@ -98,7 +99,7 @@ def test_config_leaves_a_table_defaults_trunk_to_the_data(cli, tmp_path):
     assert "trunk" not in printed["model"] and "encoder" not in printed["data"]
     assert "# model.trunk and data.encoder are left to the data" in out and "{name: mlp, embedding: plr" in out
     original = validate(yaml.safe_load(exp.read_text()))
-    assert validate(printed).grows_with_rows and validate(printed).for_rows(10_000) == original.for_rows(10_000)
+    assert validate(printed).grows_with_rows and for_rows(validate(printed), 10_000) == for_rows(original, 10_000)
     code, out, err = cli("config", exp, "--set", "model.trunk=mlp")
     assert code == 0 and "left to the data" not in out and yaml.safe_load(out)["model"]["trunk"]["name"] == "mlp"
 
@@ -109,7 +110,7 @@ def test_a_pretrained_runs_trunk_and_encoder_are_taken_whatever_the_size(tiny_cs
     from hydranet.rundir import sized
 
     table = {"data": {"source": "csv", "path": str(tiny_csv)}, "tasks": {"kind": {"kind": "binary"}}}
-    grown = validate(table).for_rows(sections.LARGE_TABLE_ROWS)
+    grown = for_rows(validate(table), sections.LARGE_TABLE_ROWS)
     run = tmp_path / "pretrained"
     run.mkdir()
     (run / "config.yaml").write_text(to_yaml(grown))
@@ -122,7 +123,7 @@ def test_a_study_on_a_large_table_keeps_the_grown_default_in_best_yaml(tiny_csv,
     """A trial records the config it trained (grown), so best.yaml retrains the same model, not the plain mlp that
     its trunk would name once written out."""
     import hydranet as hn
-    monkeypatch.setattr(sections, "LARGE_TABLE_ROWS", 10)
+    monkeypatch.setattr(validation, "LARGE_TABLE_ROWS", 10)
     experiment = {"data": {"source": "csv", "path": str(tiny_csv)}, "tasks": {"kind": {"kind": "binary"}},
                   "train": {"epochs": 1, "progress": False},
                   "search": {"train.optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}}
@@ -130,3 +131,16 @@ def test_a_study_on_a_large_table_keeps_the_grown_default_in_best_yaml(tiny_csv,
     best = load_config(tmp_path / "study" / "best.yaml")
     assert best.model.trunk.options.embedding == "plr" and best.data.encoder.options.numeric == "quantile"
     assert best == load_config(tmp_path / "study" / "trials" / "0000" / "config.yaml")
+
+
+def test_variants_of_a_table_default_still_grow():
+    """`hydranet.Experiment(Config)` and `bench mtl`'s runs start from `as_experiment`: the trunk and encoder stay
+    the data's to choose, as in `train`; a config read back from a run never grows."""
+    import hydranet as hn
+    from hydranet.mtl.bench import _variant
+
+    table = validate({"data": {"source": "csv"}, "tasks": {"y": {"kind": "binary"}, "z": {"kind": "regression"}}})
+    assert hn.Experiment(table).config.grows_with_rows
+    assert _variant(table, 1, ["y"], "equal", "hard").grows_with_rows
+    saved = validate(yaml.safe_load(to_yaml(table)), stored=True)
+    assert not saved.grows_with_rows and not hn.Experiment(saved).config.grows_with_rows

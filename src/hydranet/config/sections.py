@@ -6,7 +6,6 @@ whose options live in the method's own file (config/methods.py); this file lists
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
@@ -380,7 +379,7 @@ class Config(Section):
         over ten full epochs, no change on breast cancer and diabetes), and an mlp with PLR embeddings, which fits a
         table within a few epochs and then overfits. Assigning marks a field as set, so the saved config names it
         and a reloaded run builds and trains the same. A table config that names neither trunk nor encoder is
-        noted, for `for_rows` to grow once the data's size is known.
+        noted, for `for_rows` (config/validation.py) to grow once the data's size is known.
         """
         named = "trunk" in self.model.model_fields_set
         if not named:
@@ -396,30 +395,9 @@ class Config(Section):
 
     @property
     def grows_with_rows(self) -> bool:
-        """A table config that names neither trunk nor encoder: they wait for the data (`for_rows`). A private note,
+        """A table config that names neither trunk nor encoder: they wait for the data (validation.py `for_rows`). A private note,
         so a config read back from YAML (which names them) never grows, and is not `==` to one that still may."""
         return self._table_default
-
-    def for_rows(self, rows: int, pretrained: "Config | None" = None) -> "Config":
-        """The config a new run on a table of `rows` examples trains with: itself, unless it `grows_with_rows`.
-
-        Then the trunk and encoder of `pretrained` (the run `model.init_from` names: its weights must fit, as a text
-        run takes that run's tokenizer), else from LARGE_TABLE_ROWS rows on LARGE_TABLE's. Chosen once the data is
-        read (the row count is not known before) and named in the run's config.yaml like every resolved field."""
-        if not self._table_default:
-            return self
-        if pretrained is not None:
-            chosen = {"encoder": pretrained.data.encoder.model_dump(mode="json"),
-                      "trunk": pretrained.model.trunk.model_dump(mode="json")}
-        elif rows >= LARGE_TABLE_ROWS:
-            chosen = copy.deepcopy(LARGE_TABLE)
-        else:
-            return self
-        from hydranet.config.validation import check  # validation imports this module
-
-        raw = self.model_dump(mode="json")
-        raw["data"]["encoder"], raw["model"]["trunk"] = chosen["encoder"], chosen["trunk"]
-        return check(raw)
 
     def as_experiment(self) -> dict[str, Any]:
         """The config as an experiment dict to build variants from (a study's trials, `bench mtl`, the Python API,

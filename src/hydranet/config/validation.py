@@ -6,6 +6,7 @@ Every problem becomes one `UserError` line naming the dotted path, the same word
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from pydantic import ValidationError
@@ -14,7 +15,7 @@ from hydranet import registry
 from hydranet.config.fields import allowed_keys
 from hydranet.config.messages import describe
 from hydranet.config.methods import method_fields
-from hydranet.config.sections import Config
+from hydranet.config.sections import LARGE_TABLE, LARGE_TABLE_ROWS, Config
 from hydranet.errors import UserError
 
 
@@ -33,3 +34,23 @@ def check(data: dict[str, Any]) -> Config:
         if check_config is not None:  # a method may refuse what it cannot train
             check_config(config)
     return config
+
+
+def for_rows(config: Config, rows: int, pretrained: Config | None = None) -> Config:
+    """The config a new run on a table of `rows` examples trains with: `config` itself, unless it `grows_with_rows`.
+
+    Then the trunk and encoder of `pretrained` (the run `model.init_from` names: its weights must fit, as a text run
+    takes that run's tokenizer), else from LARGE_TABLE_ROWS rows on LARGE_TABLE's. Chosen once the data is read (the
+    row count is not known before) and named in the run's config.yaml like every resolved field."""
+    if not config.grows_with_rows:
+        return config
+    if pretrained is not None:
+        chosen = {"encoder": pretrained.data.encoder.model_dump(mode="json"),
+                  "trunk": pretrained.model.trunk.model_dump(mode="json")}
+    elif rows >= LARGE_TABLE_ROWS:
+        chosen = copy.deepcopy(LARGE_TABLE)
+    else:
+        return config
+    data = config.model_dump(mode="json")
+    data["data"]["encoder"], data["model"]["trunk"] = chosen["encoder"], chosen["trunk"]
+    return check(data)

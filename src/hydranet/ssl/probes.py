@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from hydranet.config import Config, apply_override, validate
+from hydranet.config import Config, apply_override, for_rows, validate
 from hydranet.data import build_dataset
 from hydranet.data.build import load_raw
 from hydranet.data.tabular import cardinalities
@@ -47,7 +47,7 @@ def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: flo
         raise ValueError("probe: a random trunk (run_dir None) needs the experiment")
     cfg = experiment if experiment is not None else RunDir.open(run_dir).read_config()
     if cfg.grows_with_rows:  # a table default: the probed run's trunk and encoder (or, for a random one, its size's)
-        cfg = cfg.for_rows(len(load_raw(cfg)), run_config(run_dir))
+        cfg = for_rows(cfg, len(load_raw(cfg)), run_config(run_dir))
     if labels_fraction is not None:
         cfg = _with(cfg, ["data", "labels_fraction"], labels_fraction)
     if run_dir is not None and cfg.data.source == "text":  # the trunk's embedding rows are its run's token ids

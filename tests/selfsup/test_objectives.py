@@ -129,7 +129,7 @@ def test_denoising_loss_decreases():
     assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10
 
 
-def test_denoising_keeps_category_codes_codes_and_reconstructs_the_numbers(monkeypatch):
+def test_denoising_keeps_category_codes_and_reconstructs_the_numbers(monkeypatch):
     """Embedded category columns: corruption masks a code to 0 (its unknown slot) or keeps it exactly (noise would
     make code c a c − 1 half the time), and the loss reads the numbers only; a table of codes alone is refused."""
     from hydranet.errors import UserError

@@ -4,7 +4,6 @@ import pytest
 import yaml
 
 from hydranet.config import for_rows, load_config, sections, validate
-from hydranet.config import validation
 from hydranet.config.loading import to_yaml
 
 
@@ -15,7 +14,7 @@ def test_one_line_table_config_trains(cli, tiny_csv, tmp_path, one_thread, monke
     threshold lowered to the 240-row table's size, so the grown default trains a second, not 10,000 rows), which
     `predict` rebuilds."""
     if threshold is not None:
-        monkeypatch.setattr(validation, "LARGE_TABLE_ROWS", threshold)
+        monkeypatch.setattr(sections, "LARGE_TABLE_ROWS", threshold)
     exp = tmp_path / "exp.yaml"
     exp.write_text(yaml.safe_dump({"data": {"source": "csv", "path": str(tiny_csv)}, "tasks": {"kind": {"kind": "binary"}},
                                    "train": {"epochs": 1, "progress": False}}))
@@ -80,6 +79,11 @@ def test_a_large_table_grows_the_default_encoder_and_trunk(monkeypatch):
     assert (encoder.numeric, encoder.categorical) == ("quantile", "embedding")
     assert grown.train.early_stopping.monitor == "val/loss"
     assert validate(yaml.safe_load(to_yaml(grown))) == grown  # the saved run names what it chose
+    assigned = validate(table)
+    assigned.seed = 3  # assigning a field reruns the validators: the config still grows
+    assert assigned.grows_with_rows
+    assigned.model.trunk = sections.TrunkMethod(name="ft_transformer")  # a trunk assigned since is kept
+    assert not assigned.grows_with_rows and for_rows(assigned, 10 * rows).model.trunk.name == "ft_transformer"
     for kept in (validate(table | {"model": {"trunk": "mlp"}}),
                  validate({"data": {"source": "csv", "encoder": {"name": "table"}}, "tasks": {"y": {}}}),
                  load_config(table, ["model.trunk.hidden=[64]"]),
@@ -123,7 +127,7 @@ def test_a_study_on_a_large_table_keeps_the_grown_default_in_best_yaml(tiny_csv,
     """A trial records the config it trained (grown), so best.yaml retrains the same model, not the plain mlp that
     its trunk would name once written out."""
     import hydranet as hn
-    monkeypatch.setattr(validation, "LARGE_TABLE_ROWS", 10)
+    monkeypatch.setattr(sections, "LARGE_TABLE_ROWS", 10)
     experiment = {"data": {"source": "csv", "path": str(tiny_csv)}, "tasks": {"kind": {"kind": "binary"}},
                   "train": {"epochs": 1, "progress": False},
                   "search": {"train.optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}}

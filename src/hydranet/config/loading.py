@@ -164,5 +164,6 @@ def _import_plugins(modules: Any) -> None:
 
 
 def to_yaml(config: Config) -> str:
-    """The resolved config as YAML (what `hydranet config` prints and runs save), each method with its options."""
+    """The resolved config as YAML (what runs save, and `hydranet config` prints but for a table default's trunk and
+    encoder), each method with its options."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

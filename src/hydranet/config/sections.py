@@ -385,7 +385,8 @@ class Config(Section):
         if not named:
             self.model.trunk = TrunkMethod(name=default_trunk(self.data.source))
         table_default = not named and self.model.trunk.name == DEFAULT_TRUNKS["table"]
-        self._table_default = table_default and "encoder" not in self.data.model_fields_set
+        # kept through the reruns that assigning a field causes (the trunk counts as named after the first run)
+        self._table_default = self._table_default or (table_default and "encoder" not in self.data.model_fields_set)
         # the raw options: resolving them here would name a bad option without its section (resolve_all does later)
         plr = self.model.trunk.name == "mlp" and self.model.trunk.raw_options.get("embedding") == "plr"
         stop = self.train.early_stopping
@@ -395,16 +396,21 @@ class Config(Section):
 
     @property
     def grows_with_rows(self) -> bool:
-        """A table config that names neither trunk nor encoder: they wait for the data (validation.py `for_rows`). A private note,
-        so a config read back from YAML (which names them) never grows, and is not `==` to one that still may."""
-        return self._table_default
+        """A table config that names neither trunk nor encoder: they wait for the data (validation.py `for_rows`).
+
+        A private note, so a config read back from YAML (which names them) never grows, and is not `==` to one that
+        still may; a trunk or encoder assigned since (the Python API) is kept too."""
+        trunk, encoder = self.model.trunk, self.data.encoder
+        untouched = (trunk.name == DEFAULT_TRUNKS["table"] and not trunk.raw_options and encoder.name == "table"
+                     and not encoder.raw_options)
+        return self._table_default and untouched
 
     def as_experiment(self) -> dict[str, Any]:
         """The config as an experiment dict to build variants from (a study's trials, `bench mtl`, the Python API,
         `hydranet config`): every field named, except the trunk and encoder of a config that `grows_with_rows`,
         so that each variant still chooses them from its data as this config would."""
         data = self.model_dump(mode="json")
-        if self._table_default:
+        if self.grows_with_rows:
             del data["model"]["trunk"], data["data"]["encoder"]
         return data
 

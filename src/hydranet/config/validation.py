@@ -15,7 +15,8 @@ from hydranet import registry
 from hydranet.config.fields import allowed_keys
 from hydranet.config.messages import describe
 from hydranet.config.methods import method_fields
-from hydranet.config.sections import LARGE_TABLE, LARGE_TABLE_ROWS, Config
+from hydranet.config import sections
+from hydranet.config.sections import Config
 from hydranet.errors import UserError
 
 
@@ -44,13 +45,14 @@ def for_rows(config: Config, rows: int, pretrained: Config | None = None) -> Con
     row count is not known before) and named in the run's config.yaml like every resolved field."""
     if not config.grows_with_rows:
         return config
+    data = config.model_dump(mode="json")
     if pretrained is not None:
         chosen = {"encoder": pretrained.data.encoder.model_dump(mode="json"),
                   "trunk": pretrained.model.trunk.model_dump(mode="json")}
-    elif rows >= LARGE_TABLE_ROWS:
-        chosen = copy.deepcopy(LARGE_TABLE)
+        data["plugins"] = list(dict.fromkeys([*config.plugins, *pretrained.plugins]))  # a plugin's trunk comes along
+    elif rows >= sections.LARGE_TABLE_ROWS:
+        chosen = copy.deepcopy(sections.LARGE_TABLE)
     else:
         return config
-    data = config.model_dump(mode="json")
     data["data"]["encoder"], data["model"]["trunk"] = chosen["encoder"], chosen["trunk"]
     return check(data)

@@ -46,15 +46,17 @@ def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: flo
     if run_dir is None and experiment is None:
         raise ValueError("probe: a random trunk (run_dir None) needs the experiment")
     cfg = experiment if experiment is not None else RunDir.open(run_dir).read_config()
+    raw = None
     if cfg.grows_with_rows:  # a table default: the probed run's trunk and encoder (or, for a random one, its size's)
-        cfg = for_rows(cfg, len(load_raw(cfg)), run_config(run_dir))
+        raw = load_raw(cfg)
+        cfg = for_rows(cfg, len(raw), run_config(run_dir))
     if labels_fraction is not None:
         cfg = _with(cfg, ["data", "labels_fraction"], labels_fraction)
     if run_dir is not None and cfg.data.source == "text":  # the trunk's embedding rows are its run's token ids
         cfg = _with(cfg, ["data", "text", "tokenizer_from"], str(run_dir))
     apply_process_settings(cfg)
     start = time.perf_counter()
-    data = build_dataset(cfg)
+    data = build_dataset(cfg, raw=raw)
     tasks = {t: Task(t, cfg.tasks[t], data.info.tasks[t]) for t in cfg.tasks}
     seed_global(cfg.seed, Purpose.INIT)
     model = build_model(cfg.model, data.info.input_shape, tasks, cardinalities(data.info.encoder))

@@ -36,6 +36,7 @@ class Denoising(nn.Module):
         super().__init__()
         self.options, self.views = options, views
         self.coded = bool(views.codes.any())  # decided once: no device sync per step
+        self.register_buffer("numbers", torch.nonzero(~views.codes).flatten(), persistent=False)  # what is rebuilt
         if self.coded and bool(views.codes.all()):
             raise UserError("ssl.method: denoising reconstructs numbers, and every input of this table is a category "
                             "code (data.encoder.categorical: embedding); use categorical: onehot or another method")
@@ -61,5 +62,5 @@ class Denoising(nn.Module):
             recon = self.decoder(model.trunk(self.corrupt(x)))
         errors = F.mse_loss(recon.float(), x.flatten(1).float(), reduction="none")
         if self.coded:  # a code's distance to another code means nothing: the numbers are reconstructed
-            errors = errors[:, ~self.views.codes]
+            errors = errors.index_select(1, self.numbers)
         return {self.name: mean_over_ranks(errors.mean(1).sum(), len(x))}

@@ -20,9 +20,11 @@ class Interrupts:
         self.raising = False  # inside a trial's training: raise at once
 
     def _handle(self, signum: int, frame: Any) -> None:
+        # noted in any case: should the KeyboardInterrupt raised inside a training be swallowed or turned into another
+        # error on its way out (raised in a Python callback that C++ code called), the study still stops after it
+        self.pending = True
         if self.raising:
             raise KeyboardInterrupt
-        self.pending = True
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:

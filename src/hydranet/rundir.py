@@ -273,18 +273,13 @@ class RunDir:
         return next((p for p in (self.trunk, self.model) if p.exists()), None)
 
 
-def run_config(path: str | Path | None) -> Config | None:
-    """The config of the run directory at `path` (`model.init_from`, a probe's trunk); None when there is no path or
-    it is not a run (a weights file)."""
-    if path is None or not (Path(path) / "config.yaml").is_file():
-        return None
-    return RunDir.open(path).read_config()
-
-
-def sized(cfg: Config, rows: int) -> Config:
-    """`for_rows` for a new run on `rows` examples, with the run its `model.init_from` names, if it names one: a
-    table default takes that run's trunk and encoder, so that its weights fit."""
-    return for_rows(cfg, rows, run_config(cfg.model.init_from)) if cfg.grows_with_rows else cfg
+def sized(cfg: Config, rows: int, pretrained: str | Path | None) -> Config:
+    """`for_rows` for a new run on `rows` examples whose trunk may load weights from the run directory `pretrained`
+    (`model.init_from`, a probe's run): a table default takes that run's trunk and encoder, so that they fit."""
+    if not cfg.grows_with_rows:
+        return cfg
+    run = RunDir(pretrained) if pretrained is not None else None
+    return for_rows(cfg, rows, run.read_config() if run is not None and run.config.is_file() else None)
 
 
 def read_file(path: Path, expected: str, parse: Callable[[str], Any]) -> Any:

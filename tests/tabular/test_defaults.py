@@ -119,8 +119,9 @@ def test_a_pretrained_runs_trunk_and_encoder_are_taken_whatever_the_size(tiny_cs
     run.mkdir()
     (run / "config.yaml").write_text(to_yaml(grown))
     small = validate(table | {"model": {"init_from": str(run)}})
-    assert sized(small, 100).model.trunk == grown.model.trunk and sized(small, 100).data.encoder == grown.data.encoder
-    assert sized(validate(table), 100) == validate(table)
+    fine_tuned = sized(small, 100, run)
+    assert fine_tuned.model.trunk == grown.model.trunk and fine_tuned.data.encoder == grown.data.encoder
+    assert sized(validate(table), 100, None) == validate(table)
 
 
 def test_a_study_on_a_large_table_keeps_the_grown_default_in_best_yaml(tiny_csv, tmp_path, one_thread, monkeypatch):

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from hydranet.config import Config, apply_override, for_rows, validate
+from hydranet.config import Config, apply_override, validate
 from hydranet.data import build_dataset
 from hydranet.data.build import load_raw
 from hydranet.data.tabular import cardinalities
@@ -23,7 +23,7 @@ from hydranet.files import write_json
 from hydranet.models import build_model
 from hydranet.models.pretrained import init_from
 from hydranet.randomness import Purpose, seed_global, stream
-from hydranet.rundir import RunDir, run_config
+from hydranet.rundir import RunDir, sized
 from hydranet.ssl.knn import knn_average, trunk_features
 from hydranet.tasks import Task
 from hydranet.train.lifecycle import apply_process_settings
@@ -49,7 +49,7 @@ def probe(run_dir: str | Path | None, mode: str = "linear", labels_fraction: flo
     raw = None
     if cfg.grows_with_rows:  # a table default: the probed run's trunk and encoder (or, for a random one, its size's)
         raw = load_raw(cfg)
-        cfg = for_rows(cfg, len(raw), run_config(run_dir))
+        cfg = sized(cfg, len(raw), run_dir)
     if labels_fraction is not None:
         cfg = _with(cfg, ["data", "labels_fraction"], labels_fraction)
     if run_dir is not None and cfg.data.source == "text":  # the trunk's embedding rows are its run's token ids

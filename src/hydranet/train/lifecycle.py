@@ -161,7 +161,7 @@ def start(cfg: Config, run_dir: str | Path | None, kind: str, progress: bool, *,
     if cfg.model.init_from is not None:
         weights_file(cfg.model.init_from)  # a wrong path fails before the data is loaded
     raw = load_raw(cfg)
-    cfg = sized(cfg, len(raw))  # a table default's trunk and encoder, from its size (or its init_from run)
+    cfg = sized(cfg, len(raw), cfg.model.init_from)  # a table default's trunk and encoder: by size, or init_from's
     data = build_dataset(cfg, labels_required=labels_required, raw=raw)
     if check is not None:
         check(cfg, data)

@@ -6,11 +6,15 @@ eager PyTorch; unstructured global magnitude pruning to 50/70/90% sparsity and s
 Runtime's quantizer on the export, static calibrated on 512 train examples) beside the fp32 ONNX graph they come
 from; quantization-aware training (`--finetune` epochs with fake int8, then static int8); the distillation
 benchmark's small student alone and distilled from the fp32 run (`compress --method distill`, seed 0). Columns:
-parameters (nonzero), weights on disk, FLOPs per example, latency at batch 1 and 64 (median of `--repeats` after 3
-untimed calls, `--threads` threads) and each task's main test metric. Prints one JSON line per
-row and a table. Usage (from the repository root; adult-mtl and seed-cnn read ../shared/data):
+parameters (nonzero), weights on disk, FLOPs per example, latency at batch 1 and 64 and each task's main test
+metric. The latencies are measured side by side once every row is made: `--rounds` rounds, each timing every
+row in turn (median of `--repeats` calls after 3 untimed ones, `--threads` threads, random inputs), and each row
+keeps its median over the rounds, so all rows see the same machine. Prints one JSON line per row as it is made
+(with a first latency), one per row after the latency pass, and a table. Usage (from the repository root;
+adult-mtl, seed-cnn and cifar10-fast read ../shared/data):
 
-    python benchmarks/compress.py [--experiments quickstart adult-mtl seed-cnn] [--threads 1] [--repeats 50] [--finetune 3]
+    python benchmarks/compress.py [--experiments quickstart adult-mtl seed-cnn cifar10-fast] [--threads 1]
+                                  [--repeats 50] [--rounds 5] [--finetune 3] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -28,12 +34,13 @@ import hydranet as hn
 from distill import SETUPS  # the small student each experiment's distillation benchmark uses
 
 from hydranet.compress.methods import choose, compress
-from hydranet.compress.profile import profile_model
+from hydranet.compress.profile import latency, median_ms, profile_model
 from hydranet.compress.prune import PruneOptions
 from hydranet.compress.qat import QATOptions, qat_run
-from hydranet.compress.quantize import quantize_run
+from hydranet.compress.quantize import OnnxModule, quantize_run
 from hydranet.compress.run import compress_run
 from hydranet.data import build_dataset
+from hydranet.export.run import MODEL, export_run
 from hydranet.train import load_run
 from hydranet.train.evaluation import evaluate_split
 
@@ -41,7 +48,8 @@ PRUNED = [("pruned 50%", {"amount": 0.5}), ("pruned 70%", {"amount": 0.7}), ("pr
           ("structured 30%", {"structure": "channels", "amount": 0.3}),
           ("structured 50%", {"structure": "channels", "amount": 0.5})]
 SETTINGS = {"quickstart": {}, "adult-mtl": {"train.epochs": 5, **SETUPS["adult-mtl"][0]},
-            "seed-cnn": dict(SETUPS["seed-cnn"][0])}  # CIFAR-10 from ../shared/data, the distillation benchmark's budget
+            "seed-cnn": dict(SETUPS["seed-cnn"][0]),  # CIFAR-10 from ../shared/data, as the distillation benchmark reads it
+            "cifar10-fast": dict(SETUPS["cifar10-fast"][0])}
 
 
 def main_metrics(run, metrics: dict) -> dict[str, float]:
@@ -60,49 +68,86 @@ def torch_row(name: str, run_dir: Path, repeats: int, precision: str = "fp32") -
             "b64_ms": profile["latency"]["batch_64_ms"], **main_metrics(run, metrics)}
 
 
-def int8_rows(run, report: dict, names: dict[str, str]) -> list[dict]:
-    """Rows of a quantization report: `names` maps its graphs (fp32, int8) to row names."""
-    return [{"row": row, "params": None, "bytes": report[name]["bytes"], "flops": None,
-             "b1_ms": report[name]["batch_1_ms"], "b64_ms": report[name]["batch_64_ms"],
-             **main_metrics(run, report[name]["metrics"])} for name, row in names.items()]
+def int8_row(name: str, run, report: dict, graph: str) -> dict:
+    """The row of one graph (fp32 or int8) of a quantization report."""
+    return {"row": name, "params": None, "bytes": report[graph]["bytes"], "flops": None,
+            "b1_ms": report[graph]["batch_1_ms"], "b64_ms": report[graph]["batch_64_ms"],
+            **main_metrics(run, report[graph]["metrics"])}
 
 
-def student_rows(experiment: str, settings: dict, source: Path, folder: Path, repeats: int) -> list[dict]:
+def torch_timer(run_dir: Path, precision: str = "fp32") -> Callable[[int], dict]:
+    """Latencies of a run's PyTorch model at batch 1 and 64, measured anew at each call."""
+    run = load_run(run_dir)
+    return lambda repeats: latency(run.model, tuple(run.info.input_shape), repeats, precision)
+
+
+def onnx_timer(run, made: dict) -> Callable[[int], dict]:
+    """Latencies of the model.onnx of the folder an export or quantization `made` (its report) under ONNX Runtime
+    (as many threads as torch), on random inputs of the run's shape (dense arithmetic costs the same whatever the
+    values), measured anew at each call."""
+    graph = OnnxModule.of(Path(made["folder"]) / MODEL, run.info)
+    shape = tuple(run.info.input_shape)
+    return lambda repeats: {f"batch_{b}_ms": median_ms(lambda x=torch.randn(b, *shape): graph(x), repeats) for b in (1, 64)}
+
+
+def student_runs(experiment: str, settings: dict, source: Path, folder: Path) -> list[tuple[str, Path]]:
     """The distillation benchmark's small student trained alone, and distilled from `source` through
-    `hydranet compress --method distill` (same recipe and seed)."""
-    alone = hn.Experiment(experiment, {**settings, **SETUPS[experiment][0], "model.trunk": SETUPS[experiment][1]})
+    `hydranet compress --method distill` (same recipe and seed): (row name, run directory) each."""
+    alone = hn.Experiment(experiment, {**settings, "model.trunk": SETUPS[experiment][1]})  # settings: setup + --set
     alone_dir = alone.fit(folder / "student").dir
     chosen = choose(load_run(alone_dir).config, "distill", [], {"teacher": str(source)})
     distilled = compress(alone_dir, chosen, folder / "student-distilled").run.dir
-    return [torch_row("student alone", alone_dir, repeats), torch_row("student distilled", distilled, repeats)]
+    return [("student alone", alone_dir), ("student distilled", distilled)]
 
 
-def bench(experiment: str, overrides: list[str], folder: Path, repeats: int, finetune: int,
+def bench(experiment: str, overrides: list[str], folder: Path, repeats: int, finetune: int, rounds: int,
           echo=lambda row: None) -> list[dict]:
     """Every row of one experiment; `echo` sees each row as soon as it is measured (a long run that is stopped still
-    leaves the rows it measured)."""
+    leaves the rows it measured), then every row again with the latencies of the side-by-side pass."""
     settings = dict(SETTINGS.get(experiment, {}), **{"train.progress": False})
     settings.update(dict(item.split("=", 1) for item in overrides))
     rows: list[dict] = []
+    timers: dict[str, Callable[[int], dict]] = {}
 
-    def keep(*new: dict) -> None:
-        for row in new:
-            echo(row)
-            rows.append(row)
+    def keep(row: dict, timer: Callable[[int], dict]) -> None:
+        echo(row)
+        rows.append(row)
+        timers[row["row"]] = timer
 
     source = hn.Experiment(experiment, settings).fit(folder / "fp32").dir
-    keep(torch_row("fp32", source, repeats), torch_row("bf16", source, repeats, "bf16"))
+    keep(torch_row("fp32", source, repeats), torch_timer(source))
+    keep(torch_row("bf16", source, repeats, "bf16"), torch_timer(source, "bf16"))
     for name, options in PRUNED:
         pruned = compress_run(source, PruneOptions(**options, epochs=finetune), folder / name.replace(" ", "-"))
-        keep(torch_row(name, pruned.dir, repeats))
+        keep(torch_row(name, pruned.dir, repeats), torch_timer(pruned.dir))
     run = load_run(source)
     for mode in ("dynamic", "static"):
         report = quantize_run(run, mode, folder / f"int8-{mode}", repeats=repeats)
-        keep(*int8_rows(run, report, {"fp32": "fp32 ONNX", "int8": f"int8 {mode}"} if mode == "dynamic" else {"int8": "int8 static"}))
+        if mode == "dynamic":
+            keep(int8_row("fp32 ONNX", run, report, "fp32"), onnx_timer(run, export_run(run, folder / "onnx")))
+        keep(int8_row(f"int8 {mode}", run, report, "int8"), onnx_timer(run, report))
     tuned, report = qat_run(source, QATOptions(epochs=finetune), folder / "qat")
-    keep(*int8_rows(tuned, report, {"fp32": "QAT fp32 ONNX", "int8": "int8 QAT"}))
-    keep(*student_rows(experiment, settings, source, folder, repeats))
+    keep(int8_row("QAT fp32 ONNX", tuned, report, "fp32"), onnx_timer(tuned, export_run(tuned, folder / "qat-onnx")))
+    keep(int8_row("int8 QAT", tuned, report, "int8"), onnx_timer(tuned, report))
+    for name, student in student_runs(experiment, settings, source, folder):
+        keep(torch_row(name, student, repeats), torch_timer(student))
+    side_by_side(rows, timers, repeats, rounds)
+    for row in rows:
+        echo({**row, "latency": f"side by side, median of {rounds} rounds"})
     return rows
+
+
+def side_by_side(rows: list[dict], timers: dict[str, Callable[[int], dict]], repeats: int, rounds: int) -> None:
+    """Every row's latencies measured again once all training is done, in `rounds` rounds that time each row in
+    turn; each row keeps the median over rounds. Measured one by one as they were made, beside the other core's
+    training, identical dense arithmetic (the fp32 and unstructured rows) differed by up to 1.7× at batch 64."""
+    seen: dict[str, list[dict]] = {row["row"]: [] for row in rows}
+    for _ in range(rounds):
+        for row in rows:
+            seen[row["row"]].append(timers[row["row"]](repeats))
+    for row in rows:
+        row["b1_ms"], row["b64_ms"] = (round(statistics.median(m[f"batch_{b}_ms"] for m in seen[row["row"]]), 4)
+                                       for b in (1, 64))
 
 
 def emit(experiment: str, threads: int, row: dict) -> None:
@@ -124,11 +169,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--finetune", type=int, default=3, help="fine-tuning epochs after pruning")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the side-by-side latency pass")
     args = parser.parse_args()
+    if any("=" not in item for item in args.set):
+        parser.error(f"--set: expected KEY=VALUE items, got {' '.join(args.set)}")
+    if args.rounds < 1 or args.repeats < 1:
+        parser.error("--rounds and --repeats: expected at least 1")
     torch.set_num_threads(args.threads)
     for experiment in args.experiments:
         with tempfile.TemporaryDirectory() as tmp:
-            rows = bench(experiment, args.set, Path(tmp), args.repeats, args.finetune,
+            rows = bench(experiment, args.set, Path(tmp), args.repeats, args.finetune, args.rounds,
                          lambda row: emit(experiment, args.threads, row))
         tasks = [k for k in rows[0] if "/" in k]
         print(f"\n{experiment}: {'row':<18} {'params':>8} {'KiB':>7} {'MFLOPs':>7} {'b1 ms':>7} {'b64 ms':>7} "

@@ -6,8 +6,8 @@ Two models: a synthetic multi-head MLP (100 inputs, hidden [256, 128], random da
 AdamW step. Rows:
 
 - `equal`: the backward of Σ L_t (one backward);
-- `floor`: one forward plus T backward passes through the shared part (one autograd.grad per term, then the
-  heads' backward): what an exact method must pay with one backward per term; `floor-batched`: the same rows
+- `floor`: one forward plus T backward passes through the shared part (one autograd.grad per term, their sum
+  written into `.grad`, then the heads' backward): what an exact method must pay with one backward per term; `floor-batched`: the same rows
   from one vectorized backward (`term_gradients(batched=True)`, the default off the CPU);
 - pcgrad, mgda, cagrad, nash_mtl, gradnorm (exact: `gradients: parameters`; gradnorm's rows end at the last
   shared layer), and `…@rep` (`gradients: representation`, the gradients on the shared features);
@@ -42,7 +42,7 @@ from hydranet.config import Config, load_config
 from hydranet.data import build_dataset
 from hydranet.models import HydraNet
 from hydranet.models.trunks import CNNOptions, MLPOptions, cnn, mlp
-from hydranet.mtl.gradients import backward_private
+from hydranet.mtl.gradients import backward_private, set_grad
 from hydranet.train.gradients import term_gradients
 
 METHODS = {  # row name → (balancer, its options)
@@ -94,12 +94,14 @@ def balancer_step(name: str, options: dict, model: HydraNet):
 
 
 def floor_step(model: HydraNet, batched: bool):
-    """The per-term rows on the shared parameters (discarded; one backward per term, or one batched), then the
-    heads' backward."""
+    """The per-term rows on the shared parameters (one backward per term, or one batched), their plain sum written
+    into the shared parameters' `.grad`, then the heads' backward. Writing a gradient is part of the floor: every
+    method (and `equal`) leaves one for the optimizer, whose step over the trunk it then pays as they do."""
     shared = model.shared_parameters()
 
     def step(losses):
-        term_gradients(list(losses.values()), shared, batched=batched)
+        rows = term_gradients(list(losses.values()), shared, batched=batched)
+        set_grad(shared, rows.sum(0))
         backward_private(losses, {name: 1.0 for name in losses}, shared)
     return step
 

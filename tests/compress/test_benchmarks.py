@@ -62,3 +62,25 @@ def test_seed_cnn_distillation_benchmark_runs(tmp_path, one_thread):
     assert [r["params"] for r in rows] == [167_562, 20_186, 20_186]
     assert all(0 <= r["label/accuracy"] <= 1 for r in rows)
     assert "| distilled | 20,186 | 1 |" in distill.table(rows)
+
+
+def test_the_latency_pass_times_every_row_in_turn_and_keeps_its_median():
+    """compress.py's side-by-side pass: rounds interleave the rows (a, b, a, b, …), so a busy moment slows all of
+    them alike, and each row keeps the median of its rounds at both batch sizes."""
+    compress = load_benchmark("compress")
+    calls = []
+
+    def timer(name: str, values: list[float]):
+        left = iter(values)
+
+        def measure(repeats: int) -> dict:
+            calls.append((name, repeats))
+            value = next(left)
+            return {"batch_1_ms": value, "batch_64_ms": 10 * value}
+        return measure
+
+    rows = [{"row": "a", "b1_ms": 0.0, "b64_ms": 0.0}, {"row": "b", "b1_ms": 0.0, "b64_ms": 0.0}]
+    compress.side_by_side(rows, {"a": timer("a", [3.0, 1.0, 2.0]), "b": timer("b", [5.0, 90.0, 7.0])}, 4, 3)
+    assert calls == [("a", 4), ("b", 4)] * 3
+    assert (rows[0]["b1_ms"], rows[0]["b64_ms"]) == (2.0, 20.0)
+    assert (rows[1]["b1_ms"], rows[1]["b64_ms"]) == (7.0, 70.0)

@@ -49,6 +49,7 @@ def test_qat_fine_tunes_a_run_whose_fake_quantization_predicts_its_int8_export(d
     assert folder == run.dir / "export-int8-static" and (folder / "model.onnx").is_file()
     assert json.loads((run.dir / "compress.json").read_text())["method"] == "qat"
     assert len(run.history) == 1 and run.config.compress.method.name == "qat"
+    assert run.config.train.precision == "fp32"  # the simulation is fp32's, whatever the source trained in
     model = load_run(run.dir).model.eval()  # plain layers again: the run's weights are ordinary fp32 ones
     data = build_dataset(run.config)
     x = data.split("test")["x"]

@@ -159,6 +159,9 @@ def qat_run(source: str | Path, options: QATOptions, out: str | Path | None, pro
     run = load_run(source, calibrated=False)
     before = parameter_counts(run.model)
     cfg = derived_config(run, options.epochs, "qat", options)
+    # in fp32 whatever the source trained in: int8 products add up exactly in ORT's int32, and bf16 autocast
+    # would round the fake-quantized values (8 significant bits) where the int8 graph keeps them exact
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"precision": "fp32"})})
     tuned = fine_tune(run, cfg, out, [FakeQuantization()], progress)
     report = quantize_run(tuned, "static", examples=options.calibration)
     record(tuned, run.dir, "qat", options, before, int8=report["folder"])

@@ -47,6 +47,12 @@ class OnnxModule(nn.Module):
         options.intra_op_num_threads = torch.get_num_threads()  # as many as torch, so the latencies compare
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
+    @classmethod
+    def of(cls, path: Path, info) -> OnnxModule:
+        """The graph at `path` with the task outputs that its folder's outputs.json names, for a run of `info`."""
+        tasks = json.loads((path.parent / OUTPUTS).read_text())["tasks"]
+        return cls(path, {task: entry["output"] for task, entry in tasks.items()}, GraphInputs.of(info))
+
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         raw = self.session.run(list(self.outputs.values()), self.inputs.feeds(x))
         return {task: torch.from_numpy(values) for task, values in zip(self.outputs, raw)}
@@ -106,10 +112,10 @@ def quantize_run(run: Run, mode: str, out: str | Path | None = None, examples: i
 
 def compare(run: Run, fp32: Path, int8: Path, data: Dataset, mode: str, repeats: int) -> dict[str, Any]:
     """int8 against fp32 ONNX on the test split (else val): largest output difference, metrics, latency."""
-    outputs = {task: entry["output"] for task, entry in json.loads((fp32.parent / OUTPUTS).read_text())["tasks"].items()}
     split = "test" if len(data.index["test"]) else "val"
     held = data.split(split)
-    models = {name: OnnxModule(path, outputs, GraphInputs.of(data.info)) for name, path in (("fp32", fp32), ("int8", int8))}
+    models = {name: OnnxModule.of(path, data.info) for name, path in (("fp32", fp32), ("int8", int8))}
+    outputs = models["fp32"].outputs
     with torch.inference_mode():
         raw = {name: model(held["x"]) for name, model in models.items()}
     report: dict[str, Any] = {"mode": mode, "split": split, "threads": torch.get_num_threads(),

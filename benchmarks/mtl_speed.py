@@ -7,8 +7,9 @@ AdamW step. Rows:
 
 - `equal`: the backward of Σ L_t (one backward);
 - `floor`: one forward plus T backward passes through the shared part (one autograd.grad per term, their sum
-  written into `.grad`, then the heads' backward): what an exact method must pay with one backward per term; `floor-batched`: the same rows
-  from one vectorized backward (`term_gradients(batched=True)`, the default off the CPU);
+  written into `.grad`, then the heads' backward): what an exact method must pay with one backward per term;
+  `floor-batched`: the same rows from one vectorized backward (`term_gradients(batched=True)`, the default off
+  the CPU);
 - pcgrad, mgda, cagrad, nash_mtl, gradnorm (exact: `gradients: parameters`; gradnorm's rows end at the last
   shared layer), and `…@rep` (`gradients: representation`, the gradients on the shared features);
 - `torchjd-upgrad`, `torchjd-mean`: torchjd's `mtl_backward` + `jac_to_grad` with UPGrad / Mean, the reference.

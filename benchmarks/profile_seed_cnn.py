@@ -7,6 +7,10 @@ loss, the optimizer, batch preparation (normalize, layout copies) and the rest. 
 of shares; the shares are comparable under load, the milliseconds are not.
 
     python benchmarks/profile_seed_cnn.py [--batch-size 256] [--steps 20] [--precision auto] [--threads N]
+
+`--blocks K` times instead of profiling: K blocks of `--steps` steps each, wall clock, no profiler (whose per-operator
+bookkeeping inflates short steps), and prints each block's ms per step and their median: the spread between blocks
+of one process on one core is the machine's own noise.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -64,6 +70,20 @@ def trainer_and_batch(args: argparse.Namespace) -> tuple[Trainer, dict]:
     return trainer, next(iter(batches.epoch(0)))
 
 
+def time_blocks(trainer: Trainer, batch: dict, args: argparse.Namespace) -> None:
+    """Wall-clock ms per step of `args.blocks` blocks of `args.steps` steps; one JSON line."""
+    blocks = []
+    for _ in range(args.blocks):
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            trainer.train_step(batch)
+        blocks.append(round((time.perf_counter() - start) * 1e3 / args.steps, 2))
+    print(json.dumps({"benchmark": "profile_seed_cnn", "timing": "blocks", "batch_size": args.batch_size,
+                      "steps": args.steps, "precision": trainer.precision, "threads": torch.get_num_threads(),
+                      "ms_per_step_median": statistics.median(blocks), "blocks_ms_per_step": blocks,
+                      "cpus": sorted(os.sched_getaffinity(0)), "torch": torch.__version__}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch-size", type=int, default=256)
@@ -72,10 +92,14 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"))
+    parser.add_argument("--blocks", type=int, default=0, help="time K blocks of --steps steps instead of profiling")
     args = parser.parse_args()
     trainer, batch = trainer_and_batch(args)
     for _ in range(args.warmup):
         trainer.train_step(batch)
+    if args.blocks:
+        time_blocks(trainer, batch, args)
+        return
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(args.steps):
             trainer.train_step(batch)

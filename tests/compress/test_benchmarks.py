@@ -1,5 +1,6 @@
-"""benchmarks/distill.py and benchmarks/compress.py on CIFAR-10 (`seed-cnn`): the student the docs describe is the one
-the setup builds, and the distillation benchmark runs end to end at toy size (slow: reads ../shared/data)."""
+"""benchmarks/distill.py and benchmarks/compress.py: on CIFAR-10 (`seed-cnn`) the student the docs describe is the one
+the setup builds, and the distillation benchmark runs end to end at toy size (slow: reads ../shared/data); the
+compression benchmark's side-by-side latency pass."""
 
 import importlib.util
 import sys

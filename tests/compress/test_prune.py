@@ -69,6 +69,21 @@ def test_structured_pruning_shrinks_the_model_and_keeps_outputs(digits_run, tmp_
         assert out.shape == reference[task].shape and bool(torch.isfinite(out).all()), task
 
 
+def test_structured_pruning_follows_a_resnets_residual_additions(tmp_path):
+    """Channels removed from a block's output are removed from its shortcut too (Torch-Pruning's dependency graph),
+    so the pruned ResNet runs and loads at its recorded widths (benchmarks/compress.py's cifar10-fast rows)."""
+    overrides = {"data.limit": 200, "train.epochs": 1, "train.progress": False, "train.threads": 1,
+                 "model.trunk": {"name": "resnet", "channels": [8, 16], "blocks": [1, 1]}}
+    source = hn.Experiment("quickstart", overrides).fit(tmp_path / "resnet")
+    run = compress_run(source.dir, PruneOptions(structure="channels", amount=0.5), tmp_path / "pruned")
+    loaded = load_run(run.dir)
+    assert parameter_counts(loaded.model)["total"] < 0.5 * parameter_counts(load_run(source.dir).model)["total"]
+    x = build_dataset(loaded.config).split("test")["x"]
+    with torch.no_grad():
+        for task, out in loaded.model(x).items():
+            assert len(out) == len(x) and bool(torch.isfinite(out).all()), task
+
+
 def test_taylor_importance_ranks_by_the_task_losses_not_by_weights(digits_run, tmp_path):
     """Taylor scores channels by |weight × gradient of the summed task losses|: it keeps other channels than L1."""
     kept = {}

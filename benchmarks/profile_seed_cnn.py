@@ -8,9 +8,9 @@ of shares; the shares are comparable under load, the milliseconds are not.
 
     python benchmarks/profile_seed_cnn.py [--batch-size 256] [--steps 20] [--precision auto] [--threads N]
 
-`--blocks K` times instead of profiling: K blocks of `--steps` steps each, wall clock, no profiler (whose per-operator
-bookkeeping inflates short steps), and prints each block's ms per step and their median: the spread between blocks
-of one process on one core is the machine's own noise.
+`--blocks K` times instead of profiling: K blocks of `--steps` steps each, wall clock, no profiler, and prints each
+block's ms per step and their median, with the time, the load average and the CPUs the process may run on (pin it
+with taskset to time one core): the spread between the blocks of one process is the machine's own noise.
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def time_blocks(trainer: Trainer, batch: dict, args: argparse.Namespace) -> None
     print(json.dumps({"benchmark": "profile_seed_cnn", "timing": "blocks", "batch_size": args.batch_size,
                       "steps": args.steps, "precision": trainer.precision, "threads": torch.get_num_threads(),
                       "ms_per_step_median": statistics.median(blocks), "blocks_ms_per_step": blocks,
-                      "cpus": sorted(os.sched_getaffinity(0)), "torch": torch.__version__}))
+                      "cpus": sorted(os.sched_getaffinity(0)), "load_average": os.getloadavg(),
+                      "utc": time.strftime("%H:%M:%S", time.gmtime()), "torch": torch.__version__}))
 
 
 def main() -> None:
@@ -95,6 +96,8 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=0, help="time K blocks of --steps steps instead of profiling")
     args = parser.parse_args()
     trainer, batch = trainer_and_batch(args)
+    if args.blocks:
+        trainer.total_steps = args.warmup + args.blocks * args.steps  # the schedule spans every step taken
     for _ in range(args.warmup):
         trainer.train_step(batch)
     if args.blocks:

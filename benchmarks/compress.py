@@ -57,15 +57,18 @@ def main_metrics(run, metrics: dict) -> dict[str, float]:
     return {f"{task}/{t.spec.main_metric}": round(metrics[task][t.spec.main_metric], 4) for task, t in run.tasks.items()}
 
 
-def torch_row(name: str, run_dir: Path, repeats: int, precision: str = "fp32") -> dict:
-    """A PyTorch model's profile and test metrics at `precision`."""
+def torch_row(name: str, run_dir: Path, repeats: int, precision: str = "fp32") -> tuple[dict, Callable[[int], dict]]:
+    """A PyTorch model's profile and test metrics at `precision`, and its timer for the latency pass (the same
+    loaded model, measured anew at each call)."""
     run = load_run(run_dir)
-    profile = profile_model(run.model, tuple(run.info.input_shape), repeats, precision)
+    shape = tuple(run.info.input_shape)
+    profile = profile_model(run.model, shape, repeats, precision)
     metrics = evaluate_split(run.model, run.tasks, build_dataset(run.config).split("test"),
                              run.config.train.eval_batch_size, precision)
-    return {"row": name, "params": profile["params"]["nonzero"], "bytes": (run_dir / "model.safetensors").stat().st_size,
-            "flops": profile["flops_per_example"], "b1_ms": profile["latency"]["batch_1_ms"],
-            "b64_ms": profile["latency"]["batch_64_ms"], **main_metrics(run, metrics)}
+    row = {"row": name, "params": profile["params"]["nonzero"], "bytes": (run_dir / "model.safetensors").stat().st_size,
+           "flops": profile["flops_per_example"], "b1_ms": profile["latency"]["batch_1_ms"],
+           "b64_ms": profile["latency"]["batch_64_ms"], **main_metrics(run, metrics)}
+    return row, lambda repeats: latency(run.model, shape, repeats, precision)
 
 
 def int8_row(name: str, run, report: dict, graph: str) -> dict:
@@ -73,12 +76,6 @@ def int8_row(name: str, run, report: dict, graph: str) -> dict:
     return {"row": name, "params": None, "bytes": report[graph]["bytes"], "flops": None,
             "b1_ms": report[graph]["batch_1_ms"], "b64_ms": report[graph]["batch_64_ms"],
             **main_metrics(run, report[graph]["metrics"])}
-
-
-def torch_timer(run_dir: Path, precision: str = "fp32") -> Callable[[int], dict]:
-    """Latencies of a run's PyTorch model at batch 1 and 64, measured anew at each call."""
-    run = load_run(run_dir)
-    return lambda repeats: latency(run.model, tuple(run.info.input_shape), repeats, precision)
 
 
 def onnx_timer(run, made: dict) -> Callable[[int], dict]:
@@ -115,11 +112,11 @@ def bench(experiment: str, overrides: list[str], folder: Path, repeats: int, fin
         timers[row["row"]] = timer
 
     source = hn.Experiment(experiment, settings).fit(folder / "fp32").dir
-    keep(torch_row("fp32", source, repeats), torch_timer(source))
-    keep(torch_row("bf16", source, repeats, "bf16"), torch_timer(source, "bf16"))
+    keep(*torch_row("fp32", source, repeats))
+    keep(*torch_row("bf16", source, repeats, "bf16"))
     for name, options in PRUNED:
         pruned = compress_run(source, PruneOptions(**options, epochs=finetune), folder / name.replace(" ", "-"))
-        keep(torch_row(name, pruned.dir, repeats), torch_timer(pruned.dir))
+        keep(*torch_row(name, pruned.dir, repeats))
     run = load_run(source)
     for mode in ("dynamic", "static"):
         report = quantize_run(run, mode, folder / f"int8-{mode}", repeats=repeats)
@@ -130,7 +127,7 @@ def bench(experiment: str, overrides: list[str], folder: Path, repeats: int, fin
     keep(int8_row("QAT fp32 ONNX", tuned, report, "fp32"), onnx_timer(tuned, export_run(tuned, folder / "qat-onnx")))
     keep(int8_row("int8 QAT", tuned, report, "int8"), onnx_timer(tuned, report))
     for name, student in student_runs(experiment, settings, source, folder):
-        keep(torch_row(name, student, repeats), torch_timer(student))
+        keep(*torch_row(name, student, repeats))
     side_by_side(rows, timers, repeats, rounds)
     for row in rows:
         echo({**row, "latency": f"side by side, median of {rounds} rounds"})

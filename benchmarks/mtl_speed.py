@@ -201,7 +201,7 @@ def rows_of(model_name: str, tasks: int, medians: dict[str, float], args) -> lis
     return [{"model": model_name, "tasks": tasks, "method": name, "ms_per_step": round(ms, 2),
              "x_equal": round(ms / medians["equal"], 2), "x_floor": round(ms / medians["floor"], 2),
              "batch_size": args.batch_size, "steps": args.steps, "rounds": args.rounds, "clock": args.clock,
-             "machine": machine,
+             "machine": machine, "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
              "threads": torch.get_num_threads(), "torch": torch.__version__} for name, ms in medians.items()]
 
 

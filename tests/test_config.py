@@ -1,14 +1,10 @@
 """Config: defaults, YAML, --set overrides with type checks, and one-line errors naming the dotted path."""
 
-from pathlib import Path
-
 import pytest
+from tests.benchmark_scripts import load_benchmark
 
 from hydranet.config import Config, experiment_names, load_config, to_yaml, validate
 from hydranet.errors import UserError
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def test_every_field_has_a_description():
     def walk(model):
@@ -113,14 +109,10 @@ def test_plugins_register_custom_parts(tmp_path, monkeypatch):
 
 def test_cifar10_fast_cuda_recipe_builds():
     """The GPU recipe of benchmarks/cifar10_fast.py is a valid config whose ResNet has the planned depth."""
-    import importlib.util
-
     from hydranet.models import build_model
     from hydranet.tasks import Task, TaskInfo
 
-    spec = importlib.util.spec_from_file_location("cifar10_fast", ROOT / "benchmarks" / "cifar10_fast.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("cifar10_fast")
     recipe = {k: v for k, v in module.CUDA_RECIPE.items() if k != "train.device"}  # no GPU needed to build it
     cfg = load_config("cifar10-fast", [f"{k}={v}" for k, v in recipe.items()])
     tasks = {"label": Task("label", cfg.tasks["label"], TaskInfo(kind="classification", outputs=10))}

@@ -2,11 +2,10 @@
 the setup builds, and the distillation benchmark runs end to end at toy size (slow: reads ../shared/data); the
 compression benchmark's side-by-side latency pass."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from tests.benchmark_scripts import load_benchmark
 
 import hydranet as hn
 from hydranet.compress.profile import flops_per_example, parameter_counts
@@ -15,19 +14,6 @@ from hydranet.tasks import Task, TaskInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
-
-
-def load_benchmark(name: str):
-    """A benchmark script as a module; benchmarks/ goes on sys.path, as when the script runs (compress.py imports
-    distill.py's SETUPS)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location(f"{name}_benchmark", ROOT / "benchmarks" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
 
 
 def seed_cnn_model(overrides: dict):

@@ -184,7 +184,7 @@ def test_pcgrad_on_the_representation_projects_the_feature_gradients():
     _, on_parameters, _, _ = representation_step("pcgrad", seed=1, gradients="parameters")
     assert gram[0, 1] < 0 and all(float(w) == 1.0 for w in on_parameters.values())
     expected = 1 - gram[0, 1] / gram.diagonal()  # T = 2: c_i = 1 − g_0·g_1/|g_i|² (g_j's projection off g_i)
-    torch.testing.assert_close(torch.stack([weights["digit"], weights["even"]]), expected)
+    torch.testing.assert_close(torch.tensor([weights["digit"], weights["even"]]), expected)
 
 
 def test_soft_sharing_falls_back_to_the_parameters():

@@ -53,7 +53,7 @@ def test_pcgrad_hand_computed_projection():
     toy = LinearToy([[1.0, 0.0], [-1.0, 1.0]])
     weights = make_balancer(PCGrad).backward(toy.losses(), [toy.w])
     assert torch.allclose(toy.w.grad, torch.tensor([0.5, 1.5]))
-    assert torch.allclose(torch.stack(list(weights.values())), torch.tensor([2.0, 1.5]))
+    assert np.allclose(list(weights.values()), [2.0, 1.5])
     check_private_grads(toy, [1.0, 1.0])  # task-specific parameters: their own gradient
 
 
@@ -80,7 +80,7 @@ def test_pcgrad_gram_form_matches_vector_form():
     rng = np.random.default_rng(0)
     grads = rng.normal(size=(4, 6))
     orders = [list(rng.permutation([j for j in range(4) if j != i])) for i in range(4)]
-    coeffs = pcgrad_coefficients(torch.from_numpy(grads @ grads.T), orders).numpy()
+    coeffs = pcgrad_coefficients(grads @ grads.T, orders)
     assert np.allclose(coeffs @ grads, pcgrad_reference(grads, orders))
 
 

@@ -22,25 +22,54 @@ from hydranet.mtl.nash_mtl import NashMTL, nash_alpha
 
 def test_min_norm_two_vectors_closed_form():
     rng = np.random.default_rng(1)
-    for _ in range(20):
-        g1, g2 = rng.normal(size=(2, 5))
+    ends = [np.array([[1.0, 0.0], [3.0, 0.0]]), np.array([[3.0, 0.0], [1.0, 0.0]])]  # γ = 1 and γ = 0: the clipped ends
+    for g1, g2 in [*ends, *rng.normal(size=(20, 2, 5))]:
         expected = np.clip((g2 - g1) @ g2 / ((g1 - g2) @ (g1 - g2)), 0, 1)
         gram = np.array([[g1 @ g1, g1 @ g2], [g1 @ g2, g2 @ g2]])
         assert np.allclose(min_norm_weights(gram), [expected, 1 - expected])
 
 
-def test_min_norm_frank_wolfe_matches_slsqp():
-    """Optimality (every vertex is at least as far along the point as the point itself) and SLSQP's value."""
-    rng = np.random.default_rng(2)
-    for t in (3, 5, 8):
-        grads = rng.normal(size=(t, 4)) + 0.5
-        gram = grads @ grads.T
-        alpha = min_norm_weights(gram)
-        ref = minimize(lambda a: a @ gram @ a, np.full(t, 1 / t), method="SLSQP", bounds=[(0, 1)] * t,
-                       constraints={"type": "eq", "fun": lambda a: a.sum() - 1}, options={"ftol": 1e-14}).x
-        assert alpha.min() >= 0 and math.isclose(alpha.sum(), 1)
-        assert (gram @ alpha).min() >= alpha @ gram @ alpha - 1e-8
-        assert alpha @ gram @ alpha <= ref @ gram @ ref + 1e-9
+@pytest.mark.parametrize("t, p, scales", [(3, 4, 1.0), (5, 4, 1.0), (8, 4, 1.0), (16, 40, 1.0), (16, 5, 1.0),
+                                          (8, 40, 1e3)])
+def test_min_norm_is_optimal_against_slsqp(t, p, scales):
+    """Optimality (every vector is at least as far along the point as the point itself: the KKT conditions) and
+    SLSQP's value, with more tasks than dimensions too (a singular Gram matrix) and norms 10³ apart."""
+    rng = np.random.default_rng(t * p)
+    grads = (rng.normal(size=(t, p)) + 0.5) * np.geomspace(1.0, scales, t)[:, None]
+    gram = grads @ grads.T
+    alpha = min_norm_weights(gram)
+    ref = minimize(lambda a: a @ gram @ a, np.full(t, 1 / t), method="SLSQP", bounds=[(0, 1)] * t,
+                   constraints={"type": "eq", "fun": lambda a: a.sum() - 1}, options={"ftol": 1e-14, "maxiter": 500}).x
+    norm2 = alpha @ gram @ alpha
+    assert alpha.min() >= 0 and math.isclose(alpha.sum(), 1)
+    assert (gram @ alpha).min() >= norm2 - 1e-8 * np.trace(gram) / t
+    assert norm2 <= ref @ gram @ ref + 1e-9 * np.trace(gram) / t
+
+
+def test_min_norm_of_repeated_and_zero_vectors():
+    """Repeated vectors (a singular G) share the weight their one copy would get; all-zero gradients give uniform weights."""
+    g1, g2 = np.array([1.0, 0.0]), np.array([-1.0, 2.0])
+    gram = np.stack([g1, g1, g2]) @ np.stack([g1, g1, g2]).T
+    alpha = min_norm_weights(gram)
+    a = np.clip((g2 - g1) @ g2 / ((g1 - g2) @ (g1 - g2)), 0, 1)
+    assert math.isclose(alpha[0] + alpha[1], a, abs_tol=1e-8) and math.isclose(alpha[2], 1 - a, abs_tol=1e-8)
+    assert np.allclose(min_norm_weights(np.zeros((3, 3))), 1 / 3)
+
+
+def test_the_simplex_solvers_survive_a_gram_matrix_indefinite_by_round_off():
+    """A Gram matrix of float32 gradients of rank 2 (seen in a run): its smallest eigenvalue is −1.1e-9. The face
+    solve on it gave MGDA weights of ±10⁸ and a NaN; both solvers now stay on the simplex, MGDA optimal."""
+    gram = np.array([[0.04388549, 0.00392097, 0.02233484], [0.00392097, 0.01679531, 0.00364002],
+                     [0.02233484, 0.00364002, 0.01153142]])
+    assert np.linalg.eigvalsh(gram)[0] < 0
+    alpha = min_norm_weights(gram)
+    assert np.isfinite(alpha).all() and alpha.min() >= 0 and math.isclose(alpha.sum(), 1)
+    assert (gram @ alpha).min() >= alpha @ gram @ alpha - 1e-8
+    w = dual_weights(gram, 0.4)
+    assert np.isfinite(w).all() and w.min() >= 0 and math.isclose(w.sum(), 1)
+    pair = np.array([[1.0, 1.0 + 1e-9], [1.0 + 1e-9, 1.0]])  # two equal gradients, a negative determinant
+    for weights in (min_norm_weights(pair), dual_weights(pair, 0.4)):
+        assert np.isfinite(weights).all() and weights.min() >= 0 and math.isclose(weights.sum(), 1)
 
 
 def test_mgda_on_shared_params_uses_the_closed_form():

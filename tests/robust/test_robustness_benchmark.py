@@ -2,23 +2,18 @@
 APGD-weaker flag, and the summary across seeds."""
 
 import argparse
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("robustness_benchmark", ROOT / "benchmarks" / "robustness.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("robustness")
 
 
 def tiny_image_folder(root: Path) -> Path:

@@ -1,20 +1,10 @@
 """benchmarks/label_efficiency.py at toy size on the bundled digits: pretraining must earn its keep."""
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("label_efficiency", ROOT / "benchmarks" / "label_efficiency.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.benchmark_scripts import load_benchmark
 
 
 def test_simclr_features_beat_random_features_with_few_labels(tmp_path, one_thread):
-    bench = load_benchmark()
+    bench = load_benchmark("label_efficiency")
     rows = bench.label_efficiency(bench.digits_recipe(), [0.05], pretrain_epochs=3, epochs_full=3, min_steps=40,
                                   method="simclr", workdir=tmp_path, echo=lambda line: None)
     accuracy = {r["method"]: r["test_accuracy"] for r in rows}

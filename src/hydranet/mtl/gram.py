@@ -1,4 +1,4 @@
-"""The step every Gram-matrix method shares (mgda, cagrad, upgrad, aligned_mtl, imtl, gradvac, fairgrad): task
+"""The step every Gram-matrix method shares (pcgrad, mgda, cagrad, upgrad, aligned_mtl, imtl, gradvac, fairgrad): task
 gradients J (T, N), coefficients c solved on the CPU from G = J Jᵀ (T, T), the shared gradient cᵀ J.
 """
 

@@ -207,3 +207,24 @@ def test_a_term_that_misses_the_features_falls_back_to_the_parameters():
     losses["again"] = task_losses(tasks, model, batch)["digit"]  # overwrites model.features
     assert gradients.representation(list(losses.values()), first_z) is None
     assert gradients.representation(list(losses.values())[:2], first_z) is first_z
+
+
+def test_one_backward_through_the_heads_gives_every_terms_gradient_on_the_features():
+    """Each head reads its own view of z, so one backward of Σ L_t gives each ∂L_t/∂z (`head_rows`), equal to one
+    backward per term; a term that is no task's, or one that reads two heads, falls back to the loop (None)."""
+    cfg, tasks, model, batch = tiny_problem()
+    losses = task_losses(tasks, model, batch)
+    z = model.features
+    rows = gradients.head_rows(losses, z, model.head_inputs)
+    torch.testing.assert_close(rows, term.loop_rows(list(losses.values()), [z]))
+    assert len({view.grad_fn for view in model.head_inputs.values()}) == len(tasks)  # one view per head
+    outputs = model(batch["x"])
+    mixed = {name: task.loss(outputs[name], batch[name]) for name, task in tasks.items()}
+    first, second = list(outputs)[:2]
+    mixed[first] = mixed[first] + outputs[second].float().pow(2).mean()  # reads the second head too
+    assert gradients.head_rows(mixed, model.features, model.head_inputs) is None
+    extra = {**task_losses(tasks, model, batch), "aux": model.features.pow(2).mean()}  # no task's term
+    assert gradients.head_rows(extra, model.features, model.head_inputs) is None
+    with torch.no_grad():
+        model(batch["x"])
+    assert all(view is model.features for view in model.head_inputs.values())  # no views without gradients

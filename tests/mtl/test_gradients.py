@@ -84,6 +84,15 @@ def test_pcgrad_gram_form_matches_vector_form():
     assert np.allclose(coeffs @ grads, pcgrad_reference(grads, orders))
 
 
+def test_pcgrad_does_not_project_on_a_gradient_the_float32_gram_matrix_lost():
+    """|g2|² = 1e-46 is 0 in float32 while g1·g2 = −1e-23 is not: dividing by it gave a coefficient of 10²⁸⁴ (inf in
+    float32, then a NaN gradient); g2 is no direction to project on, so g1 keeps its own."""
+    grads = torch.tensor([[1.0, 0.0], [-1e-23, 0.0]])
+    gram = (grads @ grads.T).double().numpy()
+    assert gram[1, 1] == 0 and gram[0, 1] < 0
+    assert np.allclose(pcgrad_coefficients(gram, [[1], [0]]), [1.0, 1.0])
+
+
 def test_set_grad_keeps_the_parameters_memory_layout():
     """A channels_last conv weight gets a channels_last gradient, as from autograd: fused optimizers step a
     parameter and its gradient in storage order, so a contiguous gradient would move the wrong elements."""

@@ -58,7 +58,8 @@ def test_min_norm_of_repeated_and_zero_vectors():
 
 def test_the_simplex_solvers_survive_a_gram_matrix_indefinite_by_round_off():
     """A Gram matrix of float32 gradients of rank 2 (seen in a run): its smallest eigenvalue is −1.1e-9. The face
-    solve on it gave MGDA weights of ±10⁸ and a NaN; both solvers now stay on the simplex, MGDA optimal."""
+    solve on it gave MGDA weights of ±10⁸ and a NaN; both solvers now stay on the simplex, MGDA optimal. Two
+    opposite float32 gradients (a negative determinant) made the two-task closed form take √ of a negative."""
     gram = np.array([[0.04388549, 0.00392097, 0.02233484], [0.00392097, 0.01679531, 0.00364002],
                      [0.02233484, 0.00364002, 0.01153142]])
     assert np.linalg.eigvalsh(gram)[0] < 0
@@ -67,8 +68,13 @@ def test_the_simplex_solvers_survive_a_gram_matrix_indefinite_by_round_off():
     assert (gram @ alpha).min() >= alpha @ gram @ alpha - 1e-8
     w = dual_weights(gram, 0.4)
     assert np.isfinite(w).all() and w.min() >= 0 and math.isclose(w.sum(), 1)
-    pair = np.array([[1.0, 1.0 + 1e-9], [1.0 + 1e-9, 1.0]])  # two equal gradients, a negative determinant
-    for weights in (min_norm_weights(pair), dual_weights(pair, 0.4)):
+    opposite = torch.tensor([[-4.084147], [11.186057]])  # float32, as cpu_gram multiplies: its determinant is < 0
+    pair = (opposite @ opposite.T).double().numpy()
+    assert pair[0, 0] * pair[1, 1] < pair[0, 1] ** 2
+    alpha = min_norm_weights(pair)  # the zero vector is in the hull: α = (|g2|, |g1|) / (|g1| + |g2|)
+    assert np.allclose(alpha, [11.186057 / 15.270204, 4.084147 / 15.270204], atol=1e-6)
+    for c in (0.4, 2.0, 10.0):
+        weights = dual_weights(pair, c)
         assert np.isfinite(weights).all() and weights.min() >= 0 and math.isclose(weights.sum(), 1)
 
 

@@ -30,6 +30,8 @@ class HydraNet(nn.Module):
         # trains each member on its own loss, not the loss of their average. None when there is nothing to keep.
         self.members = 1
         self.member_outputs: dict[str, Tensor] | None = None
+        self.features: Tensor | dict[str, Tensor] | None = None  # the last forward's, for the gradient methods
+        self.head_inputs: dict[str, Tensor] | None = None
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         if self.members > 1:
@@ -38,10 +40,8 @@ class HydraNet(nn.Module):
         # kept for methods that work on the shared representation (MGDA-UB); replaced every forward.
         # Soft sharing (mmoe, cgc, cross_stitch) gives a dict {task: (B, D)}: each task's own features.
         self.features = features
-        if isinstance(features, dict):
-            outputs = {task: head(features[task]) for task, head in self.heads.items()}
-        else:
-            outputs = {task: head(features) for task, head in self.heads.items()}
+        self.head_inputs = head_inputs(features, self.heads)
+        outputs = {task: head(self.head_inputs[task]) for task, head in self.heads.items()}
         self.member_outputs = outputs if self.members > 1 and self.training else None
         if self.members > 1:
             outputs = {task: out.unflatten(0, (self.members, -1)).mean(0) for task, out in outputs.items()}
@@ -63,3 +63,15 @@ class HydraNet(nn.Module):
         own = getattr(self.trunk, "task_parameters", None)
         trunk_part = list(own(task)) if callable(own) else []
         return [*self.heads[task].parameters(), *trunk_part]
+
+
+def head_inputs(features: Tensor | dict[str, Tensor], heads: nn.ModuleDict) -> dict[str, Tensor]:
+    """What each head reads: its own features under soft sharing; under hard sharing, when gradients flow, its own
+    view of z (no copy). A view per head is the autograd node where that task's gradient on z arrives alone, so the
+    representation-level gradient methods get every task's gradient on z from one backward through the heads
+    (`mtl.gradients.head_rows`) instead of one backward per task."""
+    if isinstance(features, dict):
+        return features
+    if features.requires_grad:
+        return {task: features.view_as(features) for task in heads}
+    return dict.fromkeys(heads, features)

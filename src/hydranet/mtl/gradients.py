@@ -79,12 +79,55 @@ class GradientMethod:
     def task_gradients(self, losses: dict[str, Tensor], shared: list[Tensor]) -> TermGradients:
         """Gradients on z = `model.features` when asked for and usable, else on the shared parameters."""
         terms = list(losses.values())
-        z = representation(terms, self.features()) if self.level == "representation" else None
-        if z is None:
+        z = self.features() if self.level == "representation" else None
+        rows = head_rows(losses, z, self.head_inputs()) if z is not None else None
+        if rows is None and z is not None and representation(terms, z) is not None:
+            rows = local.term_gradients(terms, [z])  # one backward per term
+        if rows is None:
             return TermGradients(term_gradients(terms, shared))
         # each rank's gradients on its own examples' features, side by side; / W: from its loss share to the global loss
-        rows = concatenated(local.term_gradients(terms, [z]), "the per-task gradients on the features") / world_size()
-        return TermGradients(rows, z)
+        return TermGradients(concatenated(rows, "the per-task gradients on the features") / world_size(), z)
+
+    def head_inputs(self) -> dict[str, Tensor] | None:
+        """The last forward's input of each head (`model.head_inputs`: a view of z per head), if recorded."""
+        model = self.model_ref() if self.model_ref is not None else None
+        return getattr(model, "head_inputs", None)
+
+
+def head_rows(losses: dict[str, Tensor], z: Tensor, inputs: dict[str, Tensor] | None) -> Tensor | None:
+    """(T, B·D) each term's gradient on z from ONE backward through the heads, or None where that cannot be had.
+
+    Each head reads its own view v_t of z (`HydraNet.head_inputs`), so ∂(Σ_s L_s)/∂v_t = ∂L_t/∂v_t when every term
+    is a task's loss and reaches z through its own task's view only (checked by a walk of each term's graph down to
+    the views, which also shows that it reaches z). Otherwise (an extra term, a loss of several heads, soft
+    sharing) None, and the caller takes one backward per term.
+    """
+    if not isinstance(z, Tensor) or z.grad_fn is None or not inputs or not all(name in inputs for name in losses):
+        return None
+    views = [inputs[name] for name in losses]
+    nodes = {view.grad_fn for view in views}
+    if None in nodes or len(nodes) != len(views) or z.grad_fn in nodes:
+        return None
+    if not all(reached_views(loss, nodes, z.grad_fn) == {view.grad_fn} for loss, view in zip(losses.values(), views)):
+        return None
+    grads = torch.autograd.grad(sum(losses.values()), views, retain_graph=True)
+    return torch.stack([grad.reshape(-1).float() for grad in grads])
+
+
+def reached_views(loss: Tensor, views: set, z_node) -> set:
+    """The nodes of `views` that the graph of `loss` reaches, walking no further down than them; a path that
+    reaches z's node without passing one of them adds z's node itself."""
+    found, seen, stack = set(), set(), [loss.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        if fn in views or fn is z_node:
+            found.add(fn)
+            continue
+        stack.extend(next_fn for next_fn, _ in fn.next_functions)
+    return found
 
 
 def representation(losses: list[Tensor], features) -> Tensor | None:

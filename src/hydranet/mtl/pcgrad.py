@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hydranet.mtl.gradients import GradientOptions
+from hydranet.mtl.gradients import GradientOptions, independent_backward
 from hydranet.mtl.gram import GramMethod
 from hydranet.randomness import Purpose, stream
 from hydranet.registry import register
@@ -29,7 +29,11 @@ def pcgrad_coefficients(gram: np.ndarray, orders: list[list[int]]) -> np.ndarray
         return rows.sum(0)
     order = np.asarray(orders)  # (T, T − 1): the task row i projects off at step k
     partners = gram[order]  # (T, T − 1, T): row i's partner g_j at step k, in the g basis
-    inverse_norms = 1.0 / np.maximum(gram.diagonal()[order], np.finfo(np.float64).tiny)  # 1 / |g_j|²
+    norms = gram.diagonal()[order]  # |g_j|²
+    # 1 / |g_j|², and 0 (no projection) for a gradient whose |g_j|² is 0 or below float32's normal range, where the
+    # Gram matrix (multiplied in float32) has lost it while g_i·g_j may not be 0: the coefficient would be huge
+    live = norms > np.finfo(np.float32).tiny
+    inverse_norms = np.where(live, 1.0 / np.where(live, norms, 1.0), 0.0)
     index = np.arange(t)
     for k in range(t - 1):
         conflict = np.minimum(np.einsum("ij,ij->i", rows, partners[:, k]), 0.0)  # g_i^PC · g_j(i) when negative, else 0
@@ -56,6 +60,8 @@ class PCGrad(GramMethod):
         self.level = options.gradients
 
     def backward(self, losses: dict[str, Tensor], shared_params: list[nn.Parameter]) -> dict[str, float]:
+        if not shared_params:  # nothing to project; and no draw, so the order sequence stays as before
+            return independent_backward(losses)
         t = len(losses)
         orders = [[j for j in torch.randperm(t, generator=self.generator).tolist() if j != i] for i in range(t)]
         return self.gram_backward(losses, shared_params, lambda gram: pcgrad_coefficients(gram, orders))

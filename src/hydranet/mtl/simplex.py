@@ -7,8 +7,9 @@ simplex first, indices leaving one at a time where their weight would turn negat
 linear solve per step); then, while an index's KKT multiplier is negative, the most negative one enters (an exact
 line search toward its vertex) and F is minimized again on the face in use. Exact up to a ridge of 1e-10·trace(G)/T
 in the face solves, which keeps every face's system solvable when gradients are dependent (more tasks than
-dimensions, or repeated tasks). Every step lowers F, so at the step cap the point is still feasible and better
-than the start.
+dimensions, or repeated tasks), and up to the round-off of a float32 Gram matrix, which `positive_definite` lifts
+when it made G indefinite (by −λ_min, which can be 10–1000 times the ridge). Every step lowers F, so at the step
+cap the point is still feasible and better than the start.
 """
 
 from __future__ import annotations
@@ -43,15 +44,15 @@ def simplex_minimizer(gram: np.ndarray, b: np.ndarray, sqrt_phi: float) -> np.nd
 def segment_minimizer(gram: np.ndarray, b: np.ndarray, sqrt_phi: float) -> np.ndarray:
     """T = 2 in Python floats: F along w = (1 − s, s) is convex in s, so its minimum is at s = 0 when F rises from
     there, else `segment_step`'s closed form (for MGDA, b = 0: the paper's γ = clip((v2−v1)·v2/|v1−v2|², 0, 1)).
-    No numpy call: a numpy call right after a backward costs 35–80 µs on the project's CPU, 4–8 times what it
-    costs repeated (`benchmarks/mtl_solvers.py`), and the general path's dozen of them cost a tenth of a
-    two-task step on a small model.
-    The ridge is `positive_definite`'s, and a determinant that round-off made negative is lifted to zero."""
+    No numpy arithmetic: a numpy call right after a backward costs 35–85 µs on the project's CPU, 4–8 times what
+    it costs repeated (`benchmarks/mtl_solvers.py`), and the general path's dozen of them cost a tenth of a
+    two-task step on a small model. A determinant that round-off made negative is raised to zero, then the
+    ridge of `positive_definite` makes it positive (opposite gradients otherwise gave √ of a negative h)."""
     g11, g12, g22 = float(gram[0, 0]), float(gram[0, 1]), float(gram[1, 1])
+    bound = math.sqrt(max(g11 * g22, 0.0))
+    g12 = max(-bound, min(g12, bound))  # |g12| ≤ √(g11·g22): positive semi-definite, before the ridge makes it definite
     ridge = RIDGE * (g11 + g22) / 2
     g11, g22 = g11 + ridge, g22 + ridge
-    bound = math.sqrt(g11 * g22)
-    g12 = max(-bound, min(g12, bound))  # |g12| ≤ √(g11·g22): positive semi-definite
     a, bb, cc = g11 + g22 - 2 * g12, 2 * (g12 - g11), g11  # |g_w|² = a·s² + bb·s + cc
     r = -(float(b[1]) - float(b[0])) / sqrt_phi
     s = 0.0 if bb / (2 * math.sqrt(cc)) >= r else segment_step(a, bb, cc, r)  # F's slope at s = 0 is √φ·(that − r)
@@ -86,10 +87,10 @@ def segment_step(a: float, bb: float, cc: float, r: float) -> float:
     """
     if (2 * a + bb) / (2 * math.sqrt(a + bb + cc)) <= r:  # still falling at s = 1
         return 1.0
-    if a <= r * r:  # only by round-off: a slope that rises by s = 1 crosses r below √a
-        return 0.0
+    if a <= r * r:  # then h would be ≤ 0: the slope never reaches r, so F falls all the way (only by round-off here)
+        return 1.0
     h = (4 * a * cc - bb * bb) / (4 * (a - r * r))
-    return min(1.0, max(0.0, (2 * r * math.sqrt(h) - bb) / (2 * a)))
+    return min(1.0, max(0.0, (2 * r * math.sqrt(max(h, 0.0)) - bb) / (2 * a)))
 
 
 def best_on_face(gram: np.ndarray, b: np.ndarray, sqrt_phi: float, w: np.ndarray) -> np.ndarray:

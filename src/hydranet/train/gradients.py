@@ -20,7 +20,7 @@ def term_gradients(losses: list[Tensor], params: list[Tensor], max_rows: int = M
     one-hot cotangents) computes all rows at once, `max_rows` terms per pass (halved after an out-of-memory
     error). The FLOPs are those of T backward passes (plus T² small head passes: every head sees all T rows),
     but on an accelerator they run as one wide pass instead of T narrow ones. On the CPU there is no launch
-    cost to save, and the batched pass measured 5–140 % slower than the loop (docs/multitask.md), so the
+    cost to save, and the batched pass measured 5–179 % slower than the loop (docs/multitask.md), so the
     loop stays the default there.
     Where an op has no batching rule (a custom autograd.Function that reads a value, for instance) the rows
     come from one backward per term; every built-in trunk and sharing batches (tested).

@@ -221,7 +221,7 @@ class Trainer:
         self.hook("on_losses", losses)  # before backward: diagnostics may take per-term gradients here
         weights = self.balancer.backward(losses, self.shared)
         if getattr(self.model, "features", None) is not None:  # MGDA-UB's z, used: a graph tensor would stop copies
-            self.model.features = None
+            self.model.features = self.model.head_inputs = None
         average_gradients(p for group in self.optimizer.param_groups for p in group["params"])  # torchrun: all ranks'
         if self.cfg.train.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)

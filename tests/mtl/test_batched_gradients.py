@@ -225,6 +225,9 @@ def test_one_backward_through_the_heads_gives_every_terms_gradient_on_the_featur
     assert gradients.head_rows(mixed, model.features, model.head_inputs) is None
     extra = {**task_losses(tasks, model, batch), "aux": model.features.pow(2).mean()}  # no task's term
     assert gradients.head_rows(extra, model.features, model.head_inputs) is None
-    with torch.no_grad():
-        model(batch["x"])
-    assert all(view is model.features for view in model.head_inputs.values())  # no views without gradients
+    direct = task_losses(tasks, model, batch)
+    direct[first] = direct[first] + model.features.pow(2).mean()  # reads z beside its head
+    assert gradients.head_rows(direct, model.features, model.head_inputs) is None
+    model.eval()
+    model(batch["x"])
+    assert all(view is model.features for view in model.head_inputs.values())  # views only in training

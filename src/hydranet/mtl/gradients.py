@@ -220,8 +220,9 @@ def backward_combined(losses: dict[str, Tensor], shared: list[Tensor], grads: Te
 
     On the parameters the row (P,) is their gradient, written into `.grad`; on z it is a cotangent (B·D,) and the
     shared parameters get the backward of z with it, which is ∇_θ Σ_t c_t L_t when the row is Σ_t c_t ∇_z L_t
-    (one pass through the trunk). Either way the trunk is traversed T times (once per term, or once per term
-    through the heads plus once), never T + 1: the private backward stops where the shared parameters begin.
+    (one pass through the trunk). On the parameters the trunk is traversed T times (once per term for the rows),
+    never T + 1: the private backward stops where the shared parameters begin. On z it is traversed once, and the
+    heads twice (for the rows, then here for their own parameters).
     """
     backward_private(losses, head_weights, shared)
     if grads.features is None:

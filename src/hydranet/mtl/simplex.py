@@ -87,8 +87,8 @@ def segment_step(a: float, bb: float, cc: float, r: float) -> float:
     """
     if (2 * a + bb) / (2 * math.sqrt(a + bb + cc)) <= r:  # still falling at s = 1
         return 1.0
-    if a <= r * r:  # then h would be ≤ 0: the slope never reaches r, so F falls all the way (only by round-off here)
-        return 1.0
+    if a <= r * r:  # then the slope of √h, within (−√a, √a), never reaches r: F falls all the way when r > 0, else
+        return 1.0 if r > 0 else 0.0  # rises from the start (only by round-off here, where F was seen to fall at 0)
     h = (4 * a * cc - bb * bb) / (4 * (a - r * r))
     return min(1.0, max(0.0, (2 * r * math.sqrt(max(h, 0.0)) - bb) / (2 * a)))
 

@@ -67,9 +67,9 @@ class HydraNet(nn.Module):
 
 def head_inputs(features: Tensor | dict[str, Tensor], heads: nn.ModuleDict, training: bool) -> dict[str, Tensor]:
     """What each head reads: its own features under soft sharing; under hard sharing, in training, its own view of z
-    (no copy; evaluation, explanations and exports see the graph they saw before). A view per head is the autograd node where that task's gradient on z arrives alone, so the
-    representation-level gradient methods get every task's gradient on z from one backward through the heads
-    (`mtl.gradients.head_rows`) instead of one backward per task."""
+    (no copy; evaluation, explanations and exports see the graph they saw before). A view per head is the autograd
+    node where that task's gradient on z arrives alone, so the representation-level gradient methods get every
+    task's gradient on z from one backward through the heads (`mtl.gradients.head_rows`), not one per task."""
     if isinstance(features, dict):
         return features
     if training and features.requires_grad:

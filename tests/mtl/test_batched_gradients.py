@@ -213,6 +213,10 @@ def test_one_backward_through_the_heads_gives_every_terms_gradient_on_the_featur
     """Each head reads its own view of z, so one backward of Σ L_t gives each ∂L_t/∂z (`head_rows`), equal to one
     backward per term; a term that is no task's, or one that reads two heads, falls back to the loop (None)."""
     cfg, tasks, model, batch = tiny_problem()
+    make_balancer("pcgrad", cfg, tasks).on_fit_start(SimpleNamespace(model=model))  # parameters: no views asked
+    assert not model.head_views
+    make_balancer("mgda", cfg, tasks).on_fit_start(SimpleNamespace(model=model))  # representation level: views
+    assert model.head_views
     losses = task_losses(tasks, model, batch)
     z = model.features
     rows = gradients.head_rows(losses, z, model.head_inputs)

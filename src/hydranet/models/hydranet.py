@@ -32,6 +32,8 @@ class HydraNet(nn.Module):
         self.member_outputs: dict[str, Tensor] | None = None
         self.features: Tensor | dict[str, Tensor] | None = None  # the last forward's, for the gradient methods
         self.head_inputs: dict[str, Tensor] | None = None
+        # a view of z per head in training, asked for by a representation-level gradient method (mtl/gradients.py)
+        self.head_views = False
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         if self.members > 1:
@@ -40,7 +42,7 @@ class HydraNet(nn.Module):
         # kept for methods that work on the shared representation (MGDA-UB); replaced every forward.
         # Soft sharing (mmoe, cgc, cross_stitch) gives a dict {task: (B, D)}: each task's own features.
         self.features = features
-        self.head_inputs = head_inputs(features, self.heads, self.training)
+        self.head_inputs = head_inputs(features, self.heads, self.training and self.head_views)
         outputs = {task: head(self.head_inputs[task]) for task, head in self.heads.items()}
         self.member_outputs = outputs if self.members > 1 and self.training else None
         if self.members > 1:
@@ -65,13 +67,14 @@ class HydraNet(nn.Module):
         return [*self.heads[task].parameters(), *trunk_part]
 
 
-def head_inputs(features: Tensor | dict[str, Tensor], heads: nn.ModuleDict, training: bool) -> dict[str, Tensor]:
-    """What each head reads: its own features under soft sharing; under hard sharing, in training, its own view of z
-    (no copy; evaluation, explanations and exports see the graph they saw before). A view per head is the autograd
-    node where that task's gradient on z arrives alone, so the representation-level gradient methods get every
-    task's gradient on z from one backward through the heads (`mtl.gradients.head_rows`), not one per task."""
+def head_inputs(features: Tensor | dict[str, Tensor], heads: nn.ModuleDict, views: bool) -> dict[str, Tensor]:
+    """What each head reads: its own features under soft sharing; under hard sharing z, or with `views` (training
+    under a representation-level gradient method) its own view of z, no copy. A view per head is the autograd node
+    where that task's gradient on z arrives alone, so those methods get every task's gradient on z from one backward
+    through the heads (`mtl.gradients.head_rows`), not one per task; other runs, evaluation and exports keep the
+    graph without them."""
     if isinstance(features, dict):
         return features
-    if training and features.requires_grad:
+    if views and features.requires_grad:
         return {task: features.view_as(features) for task in heads}
     return dict.fromkeys(heads, features)

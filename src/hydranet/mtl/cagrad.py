@@ -25,9 +25,6 @@ def dual_weights(gram: np.ndarray, c: float) -> np.ndarray:
     other gradient methods, and which stopped far from the optimum when the task gradients' norms differ by 10³ or
     more.
     """
-    t = len(gram)
-    if np.trace(gram) <= 0:  # no gradient at all: every w gives d = 0
-        return np.full(t, 1.0 / t)
     b = gram.mean(axis=1)  # (T,) g_t·g0
     sqrt_phi = c * np.sqrt(max(gram.mean(), 0.0)) + 1e-8
     return simplex_minimizer(gram, b, sqrt_phi)

@@ -70,6 +70,8 @@ class GradientMethod:
         # a weak reference, not the model itself: an nn.Module balancer (imtl) would register the model as its
         # submodule and put its weights into the balancer's own state_dict a second time
         self.model_ref = weakref.ref(trainer.model)
+        if self.level == "representation" and hasattr(trainer.model, "head_views"):
+            trainer.model.head_views = True  # the rows on z from one backward (`head_rows`)
 
     def features(self) -> Tensor | None:
         """The last forward's shared features z (`model.features`), if the model is known and records them."""

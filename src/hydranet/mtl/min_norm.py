@@ -16,9 +16,5 @@ from hydranet.mtl.simplex import simplex_minimizer
 
 def min_norm_weights(gram: np.ndarray) -> np.ndarray:
     """α (T,) on the simplex minimizing |Σ α_t v_t|², with gram[i, j] = v_i·v_j; uniform when every v_t is 0."""
-    gram = np.asarray(gram, dtype=np.float64)
-    t = len(gram)
-    if t == 1 or np.trace(gram) <= 0:
-        return np.full(t, 1.0 / t)
-    return simplex_minimizer(gram, np.zeros(t), 1.0)
+    return simplex_minimizer(np.asarray(gram, dtype=np.float64), np.zeros(len(gram)), 1.0)
 

@@ -50,9 +50,8 @@ class PCGrad(GramMethod):
     projection rounds run on the CPU in float64 numpy, like every Gram method's solve: a torch op on (T, T)
     numbers pays its dispatch (on a device, a kernel launch) for almost no arithmetic, and the rounds cost
     2–3 times less this way on the CPU. So each step syncs with the device once. Returned weights: each term's
-    coefficient in the shared gradient. Cost: one
-    (batched) backward through the trunk per term; with `gradients: representation` the projections act on
-    the gradients on the shared features and the trunk is traversed once.
+    coefficient in the shared gradient. Cost: one (batched) backward through the trunk per term; with `gradients:
+    representation` the projections act on the gradients on the shared features and the trunk is traversed once.
     """
 
     def __init__(self, options: GradientOptions, tasks: dict, seed: int):

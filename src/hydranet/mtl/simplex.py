@@ -23,8 +23,11 @@ TOL = 1e-9  # stop when no KKT multiplier is below −TOL·max|∇F|
 
 
 def simplex_minimizer(gram: np.ndarray, b: np.ndarray, sqrt_phi: float) -> np.ndarray:
-    """w on the simplex minimizing b·w + √φ·|g_w|, for a positive semi-definite G with a positive trace, √φ > 0."""
+    """w on the simplex minimizing b·w + √φ·|g_w|, for a positive semi-definite G and √φ > 0; uniform when every
+    g_t is 0 (a zero trace: every w gives g_w = 0)."""
     t = len(gram)
+    if np.trace(gram) <= 0:
+        return np.full(t, 1.0 / t)
     if t == 2:
         return segment_minimizer(gram, b, sqrt_phi)
     gram = positive_definite(gram)  # |g_w| > 0, and every face's system solvable

@@ -113,14 +113,18 @@ def representation_step(name: str, seed: int = 0, gradients: str = "representati
 
 @pytest.mark.parametrize("name", ["pcgrad", "cagrad", "nash_mtl", "mgda"])
 def test_representation_level_shared_gradient_is_the_weighted_backward(name):
-    """The trunk gets ∇_θ Σ c_t L_t with the method's coefficients c (from the z-gradients' Gram matrix)."""
+    """The trunk gets ∇_θ Σ c_t L_t with the method's coefficients c (from the z-gradients' Gram matrix), and the
+    heads the gradient of Σ c_t L_t where the method weights them (mgda, nash_mtl), else of Σ L_t."""
     options = {"max_norm": 0.0} if name == "nash_mtl" else {}
-    model, weights, tasks, batch = representation_step(name, **options)
+    model, weights, tasks, batch = representation_step(name, seed=1, **options)  # seed 1: the terms conflict on z
     coeffs = {task: float(w) for task, w in weights.items()}  # each term's coefficient in the shared gradient
+    assert len(set(coeffs.values())) > 1  # the heads' weighting is seen
     losses = task_losses(tasks, model, batch)
-    shared = model.shared_parameters()
-    expected = torch.autograd.grad(sum(coeffs[t] * loss for t, loss in losses.items()), shared)
-    for p, ref in zip(shared, expected):
+    shared, heads = model.shared_parameters(), [p for task in tasks for p in model.task_parameters(task)]
+    head_coeffs = coeffs if name in ("mgda", "nash_mtl") else dict.fromkeys(coeffs, 1.0)
+    expected = [*torch.autograd.grad(sum(coeffs[t] * loss for t, loss in losses.items()), shared, retain_graph=True),
+                *torch.autograd.grad(sum(head_coeffs[t] * loss for t, loss in losses.items()), heads)]
+    for p, ref in zip([*shared, *heads], expected, strict=True):
         torch.testing.assert_close(p.grad, ref, rtol=1e-4, atol=1e-6)
 
 
@@ -211,27 +215,36 @@ def test_a_term_that_misses_the_features_falls_back_to_the_parameters():
 
 def test_one_backward_through_the_heads_gives_every_terms_gradient_on_the_features():
     """Each head reads its own view of z, so one backward of Σ L_t gives each ∂L_t/∂z (`head_rows`), equal to one
-    backward per term; a term that is no task's, or one that reads two heads, falls back to the loop (None)."""
+    backward per term, and each head's parameters their own term's gradient; a term that is no task's, or one that
+    reads two heads, falls back to the loop (None)."""
     cfg, tasks, model, batch = tiny_problem()
     make_balancer("pcgrad", cfg, tasks).on_fit_start(SimpleNamespace(model=model))  # parameters: no views asked
     assert not model.head_views
     make_balancer("mgda", cfg, tasks).on_fit_start(SimpleNamespace(model=model))  # representation level: views
     assert model.head_views
     losses = task_losses(tasks, model, batch)
-    z = model.features
-    rows = gradients.head_rows(losses, z, model.head_inputs)
+    z, shared = model.features, model.shared_parameters()
+    rows, private = gradients.head_rows(losses, z, model.head_inputs, shared)
     torch.testing.assert_close(rows, term.loop_rows(list(losses.values()), [z]))
     assert len({view.grad_fn for view in model.head_inputs.values()}) == len(tasks)  # one view per head
+    assert {id(leaf) for leaf, _, _ in private} == {id(p) for task in tasks for p in model.task_parameters(task)}
+    for leaf, grad, name in private:
+        torch.testing.assert_close(grad, torch.autograd.grad(losses[name], leaf, retain_graph=True)[0])
     outputs = model(batch["x"])
     mixed = {name: task.loss(outputs[name], batch[name]) for name, task in tasks.items()}
     first, second = list(outputs)[:2]
     mixed[first] = mixed[first] + outputs[second].float().pow(2).mean()  # reads the second head too
-    assert gradients.head_rows(mixed, model.features, model.head_inputs) is None
+    assert gradients.head_rows(mixed, model.features, model.head_inputs, shared) == (None, None)
     extra = {**task_losses(tasks, model, batch), "aux": model.features.pow(2).mean()}  # no task's term
-    assert gradients.head_rows(extra, model.features, model.head_inputs) is None
+    assert gradients.head_rows(extra, model.features, model.head_inputs, shared) == (None, None)
     direct = task_losses(tasks, model, batch)
     direct[first] = direct[first] + model.features.pow(2).mean()  # reads z beside its head
-    assert gradients.head_rows(direct, model.features, model.head_inputs) is None
+    assert gradients.head_rows(direct, model.features, model.head_inputs, shared) == (None, None)
+    tied = task_losses(tasks, model, batch)
+    head = model.task_parameters(first)[0]
+    tied[second] = tied[second] + head.pow(2).sum()  # a head's parameter in another term: rows, no leaves
+    rows, private = gradients.head_rows(tied, model.features, model.head_inputs, shared)
+    assert rows is not None and private is None
     model.eval()
     model(batch["x"])
     assert all(view is model.features for view in model.head_inputs.values())  # views only in training

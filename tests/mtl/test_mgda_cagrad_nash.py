@@ -2,6 +2,7 @@
 
 import math
 from types import SimpleNamespace
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from tests.mtl.toys import LinearToy, check_private_grads, config, make_balancer
 from hydranet.mtl.cagrad import CAGrad, cagrad_coefficients, dual_weights
 from hydranet.mtl.mgda import MGDA
 from hydranet.mtl.min_norm import min_norm_weights
-from hydranet.mtl.nash_mtl import NashMTL, nash_alpha
+from hydranet.mtl.nash_mtl import NashMTL, nash_alpha, nash_pair
 
 
 
@@ -186,6 +187,24 @@ def test_nash_alpha_solves_the_bargaining_equation(t):
         assert np.allclose(alpha * (gram / np.linalg.norm(gram) @ alpha), 1.0, atol=1e-8)
 
 
+def test_nash_pair_is_newtons_solution():
+    """Two tasks in closed form, equal to Newton's iterations (to their tolerance) on pairs of any scale, nearly
+    opposite ones too (where √(K₁₁K₂₂) + K₁₂ cancels to ~1e-8 of its terms: residuals ~1e-7 for both); an exactly
+    opposite pair has no solution and is left to Newton."""
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        g = rng.normal(size=(2, 5)) * rng.uniform(1e-3, 1e3, size=(2, 1))
+        if i % 3 == 0:
+            g[1] = -g[0] * rng.uniform(0.5, 2) + 1e-4 * np.abs(g[0]).max() * rng.normal(size=5)
+        k = g @ g.T / np.linalg.norm(g @ g.T)
+        pair = nash_pair(k)
+        np.testing.assert_allclose(pair * (k @ pair), 1.0, rtol=1e-6)
+        with patch("hydranet.mtl.nash_mtl.nash_pair", lambda k: None):
+            newton = nash_alpha(k)
+        np.testing.assert_allclose(nash_alpha(k), newton, rtol=1e-5)
+    assert nash_pair(np.array([[1.0, -1.0], [-1.0, 1.0]])) is None
+
+
 def test_nash_mtl_orthogonal_gradients_closed_form():
     """Gᵀ G = diag(4, 1) gives α_t = 1/‖g_t‖ = (1/2, 1), the paper's and the authors' scale; Σ α_t g_t = (1, 1)
     has norm √T and is then clipped to norm 1."""
@@ -195,6 +214,27 @@ def test_nash_mtl_orthogonal_gradients_closed_form():
     assert np.allclose(list(weights.values()), expected)
     assert torch.allclose(toy.w.grad, torch.tensor([1.0, 1.0]) / math.sqrt(2), atol=1e-5)
     check_private_grads(toy, expected)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 2.0])
+@pytest.mark.parametrize("gradients", ["parameters", "representation"])
+def test_nash_mtl_clips_the_shared_gradient_as_clip_grad_norm(max_norm, gradients):
+    """The shared gradient is Σ α_t g_t scaled as clip_grad_norm_ scales it (its norm from the Gram matrix on the
+    parameters, from a pass over the gradients on z); the heads' gradients are not clipped."""
+    cfg, tasks, model, batch = tiny_problem(seed=1)
+    balancer = make_balancer(NashMTL, cfg, tasks, max_norm=max_norm, gradients=gradients)
+    balancer.on_fit_start(SimpleNamespace(model=model))
+    alpha = balancer.backward(task_losses(tasks, model, batch), model.shared_parameters())
+    shared, heads = model.shared_parameters(), [p for task in tasks for p in model.task_parameters(task)]
+    got = [p.grad.clone() for p in [*shared, *heads]]
+    expected = list(torch.autograd.grad(sum(alpha[t] * loss for t, loss in task_losses(tasks, model, batch).items()),
+                                        [*shared, *heads]))
+    norm = float(torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in expected[:len(shared)]])))
+    if gradients == "parameters":
+        assert norm == pytest.approx(math.sqrt(2), rel=1e-4)  # √T: 0.5 clips it, 2 does not
+    expected[:len(shared)] = [g * min(1.0, max_norm / (norm + 1e-6)) for g in expected[:len(shared)]]
+    for g, ref in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])

@@ -47,6 +47,7 @@ class TermGradients:
 
     matrix: Tensor
     features: Tensor | None = None
+    private: list[tuple[Tensor, Tensor, str]] | None = None  # (leaf, ∂(Σ_t L_t)/∂leaf, the one term reaching it)
 
     def own(self, combined: Tensor) -> Tensor:
         """This rank's part of a combined row on z ((W·B·D,) → (B·D,)), as its own losses' gradient (W times the
@@ -82,13 +83,14 @@ class GradientMethod:
         """Gradients on z = `model.features` when asked for and usable, else on the shared parameters."""
         terms = list(losses.values())
         z = self.features() if self.level == "representation" else None
-        rows = head_rows(losses, z, self.head_inputs()) if z is not None else None
+        rows, private = head_rows(losses, z, self.head_inputs(), shared) if z is not None else (None, None)
         if rows is None and z is not None and representation(terms, z) is not None:
             rows = local.term_gradients(terms, [z])  # one backward per term
         if rows is None:
             return TermGradients(term_gradients(terms, shared))
-        # each rank's gradients on its own examples' features, side by side; / W: from its loss share to the global loss
-        return TermGradients(concatenated(rows, "the per-task gradients on the features") / world_size(), z)
+        if world_size() > 1:  # every rank's rows (on its own examples' features) side by side, / W: of the global loss
+            rows = concatenated(rows, "the per-task gradients on the features") / world_size()
+        return TermGradients(rows, z, private)
 
     def head_inputs(self) -> dict[str, Tensor] | None:
         """The last forward's input of each head (`model.head_inputs`: a view of z per head), if recorded."""
@@ -96,30 +98,39 @@ class GradientMethod:
         return getattr(model, "head_inputs", None)
 
 
-def head_rows(losses: dict[str, Tensor], z: Tensor, inputs: dict[str, Tensor] | None) -> Tensor | None:
-    """(T, B·D) each term's gradient on z from ONE backward through the heads, or None where that cannot be had.
+def head_rows(losses: dict[str, Tensor], z: Tensor, inputs: dict[str, Tensor] | None, shared: list[Tensor]
+              ) -> tuple[Tensor | None, list[tuple[Tensor, Tensor, str]] | None]:
+    """(T, B·D) each term's gradient on z from ONE backward through the heads, and from the same backward the
+    task-specific leaves' gradients with the term each belongs to; (None, None) where the rows cannot be had so.
 
     Each head reads its own view v_t of z (`HydraNet.head_inputs`), so ∂(Σ_s L_s)/∂v_t = ∂L_t/∂v_t when every term
     is a task's loss and reaches z through its own task's view only (checked by a walk of each term's graph down to
     the views, which also shows that it reaches z). Otherwise (an extra term, a loss of several heads, soft
-    sharing) None, and the caller takes one backward per term.
+    sharing) (None, None), and the caller takes one backward per term. The leaves' gradients come along when
+    each task-specific leaf is reached by one term, above the views, so that `backward_combined` can weight them
+    per term instead of a second backward through the heads; else None.
     """
     if not isinstance(z, Tensor) or z.grad_fn is None or not inputs or not all(name in inputs for name in losses):
-        return None
+        return None, None
     views = [inputs[name] for name in losses]
     nodes = {view.grad_fn for view in views}
     if None in nodes or len(nodes) != len(views) or z.grad_fn in nodes:
-        return None
-    if not all(reached_views(loss, nodes, z.grad_fn) == {view.grad_fn} for loss, view in zip(losses.values(), views)):
-        return None
-    grads = torch.autograd.grad(sum(losses.values()), views, retain_graph=True)
-    return torch.stack([grad.reshape(-1).float() for grad in grads])
+        return None, None
+    walks = [walk_to_views(loss, nodes, z.grad_fn) for loss in losses.values()]
+    if not all(found == {view.grad_fn} for (found, _), view in zip(walks, views)):
+        return None, None
+    owners = leaf_owners(list(losses), [leaves for _, leaves in walks], shared, private_leaves([z], shared))
+    leaves = list(owners.values()) if owners is not None else []
+    grads = torch.autograd.grad(sum(losses.values()), views + [leaf for leaf, _ in leaves], retain_graph=True)
+    rows = torch.stack([grad.reshape(-1).float() for grad in grads[:len(views)]])
+    private = [(leaf, grad, name) for (leaf, name), grad in zip(leaves, grads[len(views):])]
+    return rows, private if owners is not None else None
 
 
-def reached_views(loss: Tensor, views: set, z_node) -> set:
-    """The nodes of `views` that the graph of `loss` reaches, walking no further down than them; a path that
-    reaches z's node without passing one of them adds z's node itself."""
-    found, seen, stack = set(), set(), [loss.grad_fn]
+def walk_to_views(loss: Tensor, views: set, z_node) -> tuple[set, list[Tensor]]:
+    """(the nodes of `views` that the graph of `loss` reaches, walking no further down than them, with z's node
+    itself for a path that reaches it without passing one of them; the leaves met on the way)."""
+    found, seen, stack, leaves = set(), set(), [loss.grad_fn], []
     while stack:
         fn = stack.pop()
         if fn is None or fn in seen:
@@ -128,8 +139,25 @@ def reached_views(loss: Tensor, views: set, z_node) -> set:
         if fn in views or fn is z_node:
             found.add(fn)
             continue
+        leaf = getattr(fn, "variable", None)  # AccumulateGrad nodes hold the leaf they write into
+        if leaf is not None:
+            leaves.append(leaf)
         stack.extend(next_fn for next_fn, _ in fn.next_functions)
-    return found
+    return found, leaves
+
+
+def leaf_owners(names: list[str], reached: list[list[Tensor]], shared: list[Tensor], below: list[Tensor]) -> dict | None:
+    """{id: (leaf, the term reaching it)} for the leaves the terms reach above their views, when these are all the
+    task-specific leaves (none shared, none `below` z) and each is reached by one term only; else None."""
+    if below:
+        return None
+    owners, excluded = {}, {id(p) for p in shared}
+    for name, leaves in zip(names, reached):
+        for leaf in leaves:
+            if id(leaf) in owners or id(leaf) in excluded:
+                return None
+            owners[id(leaf)] = (leaf, name)
+    return owners
 
 
 def representation(losses: list[Tensor], features) -> Tensor | None:
@@ -171,9 +199,15 @@ def set_grad(params: list[Tensor], flat: Tensor) -> None:
     offset = 0
     for p in params:
         n = p.numel()
-        g = torch.empty_like(p).copy_(flat[offset:offset + n].view(p.shape))  # empty_like keeps p's strides
-        p.grad = g if p.grad is None else p.grad.add_(g)
+        accumulate(p, torch.empty_like(p).copy_(flat[offset:offset + n].view(p.shape)))  # empty_like keeps p's strides
         offset += n
+
+
+def accumulate(p: Tensor, g: Tensor) -> None:
+    """Add `g` into `p.grad` in p's memory layout (see `set_grad`), copying only a gradient laid out otherwise."""
+    if g.stride() != p.stride():
+        g = torch.empty_like(p).copy_(g)
+    p.grad = g if p.grad is None else p.grad.add_(g)
 
 
 def private_leaves(losses: list[Tensor], shared: list[Tensor]) -> list[Tensor]:
@@ -224,9 +258,14 @@ def backward_combined(losses: dict[str, Tensor], shared: list[Tensor], grads: Te
     shared parameters get the backward of z with it, which is ∇_θ Σ_t c_t L_t when the row is Σ_t c_t ∇_z L_t
     (one pass through the trunk). On the parameters the trunk is traversed T times (once per term for the rows),
     never T + 1: the private backward stops where the shared parameters begin. On z it is traversed once, and the
-    heads twice (for the rows, then here for their own parameters).
+    heads once too when the rows' backward brought the task-specific gradients along (`grads.private`: each is
+    scaled by its term's weight here), else twice (for the rows, then here for their own parameters).
     """
-    backward_private(losses, head_weights, shared)
+    if grads.private is None:
+        backward_private(losses, head_weights, shared)
+    for leaf, grad, name in grads.private or []:
+        weight = head_weights[name]
+        accumulate(leaf, grad if isinstance(weight, float) and weight == 1.0 else grad * weight)
     if grads.features is None:
         set_grad(shared, combined)
         return

@@ -27,6 +27,9 @@ def nash_alpha(gram: np.ndarray, start: np.ndarray | None = None, tol: float = 1
     alpha = np.zeros(len(gram))
     live = np.diag(gram) > 1e-12 * max(np.diag(gram).max(), 1e-300)
     k = gram[np.ix_(live, live)] + 1e-12 * np.trace(gram) * np.eye(live.sum())  # tiny ridge: near-singular K
+    if len(k) == 2 and (pair := nash_pair(k)) is not None:
+        alpha[live] = pair
+        return alpha
     a = start[live] if start is not None and np.all(start[live] > 0) else 1.0 / np.sqrt(np.diag(k))
     for _ in range(max_iter):
         grad = k @ a - 1.0 / a
@@ -38,6 +41,17 @@ def nash_alpha(gram: np.ndarray, start: np.ndarray | None = None, tol: float = 1
         a = a + step / (1.0 + decrement) if decrement > 0.25 else a + step
     alpha[live] = a
     return alpha
+
+
+def nash_pair(k: np.ndarray) -> np.ndarray | None:
+    """Two tasks in closed form: subtracting the two equations α_t·(Kα)_t = 1 leaves K₁₁α₁² = K₂₂α₂², so
+    α₂ = α₁·√(K₁₁/K₂₂) and α_t² = √K_ss / (√K_tt·(√(K₁₁K₂₂) + K₁₂)) (s the other task). None when round-off
+    leaves √(K₁₁K₂₂) + K₁₂ ≤ 0 (two opposite gradients: no bargaining solution; Newton's iterations decide)."""
+    r1, r2 = np.sqrt(k[0, 0]), np.sqrt(k[1, 1])
+    d = r1 * r2 + k[0, 1]
+    if not d > 0:
+        return None
+    return np.array([np.sqrt(r2 / (r1 * d)), np.sqrt(r1 / (r2 * d))])
 
 
 class NashMTLOptions(GradientOptions):
@@ -53,8 +67,8 @@ class NashMTL(GradientMethod):
     the authors' code does (it divides Gᵀ G by its Frobenius norm n for the solver and carries n into the
     constraints): then ‖Σ α_t g_t‖² = αᵀ Gᵀ G α = T, whatever the gradients' scale. Here the solve also runs
     on Gᵀ G / n, for conditioning, and α' is rescaled to α = α' / √n. Shared parameters get Σ α_t g_t,
-    clipped to norm `max_norm` (0: off), and task-specific ones the gradient of Σ α_t L_t. Every loss term
-    counts as a task.
+    clipped to norm `max_norm` (0: off; at the parameter level by its norm √(αᵀ Gᵀ G α), taken from the Gram
+    matrix), and task-specific ones the gradient of Σ α_t L_t. Every loss term counts as a task.
 
     `update_every` = k re-solves α every k steps only (the paper's speed-up); the other steps
     are one plain backward of Σ α_t L_t. The solve runs on the CPU, so solving steps sync with the
@@ -81,14 +95,25 @@ class NashMTL(GradientMethod):
             start = None if stale else self.alpha * scale
             self.alpha = nash_alpha(gram / (norm if norm > 0 else 1.0), start) / scale
             weights = {name: float(a) for name, a in zip(names, self.alpha)}
-            combine(losses, shared_params, grads, torch.from_numpy(self.alpha), weights)
+            on_features = grads.features is not None
+            clip = 1.0 if on_features else self.clip_factor(gram)
+            combine(losses, shared_params, grads, torch.from_numpy(self.alpha * clip), weights)
         else:
             weights = {name: float(a) for name, a in zip(names, self.alpha)}
             sum(weights[name] * loss for name, loss in losses.items()).backward()
-        if self.max_norm > 0:
+            on_features = True  # the shared gradient's norm is not known without a pass over it
+        if self.max_norm > 0 and on_features:
             nn.utils.clip_grad_norm_(shared_params, self.max_norm)
         self.step += 1
         return weights
+
+    def clip_factor(self, gram: np.ndarray) -> float:
+        """`clip_grad_norm_`'s factor for the shared gradient Σ α_t g_t, whose norm √(αᵀ G α) the Gram matrix
+        already gives: no pass over the shared gradients (on z the norm of the trunk's gradient is unknown)."""
+        if self.max_norm <= 0:
+            return 1.0
+        norm = float(np.sqrt(max(self.alpha @ gram @ self.alpha, 0.0)))  # √T at a solve with no dead term
+        return min(1.0, self.max_norm / (norm + 1e-6))
 
     def state_dict(self) -> dict:
         alpha = torch.zeros(0) if self.alpha is None else torch.from_numpy(self.alpha.copy())

@@ -224,12 +224,16 @@ def test_one_backward_through_the_heads_gives_every_terms_gradient_on_the_featur
     assert model.head_views
     losses = task_losses(tasks, model, batch)
     z, shared = model.features, model.shared_parameters()
+    expected_rows = term.loop_rows(list(losses.values()), [z])
+    heads = {id(p): torch.autograd.grad(losses[task], p, retain_graph=True)[0]
+             for task in tasks for p in model.task_parameters(task)}
     rows, private = gradients.head_rows(losses, z, model.head_inputs, shared)
-    torch.testing.assert_close(rows, term.loop_rows(list(losses.values()), [z]))
+    torch.testing.assert_close(rows, expected_rows)
     assert len({view.grad_fn for view in model.head_inputs.values()}) == len(tasks)  # one view per head
-    assert {id(leaf) for leaf, _, _ in private} == {id(p) for task in tasks for p in model.task_parameters(task)}
+    assert {id(leaf) for leaf, _, _ in private} == set(heads)
     for leaf, grad, name in private:
-        torch.testing.assert_close(grad, torch.autograd.grad(losses[name], leaf, retain_graph=True)[0])
+        torch.testing.assert_close(grad, heads[id(leaf)])
+    z.backward(torch.ones_like(z))  # the trunk's graph outlives the heads' (freed by the rows' backward)
     outputs = model(batch["x"])
     mixed = {name: task.loss(outputs[name], batch[name]) for name, task in tasks.items()}
     first, second = list(outputs)[:2]
@@ -248,3 +252,59 @@ def test_one_backward_through_the_heads_gives_every_terms_gradient_on_the_featur
     model.eval()
     model(batch["x"])
     assert all(view is model.features for view in model.head_inputs.values())  # views only in training
+
+
+class ScaleWithoutGrad(torch.autograd.Function):
+    """x·s whose backward gives s no gradient (None), as a straight-through quantizer's step size may."""
+
+    @staticmethod
+    def forward(ctx, x, s):
+        ctx.save_for_backward(s)
+        return x * s
+
+    @staticmethod
+    def backward(ctx, grad):
+        (s,) = ctx.saved_tensors
+        return grad * s, None
+
+
+def test_the_heads_gradients_come_from_the_rows_backward_only_where_they_are_their_own():
+    """`head_rows` returns the heads' gradients only when no other leaf is involved: a leaf below z that is not
+    shared (an input that requires grad), or a shared parameter a term reaches beside z, send the heads to a
+    backward of their own (None); a head leaf that gets no gradient is left out, as a backward leaves it."""
+    cfg, tasks, model, batch = tiny_problem()
+    make_balancer("mgda", cfg, tasks).on_fit_start(SimpleNamespace(model=model))
+    shared = model.shared_parameters()
+    x = batch["x"].clone().requires_grad_()
+    rows, private = gradients.head_rows(task_losses(tasks, model, {**batch, "x": x}), model.features,
+                                        model.head_inputs, shared)
+    assert rows is not None and private is None
+    losses = task_losses(tasks, model, batch)
+    first = next(iter(losses))
+    losses[first] = losses[first] + shared[0].pow(2).sum()  # a trunk weight read beside z
+    rows, private = gradients.head_rows(losses, model.features, model.head_inputs, shared)
+    assert rows is not None and private is None
+    step = torch.nn.Parameter(torch.tensor(2.0))
+    losses = task_losses(tasks, model, batch)
+    losses[first] = ScaleWithoutGrad.apply(losses[first], step)
+    rows, private = gradients.head_rows(losses, model.features, model.head_inputs, shared)
+    assert {id(leaf) for leaf, _, _ in private} == {id(p) for task in tasks for p in model.task_parameters(task)}
+
+
+def test_accumulated_gradients_take_the_parameters_layout_and_are_their_own():
+    """A gradient autograd hands back may be shared by several leaves or broadcast (stride 0), and a conv weight
+    may be channels_last: each `.grad` gets p's strides and a tensor of its own; sparse ones stay sparse."""
+    a, b = torch.nn.Parameter(torch.zeros(3, 4)), torch.nn.Parameter(torch.zeros(3, 4))
+    g = torch.ones(()).expand(3, 4)  # what the backward of p.sum() gives
+    gradients.accumulate(a, g)
+    gradients.accumulate(b, g)
+    assert a.grad.stride() == a.stride() and a.grad.data_ptr() != b.grad.data_ptr()
+    conv = torch.nn.Parameter(torch.zeros(2, 3, 3, 3).contiguous(memory_format=torch.channels_last))
+    gradients.accumulate(conv, torch.arange(54.0).view(2, 3, 3, 3))
+    assert conv.grad.stride() == conv.stride() and conv.grad.equal(torch.arange(54.0).view(2, 3, 3, 3))
+    gradients.accumulate(conv, torch.ones(2, 3, 3, 3))
+    assert conv.grad.equal(torch.arange(54.0).view(2, 3, 3, 3) + 1)
+    table = torch.nn.Parameter(torch.zeros(5, 2))
+    sparse = torch.sparse_coo_tensor([[1, 3]], torch.ones(2, 2), (5, 2), check_invariants=True)
+    gradients.accumulate(table, sparse)
+    assert table.grad.is_sparse and table.grad.to_dense()[[1, 3]].eq(1).all()

@@ -237,6 +237,21 @@ def test_nash_mtl_clips_the_shared_gradient_as_clip_grad_norm(max_norm, gradient
         torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-6)
 
 
+def test_nash_mtl_clips_gradients_already_there_with_its_own():
+    """With `.grad` already holding a gradient (accumulated by a caller), the clip acts on the total, as
+    clip_grad_norm_ after the backward did: the norm from the Gram matrix would miss the part already there."""
+    cfg, tasks, model, batch = tiny_problem(seed=1)
+    shared = model.shared_parameters()
+    for p in shared:
+        p.grad = torch.full_like(p, 0.5)
+    alpha = make_balancer(NashMTL, cfg, tasks, max_norm=1.0).backward(task_losses(tasks, model, batch), shared)
+    expected = torch.autograd.grad(sum(alpha[t] * loss for t, loss in task_losses(tasks, model, batch).items()), shared)
+    total = [ref + 0.5 for ref in expected]
+    norm = float(torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in total])))
+    for p, ref in zip(shared, total, strict=True):
+        torch.testing.assert_close(p.grad, ref * min(1.0, 1.0 / (norm + 1e-6)), rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
 def test_nash_mtl_combined_gradient_has_norm_sqrt_t_at_any_gradient_scale(scale):
     """α solves α_t·(Gᵀ G α)_t = 1 on the raw Gram, so ‖Σ α_t g_t‖ = √T (the authors' code: the same)."""

@@ -83,6 +83,7 @@ def test_each_member_is_trained_on_its_own_loss(tiny_csv):
     trainer = Trainer(model, tasks, config, Equal(NoOptions(), tasks, 0), device=torch.device("cpu"))
     losses, _, _ = trainer.train_step(data.split("train"))
     assert model.member_outputs is None  # taken by the loss: graph tensors are not left on the model
+    assert losses["kind"].grad_fn is None  # nor by the caller, who holds the losses through the next step
     own = (math.log1p(math.exp(-2)) + math.log1p(math.exp(2))) / 2
     assert losses["kind"].item() == pytest.approx(own, rel=1e-6)  # the averaged logit's loss: log 2 = 0.693
     assert model.eval()(data.split("test")["x"])["kind"].dim() == 1 and model.member_outputs is None  # eval: averaged

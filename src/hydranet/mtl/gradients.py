@@ -121,9 +121,12 @@ def head_rows(losses: dict[str, Tensor], z: Tensor, inputs: dict[str, Tensor] | 
         return None, None
     owners = leaf_owners(list(losses), [leaves for _, leaves in walks], shared, private_leaves([z], shared))
     leaves = list(owners.values()) if owners is not None else []
-    grads = torch.autograd.grad(sum(losses.values()), views + [leaf for leaf, _ in leaves], retain_graph=True)
-    rows = torch.stack([grad.reshape(-1).float() for grad in grads[:len(views)]])
-    private = [(leaf, grad, name) for (leaf, name), grad in zip(leaves, grads[len(views):])]
+    # the heads' graph is kept only for the fallback's second pass through them; the trunk's stays either way
+    grads = torch.autograd.grad(sum(losses.values()), views + [leaf for leaf, _ in leaves],
+                                retain_graph=owners is None, allow_unused=True)
+    rows = torch.stack([(torch.zeros_like(view) if grad is None else grad).reshape(-1).float()
+                        for view, grad in zip(views, grads)])
+    private = [(leaf, grad, name) for (leaf, name), grad in zip(leaves, grads[len(views):]) if grad is not None]
     return rows, private if owners is not None else None
 
 
@@ -199,15 +202,20 @@ def set_grad(params: list[Tensor], flat: Tensor) -> None:
     offset = 0
     for p in params:
         n = p.numel()
-        accumulate(p, torch.empty_like(p).copy_(flat[offset:offset + n].view(p.shape)))  # empty_like keeps p's strides
+        accumulate(p, flat[offset:offset + n].view(p.shape))
         offset += n
 
 
-def accumulate(p: Tensor, g: Tensor) -> None:
-    """Add `g` into `p.grad` in p's memory layout (see `set_grad`), copying only a gradient laid out otherwise."""
-    if g.stride() != p.stride():
-        g = torch.empty_like(p).copy_(g)
-    p.grad = g if p.grad is None else p.grad.add_(g)
+def accumulate(p: Tensor, g: Tensor, owned: bool = False) -> None:
+    """Add `g` into `p.grad` as autograd's accumulation does: in p's memory layout (see `set_grad`), and as a
+    tensor of p's own unless `owned` says nobody else holds `g` (a gradient autograd returned may be shared by
+    several leaves: `.grad` clipped in place would be clipped once per leaf). Sparse gradients are kept sparse."""
+    if p.grad is not None:
+        p.grad = p.grad + g if g.layout != torch.strided or p.grad.layout != torch.strided else p.grad.add_(g)
+    elif g.layout != torch.strided or (owned and g.stride() == p.stride()):
+        p.grad = g
+    else:
+        p.grad = torch.empty_like(p).copy_(g)
 
 
 def private_leaves(losses: list[Tensor], shared: list[Tensor]) -> list[Tensor]:
@@ -265,7 +273,10 @@ def backward_combined(losses: dict[str, Tensor], shared: list[Tensor], grads: Te
         backward_private(losses, head_weights, shared)
     for leaf, grad, name in grads.private or []:
         weight = head_weights[name]
-        accumulate(leaf, grad if isinstance(weight, float) and weight == 1.0 else grad * weight)
+        if isinstance(weight, float) and weight == 1.0:
+            accumulate(leaf, grad)
+        else:  # a weight that is a graph tensor scales the gradient, not its graph (as in backward_private)
+            accumulate(leaf, grad * (weight.detach() if isinstance(weight, Tensor) else weight), owned=True)
     if grads.features is None:
         set_grad(shared, combined)
         return

@@ -95,14 +95,15 @@ class NashMTL(GradientMethod):
             start = None if stale else self.alpha * scale
             self.alpha = nash_alpha(gram / (norm if norm > 0 else 1.0), start) / scale
             weights = {name: float(a) for name, a in zip(names, self.alpha)}
-            on_features = grads.features is not None
-            clip = 1.0 if on_features else self.clip_factor(gram)
+            # on z, or with gradients already in `.grad` (clipped together with them), the norm needs a pass
+            clip_later = grads.features is not None or any(p.grad is not None for p in shared_params)
+            clip = 1.0 if clip_later else self.clip_factor(gram)
             combine(losses, shared_params, grads, torch.from_numpy(self.alpha * clip), weights)
         else:
             weights = {name: float(a) for name, a in zip(names, self.alpha)}
             sum(weights[name] * loss for name, loss in losses.items()).backward()
-            on_features = True  # the shared gradient's norm is not known without a pass over it
-        if self.max_norm > 0 and on_features:
+            clip_later = True
+        if self.max_norm > 0 and clip_later:
             nn.utils.clip_grad_norm_(shared_params, self.max_norm)
         self.step += 1
         return weights

@@ -230,7 +230,8 @@ class Trainer:
         self.step += 1
         with torch.no_grad():
             stats = {f"{t}/{k}": v for t, task in self.tasks.items() for k, v in task.train_stats(preds[t].float(), batch[t]).items()}
-        return losses, stats, weights
+        # detached: the caller holds them through the next step, which must not keep this step's graph alive
+        return {name: loss.detach() for name, loss in losses.items()}, stats, weights
 
     def task_losses(self, preds: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One named loss term per task, computed in float32 even under autocast, weighted by the task's example

@@ -119,15 +119,15 @@ def head_rows(losses: dict[str, Tensor], z: Tensor, inputs: dict[str, Tensor] | 
     walks = [walk_to_views(loss, nodes, z.grad_fn) for loss in losses.values()]
     if not all(found == {view.grad_fn} for (found, _), view in zip(walks, views)):
         return None, None
-    owners = leaf_owners(list(losses), [leaves for _, leaves in walks], shared, private_leaves([z], shared))
-    leaves = list(owners.values()) if owners is not None else []
+    owned = leaf_owners(list(losses), [leaves for _, leaves in walks], shared, private_leaves([z], shared))
     # the heads' graph is kept only for the fallback's second pass through them; the trunk's stays either way
-    grads = torch.autograd.grad(sum(losses.values()), views + [leaf for leaf, _ in leaves],
-                                retain_graph=owners is None, allow_unused=True)
+    grads = torch.autograd.grad(sum(losses.values()), views + [leaf for leaf, _ in owned or []],
+                                retain_graph=owned is None, allow_unused=True)
     rows = torch.stack([(torch.zeros_like(view) if grad is None else grad).reshape(-1).float()
                         for view, grad in zip(views, grads)])
-    private = [(leaf, grad, name) for (leaf, name), grad in zip(leaves, grads[len(views):]) if grad is not None]
-    return rows, private if owners is not None else None
+    if owned is None:
+        return rows, None
+    return rows, [(leaf, grad, name) for (leaf, name), grad in zip(owned, grads[len(views):]) if grad is not None]
 
 
 def walk_to_views(loss: Tensor, views: set, z_node) -> tuple[set, list[Tensor]]:
@@ -149,8 +149,9 @@ def walk_to_views(loss: Tensor, views: set, z_node) -> tuple[set, list[Tensor]]:
     return found, leaves
 
 
-def leaf_owners(names: list[str], reached: list[list[Tensor]], shared: list[Tensor], below: list[Tensor]) -> dict | None:
-    """{id: (leaf, the term reaching it)} for the leaves the terms reach above their views, when these are all the
+def leaf_owners(names: list[str], reached: list[list[Tensor]], shared: list[Tensor],
+                below: list[Tensor]) -> list[tuple[Tensor, str]] | None:
+    """[(leaf, the term reaching it)] for the leaves the terms reach above their views, when these are all the
     task-specific leaves (none shared, none `below` z) and each is reached by one term only; else None."""
     if below:
         return None
@@ -160,7 +161,7 @@ def leaf_owners(names: list[str], reached: list[list[Tensor]], shared: list[Tens
             if id(leaf) in owners or id(leaf) in excluded:
                 return None
             owners[id(leaf)] = (leaf, name)
-    return owners
+    return list(owners.values())
 
 
 def representation(losses: list[Tensor], features) -> Tensor | None:
@@ -271,12 +272,13 @@ def backward_combined(losses: dict[str, Tensor], shared: list[Tensor], grads: Te
     """
     if grads.private is None:
         backward_private(losses, head_weights, shared)
-    for leaf, grad, name in grads.private or []:
-        weight = head_weights[name]
-        if isinstance(weight, float) and weight == 1.0:
-            accumulate(leaf, grad)
-        else:  # a weight that is a graph tensor scales the gradient, not its graph (as in backward_private)
-            accumulate(leaf, grad * (weight.detach() if isinstance(weight, Tensor) else weight), owned=True)
+    else:
+        for leaf, grad, name in grads.private:
+            weight = head_weights[name]
+            if isinstance(weight, float) and weight == 1.0:
+                accumulate(leaf, grad)
+            else:  # a weight that is a graph tensor scales the gradient, not its graph (as in backward_private)
+                accumulate(leaf, grad * (weight.detach() if isinstance(weight, Tensor) else weight), owned=True)
     if grads.features is None:
         set_grad(shared, combined)
         return

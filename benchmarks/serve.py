@@ -28,7 +28,6 @@ import base64
 import io
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,16 +49,11 @@ from hydranet.serve.inputs import checked_frame, input_columns, table_request
 
 sys.path.insert(0, str(Path(__file__).parent))
 from export import cpu_name  # noqa: E402  (the export benchmark's helper)
+from distributed import free_port  # noqa: E402  (the distributed benchmark's)
 
 from hydranet.compress.profile import median_ms  # noqa: E402
 
 SHORT_RUN = {"adult": {"train.epochs": 1}, "seed-cnn": {"train.epochs": 1, "data.limit": 2000}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:

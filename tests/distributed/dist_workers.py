@@ -4,7 +4,6 @@ can import it): a few training steps on tiny data, the same function for one pro
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -23,16 +22,12 @@ from hydranet.distributed.context import PeerLost, join
 from hydranet.files import write_text
 from hydranet.train.run import build_model_for
 from hydranet.train.trainer import Trainer
+from tests.ports import free_port
 
 BALANCERS = ["equal", "uncertainty", "famo", "pcgrad", "mgda", "nash_mtl"]
 STEPS = 4
 GLOBAL_BATCH = 32
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def spawn(fn, *args, world: int = 2) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import math
 import queue
-import socket
 from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +26,7 @@ from hydranet.distributed.batchnorm import CPUSyncBatchNorm, sync_batch_norm
 from hydranet.distributed.gather import Gathered, all_gather_with_grad, mean_over_ranks
 from hydranet.ssl.methods.simclr import mlp_head, nt_xent
 from hydranet.train.trainer import Trainer
+from tests.ports import free_port
 
 SHARES = (5, 3)  # examples of each rank: uneven, as a global batch that does not divide evenly
 WORLD, BATCH = len(SHARES), sum(SHARES)
@@ -137,17 +137,12 @@ def _worker(rank: int, port: int, checks, results: mp.Queue, *args) -> None:
     results.put((rank, serialized.getvalue()))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _on_two_ranks(checks, *args) -> list[dict]:
     """What `checks(rank, *args)` returns on each of WORLD spawned ranks of one gloo process group; a rank's error
     fails the caller with its traceback."""
     results = mp.get_context("spawn").Queue()
-    processes = mp.start_processes(_worker, args=(_free_port(), checks, results, *args), nprocs=WORLD, join=False,
+    processes = mp.start_processes(_worker, args=(free_port(), checks, results, *args), nprocs=WORLD, join=False,
                                    start_method="spawn")
     received = {}
     while len(received) < WORLD:

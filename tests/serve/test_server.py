@@ -5,7 +5,6 @@ flight still gets its answer and the process exits 0."""
 import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,17 +17,13 @@ import pytest
 from tests.serve.servehelpers import GOOD, assert_same_as_predict, json_rows, png
 
 from tests.export.exportruns import table_frame
+from tests.ports import free_port
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 START_TIMEOUT_S = 180  # loading torch and the run on a busy shared machine; polled, so a fast start is not slowed
 BATCH = 8  # a request of this many rows runs at once; a smaller one waits for others up to WAIT_MS
 WAIT_MS = 3000
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start(run_dir: Path, port: int, *options: str, **env_vars: str) -> subprocess.Popen:

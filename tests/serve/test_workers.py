@@ -11,7 +11,8 @@ import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 from tests.serve.servehelpers import GOOD, json_rows
-from tests.serve.test_server import check_sigterm, free_port, start, wait_ready
+from tests.ports import free_port
+from tests.serve.test_server import check_sigterm, start, wait_ready
 
 from tests.export.exportruns import table_frame
 from hydranet.serve.window import SharedWindow

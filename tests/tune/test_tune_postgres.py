@@ -7,7 +7,6 @@ on a temporary cluster and a free port; without them the test is skipped and say
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 import hydranet as hn
+from tests.ports import free_port
 
 
 def postgres_bin() -> Path | None:
@@ -26,11 +26,6 @@ def postgres_bin() -> Path | None:
     candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
     return next((d for d in candidates if (d / "initdb").exists() and (d / "pg_ctl").exists()), None)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,13 @@ loss, the optimizer, batch preparation (normalize, layout copies) and the rest. 
 of shares; the shares are comparable under load, the milliseconds are not.
 
     python benchmarks/profile_seed_cnn.py [--batch-size 256] [--steps 20] [--precision auto] [--threads N]
+                                          [--blocks K [--compile]]
 
 `--blocks K` times instead of profiling: K blocks of `--steps` steps each, wall clock, no profiler, and prints each
 block's ms per step and their median, with the time, the load average and the CPUs the process may run on (pin it
-with taskset to time one core): the spread between the blocks of one process is the machine's own noise.
+with taskset to time one core): the spread between the blocks of one process is the machine's own noise. With
+`--compile` the blocks alternate between the model as trained and the same model under `torch.compile` (compiled
+once before timing; its compile seconds are printed), and the line gives both medians.
 """
 
 from __future__ import annotations
@@ -70,17 +73,35 @@ def trainer_and_batch(args: argparse.Namespace) -> tuple[Trainer, dict]:
     return trainer, next(iter(batches.epoch(0)))
 
 
+def block_ms(trainer: Trainer, batch: dict, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step(batch)
+    return round((time.perf_counter() - start) * 1e3 / steps, 2)
+
+
 def time_blocks(trainer: Trainer, batch: dict, args: argparse.Namespace) -> None:
-    """Wall-clock ms per step of `args.blocks` blocks of `args.steps` steps; one JSON line."""
-    blocks = []
-    for _ in range(args.blocks):
+    """Wall-clock ms per step of `args.blocks` blocks of `args.steps` steps (eager and compiled in turn with
+    `--compile`); one JSON line."""
+    models, extra = {"eager": trainer.model}, {}
+    if args.compile:
         start = time.perf_counter()
-        for _ in range(args.steps):
+        models["compiled"] = trainer.model = torch.compile(models["eager"])
+        for _ in range(args.warmup):
             trainer.train_step(batch)
-        blocks.append(round((time.perf_counter() - start) * 1e3 / args.steps, 2))
+        extra["compile_seconds"] = round(time.perf_counter() - start, 1)
+    blocks = {name: [] for name in models}
+    for _ in range(args.blocks):
+        for name, model in models.items():
+            trainer.model = model
+            blocks[name].append(block_ms(trainer, batch, args.steps))
+    if args.compile:
+        extra |= {"compiled_ms_per_step_median": statistics.median(blocks["compiled"]),
+                  "compiled_blocks_ms_per_step": blocks["compiled"]}
     print(json.dumps({"benchmark": "profile_seed_cnn", "timing": "blocks", "batch_size": args.batch_size,
                       "steps": args.steps, "precision": trainer.precision, "threads": torch.get_num_threads(),
-                      "ms_per_step_median": statistics.median(blocks), "blocks_ms_per_step": blocks,
+                      "ms_per_step_median": statistics.median(blocks["eager"]), "blocks_ms_per_step": blocks["eager"],
+                      **extra,
                       "cpus": sorted(os.sched_getaffinity(0)), "load_average": os.getloadavg(),
                       "utc": time.strftime("%H:%M:%S", time.gmtime()), "torch": torch.__version__}))
 
@@ -94,6 +115,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"))
     parser.add_argument("--blocks", type=int, default=0, help="time K blocks of --steps steps instead of profiling")
+    parser.add_argument("--compile", action="store_true", help="with --blocks: alternate with the model compiled")
     args = parser.parse_args()
     trainer, batch = trainer_and_batch(args)
     if args.blocks:
@@ -113,7 +135,8 @@ def main() -> None:
     row = {"benchmark": "profile_seed_cnn", "batch_size": args.batch_size, "steps": args.steps,
            "precision": trainer.precision, "threads": torch.get_num_threads(), "ms_per_step": round(whole / args.steps, 2),
            "share": {g: round(t / whole, 3) for g, t in sorted(totals.items(), key=lambda kv: -kv[1])},
-           "load_average": os.getloadavg(), "torch": torch.__version__}
+           "load_average": os.getloadavg(), "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "torch": torch.__version__}
     print(json.dumps(row))
     print(f"\n| group | share of self CPU time ({row['precision']}, batch {args.batch_size}, {row['threads']} threads) |\n|---|---|")
     for group, share in row["share"].items():

@@ -29,7 +29,6 @@ STEPS = 4
 GLOBAL_BATCH = 32
 
 
-
 def spawn(fn, *args, world: int = 2) -> None:
     """`fn(rank, world, port, *args)` on `world` spawned processes (a free loopback port for their rendezvous)."""
     mp.start_processes(fn, args=(world, free_port(), *args), nprocs=world, join=True, start_method="spawn")

@@ -137,7 +137,6 @@ def _worker(rank: int, port: int, checks, results: mp.Queue, *args) -> None:
     results.put((rank, serialized.getvalue()))
 
 
-
 def _on_two_ranks(checks, *args) -> list[dict]:
     """What `checks(rank, *args)` returns on each of WORLD spawned ranks of one gloo process group; a rank's error
     fails the caller with its traceback."""

@@ -25,7 +25,6 @@ BATCH = 8  # a request of this many rows runs at once; a smaller one waits for o
 WAIT_MS = 3000
 
 
-
 def start(run_dir: Path, port: int, *options: str, **env_vars: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
            **env_vars}

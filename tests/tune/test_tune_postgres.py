@@ -27,7 +27,6 @@ def postgres_bin() -> Path | None:
     return next((d for d in candidates if (d / "initdb").exists() and (d / "pg_ctl").exists()), None)
 
 
-
 @pytest.fixture(scope="module")
 def postgres_url():
     """A throwaway PostgreSQL cluster: trust authentication on 127.0.0.1 only, removed afterwards."""

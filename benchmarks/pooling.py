@@ -7,7 +7,7 @@ under autograd, and two other ways to the same forward: three `torch.maximum` of
 oneDNN's pooling on an oneDNN tensor (the conversions left out), and a backward for the first of them written
 with tensor ops (`nhwc_where_backward`: the output gradient where the input equals its window's maximum, one
 `torch.where` over the broadcast NHWC views; ties would get it twice). Beside them, `clone` of the same input: one
-read and one write of it, the memory traffic any forward must pay at least. Each time is the median of
+read and one write of it, this machine's speed at moving those bytes. Each time is the median of
 `--repeats` blocks of `--calls` calls; GB/s counts the bytes each call must move at least (input read plus
 output written; with indices, their int64s too; forward plus backward, also the gradient read and the input
 gradient written). Prints one JSON line per (shape, dtype, way), then a table.
@@ -68,7 +68,9 @@ def ways(x: torch.Tensor) -> dict[str, tuple]:
 
 def check(x: torch.Tensor) -> None:
     """The other ways give max_pool2d's output, and (without ties: checked in float32) its input gradient."""
-    assert torch.equal(nhwc_max(x), F.max_pool2d(x, 2))
+    expected_out = F.max_pool2d(x, 2)
+    assert torch.equal(nhwc_max(x), expected_out)
+    assert torch.equal(torch.mkldnn_max_pool2d(x.to_mkldnn(), [2, 2], [2, 2]).to_dense(), expected_out)
     if x.dtype == torch.float32:
         leaf = x.detach().clone().requires_grad_()
         grad = torch.randn_like(F.max_pool2d(x, 2))

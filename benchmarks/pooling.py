@@ -29,10 +29,16 @@ import torch.nn.functional as F
 from hydranet.train.allocator import keep_freed_memory
 
 
-def nhwc_max(x: torch.Tensor) -> torch.Tensor:
-    """2×2 max-pooling of a channels_last (N, C, H, W) as three maxima of its NHWC view's strided slices."""
+def windows(x: torch.Tensor) -> torch.Tensor:
+    """The 2×2 windows of a channels_last (N, C, H, W) as its NHWC view (N, H/2, 2, W/2, 2, C), a view, not a copy
+    (an odd last row or column is in no window, as max_pool2d leaves it)."""
     n, c, h, w = x.shape
-    v = x[:, :, :h // 2 * 2, :w // 2 * 2].permute(0, 2, 3, 1).reshape(n, h // 2, 2, w // 2, 2, c)
+    return x[:, :, :h // 2 * 2, :w // 2 * 2].permute(0, 2, 3, 1).reshape(n, h // 2, 2, w // 2, 2, c)
+
+
+def nhwc_max(x: torch.Tensor) -> torch.Tensor:
+    """2×2 max-pooling of a channels_last (N, C, H, W) as three maxima of its windows' strided slices."""
+    v = windows(x)
     return torch.maximum(torch.maximum(v[:, :, 0, :, 0], v[:, :, 0, :, 1]),
                          torch.maximum(v[:, :, 1, :, 0], v[:, :, 1, :, 1])).permute(0, 3, 1, 2)
 
@@ -40,11 +46,9 @@ def nhwc_max(x: torch.Tensor) -> torch.Tensor:
 def where_backward(x: torch.Tensor, y: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     """The input gradient of `nhwc_max` (its windows: an odd last row or column gets none) in the NHWC view's
     shape (N, H/2, 2, W/2, 2, C), by one broadcast `torch.where`."""
-    n, c, h, w = x.shape
-    window = x[:, :, :h // 2 * 2, :w // 2 * 2].permute(0, 2, 3, 1).reshape(n, h // 2, 2, w // 2, 2, c)
     def spread(t):
         return t.permute(0, 2, 3, 1)[:, :, None, :, None]
-    return torch.where(window == spread(y), spread(grad), 0)
+    return torch.where(windows(x) == spread(y), spread(grad), 0)
 
 
 def ways(x: torch.Tensor) -> dict[str, tuple]:
@@ -81,6 +85,9 @@ def check(x: torch.Tensor) -> None:
 
 
 def median_us(call, calls: int, repeats: int) -> float:
+    """µs per call: the median over `repeats` blocks of each block's mean over `calls` calls, as
+    profile_seed_cnn.py's --blocks times steps (the raw lines were measured so; `median_ms` of
+    hydranet.compress.profile takes the median of single calls instead)."""
     for _ in range(10):
         call()
     blocks = []
